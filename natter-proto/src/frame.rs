@@ -1,0 +1,273 @@
+//! Wire protocol v1: the JSON text frames exchanged over the gateway's WebSocket.
+//!
+//! Frames are internally tagged by `type` in snake_case. The names are the public contract documented in
+//! `docs/protocol.md`; changing one is a protocol version change.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ClientMsgId, RoomId};
+
+/// The protocol version these frames belong to.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A frame sent by a client to a gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    /// Join a room; with `since`, replay what was missed after that sequence.
+    Join {
+        /// The room to join.
+        room: RoomId,
+        /// The last sequence the client saw in this room; absent for live messages only.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
+    },
+    /// Leave a room.
+    Leave {
+        /// The room to leave.
+        room: RoomId,
+    },
+    /// Send a chat message.
+    Send {
+        /// The room to send to.
+        room: RoomId,
+        /// The client-chosen id; a resend with the same id is stored once.
+        id: ClientMsgId,
+        /// The message text.
+        body: String,
+    },
+    /// Stream the current draft; an empty text clears it.
+    Typing {
+        /// The room being typed in.
+        room: RoomId,
+        /// The draft as typed so far.
+        text: String,
+    },
+    /// Ask for a pong carrying the same id.
+    Ping {
+        /// Echoed back in the pong.
+        id: String,
+    },
+    /// Replace the connection's access token before it expires.
+    Refresh {
+        /// A fresh access JWT.
+        token: String,
+    },
+}
+
+/// A user as shown to other users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRef {
+    /// The user's stable id.
+    pub id: String,
+    /// The user's name.
+    pub name: String,
+}
+
+/// A frame sent by a gateway to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// The first frame on every connection.
+    Hello {
+        /// This connection's id.
+        conn: String,
+        /// The id of the gateway serving it.
+        gateway: String,
+        /// The authenticated user.
+        user: UserRef,
+    },
+    /// The room was joined.
+    Joined {
+        /// The room.
+        room: RoomId,
+        /// The room's last sequence once any replay below is complete.
+        seq: u64,
+        /// Whether every message after `since` was (or will be) replayed; false means reload from history.
+        recovered: bool,
+        /// Who is online in the room.
+        members: Vec<UserRef>,
+    },
+    /// A chat message.
+    Message {
+        /// The room.
+        room: RoomId,
+        /// The message's position in the room.
+        seq: u64,
+        /// The position of the previous message in the same room (0 for the first).
+        prev: u64,
+        /// The id the author's client chose.
+        id: ClientMsgId,
+        /// The author.
+        user: UserRef,
+        /// The text.
+        body: String,
+        /// When the gateway accepted it (RFC 3339).
+        ts: String,
+    },
+    /// The client's message was stored with this sequence.
+    Ack {
+        /// The room.
+        room: RoomId,
+        /// The client-chosen id of the acknowledged message.
+        id: ClientMsgId,
+        /// The stored sequence.
+        seq: u64,
+    },
+    /// Users joined or left the room.
+    Presence {
+        /// The room.
+        room: RoomId,
+        /// Users who came online in the room.
+        #[serde(default)]
+        joined: Vec<UserRef>,
+        /// Users who went offline in the room.
+        #[serde(default)]
+        left: Vec<UserRef>,
+    },
+    /// Another user's live draft.
+    Typing {
+        /// The room.
+        room: RoomId,
+        /// Who is typing.
+        user: UserRef,
+        /// The draft; empty when cleared.
+        text: String,
+    },
+    /// The room was left.
+    Left {
+        /// The room.
+        room: RoomId,
+    },
+    /// Answer to a ping.
+    Pong {
+        /// The ping's id.
+        id: String,
+    },
+    /// Something the client sent could not be done.
+    Error {
+        /// A stable machine-readable code.
+        code: String,
+        /// Human text.
+        message: String,
+        /// The id of the frame this answers, if it had one.
+        #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn room() -> RoomId {
+        RoomId::parse("lobby").expect("valid room")
+    }
+
+    fn user() -> UserRef {
+        UserRef {
+            id: "u1".into(),
+            name: "alice".into(),
+        }
+    }
+
+    /// Asserts that `frame` serializes to exactly `wire` and that `wire` parses back to `frame`.
+    fn round_trip<T>(frame: T, wire: Value)
+    where
+        T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug,
+    {
+        assert_eq!(serde_json::to_value(&frame).expect("serializes"), wire);
+        let back: T = serde_json::from_value(wire).expect("parses");
+        assert_eq!(back, frame);
+    }
+
+    #[test]
+    fn client_frames_round_trip() {
+        round_trip(
+            ClientFrame::Join { room: room(), since: Some(7) },
+            json!({"type":"join","room":"lobby","since":7}),
+        );
+        round_trip(ClientFrame::Join { room: room(), since: None }, json!({"type":"join","room":"lobby"}));
+        round_trip(ClientFrame::Leave { room: room() }, json!({"type":"leave","room":"lobby"}));
+        round_trip(
+            ClientFrame::Send {
+                room: room(),
+                id: ClientMsgId::parse("m1").expect("valid id"),
+                body: "hi".into(),
+            },
+            json!({"type":"send","room":"lobby","id":"m1","body":"hi"}),
+        );
+        round_trip(
+            ClientFrame::Typing { room: room(), text: "h".into() },
+            json!({"type":"typing","room":"lobby","text":"h"}),
+        );
+        round_trip(ClientFrame::Ping { id: "p".into() }, json!({"type":"ping","id":"p"}));
+        round_trip(ClientFrame::Refresh { token: "t".into() }, json!({"type":"refresh","token":"t"}));
+    }
+
+    #[test]
+    fn server_frames_round_trip() {
+        round_trip(
+            ServerFrame::Hello { conn: "c".into(), gateway: "g".into(), user: user() },
+            json!({"type":"hello","conn":"c","gateway":"g","user":{"id":"u1","name":"alice"}}),
+        );
+        round_trip(
+            ServerFrame::Joined { room: room(), seq: 9, recovered: true, members: vec![user()] },
+            json!({"type":"joined","room":"lobby","seq":9,"recovered":true,"members":[{"id":"u1","name":"alice"}]}),
+        );
+        round_trip(
+            ServerFrame::Message {
+                room: room(),
+                seq: 9,
+                prev: 4,
+                id: ClientMsgId::parse("m1").expect("valid id"),
+                user: user(),
+                body: "hi".into(),
+                ts: "2026-01-01T00:00:00Z".into(),
+            },
+            json!({"type":"message","room":"lobby","seq":9,"prev":4,"id":"m1",
+                   "user":{"id":"u1","name":"alice"},"body":"hi","ts":"2026-01-01T00:00:00Z"}),
+        );
+        round_trip(
+            ServerFrame::Ack { room: room(), id: ClientMsgId::parse("m1").expect("valid id"), seq: 9 },
+            json!({"type":"ack","room":"lobby","id":"m1","seq":9}),
+        );
+        round_trip(
+            ServerFrame::Presence { room: room(), joined: vec![user()], left: vec![] },
+            json!({"type":"presence","room":"lobby","joined":[{"id":"u1","name":"alice"}],"left":[]}),
+        );
+        round_trip(
+            ServerFrame::Typing { room: room(), user: user(), text: "dr".into() },
+            json!({"type":"typing","room":"lobby","user":{"id":"u1","name":"alice"},"text":"dr"}),
+        );
+        round_trip(ServerFrame::Left { room: room() }, json!({"type":"left","room":"lobby"}));
+        round_trip(ServerFrame::Pong { id: "p".into() }, json!({"type":"pong","id":"p"}));
+        round_trip(
+            ServerFrame::Error { code: "bad_frame".into(), message: "no".into(), reference: Some("m1".into()) },
+            json!({"type":"error","code":"bad_frame","message":"no","ref":"m1"}),
+        );
+        round_trip(
+            ServerFrame::Error { code: "bad_frame".into(), message: "no".into(), reference: None },
+            json!({"type":"error","code":"bad_frame","message":"no"}),
+        );
+    }
+
+    #[test]
+    fn malformed_client_frames_are_refused() {
+        for bad in [
+            r#"{"type":"join","room":"a.b"}"#,
+            r#"{"type":"join","room":"*"}"#,
+            r#"{"type":"explode"}"#,
+            r#"{"room":"lobby"}"#,
+            r#"{"type":"join","room":"lobby","extra":1}"#,
+            r#"{"type":"send","room":"lobby","id":"a b","body":"x"}"#,
+            r#"{"type":"join","room":"lobby","since":-1}"#,
+            r#"[1,2]"#,
+            "not json",
+        ] {
+            assert!(serde_json::from_str::<ClientFrame>(bad).is_err(), "{bad} must be refused");
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! What crosses Natter's process boundaries: validated ids, NATS subject builders, wire frames and JWT claims.
+//!
+//! This crate does no I/O. Every service depends on it, so a frame, a subject or a token claim has exactly one
+//! definition in the whole system.
+
+pub mod frame;
+pub mod id;
+pub mod subject;
+pub mod token;
+
+pub use id::{ClientMsgId, IdError, RoomId, RoomName, Username};
