@@ -186,11 +186,23 @@ mod tests {
     #[test]
     fn client_frames_round_trip() {
         round_trip(
-            ClientFrame::Join { room: room(), since: Some(7) },
+            ClientFrame::Join {
+                room: room(),
+                since: Some(7),
+            },
             json!({"type":"join","room":"lobby","since":7}),
         );
-        round_trip(ClientFrame::Join { room: room(), since: None }, json!({"type":"join","room":"lobby"}));
-        round_trip(ClientFrame::Leave { room: room() }, json!({"type":"leave","room":"lobby"}));
+        round_trip(
+            ClientFrame::Join {
+                room: room(),
+                since: None,
+            },
+            json!({"type":"join","room":"lobby"}),
+        );
+        round_trip(
+            ClientFrame::Leave { room: room() },
+            json!({"type":"leave","room":"lobby"}),
+        );
         round_trip(
             ClientFrame::Send {
                 room: room(),
@@ -200,21 +212,39 @@ mod tests {
             json!({"type":"send","room":"lobby","id":"m1","body":"hi"}),
         );
         round_trip(
-            ClientFrame::Typing { room: room(), text: "h".into() },
+            ClientFrame::Typing {
+                room: room(),
+                text: "h".into(),
+            },
             json!({"type":"typing","room":"lobby","text":"h"}),
         );
-        round_trip(ClientFrame::Ping { id: "p".into() }, json!({"type":"ping","id":"p"}));
-        round_trip(ClientFrame::Refresh { token: "t".into() }, json!({"type":"refresh","token":"t"}));
+        round_trip(
+            ClientFrame::Ping { id: "p".into() },
+            json!({"type":"ping","id":"p"}),
+        );
+        round_trip(
+            ClientFrame::Refresh { token: "t".into() },
+            json!({"type":"refresh","token":"t"}),
+        );
     }
 
     #[test]
     fn server_frames_round_trip() {
         round_trip(
-            ServerFrame::Hello { conn: "c".into(), gateway: "g".into(), user: user() },
+            ServerFrame::Hello {
+                conn: "c".into(),
+                gateway: "g".into(),
+                user: user(),
+            },
             json!({"type":"hello","conn":"c","gateway":"g","user":{"id":"u1","name":"alice"}}),
         );
         round_trip(
-            ServerFrame::Joined { room: room(), seq: 9, recovered: true, members: vec![user()] },
+            ServerFrame::Joined {
+                room: room(),
+                seq: 9,
+                recovered: true,
+                members: vec![user()],
+            },
             json!({"type":"joined","room":"lobby","seq":9,"recovered":true,"members":[{"id":"u1","name":"alice"}]}),
         );
         round_trip(
@@ -231,25 +261,51 @@ mod tests {
                    "user":{"id":"u1","name":"alice"},"body":"hi","ts":"2026-01-01T00:00:00Z"}),
         );
         round_trip(
-            ServerFrame::Ack { room: room(), id: ClientMsgId::parse("m1").expect("valid id"), seq: 9 },
+            ServerFrame::Ack {
+                room: room(),
+                id: ClientMsgId::parse("m1").expect("valid id"),
+                seq: 9,
+            },
             json!({"type":"ack","room":"lobby","id":"m1","seq":9}),
         );
         round_trip(
-            ServerFrame::Presence { room: room(), joined: vec![user()], left: vec![] },
+            ServerFrame::Presence {
+                room: room(),
+                joined: vec![user()],
+                left: vec![],
+            },
             json!({"type":"presence","room":"lobby","joined":[{"id":"u1","name":"alice"}],"left":[]}),
         );
         round_trip(
-            ServerFrame::Typing { room: room(), user: user(), text: "dr".into() },
+            ServerFrame::Typing {
+                room: room(),
+                user: user(),
+                text: "dr".into(),
+            },
             json!({"type":"typing","room":"lobby","user":{"id":"u1","name":"alice"},"text":"dr"}),
         );
-        round_trip(ServerFrame::Left { room: room() }, json!({"type":"left","room":"lobby"}));
-        round_trip(ServerFrame::Pong { id: "p".into() }, json!({"type":"pong","id":"p"}));
         round_trip(
-            ServerFrame::Error { code: "bad_frame".into(), message: "no".into(), reference: Some("m1".into()) },
+            ServerFrame::Left { room: room() },
+            json!({"type":"left","room":"lobby"}),
+        );
+        round_trip(
+            ServerFrame::Pong { id: "p".into() },
+            json!({"type":"pong","id":"p"}),
+        );
+        round_trip(
+            ServerFrame::Error {
+                code: "bad_frame".into(),
+                message: "no".into(),
+                reference: Some("m1".into()),
+            },
             json!({"type":"error","code":"bad_frame","message":"no","ref":"m1"}),
         );
         round_trip(
-            ServerFrame::Error { code: "bad_frame".into(), message: "no".into(), reference: None },
+            ServerFrame::Error {
+                code: "bad_frame".into(),
+                message: "no".into(),
+                reference: None,
+            },
             json!({"type":"error","code":"bad_frame","message":"no"}),
         );
     }
@@ -267,7 +323,10 @@ mod tests {
             r#"[1,2]"#,
             "not json",
         ] {
-            assert!(serde_json::from_str::<ClientFrame>(bad).is_err(), "{bad} must be refused");
+            assert!(
+                serde_json::from_str::<ClientFrame>(bad).is_err(),
+                "{bad} must be refused"
+            );
         }
     }
 }

@@ -131,9 +131,14 @@ impl RoomId {
 
     /// Parses a room id, refusing anything that is not a safe subject token.
     pub fn parse(value: &str) -> Result<Self, IdError> {
-        check_token("room id", value, 1, Self::MAX_LEN, "letters, digits, '_' and '-'", |b| {
-            b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
-        })?;
+        check_token(
+            "room id",
+            value,
+            1,
+            Self::MAX_LEN,
+            "letters, digits, '_' and '-'",
+            |b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-',
+        )?;
         Ok(Self(value.to_owned()))
     }
 }
@@ -239,7 +244,10 @@ mod tests {
     #[test]
     fn room_ids_that_are_safe_subject_tokens_parse() {
         for ok in ["a", "lobby", "Room_42", "x-y-z", &"r".repeat(64)] {
-            assert_eq!(RoomId::parse(ok).map(|r| r.into_string()).as_deref(), Ok(ok));
+            assert_eq!(
+                RoomId::parse(ok).map(|r| r.into_string()).as_deref(),
+                Ok(ok)
+            );
         }
     }
 
@@ -247,7 +255,8 @@ mod tests {
     fn hostile_room_ids_are_refused() {
         let long = "r".repeat(65);
         for bad in [
-            "", "a.b", "*", ">", "a*", "a>", "a b", " a", "a\t", "a\n", "a\0", "a\u{7f}", "ä", "a/b", &long,
+            "", "a.b", "*", ">", "a*", "a>", "a b", " a", "a\t", "a\n", "a\0", "a\u{7f}", "ä",
+            "a/b", &long,
         ] {
             assert!(RoomId::parse(bad).is_err(), "{bad:?} must be refused");
         }
@@ -258,9 +267,15 @@ mod tests {
         assert_eq!(RoomId::parse(""), Err(IdError::Empty { what: "room id" }));
         assert_eq!(
             RoomId::parse(&"r".repeat(65)),
-            Err(IdError::TooLong { what: "room id", max: 64 })
+            Err(IdError::TooLong {
+                what: "room id",
+                max: 64
+            })
         );
-        assert!(matches!(RoomId::parse("a.b"), Err(IdError::BadCharacter { .. })));
+        assert!(matches!(
+            RoomId::parse("a.b"),
+            Err(IdError::BadCharacter { .. })
+        ));
     }
 
     #[test]
@@ -284,7 +299,12 @@ mod tests {
 
     #[test]
     fn room_names_are_trimmed_and_refuse_control_characters() {
-        assert_eq!(RoomName::parse("  General  ").map(|n| n.into_string()).as_deref(), Ok("General"));
+        assert_eq!(
+            RoomName::parse("  General  ")
+                .map(|n| n.into_string())
+                .as_deref(),
+            Ok("General")
+        );
         assert!(RoomName::parse("   ").is_err());
         assert!(RoomName::parse("a\u{0}b").is_err());
         assert!(RoomName::parse(&"é".repeat(64)).is_ok());

@@ -82,13 +82,18 @@ impl From<jsonwebtoken::errors::Error> for TokenError {
     fn from(err: jsonwebtoken::errors::Error) -> Self {
         use jsonwebtoken::errors::ErrorKind as K;
         match err.kind() {
-            K::InvalidAlgorithm | K::InvalidAlgorithmName | K::UnsupportedAlgorithm | K::MissingAlgorithm => {
-                Self::WrongAlgorithm
-            }
+            K::InvalidAlgorithm
+            | K::InvalidAlgorithmName
+            | K::UnsupportedAlgorithm
+            | K::MissingAlgorithm => Self::WrongAlgorithm,
             K::InvalidSignature | K::InvalidEddsaKey | K::InvalidKeyFormat => Self::BadSignature,
             K::ExpiredSignature => Self::Expired,
             K::InvalidIssuer | K::InvalidAudience => Self::WrongIssuerOrAudience,
             K::MissingRequiredClaim(_) | K::InvalidClaimFormat(_) => Self::MissingClaim,
+            // Well-formed JSON that does not fit the claims: a claim is missing or has the wrong type.
+            K::Json(json) if json.classify() == serde_json::error::Category::Data => {
+                Self::MissingClaim
+            }
             _ => Self::Malformed,
         }
     }
@@ -103,7 +108,9 @@ pub struct Verifier {
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Verifier").field("kids", &self.keys.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("Verifier")
+            .field("kids", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -116,8 +123,12 @@ impl Verifier {
             .filter_map(|jwk| {
                 let kid = jwk.common.key_id.clone()?;
                 match &jwk.algorithm {
-                    AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
-                        DecodingKey::from_ed_components(&okp.x).ok().map(|key| (kid, key))
+                    AlgorithmParameters::OctetKeyPair(okp)
+                        if okp.curve == EllipticCurve::Ed25519 =>
+                    {
+                        DecodingKey::from_ed_components(&okp.x)
+                            .ok()
+                            .map(|key| (kid, key))
                     }
                     _ => None,
                 }
@@ -138,17 +149,34 @@ impl Verifier {
 
     /// Verifies `token` and returns its claims.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|err| match err.kind() {
-            jsonwebtoken::errors::ErrorKind::InvalidAlgorithmName => TokenError::WrongAlgorithm,
-            _ => TokenError::Malformed,
-        })?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| match raw_algorithm(token) {
+                // A readable header naming an algorithm the library does not even know, such as `none`.
+                Some(alg) if alg != "EdDSA" => TokenError::WrongAlgorithm,
+                _ => TokenError::Malformed,
+            })?;
         if header.alg != ALGORITHM {
             return Err(TokenError::WrongAlgorithm);
         }
-        let key = header.kid.as_deref().and_then(|kid| self.keys.get(kid)).ok_or(TokenError::UnknownKey)?;
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.keys.get(kid))
+            .ok_or(TokenError::UnknownKey)?;
         let data = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)?;
         Ok(data.claims)
     }
+}
+
+/// The `alg` of a token's header, read without the library's closed list of algorithms.
+fn raw_algorithm(token: &str) -> Option<String> {
+    use base64::Engine;
+    let header = token.split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header.trim_end_matches('='))
+        .ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    value.get("alg")?.as_str().map(str::to_owned)
 }
 
 /// Reads the `kid` from a token's header without verifying anything, so a verifier can tell whether to refetch
@@ -167,7 +195,8 @@ mod tests {
     /// PKCS#8 v1 wrapping of a raw Ed25519 seed (RFC 8410).
     fn key(seed: u8) -> EncodingKey {
         let mut der = vec![
-            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
         ];
         der.extend_from_slice(&[seed; 32]);
         EncodingKey::from_ed_der(&der)
@@ -205,13 +234,42 @@ mod tests {
         let good = claims(60);
         assert_eq!(verifier.verify(&sign("k1", &k1, &good)), Ok(good.clone()));
 
-        assert_eq!(verifier.verify(&sign("k1", &k1, &claims(-60))), Err(TokenError::Expired));
-        assert_eq!(verifier.verify(&sign("k2", &k1, &good)), Err(TokenError::UnknownKey));
-        assert_eq!(verifier.verify(&sign("k1", &key(2), &good)), Err(TokenError::BadSignature));
-        let wrong_aud = AccessClaims { aud: "other".into(), ..good.clone() };
-        assert_eq!(verifier.verify(&sign("k1", &k1, &wrong_aud)), Err(TokenError::WrongIssuerOrAudience));
-        let wrong_iss = AccessClaims { iss: "other".into(), ..good.clone() };
-        assert_eq!(verifier.verify(&sign("k1", &k1, &wrong_iss)), Err(TokenError::WrongIssuerOrAudience));
+        assert_eq!(
+            verifier.verify(&sign("k1", &k1, &claims(-60))),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            verifier.verify(&sign("k2", &k1, &good)),
+            Err(TokenError::UnknownKey)
+        );
+        assert_eq!(
+            verifier.verify(&sign("k1", &key(2), &good)),
+            Err(TokenError::BadSignature)
+        );
+        let wrong_aud = AccessClaims {
+            aud: "other".into(),
+            ..good.clone()
+        };
+        assert_eq!(
+            verifier.verify(&sign("k1", &k1, &wrong_aud)),
+            Err(TokenError::WrongIssuerOrAudience)
+        );
+        let wrong_iss = AccessClaims {
+            iss: "other".into(),
+            ..good.clone()
+        };
+        assert_eq!(
+            verifier.verify(&sign("k1", &k1, &wrong_iss)),
+            Err(TokenError::WrongIssuerOrAudience)
+        );
         assert_eq!(verifier.verify("garbage"), Err(TokenError::Malformed));
+        // {"alg":"none","typ":"JWT","kid":"k1"} with the good token's claims and no signature.
+        let claims_part = sign("k1", &k1, &good)
+            .split('.')
+            .nth(1)
+            .map(str::to_owned)
+            .expect("claims part");
+        let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIiwia2lkIjoiazEifQ.{claims_part}.");
+        assert_eq!(verifier.verify(&none), Err(TokenError::WrongAlgorithm));
     }
 }

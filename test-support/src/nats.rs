@@ -22,15 +22,25 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts a server on a free port. Panics if `nats-server` cannot be started: a test cannot go on without it.
     pub fn start() -> Self {
-        let dir = tempfile::Builder::new().prefix("natter-nats-").tempdir().expect("create a temp dir for nats");
-        let mut server = Self { child: None, port: 0, dir };
+        let dir = tempfile::Builder::new()
+            .prefix("natter-nats-")
+            .tempdir()
+            .expect("create a temp dir for nats");
+        let mut server = Self {
+            child: None,
+            port: 0,
+            dir,
+        };
         for _ in 0..5 {
             server.port = free_port();
             match server.spawn() {
                 Ok(()) => return server,
                 // Someone took the port between our probe and the server's bind: try another.
                 Err(err) if port_open(server.port) => {
-                    eprintln!("nats-server on port {} failed ({err}); trying another port", server.port);
+                    eprintln!(
+                        "nats-server on port {} failed ({err}); trying another port",
+                        server.port
+                    );
                 }
                 Err(err) => panic!("nats-server failed to start: {err}; log: {}", server.log()),
             }
@@ -40,7 +50,14 @@ impl NatsServer {
 
     fn spawn(&mut self) -> Result<(), String> {
         let mut child = Command::new(binary())
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
             .arg(self.dir.path().join("store"))
             .arg("-l")
             .arg(self.log_path())
@@ -90,7 +107,11 @@ impl NatsServer {
     pub fn restart(&mut self) {
         self.kill();
         if let Err(err) = self.spawn() {
-            panic!("nats-server failed to restart on port {}: {err}; log: {}", self.port, self.log());
+            panic!(
+                "nats-server failed to restart on port {}: {err}; log: {}",
+                self.port,
+                self.log()
+            );
         }
     }
 }
@@ -105,11 +126,17 @@ impl Drop for NatsServer {
 
 /// The `nats-server` binary: `$NATS_SERVER_BIN`, or the one on `PATH`.
 fn binary() -> PathBuf {
-    std::env::var_os("NATS_SERVER_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
+    std::env::var_os("NATS_SERVER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            [
+                "/usr/sbin/nats-server",
+                "/usr/bin/nats-server",
+                "/usr/local/bin/nats-server",
+            ]
             .into_iter()
             .map(PathBuf::from)
             .find(|p| p.exists())
             .unwrap_or_else(|| PathBuf::from("nats-server"))
-    })
+        })
 }

@@ -27,19 +27,30 @@ pub struct PgServer {
 impl PgServer {
     /// Creates and starts a new cluster. Panics if it cannot: a test cannot go on without it.
     pub fn start() -> Self {
-        let dir = tempfile::Builder::new().prefix("natter-pg-").tempdir().expect("create a temp dir for postgres");
+        let dir = tempfile::Builder::new()
+            .prefix("natter-pg-")
+            .tempdir()
+            .expect("create a temp dir for postgres");
         let owner = service_user();
         if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown the postgres temp dir");
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                .expect("chown the postgres temp dir");
         }
         copy_template(&dir.path().join("data"), owner);
-        let mut server = Self { child: None, port: 0, dir };
+        let mut server = Self {
+            child: None,
+            port: 0,
+            dir,
+        };
         for _ in 0..5 {
             server.port = free_port();
             match server.spawn() {
                 Ok(()) => return server,
                 Err(err) if port_open(server.port) => {
-                    eprintln!("postgres on port {} failed ({err}); trying another port", server.port);
+                    eprintln!(
+                        "postgres on port {} failed ({err}); trying another port",
+                        server.port
+                    );
                 }
                 Err(err) => panic!("postgres failed to start: {err}; log: {}", server.log()),
             }
@@ -63,11 +74,16 @@ impl PgServer {
             .args(["-p", &self.port.to_string(), "-k"])
             .arg(self.dir.path())
             .args([
-                "-c", "listen_addresses=127.0.0.1",
-                "-c", "fsync=off",
-                "-c", "full_page_writes=off",
-                "-c", "max_connections=300",
-                "-c", "shared_buffers=64MB",
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=300",
+                "-c",
+                "shared_buffers=64MB",
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -108,7 +124,9 @@ impl PgServer {
     /// Creates a new, empty database with a unique name and returns its URL.
     pub async fn create_database(&self) -> String {
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&self.url("postgres")).await.expect("connect to the test cluster");
+        let mut conn = sqlx::PgConnection::connect(&self.url("postgres"))
+            .await
+            .expect("connect to the test cluster");
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
             .await
@@ -129,7 +147,11 @@ impl PgServer {
     pub fn restart(&mut self) {
         self.kill();
         if let Err(err) = self.spawn() {
-            panic!("postgres failed to restart on port {}: {err}; log: {}", self.port, self.log());
+            panic!(
+                "postgres failed to restart on port {}: {err}; log: {}",
+                self.port,
+                self.log()
+            );
         }
     }
 }
@@ -149,7 +171,9 @@ impl TestDb {
     /// Creates the database.
     pub async fn create() -> Self {
         let server = PgServer::shared();
-        Self { url: server.create_database().await }
+        Self {
+            url: server.create_database().await,
+        }
     }
 
     /// Its URL.
@@ -162,7 +186,15 @@ impl TestDb {
 fn is_ready(port: u16) -> bool {
     port_open(port)
         && Command::new(bin("pg_isready"))
-            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+            .args([
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "postgres",
+            ])
             .status()
             .is_ok_and(|s| s.success())
 }
@@ -173,31 +205,56 @@ fn is_ready(port: u16) -> bool {
 fn copy_template(data: &Path, owner: Option<(u32, u32)>) {
     let template = std::env::temp_dir().join(format!("natter-pg-template-{}", server_version()));
     if !template.join("PG_VERSION").exists() {
-        let staging = std::env::temp_dir().join(format!("natter-pg-staging-{}", uuid::Uuid::new_v4().simple()));
+        let staging = std::env::temp_dir().join(format!(
+            "natter-pg-staging-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         std::fs::create_dir_all(&staging).expect("create an initdb staging dir");
         if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(&staging, Some(uid), Some(gid)).expect("chown the initdb staging dir");
+            std::os::unix::fs::chown(&staging, Some(uid), Some(gid))
+                .expect("chown the initdb staging dir");
         }
         let out = as_service_user(&bin("initdb"))
             .arg("-D")
             .arg(&staging)
-            .args(["-U", "postgres", "-A", "trust", "-N", "-E", "UTF8", "--locale=C.UTF-8"])
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-N",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ])
             .output()
             .expect("run initdb");
-        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // Another test process may have won the race; then ours is simply discarded.
         if std::fs::rename(&staging, &template).is_err() {
             let _ = std::fs::remove_dir_all(&staging);
         }
     }
-    let status = Command::new("cp").arg("-a").arg(&template).arg(data).status().expect("run cp");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(&template)
+        .arg(data)
+        .status()
+        .expect("run cp");
     assert!(status.success(), "copying the postgres template failed");
 }
 
 /// The major version of the PostgreSQL binaries in use, to key the template by.
 fn server_version() -> String {
     let dir = bin_dir();
-    let version = dir.parent().and_then(Path::file_name).map(|v| v.to_string_lossy().into_owned());
+    let version = dir
+        .parent()
+        .and_then(Path::file_name)
+        .map(|v| v.to_string_lossy().into_owned());
     version.unwrap_or_else(|| "local".into())
 }
 
@@ -217,7 +274,10 @@ fn bin_dir() -> PathBuf {
         .filter(|(_, bin)| bin.join("postgres").exists())
         .collect();
     versions.sort();
-    versions.pop().map(|(_, bin)| bin).unwrap_or_else(|| PathBuf::from("/usr/bin"))
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin"))
 }
 
 fn bin(name: &str) -> PathBuf {
@@ -237,7 +297,10 @@ fn service_user() -> Option<(u32, u32)> {
         let out = Command::new("id").args([flag, "postgres"]).output().ok()?;
         String::from_utf8(out.stdout).ok()?.trim().parse().ok()
     };
-    Some((user_id("-u").expect("running as root needs a 'postgres' user"), user_id("-g")?))
+    Some((
+        user_id("-u").expect("running as root needs a 'postgres' user"),
+        user_id("-g")?,
+    ))
 }
 
 /// A command for `program`, run as `postgres` when this process is root (via setpriv, which execs in place so
@@ -245,7 +308,13 @@ fn service_user() -> Option<(u32, u32)> {
 fn as_service_user(program: &Path) -> Command {
     if service_user().is_some() {
         let mut cmd = Command::new("setpriv");
-        cmd.args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"]).arg(program);
+        cmd.args([
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--init-groups",
+            "--",
+        ])
+        .arg(program);
         cmd
     } else {
         Command::new(program)

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 /// Another process may take it before it is used; the starters below retry with a new port when that happens.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
-    listener.local_addr().expect("a bound socket has a local address").port()
+    listener
+        .local_addr()
+        .expect("a bound socket has a local address")
+        .port()
 }
 
 /// Whether something accepts TCP connections on 127.0.0.1:`port`.
@@ -19,7 +22,11 @@ pub(crate) fn port_open(port: u16) -> bool {
 }
 
 /// Polls `ready` every 50 ms until it holds, the child exits, or `timeout` passes.
-pub(crate) fn wait_until(child: &mut Child, timeout: Duration, mut ready: impl FnMut() -> bool) -> Result<(), String> {
+pub(crate) fn wait_until(
+    child: &mut Child,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     loop {
         if ready() {
@@ -66,7 +73,9 @@ pub(crate) fn stop(child: &mut Child, sig: &str, grace: Duration) {
 /// `cleanup` (if given). It ends by itself when `pid` exits first.
 pub(crate) fn watch(pid: u32, sig: &str, cleanup: Option<&Path>) {
     let me = std::process::id();
-    let rm = cleanup.map(|dir| format!("; sleep 1; rm -rf '{}'", dir.display())).unwrap_or_default();
+    let rm = cleanup
+        .map(|dir| format!("; sleep 1; rm -rf '{}'", dir.display()))
+        .unwrap_or_default();
     let script = format!(
         "while kill -0 {me} 2>/dev/null; do kill -0 {pid} 2>/dev/null || exit 0; sleep 1; done; \
          kill -{sig} {pid} 2>/dev/null{rm}"

@@ -8,7 +8,9 @@ use sqlx::Connection;
 #[tokio::test]
 async fn nats_server_stores_jetstream_messages_across_a_crash() {
     let mut nats = NatsServer::start();
-    let client = async_nats::connect(nats.url()).await.expect("connect to nats");
+    let client = async_nats::connect(nats.url())
+        .await
+        .expect("connect to nats");
     let js = async_nats::jetstream::new(client);
     js.create_stream(async_nats::jetstream::stream::Config {
         name: "T".into(),
@@ -17,20 +19,35 @@ async fn nats_server_stores_jetstream_messages_across_a_crash() {
     })
     .await
     .expect("create stream");
-    let ack = js.publish("t.a", "one".into()).await.expect("publish").await.expect("stored");
+    let ack = js
+        .publish("t.a", "one".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
     assert_eq!(ack.sequence, 1);
 
     nats.restart();
-    let client = async_nats::connect(nats.url()).await.expect("reconnect to nats");
+    let client = async_nats::connect(nats.url())
+        .await
+        .expect("reconnect to nats");
     let js = async_nats::jetstream::new(client);
     let mut stream = js.get_stream("T").await.expect("stream survives restart");
     assert_eq!(stream.info().await.expect("stream info").state.messages, 1);
-    let ack = js.publish("t.a", "two".into()).await.expect("publish").await.expect("stored");
+    let ack = js
+        .publish("t.a", "two".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
     assert_eq!(ack.sequence, 2);
 
     let client = async_nats::connect(nats.url()).await.expect("connect");
     let mut sub = client.subscribe("core.x").await.expect("subscribe");
-    client.publish("core.x", "hi".into()).await.expect("publish core");
+    client
+        .publish("core.x", "hi".into())
+        .await
+        .expect("publish core");
     let msg = sub.next().await.expect("core message arrives");
     assert_eq!(&msg.payload[..], b"hi");
 }
@@ -41,9 +58,15 @@ async fn postgres_gives_each_test_its_own_database() {
     let b = TestDb::create().await;
     assert_ne!(a.url(), b.url());
     let mut conn = sqlx::PgConnection::connect(a.url()).await.expect("connect");
-    sqlx::query("CREATE TABLE x (v int)").execute(&mut conn).await.expect("create table");
+    sqlx::query("CREATE TABLE x (v int)")
+        .execute(&mut conn)
+        .await
+        .expect("create table");
     let mut other = sqlx::PgConnection::connect(b.url()).await.expect("connect");
-    let err = sqlx::query("SELECT * FROM x").execute(&mut other).await.expect_err("table is not shared");
+    let err = sqlx::query("SELECT * FROM x")
+        .execute(&mut other)
+        .await
+        .expect_err("table is not shared");
     assert!(err.to_string().contains("does not exist"), "{err}");
 }
 
@@ -58,9 +81,15 @@ async fn postgres_comes_back_after_a_crash_with_its_data() {
         .expect("write");
     drop(conn);
     pg.kill();
-    assert!(sqlx::PgConnection::connect(&url).await.is_err(), "a killed server refuses connections");
+    assert!(
+        sqlx::PgConnection::connect(&url).await.is_err(),
+        "a killed server refuses connections"
+    );
     pg.restart();
     let mut conn = sqlx::PgConnection::connect(&url).await.expect("reconnect");
-    let (v,): (i32,) = sqlx::query_as("SELECT v FROM x").fetch_one(&mut conn).await.expect("read");
+    let (v,): (i32,) = sqlx::query_as("SELECT v FROM x")
+        .fetch_one(&mut conn)
+        .await
+        .expect("read");
     assert_eq!(v, 42);
 }

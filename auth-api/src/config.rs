@@ -1,0 +1,221 @@
+//! Configuration from flags and environment, validated before any port is bound.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Parser;
+use sqlx::postgres::PgConnectOptions;
+
+/// Settings of the auth API. Every flag can also be given through the environment variable it names.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "natter-auth-api",
+    version,
+    about = "Natter's HTTP API: accounts, tokens and rooms"
+)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "NATTER_API_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// PostgreSQL connection URL. The schema is migrated on start.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/natter",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+
+    /// Most connections held to PostgreSQL.
+    #[arg(long, env = "NATTER_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+
+    /// `iss` claim of issued tokens, checked by every verifier.
+    #[arg(long, env = "NATTER_JWT_ISSUER", default_value = "natter")]
+    pub issuer: String,
+
+    /// `aud` claim of issued tokens, checked by every verifier.
+    #[arg(long, env = "NATTER_JWT_AUDIENCE", default_value = "natter")]
+    pub audience: String,
+
+    /// Lifetime of an access token (e.g. 900s, 15m).
+    #[arg(long, env = "NATTER_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = parse_duration)]
+    pub access_token_ttl: Duration,
+
+    /// Lifetime of a refresh token (e.g. 30d).
+    #[arg(long, env = "NATTER_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]
+    pub refresh_token_ttl: Duration,
+
+    /// Age after which the signing key is replaced by a new one (e.g. 7d).
+    #[arg(long, env = "NATTER_KEY_ROTATION", default_value = "7d", value_parser = parse_duration)]
+    pub key_rotation: Duration,
+
+    /// Whether `POST /api/guest` hands out guest accounts.
+    #[arg(long, env = "NATTER_GUESTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub guests: bool,
+
+    /// Login attempts allowed per username per minute.
+    #[arg(long, env = "NATTER_LOGIN_ATTEMPTS_PER_USER", default_value_t = 10)]
+    pub login_attempts_per_user: u32,
+
+    /// Login, register and guest attempts allowed per client address per minute.
+    #[arg(long, env = "NATTER_AUTH_ATTEMPTS_PER_ADDRESS", default_value_t = 60)]
+    pub auth_attempts_per_address: u32,
+
+    /// Header holding the client address when behind a trusted proxy (e.g. x-forwarded-for); off by default,
+    /// since a client could otherwise pick its own address and dodge the rate limit.
+    #[arg(long, env = "NATTER_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "NATTER_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// How long in-flight requests may take to finish after SIGTERM.
+    #[arg(long, env = "NATTER_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// A setting that parsed but makes no sense.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Checks the settings together. Called before anything is bound or connected.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |msg: String| Err(ConfigError(msg));
+        if !self.database_url.starts_with("postgres://")
+            && !self.database_url.starts_with("postgresql://")
+        {
+            return fail(
+                "--database-url / DATABASE_URL must start with postgres:// or postgresql://".into(),
+            );
+        }
+        if let Err(err) = PgConnectOptions::from_str(&self.database_url) {
+            // The URL may hold a password: name the problem, never the value.
+            return fail(format!(
+                "--database-url / DATABASE_URL is not a PostgreSQL URL ({})",
+                redact(&err.to_string())
+            ));
+        }
+        if self.issuer.trim().is_empty() || self.audience.trim().is_empty() {
+            return fail("--issuer and --audience must not be empty".into());
+        }
+        if self.access_token_ttl < Duration::from_secs(10)
+            || self.access_token_ttl > Duration::from_secs(24 * 3600)
+        {
+            return fail("--access-token-ttl must be between 10s and 24h".into());
+        }
+        if self.refresh_token_ttl <= self.access_token_ttl {
+            return fail("--refresh-token-ttl must be longer than --access-token-ttl".into());
+        }
+        if self.key_rotation < Duration::from_secs(60) {
+            return fail("--key-rotation must be at least 60s".into());
+        }
+        if self.db_max_connections == 0 {
+            return fail("--db-max-connections must be at least 1".into());
+        }
+        if self.login_attempts_per_user == 0 || self.auth_attempts_per_address == 0 {
+            return fail("rate limits must allow at least one attempt per minute".into());
+        }
+        if !(256..=1024 * 1024).contains(&self.max_body_bytes) {
+            return fail("--max-body-bytes must be between 256 and 1048576".into());
+        }
+        if let Some(header) = &self.client_ip_header
+            && axum::http::HeaderName::from_str(header).is_err()
+        {
+            return fail(format!(
+                "--client-ip-header {header:?} is not a valid header name"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Drops anything that looks like `user:password@` from an error text.
+fn redact(text: &str) -> String {
+    match (text.find("://"), text.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &text[..scheme], &text[at..])
+        }
+        _ => text.to_owned(),
+    }
+}
+
+/// Parses `90`, `90s`, `15m`, `12h` or `30d` into a duration.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s, 15m, 12h or 7d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => return Ok(Duration::from_millis(n)),
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => {
+            return Err(format!(
+                "{text:?} has an unknown unit; use ms, s, m, h or d"
+            ));
+        }
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        let mut argv = vec!["natter-auth-api"];
+        argv.extend_from_slice(args);
+        Config::try_parse_from(argv).expect("parses")
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        config(&[]).validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 fortnights").is_err());
+    }
+
+    #[test]
+    fn inconsistent_settings_are_refused() {
+        assert!(
+            config(&["--refresh-token-ttl", "1m", "--access-token-ttl", "15m"])
+                .validate()
+                .is_err()
+        );
+        assert!(config(&["--database-url", "mysql://x"]).validate().is_err());
+        assert!(config(&["--issuer", " "]).validate().is_err());
+        assert!(
+            config(&["--client-ip-header", "bad header"])
+                .validate()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn database_errors_do_not_show_the_password() {
+        let err = config(&["--database-url", "postgres://u:s3cret@host:notaport/db"])
+            .validate()
+            .expect_err("bad port");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+}

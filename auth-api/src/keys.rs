@@ -1,0 +1,216 @@
+//! Ed25519 signing keys: minting access tokens, publishing the JWKS, and rotating keys.
+//!
+//! Keys live in PostgreSQL so every auth-api instance signs with the same key and publishes the same set. The
+//! newest unretired key signs. When it is older than the rotation period a new key is made and the old one
+//! retired; a retired key stays in the JWKS until every token it signed has expired, so rotation never logs
+//! anybody out.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{EncodingKey, Header};
+use natter_proto::token::{ALGORITHM, AccessClaims, LEEWAY_SECS, Verifier};
+use rand::RngCore;
+use sqlx::PgPool;
+
+/// PKCS#8 v1 prefix for a raw 32-byte Ed25519 seed (RFC 8410).
+const PKCS8_ED25519_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// An advisory-lock key so only one instance rotates at a time.
+const ROTATION_LOCK: i64 = 0x6e61_7474_6572_6b31;
+
+/// One key that can sign.
+struct SigningKey {
+    kid: String,
+    key: EncodingKey,
+}
+
+/// The keys in force at one moment: the one that signs, and every one tokens may still carry.
+struct Snapshot {
+    signing: SigningKey,
+    jwks: JwkSet,
+    verifier: Verifier,
+}
+
+/// Signing keys shared by the request handlers; reloaded from the database by [`KeyRing::refresh`].
+#[derive(Clone)]
+pub struct KeyRing {
+    current: Arc<RwLock<Arc<Snapshot>>>,
+    issuer: String,
+    audience: String,
+    access_ttl: Duration,
+    rotation: Duration,
+}
+
+impl KeyRing {
+    /// Loads the keys, creating or rotating the signing key first when needed.
+    pub async fn load(
+        pool: &PgPool,
+        issuer: String,
+        audience: String,
+        access_ttl: Duration,
+        rotation: Duration,
+    ) -> anyhow::Result<Self> {
+        let snapshot = load_snapshot(pool, &issuer, &audience, access_ttl, rotation).await?;
+        Ok(Self {
+            current: Arc::new(RwLock::new(Arc::new(snapshot))),
+            issuer,
+            audience,
+            access_ttl,
+            rotation,
+        })
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        // A poisoned lock still holds a complete snapshot: writers only swap the Arc.
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Rotates if due and reloads the key set from the database.
+    pub async fn refresh(&self, pool: &PgPool) -> anyhow::Result<()> {
+        let snapshot = load_snapshot(
+            pool,
+            &self.issuer,
+            &self.audience,
+            self.access_ttl,
+            self.rotation,
+        )
+        .await?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
+        Ok(())
+    }
+
+    /// The public keys as a JWKS document.
+    pub fn jwks(&self) -> JwkSet {
+        self.snapshot().jwks.clone()
+    }
+
+    /// A verifier for access tokens against the published keys.
+    pub fn verifier(&self) -> Verifier {
+        self.snapshot().verifier.clone()
+    }
+
+    /// The id of the key that signs now.
+    pub fn signing_kid(&self) -> String {
+        self.snapshot().signing.kid.clone()
+    }
+
+    /// Lifetime of access tokens.
+    pub fn access_ttl(&self) -> Duration {
+        self.access_ttl
+    }
+
+    /// Mints an access token for a user.
+    pub fn mint(&self, user_id: &str, name: &str, guest: bool) -> anyhow::Result<String> {
+        let now = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: user_id.to_owned(),
+            name: name.to_owned(),
+            guest,
+            iat: now,
+            exp: now + self.access_ttl.as_secs(),
+        };
+        let snapshot = self.snapshot();
+        let mut header = Header::new(ALGORITHM);
+        header.kid = Some(snapshot.signing.kid.clone());
+        Ok(jsonwebtoken::encode(
+            &header,
+            &claims,
+            &snapshot.signing.key,
+        )?)
+    }
+}
+
+/// Makes a new random key and stores it.
+async fn insert_new_key(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> anyhow::Result<()> {
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    let mut der = PKCS8_ED25519_PREFIX.to_vec();
+    der.extend_from_slice(&seed);
+    let mut kid_bytes = [0u8; 9];
+    rand::rngs::OsRng.fill_bytes(&mut kid_bytes);
+    sqlx::query("INSERT INTO signing_keys (kid, private_der) VALUES ($1, $2)")
+        .bind(URL_SAFE_NO_PAD.encode(kid_bytes))
+        .bind(der)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn load_snapshot(
+    pool: &PgPool,
+    issuer: &str,
+    audience: &str,
+    access_ttl: Duration,
+    rotation: Duration,
+) -> anyhow::Result<Snapshot> {
+    // Rotate under an advisory lock, so two instances starting together make one key, not two.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(ROTATION_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    let newest: Option<(DateTime<Utc>,)> =
+        sqlx::query_as("SELECT created_at FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+    let due = newest.is_none_or(|(created,)| {
+        Utc::now()
+            .signed_duration_since(created)
+            .to_std()
+            .unwrap_or_default()
+            >= rotation
+    });
+    if due {
+        sqlx::query("UPDATE signing_keys SET retired_at = now() WHERE retired_at IS NULL")
+            .execute(&mut *tx)
+            .await?;
+        insert_new_key(&mut tx).await?;
+        tracing::info!("signing key rotated");
+    }
+    tx.commit().await?;
+
+    // Keys retired within the last token lifetime (plus clock leeway) may still have live tokens.
+    let keep_secs = i64::try_from(access_ttl.as_secs() + LEEWAY_SECS).unwrap_or(i64::MAX);
+    let rows: Vec<(String, Vec<u8>, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT kid, private_der, retired_at FROM signing_keys \
+         WHERE retired_at IS NULL OR retired_at > now() - make_interval(secs => $1) \
+         ORDER BY created_at DESC",
+    )
+    .bind(keep_secs as f64)
+    .fetch_all(pool)
+    .await?;
+
+    let mut signing = None;
+    let mut keys = Vec::with_capacity(rows.len());
+    for (kid, der, retired_at) in rows {
+        let key = EncodingKey::from_ed_der(&der);
+        let mut jwk = Jwk::from_encoding_key(&key, ALGORITHM)?;
+        jwk.common.key_id = Some(kid.clone());
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        jwk.common.key_algorithm = Some(KeyAlgorithm::EdDSA);
+        keys.push(jwk);
+        if retired_at.is_none() && signing.is_none() {
+            signing = Some(SigningKey { kid, key });
+        }
+    }
+    let signing = signing.ok_or_else(|| anyhow::anyhow!("no active signing key after rotation"))?;
+    let jwks = JwkSet { keys };
+    let verifier = Verifier::from_jwks(&jwks, issuer, audience);
+    Ok(Snapshot {
+        signing,
+        jwks,
+        verifier,
+    })
+}

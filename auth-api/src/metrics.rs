@@ -1,0 +1,77 @@
+//! Metric names (the contract with the Grafana dashboards) and the Prometheus recorder.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Requests served, by `method`, `route` (the route pattern, not the raw path) and `status`.
+pub const HTTP_REQUESTS: &str = "natter_api_http_requests_total";
+/// Request latency in seconds, by `method` and `route`.
+pub const HTTP_DURATION: &str = "natter_api_http_request_duration_seconds";
+/// Refused access tokens, by `reason`.
+pub const AUTH_FAILURES: &str = "natter_api_auth_failures_total";
+/// Logins, by `kind` (`password`, `guest`, `register`, `refresh`) and `outcome` (`ok` or an error code).
+pub const LOGINS: &str = "natter_api_logins_total";
+/// Requests refused by a rate limit, by `limit`.
+pub const RATE_LIMITED: &str = "natter_api_rate_limited_total";
+/// Refresh-token reuse detections (each revokes a token family).
+pub const REFRESH_REUSE: &str = "natter_api_refresh_token_reuse_total";
+
+/// The process-wide Prometheus recorder, installed on first use.
+///
+/// A process has one global recorder; tests that start several applications share it.
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), &buckets)
+                // The bucket list is a non-empty constant, the only thing this call rejects.
+                .expect("bucket list is not empty");
+            match builder.install_recorder() {
+                Ok(handle) => handle,
+                // Another recorder was installed first (not done by this crate); keep serving an empty page
+                // rather than failing requests.
+                Err(err) => {
+                    tracing::warn!(error = %err, "a metrics recorder was already installed");
+                    PrometheusBuilder::new().build_recorder().handle()
+                }
+            }
+        })
+        .clone()
+}
+
+/// Middleware recording request count and latency per route.
+pub async fn track(request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(HTTP_REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!(HTTP_DURATION, "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    response
+}
+
+/// Counts a refused access token.
+pub fn auth_failure(reason: &'static str) {
+    metrics::counter!(AUTH_FAILURES, "reason" => reason).increment(1);
+}
+
+/// Counts a login attempt's outcome.
+pub fn login(kind: &'static str, outcome: &'static str) {
+    metrics::counter!(LOGINS, "kind" => kind, "outcome" => outcome).increment(1);
+}

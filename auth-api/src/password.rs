@@ -1,0 +1,95 @@
+//! Password hashing with Argon2id at OWASP's recommended cost (m = 19 MiB, t = 2, p = 1).
+//!
+//! Hashing is deliberately slow, so it runs on the blocking pool and never stalls the async workers.
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+/// Shortest password accepted, in characters.
+pub const MIN_LEN: usize = 8;
+/// Longest password accepted, in bytes (bounds the hashing work an attacker can ask for).
+pub const MAX_BYTES: usize = 256;
+
+fn argon2() -> Argon2<'static> {
+    // OWASP Password Storage Cheat Sheet: Argon2id, 19 MiB, 2 iterations, 1 lane. Constant, valid parameters.
+    let params = Params::new(19 * 1024, 2, 1, None).expect("OWASP argon2 parameters are valid");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Why a password was refused.
+pub fn check_policy(password: &str) -> Result<(), &'static str> {
+    if password.chars().count() < MIN_LEN {
+        return Err("the password must be at least 8 characters long");
+    }
+    if password.len() > MAX_BYTES {
+        return Err("the password must be at most 256 bytes long");
+    }
+    Ok(())
+}
+
+/// Hashes a password into a PHC string.
+pub async fn hash(password: String) -> anyhow::Result<String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        argon2()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| anyhow::anyhow!("failed to hash a password: {e}"))
+    })
+    .await?
+}
+
+/// Checks a password against a PHC string. With no stored hash (unknown user, guest) it still does the work of
+/// one verification, so response time does not tell which user names exist.
+pub async fn verify(password: String, stored: Option<String>) -> anyhow::Result<bool> {
+    tokio::task::spawn_blocking(move || {
+        let stored = stored.unwrap_or_else(|| DUMMY_HASH.to_owned());
+        let parsed = PasswordHash::new(&stored)
+            .map_err(|e| anyhow::anyhow!("stored password hash unreadable: {e}"))?;
+        let ok = argon2()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
+        Ok(ok && stored != DUMMY_HASH)
+    })
+    .await?
+}
+
+/// A valid Argon2id hash of a random password nobody knows, with the same cost as real ones.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$ZP6QwQnvxsrOPmNnKWvxd+6tRSbT/4AP1jmQ4lMHAi0";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hashes_verify_and_wrong_passwords_do_not() {
+        let hash = hash("correct horse".into()).await.expect("hashes");
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(
+            verify("correct horse".into(), Some(hash.clone()))
+                .await
+                .expect("verifies")
+        );
+        assert!(
+            !verify("wrong horse".into(), Some(hash))
+                .await
+                .expect("verifies")
+        );
+        assert!(
+            !verify("anything".into(), None)
+                .await
+                .expect("dummy verifies")
+        );
+    }
+
+    #[test]
+    fn policy_bounds_length() {
+        assert!(check_policy("short").is_err());
+        assert!(check_policy("long enough").is_ok());
+        assert!(check_policy(&"x".repeat(257)).is_err());
+    }
+}

@@ -1,0 +1,90 @@
+//! The HTTP routes and the OpenAPI document generated from them.
+//!
+//! Every API route is registered through `utoipa_axum`, so a route cannot exist without its OpenAPI entry.
+
+pub mod auth;
+pub mod health;
+pub mod rooms;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use jsonwebtoken::jwk::JwkSet;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Natter API", description = "Accounts, tokens and rooms of a Natter deployment. \
+        Errors are `{\"error\":{\"code\",\"message\"}}`; the codes are listed per response."),
+    modifiers(&BearerAuth),
+    tags((name = "auth", description = "Accounts and sessions"), (name = "rooms", description = "Rooms and memberships"),
+         (name = "keys", description = "Token verification keys"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.bearer_format = Some("JWT".into());
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// The public keys access tokens are signed with (RFC 7517). Gateways verify tokens with these.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "keys",
+    responses((status = 200, description = "JWK set of Ed25519 keys", content_type = "application/json")))]
+async fn jwks(State(state): State<AppState>) -> Json<JwkSet> {
+    Json(state.keys.jwks())
+}
+
+/// Builds the application's router with its state: the API, health checks, metrics and the OpenAPI document.
+pub fn app(state: AppState, max_body_bytes: usize) -> Router {
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::guest))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(rooms::create_room, rooms::list_rooms))
+        .routes(routes!(rooms::get_room, rooms::delete_room))
+        .routes(routes!(rooms::join_room))
+        .routes(routes!(rooms::leave_room))
+        .routes(routes!(rooms::room_members))
+        .routes(routes!(jwks))
+        .split_for_parts();
+    let openapi = std::sync::Arc::new(openapi);
+    api.route(
+        "/api/openapi.json",
+        get(move || async move { Json(openapi.as_ref().clone()) }),
+    )
+    .route("/healthz", get(health::healthz))
+    .route("/readyz", get(health::readyz))
+    .route("/metrics", get(health::metrics))
+    .fallback(not_found)
+    .method_not_allowed_fallback(method_not_allowed)
+    .layer(DefaultBodyLimit::max(max_body_bytes))
+    .layer(axum::middleware::from_fn(crate::metrics::track))
+    .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "no such endpoint; see /api/openapi.json")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::Http {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: "this endpoint does not take that method; see /api/openapi.json".into(),
+    }
+}

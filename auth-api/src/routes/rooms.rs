@@ -1,0 +1,390 @@
+//! Rooms and memberships.
+//!
+//! Public rooms are visible to everyone and joinable by anyone signed in. Private rooms are visible only to
+//! their members; a non-member joins with the room's join code, which only the owner is shown.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use natter_proto::{RoomId, RoomName};
+use rand::{Rng, RngCore};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, AuthUser};
+use crate::state::AppState;
+
+/// A new room.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRoom {
+    /// Display name, 1 to 64 characters.
+    pub name: String,
+    /// Private rooms are visible to members only.
+    #[serde(default)]
+    pub private: bool,
+}
+
+/// Optional body of a join.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRoom {
+    /// The join code of a private room (ignored for public rooms).
+    pub code: Option<String>,
+}
+
+/// A room as the caller sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Room {
+    /// The room id: a safe NATS subject token, used on the WebSocket.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Whether the room is private.
+    pub private: bool,
+    /// The owner's user id.
+    pub owner_id: Uuid,
+    /// Number of members.
+    pub member_count: i64,
+    /// Whether the caller is a member.
+    pub joined: bool,
+    /// The join code: shown to the owner of a private room only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join_code: Option<String>,
+    /// When the room was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A member of a room.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Member {
+    /// User id.
+    pub id: Uuid,
+    /// User name.
+    pub name: String,
+    /// `owner` or `member`.
+    pub role: String,
+    /// When they joined.
+    pub joined_at: DateTime<Utc>,
+}
+
+/// Most rooms returned by a listing.
+const LIST_LIMIT: i64 = 500;
+
+/// The columns of [`Room`] for `caller` ($1), as one SELECT over `rooms r`.
+const ROOM_SELECT: &str = "SELECT r.id, r.name, r.private, r.owner_id, \
+       (SELECT count(*) FROM memberships m WHERE m.room_id = r.id) AS member_count, \
+       EXISTS (SELECT 1 FROM memberships m WHERE m.room_id = r.id AND m.user_id = $1) AS joined, \
+       CASE WHEN r.owner_id = $1 THEN r.join_code END AS join_code, r.created_at \
+       FROM rooms r";
+
+type RoomRow = (
+    String,
+    String,
+    bool,
+    Uuid,
+    i64,
+    bool,
+    Option<String>,
+    DateTime<Utc>,
+);
+
+fn to_room(row: RoomRow) -> Room {
+    let (id, name, private, owner_id, member_count, joined, join_code, created_at) = row;
+    Room {
+        id,
+        name,
+        private,
+        owner_id,
+        member_count,
+        joined,
+        join_code,
+        created_at,
+    }
+}
+
+fn parse_room_id(raw: &str) -> ApiResult<RoomId> {
+    RoomId::parse(raw).map_err(|e| ApiError::bad_request("invalid_room_id", e.to_string()))
+}
+
+fn room_not_found(id: &RoomId) -> ApiError {
+    ApiError::not_found("room_not_found", format!("no room '{id}'"))
+}
+
+fn room_private() -> ApiError {
+    ApiError::forbidden(
+        "room_private",
+        "this room is private and you are not a member",
+    )
+}
+
+/// Loads a room as `caller` sees it: 404 if missing, 403 if private and the caller is not a member.
+async fn visible_room(state: &AppState, caller: Uuid, id: &RoomId) -> ApiResult<Room> {
+    let room = load_room(state, caller, id).await?;
+    if room.private && !room.joined {
+        return Err(room_private());
+    }
+    Ok(room)
+}
+
+async fn load_room(state: &AppState, caller: Uuid, id: &RoomId) -> ApiResult<Room> {
+    let row: Option<RoomRow> = sqlx::query_as(&format!("{ROOM_SELECT} WHERE r.id = $2"))
+        .bind(caller)
+        .bind(id.as_str())
+        .fetch_optional(&state.db)
+        .await?;
+    row.map(to_room).ok_or_else(|| room_not_found(id))
+}
+
+/// A new room id: 12 characters of `a-z0-9`, a safe subject token by construction.
+fn new_room_id() -> RoomId {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rngs::OsRng;
+    let id: String = (0..12)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect();
+    // Built from the alphabet above, which RoomId accepts.
+    RoomId::parse(&id).expect("generated room ids are valid")
+}
+
+fn new_join_code() -> String {
+    let mut raw = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// Create a room; the caller becomes its owner and first member.
+#[utoipa::path(post, path = "/api/rooms", tag = "rooms", request_body = CreateRoom, security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Room created", body = Room),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 422, description = "`invalid_room_name`", body = ErrorBody),
+    ))]
+pub async fn create_room(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<CreateRoom>,
+) -> ApiResult<(StatusCode, Json<Room>)> {
+    let name = RoomName::parse(&body.name)
+        .map_err(|e| ApiError::validation("invalid_room_name", e.to_string()))?;
+    let id = new_room_id();
+    let join_code = body.private.then(new_join_code);
+    let mut tx = state.db.begin().await?;
+    sqlx::query(
+        "INSERT INTO rooms (id, name, private, owner_id, join_code) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id.as_str())
+    .bind(name.as_str())
+    .bind(body.private)
+    .bind(user.id)
+    .bind(&join_code)
+    .execute(&mut *tx)
+    .await
+    .map_err(|err| match &err {
+        // The token outlived its user (deleted account): the row it would own does not exist.
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            ApiError::unauthorized("unknown_user", "the token's user no longer exists")
+        }
+        _ => err.into(),
+    })?;
+    sqlx::query("INSERT INTO memberships (room_id, user_id, role) VALUES ($1, $2, 'owner')")
+        .bind(id.as_str())
+        .bind(user.id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(load_room(&state, user.id, &id).await?),
+    ))
+}
+
+/// List public rooms and the caller's private rooms, oldest first (at most 500).
+#[utoipa::path(get, path = "/api/rooms", tag = "rooms", security(("bearer" = [])),
+    responses((status = 200, description = "Rooms", body = [Room])))]
+pub async fn list_rooms(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> ApiResult<Json<Vec<Room>>> {
+    let rows: Vec<RoomRow> = sqlx::query_as(&format!(
+        "{ROOM_SELECT} WHERE NOT r.private \
+         OR EXISTS (SELECT 1 FROM memberships m WHERE m.room_id = r.id AND m.user_id = $1) \
+         ORDER BY r.created_at, r.id LIMIT {LIST_LIMIT}"
+    ))
+    .bind(user.id)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(rows.into_iter().map(to_room).collect()))
+}
+
+/// One room.
+#[utoipa::path(get, path = "/api/rooms/{id}", tag = "rooms", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Room id")),
+    responses(
+        (status = 200, description = "The room", body = Room),
+        (status = 400, description = "`invalid_room_id`", body = ErrorBody),
+        (status = 403, description = "`room_private`", body = ErrorBody),
+        (status = 404, description = "`room_not_found`", body = ErrorBody),
+    ))]
+pub async fn get_room(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Room>> {
+    let id = parse_room_id(&id)?;
+    Ok(Json(visible_room(&state, user.id, &id).await?))
+}
+
+/// Join a room. Private rooms need their join code in the body: `{"code": "…"}`.
+#[utoipa::path(post, path = "/api/rooms/{id}/join", tag = "rooms", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Room id")), request_body(content = Option<JoinRoom>),
+    responses(
+        (status = 200, description = "Joined (or already a member)", body = Room),
+        (status = 403, description = "`invalid_join_code`", body = ErrorBody),
+        (status = 404, description = "`room_not_found`", body = ErrorBody),
+    ))]
+pub async fn join_room(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Room>> {
+    let id = parse_room_id(&id)?;
+    let request: JoinRoom = if body.iter().all(u8::is_ascii_whitespace) {
+        JoinRoom::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))?
+    };
+    let room = load_room(&state, user.id, &id).await?;
+    if room.joined {
+        return Ok(Json(room));
+    }
+    if room.private {
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT join_code FROM rooms WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&state.db)
+                .await?
+                .flatten();
+        let matches = match (stored, request.code) {
+            (Some(stored), Some(given)) => constant_time_eq(stored.as_bytes(), given.as_bytes()),
+            _ => false,
+        };
+        if !matches {
+            return Err(ApiError::forbidden(
+                "invalid_join_code",
+                "this room is private; a valid join code is needed",
+            ));
+        }
+    }
+    sqlx::query("INSERT INTO memberships (room_id, user_id, role) VALUES ($1, $2, 'member') ON CONFLICT DO NOTHING")
+        .bind(id.as_str())
+        .bind(user.id)
+        .execute(&state.db)
+        .await?;
+    Ok(Json(load_room(&state, user.id, &id).await?))
+}
+
+/// Leave a room. The owner cannot leave (delete the room instead). Leaving a room one is not in is a no-op.
+#[utoipa::path(post, path = "/api/rooms/{id}/leave", tag = "rooms", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Room id")),
+    responses(
+        (status = 204, description = "Left"),
+        (status = 404, description = "`room_not_found`", body = ErrorBody),
+        (status = 409, description = "`owner_cannot_leave`", body = ErrorBody),
+    ))]
+pub async fn leave_room(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = parse_room_id(&id)?;
+    let room = load_room(&state, user.id, &id).await?;
+    if room.owner_id == user.id {
+        return Err(ApiError::conflict(
+            "owner_cannot_leave",
+            "the owner cannot leave a room; delete it instead",
+        ));
+    }
+    sqlx::query("DELETE FROM memberships WHERE room_id = $1 AND user_id = $2")
+        .bind(id.as_str())
+        .bind(user.id)
+        .execute(&state.db)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Delete a room (owner only).
+#[utoipa::path(delete, path = "/api/rooms/{id}", tag = "rooms", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Room id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "`not_room_owner`, `room_private`", body = ErrorBody),
+        (status = 404, description = "`room_not_found`", body = ErrorBody),
+    ))]
+pub async fn delete_room(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = parse_room_id(&id)?;
+    let room = visible_room(&state, user.id, &id).await?;
+    if room.owner_id != user.id {
+        return Err(ApiError::forbidden(
+            "not_room_owner",
+            "only the room's owner can delete it",
+        ));
+    }
+    sqlx::query("DELETE FROM rooms WHERE id = $1 AND owner_id = $2")
+        .bind(id.as_str())
+        .bind(user.id)
+        .execute(&state.db)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The members of a room (private rooms: members only).
+#[utoipa::path(get, path = "/api/rooms/{id}/members", tag = "rooms", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Room id")),
+    responses(
+        (status = 200, description = "Members, owner first", body = [Member]),
+        (status = 403, description = "`room_private`", body = ErrorBody),
+        (status = 404, description = "`room_not_found`", body = ErrorBody),
+    ))]
+pub async fn room_members(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<Member>>> {
+    let id = parse_room_id(&id)?;
+    visible_room(&state, user.id, &id).await?;
+    let rows: Vec<(Uuid, String, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT u.id, u.username, m.role, m.joined_at FROM memberships m JOIN users u ON u.id = m.user_id \
+         WHERE m.room_id = $1 ORDER BY m.role = 'owner' DESC, m.joined_at, u.username",
+    )
+    .bind(id.as_str())
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|(id, name, role, joined_at)| Member {
+                id,
+                name,
+                role,
+                joined_at,
+            })
+            .collect(),
+    ))
+}
+
+/// Compares two byte strings in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,180 @@
+//! Building and running the application: connect, migrate, load keys, bind, serve, drain.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::postgres::PgPoolOptions;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::keys::KeyRing;
+use crate::rate_limit::RateLimiter;
+use crate::state::{AppState, Settings};
+
+/// How often the key ring is reloaded (and rotated when due).
+const KEY_REFRESH_EVERY: Duration = Duration::from_secs(60);
+
+/// A built application: connected to the database, migrated, bound to its port, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    max_body_bytes: usize,
+    shutdown_grace: Duration,
+}
+
+impl Application {
+    /// Connects to PostgreSQL, runs migrations, loads signing keys and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = PgPoolOptions::new()
+            .max_connections(config.db_max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&config.database_url)
+            .await
+            .context("failed to connect to PostgreSQL (check --database-url / DATABASE_URL)")?;
+        sqlx::migrate!("./migrations")
+            .run(&db)
+            .await
+            .context("failed to migrate the database schema")?;
+        let keys = KeyRing::load(
+            &db,
+            config.issuer.clone(),
+            config.audience.clone(),
+            config.access_token_ttl,
+            config.key_rotation,
+        )
+        .await
+        .context("failed to load signing keys")?;
+        let window = Duration::from_secs(60);
+        let state = AppState {
+            db,
+            keys,
+            settings: Arc::new(Settings {
+                guests: config.guests,
+                refresh_ttl: config.refresh_token_ttl,
+                client_ip_header: config.client_ip_header.clone(),
+            }),
+            login_per_user: Arc::new(RateLimiter::new(
+                "login_per_user",
+                config.login_attempts_per_user,
+                window,
+            )),
+            auth_per_address: Arc::new(RateLimiter::new(
+                "auth_per_address",
+                config.auth_attempts_per_address,
+                window,
+            )),
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("failed to listen on {}", config.listen))?;
+        crate::metrics::handle();
+        Ok(Self {
+            listener,
+            state,
+            max_body_bytes: config.max_body_bytes,
+            shutdown_grace: config.shutdown_grace,
+        })
+    }
+
+    /// The address it is bound to (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        // A bound listener always has a local address.
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// The port it is bound to.
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// The shared state (for tests that need the key ring or the pool).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish for the grace period.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            state,
+            max_body_bytes,
+            shutdown_grace,
+        } = self;
+        let app = crate::routes::app(state.clone(), max_body_bytes);
+
+        let refresher = {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(KEY_REFRESH_EVERY);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if let Err(err) = state.keys.refresh(&state.db).await {
+                        tracing::warn!(error = ?err, "failed to refresh signing keys; keeping the current ones");
+                    }
+                }
+            })
+        };
+
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let graceful = {
+            let mut stop_rx = stop_rx.clone();
+            async move {
+                let _ = stop_rx.wait_for(|stopped| *stopped).await;
+            }
+        };
+        let serve = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(graceful);
+        let mut serve = std::pin::pin!(serve.into_future());
+        tokio::select! {
+            result = &mut serve => result.context("the HTTP server failed")?,
+            () = shutdown => {
+                tracing::info!("shutting down: no new connections, waiting for in-flight requests");
+                let _ = stop_tx.send(true);
+                match tokio::time::timeout(shutdown_grace, &mut serve).await {
+                    Ok(result) => result.context("the HTTP server failed while draining")?,
+                    Err(_) => tracing::warn!(grace = ?shutdown_grace, "grace period over; dropping open requests"),
+                }
+            }
+        }
+        refresher.abort();
+        state.db.close().await;
+        Ok(())
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

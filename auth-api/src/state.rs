@@ -1,0 +1,35 @@
+//! State shared by every request handler.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use crate::keys::KeyRing;
+use crate::rate_limit::RateLimiter;
+
+/// Everything a handler may need. Cheap to clone: all fields are handles.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database pool; closed when the application stops.
+    pub db: PgPool,
+    /// Signing and verification keys.
+    pub keys: KeyRing,
+    /// Settings handlers read.
+    pub settings: Arc<Settings>,
+    /// Login attempts per user name.
+    pub login_per_user: Arc<RateLimiter>,
+    /// Login, register and guest attempts per client address.
+    pub auth_per_address: Arc<RateLimiter>,
+}
+
+/// The part of the configuration handlers read.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Whether guest logins are allowed.
+    pub guests: bool,
+    /// Lifetime of refresh tokens.
+    pub refresh_ttl: Duration,
+    /// Header holding the client address behind a trusted proxy.
+    pub client_ip_header: Option<String>,
+}

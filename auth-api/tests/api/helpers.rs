@@ -1,0 +1,185 @@
+//! Starting the real application on a free port with a fresh database, and calling it over HTTP.
+
+use natter_auth_api::config::Config;
+use natter_auth_api::startup::Application;
+use natter_test_support::TestDb;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use clap::Parser;
+
+/// A running auth-api on 127.0.0.1 with its own database.
+pub struct TestApp {
+    pub base: String,
+    pub db_url: String,
+    pub db: sqlx::PgPool,
+    pub http: reqwest::Client,
+    /// Stops the server when dropped.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// A response: status, headers and body parsed as JSON (`Value::Null` when empty).
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The error code of an error body.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"]
+            .as_str()
+            .unwrap_or("<no error code>")
+    }
+
+    /// Asserts status and error code together, with the body in the failure message.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status.as_u16(), self.code()),
+            (status, code),
+            "body: {}",
+            self.body
+        );
+        assert!(
+            self.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{}",
+            self.body
+        );
+    }
+}
+
+/// Starts the app with the default configuration plus `args`.
+pub async fn spawn_app_with(args: &[&str]) -> TestApp {
+    let db = TestDb::create().await;
+    spawn_app_on(db.url().to_owned(), args).await
+}
+
+/// Starts the app with the default configuration.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Starts the app against an existing database URL.
+pub async fn spawn_app_on(db_url: String, args: &[&str]) -> TestApp {
+    let mut argv = vec![
+        "natter-auth-api",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        &db_url,
+    ];
+    argv.extend_from_slice(args);
+    let config = Config::try_parse_from(argv).expect("test config parses");
+    config.validate().expect("test config is valid");
+    let app = Application::build(config)
+        .await
+        .expect("application builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let db = app.state().db.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        base,
+        db_url,
+        db,
+        http: reqwest::Client::new(),
+        _stop: stop,
+    }
+}
+
+impl TestApp {
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        read(req.send().await.expect("request reaches the server")).await
+    }
+
+    /// POST JSON without a token.
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, None, Some(body)).await
+    }
+
+    /// Sends raw bytes with a content type.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Reply {
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body);
+        read(req.send().await.expect("request reaches the server")).await
+    }
+
+    /// GET with a token.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    /// Registers `name` with a good password; returns the token response.
+    pub async fn register(&self, name: &str) -> Value {
+        let reply = self
+            .post(
+                "/api/register",
+                json!({"username": name, "password": "correct horse"}),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "register {name}: {}",
+            reply.body
+        );
+        reply.body
+    }
+
+    /// Registers `name` and returns its access token.
+    pub async fn token_for(&self, name: &str) -> String {
+        self.register(name).await["access_token"]
+            .as_str()
+            .expect("access token")
+            .to_owned()
+    }
+}
+
+async fn read(resp: reqwest::Response) -> Reply {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.expect("body is readable");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!(
+                "{status}: body is not JSON: {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })
+    };
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}

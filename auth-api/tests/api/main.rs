@@ -1,0 +1,8 @@
+//! Integration tests of the auth API against a real PostgreSQL over real sockets.
+
+mod auth;
+mod errors;
+mod helpers;
+mod operations;
+mod rooms;
+mod tokens;

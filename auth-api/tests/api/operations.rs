@@ -1,0 +1,167 @@
+//! Health, readiness, metrics, the OpenAPI document, and configuration errors.
+
+use std::process::Command;
+
+use natter_test_support::PgServer;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{spawn_app, spawn_app_on};
+
+#[tokio::test]
+async fn health_and_metrics_endpoints_work() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/healthz", None).await.status, StatusCode::OK);
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(
+        (ready.status, ready.body["database"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+
+    app.post(
+        "/api/login",
+        json!({"username": "nobody", "password": "whatever1"}),
+    )
+    .await;
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("natter_api_http_requests_total")
+                && l.contains("route=\"/api/login\"")
+                && l.contains("status=\"401\"")),
+        "{text}"
+    );
+    assert!(
+        text.contains("natter_api_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn readiness_follows_the_database() {
+    let mut pg = PgServer::start();
+    let app = spawn_app_on(pg.create_database().await, &[]).await;
+    assert_eq!(app.get("/readyz", None).await.status, StatusCode::OK);
+    pg.kill();
+    let down = app.get("/readyz", None).await;
+    assert_eq!(
+        down.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        down.body
+    );
+    // Requests that need the database fail cleanly while it is down, and the process keeps serving.
+    let reply = app
+        .post(
+            "/api/login",
+            json!({"username": "nobody", "password": "whatever1"}),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
+    assert_eq!(app.get("/healthz", None).await.status, StatusCode::OK);
+    pg.restart();
+    let mut ready = false;
+    for _ in 0..50 {
+        if app.get("/readyz", None).await.status == StatusCode::OK {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(ready, "ready again once the database is back");
+    assert_eq!(
+        app.post("/api/guest", json!({"username": "survivor"}))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_route() {
+    let app = spawn_app().await;
+    let doc = app.get("/api/openapi.json", None).await;
+    assert_eq!(doc.status, StatusCode::OK);
+    assert!(
+        doc.body["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3."))
+    );
+    let paths = doc.body["paths"].as_object().expect("paths");
+    let expected = [
+        ("/api/register", "post"),
+        ("/api/login", "post"),
+        ("/api/guest", "post"),
+        ("/api/refresh", "post"),
+        ("/api/logout", "post"),
+        ("/api/rooms", "post"),
+        ("/api/rooms", "get"),
+        ("/api/rooms/{id}", "get"),
+        ("/api/rooms/{id}", "delete"),
+        ("/api/rooms/{id}/join", "post"),
+        ("/api/rooms/{id}/leave", "post"),
+        ("/api/rooms/{id}/members", "get"),
+        ("/.well-known/jwks.json", "get"),
+    ];
+    for (path, method) in expected {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing from OpenAPI"
+        );
+    }
+    assert_eq!(
+        paths
+            .values()
+            .map(|p| p.as_object().map_or(0, |o| o.len()))
+            .sum::<usize>(),
+        expected.len()
+    );
+    assert!(doc.body["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+#[test]
+fn bad_configuration_exits_64_with_one_line() {
+    let bin = env!("CARGO_BIN_EXE_natter-auth-api");
+    for args in [
+        vec!["--listen", "not-an-address"],
+        vec!["--access-token-ttl", "1h", "--refresh-token-ttl", "30m"],
+        vec!["--database-url", "postgres://user:hunter2@host:badport/db"],
+        vec!["--no-such-flag"],
+    ] {
+        let out = Command::new(bin)
+            .args(&args)
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains("invalid configuration"), "{stderr}");
+        assert!(
+            !stderr.contains("hunter2"),
+            "secrets are never printed: {stderr}"
+        );
+    }
+    let out = Command::new(bin)
+        .env("NATTER_ACCESS_TOKEN_TTL", "forever")
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(64),
+        "environment settings are validated too"
+    );
+}
