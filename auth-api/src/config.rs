@@ -87,12 +87,8 @@ impl Config {
     /// Checks the settings together. Called before anything is bound or connected.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |msg: String| Err(ConfigError(msg));
-        if !self.database_url.starts_with("postgres://")
-            && !self.database_url.starts_with("postgresql://")
-        {
-            return fail(
-                "--database-url / DATABASE_URL must start with postgres:// or postgresql://".into(),
-            );
+        if !self.database_url.starts_with("postgres://") && !self.database_url.starts_with("postgresql://") {
+            return fail("--database-url / DATABASE_URL must start with postgres:// or postgresql://".into());
         }
         if let Err(err) = PgConnectOptions::from_str(&self.database_url) {
             // The URL may hold a password: name the problem, never the value.
@@ -104,9 +100,7 @@ impl Config {
         if self.issuer.trim().is_empty() || self.audience.trim().is_empty() {
             return fail("--issuer and --audience must not be empty".into());
         }
-        if self.access_token_ttl < Duration::from_secs(10)
-            || self.access_token_ttl > Duration::from_secs(24 * 3600)
-        {
+        if self.access_token_ttl < Duration::from_secs(10) || self.access_token_ttl > Duration::from_secs(24 * 3600) {
             return fail("--access-token-ttl must be between 10s and 24h".into());
         }
         if self.refresh_token_ttl <= self.access_token_ttl {
@@ -127,9 +121,7 @@ impl Config {
         if let Some(header) = &self.client_ip_header
             && axum::http::HeaderName::from_str(header).is_err()
         {
-            return fail(format!(
-                "--client-ip-header {header:?} is not a valid header name"
-            ));
+            return fail(format!("--client-ip-header {header:?} is not a valid header name"));
         }
         Ok(())
     }
@@ -148,9 +140,7 @@ fn redact(text: &str) -> String {
 /// Parses `90`, `90s`, `15m`, `12h` or `30d` into a duration.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let n: u64 = number
         .parse()
@@ -162,9 +152,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => n.saturating_mul(3600),
         "d" => n.saturating_mul(86_400),
         _ => {
-            return Err(format!(
-                "{text:?} has an unknown unit; use ms, s, m, h or d"
-            ));
+            return Err(format!("{text:?} has an unknown unit; use ms, s, m, h or d"));
         }
     };
     Ok(Duration::from_secs(secs))
@@ -204,11 +192,7 @@ mod tests {
         );
         assert!(config(&["--database-url", "mysql://x"]).validate().is_err());
         assert!(config(&["--issuer", " "]).validate().is_err());
-        assert!(
-            config(&["--client-ip-header", "bad header"])
-                .validate()
-                .is_err()
-        );
+        assert!(config(&["--client-ip-header", "bad header"]).validate().is_err());
     }
 
     #[test]

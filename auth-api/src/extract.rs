@@ -20,12 +20,8 @@ pub struct ApiJson<T>(pub T);
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
-            JsonRejection::JsonDataError(err) => {
-                ApiError::validation("invalid_body", err.body_text())
-            }
-            JsonRejection::JsonSyntaxError(err) => {
-                ApiError::bad_request("malformed_json", err.body_text())
-            }
+            JsonRejection::JsonDataError(err) => ApiError::validation("invalid_body", err.body_text()),
+            JsonRejection::JsonSyntaxError(err) => ApiError::bad_request("malformed_json", err.body_text()),
             JsonRejection::MissingJsonContentType(_) => ApiError::Http {
                 status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 code: "unsupported_media_type",
@@ -53,43 +49,24 @@ pub struct AuthUser {
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| {
-                ApiError::unauthorized(
-                    "missing_token",
-                    "send an access token as 'Authorization: Bearer …'",
-                )
-            })?;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(|| {
+            ApiError::unauthorized("missing_token", "send an access token as 'Authorization: Bearer …'")
+        })?;
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
             .map(str::trim)
             .ok_or_else(|| {
-                ApiError::unauthorized(
-                    "missing_token",
-                    "the Authorization header must be 'Bearer <token>'",
-                )
+                ApiError::unauthorized("missing_token", "the Authorization header must be 'Bearer <token>'")
             })?;
         let claims = state.keys.verifier().verify(token).map_err(|err| {
             crate::metrics::auth_failure(err.code());
             ApiError::unauthorized(err.code(), err.to_string())
         })?;
-        let id = Uuid::parse_str(&claims.sub).map_err(|_| {
-            ApiError::unauthorized(
-                "token_missing_claim",
-                "the token's subject is not a user id",
-            )
-        })?;
+        let id = Uuid::parse_str(&claims.sub)
+            .map_err(|_| ApiError::unauthorized("token_missing_claim", "the token's subject is not a user id"))?;
         Ok(Self { id, claims })
     }
 }
@@ -101,10 +78,7 @@ pub struct ClientAddr(pub IpAddr);
 impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         if let Some(name) = &state.settings.client_ip_header
             && let Some(ip) = parts
                 .headers

@@ -69,22 +69,12 @@ impl KeyRing {
 
     fn snapshot(&self) -> Arc<Snapshot> {
         // A poisoned lock still holds a complete snapshot: writers only swap the Arc.
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Rotates if due and reloads the key set from the database.
     pub async fn refresh(&self, pool: &PgPool) -> anyhow::Result<()> {
-        let snapshot = load_snapshot(
-            pool,
-            &self.issuer,
-            &self.audience,
-            self.access_ttl,
-            self.rotation,
-        )
-        .await?;
+        let snapshot = load_snapshot(pool, &self.issuer, &self.audience, self.access_ttl, self.rotation).await?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
         Ok(())
     }
@@ -124,11 +114,7 @@ impl KeyRing {
         let snapshot = self.snapshot();
         let mut header = Header::new(ALGORITHM);
         header.kid = Some(snapshot.signing.kid.clone());
-        Ok(jsonwebtoken::encode(
-            &header,
-            &claims,
-            &snapshot.signing.key,
-        )?)
+        Ok(jsonwebtoken::encode(&header, &claims, &snapshot.signing.key)?)
     }
 }
 
@@ -165,13 +151,8 @@ async fn load_snapshot(
         sqlx::query_as("SELECT created_at FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?;
-    let due = newest.is_none_or(|(created,)| {
-        Utc::now()
-            .signed_duration_since(created)
-            .to_std()
-            .unwrap_or_default()
-            >= rotation
-    });
+    let due = newest
+        .is_none_or(|(created,)| Utc::now().signed_duration_since(created).to_std().unwrap_or_default() >= rotation);
     if due {
         sqlx::query("UPDATE signing_keys SET retired_at = now() WHERE retired_at IS NULL")
             .execute(&mut *tx)

@@ -45,18 +45,16 @@ pub async fn hash(password: String) -> anyhow::Result<String> {
 pub async fn verify(password: String, stored: Option<String>) -> anyhow::Result<bool> {
     tokio::task::spawn_blocking(move || {
         let stored = stored.unwrap_or_else(|| DUMMY_HASH.to_owned());
-        let parsed = PasswordHash::new(&stored)
-            .map_err(|e| anyhow::anyhow!("stored password hash unreadable: {e}"))?;
-        let ok = argon2()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
+        let parsed = PasswordHash::new(&stored).map_err(|e| anyhow::anyhow!("stored password hash unreadable: {e}"))?;
+        let ok = argon2().verify_password(password.as_bytes(), &parsed).is_ok();
         Ok(ok && stored != DUMMY_HASH)
     })
     .await?
 }
 
 /// A valid Argon2id hash of a random password nobody knows, with the same cost as real ones.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$ZP6QwQnvxsrOPmNnKWvxd+6tRSbT/4AP1jmQ4lMHAi0";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$ZP6QwQnvxsrOPmNnKWvxd+6tRSbT/4AP1jmQ4lMHAi0";
 
 #[cfg(test)]
 mod tests {
@@ -65,25 +63,14 @@ mod tests {
     #[tokio::test]
     async fn hashes_verify_and_wrong_passwords_do_not() {
         let hash = hash("correct horse".into()).await.expect("hashes");
-        assert!(
-            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
-            "{hash}"
-        );
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
         assert!(
             verify("correct horse".into(), Some(hash.clone()))
                 .await
                 .expect("verifies")
         );
-        assert!(
-            !verify("wrong horse".into(), Some(hash))
-                .await
-                .expect("verifies")
-        );
-        assert!(
-            !verify("anything".into(), None)
-                .await
-                .expect("dummy verifies")
-        );
+        assert!(!verify("wrong horse".into(), Some(hash)).await.expect("verifies"));
+        assert!(!verify("anything".into(), None).await.expect("dummy verifies"));
     }
 
     #[test]

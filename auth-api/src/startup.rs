@@ -82,9 +82,7 @@ impl Application {
     /// The address it is bound to (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         // A bound listener always has a local address.
-        self.listener
-            .local_addr()
-            .expect("bound listener has an address")
+        self.listener.local_addr().expect("bound listener has an address")
     }
 
     /// The port it is bound to.
@@ -98,10 +96,7 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish for the grace period.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Self {
             listener,
             state,
@@ -131,11 +126,8 @@ impl Application {
                 let _ = stop_rx.wait_for(|stopped| *stopped).await;
             }
         };
-        let serve = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(graceful);
+        let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(graceful);
         let mut serve = std::pin::pin!(serve.into_future());
         tokio::select! {
             result = &mut serve => result.context("the HTTP server failed")?,

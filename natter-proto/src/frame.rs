@@ -218,10 +218,7 @@ mod tests {
             },
             json!({"type":"typing","room":"lobby","text":"h"}),
         );
-        round_trip(
-            ClientFrame::Ping { id: "p".into() },
-            json!({"type":"ping","id":"p"}),
-        );
+        round_trip(ClientFrame::Ping { id: "p".into() }, json!({"type":"ping","id":"p"}));
         round_trip(
             ClientFrame::Refresh { token: "t".into() },
             json!({"type":"refresh","token":"t"}),
@@ -288,10 +285,7 @@ mod tests {
             ServerFrame::Left { room: room() },
             json!({"type":"left","room":"lobby"}),
         );
-        round_trip(
-            ServerFrame::Pong { id: "p".into() },
-            json!({"type":"pong","id":"p"}),
-        );
+        round_trip(ServerFrame::Pong { id: "p".into() }, json!({"type":"pong","id":"p"}));
         round_trip(
             ServerFrame::Error {
                 code: "bad_frame".into(),

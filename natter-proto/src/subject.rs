@@ -54,21 +54,9 @@ mod tests {
         assert_eq!(room_typing(&r), "chat.v1.room.lobby.typing");
         assert_eq!(room_presence(&r), "chat.v1.room.lobby.presence");
         assert_eq!(all_room_messages(), "chat.v1.room.*.msg");
-        assert_eq!(
-            live_republish_template(),
-            "chat.v1.live.room.{{wildcard(1)}}"
-        );
-        for subject in [
-            room_messages(&r),
-            room_live(&r),
-            room_typing(&r),
-            room_presence(&r),
-        ] {
-            assert!(
-                subject
-                    .split('.')
-                    .all(|t| !t.is_empty() && t != "*" && t != ">")
-            );
+        assert_eq!(live_republish_template(), "chat.v1.live.room.{{wildcard(1)}}");
+        for subject in [room_messages(&r), room_live(&r), room_typing(&r), room_presence(&r)] {
+            assert!(subject.split('.').all(|t| !t.is_empty() && t != "*" && t != ">"));
         }
     }
 }

@@ -82,18 +82,15 @@ impl From<jsonwebtoken::errors::Error> for TokenError {
     fn from(err: jsonwebtoken::errors::Error) -> Self {
         use jsonwebtoken::errors::ErrorKind as K;
         match err.kind() {
-            K::InvalidAlgorithm
-            | K::InvalidAlgorithmName
-            | K::UnsupportedAlgorithm
-            | K::MissingAlgorithm => Self::WrongAlgorithm,
+            K::InvalidAlgorithm | K::InvalidAlgorithmName | K::UnsupportedAlgorithm | K::MissingAlgorithm => {
+                Self::WrongAlgorithm
+            }
             K::InvalidSignature | K::InvalidEddsaKey | K::InvalidKeyFormat => Self::BadSignature,
             K::ExpiredSignature => Self::Expired,
             K::InvalidIssuer | K::InvalidAudience => Self::WrongIssuerOrAudience,
             K::MissingRequiredClaim(_) | K::InvalidClaimFormat(_) => Self::MissingClaim,
             // Well-formed JSON that does not fit the claims: a claim is missing or has the wrong type.
-            K::Json(json) if json.classify() == serde_json::error::Category::Data => {
-                Self::MissingClaim
-            }
+            K::Json(json) if json.classify() == serde_json::error::Category::Data => Self::MissingClaim,
             _ => Self::Malformed,
         }
     }
@@ -123,12 +120,8 @@ impl Verifier {
             .filter_map(|jwk| {
                 let kid = jwk.common.key_id.clone()?;
                 match &jwk.algorithm {
-                    AlgorithmParameters::OctetKeyPair(okp)
-                        if okp.curve == EllipticCurve::Ed25519 =>
-                    {
-                        DecodingKey::from_ed_components(&okp.x)
-                            .ok()
-                            .map(|key| (kid, key))
+                    AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
+                        DecodingKey::from_ed_components(&okp.x).ok().map(|key| (kid, key))
                     }
                     _ => None,
                 }
@@ -149,12 +142,11 @@ impl Verifier {
 
     /// Verifies `token` and returns its claims.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|_| match raw_algorithm(token) {
-                // A readable header naming an algorithm the library does not even know, such as `none`.
-                Some(alg) if alg != "EdDSA" => TokenError::WrongAlgorithm,
-                _ => TokenError::Malformed,
-            })?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| match raw_algorithm(token) {
+            // A readable header naming an algorithm the library does not even know, such as `none`.
+            Some(alg) if alg != "EdDSA" => TokenError::WrongAlgorithm,
+            _ => TokenError::Malformed,
+        })?;
         if header.alg != ALGORITHM {
             return Err(TokenError::WrongAlgorithm);
         }
@@ -195,8 +187,7 @@ mod tests {
     /// PKCS#8 v1 wrapping of a raw Ed25519 seed (RFC 8410).
     fn key(seed: u8) -> EncodingKey {
         let mut der = vec![
-            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
-            0x04, 0x20,
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
         ];
         der.extend_from_slice(&[seed; 32]);
         EncodingKey::from_ed_der(&der)
@@ -238,10 +229,7 @@ mod tests {
             verifier.verify(&sign("k1", &k1, &claims(-60))),
             Err(TokenError::Expired)
         );
-        assert_eq!(
-            verifier.verify(&sign("k2", &k1, &good)),
-            Err(TokenError::UnknownKey)
-        );
+        assert_eq!(verifier.verify(&sign("k2", &k1, &good)), Err(TokenError::UnknownKey));
         assert_eq!(
             verifier.verify(&sign("k1", &key(2), &good)),
             Err(TokenError::BadSignature)

@@ -50,14 +50,7 @@ impl NatsServer {
 
     fn spawn(&mut self) -> Result<(), String> {
         let mut child = Command::new(binary())
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
             .arg(self.dir.path().join("store"))
             .arg("-l")
             .arg(self.log_path())

@@ -33,8 +33,7 @@ impl PgServer {
             .expect("create a temp dir for postgres");
         let owner = service_user();
         if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
-                .expect("chown the postgres temp dir");
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown the postgres temp dir");
         }
         copy_template(&dir.path().join("data"), owner);
         let mut server = Self {
@@ -47,10 +46,7 @@ impl PgServer {
             match server.spawn() {
                 Ok(()) => return server,
                 Err(err) if port_open(server.port) => {
-                    eprintln!(
-                        "postgres on port {} failed ({err}); trying another port",
-                        server.port
-                    );
+                    eprintln!("postgres on port {} failed ({err}); trying another port", server.port);
                 }
                 Err(err) => panic!("postgres failed to start: {err}; log: {}", server.log()),
             }
@@ -186,15 +182,7 @@ impl TestDb {
 fn is_ready(port: u16) -> bool {
     port_open(port)
         && Command::new(bin("pg_isready"))
-            .args([
-                "-q",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "postgres",
-            ])
+            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
             .status()
             .is_ok_and(|s| s.success())
 }
@@ -205,28 +193,15 @@ fn is_ready(port: u16) -> bool {
 fn copy_template(data: &Path, owner: Option<(u32, u32)>) {
     let template = std::env::temp_dir().join(format!("natter-pg-template-{}", server_version()));
     if !template.join("PG_VERSION").exists() {
-        let staging = std::env::temp_dir().join(format!(
-            "natter-pg-staging-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
+        let staging = std::env::temp_dir().join(format!("natter-pg-staging-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&staging).expect("create an initdb staging dir");
         if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(&staging, Some(uid), Some(gid))
-                .expect("chown the initdb staging dir");
+            std::os::unix::fs::chown(&staging, Some(uid), Some(gid)).expect("chown the initdb staging dir");
         }
         let out = as_service_user(&bin("initdb"))
             .arg("-D")
             .arg(&staging)
-            .args([
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-N",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-            ])
+            .args(["-U", "postgres", "-A", "trust", "-N", "-E", "UTF8", "--locale=C.UTF-8"])
             .output()
             .expect("run initdb");
         assert!(
@@ -308,13 +283,8 @@ fn service_user() -> Option<(u32, u32)> {
 fn as_service_user(program: &Path) -> Command {
     if service_user().is_some() {
         let mut cmd = Command::new("setpriv");
-        cmd.args([
-            "--reuid=postgres",
-            "--regid=postgres",
-            "--init-groups",
-            "--",
-        ])
-        .arg(program);
+        cmd.args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"])
+            .arg(program);
         cmd
     } else {
         Command::new(program)

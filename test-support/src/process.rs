@@ -22,11 +22,7 @@ pub(crate) fn port_open(port: u16) -> bool {
 }
 
 /// Polls `ready` every 50 ms until it holds, the child exits, or `timeout` passes.
-pub(crate) fn wait_until(
-    child: &mut Child,
-    timeout: Duration,
-    mut ready: impl FnMut() -> bool,
-) -> Result<(), String> {
+pub(crate) fn wait_until(child: &mut Child, timeout: Duration, mut ready: impl FnMut() -> bool) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     loop {
         if ready() {

@@ -8,9 +8,7 @@ use sqlx::Connection;
 #[tokio::test]
 async fn nats_server_stores_jetstream_messages_across_a_crash() {
     let mut nats = NatsServer::start();
-    let client = async_nats::connect(nats.url())
-        .await
-        .expect("connect to nats");
+    let client = async_nats::connect(nats.url()).await.expect("connect to nats");
     let js = async_nats::jetstream::new(client);
     js.create_stream(async_nats::jetstream::stream::Config {
         name: "T".into(),
@@ -28,9 +26,7 @@ async fn nats_server_stores_jetstream_messages_across_a_crash() {
     assert_eq!(ack.sequence, 1);
 
     nats.restart();
-    let client = async_nats::connect(nats.url())
-        .await
-        .expect("reconnect to nats");
+    let client = async_nats::connect(nats.url()).await.expect("reconnect to nats");
     let js = async_nats::jetstream::new(client);
     let mut stream = js.get_stream("T").await.expect("stream survives restart");
     assert_eq!(stream.info().await.expect("stream info").state.messages, 1);
@@ -44,10 +40,7 @@ async fn nats_server_stores_jetstream_messages_across_a_crash() {
 
     let client = async_nats::connect(nats.url()).await.expect("connect");
     let mut sub = client.subscribe("core.x").await.expect("subscribe");
-    client
-        .publish("core.x", "hi".into())
-        .await
-        .expect("publish core");
+    client.publish("core.x", "hi".into()).await.expect("publish core");
     let msg = sub.next().await.expect("core message arrives");
     assert_eq!(&msg.payload[..], b"hi");
 }

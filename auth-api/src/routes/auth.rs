@@ -96,8 +96,7 @@ async fn issue_tokens(
     rand::rngs::OsRng.fill_bytes(&mut raw);
     let refresh_token = URL_SAFE_NO_PAD.encode(raw);
     let expires_at = Utc::now()
-        + chrono::Duration::from_std(state.settings.refresh_ttl)
-            .map_err(|e| ApiError::Unexpected(e.into()))?;
+        + chrono::Duration::from_std(state.settings.refresh_ttl).map_err(|e| ApiError::Unexpected(e.into()))?;
     sqlx::query(
         "INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -108,9 +107,7 @@ async fn issue_tokens(
     .bind(expires_at)
     .execute(&mut **tx)
     .await?;
-    let access_token = state
-        .keys
-        .mint(&user.id.to_string(), &user.name, user.guest)?;
+    let access_token = state.keys.mint(&user.id.to_string(), &user.name, user.guest)?;
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer".into(),
@@ -125,11 +122,7 @@ fn is_name_taken(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
-async fn create_user(
-    state: &AppState,
-    name: Username,
-    password_hash: Option<String>,
-) -> ApiResult<TokenResponse> {
+async fn create_user(state: &AppState, name: Username, password_hash: Option<String>) -> ApiResult<TokenResponse> {
     let guest = password_hash.is_none();
     let mut tx = state.db.begin().await?;
     let id = Uuid::new_v4();
@@ -175,13 +168,9 @@ pub async fn register(
     ClientAddr(addr): ClientAddr,
     ApiJson(body): ApiJson<Credentials>,
 ) -> ApiResult<(StatusCode, Json<TokenResponse>)> {
-    state
-        .auth_per_address
-        .hit(&addr.to_string())
-        .map_err(limited)?;
+    state.auth_per_address.hit(&addr.to_string()).map_err(limited)?;
     let name = parse_username(&body.username)?;
-    password::check_policy(&body.password)
-        .map_err(|m| ApiError::validation("invalid_password", m))?;
+    password::check_policy(&body.password).map_err(|m| ApiError::validation("invalid_password", m))?;
     let hash = password::hash(body.password).await?;
     let tokens = create_user(&state, name, Some(hash)).await?;
     metrics::login("register", "ok");
@@ -201,10 +190,7 @@ pub async fn login(
     ApiJson(body): ApiJson<Credentials>,
 ) -> ApiResult<Json<TokenResponse>> {
     let invalid = || ApiError::unauthorized("invalid_credentials", "wrong user name or password");
-    state
-        .auth_per_address
-        .hit(&addr.to_string())
-        .map_err(limited)?;
+    state.auth_per_address.hit(&addr.to_string()).map_err(limited)?;
     // A malformed name cannot exist; answer as for a wrong password so names are not probed.
     let key = body.username.to_ascii_lowercase();
     state.login_per_user.hit(&key).map_err(limited)?;
@@ -223,17 +209,7 @@ pub async fn login(
     }
     let id = id.ok_or_else(invalid)?;
     let mut tx = state.db.begin().await?;
-    let tokens = issue_tokens(
-        &state,
-        &mut tx,
-        UserInfo {
-            id,
-            name,
-            guest: false,
-        },
-        None,
-    )
-    .await?;
+    let tokens = issue_tokens(&state, &mut tx, UserInfo { id, name, guest: false }, None).await?;
     tx.commit().await?;
     metrics::login("password", "ok");
     Ok(Json(tokens))
@@ -259,10 +235,7 @@ pub async fn guest(
             "guest logins are turned off on this server",
         ));
     }
-    state
-        .auth_per_address
-        .hit(&addr.to_string())
-        .map_err(limited)?;
+    state.auth_per_address.hit(&addr.to_string()).map_err(limited)?;
     let name = parse_username(&body.username)?;
     let tokens = create_user(&state, name, None).await?;
     metrics::login("guest", "ok");
@@ -298,10 +271,7 @@ pub async fn refresh(
     .await?;
     let Some((family, user_id, expires_at, used_at, revoked_at)) = row else {
         metrics::login("refresh", "invalid_refresh_token");
-        return Err(ApiError::unauthorized(
-            "invalid_refresh_token",
-            "unknown refresh token",
-        ));
+        return Err(ApiError::unauthorized("invalid_refresh_token", "unknown refresh token"));
     };
     if revoked_at.is_some() {
         metrics::login("refresh", "refresh_token_revoked");
@@ -333,11 +303,10 @@ pub async fn refresh(
         .bind(hash_refresh(&body.refresh_token))
         .execute(&mut *tx)
         .await?;
-    let (name, guest): (String, bool) =
-        sqlx::query_as("SELECT username, is_guest FROM users WHERE id = $1")
-            .bind(user_id)
-            .fetch_one(&mut *tx)
-            .await?;
+    let (name, guest): (String, bool) = sqlx::query_as("SELECT username, is_guest FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await?;
     let tokens = issue_tokens(
         &state,
         &mut tx,
@@ -358,10 +327,7 @@ pub async fn refresh(
 /// the token was known, so it cannot be used to test tokens.
 #[utoipa::path(post, path = "/api/logout", tag = "auth", request_body = RefreshRequest,
     responses((status = 204, description = "Logged out")))]
-pub async fn logout(
-    State(state): State<AppState>,
-    ApiJson(body): ApiJson<RefreshRequest>,
-) -> ApiResult<StatusCode> {
+pub async fn logout(State(state): State<AppState>, ApiJson(body): ApiJson<RefreshRequest>) -> ApiResult<StatusCode> {
     sqlx::query(
         "UPDATE refresh_tokens SET revoked_at = now() WHERE revoked_at IS NULL AND family_id = \
          (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)",

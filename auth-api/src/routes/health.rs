@@ -19,10 +19,7 @@ pub async fn healthz() -> Json<Value> {
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.db);
     match tokio::time::timeout(Duration::from_secs(2), ping).await {
-        Ok(Ok(_)) => (
-            StatusCode::OK,
-            Json(json!({"status": "ready", "database": "ok"})),
-        ),
+        Ok(Ok(_)) => (StatusCode::OK, Json(json!({"status": "ready", "database": "ok"}))),
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "readiness: database check failed");
             (

@@ -84,16 +84,7 @@ const ROOM_SELECT: &str = "SELECT r.id, r.name, r.private, r.owner_id, \
        CASE WHEN r.owner_id = $1 THEN r.join_code END AS join_code, r.created_at \
        FROM rooms r";
 
-type RoomRow = (
-    String,
-    String,
-    bool,
-    Uuid,
-    i64,
-    bool,
-    Option<String>,
-    DateTime<Utc>,
-);
+type RoomRow = (String, String, bool, Uuid, i64, bool, Option<String>, DateTime<Utc>);
 
 fn to_room(row: RoomRow) -> Room {
     let (id, name, private, owner_id, member_count, joined, join_code, created_at) = row;
@@ -118,10 +109,7 @@ fn room_not_found(id: &RoomId) -> ApiError {
 }
 
 fn room_private() -> ApiError {
-    ApiError::forbidden(
-        "room_private",
-        "this room is private and you are not a member",
-    )
+    ApiError::forbidden("room_private", "this room is private and you are not a member")
 }
 
 /// Loads a room as `caller` sees it: 404 if missing, 403 if private and the caller is not a member.
@@ -171,47 +159,38 @@ pub async fn create_room(
     user: AuthUser,
     ApiJson(body): ApiJson<CreateRoom>,
 ) -> ApiResult<(StatusCode, Json<Room>)> {
-    let name = RoomName::parse(&body.name)
-        .map_err(|e| ApiError::validation("invalid_room_name", e.to_string()))?;
+    let name = RoomName::parse(&body.name).map_err(|e| ApiError::validation("invalid_room_name", e.to_string()))?;
     let id = new_room_id();
     let join_code = body.private.then(new_join_code);
     let mut tx = state.db.begin().await?;
-    sqlx::query(
-        "INSERT INTO rooms (id, name, private, owner_id, join_code) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(id.as_str())
-    .bind(name.as_str())
-    .bind(body.private)
-    .bind(user.id)
-    .bind(&join_code)
-    .execute(&mut *tx)
-    .await
-    .map_err(|err| match &err {
-        // The token outlived its user (deleted account): the row it would own does not exist.
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-            ApiError::unauthorized("unknown_user", "the token's user no longer exists")
-        }
-        _ => err.into(),
-    })?;
+    sqlx::query("INSERT INTO rooms (id, name, private, owner_id, join_code) VALUES ($1, $2, $3, $4, $5)")
+        .bind(id.as_str())
+        .bind(name.as_str())
+        .bind(body.private)
+        .bind(user.id)
+        .bind(&join_code)
+        .execute(&mut *tx)
+        .await
+        .map_err(|err| match &err {
+            // The token outlived its user (deleted account): the row it would own does not exist.
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                ApiError::unauthorized("unknown_user", "the token's user no longer exists")
+            }
+            _ => err.into(),
+        })?;
     sqlx::query("INSERT INTO memberships (room_id, user_id, role) VALUES ($1, $2, 'owner')")
         .bind(id.as_str())
         .bind(user.id)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(load_room(&state, user.id, &id).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(load_room(&state, user.id, &id).await?)))
 }
 
 /// List public rooms and the caller's private rooms, oldest first (at most 500).
 #[utoipa::path(get, path = "/api/rooms", tag = "rooms", security(("bearer" = [])),
     responses((status = 200, description = "Rooms", body = [Room])))]
-pub async fn list_rooms(
-    State(state): State<AppState>,
-    user: AuthUser,
-) -> ApiResult<Json<Vec<Room>>> {
+pub async fn list_rooms(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<Room>>> {
     let rows: Vec<RoomRow> = sqlx::query_as(&format!(
         "{ROOM_SELECT} WHERE NOT r.private \
          OR EXISTS (SELECT 1 FROM memberships m WHERE m.room_id = r.id AND m.user_id = $1) \
@@ -232,11 +211,7 @@ pub async fn list_rooms(
         (status = 403, description = "`room_private`", body = ErrorBody),
         (status = 404, description = "`room_not_found`", body = ErrorBody),
     ))]
-pub async fn get_room(
-    State(state): State<AppState>,
-    user: AuthUser,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Room>> {
+pub async fn get_room(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Room>> {
     let id = parse_room_id(&id)?;
     Ok(Json(visible_room(&state, user.id, &id).await?))
 }
@@ -259,20 +234,18 @@ pub async fn join_room(
     let request: JoinRoom = if body.iter().all(u8::is_ascii_whitespace) {
         JoinRoom::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))?
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))?
     };
     let room = load_room(&state, user.id, &id).await?;
     if room.joined {
         return Ok(Json(room));
     }
     if room.private {
-        let stored: Option<String> =
-            sqlx::query_scalar("SELECT join_code FROM rooms WHERE id = $1")
-                .bind(id.as_str())
-                .fetch_optional(&state.db)
-                .await?
-                .flatten();
+        let stored: Option<String> = sqlx::query_scalar("SELECT join_code FROM rooms WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&state.db)
+            .await?
+            .flatten();
         let matches = match (stored, request.code) {
             (Some(stored), Some(given)) => constant_time_eq(stored.as_bytes(), given.as_bytes()),
             _ => false,

@@ -16,28 +16,18 @@ async fn register_returns_oauth_style_tokens_and_login_works() {
             .as_str()
             .is_some_and(|t| t.split('.').count() == 3)
     );
-    assert!(
-        tokens["refresh_token"]
-            .as_str()
-            .is_some_and(|t| t.len() >= 40)
-    );
+    assert!(tokens["refresh_token"].as_str().is_some_and(|t| t.len() >= 40));
     assert_eq!(tokens["user"]["name"], "alice");
     assert_eq!(tokens["user"]["guest"], false);
 
     let login = app
-        .post(
-            "/api/login",
-            json!({"username": "alice", "password": "correct horse"}),
-        )
+        .post("/api/login", json!({"username": "alice", "password": "correct horse"}))
         .await;
     assert_eq!(login.status, StatusCode::OK, "{}", login.body);
     assert_eq!(login.body["user"]["id"], tokens["user"]["id"]);
     // Names are matched without regard to case.
     let login = app
-        .post(
-            "/api/login",
-            json!({"username": "ALICE", "password": "correct horse"}),
-        )
+        .post("/api/login", json!({"username": "ALICE", "password": "correct horse"}))
         .await;
     assert_eq!(login.status, StatusCode::OK, "{}", login.body);
 }
@@ -46,15 +36,11 @@ async fn register_returns_oauth_style_tokens_and_login_works() {
 async fn passwords_are_stored_as_argon2id_hashes() {
     let app = spawn_app().await;
     app.register("bob").await;
-    let (hash,): (String,) =
-        sqlx::query_as("SELECT password_hash FROM users WHERE username = 'bob'")
-            .fetch_one(&app.db)
-            .await
-            .expect("user row");
-    assert!(
-        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
-        "{hash}"
-    );
+    let (hash,): (String,) = sqlx::query_as("SELECT password_hash FROM users WHERE username = 'bob'")
+        .fetch_one(&app.db)
+        .await
+        .expect("user row");
+    assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
     assert!(!hash.contains("correct horse"));
 }
 
@@ -62,30 +48,21 @@ async fn passwords_are_stored_as_argon2id_hashes() {
 async fn bad_registrations_are_refused() {
     let app = spawn_app().await;
     app.register("carol").await;
-    app.post(
-        "/api/register",
-        json!({"username": "Carol", "password": "another one"}),
-    )
-    .await
-    .assert_error(409, "username_taken");
-    app.post(
-        "/api/register",
-        json!({"username": "x", "password": "correct horse"}),
-    )
-    .await
-    .assert_error(422, "invalid_username");
+    app.post("/api/register", json!({"username": "Carol", "password": "another one"}))
+        .await
+        .assert_error(409, "username_taken");
+    app.post("/api/register", json!({"username": "x", "password": "correct horse"}))
+        .await
+        .assert_error(422, "invalid_username");
     app.post(
         "/api/register",
         json!({"username": "dave smith", "password": "correct horse"}),
     )
     .await
     .assert_error(422, "invalid_username");
-    app.post(
-        "/api/register",
-        json!({"username": "dave", "password": "short"}),
-    )
-    .await
-    .assert_error(422, "invalid_password");
+    app.post("/api/register", json!({"username": "dave", "password": "short"}))
+        .await
+        .assert_error(422, "invalid_password");
     app.post(
         "/api/register",
         json!({"username": "dave", "password": "x".repeat(300)}),
@@ -98,29 +75,17 @@ async fn bad_registrations_are_refused() {
 async fn wrong_credentials_get_the_same_401() {
     let app = spawn_app().await;
     app.register("erin").await;
-    app.post(
-        "/api/login",
-        json!({"username": "erin", "password": "wrong horse"}),
-    )
-    .await
-    .assert_error(401, "invalid_credentials");
-    app.post(
-        "/api/login",
-        json!({"username": "nobody", "password": "correct horse"}),
-    )
-    .await
-    .assert_error(401, "invalid_credentials");
+    app.post("/api/login", json!({"username": "erin", "password": "wrong horse"}))
+        .await
+        .assert_error(401, "invalid_credentials");
+    app.post("/api/login", json!({"username": "nobody", "password": "correct horse"}))
+        .await
+        .assert_error(401, "invalid_credentials");
     let reply = app
-        .post(
-            "/api/login",
-            json!({"username": "erin", "password": "wrong horse"}),
-        )
+        .post("/api/login", json!({"username": "erin", "password": "wrong horse"}))
         .await;
     assert_eq!(
-        reply
-            .headers
-            .get("www-authenticate")
-            .map(|v| v.to_str().ok()),
+        reply.headers.get("www-authenticate").map(|v| v.to_str().ok()),
         Some(Some("Bearer"))
     );
 }
@@ -162,10 +127,7 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     assert_eq!(second.body["user"]["name"], "frank");
     // The new access token works.
     let token = second.body["access_token"].as_str().expect("access token");
-    assert_eq!(
-        app.get("/api/rooms", Some(token)).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(app.get("/api/rooms", Some(token)).await.status, StatusCode::OK);
 
     // Presenting the spent token again is reuse: refused, and the whole family is revoked.
     app.post("/api/refresh", json!({"refresh_token": r1}))
@@ -188,15 +150,11 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
         }
     };
     assert_eq!(
-        count(
-            "SELECT count(*) FROM refresh_tokens WHERE token_hash = sha256(convert_to($1, 'UTF8'))"
-        )
-        .await,
+        count("SELECT count(*) FROM refresh_tokens WHERE token_hash = sha256(convert_to($1, 'UTF8'))").await,
         1
     );
     assert_eq!(
-        count("SELECT count(*) FROM refresh_tokens WHERE token_hash = convert_to($1, 'UTF8')")
-            .await,
+        count("SELECT count(*) FROM refresh_tokens WHERE token_hash = convert_to($1, 'UTF8')").await,
         0
     );
 
@@ -209,12 +167,7 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
 async fn logout_revokes_the_session_but_not_others() {
     let app = spawn_app().await;
     app.register("grace").await;
-    let login = |_: ()| {
-        app.post(
-            "/api/login",
-            json!({"username": "grace", "password": "correct horse"}),
-        )
-    };
+    let login = |_: ()| app.post("/api/login", json!({"username": "grace", "password": "correct horse"}));
     let a = login(()).await.body;
     let b = login(()).await.body;
     let reply = app
@@ -235,9 +188,7 @@ async fn logout_revokes_the_session_but_not_others() {
     );
     // Logging out an unknown token is not an oracle.
     assert_eq!(
-        app.post("/api/logout", json!({"refresh_token": "nope"}))
-            .await
-            .status,
+        app.post("/api/logout", json!({"refresh_token": "nope"})).await.status,
         StatusCode::NO_CONTENT
     );
 }
@@ -250,37 +201,22 @@ async fn expired_refresh_tokens_are_refused() {
         .execute(&app.db)
         .await
         .expect("expire tokens");
-    app.post(
-        "/api/refresh",
-        json!({"refresh_token": tokens["refresh_token"]}),
-    )
-    .await
-    .assert_error(401, "refresh_token_expired");
+    app.post("/api/refresh", json!({"refresh_token": tokens["refresh_token"]}))
+        .await
+        .assert_error(401, "refresh_token_expired");
 }
 
 #[tokio::test]
 async fn login_is_rate_limited_per_username_and_per_address() {
-    let app = spawn_app_with(&[
-        "--login-attempts-per-user",
-        "3",
-        "--auth-attempts-per-address",
-        "8",
-    ])
-    .await;
+    let app = spawn_app_with(&["--login-attempts-per-user", "3", "--auth-attempts-per-address", "8"]).await;
     app.register("ivan").await;
     for _ in 0..3 {
-        app.post(
-            "/api/login",
-            json!({"username": "ivan", "password": "wrong horse"}),
-        )
-        .await
-        .assert_error(401, "invalid_credentials");
+        app.post("/api/login", json!({"username": "ivan", "password": "wrong horse"}))
+            .await
+            .assert_error(401, "invalid_credentials");
     }
     let limited = app
-        .post(
-            "/api/login",
-            json!({"username": "ivan", "password": "correct horse"}),
-        )
+        .post("/api/login", json!({"username": "ivan", "password": "correct horse"}))
         .await;
     limited.assert_error(429, "rate_limited");
     let retry: u64 = limited.headers["retry-after"]
@@ -291,19 +227,13 @@ async fn login_is_rate_limited_per_username_and_per_address() {
     assert!((1..=60).contains(&retry), "{retry}");
     // Another name from the same address still works until the address limit (8, with register counted).
     for i in 0..3 {
-        app.post(
-            "/api/login",
-            json!({"username": format!("other{i}"), "password": "x"}),
-        )
-        .await
-        .assert_error(401, "invalid_credentials");
+        app.post("/api/login", json!({"username": format!("other{i}"), "password": "x"}))
+            .await
+            .assert_error(401, "invalid_credentials");
     }
-    app.post(
-        "/api/login",
-        json!({"username": "someone", "password": "x"}),
-    )
-    .await
-    .assert_error(429, "rate_limited");
+    app.post("/api/login", json!({"username": "someone", "password": "x"}))
+        .await
+        .assert_error(429, "rate_limited");
     app.post("/api/guest", json!({"username": "someone"}))
         .await
         .assert_error(429, "rate_limited");

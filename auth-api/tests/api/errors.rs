@@ -14,12 +14,9 @@ async fn malformed_bodies_get_clear_errors() {
     app.post_raw("/api/register", "application/json", "")
         .await
         .assert_error(400, "malformed_json");
-    app.post(
-        "/api/register",
-        json!({"username": 5, "password": "correct horse"}),
-    )
-    .await
-    .assert_error(422, "invalid_body");
+    app.post("/api/register", json!({"username": 5, "password": "correct horse"}))
+        .await
+        .assert_error(422, "invalid_body");
     app.post("/api/register", json!({"username": "zed"}))
         .await
         .assert_error(422, "invalid_body");
@@ -68,9 +65,7 @@ async fn sql_looking_input_is_only_data() {
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_in_json() {
     let app = spawn_app().await;
-    app.get("/api/nothing-here", None)
-        .await
-        .assert_error(404, "not_found");
+    app.get("/api/nothing-here", None).await.assert_error(404, "not_found");
     app.call(Method::PUT, "/api/login", None, Some(json!({})))
         .await
         .assert_error(405, "method_not_allowed");

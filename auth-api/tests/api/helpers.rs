@@ -28,9 +28,7 @@ pub struct Reply {
 impl Reply {
     /// The error code of an error body.
     pub fn code(&self) -> &str {
-        self.body["error"]["code"]
-            .as_str()
-            .unwrap_or("<no error code>")
+        self.body["error"]["code"].as_str().unwrap_or("<no error code>")
     }
 
     /// Asserts status and error code together, with the body in the failure message.
@@ -43,9 +41,7 @@ impl Reply {
             self.body
         );
         assert!(
-            self.body["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty()),
+            self.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
             "{}",
             self.body
         );
@@ -65,19 +61,11 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the app against an existing database URL.
 pub async fn spawn_app_on(db_url: String, args: &[&str]) -> TestApp {
-    let mut argv = vec![
-        "natter-auth-api",
-        "--listen",
-        "127.0.0.1:0",
-        "--database-url",
-        &db_url,
-    ];
+    let mut argv = vec!["natter-auth-api", "--listen", "127.0.0.1:0", "--database-url", &db_url];
     argv.extend_from_slice(args);
     let config = Config::try_parse_from(argv).expect("test config parses");
     config.validate().expect("test config is valid");
-    let app = Application::build(config)
-        .await
-        .expect("application builds");
+    let app = Application::build(config).await.expect("application builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     let db = app.state().db.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -95,13 +83,7 @@ pub async fn spawn_app_on(db_url: String, args: &[&str]) -> TestApp {
 
 impl TestApp {
     /// Sends a request with an optional bearer token and JSON body.
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Reply {
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             req = req.bearer_auth(token);
@@ -118,12 +100,7 @@ impl TestApp {
     }
 
     /// Sends raw bytes with a content type.
-    pub async fn post_raw(
-        &self,
-        path: &str,
-        content_type: &str,
-        body: impl Into<reqwest::Body>,
-    ) -> Reply {
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Reply {
         let req = self
             .http
             .post(format!("{}{path}", self.base))
@@ -140,17 +117,9 @@ impl TestApp {
     /// Registers `name` with a good password; returns the token response.
     pub async fn register(&self, name: &str) -> Value {
         let reply = self
-            .post(
-                "/api/register",
-                json!({"username": name, "password": "correct horse"}),
-            )
+            .post("/api/register", json!({"username": name, "password": "correct horse"}))
             .await;
-        assert_eq!(
-            reply.status,
-            StatusCode::CREATED,
-            "register {name}: {}",
-            reply.body
-        );
+        assert_eq!(reply.status, StatusCode::CREATED, "register {name}: {}", reply.body);
         reply.body
     }
 
@@ -170,16 +139,8 @@ async fn read(resp: reqwest::Response) -> Reply {
     let body = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            panic!(
-                "{status}: body is not JSON: {}",
-                String::from_utf8_lossy(&bytes)
-            )
-        })
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("{status}: body is not JSON: {}", String::from_utf8_lossy(&bytes)))
     };
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    Reply { status, headers, body }
 }

@@ -18,11 +18,8 @@ async fn health_and_metrics_endpoints_work() {
         (StatusCode::OK, Some("ok"))
     );
 
-    app.post(
-        "/api/login",
-        json!({"username": "nobody", "password": "whatever1"}),
-    )
-    .await;
+    app.post("/api/login", json!({"username": "nobody", "password": "whatever1"}))
+        .await;
     let text = app
         .http
         .get(format!("{}/metrics", app.base))
@@ -33,10 +30,9 @@ async fn health_and_metrics_endpoints_work() {
         .await
         .expect("text");
     assert!(
-        text.lines()
-            .any(|l| l.starts_with("natter_api_http_requests_total")
-                && l.contains("route=\"/api/login\"")
-                && l.contains("status=\"401\"")),
+        text.lines().any(|l| l.starts_with("natter_api_http_requests_total")
+            && l.contains("route=\"/api/login\"")
+            && l.contains("status=\"401\"")),
         "{text}"
     );
     assert!(
@@ -52,25 +48,12 @@ async fn readiness_follows_the_database() {
     assert_eq!(app.get("/readyz", None).await.status, StatusCode::OK);
     pg.kill();
     let down = app.get("/readyz", None).await;
-    assert_eq!(
-        down.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        down.body
-    );
+    assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE, "{}", down.body);
     // Requests that need the database fail cleanly while it is down, and the process keeps serving.
     let reply = app
-        .post(
-            "/api/login",
-            json!({"username": "nobody", "password": "whatever1"}),
-        )
+        .post("/api/login", json!({"username": "nobody", "password": "whatever1"}))
         .await;
-    assert_eq!(
-        reply.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        reply.body
-    );
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{}", reply.body);
     assert_eq!(app.get("/healthz", None).await.status, StatusCode::OK);
     pg.restart();
     let mut ready = false;
@@ -83,9 +66,7 @@ async fn readiness_follows_the_database() {
     }
     assert!(ready, "ready again once the database is back");
     assert_eq!(
-        app.post("/api/guest", json!({"username": "survivor"}))
-            .await
-            .status,
+        app.post("/api/guest", json!({"username": "survivor"})).await.status,
         StatusCode::CREATED
     );
 }
@@ -95,11 +76,7 @@ async fn openapi_document_lists_every_route() {
     let app = spawn_app().await;
     let doc = app.get("/api/openapi.json", None).await;
     assert_eq!(doc.status, StatusCode::OK);
-    assert!(
-        doc.body["openapi"]
-            .as_str()
-            .is_some_and(|v| v.starts_with("3."))
-    );
+    assert!(doc.body["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
     let paths = doc.body["paths"].as_object().expect("paths");
     let expected = [
         ("/api/register", "post"),
@@ -150,18 +127,11 @@ fn bad_configuration_exits_64_with_one_line() {
         assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.contains("invalid configuration"), "{stderr}");
-        assert!(
-            !stderr.contains("hunter2"),
-            "secrets are never printed: {stderr}"
-        );
+        assert!(!stderr.contains("hunter2"), "secrets are never printed: {stderr}");
     }
     let out = Command::new(bin)
         .env("NATTER_ACCESS_TOKEN_TTL", "forever")
         .output()
         .expect("runs");
-    assert_eq!(
-        out.status.code(),
-        Some(64),
-        "environment settings are validated too"
-    );
+    assert_eq!(out.status.code(), Some(64), "environment settings are validated too");
 }

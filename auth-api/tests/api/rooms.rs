@@ -38,111 +38,61 @@ async fn public_room_lifecycle() {
     assert_eq!(room["private"], false);
     assert_eq!(room["joined"], true);
     assert_eq!(room["member_count"], 1);
-    assert!(
-        room.get("join_code").is_none(),
-        "public rooms have no join code"
-    );
+    assert!(room.get("join_code").is_none(), "public rooms have no join code");
     natter_proto::RoomId::parse(&id).expect("room ids are safe subject tokens");
 
     let seen = app.get(&format!("/api/rooms/{id}"), Some(&guest)).await;
     assert_eq!(seen.status, StatusCode::OK);
     assert_eq!(seen.body["joined"], false);
-    assert_eq!(
-        ids(&app.get("/api/rooms", Some(&guest)).await.body),
-        vec![id.clone()]
-    );
+    assert_eq!(ids(&app.get("/api/rooms", Some(&guest)).await.body), vec![id.clone()]);
 
     let joined = app
-        .call(
-            Method::POST,
-            &format!("/api/rooms/{id}/join"),
-            Some(&guest),
-            None,
-        )
+        .call(Method::POST, &format!("/api/rooms/{id}/join"), Some(&guest), None)
         .await;
     assert_eq!(joined.status, StatusCode::OK, "{}", joined.body);
     assert_eq!(joined.body["joined"], true);
     assert_eq!(joined.body["member_count"], 2);
     // Joining twice is harmless.
     let again = app
-        .call(
-            Method::POST,
-            &format!("/api/rooms/{id}/join"),
-            Some(&guest),
-            None,
-        )
+        .call(Method::POST, &format!("/api/rooms/{id}/join"), Some(&guest), None)
         .await;
     assert_eq!(again.body["member_count"], 2);
 
-    let members = app
-        .get(&format!("/api/rooms/{id}/members"), Some(&guest))
-        .await;
+    let members = app.get(&format!("/api/rooms/{id}/members"), Some(&guest)).await;
     let names: Vec<(&str, &str)> = members
         .body
         .as_array()
         .expect("array")
         .iter()
-        .map(|m| {
-            (
-                m["name"].as_str().expect("name"),
-                m["role"].as_str().expect("role"),
-            )
-        })
+        .map(|m| (m["name"].as_str().expect("name"), m["role"].as_str().expect("role")))
         .collect();
     assert_eq!(names, vec![("olive", "owner"), ("gus", "member")]);
 
     let left = app
-        .call(
-            Method::POST,
-            &format!("/api/rooms/{id}/leave"),
-            Some(&guest),
-            None,
-        )
+        .call(Method::POST, &format!("/api/rooms/{id}/leave"), Some(&guest), None)
         .await;
     assert_eq!(left.status, StatusCode::NO_CONTENT);
     assert_eq!(
-        app.get(&format!("/api/rooms/{id}"), Some(&guest))
-            .await
-            .body["member_count"],
+        app.get(&format!("/api/rooms/{id}"), Some(&guest)).await.body["member_count"],
         1
     );
-    app.call(
-        Method::POST,
-        &format!("/api/rooms/{id}/leave"),
-        Some(&owner),
-        None,
-    )
-    .await
-    .assert_error(409, "owner_cannot_leave");
+    app.call(Method::POST, &format!("/api/rooms/{id}/leave"), Some(&owner), None)
+        .await
+        .assert_error(409, "owner_cannot_leave");
 
-    app.call(
-        Method::DELETE,
-        &format!("/api/rooms/{id}"),
-        Some(&guest),
-        None,
-    )
-    .await
-    .assert_error(403, "not_room_owner");
+    app.call(Method::DELETE, &format!("/api/rooms/{id}"), Some(&guest), None)
+        .await
+        .assert_error(403, "not_room_owner");
     let deleted = app
-        .call(
-            Method::DELETE,
-            &format!("/api/rooms/{id}"),
-            Some(&owner),
-            None,
-        )
+        .call(Method::DELETE, &format!("/api/rooms/{id}"), Some(&owner), None)
         .await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
     app.get(&format!("/api/rooms/{id}"), Some(&owner))
         .await
         .assert_error(404, "room_not_found");
-    app.call(
-        Method::POST,
-        &format!("/api/rooms/{id}/join"),
-        Some(&guest),
-        None,
-    )
-    .await
-    .assert_error(404, "room_not_found");
+    app.call(Method::POST, &format!("/api/rooms/{id}/join"), Some(&guest), None)
+        .await
+        .assert_error(404, "room_not_found");
 }
 
 #[tokio::test]
@@ -163,32 +113,19 @@ async fn private_rooms_are_for_members_only() {
         ids(&app.get("/api/rooms", Some(&outsider)).await.body).is_empty(),
         "not listed to non-members"
     );
-    assert_eq!(
-        ids(&app.get("/api/rooms", Some(&owner)).await.body),
-        vec![id.clone()]
-    );
+    assert_eq!(ids(&app.get("/api/rooms", Some(&owner)).await.body), vec![id.clone()]);
     app.get(&format!("/api/rooms/{id}"), Some(&outsider))
         .await
         .assert_error(403, "room_private");
     app.get(&format!("/api/rooms/{id}/members"), Some(&outsider))
         .await
         .assert_error(403, "room_private");
-    app.call(
-        Method::DELETE,
-        &format!("/api/rooms/{id}"),
-        Some(&outsider),
-        None,
-    )
-    .await
-    .assert_error(403, "room_private");
-    app.call(
-        Method::POST,
-        &format!("/api/rooms/{id}/join"),
-        Some(&outsider),
-        None,
-    )
-    .await
-    .assert_error(403, "invalid_join_code");
+    app.call(Method::DELETE, &format!("/api/rooms/{id}"), Some(&outsider), None)
+        .await
+        .assert_error(403, "room_private");
+    app.call(Method::POST, &format!("/api/rooms/{id}/join"), Some(&outsider), None)
+        .await
+        .assert_error(403, "invalid_join_code");
     app.call(
         Method::POST,
         &format!("/api/rooms/{id}/join"),
@@ -207,29 +144,18 @@ async fn private_rooms_are_for_members_only() {
         )
         .await;
     assert_eq!(joined.status, StatusCode::OK, "{}", joined.body);
-    assert!(
-        joined.body.get("join_code").is_none(),
-        "only the owner sees the code"
-    );
+    assert!(joined.body.get("join_code").is_none(), "only the owner sees the code");
     assert_eq!(
         app.get(&format!("/api/rooms/{id}/members"), Some(&invited))
             .await
             .status,
         StatusCode::OK
     );
-    assert_eq!(
-        ids(&app.get("/api/rooms", Some(&invited)).await.body),
-        vec![id.clone()]
-    );
+    assert_eq!(ids(&app.get("/api/rooms", Some(&invited)).await.body), vec![id.clone()]);
 
     // After leaving, the room is closed again.
-    app.call(
-        Method::POST,
-        &format!("/api/rooms/{id}/leave"),
-        Some(&invited),
-        None,
-    )
-    .await;
+    app.call(Method::POST, &format!("/api/rooms/{id}/leave"), Some(&invited), None)
+        .await;
     app.get(&format!("/api/rooms/{id}"), Some(&invited))
         .await
         .assert_error(403, "room_private");
@@ -240,23 +166,13 @@ async fn room_input_is_validated() {
     let app = spawn_app().await;
     let token = app.token_for("sam").await;
     for bad in ["", "   ", "a\u{0}b", &"x".repeat(65)] {
-        app.call(
-            Method::POST,
-            "/api/rooms",
-            Some(&token),
-            Some(json!({"name": bad})),
-        )
-        .await
-        .assert_error(422, "invalid_room_name");
+        app.call(Method::POST, "/api/rooms", Some(&token), Some(json!({"name": bad})))
+            .await
+            .assert_error(422, "invalid_room_name");
     }
-    app.call(
-        Method::POST,
-        "/api/rooms",
-        Some(&token),
-        Some(json!({"name": 42})),
-    )
-    .await
-    .assert_error(422, "invalid_body");
+    app.call(Method::POST, "/api/rooms", Some(&token), Some(json!({"name": 42})))
+        .await
+        .assert_error(422, "invalid_body");
     for hostile in ["a.b", "*", "%3E", "a%20b", "a%00"] {
         app.get(&format!("/api/rooms/{hostile}"), Some(&token))
             .await
@@ -268,8 +184,5 @@ async fn room_input_is_validated() {
     // SQL-looking names are just names.
     let room = create(&app, &token, "'); DROP TABLE rooms; --", false).await;
     assert_eq!(room["name"], "'); DROP TABLE rooms; --");
-    assert_eq!(
-        ids(&app.get("/api/rooms", Some(&token)).await.body).len(),
-        1
-    );
+    assert_eq!(ids(&app.get("/api/rooms", Some(&token)).await.body).len(), 1);
 }

@@ -83,13 +83,8 @@ async fn forged_and_stale_tokens_are_refused_by_the_verifier_and_the_api() {
 
     // Control: the test's own signing with the real key is accepted, so the refusals below are meaningful.
     let good = sign(&kid, &key, &claims(user));
-    verifier
-        .verify(&good)
-        .expect("a correctly signed token verifies");
-    assert_eq!(
-        app.get("/api/rooms", Some(&good)).await.status,
-        StatusCode::OK
-    );
+    verifier.verify(&good).expect("a correctly signed token verifies");
+    assert_eq!(app.get("/api/rooms", Some(&good)).await.status, StatusCode::OK);
 
     let real = tokens["access_token"].as_str().expect("token");
     let parts: Vec<&str> = real.split('.').collect();
@@ -105,8 +100,7 @@ async fn forged_and_stale_tokens_are_refused_by_the_verifier_and_the_api() {
     );
 
     // alg: none, no signature.
-    let none_header =
-        URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "JWT", "kid": kid}).to_string());
+    let none_header = URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "JWT", "kid": kid}).to_string());
     let alg_none = format!("{none_header}.{}.", parts[1]);
 
     // HS256 keyed with the public key: the classic algorithm-confusion forgery.
@@ -117,12 +111,8 @@ async fn forged_and_stale_tokens_are_refused_by_the_verifier_and_the_api() {
         .to_owned();
     let mut hs_header = Header::new(Algorithm::HS256);
     hs_header.kid = Some(kid.clone());
-    let confused = jsonwebtoken::encode(
-        &hs_header,
-        &claims(user),
-        &EncodingKey::from_secret(public.as_bytes()),
-    )
-    .expect("signs");
+    let confused =
+        jsonwebtoken::encode(&hs_header, &claims(user), &EncodingKey::from_secret(public.as_bytes())).expect("signs");
 
     let mut expired = claims(user);
     expired["exp"] = json!(now() - 120);
@@ -134,8 +124,7 @@ async fn forged_and_stale_tokens_are_refused_by_the_verifier_and_the_api() {
     no_exp.as_object_mut().expect("object").remove("exp");
 
     let mut unknown_seed = vec![
-        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
-        0x20,
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
     ];
     unknown_seed.extend_from_slice(&[7u8; 32]);
     let stranger = EncodingKey::from_ed_der(&unknown_seed);
@@ -143,11 +132,7 @@ async fn forged_and_stale_tokens_are_refused_by_the_verifier_and_the_api() {
     let cases: Vec<(&str, String, TokenError)> = vec![
         ("tampered payload", tampered, TokenError::BadSignature),
         ("alg none", alg_none, TokenError::WrongAlgorithm),
-        (
-            "HS256 with the public key",
-            confused,
-            TokenError::WrongAlgorithm,
-        ),
+        ("HS256 with the public key", confused, TokenError::WrongAlgorithm),
         ("expired", sign(&kid, &key, &expired), TokenError::Expired),
         (
             "wrong aud",
@@ -159,11 +144,7 @@ async fn forged_and_stale_tokens_are_refused_by_the_verifier_and_the_api() {
             sign(&kid, &key, &wrong_iss),
             TokenError::WrongIssuerOrAudience,
         ),
-        (
-            "no exp",
-            sign(&kid, &key, &no_exp),
-            TokenError::MissingClaim,
-        ),
+        ("no exp", sign(&kid, &key, &no_exp), TokenError::MissingClaim),
         (
             "unknown key id",
             sign("not-a-kid", &stranger, &claims(user)),
@@ -186,9 +167,7 @@ async fn forged_and_stale_tokens_are_refused_by_the_verifier_and_the_api() {
             .await
             .assert_error(401, expected.code());
     }
-    app.get("/api/rooms", None)
-        .await
-        .assert_error(401, "missing_token");
+    app.get("/api/rooms", None).await.assert_error(401, "missing_token");
 }
 
 #[tokio::test]
@@ -216,14 +195,8 @@ async fn rotation_keeps_old_keys_published_until_their_tokens_expire() {
         .expect("kid");
     assert_ne!(new_kid, old_kid, "a new key signs after rotation");
     // Tokens from before the rotation still work.
-    assert_eq!(
-        third.get("/api/rooms", Some(&old_token)).await.status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        third.get("/api/rooms", Some(&new_token)).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(third.get("/api/rooms", Some(&old_token)).await.status, StatusCode::OK);
+    assert_eq!(third.get("/api/rooms", Some(&new_token)).await.status, StatusCode::OK);
 
     // Once the old key retired longer ago than an access token lives, it leaves the JWKS.
     sqlx::query("UPDATE signing_keys SET retired_at = now() - interval '1 hour' WHERE kid = $1")
