@@ -1,10 +1,12 @@
 //! Password hashing with Argon2id at OWASP's recommended cost (m = 19 MiB, t = 2, p = 1).
 //!
-//! Hashing is deliberately slow, so it runs on the blocking pool and never stalls the async workers.
+//! Hashing is deliberately slow and takes 19 MiB, so it runs on the blocking pool (never stalling the async
+//! workers) and at most two hashes per core run at once: a flood of logins queues instead of exhausting memory.
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::Semaphore;
 
 /// Shortest password accepted, in characters.
 pub const MIN_LEN: usize = 8;
@@ -15,6 +17,19 @@ fn argon2() -> Argon2<'static> {
     // OWASP Password Storage Cheat Sheet: Argon2id, 19 MiB, 2 iterations, 1 lane. Constant, valid parameters.
     let params = Params::new(19 * 1024, 2, 1, None).expect("OWASP argon2 parameters are valid");
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Runs `work` on the blocking pool once one of the hashing permits is free.
+async fn run_limited<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    static PERMITS: std::sync::OnceLock<Semaphore> = std::sync::OnceLock::new();
+    let permits = PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Semaphore::new(cores * 2)
+    });
+    let _permit = permits.acquire().await?;
+    tokio::task::spawn_blocking(work).await?
 }
 
 /// Why a password was refused.
@@ -30,26 +45,26 @@ pub fn check_policy(password: &str) -> Result<(), &'static str> {
 
 /// Hashes a password into a PHC string.
 pub async fn hash(password: String) -> anyhow::Result<String> {
-    tokio::task::spawn_blocking(move || {
+    run_limited(move || {
         let salt = SaltString::generate(&mut OsRng);
         argon2()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
             .map_err(|e| anyhow::anyhow!("failed to hash a password: {e}"))
     })
-    .await?
+    .await
 }
 
 /// Checks a password against a PHC string. With no stored hash (unknown user, guest) it still does the work of
 /// one verification, so response time does not tell which user names exist.
 pub async fn verify(password: String, stored: Option<String>) -> anyhow::Result<bool> {
-    tokio::task::spawn_blocking(move || {
+    run_limited(move || {
         let stored = stored.unwrap_or_else(|| DUMMY_HASH.to_owned());
         let parsed = PasswordHash::new(&stored).map_err(|e| anyhow::anyhow!("stored password hash unreadable: {e}"))?;
         let ok = argon2().verify_password(password.as_bytes(), &parsed).is_ok();
         Ok(ok && stored != DUMMY_HASH)
     })
-    .await?
+    .await
 }
 
 /// A valid Argon2id hash of a random password nobody knows, with the same cost as real ones.

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 const EX_UNAVAILABLE: u8 = 69;
 
 fn main() -> ExitCode {
-    eprintln!("natter-persister: the JetStream-to-PostgreSQL persister is not implemented yet; this binary does nothing");
+    eprintln!(
+        "natter-persister: the JetStream-to-PostgreSQL persister is not implemented yet; this binary does nothing"
+    );
     ExitCode::from(EX_UNAVAILABLE)
 }
