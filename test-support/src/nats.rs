@@ -1,22 +1,16 @@
 //! A real `nats-server` with JetStream for one test.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
-use tempfile::TempDir;
-
-use crate::process::{free_port, port_open, stop, wait_until, watch};
+use crate::process::{Recipe, Service, port_open};
 
 /// A running `nats-server` with JetStream enabled, storing in its own temporary directory.
 ///
 /// Dropping it stops the server and removes the directory.
 pub struct NatsServer {
-    /// The server process; `None` while stopped on purpose.
-    child: Option<Child>,
-    port: u16,
-    /// Holds the JetStream store and the log; removed on drop, after the child has stopped.
-    dir: TempDir,
+    service: Service,
 }
 
 impl NatsServer {
@@ -26,98 +20,56 @@ impl NatsServer {
             .prefix("natter-nats-")
             .tempdir()
             .expect("create a temp dir for nats");
-        let mut server = Self {
-            child: None,
-            port: 0,
-            dir,
+        let recipe = Recipe {
+            name: "nats-server",
+            command,
+            ready: port_open,
+            crash_signal: "KILL",
+            stop_signal: "TERM",
+            log_file: "nats.log",
+            ready_within: Duration::from_secs(15),
         };
-        for _ in 0..5 {
-            server.port = free_port();
-            match server.spawn() {
-                Ok(()) => return server,
-                // Someone took the port between our probe and the server's bind: try another.
-                Err(err) if port_open(server.port) => {
-                    eprintln!(
-                        "nats-server on port {} failed ({err}); trying another port",
-                        server.port
-                    );
-                }
-                Err(err) => panic!("nats-server failed to start: {err}; log: {}", server.log()),
-            }
+        Self {
+            service: Service::start(recipe, dir),
         }
-        panic!("nats-server: no free port after 5 tries")
-    }
-
-    fn spawn(&mut self) -> Result<(), String> {
-        let mut child = Command::new(binary())
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(self.dir.path().join("store"))
-            .arg("-l")
-            .arg(self.log_path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|err| format!("cannot run {}: {err}", binary().display()))?;
-        watch(child.id(), "KILL", Some(self.dir.path()));
-        let port = self.port;
-        let result = wait_until(&mut child, Duration::from_secs(15), || port_open(port));
-        if result.is_err() {
-            stop(&mut child, "KILL", Duration::from_secs(1));
-        } else {
-            self.child = Some(child);
-        }
-        result
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("nats.log")
     }
 
     /// The server's log so far, for failure messages.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        self.service.log()
     }
 
     /// The client URL, `nats://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://127.0.0.1:{}", self.service.port())
     }
 
     /// The client port.
     pub fn port(&self) -> u16 {
-        self.port
+        self.service.port()
     }
 
     /// Kills the server abruptly (SIGKILL), as a crash would. JetStream data stays for [`NatsServer::restart`].
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            stop(&mut child, "KILL", Duration::from_secs(5));
-        }
+        self.service.crash();
     }
 
     /// Starts the server again on the same port with the same store. Panics if it does not come up.
     pub fn restart(&mut self) {
-        self.kill();
-        if let Err(err) = self.spawn() {
-            panic!(
-                "nats-server failed to restart on port {}: {err}; log: {}",
-                self.port,
-                self.log()
-            );
-        }
+        self.service.restart();
     }
 }
 
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            stop(&mut child, "TERM", Duration::from_secs(5));
-        }
-    }
+fn command(port: u16, dir: &Path) -> Result<Command, String> {
+    let mut cmd = Command::new(binary());
+    cmd.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(dir.join("store"))
+        .arg("-l")
+        .arg(dir.join("nats.log"));
+    Ok(cmd)
 }
 
-/// The `nats-server` binary: `$NATS_SERVER_BIN`, or the one on `PATH`.
+/// The `nats-server` binary: `$NATS_SERVER_BIN`, or the first found in the usual places, or `PATH`.
 fn binary() -> PathBuf {
     std::env::var_os("NATS_SERVER_BIN")
         .map(PathBuf::from)

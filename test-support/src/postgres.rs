@@ -1,27 +1,22 @@
 //! A real, throwaway PostgreSQL cluster for tests, and one fresh database per test on it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use sqlx::Connection;
-use tempfile::TempDir;
 
-use crate::process::{free_port, port_open, stop, wait_until, watch};
+use crate::process::{Recipe, Service, port_open};
 
 /// A PostgreSQL cluster in a temporary directory, listening on 127.0.0.1 on a free port with trust auth.
 ///
 /// The cluster is tuned for tests: no fsync, which still survives a process crash (the OS keeps the written
 /// WAL) though not a power cut, which is fine for a cluster that is thrown away. Commits stay synchronous so
-/// that a killed server loses no committed row, exactly as in production. When the process runs as
-/// root the cluster runs as the `postgres` user, since PostgreSQL refuses to run as root.
+/// that a killed server loses no committed row, exactly as in production. When the process runs as root the
+/// cluster runs as the `postgres` user, since PostgreSQL refuses to run as root.
 pub struct PgServer {
-    /// The postmaster; `None` while stopped on purpose.
-    child: Option<Child>,
-    port: u16,
-    /// Holds `data/` and the log; removed on drop after the server has stopped.
-    dir: TempDir,
+    service: Service,
 }
 
 impl PgServer {
@@ -36,22 +31,21 @@ impl PgServer {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown the postgres temp dir");
         }
         copy_template(&dir.path().join("data"), owner);
-        let mut server = Self {
-            child: None,
-            port: 0,
-            dir,
+        let recipe = Recipe {
+            name: "postgres",
+            command,
+            ready: is_ready,
+            // SIGQUIT is PostgreSQL's immediate shutdown: no checkpoint, so the next start runs crash recovery;
+            // the postmaster takes its backends down with it (SIGKILL would orphan them).
+            crash_signal: "QUIT",
+            // SIGINT is its fast shutdown: clients are disconnected, a checkpoint is written.
+            stop_signal: "INT",
+            log_file: "postgres.log",
+            ready_within: Duration::from_secs(30),
         };
-        for _ in 0..5 {
-            server.port = free_port();
-            match server.spawn() {
-                Ok(()) => return server,
-                Err(err) if port_open(server.port) => {
-                    eprintln!("postgres on port {} failed ({err}); trying another port", server.port);
-                }
-                Err(err) => panic!("postgres failed to start: {err}; log: {}", server.log()),
-            }
+        Self {
+            service: Service::start(recipe, dir),
         }
-        panic!("postgres: no free port after 5 tries")
     }
 
     /// One cluster shared by every test in this process, started on first use.
@@ -62,59 +56,19 @@ impl PgServer {
         SHARED.get_or_init(PgServer::start)
     }
 
-    fn spawn(&mut self) -> Result<(), String> {
-        let data = self.dir.path().join("data");
-        let mut child = as_service_user(&bin("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &self.port.to_string(), "-k"])
-            .arg(self.dir.path())
-            .args([
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
-                "max_connections=300",
-                "-c",
-                "shared_buffers=64MB",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.log_path()).map_err(|e| e.to_string())?)
-            .spawn()
-            .map_err(|err| format!("cannot run postgres: {err}"))?;
-        // SIGQUIT is PostgreSQL's immediate shutdown: the postmaster takes its backends down with it.
-        watch(child.id(), "QUIT", Some(self.dir.path()));
-        let port = self.port;
-        let result = wait_until(&mut child, Duration::from_secs(30), || is_ready(port));
-        if result.is_err() {
-            stop(&mut child, "QUIT", Duration::from_secs(2));
-        } else {
-            self.child = Some(child);
-        }
-        result
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("postgres.log")
-    }
-
     /// The server's log so far, for failure messages.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        self.service.log()
     }
 
     /// The port it listens on.
     pub fn port(&self) -> u16 {
-        self.port
+        self.service.port()
     }
 
     /// The URL of database `db` on this cluster.
     pub fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port())
     }
 
     /// Creates a new, empty database with a unique name and returns its URL.
@@ -131,31 +85,36 @@ impl PgServer {
         self.url(&name)
     }
 
-    /// Stops the server the way a crash would: an immediate shutdown (SIGQUIT) writes no checkpoint, so the next
-    /// start runs crash recovery from the WAL.
+    /// Stops the server the way a crash would: an immediate shutdown writes no checkpoint, so the next start
+    /// runs crash recovery from the WAL. The data stays for [`PgServer::restart`].
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            stop(&mut child, "QUIT", Duration::from_secs(10));
-        }
+        self.service.crash();
     }
 
     /// Starts the server again on the same port with the same data. Panics if it does not come up.
     pub fn restart(&mut self) {
-        self.kill();
-        if let Err(err) = self.spawn() {
-            panic!(
-                "postgres failed to restart on port {}: {err}; log: {}",
-                self.port,
-                self.log()
-            );
-        }
+        self.service.restart();
     }
 }
 
-impl Drop for PgServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
+fn command(port: u16, dir: &Path) -> Result<Command, String> {
+    let log = std::fs::File::create(dir.join("postgres.log")).map_err(|e| format!("cannot create the log: {e}"))?;
+    let mut cmd = as_service_user(&bin("postgres"));
+    cmd.arg("-D")
+        .arg(dir.join("data"))
+        .args(["-p", &port.to_string(), "-k"])
+        .arg(dir)
+        .args([
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+        ])
+        .args(["-c", "max_connections=300", "-c", "shared_buffers=64MB"])
+        .stderr(log);
+    Ok(cmd)
 }
 
 /// A fresh database for one test, on the process-wide [`PgServer::shared`] cluster.

@@ -84,3 +84,113 @@ pub(crate) fn watch(pid: u32, sig: &str, cleanup: Option<&Path>) {
         .stderr(Stdio::null())
         .spawn();
 }
+
+/// How a particular server is started and checked; [`Service`] does the rest.
+pub(crate) struct Recipe {
+    /// Name for messages, e.g. `nats-server`.
+    pub name: &'static str,
+    /// Builds the command for a port and the service's directory (with its log redirected there).
+    pub command: fn(port: u16, dir: &Path) -> Result<Command, String>,
+    /// Whether the server on this port is ready for clients.
+    pub ready: fn(port: u16) -> bool,
+    /// The signal that stops it at once without a clean shutdown, as a crash would (also used by the watcher).
+    pub crash_signal: &'static str,
+    /// The signal for a quick clean shutdown on drop.
+    pub stop_signal: &'static str,
+    /// Its log file, inside the directory.
+    pub log_file: &'static str,
+    /// Longest wait for readiness.
+    pub ready_within: Duration,
+}
+
+/// A server process on a free port with its own temporary directory, stopped on drop.
+pub(crate) struct Service {
+    recipe: Recipe,
+    /// The process; `None` while stopped on purpose.
+    child: Option<Child>,
+    port: u16,
+    /// Holds the server's data and log; removed on drop, after the child has stopped.
+    dir: tempfile::TempDir,
+}
+
+impl Service {
+    /// Starts `recipe` in `dir` on a free port, retrying with another port when one was taken between the probe
+    /// and the server's bind. Panics when it cannot start: a test cannot go on without it.
+    pub fn start(recipe: Recipe, dir: tempfile::TempDir) -> Self {
+        let mut service = Self {
+            recipe,
+            child: None,
+            port: 0,
+            dir,
+        };
+        for _ in 0..5 {
+            service.port = free_port();
+            match service.launch() {
+                Ok(()) => return service,
+                Err(err) if port_open(service.port) => {
+                    eprintln!(
+                        "{} on port {} failed ({err}); trying another port",
+                        service.recipe.name, service.port
+                    );
+                }
+                Err(err) => panic!("{} failed to start: {err}; log: {}", service.recipe.name, service.log()),
+            }
+        }
+        panic!("{}: no free port after 5 tries", service.recipe.name)
+    }
+
+    fn launch(&mut self) -> Result<(), String> {
+        let mut child = (self.recipe.command)(self.port, self.dir.path())?
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|err| format!("cannot run {}: {err}", self.recipe.name))?;
+        watch(child.id(), self.recipe.crash_signal, Some(self.dir.path()));
+        let (port, ready) = (self.port, self.recipe.ready);
+        let result = wait_until(&mut child, self.recipe.ready_within, || ready(port));
+        if result.is_err() {
+            stop(&mut child, self.recipe.crash_signal, Duration::from_secs(2));
+        } else {
+            self.child = Some(child);
+        }
+        result
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its log so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join(self.recipe.log_file)).unwrap_or_default()
+    }
+
+    /// Stops it the way a crash would. Its data stays for [`Service::restart`].
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop(&mut child, self.recipe.crash_signal, Duration::from_secs(10));
+        }
+    }
+
+    /// Starts it again on the same port with the same data. Panics if it does not come up.
+    pub fn restart(&mut self) {
+        self.crash();
+        if let Err(err) = self.launch() {
+            panic!(
+                "{} failed to restart on port {}: {err}; log: {}",
+                self.recipe.name,
+                self.port,
+                self.log()
+            );
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop(&mut child, self.recipe.stop_signal, Duration::from_secs(5));
+        }
+    }
+}
