@@ -10,22 +10,41 @@ pub struct RateLimiter {
     name: &'static str,
     max: u32,
     window: Duration,
-    /// Key → (window start, hits in it). Pruned of stale windows when it grows, so memory stays bounded by the
-    /// number of keys active within one window.
-    hits: Mutex<HashMap<String, (Instant, u32)>>,
+    /// Most keys held at all (`MAX_KEYS` outside tests).
+    max_keys: usize,
+    /// Hits per key. Pruned of stale windows when it grows, so memory stays bounded by the number of keys
+    /// active within one window (and by `MAX_KEYS`).
+    hits: Mutex<Windows>,
+}
+
+#[derive(Debug)]
+struct Windows {
+    /// Key → (window start, hits in it).
+    by_key: HashMap<String, (Instant, u32)>,
+    /// When stale windows were last pruned: at most every tenth of a window, so a flood of new keys does not
+    /// make every hit scan the whole map.
+    pruned_at: Instant,
 }
 
 /// Keys held before stale ones are pruned.
 const PRUNE_AT: usize = 10_000;
+/// Most keys held at all. Past it, hits for new keys are refused until windows expire: under a flood from that
+/// many distinct keys in one window, refusing is safer for a login endpoint than forgetting the counts.
+const MAX_KEYS: usize = 200_000;
 
 impl RateLimiter {
     /// A limiter named `name` (used as the metrics label).
     pub fn new(name: &'static str, max: u32, window: Duration) -> Self {
+        let windows = Windows {
+            by_key: HashMap::new(),
+            pruned_at: Instant::now(),
+        };
         Self {
             name,
             max,
             window,
-            hits: Mutex::new(HashMap::new()),
+            max_keys: MAX_KEYS,
+            hits: Mutex::new(windows),
         }
     }
 
@@ -33,9 +52,20 @@ impl RateLimiter {
     pub fn hit(&self, key: &str) -> Result<(), Duration> {
         let now = Instant::now();
         // A poisoned lock only means another request panicked mid-update; the counts are still usable.
-        let mut hits = self.hits.lock().unwrap_or_else(|p| p.into_inner());
-        if hits.len() >= PRUNE_AT {
-            hits.retain(|_, (start, _)| now.duration_since(*start) < self.window);
+        let mut windows = self.hits.lock().unwrap_or_else(|p| p.into_inner());
+        let Windows {
+            by_key: hits,
+            pruned_at,
+        } = &mut *windows;
+        if hits.len() >= PRUNE_AT.min(self.max_keys) && !hits.contains_key(key) {
+            if now.duration_since(*pruned_at) >= self.window / 10 {
+                hits.retain(|_, (start, _)| now.duration_since(*start) < self.window);
+                *pruned_at = now;
+            }
+            if hits.len() >= self.max_keys {
+                metrics::counter!(crate::metrics::RATE_LIMITED, "limit" => self.name).increment(1);
+                return Err(self.window);
+            }
         }
         let entry = hits.entry(key.to_owned()).or_insert((now, 0));
         if now.duration_since(entry.0) >= self.window {
@@ -64,5 +94,22 @@ mod tests {
         assert!(limiter.hit("b").is_ok(), "keys are independent");
         std::thread::sleep(Duration::from_millis(220));
         assert!(limiter.hit("a").is_ok(), "a new window allows hits again");
+    }
+
+    #[test]
+    fn a_flood_of_distinct_keys_is_bounded() {
+        let limiter = RateLimiter {
+            max_keys: 100,
+            ..RateLimiter::new("test", 5, Duration::from_secs(60))
+        };
+        for i in 0..100 {
+            assert!(limiter.hit(&format!("k{i}")).is_ok());
+        }
+        assert!(
+            limiter.hit("one-too-many").is_err(),
+            "new keys are refused once the map is full"
+        );
+        assert!(limiter.hit("k1").is_ok(), "known keys keep their own count");
+        assert_eq!(limiter.hits.lock().expect("not poisoned").by_key.len(), 100);
     }
 }

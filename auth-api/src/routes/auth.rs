@@ -191,14 +191,18 @@ pub async fn login(
 ) -> ApiResult<Json<TokenResponse>> {
     let invalid = || ApiError::unauthorized("invalid_credentials", "wrong user name or password");
     state.auth_per_address.hit(&addr.to_string()).map_err(limited)?;
-    // A malformed name cannot exist; answer as for a wrong password so names are not probed.
-    let key = body.username.to_ascii_lowercase();
-    state.login_per_user.hit(&key).map_err(limited)?;
-    let row: Option<(Uuid, String, Option<String>)> =
-        sqlx::query_as("SELECT id, username, password_hash FROM users WHERE username_key = $1")
-            .bind(&key)
-            .fetch_optional(&state.db)
-            .await?;
+    // A malformed name cannot exist: it gets the same answer and the same work as a wrong password, but no
+    // per-user limiter entry (that map should hold names, not whatever a client sends).
+    let row: Option<(Uuid, String, Option<String>)> = match Username::parse(&body.username) {
+        Ok(name) => {
+            state.login_per_user.hit(&name.key()).map_err(limited)?;
+            sqlx::query_as("SELECT id, username, password_hash FROM users WHERE username_key = $1")
+                .bind(name.key())
+                .fetch_optional(&state.db)
+                .await?
+        }
+        Err(_) => None,
+    };
     let (id, name, stored) = match row {
         Some((id, name, stored)) => (Some(id), name, stored),
         None => (None, String::new(), None),
