@@ -11,16 +11,23 @@ CREATE TABLE users (
     created_at    timestamptz NOT NULL DEFAULT now()
 );
 
+-- One row per login: every refresh token rotated from that login belongs to its family. Revoking the family (logout,
+-- or reuse of a spent token) is one row update that a concurrent refresh, which locks this row, cannot slip past.
+CREATE TABLE token_families (
+    id          uuid PRIMARY KEY,
+    user_id     uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    revoked_at  timestamptz,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
 CREATE TABLE refresh_tokens (
     id          uuid PRIMARY KEY,
-    -- Every token minted by rotating another shares its family; reuse of a spent token revokes the family.
-    family_id   uuid NOT NULL,
+    family_id   uuid NOT NULL REFERENCES token_families (id) ON DELETE CASCADE,
     user_id     uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     -- SHA-256 of the token: the token itself is never stored.
     token_hash  bytea NOT NULL UNIQUE,
     expires_at  timestamptz NOT NULL,
     used_at     timestamptz,
-    revoked_at  timestamptz,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX refresh_tokens_family_idx ON refresh_tokens (family_id);

@@ -6,7 +6,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use natter_proto::token::AccessClaims;
+use natter_proto::token::{AccessClaims, TokenError};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -61,7 +61,11 @@ impl FromRequestParts<AppState> for AuthUser {
             .ok_or_else(|| {
                 ApiError::unauthorized("missing_token", "the Authorization header must be 'Bearer <token>'")
             })?;
-        let claims = state.keys.verifier().verify(token).map_err(|err| {
+        let mut verified = state.keys.verifier().verify(token);
+        if verified == Err(TokenError::UnknownKey) && state.keys.reload_for_unknown_key(&state.db).await {
+            verified = state.keys.verifier().verify(token);
+        }
+        let claims = verified.map_err(|err| {
             crate::metrics::auth_failure(err.code());
             ApiError::unauthorized(err.code(), err.to_string())
         })?;
@@ -71,7 +75,9 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-/// The client's address: the peer address, or the first address in the configured proxy header.
+/// The client's address: the peer address, or, behind a trusted proxy, the last address in the configured header
+/// (the one that proxy appended; earlier entries are whatever the client sent). IPv6 addresses are reduced to
+/// their /64, the block one subscriber usually holds, so rate limits cannot be dodged by walking a prefix.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub IpAddr);
 
@@ -84,16 +90,85 @@ impl FromRequestParts<AppState> for ClientAddr {
                 .headers
                 .get(name.as_str())
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.rsplit(',').next())
                 .and_then(|v| v.trim().parse().ok())
         {
-            return Ok(Self(ip));
+            return Ok(Self(limit_key(ip)));
         }
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip())
             .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        Ok(Self(peer))
+        Ok(Self(limit_key(peer)))
+    }
+}
+
+/// The address a client is rate limited by: IPv4 as is (IPv4-mapped IPv6 as IPv4), IPv6 cut to its /64.
+fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
+}
+
+/// An optional JSON body: absent (no body, or no content type) is `None`; present, it is read as [`ApiJson`].
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T, S> FromRequest<S> for OptionalJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let empty = req.headers().get(axum::http::header::CONTENT_TYPE).is_none()
+            && req
+                .headers()
+                .get(axum::http::header::CONTENT_LENGTH)
+                .is_none_or(|len| len.as_bytes() == b"0");
+        if empty {
+            return Ok(Self(None));
+        }
+        let ApiJson(value) = ApiJson::<T>::from_request(req, state).await?;
+        Ok(Self(Some(value)))
+    }
+}
+
+/// A room id from the path, validated: anything that is not a valid room id is a 400 `invalid_room_id`.
+#[derive(Debug, Clone)]
+pub struct RoomPath(pub natter_proto::RoomId);
+
+impl<S: Send + Sync> FromRequestParts<S> for RoomPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request("invalid_room_id", e.body_text()))?;
+        natter_proto::RoomId::parse(&raw)
+            .map(Self)
+            .map_err(|e| ApiError::bad_request("invalid_room_id", e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_are_limited_per_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().expect("ip");
+        let c: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert_eq!(limit_key(a), limit_key(b));
+        assert_ne!(limit_key(a), limit_key(c));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().expect("ip");
+        assert_eq!(limit_key(mapped), "192.0.2.7".parse::<IpAddr>().expect("ip"));
     }
 }

@@ -22,6 +22,14 @@ const PKCS8_ED25519_PREFIX: [u8; 16] = [
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
 ];
 
+/// How often every instance reloads the key set (and rotates when due). Other instances learn of a new key within
+/// this time, or sooner when they meet a token with an unknown `kid`.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(60);
+
+/// Least time between two reloads triggered by tokens with unknown `kid`s, so forged kids cannot hammer the
+/// database.
+const UNKNOWN_KID_RELOAD_GAP: Duration = Duration::from_secs(1);
+
 /// An advisory-lock key so only one instance rotates at a time.
 const ROTATION_LOCK: i64 = 0x6e61_7474_6572_6b31;
 
@@ -46,6 +54,8 @@ pub struct KeyRing {
     audience: String,
     access_ttl: Duration,
     rotation: Duration,
+    /// When the key set was last loaded; gates reloads triggered by unknown `kid`s.
+    loaded_at: Arc<std::sync::Mutex<std::time::Instant>>,
 }
 
 impl KeyRing {
@@ -64,6 +74,7 @@ impl KeyRing {
             audience,
             access_ttl,
             rotation,
+            loaded_at: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
         })
     }
 
@@ -76,7 +87,28 @@ impl KeyRing {
     pub async fn refresh(&self, pool: &PgPool) -> anyhow::Result<()> {
         let snapshot = load_snapshot(pool, &self.issuer, &self.audience, self.access_ttl, self.rotation).await?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
+        *self.loaded_at.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
         Ok(())
+    }
+
+    /// Reloads because a token named a key this instance does not know (another instance may have rotated),
+    /// unless a reload happened within the last few seconds. Returns whether it reloaded.
+    pub async fn reload_for_unknown_key(&self, pool: &PgPool) -> bool {
+        {
+            let mut loaded_at = self.loaded_at.lock().unwrap_or_else(|p| p.into_inner());
+            if loaded_at.elapsed() < UNKNOWN_KID_RELOAD_GAP {
+                return false;
+            }
+            // Claim this reload so concurrent requests with unknown kids do not all reload.
+            *loaded_at = std::time::Instant::now();
+        }
+        match self.refresh(pool).await {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(error = ?err, "failed to reload signing keys for an unknown kid");
+                false
+            }
+        }
     }
 
     /// The public keys as a JWKS document.
@@ -162,8 +194,9 @@ async fn load_snapshot(
     }
     tx.commit().await?;
 
-    // Keys retired within the last token lifetime (plus clock leeway) may still have live tokens.
-    let keep_secs = i64::try_from(access_ttl.as_secs() + LEEWAY_SECS).unwrap_or(i64::MAX);
+    // Keys retired within the last token lifetime may still have live tokens. Add the clock leeway, and one reload
+    // period: another instance may go on signing with a key for that long after it was retired.
+    let keep_secs = i64::try_from(access_ttl.as_secs() + LEEWAY_SECS + RELOAD_EVERY.as_secs()).unwrap_or(i64::MAX);
     let rows: Vec<(String, Vec<u8>, Option<DateTime<Utc>>)> = sqlx::query_as(
         "SELECT kid, private_der, retired_at FROM signing_keys \
          WHERE retired_at IS NULL OR retired_at > now() - make_interval(secs => $1) \

@@ -14,9 +14,6 @@ use crate::keys::KeyRing;
 use crate::rate_limit::RateLimiter;
 use crate::state::{AppState, Settings};
 
-/// How often the key ring is reloaded (and rotated when due).
-const KEY_REFRESH_EVERY: Duration = Duration::from_secs(60);
-
 /// A built application: connected to the database, migrated, bound to its port, not yet serving.
 pub struct Application {
     listener: TcpListener,
@@ -108,7 +105,7 @@ impl Application {
         let refresher = {
             let state = state.clone();
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(KEY_REFRESH_EVERY);
+                let mut tick = tokio::time::interval(crate::keys::RELOAD_EVERY);
                 tick.tick().await;
                 loop {
                     tick.tick().await;

@@ -97,11 +97,23 @@ async fn issue_tokens(
     let refresh_token = URL_SAFE_NO_PAD.encode(raw);
     let expires_at = Utc::now()
         + chrono::Duration::from_std(state.settings.refresh_ttl).map_err(|e| ApiError::Unexpected(e.into()))?;
+    let family = match family {
+        Some(family) => family,
+        None => {
+            let family = Uuid::new_v4();
+            sqlx::query("INSERT INTO token_families (id, user_id) VALUES ($1, $2)")
+                .bind(family)
+                .bind(user.id)
+                .execute(&mut **tx)
+                .await?;
+            family
+        }
+    };
     sqlx::query(
         "INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(Uuid::new_v4())
-    .bind(family.unwrap_or_else(Uuid::new_v4))
+    .bind(family)
     .bind(user.id)
     .bind(hash_refresh(&refresh_token))
     .bind(expires_at)
@@ -259,25 +271,26 @@ pub async fn refresh(
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
     let mut tx = state.db.begin().await?;
-    type Row = (
-        Uuid,
-        Uuid,
-        chrono::DateTime<Utc>,
-        Option<chrono::DateTime<Utc>>,
-        Option<chrono::DateTime<Utc>>,
-    );
-    let row: Option<Row> = sqlx::query_as(
-        "SELECT family_id, user_id, expires_at, used_at, revoked_at FROM refresh_tokens \
-         WHERE token_hash = $1 FOR UPDATE",
+    // Lock the token, then its family: a concurrent refresh of the same token waits here and then sees it spent;
+    // a concurrent logout either revokes the family first (seen below) or after this commit (the new token is
+    // then in the revoked family and unusable).
+    type TokenRow = (Uuid, Uuid, chrono::DateTime<Utc>, Option<chrono::DateTime<Utc>>);
+    let row: Option<TokenRow> = sqlx::query_as(
+        "SELECT family_id, user_id, expires_at, used_at FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
     )
     .bind(hash_refresh(&body.refresh_token))
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((family, user_id, expires_at, used_at, revoked_at)) = row else {
+    let Some((family, user_id, expires_at, used_at)) = row else {
         metrics::login("refresh", "invalid_refresh_token");
         return Err(ApiError::unauthorized("invalid_refresh_token", "unknown refresh token"));
     };
-    if revoked_at.is_some() {
+    let revoked: Option<chrono::DateTime<Utc>> =
+        sqlx::query_scalar("SELECT revoked_at FROM token_families WHERE id = $1 FOR UPDATE")
+            .bind(family)
+            .fetch_one(&mut *tx)
+            .await?;
+    if revoked.is_some() {
         metrics::login("refresh", "refresh_token_revoked");
         return Err(ApiError::unauthorized(
             "refresh_token_revoked",
@@ -285,12 +298,13 @@ pub async fn refresh(
         ));
     }
     if used_at.is_some() {
-        sqlx::query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL")
+        sqlx::query("UPDATE token_families SET revoked_at = now() WHERE id = $1")
             .bind(family)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
         ::metrics::counter!(crate::metrics::REFRESH_REUSE).increment(1);
+        metrics::login("refresh", "refresh_token_reused");
         tracing::warn!(%user_id, %family, "refresh token reused; token family revoked");
         return Err(ApiError::unauthorized(
             "refresh_token_reused",
@@ -298,6 +312,7 @@ pub async fn refresh(
         ));
     }
     if expires_at <= Utc::now() {
+        metrics::login("refresh", "refresh_token_expired");
         return Err(ApiError::unauthorized(
             "refresh_token_expired",
             "the refresh token has expired; log in again",
@@ -333,7 +348,7 @@ pub async fn refresh(
     responses((status = 204, description = "Logged out")))]
 pub async fn logout(State(state): State<AppState>, ApiJson(body): ApiJson<RefreshRequest>) -> ApiResult<StatusCode> {
     sqlx::query(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE revoked_at IS NULL AND family_id = \
+        "UPDATE token_families SET revoked_at = now() WHERE revoked_at IS NULL AND id = \
          (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)",
     )
     .bind(hash_refresh(&body.refresh_token))

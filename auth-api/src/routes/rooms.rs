@@ -4,8 +4,7 @@
 //! their members; a non-member joins with the room's join code, which only the owner is shown.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -17,7 +16,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{ApiJson, AuthUser};
+use crate::extract::{ApiJson, AuthUser, OptionalJson, RoomPath};
 use crate::state::AppState;
 
 /// A new room.
@@ -98,10 +97,6 @@ fn to_room(row: RoomRow) -> Room {
         join_code,
         created_at,
     }
-}
-
-fn parse_room_id(raw: &str) -> ApiResult<RoomId> {
-    RoomId::parse(raw).map_err(|e| ApiError::bad_request("invalid_room_id", e.to_string()))
 }
 
 fn room_not_found(id: &RoomId) -> ApiError {
@@ -187,14 +182,14 @@ pub async fn create_room(
     Ok((StatusCode::CREATED, Json(load_room(&state, user.id, &id).await?)))
 }
 
-/// List public rooms and the caller's private rooms, oldest first (at most 500).
+/// List the rooms the caller is in, then the other public rooms; oldest first within each (at most 500).
 #[utoipa::path(get, path = "/api/rooms", tag = "rooms", security(("bearer" = [])),
     responses((status = 200, description = "Rooms", body = [Room])))]
 pub async fn list_rooms(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<Room>>> {
     let rows: Vec<RoomRow> = sqlx::query_as(&format!(
         "{ROOM_SELECT} WHERE NOT r.private \
          OR EXISTS (SELECT 1 FROM memberships m WHERE m.room_id = r.id AND m.user_id = $1) \
-         ORDER BY r.created_at, r.id LIMIT {LIST_LIMIT}"
+         ORDER BY joined DESC, r.created_at, r.id LIMIT {LIST_LIMIT}"
     ))
     .bind(user.id)
     .fetch_all(&state.db)
@@ -211,8 +206,7 @@ pub async fn list_rooms(State(state): State<AppState>, user: AuthUser) -> ApiRes
         (status = 403, description = "`room_private`", body = ErrorBody),
         (status = 404, description = "`room_not_found`", body = ErrorBody),
     ))]
-pub async fn get_room(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Room>> {
-    let id = parse_room_id(&id)?;
+pub async fn get_room(State(state): State<AppState>, user: AuthUser, RoomPath(id): RoomPath) -> ApiResult<Json<Room>> {
     Ok(Json(visible_room(&state, user.id, &id).await?))
 }
 
@@ -227,15 +221,10 @@ pub async fn get_room(State(state): State<AppState>, user: AuthUser, Path(id): P
 pub async fn join_room(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
-    body: Bytes,
+    RoomPath(id): RoomPath,
+    OptionalJson(request): OptionalJson<JoinRoom>,
 ) -> ApiResult<Json<Room>> {
-    let id = parse_room_id(&id)?;
-    let request: JoinRoom = if body.iter().all(u8::is_ascii_whitespace) {
-        JoinRoom::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))?
-    };
+    let request = request.unwrap_or_default();
     let room = load_room(&state, user.id, &id).await?;
     if room.joined {
         return Ok(Json(room));
@@ -261,7 +250,12 @@ pub async fn join_room(
         .bind(id.as_str())
         .bind(user.id)
         .execute(&state.db)
-        .await?;
+        .await
+        .map_err(|err| match &err {
+            // Deleted between the check above and this insert.
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => room_not_found(&id),
+            _ => err.into(),
+        })?;
     Ok(Json(load_room(&state, user.id, &id).await?))
 }
 
@@ -276,9 +270,8 @@ pub async fn join_room(
 pub async fn leave_room(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    RoomPath(id): RoomPath,
 ) -> ApiResult<StatusCode> {
-    let id = parse_room_id(&id)?;
     let room = load_room(&state, user.id, &id).await?;
     if room.owner_id == user.id {
         return Err(ApiError::conflict(
@@ -305,9 +298,8 @@ pub async fn leave_room(
 pub async fn delete_room(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    RoomPath(id): RoomPath,
 ) -> ApiResult<StatusCode> {
-    let id = parse_room_id(&id)?;
     let room = visible_room(&state, user.id, &id).await?;
     if room.owner_id != user.id {
         return Err(ApiError::forbidden(
@@ -334,9 +326,8 @@ pub async fn delete_room(
 pub async fn room_members(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    RoomPath(id): RoomPath,
 ) -> ApiResult<Json<Vec<Member>>> {
-    let id = parse_room_id(&id)?;
     visible_room(&state, user.id, &id).await?;
     let rows: Vec<(Uuid, String, String, DateTime<Utc>)> = sqlx::query_as(
         "SELECT u.id, u.username, m.role, m.joined_at FROM memberships m JOIN users u ON u.id = m.user_id \

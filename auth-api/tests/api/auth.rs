@@ -238,3 +238,31 @@ async fn login_is_rate_limited_per_username_and_per_address() {
         .await
         .assert_error(429, "rate_limited");
 }
+
+#[tokio::test]
+async fn logout_racing_a_refresh_leaves_no_usable_token() {
+    let app = spawn_app().await;
+    app.register("uma").await;
+    for _ in 0..10 {
+        let login = app
+            .post("/api/login", json!({"username": "uma", "password": "correct horse"}))
+            .await
+            .body;
+        let token = login["refresh_token"].clone();
+        let (refreshed, _) = tokio::join!(
+            app.post("/api/refresh", json!({"refresh_token": token})),
+            app.post("/api/logout", json!({"refresh_token": token})),
+        );
+        // Whichever came first, a token minted by the refresh belongs to the logged-out session.
+        if refreshed.status == StatusCode::OK {
+            app.post(
+                "/api/refresh",
+                json!({"refresh_token": refreshed.body["refresh_token"]}),
+            )
+            .await
+            .assert_error(401, "refresh_token_revoked");
+        } else {
+            refreshed.assert_error(401, "refresh_token_revoked");
+        }
+    }
+}

@@ -181,8 +181,47 @@ async fn room_input_is_validated() {
     app.get("/api/rooms/nosuchroom", Some(&token))
         .await
         .assert_error(404, "room_not_found");
+    // Not even UTF-8: still a JSON error.
+    app.get("/api/rooms/%FF%FE", Some(&token))
+        .await
+        .assert_error(400, "invalid_room_id");
+
+    // The optional join body follows the same rules as every other body.
+    let room = create(&app, &token, "Joinable", false).await;
+    let join = format!("/api/rooms/{}/join", room["id"].as_str().expect("id"));
+    let other = app.token_for("sue").await;
+    app.call(Method::POST, &join, Some(&other), Some(json!({"code": 5})))
+        .await
+        .assert_error(422, "invalid_body");
+    app.call(Method::POST, &join, Some(&other), Some(json!({"invite": "x"})))
+        .await
+        .assert_error(422, "invalid_body");
+    let raw = |body: Vec<u8>| {
+        app.http
+            .post(format!("{}{join}", app.base))
+            .bearer_auth(&other)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        raw(b"{oops".to_vec()).await.expect("sent").status(),
+        StatusCode::BAD_REQUEST
+    );
+    let reply = raw(vec![b' '; 100_000]).await.expect("sent");
+    assert_eq!(reply.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = reply.json().await.expect("a JSON error body");
+    assert_eq!(body["error"]["code"], "payload_too_large");
+    // No body at all is a plain join.
+    let joined = app.call(Method::POST, &join, Some(&other), None).await;
+    assert_eq!(joined.status, StatusCode::OK, "{}", joined.body);
     // SQL-looking names are just names.
     let room = create(&app, &token, "'); DROP TABLE rooms; --", false).await;
     assert_eq!(room["name"], "'); DROP TABLE rooms; --");
-    assert_eq!(ids(&app.get("/api/rooms", Some(&token)).await.body).len(), 1);
+    let listed = app.get("/api/rooms", Some(&token)).await.body;
+    assert_eq!(
+        ids(&listed).len(),
+        2,
+        "both rooms are there, the table intact: {listed}"
+    );
 }

@@ -213,3 +213,20 @@ async fn rotation_keeps_old_keys_published_until_their_tokens_expire() {
         .await
         .assert_error(401, "token_unknown_key");
 }
+
+#[tokio::test]
+async fn an_instance_learns_of_another_instances_new_key_when_it_meets_one_of_its_tokens() {
+    let a = spawn_app().await;
+    sqlx::query("UPDATE signing_keys SET created_at = now() - interval '30 days'")
+        .execute(&a.db)
+        .await
+        .expect("age the key");
+    // B starts on the same database, rotates, and signs with a key A has not loaded yet.
+    let b = crate::helpers::spawn_app_on(a.db_url.clone(), &[]).await;
+    let token = b.token_for("trent").await;
+    // Past the guard against reload floods from forged kids.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let reply = a.get("/api/rooms", Some(&token)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(jwks(&a).await.keys.len(), 2);
+}
