@@ -6,6 +6,19 @@ use std::time::Duration;
 
 use crate::process::{Recipe, Service, port_open};
 
+/// Ready once the server wrote its ports file into its own directory (it does so after it listens) and the
+/// port answers.
+fn is_ready(port: u16, dir: &Path) -> bool {
+    let wrote_ports = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".ports"))
+        })
+        .unwrap_or(false);
+    wrote_ports && port_open(port)
+}
+
 /// A running `nats-server` with JetStream enabled, storing in its own temporary directory.
 ///
 /// Dropping it stops the server and removes the directory.
@@ -23,7 +36,7 @@ impl NatsServer {
         let recipe = Recipe {
             name: "nats-server",
             command,
-            ready: port_open,
+            ready: is_ready,
             crash_signal: "KILL",
             stop_signal: "TERM",
             log_file: "nats.log",
@@ -61,11 +74,19 @@ impl NatsServer {
 }
 
 fn command(port: u16, dir: &Path) -> Result<Command, String> {
+    // A ports file left by a killed predecessor would make the new server look ready before it is.
+    for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
+        if entry.file_name().to_string_lossy().ends_with(".ports") {
+            std::fs::remove_file(entry.path()).map_err(|e| format!("cannot remove a stale ports file: {e}"))?;
+        }
+    }
     let mut cmd = Command::new(binary());
     cmd.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
         .arg(dir.join("store"))
         .arg("-l")
-        .arg(dir.join("nats.log"));
+        .arg(dir.join("nats.log"))
+        .arg("--ports_file_dir")
+        .arg(dir);
     Ok(cmd)
 }
 

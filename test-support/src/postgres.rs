@@ -137,13 +137,18 @@ impl TestDb {
     }
 }
 
-/// Whether PostgreSQL on `port` accepts connections (not merely TCP: it refuses queries while starting up).
-fn is_ready(port: u16) -> bool {
-    port_open(port)
-        && Command::new(bin("pg_isready"))
-            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
-            .status()
-            .is_ok_and(|s| s.success())
+/// Whether our PostgreSQL accepts connections (not merely TCP: it refuses queries while starting up). Asked over
+/// the Unix socket in its own directory, so the answer cannot come from another server on the same port; and
+/// PostgreSQL exits when it cannot bind its TCP port, so ours being ready means the port is ours too.
+fn is_ready(port: u16, dir: &Path) -> bool {
+    Command::new(bin("pg_isready"))
+        .arg("-q")
+        .arg("-h")
+        .arg(dir)
+        .args(["-p", &port.to_string(), "-U", "postgres"])
+        .status()
+        .is_ok_and(|s| s.success())
+        && port_open(port)
 }
 
 /// Puts a freshly initialised cluster at `data`, copying a template made once per machine by `initdb`.

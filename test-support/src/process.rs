@@ -21,15 +21,17 @@ pub(crate) fn port_open(port: u16) -> bool {
     TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
 }
 
-/// Polls `ready` every 50 ms until it holds, the child exits, or `timeout` passes.
+/// Polls `ready` every 50 ms until it holds while the child is alive, the child exits, or `timeout` passes.
 pub(crate) fn wait_until(child: &mut Child, timeout: Duration, mut ready: impl FnMut() -> bool) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     loop {
-        if ready() {
-            return Ok(());
-        }
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("exited early with {status}"));
+        }
+        // Alive before and after: readiness seen in between belongs to this child, not to a server that already
+        // held the port when ours failed to bind it.
+        if ready() && matches!(child.try_wait(), Ok(None)) {
+            return Ok(());
         }
         if Instant::now() > deadline {
             return Err(format!("not ready after {timeout:?}"));
@@ -91,8 +93,9 @@ pub(crate) struct Recipe {
     pub name: &'static str,
     /// Builds the command for a port and the service's directory (with its log redirected there).
     pub command: fn(port: u16, dir: &Path) -> Result<Command, String>,
-    /// Whether the server on this port is ready for clients.
-    pub ready: fn(port: u16) -> bool,
+    /// Whether the server on this port, with this directory, is ready for clients. It must check something only
+    /// this server can have made (a file or socket in its directory), not just that the port answers.
+    pub ready: fn(port: u16, dir: &Path) -> bool,
     /// The signal that stops it at once without a clean shutdown, as a crash would (also used by the watcher).
     pub crash_signal: &'static str,
     /// The signal for a quick clean shutdown on drop.
@@ -146,8 +149,8 @@ impl Service {
             .spawn()
             .map_err(|err| format!("cannot run {}: {err}", self.recipe.name))?;
         watch(child.id(), self.recipe.crash_signal, Some(self.dir.path()));
-        let (port, ready) = (self.port, self.recipe.ready);
-        let result = wait_until(&mut child, self.recipe.ready_within, || ready(port));
+        let (port, ready, dir) = (self.port, self.recipe.ready, self.dir.path());
+        let result = wait_until(&mut child, self.recipe.ready_within, || ready(port, dir));
         if result.is_err() {
             stop(&mut child, self.recipe.crash_signal, Duration::from_secs(2));
         } else {
