@@ -28,21 +28,45 @@ free_port() {
 }
 api_port="$(free_port)"; nats_port="$(free_port)"; pg_port="$(free_port)"
 
-# Job control, so the background job keeps SIGINT (a non-interactive shell starts '&' jobs with SIGINT ignored,
-# which a trap then cannot undo): the test sends the same signal a terminal's Ctrl-C would.
-set -m
-"$ROOT/natter" up --json --api-port "$api_port" --nats-port "$nats_port" --pg-port "$pg_port" \
-  --data-dir "$tmp/data" >"$tmp/out" 2>"$tmp/err" &
-up_pid=$!
-set +m
+# Starts './natter up' in the background and waits for its endpoints line; sets up_pid and group.
+start_stack() {
+  : >"$tmp/out"
+  # Job control, so the background job keeps SIGINT (a non-interactive shell starts '&' jobs with SIGINT ignored,
+  # which a trap then cannot undo) and leads its own process group, as a job started from a terminal does.
+  set -m
+  "$ROOT/natter" up --json --api-port "$api_port" --nats-port "$nats_port" --pg-port "$pg_port" \
+    --data-dir "$tmp/data" "$@" >"$tmp/out" 2>"$tmp/err" &
+  up_pid=$!
+  group="$up_pid"
+  set +m
+  # The JSON line appears once everything is ready (the first run may build).
+  for _ in $(seq 1 1800); do
+    [ -s "$tmp/out" ] && break
+    kill -0 "$up_pid" 2>/dev/null || fail "'natter up' exited before it was ready"
+    sleep 0.2
+  done
+  [ -s "$tmp/out" ] || fail "'natter up' printed no endpoints"
+}
 
-# The JSON line appears once everything is ready (the first run may build).
-for _ in $(seq 1 1800); do
-  [ -s "$tmp/out" ] && break
-  kill -0 "$up_pid" 2>/dev/null || fail "'natter up' exited before it was ready"
-  sleep 0.2
-done
-[ -s "$tmp/out" ] || fail "'natter up' printed no endpoints"
+# Waits for './natter up' to exit 0 after a signal, then checks nothing it started is left.
+check_stopped() {
+  for _ in $(seq 1 300); do kill -0 "$up_pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$up_pid" 2>/dev/null; then fail "'natter up' still running 30s after $1"; fi
+  local status=0
+  wait "$up_pid" || status=$?
+  up_pid=""
+  [ "$status" = 0 ] || fail "'natter up' exited with $status after $1"
+  sleep 0.5
+  local leftover
+  leftover="$( (pgrep -a -g "$group"; pgrep -af "$tmp") || true)"
+  [ -z "$leftover" ] || fail "processes left behind after $1: $leftover"
+  local p
+  for p in "$api_port" "$nats_port" "$pg_port"; do
+    if busy "$p"; then fail "port $p still open after $1"; fi
+  done
+}
+
+start_stack
 endpoints="$(head -n 1 "$tmp/out")"
 api="$(jq -er .api <<<"$endpoints")" || fail "no api in: $endpoints"
 [ "$api" = "http://127.0.0.1:$api_port" ] || fail "api is $api"
@@ -60,15 +84,14 @@ sed -n '/<!-- api-examples:start -->/,/<!-- api-examples:end -->/p' "$ROOT/READM
   || { cat "$tmp/examples.out" >&2; fail "the README examples failed"; }
 grep -Eq '"token_type": ?"Bearer"' "$tmp/examples.out" || { cat "$tmp/examples.out" >&2; fail "no token in the examples' output"; }
 
-# Ctrl-C: everything stops, cleanly.
-kill -INT "$up_pid"
-for _ in $(seq 1 300); do kill -0 "$up_pid" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$up_pid" 2>/dev/null && fail "'natter up' still running 30s after SIGINT"
-status=0; wait "$up_pid" || status=$?
-up_pid=""
-[ "$status" = 0 ] || fail "'natter up' exited with $status after SIGINT"
-sleep 0.5
-leftover="$(pgrep -af "$tmp" || true)"
-[ -z "$leftover" ] || fail "processes left behind: $leftover"
-for p in "$api_port" "$nats_port" "$pg_port"; do busy "$p" && fail "port $p still open after shutdown"; done
-echo "natter up: started, served the README examples, stopped cleanly"
+# Ctrl-C: a terminal sends SIGINT to the whole foreground process group; so does this.
+kill -INT -- "-$group"
+check_stopped "Ctrl-C"
+
+# SIGTERM to the script alone (a service manager, or 'kill'): it must stop what it started by itself. The second
+# start reuses the data directory, as a developer's next 'natter up' would.
+start_stack --no-build
+curl -fsS "$api/readyz" >/dev/null || fail "readyz is not OK after a restart"
+kill -TERM "$up_pid"
+check_stopped "SIGTERM"
+echo "natter up: started, served the README examples, stopped cleanly on Ctrl-C and on SIGTERM"
