@@ -9,10 +9,12 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tmp="$(mktemp -d /tmp/natter-up-test.XXXXXX)"
 chmod 755 "$tmp"
 up_pid=""
+group=""
 
 fail() { echo "natter-up test: $*" >&2; [ -f "$tmp/err" ] && { echo "--- natter up stderr:" >&2; cat "$tmp/err" >&2; }; exit 1; }
 cleanup() {
   [ -n "$up_pid" ] && kill -KILL "$up_pid" 2>/dev/null || true
+  [ -n "$group" ] && pkill -KILL -g "$group" 2>/dev/null || true
   pkill -KILL -f "$tmp" 2>/dev/null || true
   rm -rf "$tmp"
 }
