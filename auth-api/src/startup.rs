@@ -44,6 +44,18 @@ impl Application {
         )
         .await
         .context("failed to load signing keys")?;
+        let nats = match &config.nats_url {
+            Some(url) => Some(
+                async_nats::ConnectOptions::new()
+                    .name("natter-auth-api")
+                    // Start even while NATS is down; the client connects in the background.
+                    .retry_on_initial_connect()
+                    .connect(url)
+                    .await
+                    .with_context(|| format!("failed to set up the NATS connection to {url}"))?,
+            ),
+            None => None,
+        };
         let window = Duration::from_secs(60);
         let state = AppState {
             db,
@@ -63,6 +75,7 @@ impl Application {
                 config.auth_attempts_per_address,
                 window,
             )),
+            nats,
         };
         let listener = TcpListener::bind(config.listen)
             .await
@@ -102,6 +115,10 @@ impl Application {
         } = self;
         let app = crate::routes::app(state.clone(), max_body_bytes);
 
+        let responder = state
+            .nats
+            .clone()
+            .map(|nats| tokio::spawn(crate::fleet::answer_room_access(nats, state.db.clone())));
         let refresher = {
             let state = state.clone();
             tokio::spawn(async move {
@@ -138,6 +155,9 @@ impl Application {
             }
         }
         refresher.abort();
+        if let Some(responder) = responder {
+            responder.abort();
+        }
         state.db.close().await;
         Ok(())
     }

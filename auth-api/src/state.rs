@@ -21,6 +21,8 @@ pub struct AppState {
     pub login_per_user: Arc<RateLimiter>,
     /// Login, register and guest attempts per client address.
     pub auth_per_address: Arc<RateLimiter>,
+    /// NATS, when configured: gateway registrations live there.
+    pub nats: Option<async_nats::Client>,
 }
 
 /// The part of the configuration handlers read.

@@ -3,6 +3,8 @@
 //! This crate does no I/O. Every service depends on it, so a frame, a subject or a token claim has exactly one
 //! definition in the whole system.
 
+pub mod bus;
+pub mod duration;
 pub mod frame;
 pub mod id;
 pub mod subject;

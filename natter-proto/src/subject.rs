@@ -28,14 +28,35 @@ pub fn live_republish_template() -> String {
     format!("{PREFIX}.live.room.{{{{wildcard(1)}}}}")
 }
 
+/// Everything ephemeral about a room (typing, presence, presence sync): what a gateway subscribes to, next to
+/// the room's live subject, while it has local members.
+pub fn room_ephemeral(room: &RoomId) -> String {
+    format!("{PREFIX}.ephemeral.{room}.>")
+}
+
 /// The subject ephemeral typing drafts of a room travel on (core NATS).
 pub fn room_typing(room: &RoomId) -> String {
-    format!("{PREFIX}.room.{room}.typing")
+    format!("{PREFIX}.ephemeral.{room}.typing")
 }
 
 /// The subject presence changes of a room travel on (core NATS).
 pub fn room_presence(room: &RoomId) -> String {
-    format!("{PREFIX}.room.{room}.presence")
+    format!("{PREFIX}.ephemeral.{room}.presence")
+}
+
+/// The subject a gateway asks every other gateway on, for who is online in a room (request, many replies).
+pub fn room_presence_sync(room: &RoomId) -> String {
+    format!("{PREFIX}.ephemeral.{room}.sync")
+}
+
+/// The subject gateways announce themselves on every few seconds.
+pub fn gateway_heartbeat() -> String {
+    format!("{PREFIX}.gateway.heartbeat")
+}
+
+/// The subject gateways ask the auth-api on whether a user may join a room (request/reply, queue group).
+pub fn room_access() -> String {
+    format!("{PREFIX}.auth.room_access")
 }
 
 #[cfg(test)]
@@ -51,11 +72,21 @@ mod tests {
         let r = room("lobby");
         assert_eq!(room_messages(&r), "chat.v1.room.lobby.msg");
         assert_eq!(room_live(&r), "chat.v1.live.room.lobby");
-        assert_eq!(room_typing(&r), "chat.v1.room.lobby.typing");
-        assert_eq!(room_presence(&r), "chat.v1.room.lobby.presence");
+        assert_eq!(room_typing(&r), "chat.v1.ephemeral.lobby.typing");
+        assert_eq!(room_presence(&r), "chat.v1.ephemeral.lobby.presence");
+        assert_eq!(room_ephemeral(&r), "chat.v1.ephemeral.lobby.>");
         assert_eq!(all_room_messages(), "chat.v1.room.*.msg");
         assert_eq!(live_republish_template(), "chat.v1.live.room.{{wildcard(1)}}");
-        for subject in [room_messages(&r), room_live(&r), room_typing(&r), room_presence(&r)] {
+        assert_eq!(room_presence_sync(&r), "chat.v1.ephemeral.lobby.sync");
+        assert_eq!(gateway_heartbeat(), "chat.v1.gateway.heartbeat");
+        assert_eq!(room_access(), "chat.v1.auth.room_access");
+        for subject in [
+            room_messages(&r),
+            room_live(&r),
+            room_typing(&r),
+            room_presence(&r),
+            room_presence_sync(&r),
+        ] {
             assert!(subject.split('.').all(|t| !t.is_empty() && t != "*" && t != ">"));
         }
     }

@@ -3,6 +3,7 @@
 //! Every API route is registered through `utoipa_axum`, so a route cannot exist without its OpenAPI entry.
 
 pub mod auth;
+pub mod gateway;
 pub mod health;
 pub mod rooms;
 
@@ -25,7 +26,7 @@ use crate::state::AppState;
         Errors are `{\"error\":{\"code\",\"message\"}}`; the codes are listed per response."),
     modifiers(&BearerAuth),
     tags((name = "auth", description = "Accounts and sessions"), (name = "rooms", description = "Rooms and memberships"),
-         (name = "keys", description = "Token verification keys"))
+         (name = "keys", description = "Token verification keys"), (name = "gateways", description = "The WebSocket fleet"))
 )]
 struct ApiDoc;
 
@@ -61,6 +62,7 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .routes(routes!(rooms::leave_room))
         .routes(routes!(rooms::room_members))
         .routes(routes!(jwks))
+        .routes(routes!(gateway::assign_gateway))
         .split_for_parts();
     let openapi = std::sync::Arc::new(openapi);
     api.route(

@@ -92,6 +92,7 @@ async fn openapi_document_lists_every_route() {
         ("/api/rooms/{id}/leave", "post"),
         ("/api/rooms/{id}/members", "get"),
         ("/.well-known/jwks.json", "get"),
+        ("/api/gateway", "get"),
     ];
     for (path, method) in expected {
         assert!(

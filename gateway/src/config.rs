@@ -1,0 +1,205 @@
+//! Configuration from flags and environment, validated before any port is bound.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use natter_proto::duration::parse as parse_duration;
+
+/// Settings of one gateway process. Every flag can also be given through the environment variable it names.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "natter-gateway", version, about = "Natter's WebSocket gateway")]
+pub struct Config {
+    /// Address the WebSocket and HTTP endpoints listen on. Several processes may share it (SO_REUSEPORT).
+    #[arg(long, env = "NATTER_GATEWAY_LISTEN", default_value = "127.0.0.1:9000")]
+    pub listen: SocketAddr,
+
+    /// NATS server URL.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+
+    /// Where the auth API publishes its token keys.
+    #[arg(
+        long,
+        env = "NATTER_JWKS_URL",
+        default_value = "http://127.0.0.1:8080/.well-known/jwks.json"
+    )]
+    pub jwks_url: String,
+
+    /// Expected `iss` of access tokens.
+    #[arg(long, env = "NATTER_JWT_ISSUER", default_value = "natter")]
+    pub issuer: String,
+
+    /// Expected `aud` of access tokens.
+    #[arg(long, env = "NATTER_JWT_AUDIENCE", default_value = "natter")]
+    pub audience: String,
+
+    /// This gateway's id in the fleet (default: random).
+    #[arg(long, env = "NATTER_GATEWAY_ID")]
+    pub id: Option<String>,
+
+    /// The WebSocket URL clients reach this gateway at, as registered for direct ingress
+    /// (default: ws://LISTEN/ws).
+    #[arg(long, env = "NATTER_GATEWAY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Browser origins allowed to connect, comma-separated; `*` allows any. Clients that send no `Origin`
+    /// (not browsers) are always allowed.
+    #[arg(
+        long,
+        env = "NATTER_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8080,http://localhost:8080"
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Largest client message in bytes, counted over all fragments (larger: closed with 1009).
+    #[arg(long, env = "NATTER_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Longest chat message body, in characters.
+    #[arg(long, env = "NATTER_MAX_BODY_CHARS", default_value_t = 4000)]
+    pub max_body_chars: usize,
+
+    /// Frames queued to one client before it counts as too slow and is disconnected.
+    #[arg(long, env = "NATTER_OUTBOUND_QUEUE", default_value_t = 512)]
+    pub outbound_queue: usize,
+
+    /// Chat messages one connection may send per second (with a burst of twice that).
+    #[arg(long, env = "NATTER_SENDS_PER_SECOND", default_value_t = 20)]
+    pub sends_per_second: u32,
+
+    /// Typing updates one connection may send per second (with a burst of twice that).
+    #[arg(long, env = "NATTER_TYPING_PER_SECOND", default_value_t = 20)]
+    pub typing_per_second: u32,
+
+    /// Invalid frames tolerated per connection before it is closed.
+    #[arg(long, env = "NATTER_MAX_BAD_FRAMES", default_value_t = 10)]
+    pub max_bad_frames: u32,
+
+    /// Connections one user may hold on this gateway.
+    #[arg(long, env = "NATTER_MAX_CONNECTIONS_PER_USER", default_value_t = 16)]
+    pub max_connections_per_user: usize,
+
+    /// Connections this gateway accepts in all (keep below the process's open-file limit).
+    #[arg(long, env = "NATTER_MAX_CONNECTIONS", default_value_t = 18_000)]
+    pub max_connections: usize,
+
+    /// Rooms one connection may be in at once.
+    #[arg(long, env = "NATTER_MAX_ROOMS_PER_CONNECTION", default_value_t = 64)]
+    pub max_rooms_per_connection: usize,
+
+    /// Interval of server pings.
+    #[arg(long, env = "NATTER_PING_INTERVAL", default_value = "20s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+
+    /// A connection silent for this long (no frame, no pong) is closed.
+    #[arg(long, env = "NATTER_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Messages replayed at most on a rejoin; older gaps answer `recovered: false`.
+    #[arg(long, env = "NATTER_MAX_REPLAY", default_value_t = 1000)]
+    pub max_replay: usize,
+
+    /// How long the chat stream keeps messages for recovery.
+    #[arg(long, env = "NATTER_STREAM_MAX_AGE", default_value = "7d", value_parser = parse_duration)]
+    pub stream_max_age: Duration,
+
+    /// Listen backlog: large, so connect storms do not end in SYN retries.
+    #[arg(long, env = "NATTER_LISTEN_BACKLOG", default_value_t = 8192)]
+    pub listen_backlog: u32,
+
+    /// Longest drain on SIGTERM before the process exits anyway.
+    #[arg(long, env = "NATTER_DRAIN_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub drain_grace: Duration,
+
+    /// Window over which draining closes are spread, so clients do not all reconnect at once.
+    #[arg(long, env = "NATTER_DRAIN_JITTER", default_value = "5s", value_parser = parse_duration)]
+    pub drain_jitter: Duration,
+
+    /// Interval of fleet heartbeats; a gateway silent for three is taken as dead and its users' presence expires.
+    #[arg(long, env = "NATTER_HEARTBEAT_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+}
+
+/// A setting that parsed but makes no sense.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Checks the settings together. Called before anything is bound or connected.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |msg: &str| Err(ConfigError(msg.to_owned()));
+        if !self.nats_url.starts_with("nats://") && !self.nats_url.starts_with("tls://") {
+            return fail("--nats-url / NATS_URL must start with nats:// or tls://");
+        }
+        if !self.jwks_url.starts_with("http://") && !self.jwks_url.starts_with("https://") {
+            return fail("--jwks-url must be an http(s) URL");
+        }
+        if let Some(id) = &self.id
+            && (id.is_empty()
+                || id.len() > 64
+                || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        {
+            return fail("--id may only hold 1 to 64 letters, digits, '-' and '_'");
+        }
+        if !(128..=1024 * 1024).contains(&self.max_message_bytes) {
+            return fail("--max-message-bytes must be between 128 and 1048576");
+        }
+        if self.max_body_chars == 0 || self.max_body_chars > self.max_message_bytes {
+            return fail("--max-body-chars must be at least 1 and at most --max-message-bytes");
+        }
+        if self.outbound_queue < 8 || self.sends_per_second == 0 || self.typing_per_second == 0 {
+            return fail("--outbound-queue must be at least 8, and rates at least 1 per second");
+        }
+        if self.max_connections == 0 || self.max_connections_per_user == 0 || self.max_rooms_per_connection == 0 {
+            return fail("connection and room limits must be at least 1");
+        }
+        if self.idle_timeout <= self.ping_interval {
+            return fail("--idle-timeout must be longer than --ping-interval");
+        }
+        if self.heartbeat_interval < Duration::from_millis(100) {
+            return fail("--heartbeat-interval must be at least 100ms");
+        }
+        if self.allowed_origins.iter().any(|o| o.trim().is_empty()) {
+            return fail("--allowed-origins has an empty entry");
+        }
+        Ok(())
+    }
+
+    /// This gateway's id: configured, or a fresh random one.
+    pub fn gateway_id(&self) -> String {
+        self.id
+            .clone()
+            .unwrap_or_else(|| format!("gw-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        let mut argv = vec!["natter-gateway"];
+        argv.extend_from_slice(args);
+        Config::try_parse_from(argv).expect("parses")
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        config(&[]).validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn inconsistent_settings_are_refused() {
+        assert!(config(&["--nats-url", "http://x"]).validate().is_err());
+        assert!(
+            config(&["--idle-timeout", "5s", "--ping-interval", "10s"])
+                .validate()
+                .is_err()
+        );
+        assert!(config(&["--id", "a.b"]).validate().is_err());
+        assert!(config(&["--max-message-bytes", "10"]).validate().is_err());
+    }
+}

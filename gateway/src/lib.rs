@@ -1,0 +1,15 @@
+//! Natter's WebSocket gateway: browsers hold one WebSocket each; any gateway of the fleet serves any room; NATS
+//! carries messages between gateways; JetStream stores and orders chat messages.
+//!
+//! `main.rs` only parses the configuration and calls [`startup::Application`].
+
+pub mod auth;
+pub mod config;
+pub mod connection;
+pub mod fanout;
+pub mod fleet;
+pub mod metrics;
+pub mod session;
+pub mod startup;
+pub mod state;
+pub mod stream;

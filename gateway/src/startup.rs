@@ -1,0 +1,215 @@
+//! Building and running a gateway: connect to NATS, set up the stream, fetch the token keys, bind, serve, drain.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_nats::jetstream::kv;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::serve::ListenerExt;
+use rand::Rng;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::auth::TokenVerifier;
+use crate::config::Config;
+use crate::fanout::Hub;
+use crate::session::CLOSE_RESTART;
+use crate::state::Gateway;
+
+/// A built gateway: connected, bound, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    gw: Gateway,
+    registry: kv::Store,
+    url: String,
+}
+
+impl Application {
+    /// Connects to NATS, makes sure the chat stream and the registry exist, fetches the JWKS and binds.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let id = config.gateway_id();
+        let nats = async_nats::ConnectOptions::new()
+            .name(format!("natter-gateway {id}"))
+            .connect(&config.nats_url)
+            .await
+            .with_context(|| format!("failed to connect to NATS at {}", config.nats_url))?;
+        let js = async_nats::jetstream::new(nats.clone());
+        let stream = crate::stream::ensure(&js, config.stream_max_age).await?;
+        let registry = crate::fleet::registry(&js).await?;
+        let verifier = TokenVerifier::fetch(
+            config.jwks_url.clone(),
+            config.issuer.clone(),
+            config.audience.clone(),
+            Duration::from_secs(30),
+        )
+        .await?;
+        let listener = bind(config.listen, config.listen_backlog)
+            .with_context(|| format!("failed to listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let url = config.public_url.clone().unwrap_or_else(|| format!("ws://{addr}/ws"));
+        crate::metrics::handle();
+        let hub = Hub::new(id.clone(), nats, stream);
+        let gw = Gateway::new(id, config, verifier, hub, js);
+        Ok(Self {
+            listener,
+            gw,
+            registry,
+            url,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        // A bound listener always has a local address.
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    /// This gateway's id.
+    pub fn id(&self) -> &str {
+        &self.gw.id
+    }
+
+    /// The URL clients reach it at.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Serves until `shutdown` completes, then drains: stops accepting, closes every client with 1012 spread
+    /// over the jitter window, and returns once all are gone or the grace period is over.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            gw,
+            registry,
+            url,
+        } = self;
+        let app = Router::new()
+            .route("/ws", get(crate::connection::upgrade))
+            .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
+            .with_state(gw.clone());
+        let announcer = tokio::spawn(crate::fleet::announce(gw.clone(), registry.clone(), url.clone()));
+        let watcher = tokio::spawn(crate::fleet::watch(gw.clone()));
+
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.wait_for(|stopped| *stopped).await;
+            });
+        let mut serve = std::pin::pin!(serve.into_future());
+        tokio::select! {
+            result = &mut serve => result.context("the HTTP server failed")?,
+            () = shutdown => {
+                drain(&gw, &registry, &url).await;
+                let _ = stop_tx.send(true);
+                let _ = tokio::time::timeout(Duration::from_secs(2), &mut serve).await;
+            }
+        }
+        announcer.abort();
+        watcher.abort();
+        let _ = registry.delete(&gw.id).await;
+        gw.hub.nats().flush().await.ok();
+        Ok(())
+    }
+}
+
+/// Closes every client with 1012, each at a random moment within the jitter window so they do not all reconnect
+/// at once, and waits for them to go (at most the grace period).
+async fn drain(gw: &Gateway, registry: &kv::Store, url: &str) {
+    gw.draining.store(true, Ordering::Relaxed);
+    if let Ok(payload) = serde_json::to_vec(&crate::fleet::info(gw, url)) {
+        let _ = registry.put(&gw.id, payload.into()).await;
+    }
+    let peers = gw.peers();
+    tracing::info!(connections = peers.len(), "draining");
+    let jitter = gw.config.drain_jitter;
+    for peer in peers {
+        let delay = if jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            rand::thread_rng().gen_range(Duration::ZERO..jitter)
+        };
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            peer.close(CLOSE_RESTART, "gateway restarting; reconnect");
+        });
+    }
+    let deadline = Instant::now() + gw.config.drain_grace;
+    while gw.open_connections() > 0 {
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                left = gw.open_connections(),
+                "drain grace period over; exiting with clients connected"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::info!("drained");
+}
+
+/// Binds with SO_REUSEPORT (several gateway processes may share the port) and a large backlog.
+fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    TcpListener::from_std(socket.into())
+}
+
+async fn readyz(State(gw): State<Gateway>) -> impl IntoResponse {
+    let nats = matches!(
+        gw.hub.nats().connection_state(),
+        async_nats::connection::State::Connected
+    );
+    let draining = gw.draining.load(Ordering::Relaxed);
+    let status = if nats && !draining {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(json!({"nats": nats, "draining": draining, "connections": gw.open_connections()})),
+    )
+}
+
+async fn metrics() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::handle().render(),
+    )
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,203 @@
+//! The gateway's shared state: connections and their limits, room access checks, and the JetStream handles.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use natter_proto::bus::{RoomAccess, RoomAccessRequest, StoredMessage};
+use natter_proto::{RoomId, subject};
+
+use crate::auth::TokenVerifier;
+use crate::config::Config;
+use crate::fanout::Hub;
+use crate::metrics;
+use crate::session::{ConnId, Peer};
+
+/// How long an `Allowed` answer from the auth API is trusted.
+const ACCESS_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// Entries the access cache holds before it is cleared.
+const ACCESS_CACHE_MAX: usize = 100_000;
+
+/// Everything connections share. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+/// The shared state itself.
+pub struct Inner {
+    /// This gateway's id.
+    pub id: String,
+    /// Its settings.
+    pub config: Config,
+    /// Token verification.
+    pub verifier: TokenVerifier,
+    /// Rooms with local members.
+    pub hub: Hub,
+    /// JetStream, for publishing.
+    pub js: async_nats::jetstream::Context,
+    /// Set on SIGTERM: no new connections.
+    pub draining: AtomicBool,
+    next_conn: AtomicU64,
+    open: AtomicUsize,
+    per_user: Mutex<HashMap<String, usize>>,
+    /// Open connections, so a drain can close each.
+    peers: Mutex<HashMap<ConnId, Peer>>,
+    access: Mutex<HashMap<(RoomId, String), Instant>>,
+}
+
+impl std::ops::Deref for Gateway {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+/// A place in the connection limits, given back when dropped.
+pub struct Slot {
+    /// The connection's id.
+    pub conn: ConnId,
+    user: String,
+    gw: Gateway,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.gw.open.fetch_sub(1, Ordering::Relaxed);
+        let mut per_user = self.gw.per_user.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = per_user.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                per_user.remove(&self.user);
+            }
+        }
+        ::metrics::gauge!(metrics::CONNECTIONS).decrement(1.0);
+    }
+}
+
+impl Gateway {
+    /// Shared state over a connected hub.
+    pub fn new(
+        id: String,
+        config: Config,
+        verifier: TokenVerifier,
+        hub: Hub,
+        js: async_nats::jetstream::Context,
+    ) -> Self {
+        let inner = Inner {
+            id,
+            config,
+            verifier,
+            hub,
+            js,
+            draining: AtomicBool::new(false),
+            next_conn: AtomicU64::new(1),
+            open: AtomicUsize::new(0),
+            per_user: Mutex::new(HashMap::new()),
+            peers: Mutex::new(HashMap::new()),
+            access: Mutex::new(HashMap::new()),
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// Whether a browser origin may connect.
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        self.config
+            .allowed_origins
+            .iter()
+            .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+    }
+
+    /// Takes a connection slot for `user`, unless a limit is reached.
+    pub fn admit(&self, user: &str) -> Option<Slot> {
+        let mut per_user = self.per_user.lock().unwrap_or_else(|p| p.into_inner());
+        let count = per_user.entry(user.to_owned()).or_insert(0);
+        if *count >= self.config.max_connections_per_user
+            || self.open.load(Ordering::Relaxed) >= self.config.max_connections
+        {
+            if *count == 0 {
+                per_user.remove(user);
+            }
+            return None;
+        }
+        *count += 1;
+        self.open.fetch_add(1, Ordering::Relaxed);
+        drop(per_user);
+        ::metrics::gauge!(metrics::CONNECTIONS).increment(1.0);
+        ::metrics::counter!(metrics::CONNECTIONS_OPENED).increment(1);
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        Some(Slot {
+            conn,
+            user: user.to_owned(),
+            gw: self.clone(),
+        })
+    }
+
+    /// Open connections.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Records an open connection so a drain can reach it.
+    pub fn register(&self, conn: ConnId, peer: Peer) {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner()).insert(conn, peer);
+    }
+
+    /// Forgets a closed connection.
+    pub fn unregister(&self, conn: ConnId) {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner()).remove(&conn);
+    }
+
+    /// Every open connection.
+    pub fn peers(&self) -> Vec<Peer> {
+        self.peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Asks the auth API whether `user` may join `room` (answers `Allowed` are cached briefly).
+    pub async fn room_access(&self, room: &RoomId, user: &str) -> anyhow::Result<RoomAccess> {
+        let key = (room.clone(), user.to_owned());
+        if let Some(at) = self.access.lock().unwrap_or_else(|p| p.into_inner()).get(&key)
+            && at.elapsed() < ACCESS_CACHE_TTL
+        {
+            return Ok(RoomAccess::Allowed);
+        }
+        let request = RoomAccessRequest {
+            room: room.clone(),
+            user: user.to_owned(),
+        };
+        let payload = Bytes::from(serde_json::to_vec(&request)?);
+        let reply = tokio::time::timeout(
+            Duration::from_secs(3),
+            self.hub.nats().request(subject::room_access(), payload),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("the auth API did not answer in time"))??;
+        let access: RoomAccess = serde_json::from_slice(&reply.payload)?;
+        if access == RoomAccess::Allowed {
+            let mut cache = self.access.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= ACCESS_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(key, Instant::now());
+        }
+        Ok(access)
+    }
+
+    /// Replays a room's messages after `since` up to `until` (see [`crate::connection::replay`]).
+    pub async fn replay(&self, room: &RoomId, since: u64, until: u64) -> (bool, Vec<(u64, Bytes)>) {
+        crate::connection::replay(self.hub.stream(), room, since, until, self.config.max_replay).await
+    }
+
+    /// Publishes a chat message; returns its sequence once stored.
+    pub async fn publish(&self, room: &RoomId, user_id: &str, stored: &StoredMessage) -> Result<u64, &'static str> {
+        crate::connection::publish(&self.js, room, user_id, stored).await
+    }
+}
