@@ -1,9 +1,12 @@
-//! The auth API's side of the gateway fleet, over NATS: answering gateways' room-access checks, and reading
-//! gateway registrations to hand clients the least-loaded gateway.
+//! The auth API's side of the gateway fleet, over NATS: answering gateways' room-access checks, and following
+//! gateway heartbeats to hand clients the least-loaded gateway.
 
-use async_nats::jetstream;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
 use futures::StreamExt;
-use natter_proto::bus::{GATEWAY_BUCKET, GatewayInfo, RoomAccess, RoomAccessRequest};
+use natter_proto::bus::{GATEWAY_TTL, GatewayInfo, RoomAccess, RoomAccessRequest};
 use natter_proto::subject;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -62,23 +65,38 @@ pub async fn room_access(db: &PgPool, request: &RoomAccessRequest) -> Result<Roo
     })
 }
 
-/// The live, non-draining gateway with the fewest connections.
-pub async fn least_loaded_gateway(nats: &async_nats::Client) -> anyhow::Result<Option<GatewayInfo>> {
-    let js = jetstream::new(nats.clone());
-    let Ok(store) = js.get_key_value(GATEWAY_BUCKET).await else {
-        return Ok(None);
-    };
-    let mut keys = store.keys().await?;
-    let mut best: Option<GatewayInfo> = None;
-    while let Some(key) = keys.next().await {
-        let Ok(key) = key else { continue };
-        let Some(value) = store.get(&key).await? else { continue };
-        let Ok(info) = serde_json::from_slice::<GatewayInfo>(&value) else {
-            continue;
+/// Gateways heard from recently, by id, with when.
+#[derive(Clone, Default)]
+pub struct GatewayTable {
+    seen: Arc<Mutex<HashMap<String, (GatewayInfo, Instant)>>>,
+}
+
+impl GatewayTable {
+    /// The live, non-draining gateway with the fewest connections.
+    pub fn least_loaded(&self) -> Option<GatewayInfo> {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.retain(|_, (_, at)| at.elapsed() < GATEWAY_TTL);
+        seen.values()
+            .map(|(info, _)| info)
+            .filter(|info| !info.draining)
+            .min_by_key(|info| info.connections)
+            .cloned()
+    }
+
+    /// Follows the heartbeats until the subscription ends.
+    pub async fn follow(self, nats: async_nats::Client) {
+        let mut beats = match nats.subscribe(subject::gateway_heartbeat()).await {
+            Ok(sub) => sub,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot follow gateway heartbeats; no gateway will be assigned");
+                return;
+            }
         };
-        if !info.draining && best.as_ref().is_none_or(|b| info.connections < b.connections) {
-            best = Some(info);
+        while let Some(msg) = beats.next().await {
+            if let Ok(info) = serde_json::from_slice::<GatewayInfo>(&msg.payload) {
+                let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+                seen.insert(info.id.clone(), (info, Instant::now()));
+            }
         }
     }
-    Ok(best)
 }

@@ -76,6 +76,7 @@ impl Application {
                 window,
             )),
             nats,
+            gateways: Default::default(),
         };
         let listener = TcpListener::bind(config.listen)
             .await
@@ -115,10 +116,11 @@ impl Application {
         } = self;
         let app = crate::routes::app(state.clone(), max_body_bytes);
 
-        let responder = state
-            .nats
-            .clone()
-            .map(|nats| tokio::spawn(crate::fleet::answer_room_access(nats, state.db.clone())));
+        let fleet = state.nats.clone().map(|nats| {
+            let responder = tokio::spawn(crate::fleet::answer_room_access(nats.clone(), state.db.clone()));
+            let follower = tokio::spawn(state.gateways.clone().follow(nats));
+            (responder, follower)
+        });
         let refresher = {
             let state = state.clone();
             tokio::spawn(async move {
@@ -155,8 +157,9 @@ impl Application {
             }
         }
         refresher.abort();
-        if let Some(responder) = responder {
+        if let Some((responder, follower)) = fleet {
             responder.abort();
+            follower.abort();
         }
         state.db.close().await;
         Ok(())

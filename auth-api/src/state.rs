@@ -21,8 +21,10 @@ pub struct AppState {
     pub login_per_user: Arc<RateLimiter>,
     /// Login, register and guest attempts per client address.
     pub auth_per_address: Arc<RateLimiter>,
-    /// NATS, when configured: gateway registrations live there.
+    /// NATS, when configured.
     pub nats: Option<async_nats::Client>,
+    /// Gateways heard from on NATS.
+    pub gateways: crate::fleet::GatewayTable,
 }
 
 /// The part of the configuration handlers read.

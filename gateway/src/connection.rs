@@ -183,17 +183,21 @@ async fn serve(gw: Gateway, ws: fastwebsockets::WebSocket<Io>, claims: AccessCla
         bad_frames: 0,
     };
     let mut writer = writer;
-    tokio::select! {
+    let mut close_asked = closer.subscribe();
+    let writer_done = tokio::select! {
         reason = session.read_loop(&mut read) => {
             if let Some(reason) = reason {
                 peer.close(reason.code, &reason.reason);
             }
-            // Let the writer send what is queued and the close frame, briefly.
-            if tokio::time::timeout(Duration::from_secs(2), &mut writer).await.is_err() {
-                writer.abort();
-            }
+            false
         }
-        _ = &mut writer => {}
+        _ = close_asked.changed() => false,
+        _ = &mut writer => true,
+    };
+    // Give the writer a moment to send what is queued and the close frame; a client too slow to take even that
+    // (its socket buffer full) is cut off.
+    if !writer_done && tokio::time::timeout(Duration::from_secs(2), &mut writer).await.is_err() {
+        writer.abort();
     }
     session.leave_all();
     gw.unregister(conn);
@@ -221,6 +225,17 @@ async fn write_loop(
                     (Ok(()), Some(reason)) => reason,
                     _ => CloseReason { code: CLOSE_NORMAL, reason: String::new() },
                 };
+                // What was queued before the close goes out first (an error explaining it, say); not for a slow
+                // consumer, whose full queue is the reason it is closed.
+                if reason.code != CLOSE_SLOW_CONSUMER {
+                    while let Ok(out) = queue.try_recv() {
+                        if let Outbound::Frame(frame) | Outbound::Message { frame, .. } = out
+                            && ws.write_frame(Frame::text(Payload::Borrowed(&frame))).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
                 let _ = ws.write_frame(Frame::close(reason.code, reason.reason.as_bytes())).await;
                 return;
             }
@@ -605,7 +620,7 @@ pub async fn replay(
                 return (false, Vec::new());
             }
         };
-        let Some(seq) = crate::fanout::header_u64(&msg.headers, "Nats-Sequence") else {
+        let Some(seq) = crate::fanout::header_u64(&msg.headers, async_nats::header::NATS_SEQUENCE) else {
             break;
         };
         if seq > until {
@@ -632,7 +647,10 @@ pub async fn publish(
 ) -> Result<u64, &'static str> {
     let payload = serde_json::to_vec(stored).map_err(|_| "encode")?;
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", message_dedup_id(user_id, &stored.id).as_str());
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        message_dedup_id(user_id, &stored.id).as_str(),
+    );
     let started = Instant::now();
     let ack = tokio::time::timeout(Duration::from_secs(5), async {
         // The first await sends; the second waits for JetStream to confirm it stored the message.

@@ -367,7 +367,7 @@ impl RoomTask {
                 joined: vec![user.clone()],
                 left: vec![],
             };
-            self.broadcast(encode(&frame), None);
+            self.broadcast(encode(&frame), Some(&user.id));
         }
     }
 
@@ -387,7 +387,7 @@ impl RoomTask {
                 joined: vec![],
                 left: vec![user.clone()],
             };
-            self.broadcast(encode(&frame), None);
+            self.broadcast(encode(&frame), Some(&user.id));
         }
     }
 
@@ -427,8 +427,8 @@ impl RoomTask {
     async fn on_live(&mut self, msg: async_nats::Message) {
         let received = Instant::now();
         let (Some(seq), Some(prev)) = (
-            header_u64(&msg.headers, "Nats-Sequence"),
-            header_u64(&msg.headers, "Nats-Last-Sequence"),
+            header_u64(&msg.headers, async_nats::header::NATS_SEQUENCE),
+            header_u64(&msg.headers, async_nats::header::NATS_LAST_SEQUENCE),
         ) else {
             tracing::warn!(room = %self.room, "live message without sequence headers; dropped");
             return;
@@ -457,7 +457,7 @@ impl RoomTask {
                 .direct_get_next_for_subject(&subject, Some(self.last_seq + 1))
                 .await;
             let Ok(msg) = next else { break };
-            let Some(seq) = header_u64(&msg.headers, "Nats-Sequence") else {
+            let Some(seq) = header_u64(&msg.headers, async_nats::header::NATS_SEQUENCE) else {
                 break;
             };
             if seq >= until {
@@ -629,7 +629,7 @@ pub fn message_frame(room: &RoomId, seq: u64, prev: u64, stored: StoredMessage) 
 }
 
 /// Reads a numeric NATS header.
-pub fn header_u64(headers: &Option<async_nats::HeaderMap>, name: &str) -> Option<u64> {
+pub fn header_u64(headers: &Option<async_nats::HeaderMap>, name: async_nats::header::HeaderName) -> Option<u64> {
     headers
         .as_ref()?
         .get(name)

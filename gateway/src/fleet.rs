@@ -1,31 +1,16 @@
-//! The gateway fleet: each gateway announces itself every heartbeat interval (a KV registration the auth API
-//! reads for direct ingress, and a core-NATS heartbeat), and watches the others' heartbeats. A gateway silent
-//! for three intervals is taken as dead: every room drops the presence of its users.
+//! The gateway fleet: each gateway announces itself on a core-NATS heartbeat every interval (its id, public URL,
+//! load and whether it is draining), and watches the others' heartbeats. A gateway silent for three intervals is
+//! taken as dead: every room drops the presence of its users. The auth API reads the same heartbeats to hand out
+//! the least-loaded gateway.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
-use natter_proto::bus::{GATEWAY_BUCKET, GATEWAY_TTL, GatewayInfo};
+use natter_proto::bus::GatewayInfo;
 use natter_proto::subject;
 
 use crate::state::Gateway;
-
-/// Opens the registration bucket, creating it if missing.
-pub async fn registry(js: &jetstream::Context) -> anyhow::Result<kv::Store> {
-    if let Ok(store) = js.get_key_value(GATEWAY_BUCKET).await {
-        return Ok(store);
-    }
-    js.create_key_value(kv::Config {
-        bucket: GATEWAY_BUCKET.to_owned(),
-        history: 1,
-        max_age: GATEWAY_TTL,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("failed to create the {GATEWAY_BUCKET} bucket: {e}"))
-}
 
 /// This gateway's current registration.
 pub fn info(gw: &Gateway, url: &str) -> GatewayInfo {
@@ -37,22 +22,23 @@ pub fn info(gw: &Gateway, url: &str) -> GatewayInfo {
     }
 }
 
-/// Announces this gateway until the task is aborted.
-pub async fn announce(gw: Gateway, registry: kv::Store, url: String) {
-    let mut tick = tokio::time::interval(gw.config.heartbeat_interval);
-    loop {
-        tick.tick().await;
-        let Ok(payload) = serde_json::to_vec(&info(&gw, &url)) else {
-            continue;
-        };
-        if let Err(err) = registry.put(&gw.id, payload.clone().into()).await {
-            tracing::warn!(error = %err, "failed to refresh the gateway registration");
-        }
+/// Publishes one heartbeat now.
+pub async fn beat(gw: &Gateway, url: &str) {
+    if let Ok(payload) = serde_json::to_vec(&info(gw, url)) {
         let _ = gw
             .hub
             .nats()
             .publish(subject::gateway_heartbeat(), payload.into())
             .await;
+    }
+}
+
+/// Announces this gateway until the task is aborted.
+pub async fn announce(gw: Gateway, url: String) {
+    let mut tick = tokio::time::interval(gw.config.heartbeat_interval);
+    loop {
+        tick.tick().await;
+        beat(&gw, &url).await;
     }
 }
 

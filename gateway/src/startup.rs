@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use async_nats::jetstream::kv;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -27,12 +26,11 @@ use crate::state::Gateway;
 pub struct Application {
     listener: TcpListener,
     gw: Gateway,
-    registry: kv::Store,
     url: String,
 }
 
 impl Application {
-    /// Connects to NATS, makes sure the chat stream and the registry exist, fetches the JWKS and binds.
+    /// Connects to NATS, makes sure the chat stream exists, fetches the JWKS and binds.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let id = config.gateway_id();
         let nats = async_nats::ConnectOptions::new()
@@ -42,7 +40,6 @@ impl Application {
             .with_context(|| format!("failed to connect to NATS at {}", config.nats_url))?;
         let js = async_nats::jetstream::new(nats.clone());
         let stream = crate::stream::ensure(&js, config.stream_max_age).await?;
-        let registry = crate::fleet::registry(&js).await?;
         let verifier = TokenVerifier::fetch(
             config.jwks_url.clone(),
             config.issuer.clone(),
@@ -57,12 +54,7 @@ impl Application {
         crate::metrics::handle();
         let hub = Hub::new(id.clone(), nats, stream);
         let gw = Gateway::new(id, config, verifier, hub, js);
-        Ok(Self {
-            listener,
-            gw,
-            registry,
-            url,
-        })
+        Ok(Self { listener, gw, url })
     }
 
     /// The bound address.
@@ -84,19 +76,14 @@ impl Application {
     /// Serves until `shutdown` completes, then drains: stops accepting, closes every client with 1012 spread
     /// over the jitter window, and returns once all are gone or the grace period is over.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self {
-            listener,
-            gw,
-            registry,
-            url,
-        } = self;
+        let Self { listener, gw, url } = self;
         let app = Router::new()
             .route("/ws", get(crate::connection::upgrade))
             .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
             .with_state(gw.clone());
-        let announcer = tokio::spawn(crate::fleet::announce(gw.clone(), registry.clone(), url.clone()));
+        let announcer = tokio::spawn(crate::fleet::announce(gw.clone(), url.clone()));
         let watcher = tokio::spawn(crate::fleet::watch(gw.clone()));
 
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
@@ -111,14 +98,13 @@ impl Application {
         tokio::select! {
             result = &mut serve => result.context("the HTTP server failed")?,
             () = shutdown => {
-                drain(&gw, &registry, &url).await;
+                drain(&gw, &url).await;
                 let _ = stop_tx.send(true);
                 let _ = tokio::time::timeout(Duration::from_secs(2), &mut serve).await;
             }
         }
         announcer.abort();
         watcher.abort();
-        let _ = registry.delete(&gw.id).await;
         gw.hub.nats().flush().await.ok();
         Ok(())
     }
@@ -126,11 +112,10 @@ impl Application {
 
 /// Closes every client with 1012, each at a random moment within the jitter window so they do not all reconnect
 /// at once, and waits for them to go (at most the grace period).
-async fn drain(gw: &Gateway, registry: &kv::Store, url: &str) {
+async fn drain(gw: &Gateway, url: &str) {
     gw.draining.store(true, Ordering::Relaxed);
-    if let Ok(payload) = serde_json::to_vec(&crate::fleet::info(gw, url)) {
-        let _ = registry.put(&gw.id, payload.into()).await;
-    }
+    // Tell the fleet at once, so the auth API stops assigning this gateway.
+    crate::fleet::beat(gw, url).await;
     let peers = gw.peers();
     tracing::info!(connections = peers.len(), "draining");
     let jitter = gw.config.drain_jitter;

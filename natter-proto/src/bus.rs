@@ -15,10 +15,7 @@ pub const CHAT_STREAM: &str = "CHAT";
 /// How long JetStream remembers a `Nats-Msg-Id` to drop a resend of the same message.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
-/// The KV bucket gateways register themselves in (key: gateway id, value: [`GatewayInfo`]).
-pub const GATEWAY_BUCKET: &str = "natter_gateways";
-
-/// How long a gateway registration lives without a refresh.
+/// A gateway whose last heartbeat is older than this is no longer assigned to clients.
 pub const GATEWAY_TTL: Duration = Duration::from_secs(10);
 
 /// The payload of a chat message as stored in the stream (subject [`crate::subject::room_messages`]).
@@ -64,7 +61,7 @@ pub struct PresenceSnapshot {
     pub users: Vec<UserRef>,
 }
 
-/// A gateway's registration and heartbeat (KV value and [`crate::subject::gateway_heartbeat`] payload).
+/// A gateway's heartbeat, on [`crate::subject::gateway_heartbeat`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GatewayInfo {
     /// The gateway's id.

@@ -32,12 +32,10 @@ pub async fn assign_gateway(State(state): State<AppState>) -> ApiResult<Json<Gat
         code: "no_gateway",
         message: "no gateway is available right now".into(),
     };
-    let Some(nats) = &state.nats else { return Err(none()) };
-    let best = crate::fleet::least_loaded_gateway(nats).await.map_err(|err| {
-        tracing::warn!(error = %err, "cannot read gateway registrations");
-        none()
-    })?;
-    let info = best.ok_or_else(none)?;
+    if state.nats.is_none() {
+        return Err(none());
+    }
+    let info = state.gateways.least_loaded().ok_or_else(none)?;
     Ok(Json(GatewayAssignment {
         url: info.url,
         id: info.id,

@@ -1,0 +1,247 @@
+//! Bad input of every kind is answered as specified, and the gateway keeps serving everyone else.
+
+use futures::SinkExt;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+use crate::helpers::{Client, Stack, refused_status, request};
+
+#[tokio::test]
+async fn bad_tokens_and_origins_are_refused_before_the_upgrade() {
+    let stack = Stack::start().await;
+    let gw = stack.gateway(&["--allowed-origins", "http://chat.example"]).await;
+    let (token, _) = stack.user("pat").await;
+
+    assert_eq!(
+        refused_status(request(&format!("ws://127.0.0.1:{}/ws", gw.port), &[])).await,
+        401
+    );
+    assert_eq!(refused_status(request(&gw.ws_url("not.a.jwt"), &[])).await, 401);
+    let mut tampered = token.clone();
+    tampered.pop();
+    tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+    assert_eq!(refused_status(request(&gw.ws_url(&tampered), &[])).await, 401);
+    assert_eq!(
+        refused_status(request(&gw.ws_url(&token), &[("origin", "http://evil.example")])).await,
+        403
+    );
+
+    // The allowed origin works, and so does a token offered as a subprotocol (what browsers can do).
+    let url = format!("ws://127.0.0.1:{}/ws", gw.port);
+    let protocols = format!("natter.v1, {token}");
+    let req = request(
+        &url,
+        &[
+            ("origin", "http://chat.example"),
+            ("sec-websocket-protocol", &protocols),
+        ],
+    );
+    let (ws, response) = tokio_tungstenite::connect_async(req).await.expect("allowed");
+    assert_eq!(response.headers()["sec-websocket-protocol"], "natter.v1");
+    drop(ws);
+}
+
+#[tokio::test]
+async fn garbage_gets_error_frames_and_a_flood_of_it_gets_closed() {
+    let stack = Stack::start().await;
+    let gw = stack.gateway(&["--max-bad-frames", "9"]).await;
+    let (token, _) = stack.user("quinn").await;
+    let (other_token, _) = stack.user("rosa").await;
+    let room = stack.room(&token, false).await;
+    let mut bystander = Client::connect(&gw, &other_token).await;
+    bystander.join(&room, None).await;
+
+    let mut client = Client::connect(&gw, &token).await;
+    client.send_text("{not json").await;
+    assert_eq!(client.recv_type("error").await["code"], "bad_frame");
+    client.send(json!({"type": "explode"})).await;
+    assert_eq!(client.recv_type("error").await["code"], "bad_frame");
+    client.send(json!({"type": "send", "room": room, "id": "m1"})).await;
+    let error = client.recv_type("error").await;
+    assert_eq!(
+        (error["code"].as_str(), error["ref"].as_str()),
+        (Some("bad_frame"), Some("m1")),
+        "{error}"
+    );
+    for hostile in ["a.b", "*", ">", "a b", "x\u{0}", &"r".repeat(65)] {
+        client.send(json!({"type": "join", "room": hostile})).await;
+        let error = client.recv_type("error").await;
+        assert_eq!(error["code"], "bad_frame", "{hostile:?}: {error}");
+    }
+    // Nine invalid frames were answered; the tenth is one too many.
+    client.send_text("still garbage").await;
+    assert_eq!(client.recv_type("error").await["code"], "bad_frame");
+    assert_eq!(
+        client.closed().await,
+        Some(1008),
+        "too many invalid frames close the connection"
+    );
+
+    // Everyone else is fine.
+    let seq = bystander.say(&room, "still", "working").await;
+    assert_eq!(bystander.recv_type("message").await["seq"].as_u64(), Some(seq));
+}
+
+#[tokio::test]
+async fn oversized_messages_close_with_1009_even_when_fragmented() {
+    let stack = Stack::start().await;
+    let gw = stack
+        .gateway(&["--max-message-bytes", "1024", "--max-body-chars", "500"])
+        .await;
+    let (token, _) = stack.user("sven").await;
+
+    let mut whole = Client::connect(&gw, &token).await;
+    whole
+        .send_text(&format!(r#"{{"type":"ping","id":"{}"}}"#, "x".repeat(2000)))
+        .await;
+    assert_eq!(whole.closed().await, Some(1009));
+
+    // Three fragments of 600 bytes: each under the cap, together over it.
+    let mut fragmented = Client::connect(&gw, &token).await;
+    let chunk = vec![b'x'; 600];
+    let first = Frame::message(chunk.clone(), OpCode::Data(Data::Text), false);
+    fragmented.ws.send(Message::Frame(first)).await.expect("send");
+    for fin in [false, true] {
+        let next = Frame::message(chunk.clone(), OpCode::Data(Data::Continue), fin);
+        if fragmented.ws.send(Message::Frame(next)).await.is_err() {
+            break;
+        }
+    }
+    assert_eq!(
+        fragmented.closed().await,
+        Some(1009),
+        "the whole message is capped, not each frame"
+    );
+
+    // A fragmented message under the cap is fine.
+    let mut ok = Client::connect(&gw, &token).await;
+    let parts = [r#"{"type":"ping","#, r#""id":"frag"}"#];
+    ok.ws
+        .send(Message::Frame(Frame::message(
+            parts[0].as_bytes().to_vec(),
+            OpCode::Data(Data::Text),
+            false,
+        )))
+        .await
+        .expect("send");
+    ok.ws
+        .send(Message::Frame(Frame::message(
+            parts[1].as_bytes().to_vec(),
+            OpCode::Data(Data::Continue),
+            true,
+        )))
+        .await
+        .expect("send");
+    let pong = ok.recv_type("pong").await;
+    assert_eq!(pong["id"], "frag");
+}
+
+#[tokio::test]
+async fn sending_too_fast_is_refused_not_fatal() {
+    let stack = Stack::start().await;
+    let gw = stack.gateway(&["--sends-per-second", "2"]).await;
+    let (token, _) = stack.user("tina").await;
+    let room = stack.room(&token, false).await;
+    let mut client = Client::connect(&gw, &token).await;
+    client.join(&room, None).await;
+    for i in 0..8 {
+        client
+            .send(json!({"type": "send", "room": room, "id": format!("f{i}"), "body": "spam"}))
+            .await;
+    }
+    let mut acks = 0;
+    let mut limited = 0;
+    for _ in 0..8 {
+        let frame = loop {
+            let frame = client.recv().await;
+            if frame["type"] == "ack" || frame["type"] == "error" {
+                break frame;
+            }
+        };
+        match frame["type"].as_str() {
+            Some("ack") => acks += 1,
+            _ => {
+                assert_eq!(frame["code"], "rate_limited", "{frame}");
+                limited += 1;
+            }
+        }
+    }
+    assert_eq!(
+        (acks, limited),
+        (4, 4),
+        "a burst of twice the rate passes, the rest is refused"
+    );
+    client.send(json!({"type": "ping", "id": "alive"})).await;
+    assert_eq!(client.recv_type("pong").await["id"], "alive");
+}
+
+#[tokio::test]
+async fn a_slow_reader_is_cut_off_and_the_room_carries_on() {
+    let stack = Stack::start().await;
+    let gw = stack
+        .gateway(&[
+            "--outbound-queue",
+            "16",
+            "--sends-per-second",
+            "100000",
+            "--max-body-chars",
+            "8000",
+        ])
+        .await;
+    let (token, _) = stack.user("uwe").await;
+    let (slow_token, _) = stack.user("vera").await;
+    let (reader_token, _) = stack.user("walt").await;
+    let room = stack.room(&token, false).await;
+
+    let mut slow = Client::connect(&gw, &slow_token).await;
+    slow.join(&room, None).await;
+    let mut reader = Client::connect(&gw, &reader_token).await;
+    reader.join(&room, None).await;
+    let mut sender = Client::connect(&gw, &token).await;
+    sender.join(&room, None).await;
+
+    // The slow client reads nothing while 1,500 messages of 8 KB (12 MB) go to the room: far more than the
+    // socket buffers and its queue hold.
+    let body = "x".repeat(8000);
+    let reading = tokio::spawn(async move {
+        let mut got = 0;
+        while got < 1500 {
+            let msg = reader.recv_type("message").await;
+            assert!(msg["prev"].as_u64().is_some(), "{msg}");
+            got += 1;
+        }
+        got
+    });
+    for i in 0..1500 {
+        sender
+            .send(json!({"type": "send", "room": room, "id": format!("s{i}"), "body": body}))
+            .await;
+        if i % 50 == 49 {
+            // Keep the acks drained so the sender is not the slow one.
+            while sender.recv_type("ack").await["id"] != format!("s{i}") {}
+        }
+    }
+    assert_eq!(
+        reading.await.expect("reader task"),
+        1500,
+        "the room went on at full speed for the others"
+    );
+    let metrics = reqwest::get(gw.http("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("natter_gateway_slow_consumer_disconnects_total") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    // The slow client, once it reads, finds its connection closed with 4008 (or cut, if even that could not
+    // be written).
+    let code = slow.closed().await;
+    assert!(matches!(code, Some(4008) | None), "{code:?}");
+}

@@ -1,0 +1,189 @@
+//! Ordered, acknowledged, deduplicated, recoverable delivery across gateways.
+
+use async_nats::jetstream;
+use serde_json::json;
+
+use crate::helpers::{Client, Stack};
+
+#[tokio::test]
+async fn messages_cross_gateways_in_order_with_acks() {
+    let stack = Stack::start().await;
+    let (a, b) = (stack.gateway(&[]).await, stack.gateway(&[]).await);
+    let (alice_token, _) = stack.user("alice").await;
+    let (bob_token, _) = stack.user("bob").await;
+    let room = stack.room(&alice_token, false).await;
+
+    let mut alice = Client::connect(&a, &alice_token).await;
+    let mut bob = Client::connect(&b, &bob_token).await;
+    let joined = alice.join(&room, None).await;
+    assert_eq!(
+        (joined["seq"].as_u64(), joined["recovered"].as_bool()),
+        (Some(0), Some(true)),
+        "{joined}"
+    );
+    bob.join(&room, None).await;
+
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        acked.push(alice.say(&room, &format!("m{i}"), &format!("hello {i}")).await);
+    }
+    assert!(
+        acked.windows(2).all(|w| w[0] < w[1]),
+        "acks carry increasing sequences: {acked:?}"
+    );
+
+    let mut prev = 0;
+    for (i, seq) in acked.iter().enumerate() {
+        let msg = bob.recv_type("message").await;
+        assert_eq!(msg["id"], format!("m{i}"), "in order: {msg}");
+        assert_eq!(msg["body"], format!("hello {i}"));
+        assert_eq!(msg["seq"].as_u64(), Some(*seq), "the seq the sender was acked with");
+        assert_eq!(
+            msg["prev"].as_u64(),
+            Some(prev),
+            "prev names the previous message: {msg}"
+        );
+        assert_eq!(msg["user"]["name"], "alice");
+        assert!(msg["ts"].as_str().is_some_and(|t| t.ends_with('Z')), "{msg}");
+        prev = *seq;
+    }
+    // The sender sees its own messages too, in the same order.
+    for i in 0..20 {
+        assert_eq!(alice.recv_type("message").await["id"], format!("m{i}"));
+    }
+}
+
+#[tokio::test]
+async fn a_resent_message_is_stored_once() {
+    let stack = Stack::start().await;
+    let gw = stack.gateway(&[]).await;
+    let (token, _) = stack.user("carol").await;
+    let (other_token, _) = stack.user("dave").await;
+    let room = stack.room(&token, false).await;
+    let mut carol = Client::connect(&gw, &token).await;
+    let mut dave = Client::connect(&gw, &other_token).await;
+    carol.join(&room, None).await;
+    dave.join(&room, None).await;
+
+    let first = carol.say(&room, "same-id", "once").await;
+    let again = carol.say(&room, "same-id", "once").await;
+    assert_eq!(first, again, "the resend is acked with the original sequence");
+    let next = carol.say(&room, "other-id", "twice").await;
+
+    assert_eq!(dave.recv_type("message").await["seq"].as_u64(), Some(first));
+    let msg = dave.recv_type("message").await;
+    assert_eq!(
+        (msg["id"].as_str(), msg["seq"].as_u64()),
+        (Some("other-id"), Some(next)),
+        "no duplicate between"
+    );
+
+    // The same client id from another user is a different message.
+    let from_dave = dave.say(&room, "same-id", "mine").await;
+    assert_ne!(from_dave, first);
+
+    let js = jetstream::new(async_nats::connect(stack.nats.url()).await.expect("nats"));
+    let mut stream = js.get_stream("CHAT").await.expect("stream");
+    assert_eq!(stream.info().await.expect("info").state.messages, 3);
+}
+
+#[tokio::test]
+async fn rejoining_with_a_position_replays_exactly_the_gap() {
+    let stack = Stack::start().await;
+    let (a, b) = (stack.gateway(&[]).await, stack.gateway(&[]).await);
+    let (alice_token, _) = stack.user("erin").await;
+    let (bob_token, _) = stack.user("frank").await;
+    let room = stack.room(&alice_token, false).await;
+    let other_room = stack.room(&alice_token, false).await;
+
+    let mut alice = Client::connect(&a, &alice_token).await;
+    alice.join(&room, None).await;
+    alice.join(&other_room, None).await;
+    let mut bob = Client::connect(&b, &bob_token).await;
+    bob.join(&room, None).await;
+    let seen = alice.say(&room, "before", "seen by bob").await;
+    assert_eq!(bob.recv_type("message").await["seq"].as_u64(), Some(seen));
+    drop(bob);
+
+    // Missed while away, interleaved with another room's traffic.
+    let mut missed = Vec::new();
+    for i in 0..5 {
+        missed.push(alice.say(&room, &format!("gap{i}"), "missed").await);
+        alice.say(&other_room, &format!("noise{i}"), "elsewhere").await;
+    }
+
+    let mut bob = Client::connect(&b, &bob_token).await;
+    let joined = bob.join(&room, Some(seen)).await;
+    assert_eq!(joined["recovered"], true, "{joined}");
+    assert_eq!(joined["seq"].as_u64(), missed.last().copied());
+    let mut prev = seen;
+    for seq in &missed {
+        let msg = bob.recv_type("message").await;
+        assert_eq!(
+            (msg["seq"].as_u64(), msg["prev"].as_u64()),
+            (Some(*seq), Some(prev)),
+            "{msg}"
+        );
+        assert_eq!(msg["room"], room.as_str());
+        prev = *seq;
+    }
+    // Then live, with no duplicate of the replay.
+    let live = alice.say(&room, "after", "live").await;
+    let msg = bob.recv_type("message").await;
+    assert_eq!(
+        (msg["id"].as_str(), msg["seq"].as_u64(), msg["prev"].as_u64()),
+        (Some("after"), Some(live), Some(prev))
+    );
+
+    // Rejoining at the head replays nothing.
+    bob.send(json!({"type": "leave", "room": room})).await;
+    bob.recv_type("left").await;
+    let joined = bob.join(&room, Some(live)).await;
+    assert_eq!(
+        (joined["recovered"].as_bool(), joined["seq"].as_u64()),
+        (Some(true), Some(live))
+    );
+    bob.send(json!({"type": "ping", "id": "p"})).await;
+    assert_eq!(bob.recv().await["type"], "pong", "no replayed message before the pong");
+}
+
+#[tokio::test]
+async fn a_position_the_stream_no_longer_holds_is_not_recovered() {
+    let stack = Stack::start().await;
+    let gw = stack.gateway(&[]).await;
+    let (token, _) = stack.user("grace").await;
+    let room = stack.room(&token, false).await;
+    let mut grace = Client::connect(&gw, &token).await;
+    grace.join(&room, None).await;
+    let first = grace.say(&room, "old", "will expire").await;
+    grace.say(&room, "older", "will expire").await;
+
+    // Expiry, as retention would do it: the stream drops everything up to now.
+    let js = jetstream::new(async_nats::connect(stack.nats.url()).await.expect("nats"));
+    js.get_stream("CHAT")
+        .await
+        .expect("stream")
+        .purge()
+        .await
+        .expect("purge");
+    let kept = grace.say(&room, "new", "kept").await;
+
+    let mut again = Client::connect(&gw, &token).await;
+    let joined = again.join(&room, Some(first - 1)).await;
+    assert_eq!(
+        joined["recovered"], false,
+        "messages after the position are gone: {joined}"
+    );
+    assert_eq!(joined["seq"].as_u64(), Some(kept));
+    again.send(json!({"type": "ping", "id": "p"})).await;
+    assert_eq!(
+        again.recv().await["type"],
+        "pong",
+        "nothing is replayed when recovery is impossible"
+    );
+
+    // A position ahead of the room is not recoverable either.
+    let mut third = Client::connect(&gw, &token).await;
+    let joined = third.join(&room, Some(kept + 100)).await;
+    assert_eq!(joined["recovered"], false, "{joined}");
+}

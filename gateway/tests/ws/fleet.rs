@@ -1,0 +1,154 @@
+//! Presence across the fleet, private rooms, gateway assignment and drain.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Client, Stack, WAIT};
+
+fn names(users: &Value) -> Vec<String> {
+    let mut names: Vec<String> = users
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|u| u["name"].as_str().expect("name").to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn presence_spans_gateways_and_expires_when_a_gateway_dies() {
+    let stack = Stack::start().await;
+    let (mut a, b) = (stack.gateway(&[]).await, stack.gateway(&[]).await);
+    let (alice_token, _) = stack.user("heidi").await;
+    let (bob_token, _) = stack.user("ivan").await;
+    let room = stack.room(&alice_token, false).await;
+
+    let mut alice = Client::connect(&a, &alice_token).await;
+    let joined = alice.join(&room, None).await;
+    assert_eq!(names(&joined["members"]), ["heidi"]);
+
+    let mut bob = Client::connect(&b, &bob_token).await;
+    let joined = bob.join(&room, None).await;
+    assert_eq!(
+        names(&joined["members"]),
+        ["heidi", "ivan"],
+        "members online on the other gateway are listed"
+    );
+    let presence = alice.recv_type("presence").await;
+    assert_eq!(names(&presence["joined"]), ["ivan"], "{presence}");
+
+    // Typing streams across gateways too, and clears on send.
+    alice.send(json!({"type": "typing", "room": room, "text": "hel"})).await;
+    let typing = bob.recv_type("typing").await;
+    assert_eq!(
+        (typing["user"]["name"].as_str(), typing["text"].as_str()),
+        (Some("heidi"), Some("hel"))
+    );
+    alice.say(&room, "t1", "hello").await;
+    let cleared = bob.recv_type("typing").await;
+    assert_eq!(cleared["text"], "", "sending clears the draft: {cleared}");
+
+    // A crash: no goodbye. Bob still learns that Alice is gone, within a few heartbeats.
+    a.kill();
+    let started = std::time::Instant::now();
+    let presence = bob.recv_type("presence").await;
+    assert_eq!(names(&presence["left"]), ["heidi"], "{presence}");
+    assert!(started.elapsed() < WAIT);
+}
+
+#[tokio::test]
+async fn leaving_and_closing_announce_departure() {
+    let stack = Stack::start().await;
+    let (a, b) = (stack.gateway(&[]).await, stack.gateway(&[]).await);
+    let (alice_token, _) = stack.user("judy").await;
+    let (bob_token, _) = stack.user("ken").await;
+    let room = stack.room(&alice_token, false).await;
+    let mut alice = Client::connect(&a, &alice_token).await;
+    alice.join(&room, None).await;
+    let mut bob = Client::connect(&b, &bob_token).await;
+    bob.join(&room, None).await;
+    alice.recv_type("presence").await;
+
+    bob.send(json!({"type": "leave", "room": room})).await;
+    assert_eq!(bob.recv_type("left").await["room"], room.as_str());
+    assert_eq!(names(&alice.recv_type("presence").await["left"]), ["ken"]);
+
+    bob.join(&room, None).await;
+    assert_eq!(names(&alice.recv_type("presence").await["joined"]), ["ken"]);
+    drop(bob);
+    assert_eq!(names(&alice.recv_type("presence").await["left"]), ["ken"]);
+}
+
+#[tokio::test]
+async fn private_rooms_are_refused_to_non_members() {
+    let stack = Stack::start().await;
+    let gw = stack.gateway(&[]).await;
+    let (owner_token, _) = stack.user("leo").await;
+    let (outsider_token, _) = stack.user("mia").await;
+    let room = stack.room(&owner_token, true).await;
+
+    let mut owner = Client::connect(&gw, &owner_token).await;
+    assert_eq!(owner.join(&room, None).await["recovered"], true);
+
+    let mut outsider = Client::connect(&gw, &outsider_token).await;
+    outsider.send(json!({"type": "join", "room": room})).await;
+    let error = outsider.recv_type("error").await;
+    assert_eq!(error["code"], "room_private", "{error}");
+    outsider
+        .send(json!({"type": "send", "room": room, "id": "x", "body": "sneak"}))
+        .await;
+    assert_eq!(outsider.recv_type("error").await["code"], "not_joined");
+
+    outsider.send(json!({"type": "join", "room": "doesnotexist"})).await;
+    assert_eq!(outsider.recv_type("error").await["code"], "room_not_found");
+}
+
+#[tokio::test]
+async fn the_api_assigns_the_least_loaded_gateway() {
+    let stack = Stack::start().await;
+    let (a, b) = (stack.gateway(&[]).await, stack.gateway(&[]).await);
+    let (token, _) = stack.user("nina").await;
+    // Load gateway A with two connections.
+    let _c1 = Client::connect(&a, &token).await;
+    let _c2 = Client::connect(&a, &token).await;
+    let mut assigned = String::new();
+    for _ in 0..40 {
+        let reply = stack.get("/api/gateway").await;
+        if reply.status().is_success() {
+            let body: Value = reply.json().await.expect("json");
+            assigned = body["url"].as_str().unwrap_or_default().to_owned();
+            if assigned.contains(&b.port.to_string()) {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        assigned,
+        format!("ws://127.0.0.1:{}/ws", b.port),
+        "the idle gateway is assigned"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_drains_clients_with_1012() {
+    let stack = Stack::start().await;
+    let mut gw = stack.gateway(&[]).await;
+    let (token, _) = stack.user("oscar").await;
+    let room = stack.room(&token, false).await;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut client = Client::connect(&gw, &token).await;
+        client.join(&room, None).await;
+        clients.push(client);
+    }
+    gw.terminate();
+    for client in &mut clients {
+        assert_eq!(
+            client.closed().await,
+            Some(1012),
+            "drain closes with 1012 (service restart)"
+        );
+    }
+    assert_eq!(gw.wait().await, Some(0), "the gateway exits cleanly once drained");
+}

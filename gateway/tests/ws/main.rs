@@ -1,0 +1,7 @@
+//! Integration tests of the gateway fleet: real nats-server, real PostgreSQL, the real auth API, and gateway
+//! processes, driven by tokio-tungstenite (a WebSocket client this project did not write).
+
+mod abuse;
+mod delivery;
+mod fleet;
+mod helpers;
