@@ -245,3 +245,94 @@ async fn a_slow_reader_is_cut_off_and_the_room_carries_on() {
     let code = slow.closed().await;
     assert!(matches!(code, Some(4008) | None), "{code:?}");
 }
+
+#[tokio::test]
+async fn an_expiring_token_closes_the_connection_unless_refreshed_in_band() {
+    let stack = Stack::start_with(&["--access-token-ttl", "10s"]).await;
+    let gw = stack.gateway(&[]).await;
+    let lapsing = stack.guest("xena").await;
+    let refreshed = stack.guest("yuri").await;
+    let mut lapsing_client = Client::connect(&gw, lapsing["access_token"].as_str().expect("token")).await;
+    let mut refreshing_client = Client::connect(&gw, refreshed["access_token"].as_str().expect("token")).await;
+
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let fresh = stack
+        .refresh(refreshed["refresh_token"].as_str().expect("refresh token"))
+        .await;
+    refreshing_client
+        .send(json!({"type": "refresh", "token": fresh["access_token"]}))
+        .await;
+    // Another user's token is refused in-band.
+    refreshing_client
+        .send(json!({"type": "refresh", "token": lapsing["access_token"]}))
+        .await;
+    assert_eq!(refreshing_client.recv_type("error").await["code"], "token_wrong_user");
+
+    assert_eq!(
+        lapsing_client.closed().await,
+        Some(4001),
+        "the unrefreshed connection closes at expiry"
+    );
+    // Past the first token's expiry, the refreshed connection still works.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    refreshing_client
+        .send(json!({"type": "ping", "id": "still-here"}))
+        .await;
+    assert_eq!(refreshing_client.recv_type("pong").await["id"], "still-here");
+}
+
+#[tokio::test]
+async fn connections_per_user_are_capped_and_idle_ones_closed() {
+    let stack = Stack::start().await;
+    let gw = stack
+        .gateway(&[
+            "--max-connections-per-user",
+            "2",
+            "--ping-interval",
+            "1s",
+            "--idle-timeout",
+            "2s",
+        ])
+        .await;
+    let (token, _) = stack.user("zack").await;
+    let _first = Client::connect(&gw, &token).await;
+    let _second = Client::connect(&gw, &token).await;
+    assert_eq!(refused_status(request(&gw.ws_url(&token), &[])).await, 429);
+
+    // A client that answers pings stays (tungstenite answers them for us while we read)...
+    let (other, _) = stack.user("zoe").await;
+    let mut live = Client::connect(&gw, &other).await;
+    // ...and one whose pongs never arrive is closed as idle: a raw TCP client that upgrades and then goes silent.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", gw.port))
+        .await
+        .expect("tcp");
+    let upgrade = format!(
+        "GET /ws?token={other} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    raw.write_all(upgrade.as_bytes()).await.expect("write");
+    let started = std::time::Instant::now();
+    let mut buf = vec![0u8; 4096];
+    let mut seen = Vec::new();
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), raw.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("the silent connection was not closed"),
+        }
+    }
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "not before the idle timeout"
+    );
+    // Its last frame is a close (0x88) whose code is 4009 (0x0fa9).
+    let close_4009 = seen.windows(4).any(|w| w[0] == 0x88 && w[2..] == [0x0f, 0xa9]);
+    assert!(close_4009, "close 4009 in {:?}", &seen[seen.len().saturating_sub(32)..]);
+    live.send(json!({"type": "ping", "id": "alive"})).await;
+    assert_eq!(
+        live.recv_type("pong").await["id"],
+        "alive",
+        "the answering client is still connected"
+    );
+}

@@ -23,17 +23,26 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// A stack whose auth API gets extra flags.
+    pub async fn start_with(api_args: &[&str]) -> Self {
         let nats = NatsServer::start();
         let db = TestDb::create().await;
-        let config = natter_auth_api::config::Config::try_parse_from([
-            "natter-auth-api",
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            db.url(),
-            "--nats-url",
-            &nats.url(),
-        ])
+        let config = natter_auth_api::config::Config::try_parse_from(
+            [
+                "natter-auth-api",
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                db.url(),
+                "--nats-url",
+                &nats.url(),
+            ]
+            .into_iter()
+            .chain(api_args.iter().copied()),
+        )
         .expect("auth-api config");
         let app = natter_auth_api::startup::Application::build(config)
             .await
@@ -58,8 +67,15 @@ impl Stack {
 
     /// A guest user's access token and id.
     pub async fn user(&self, name: &str) -> (String, String) {
-        let reply: Value = self
-            .http
+        let reply = self.guest(name).await;
+        let token = reply["access_token"].as_str().expect("access token").to_owned();
+        let id = reply["user"]["id"].as_str().expect("user id").to_owned();
+        (token, id)
+    }
+
+    /// A guest login's whole token response.
+    pub async fn guest(&self, name: &str) -> Value {
+        self.http
             .post(format!("{}/api/guest", self.api))
             .json(&json!({"username": name}))
             .send()
@@ -67,10 +83,20 @@ impl Stack {
             .expect("guest login")
             .json()
             .await
-            .expect("token response");
-        let token = reply["access_token"].as_str().expect("access token").to_owned();
-        let id = reply["user"]["id"].as_str().expect("user id").to_owned();
-        (token, id)
+            .expect("token response")
+    }
+
+    /// Trades a refresh token for new tokens.
+    pub async fn refresh(&self, refresh_token: &str) -> Value {
+        self.http
+            .post(format!("{}/api/refresh", self.api))
+            .json(&json!({"refresh_token": refresh_token}))
+            .send()
+            .await
+            .expect("refresh")
+            .json()
+            .await
+            .expect("token response")
     }
 
     /// Creates a room through the API and returns its id.
