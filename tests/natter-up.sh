@@ -28,7 +28,8 @@ free_port() {
     busy "$p" || { echo "$p"; return; }
   done
 }
-api_port="$(free_port)"; nats_port="$(free_port)"; pg_port="$(free_port)"
+api_port="$(free_port)"; nats_port="$(free_port)"; pg_port="$(free_port)"; gateway_port="$(free_port)"
+while busy $((gateway_port + 1)); do gateway_port="$(free_port)"; done
 
 # Starts './natter up' in the background and waits for its endpoints line; sets up_pid and group.
 start_stack() {
@@ -37,6 +38,7 @@ start_stack() {
   # which a trap then cannot undo) and leads its own process group, as a job started from a terminal does.
   set -m
   "$ROOT/natter" up --json --api-port "$api_port" --nats-port "$nats_port" --pg-port "$pg_port" \
+    --gateway-port "$gateway_port" --gateways 2 \
     --data-dir "$tmp/data" "$@" >"$tmp/out" 2>"$tmp/err" &
   up_pid=$!
   group="$up_pid"
@@ -52,8 +54,10 @@ start_stack() {
 
 # Waits for './natter up' to exit 0 after a signal, then checks nothing it started is left.
 check_stopped() {
-  for _ in $(seq 1 300); do kill -0 "$up_pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$up_pid" 2>/dev/null; then fail "'natter up' still running 30s after $1"; fi
+  # Running means alive and not a zombie waiting to be reaped.
+  running() { kill -0 "$up_pid" 2>/dev/null && [[ "$(ps -o stat= -p "$up_pid" 2>/dev/null)" != Z* ]]; }
+  for _ in $(seq 1 300); do running || break; sleep 0.1; done
+  if running; then fail "'natter up' still running 30s after $1: $(pgrep -a -g "$group")"; fi
   local status=0
   wait "$up_pid" || status=$?
   up_pid=""
@@ -63,7 +67,7 @@ check_stopped() {
   leftover="$( (pgrep -a -g "$group"; pgrep -af "$tmp") || true)"
   [ -z "$leftover" ] || fail "processes left behind after $1: $leftover"
   local p
-  for p in "$api_port" "$nats_port" "$pg_port"; do
+  for p in "$api_port" "$nats_port" "$pg_port" "$gateway_port" $((gateway_port + 1)); do
     if busy "$p"; then fail "port $p still open after $1"; fi
   done
 }
@@ -76,6 +80,17 @@ jq -e '(.gateways | type == "array") and (.nats_url | startswith("nats://")) and
        (.database_url | startswith("postgres://")) and (.metrics | length >= 1)' <<<"$endpoints" >/dev/null \
   || fail "endpoints lack keys: $endpoints"
 curl -fsS "$api/readyz" >/dev/null || fail "readyz is not OK"
+[ "$(jq -r '.gateways | join(" ")' <<<"$endpoints")" = "ws://127.0.0.1:$gateway_port/ws ws://127.0.0.1:$((gateway_port + 1))/ws" ] \
+  || fail "gateways are not listed: $endpoints"
+[ "$(jq '.metrics | length' <<<"$endpoints")" = 3 ] || fail "metrics endpoints missing: $endpoints"
+for url in $(jq -r '.metrics[]' <<<"$endpoints"); do curl -fsS "$url" >/dev/null || fail "$url does not answer"; done
+# The API hands out a registered gateway.
+for _ in $(seq 1 50); do
+  assigned="$(curl -fsS "$api/api/gateway" 2>/dev/null | jq -r .url || true)"
+  [[ "$assigned" == ws://127.0.0.1:* ]] && break
+  sleep 0.2
+done
+[[ "$assigned" == ws://127.0.0.1:* ]] || fail "no gateway assigned by $api/api/gateway"
 
 # The README's API examples, exactly as written but for the port.
 sed -n '/<!-- api-examples:start -->/,/<!-- api-examples:end -->/p' "$ROOT/README.md" \

@@ -105,7 +105,8 @@ impl Application {
         }
         announcer.abort();
         watcher.abort();
-        gw.hub.nats().flush().await.ok();
+        // NATS may be gone already (a whole stack stopping at once): do not wait for it.
+        let _ = tokio::time::timeout(Duration::from_secs(1), gw.hub.nats().flush()).await;
         Ok(())
     }
 }
@@ -115,7 +116,7 @@ impl Application {
 async fn drain(gw: &Gateway, url: &str) {
     gw.draining.store(true, Ordering::Relaxed);
     // Tell the fleet at once, so the auth API stops assigning this gateway.
-    crate::fleet::beat(gw, url).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), crate::fleet::beat(gw, url)).await;
     let peers = gw.peers();
     tracing::info!(connections = peers.len(), "draining");
     let jitter = gw.config.drain_jitter;
