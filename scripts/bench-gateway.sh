@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Measures one gateway process on this machine: memory per idle connection, connect rate, and fan-out deliveries
+# per second in one room. Brings up its own stack (./natter up --release, one gateway) on free ports, runs
+# gateway/examples/gateway_bench.rs against it, stops the stack, and prints a Markdown block for
+# docs/benchmarks.md with the machine and the command.
+#
+#   IDLE=10000 RECEIVERS=500 MESSAGES=2000 scripts/bench-gateway.sh
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+IDLE="${IDLE:-10000}" RECEIVERS="${RECEIVERS:-500}" MESSAGES="${MESSAGES:-2000}"
+tmp="$(mktemp -d /tmp/natter-bench.XXXXXX)"
+chmod 755 "$tmp"
+group=""
+cleanup() {
+  [ -n "$group" ] && kill -INT -- "-$group" 2>/dev/null && sleep 3
+  [ -n "$group" ] && pkill -KILL -g "$group" 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() { local p; while :; do p=$((20000 + RANDOM % 30000)); busy "$p" || { echo "$p"; return; }; done; }
+api_port="$(free_port)"; gw_port="$(free_port)"
+
+# Bench settings: one user holds every connection, and sends are not rate limited.
+export NATTER_MAX_CONNECTIONS_PER_USER=100000 NATTER_SENDS_PER_SECOND=1000000 NATTER_MAX_CONNECTIONS=19500
+export RUST_LOG=warn
+cargo build --release -q -p natter-gateway --example gateway_bench
+set -m
+"$ROOT/natter" up --json --release --gateways 1 --api-port "$api_port" --gateway-port "$gw_port" \
+  --nats-port "$(free_port)" --pg-port "$(free_port)" --data-dir "$tmp/data" >"$tmp/up" 2>"$tmp/up.err" &
+group=$!
+set +m
+for _ in $(seq 1 900); do [ -s "$tmp/up" ] && break; sleep 0.2; done
+[ -s "$tmp/up" ] || { cat "$tmp/up.err" >&2; echo "the stack did not come up" >&2; exit 1; }
+api="http://127.0.0.1:$api_port"
+token="$(curl -fsS -X POST "$api/api/guest" -H 'content-type: application/json' \
+  -d "{\"username\":\"bench$RANDOM\"}" | jq -r .access_token)"
+room="$(curl -fsS -X POST "$api/api/rooms" -H "authorization: Bearer $token" -H 'content-type: application/json' \
+  -d '{"name":"bench"}' | jq -r .id)"
+gw_pid="$(ss -ltnpH "sport = :$gw_port" | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2)"
+
+cmd=(target/release/examples/gateway_bench --url "ws://127.0.0.1:$gw_port/ws" --token "$token" --room "$room"
+     --gateway-pid "$gw_pid" --idle "$IDLE" --receivers "$RECEIVERS" --messages "$MESSAGES")
+"${cmd[@]}" | tee "$tmp/result"
+
+cat <<MD
+
+### One gateway process, $(date -u +%Y-%m-%d)
+
+Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB,
+$(. /etc/os-release && echo "$PRETTY_NAME"), $(rustc --version), $(/usr/sbin/nats-server --version 2>/dev/null || nats-server --version).
+Command: \`IDLE=$IDLE RECEIVERS=$RECEIVERS MESSAGES=$MESSAGES scripts/bench-gateway.sh\` (release build; client,
+gateway, NATS and PostgreSQL share the machine).
+
+\`\`\`
+$(cat "$tmp/result")
+\`\`\`
+MD
