@@ -149,6 +149,12 @@ fn redact(text: &str) -> String {
     }
 }
 
+impl natter_service::Validate for Config {
+    fn check(&self) -> Result<(), String> {
+        self.validate().map_err(|e| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

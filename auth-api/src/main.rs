@@ -1,44 +1,17 @@
-//! The auth-api binary: parse and validate the configuration, then run [`natter_auth_api::startup::Application`].
+//! The auth-api binary: read the configuration, then run [`natter_auth_api::startup::Application`].
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use natter_auth_api::config::Config;
-use natter_auth_api::startup::{Application, shutdown_signal};
-use tracing_subscriber::EnvFilter;
-
-/// EX_USAGE from sysexits.h: the configuration is wrong.
-const EX_USAGE: u8 = 64;
+use natter_auth_api::startup::Application;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match Config::try_parse() {
+    let config: Config = match natter_service::config("natter-auth-api") {
         Ok(config) => config,
-        Err(err) if !err.use_stderr() => {
-            // --help and --version.
-            let _ = err.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(err) => {
-            let text = err.to_string();
-            let first = text
-                .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
-            eprintln!("natter-auth-api: invalid configuration: {first} (see --help)");
-            return ExitCode::from(EX_USAGE);
-        }
+        Err(code) => return code,
     };
-    if let Err(err) = config.validate() {
-        eprintln!("natter-auth-api: invalid configuration: {err}");
-        return ExitCode::from(EX_USAGE);
-    }
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
-        .with_writer(std::io::stderr)
-        .init();
-
+    natter_service::init_logging("info,sqlx=warn");
     let app = match Application::build(config).await {
         Ok(app) => app,
         Err(err) => {
@@ -47,7 +20,7 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(addr = %app.local_addr(), "natter-auth-api listening");
-    match app.run_until_stopped(shutdown_signal()).await {
+    match app.run_until_stopped(natter_service::shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS

@@ -1,13 +1,11 @@
 //! Metric names (the contract with the Grafana dashboards) and the Prometheus recorder.
 
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Requests served, by `method`, `route` (the route pattern, not the raw path) and `status`.
 pub const HTTP_REQUESTS: &str = "natter_api_http_requests_total";
@@ -22,29 +20,9 @@ pub const RATE_LIMITED: &str = "natter_api_rate_limited_total";
 /// Refresh-token reuse detections (each revokes a token family).
 pub const REFRESH_REUSE: &str = "natter_api_refresh_token_reuse_total";
 
-/// The process-wide Prometheus recorder, installed on first use.
-///
-/// A process has one global recorder; tests that start several applications share it.
-pub fn handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), &buckets)
-                // The bucket list is a non-empty constant, the only thing this call rejects.
-                .expect("bucket list is not empty");
-            match builder.install_recorder() {
-                Ok(handle) => handle,
-                // Another recorder was installed first (not done by this crate); keep serving an empty page
-                // rather than failing requests.
-                Err(err) => {
-                    tracing::warn!(error = %err, "a metrics recorder was already installed");
-                    PrometheusBuilder::new().build_recorder().handle()
-                }
-            }
-        })
-        .clone()
+/// The process-wide Prometheus recorder.
+pub fn handle() -> metrics_exporter_prometheus::PrometheusHandle {
+    natter_service::metrics_handle()
 }
 
 /// Middleware recording request count and latency per route.

@@ -8,6 +8,9 @@
 //!     --idle 10000 --receivers 500 --messages 2000
 //! ```
 
+// A benchmark's output is its figures on stdout.
+#![allow(clippy::print_stdout)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -66,7 +69,9 @@ fn rss_kib(pid: u32) -> u64 {
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(url: &str, token: &str) -> Ws {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{url}?token={token}")).await.expect("connect");
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{url}?token={token}"))
+        .await
+        .expect("connect");
     // The hello frame.
     ws.next().await.expect("hello").expect("hello frame");
     ws
@@ -90,7 +95,8 @@ async fn main() {
     // Idle connections: connected and authenticated, in no room, answering pings as they come.
     let started = Instant::now();
     let mut idle = Vec::with_capacity(args.idle);
-    let mut pending = futures::stream::iter((0..args.idle).map(|_| connect(&args.url, &args.token))).buffer_unordered(256);
+    let mut pending =
+        futures::stream::iter((0..args.idle).map(|_| connect(&args.url, &args.token))).buffer_unordered(256);
     while let Some(ws) = pending.next().await {
         idle.push(ws);
     }
@@ -98,14 +104,22 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let with_idle = rss_kib(args.gateway_pid);
     let per_conn = (with_idle.saturating_sub(baseline)) as f64 * 1024.0 / args.idle.max(1) as f64;
-    println!("idle_connections={} connect_secs={connect_secs:.2} rate_per_sec={:.0}", args.idle, args.idle as f64 / connect_secs);
-    println!("gateway_rss_kib_before={baseline} gateway_rss_kib_after={with_idle} bytes_per_idle_connection={per_conn:.0}");
+    println!(
+        "idle_connections={} connect_secs={connect_secs:.2} rate_per_sec={:.0}",
+        args.idle,
+        args.idle as f64 / connect_secs
+    );
+    println!(
+        "gateway_rss_kib_before={baseline} gateway_rss_kib_after={with_idle} bytes_per_idle_connection={per_conn:.0}"
+    );
 
     // Fan-out: receivers in one room, one sender publishing as fast as its acks come back.
     let mut receivers = Vec::with_capacity(args.receivers);
     for _ in 0..args.receivers {
         let mut ws = connect(&args.url, &args.token).await;
-        ws.send(Message::text(json!({"type": "join", "room": args.room}).to_string())).await.expect("join");
+        ws.send(Message::text(json!({"type": "join", "room": args.room}).to_string()))
+            .await
+            .expect("join");
         loop {
             if next_json(&mut ws).await["type"] == "joined" {
                 break;
@@ -130,23 +144,23 @@ async fn main() {
         }));
     }
     let mut sender = connect(&args.url, &args.token).await;
-    sender.send(Message::text(json!({"type": "join", "room": args.room}).to_string())).await.expect("join");
+    sender
+        .send(Message::text(json!({"type": "join", "room": args.room}).to_string()))
+        .await
+        .expect("join");
     let (mut tx, mut rx) = sender.split();
     let started = Instant::now();
     let window = 64u64;
     let acks = tokio::spawn(async move {
         let mut acked = 0;
         while acked < expected {
-            match rx.next().await.expect("open").expect("frame") {
-                Message::Text(text) => {
-                    let frame: Value = serde_json::from_str(&text).expect("JSON");
-                    if frame["type"] == "ack" {
-                        acked += 1;
-                    } else if frame["type"] == "error" {
-                        panic!("sender error: {frame}");
-                    }
+            if let Message::Text(text) = rx.next().await.expect("open").expect("frame") {
+                let frame: Value = serde_json::from_str(&text).expect("JSON");
+                if frame["type"] == "ack" {
+                    acked += 1;
+                } else if frame["type"] == "error" {
+                    panic!("sender error: {frame}");
                 }
-                _ => {}
             }
         }
         Instant::now()

@@ -176,6 +176,12 @@ impl Config {
     }
 }
 
+impl natter_service::Validate for Config {
+    fn check(&self) -> Result<(), String> {
+        self.validate().map_err(|e| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,9 +1,5 @@
 //! Metric names (the contract with the Grafana dashboards) and the Prometheus recorder.
 
-use std::sync::OnceLock;
-
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
 /// Open client connections (gauge).
 pub const CONNECTIONS: &str = "natter_gateway_connections";
 /// Connections accepted since start.
@@ -35,25 +31,7 @@ pub const REPLAYED: &str = "natter_gateway_replayed_messages_total";
 /// Frames refused by a rate limit, by `kind` (`send`, `typing`).
 pub const RATE_LIMITED: &str = "natter_gateway_rate_limited_total";
 
-/// The process-wide Prometheus recorder, installed on first use (tests running several gateways share it).
-pub fn handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let buckets = [
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            ];
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
-                // The bucket list is a non-empty constant, the only thing this call rejects.
-                .expect("bucket list is not empty");
-            match builder.install_recorder() {
-                Ok(handle) => handle,
-                Err(err) => {
-                    tracing::warn!(error = %err, "a metrics recorder was already installed");
-                    PrometheusBuilder::new().build_recorder().handle()
-                }
-            }
-        })
-        .clone()
+/// The process-wide Prometheus recorder.
+pub fn handle() -> metrics_exporter_prometheus::PrometheusHandle {
+    natter_service::metrics_handle()
 }

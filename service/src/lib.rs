@@ -1,0 +1,105 @@
+//! What every Natter service process does the same way: read its configuration (exit 64 on a bad setting),
+//! log to stderr, wait for Ctrl-C or SIGTERM, and serve Prometheus metrics from one process-wide recorder.
+
+use std::process::ExitCode;
+use std::sync::OnceLock;
+
+use clap::Parser;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+/// EX_USAGE from sysexits.h: the configuration is wrong.
+pub const EX_USAGE: u8 = 64;
+
+/// Latency buckets (seconds) for every `*_seconds` histogram: 100 µs to 5 s.
+pub const LATENCY_BUCKETS: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// A configuration that can check itself once parsed.
+pub trait Validate {
+    /// One line saying what is wrong, if anything.
+    fn check(&self) -> Result<(), String>;
+}
+
+/// Parses flags and environment into `C` and validates it. On `--help`/`--version` or a bad setting, returns
+/// the exit code to end with, having printed the help or one line naming the problem.
+pub fn config<C: Parser + Validate>(program: &str) -> Result<C, ExitCode> {
+    let config = match C::try_parse() {
+        Ok(config) => config,
+        Err(err) if !err.use_stderr() => {
+            let _ = err.print();
+            return Err(ExitCode::SUCCESS);
+        }
+        Err(err) => {
+            let text = err.to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ");
+            eprintln!("{program}: invalid configuration: {first} (see --help)");
+            return Err(ExitCode::from(EX_USAGE));
+        }
+    };
+    if let Err(problem) = config.check() {
+        eprintln!("{program}: invalid configuration: {problem}");
+        return Err(ExitCode::from(EX_USAGE));
+    }
+    Ok(config)
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `default_filter`).
+pub fn init_logging(default_filter: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// The process-wide Prometheus recorder, installed on first use. A process has one global recorder, so tests
+/// that run several services in one process share it.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+                // The bucket list is a non-empty constant, the only thing this call rejects.
+                .expect("bucket list is not empty");
+            match builder.install_recorder() {
+                Ok(handle) => handle,
+                // Another recorder was installed first (not by Natter): serve an empty page rather than fail.
+                Err(err) => {
+                    tracing::warn!(error = %err, "a metrics recorder was already installed");
+                    PrometheusBuilder::new().build_recorder().handle()
+                }
+            }
+        })
+        .clone()
+}
