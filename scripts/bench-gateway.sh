@@ -13,8 +13,10 @@ tmp="$(mktemp -d /tmp/natter-bench.XXXXXX)"
 chmod 755 "$tmp"
 group=""
 cleanup() {
-  [ -n "$group" ] && kill -INT -- "-$group" 2>/dev/null && sleep 3
-  [ -n "$group" ] && pkill -KILL -g "$group" 2>/dev/null
+  if [ -n "$group" ]; then
+    kill -INT -- "-$group" 2>/dev/null && sleep 3
+    pkill -KILL -g "$group" 2>/dev/null || true
+  fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT

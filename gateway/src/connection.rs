@@ -15,7 +15,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use fastwebsockets::{Frame, OpCode, Payload, WebSocketError};
+use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket, WebSocketError};
 use hyper_util::rt::TokioIo;
 use natter_proto::bus::{RoomAccess, StoredMessage, TypingEvent, message_dedup_id};
 use natter_proto::frame::{ClientFrame, ServerFrame, UserRef};
@@ -29,9 +29,10 @@ use crate::metrics;
 use crate::session::*;
 use crate::state::Gateway;
 
-type Io = TokioIo<hyper::upgrade::Upgraded>;
-type WsRead = fastwebsockets::WebSocketRead<ReadHalf<Io>>;
-type WsWrite = fastwebsockets::WebSocketWrite<WriteHalf<Io>>;
+/// What a connection's socket can be: the plain TCP stream, or hyper's upgraded wrapper when bytes were already
+/// buffered past the handshake.
+trait Socket: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Socket for T {}
 
 /// The subprotocol a browser offers next to its token.
 pub const SUBPROTOCOL: &str = "natter.v1";
@@ -105,7 +106,34 @@ pub async fn upgrade(
     };
     tokio::spawn(async move {
         match upgraded.await {
-            Ok(ws) => serve(gw, ws, claims, slot).await,
+            Ok(ws) => {
+                // Unwrap hyper's upgraded stream back into the TCP stream when nothing is buffered past the
+                // handshake (the usual case): hyper's wrapper keeps its whole read buffer alive, which would
+                // cost every idle connection kilobytes.
+                let upgraded = ws.into_inner().into_inner();
+                match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
+                    Ok(parts) if parts.read_buf.is_empty() => {
+                        let tcp = parts.io.into_inner();
+                        serve(gw, WebSocket::after_handshake(tcp, Role::Server), claims, slot).await;
+                    }
+                    Ok(parts) => {
+                        let socket = Prefixed {
+                            prefix: parts.read_buf,
+                            io: parts.io.into_inner(),
+                        };
+                        serve(gw, WebSocket::after_handshake(socket, Role::Server), claims, slot).await;
+                    }
+                    Err(upgraded) => {
+                        serve(
+                            gw,
+                            WebSocket::after_handshake(TokioIo::new(upgraded), Role::Server),
+                            claims,
+                            slot,
+                        )
+                        .await;
+                    }
+                }
+            }
             Err(err) => tracing::debug!(%peer_addr, error = %err, "upgrade did not complete"),
         }
     });
@@ -116,6 +144,64 @@ pub async fn upgrade(
             .insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
     }
     response
+}
+
+/// A TCP stream with bytes already read from it (by hyper, past the handshake) served first.
+struct Prefixed {
+    prefix: Bytes,
+    io: tokio::net::TcpStream,
+}
+
+impl tokio::io::AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let head = self.prefix.split_to(n);
+            buf.put_slice(&head);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
 }
 
 /// A token-bucket rate limit: `rate` per second with a burst of twice that.
@@ -148,7 +234,7 @@ impl Bucket {
 }
 
 /// Runs an upgraded connection to its end.
-async fn serve(gw: Gateway, ws: fastwebsockets::WebSocket<Io>, claims: AccessClaims, slot: crate::state::Slot) {
+async fn serve<S: Socket>(gw: Gateway, ws: WebSocket<S>, claims: AccessClaims, slot: crate::state::Slot) {
     let conn = slot.conn;
     let user = UserRef {
         id: claims.sub.clone(),
@@ -207,8 +293,8 @@ async fn serve(gw: Gateway, ws: fastwebsockets::WebSocket<Io>, claims: AccessCla
 }
 
 /// Writes queued frames in order, pings on schedule, and the close frame when one is asked for.
-async fn write_loop(
-    mut ws: WsWrite,
+async fn write_loop<S: Socket>(
+    mut ws: fastwebsockets::WebSocketWrite<WriteHalf<S>>,
     mut queue: mpsc::Receiver<Outbound>,
     mut closer: watch::Receiver<Option<CloseReason>>,
     ping_every: Duration,
@@ -293,7 +379,10 @@ struct Partial {
 
 impl Session {
     /// Reads frames until the connection ends; returns why, when the server decided it.
-    async fn read_loop(&mut self, read: &mut WsRead) -> Option<CloseReason> {
+    async fn read_loop<S: Socket>(
+        &mut self,
+        read: &mut fastwebsockets::WebSocketRead<ReadHalf<S>>,
+    ) -> Option<CloseReason> {
         let max = self.gw.config.max_message_bytes;
         let mut partial: Option<Partial> = None;
         let queue = self.peer.clone();

@@ -152,3 +152,26 @@ async fn sigterm_drains_clients_with_1012() {
     }
     assert_eq!(gw.wait().await, Some(0), "the gateway exits cleanly once drained");
 }
+
+#[tokio::test]
+async fn gateway_processes_can_share_one_port() {
+    let stack = Stack::start().await;
+    let port = natter_test_support::free_port();
+    let mut first = stack.gateway_on(port, &[]).await;
+    let second = stack.gateway_on(port, &[]).await;
+    let (token, _) = stack.user("pia").await;
+    let room = stack.room(&token, false).await;
+    // The kernel spreads connections over both; each works wherever it lands.
+    let mut clients = Vec::new();
+    for i in 0..6 {
+        let mut client = Client::connect(&second, &token).await;
+        client.join(&room, None).await;
+        client.say(&room, &format!("r{i}"), "hi").await;
+        clients.push(client);
+    }
+    // With one of them stopped, the port still serves.
+    first.kill();
+    let mut after = Client::connect(&second, &token).await;
+    after.join(&room, None).await;
+    after.say(&room, "after", "still here").await;
+}

@@ -65,6 +65,12 @@ impl Stack {
         GatewayProc::start(&self.nats.url(), &format!("{}/.well-known/jwks.json", self.api), args).await
     }
 
+    /// Starts a gateway process on a given port (several may share one: SO_REUSEPORT).
+    pub async fn gateway_on(&self, port: u16, args: &[&str]) -> GatewayProc {
+        let jwks = format!("{}/.well-known/jwks.json", self.api);
+        GatewayProc::start_on(port, &self.nats.url(), &jwks, args).await
+    }
+
     /// A guest user's access token and id.
     pub async fn user(&self, name: &str) -> (String, String) {
         let reply = self.guest(name).await;
@@ -132,8 +138,11 @@ pub struct GatewayProc {
 
 impl GatewayProc {
     async fn start(nats_url: &str, jwks_url: &str, args: &[&str]) -> Self {
-        let port = free_port();
-        let id = format!("gw-{port}");
+        Self::start_on(free_port(), nats_url, jwks_url, args).await
+    }
+
+    async fn start_on(port: u16, nats_url: &str, jwks_url: &str, args: &[&str]) -> Self {
+        let id = format!("gw-{}", uuid::Uuid::new_v4().simple());
         let child = Command::new(env!("CARGO_BIN_EXE_natter-gateway"))
             .args([
                 "--listen",
@@ -162,7 +171,10 @@ impl GatewayProc {
         let gw = Self { child, port };
         // Async waits: the auth API serving the JWKS runs on this test's runtime.
         for _ in 0..400 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", gw.port)).await.is_ok() {
+            let ready = reqwest::get(gw.http("/readyz"))
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
                 return gw;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
