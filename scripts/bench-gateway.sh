@@ -14,7 +14,8 @@ chmod 755 "$tmp"
 group=""
 cleanup() {
   if [ -n "$group" ]; then
-    kill -INT -- "-$group" 2>/dev/null && sleep 3
+    kill -INT -- "-$group" 2>/dev/null || true
+    for _ in $(seq 1 100); do pgrep -g "$group" >/dev/null || break; sleep 0.2; done
     pkill -KILL -g "$group" 2>/dev/null || true
   fi
   rm -rf "$tmp"

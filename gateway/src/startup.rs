@@ -11,7 +11,6 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use rand::Rng;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -86,17 +85,10 @@ impl Application {
         let announcer = tokio::spawn(crate::fleet::announce(gw.clone(), url.clone()));
         let watcher = tokio::spawn(crate::fleet::watch(gw.clone()));
 
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.wait_for(|stopped| *stopped).await;
-            });
-        let mut serve = std::pin::pin!(serve.into_future());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut serve = std::pin::pin!(serve_http(listener, app, stop_rx));
         tokio::select! {
-            result = &mut serve => result.context("the HTTP server failed")?,
+            () = &mut serve => anyhow::bail!("the HTTP server stopped"),
             () = shutdown => {
                 drain(&gw, &url).await;
                 let _ = stop_tx.send(true);
@@ -143,6 +135,43 @@ async fn drain(gw: &Gateway, url: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tracing::info!("drained");
+}
+
+/// Accepts connections and serves each with HTTP/1.1 and upgrades, until `stop` turns true.
+///
+/// Not `axum::serve`: its protocol auto-detection wraps every socket in a private rewind type, so an upgraded
+/// WebSocket could not be unwrapped to the bare TCP stream, and each idle connection would keep the HTTP read
+/// buffer alive (see `connection::upgrade`).
+async fn serve_http(listener: TcpListener, app: Router, mut stop: tokio::sync::watch::Receiver<bool>) {
+    use tower::ServiceExt;
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors, say: back off instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            app.clone().oneshot(req.map(axum::body::Body::new))
+        });
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                .with_upgrades();
+            if let Err(err) = conn.await {
+                tracing::debug!(%peer, error = %err, "HTTP connection ended with an error");
+            }
+        });
+    }
 }
 
 /// Binds with SO_REUSEPORT (several gateway processes may share the port) and a large backlog.
