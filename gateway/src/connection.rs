@@ -495,7 +495,9 @@ impl Session {
         };
         ::metrics::counter!(metrics::FRAMES_IN, "type" => kind).increment(1);
         match frame {
-            ClientFrame::Join { room, since } => self.join(room, since).await,
+            // The work behind each frame is boxed: an idle connection's task then holds only the small reading
+            // state, not room for the largest of these futures (the JWKS refetch alone is kilobytes).
+            ClientFrame::Join { room, since } => Box::pin(self.join(room, since)).await,
             ClientFrame::Leave { room } => {
                 if self.rooms.remove(&room).is_some() {
                     self.gw.hub.leave(&room, self.peer.conn);
@@ -505,10 +507,10 @@ impl Session {
                     self.error("not_joined", format!("you are not in room '{room}'"), None);
                 }
             }
-            ClientFrame::Send { room, id, body } => self.send(room, id, body).await,
-            ClientFrame::Typing { room, text } => self.typing(room, text).await,
+            ClientFrame::Send { room, id, body } => Box::pin(self.send(room, id, body)).await,
+            ClientFrame::Typing { room, text } => Box::pin(self.typing(room, text)).await,
             ClientFrame::Ping { id } => self.push(&ServerFrame::Pong { id }),
-            ClientFrame::Refresh { token } => match self.gw.verifier.verify(&token).await {
+            ClientFrame::Refresh { token } => match Box::pin(self.gw.verifier.verify(&token)).await {
                 Ok(claims) if claims.sub == self.claims.sub => self.claims = claims,
                 Ok(_) => self.error("token_wrong_user", "the new token is for another user".into(), None),
                 Err(err) => self.error(err.code(), err.to_string(), None),
