@@ -12,4 +12,3 @@ pub mod metrics;
 pub mod session;
 pub mod startup;
 pub mod state;
-pub mod stream;

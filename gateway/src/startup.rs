@@ -38,7 +38,7 @@ impl Application {
             .await
             .with_context(|| format!("failed to connect to NATS at {}", config.nats_url))?;
         let js = async_nats::jetstream::new(nats.clone());
-        let stream = crate::stream::ensure(&js, config.stream_max_age).await?;
+        let stream = natter_stream::ensure(&js, config.stream_max_age).await?;
         let verifier = TokenVerifier::fetch(
             config.jwks_url.clone(),
             config.issuer.clone(),

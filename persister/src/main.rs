@@ -1,15 +1,33 @@
-//! Placeholder for the JetStream-to-PostgreSQL persister, which is not built yet.
-//!
-//! It does nothing and says so, so no script or person mistakes it for a working service.
+//! The persister binary: read the configuration, then run [`natter_persister::startup::Application`].
 
 use std::process::ExitCode;
 
-/// EX_UNAVAILABLE from sysexits.h.
-const EX_UNAVAILABLE: u8 = 69;
+use natter_persister::config::Config;
+use natter_persister::startup::Application;
 
-fn main() -> ExitCode {
-    eprintln!(
-        "natter-persister: the JetStream-to-PostgreSQL persister is not implemented yet; this binary does nothing"
-    );
-    ExitCode::from(EX_UNAVAILABLE)
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config: Config = match natter_service::config("natter-persister") {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    natter_service::init_logging("info,sqlx=warn");
+    let app = match Application::build(config).await {
+        Ok(app) => app,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "failed to start");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(addr = %app.local_addr(), "natter-persister consuming");
+    match app.run_until_stopped(natter_service::shutdown_signal()).await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "stopped with an error");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! The chat stream: created if missing, checked if present.
+//! The chat stream: its one definition, created if missing and checked if present, by every process that
+//! relies on it (gateways publish and read it, persisters consume it).
 
 use async_nats::jetstream::{self, stream};
 use natter_proto::bus::{CHAT_STREAM, DUPLICATE_WINDOW};

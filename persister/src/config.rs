@@ -1,0 +1,104 @@
+//! Configuration from flags and environment, validated before anything is connected.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use natter_proto::duration::parse as parse_duration;
+
+/// Settings of one persister process. Every flag can also be given through the environment variable it names.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "natter-persister",
+    version,
+    about = "Writes Natter's chat stream to PostgreSQL"
+)]
+pub struct Config {
+    /// NATS server URL.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+
+    /// PostgreSQL connection URL. The schema is migrated on start.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/natter",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    #[arg(long, env = "NATTER_PERSISTER_LISTEN", default_value = "127.0.0.1:9100")]
+    pub listen: SocketAddr,
+
+    /// Name of the durable consumer; persisters sharing it share the work.
+    #[arg(long, env = "NATTER_PERSISTER_CONSUMER", default_value = "natter-persister")]
+    pub consumer: String,
+
+    /// Most messages written in one transaction.
+    #[arg(long, env = "NATTER_PERSISTER_BATCH", default_value_t = 1000)]
+    pub batch_size: usize,
+
+    /// Longest wait for a batch to fill before a partial one is written.
+    #[arg(long, env = "NATTER_PERSISTER_MAX_WAIT", default_value = "100ms", value_parser = parse_duration)]
+    pub max_wait: Duration,
+
+    /// How long JetStream waits for an ack before redelivering (extended while a batch is being retried).
+    #[arg(long, env = "NATTER_PERSISTER_ACK_WAIT", default_value = "30s", value_parser = parse_duration)]
+    pub ack_wait: Duration,
+
+    /// Retention of the chat stream, used when this process creates it.
+    #[arg(long, env = "NATTER_STREAM_MAX_AGE", default_value = "7d", value_parser = parse_duration)]
+    pub stream_max_age: Duration,
+}
+
+impl Config {
+    /// Checks the settings together.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.nats_url.starts_with("nats://") && !self.nats_url.starts_with("tls://") {
+            return Err("--nats-url / NATS_URL must start with nats:// or tls://".into());
+        }
+        if !self.database_url.starts_with("postgres://") && !self.database_url.starts_with("postgresql://") {
+            return Err("--database-url / DATABASE_URL must start with postgres:// or postgresql://".into());
+        }
+        if !(1..=10_000).contains(&self.batch_size) {
+            return Err("--batch-size must be between 1 and 10000".into());
+        }
+        if self.max_wait < Duration::from_millis(10) || self.max_wait >= self.ack_wait {
+            return Err("--max-wait must be at least 10ms and shorter than --ack-wait".into());
+        }
+        if self.consumer.is_empty()
+            || !self
+                .consumer
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err("--consumer may only hold letters, digits, '-' and '_'".into());
+        }
+        Ok(())
+    }
+}
+
+impl natter_service::Validate for Config {
+    fn check(&self) -> Result<(), String> {
+        self.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("natter-persister").chain(args.iter().copied())).expect("parses")
+    }
+
+    #[test]
+    fn defaults_are_valid_and_nonsense_is_refused() {
+        config(&[]).validate().expect("defaults validate");
+        assert!(config(&["--batch-size", "0"]).validate().is_err());
+        assert!(config(&["--max-wait", "1m", "--ack-wait", "30s"]).validate().is_err());
+        assert!(config(&["--consumer", "a.b"]).validate().is_err());
+        assert!(config(&["--database-url", "mysql://x"]).validate().is_err());
+    }
+}

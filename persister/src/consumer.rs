@@ -1,0 +1,222 @@
+//! The consume loop: fetch a batch, decode it, write it, ack it; retry a failed write with backoff, never acking
+//! what is not committed.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::{self, AckKind};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use natter_proto::bus::StoredMessage;
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use crate::metrics;
+use crate::store::{self, DeadLetter, Row};
+
+/// Longest pause between two attempts at writing a batch.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Settings of the loop.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    /// Most messages per batch.
+    pub size: usize,
+    /// Longest wait for a batch to fill.
+    pub max_wait: Duration,
+    /// The consumer's ack wait: retries send progress acks well within it.
+    pub ack_wait: Duration,
+}
+
+/// Turns a stream message into a row, or into a dead letter with the reason it can never be stored.
+pub fn decode(seq: u64, subject: &str, payload: &[u8]) -> Result<Row, DeadLetter> {
+    let dead = |reason: String| DeadLetter {
+        seq: i64::try_from(seq).unwrap_or(i64::MAX),
+        subject: subject.to_owned(),
+        payload: payload.to_vec(),
+        reason,
+    };
+    // chat.v1.room.{room}.msg: the room is the fourth token.
+    let room = subject.split('.').nth(3).unwrap_or_default();
+    let room = natter_proto::RoomId::parse(room).map_err(|e| dead(format!("bad subject {subject:?}: {e}")))?;
+    let stored: StoredMessage =
+        serde_json::from_slice(payload).map_err(|e| dead(format!("undecodable payload: {e}")))?;
+    let sent_at = DateTime::parse_from_rfc3339(&stored.ts)
+        .map_err(|e| dead(format!("bad timestamp {:?}: {e}", stored.ts)))?
+        .with_timezone(&Utc);
+    Ok(Row {
+        seq: i64::try_from(seq).map_err(|_| dead("sequence out of range".into()))?,
+        room_id: room.into_string(),
+        client_id: stored.id.into_string(),
+        user_id: stored.user.id,
+        user_name: stored.user.name,
+        body: stored.body,
+        sent_at,
+    })
+}
+
+/// Consumes until `stop` turns true; the batch in hand is finished (written and acked) first.
+pub async fn run(consumer: PullConsumer, db: PgPool, batching: Batching, mut stop: watch::Receiver<bool>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let fetched = consumer
+            .batch()
+            .max_messages(batching.size)
+            .expires(batching.max_wait)
+            .messages()
+            .await;
+        let mut batch = match fetched {
+            Ok(batch) => batch,
+            Err(err) => {
+                tracing::warn!(error = %err, "fetching from the chat stream failed; retrying");
+                wait_or_stop(&mut stop, backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        let mut messages = Vec::with_capacity(batching.size);
+        while let Some(message) = batch.next().await {
+            match message {
+                Ok(message) => messages.push(message),
+                Err(err) => {
+                    tracing::debug!(error = %err, "batch ended early");
+                    break;
+                }
+            }
+        }
+        backoff = Duration::from_millis(100);
+        if messages.is_empty() {
+            report_pending(&consumer).await;
+            continue;
+        }
+        handle_batch(&db, &messages, batching).await;
+    }
+}
+
+async fn wait_or_stop(stop: &mut watch::Receiver<bool>, pause: Duration) {
+    tokio::select! {
+        () = tokio::time::sleep(pause) => {},
+        _ = stop.wait_for(|s| *s) => {},
+    }
+}
+
+async fn report_pending(consumer: &PullConsumer) {
+    let mut consumer = consumer.clone();
+    if let Ok(info) = consumer.info().await {
+        ::metrics::gauge!(metrics::PENDING).set(info.num_pending as f64);
+    }
+}
+
+/// Writes one batch until it is committed, then acks every message in it.
+async fn handle_batch(db: &PgPool, messages: &[jetstream::Message], batching: Batching) {
+    let mut rows = Vec::with_capacity(messages.len());
+    let mut dead = Vec::new();
+    for message in messages {
+        let (seq, delivered) = match message.info() {
+            Ok(info) => (info.stream_sequence, info.delivered),
+            Err(_) => continue,
+        };
+        if delivered > 1 {
+            ::metrics::counter!(metrics::REDELIVERIES).increment(1);
+        }
+        match decode(seq, &message.subject, &message.payload) {
+            Ok(row) => rows.push(row),
+            Err(letter) => dead.push(letter),
+        }
+    }
+
+    let mut backoff = Duration::from_millis(100);
+    let mut last_progress = Instant::now();
+    let written = loop {
+        let started = Instant::now();
+        let attempt = match store::write(db, &rows, &dead).await {
+            Err(err) if store::is_data_error(&err) => {
+                tracing::warn!(error = %err, "a row was refused; writing the batch row by row");
+                store::write_one_by_one(db, &rows, &dead)
+                    .await
+                    .map(|(written, refused)| {
+                        dead.extend(refused);
+                        written
+                    })
+            }
+            other => other,
+        };
+        match attempt {
+            Ok(written) => {
+                ::metrics::histogram!(metrics::INSERT_LATENCY).record(started.elapsed().as_secs_f64());
+                break written;
+            }
+            Err(err) => {
+                ::metrics::counter!(metrics::WRITE_FAILURES).increment(1);
+                tracing::warn!(error = %err, retry_in = ?backoff, "writing a batch failed; nothing acked, retrying");
+                // Keep the batch ours while PostgreSQL is away: without this, JetStream would hand it to
+                // another persister after the ack wait and both would be retrying it.
+                if last_progress.elapsed() >= batching.ack_wait / 3 {
+                    for message in messages {
+                        let _ = message.ack_with(AckKind::Progress).await;
+                    }
+                    last_progress = Instant::now();
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    };
+
+    // Committed: now, and only now, ack. Dead letters are terminated (never redelivered).
+    let dead_seqs: std::collections::HashSet<i64> = dead.iter().map(|d| d.seq).collect();
+    let acks = messages.iter().map(|message| {
+        let dead = message
+            .info()
+            .ok()
+            .and_then(|info| i64::try_from(info.stream_sequence).ok())
+            .is_some_and(|seq| dead_seqs.contains(&seq));
+        async move {
+            let kind = if dead { AckKind::Term } else { AckKind::Ack };
+            if let Err(err) = message.ack_with(kind).await {
+                // Not acked: redelivered later and skipped as a duplicate. Nothing is lost.
+                tracing::warn!(error = %err, "ack failed");
+            }
+        }
+    });
+    futures::future::join_all(acks).await;
+
+    ::metrics::histogram!(metrics::BATCH_SIZE).record(messages.len() as f64);
+    ::metrics::counter!(metrics::ROWS_WRITTEN).increment(written.inserted);
+    ::metrics::counter!(metrics::DUPLICATES).increment(written.duplicates);
+    for letter in &dead {
+        tracing::warn!(seq = letter.seq, reason = %letter.reason, "message dead-lettered");
+        ::metrics::counter!(metrics::DEAD_LETTERED).increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_stored_messages_and_dead_letters_the_rest() {
+        let payload = br#"{"id":"m1","user":{"id":"u1","name":"alice"},"body":"hi","ts":"2026-01-01T00:00:00.000Z"}"#;
+        let row = decode(7, "chat.v1.room.lobby.msg", payload).expect("decodes");
+        assert_eq!(
+            (row.seq, row.room_id.as_str(), row.client_id.as_str(), row.body.as_str()),
+            (7, "lobby", "m1", "hi")
+        );
+        assert!(
+            decode(8, "chat.v1.room.lobby.msg", b"not json")
+                .expect_err("poison")
+                .reason
+                .contains("undecodable")
+        );
+        let bad_ts = br#"{"id":"m1","user":{"id":"u1","name":"a"},"body":"hi","ts":"yesterday"}"#;
+        assert!(
+            decode(9, "chat.v1.room.lobby.msg", bad_ts)
+                .expect_err("bad ts")
+                .reason
+                .contains("timestamp")
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! Building and running a persister: connect, migrate, make sure the stream and the consumer exist, consume.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream::consumer::{self, AckPolicy, PullConsumer};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde_json::json;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::consumer::Batching;
+
+/// A built persister: connected and bound, not yet consuming.
+pub struct Application {
+    db: PgPool,
+    nats: async_nats::Client,
+    consumer: PullConsumer,
+    listener: TcpListener,
+    batching: Batching,
+}
+
+impl Application {
+    /// Connects to PostgreSQL (migrating the schema) and NATS, and creates the stream and the durable consumer
+    /// if they are missing.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&config.database_url)
+            .await
+            .context("failed to connect to PostgreSQL (check --database-url / DATABASE_URL)")?;
+        sqlx::migrate!("../auth-api/migrations")
+            .run(&db)
+            .await
+            .context("failed to migrate the database schema")?;
+        let nats = async_nats::ConnectOptions::new()
+            .name("natter-persister")
+            .connect(&config.nats_url)
+            .await
+            .with_context(|| format!("failed to connect to NATS at {}", config.nats_url))?;
+        let js = async_nats::jetstream::new(nats.clone());
+        let stream = natter_stream::ensure(&js, config.stream_max_age).await?;
+        let consumer: PullConsumer = stream
+            .get_or_create_consumer(
+                &config.consumer,
+                consumer::pull::Config {
+                    durable_name: Some(config.consumer.clone()),
+                    description: Some("writes chat history to PostgreSQL".into()),
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: config.ack_wait,
+                    // Room for a few batches in flight per persister, several persisters sharing it.
+                    max_ack_pending: i64::try_from(config.batch_size * 8).unwrap_or(i64::MAX),
+                    filter_subject: natter_proto::subject::all_room_messages(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("failed to create the durable consumer {}: {e}", config.consumer))?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("failed to listen on {}", config.listen))?;
+        natter_service::metrics_handle();
+        let batching = Batching {
+            size: config.batch_size,
+            max_wait: config.max_wait,
+            ack_wait: config.ack_wait,
+        };
+        Ok(Self {
+            db,
+            nats,
+            consumer,
+            listener,
+            batching,
+        })
+    }
+
+    /// Where the health and metrics endpoints are served.
+    pub fn local_addr(&self) -> SocketAddr {
+        // A bound listener always has a local address.
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    /// Consumes until `shutdown` completes; then finishes the batch in hand and returns.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self {
+            db,
+            nats,
+            consumer,
+            listener,
+            batching,
+        } = self;
+        let app = Router::new()
+            .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
+            .with_state((db.clone(), nats.clone()));
+        let http = tokio::spawn(async move { axum::serve(listener, app).await });
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut consuming = tokio::spawn(crate::consumer::run(consumer, db.clone(), batching, stop_rx));
+        tokio::select! {
+            _ = &mut consuming => anyhow::bail!("the consume loop ended"),
+            () = shutdown => {
+                tracing::info!("stopping: finishing the batch in hand");
+                let _ = stop_tx.send(true);
+                let _ = tokio::time::timeout(Duration::from_secs(30), &mut consuming).await;
+            }
+        }
+        http.abort();
+        db.close().await;
+        Ok(())
+    }
+}
+
+async fn readyz(State((db, nats)): State<(PgPool, async_nats::Client)>) -> impl IntoResponse {
+    let nats_ok = matches!(nats.connection_state(), async_nats::connection::State::Connected);
+    let db_ok = tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&db))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    let status = if nats_ok && db_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(json!({"nats": nats_ok, "database": db_ok})))
+}
+
+async fn metrics() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        natter_service::metrics_handle().render(),
+    )
+}

@@ -1,0 +1,145 @@
+//! Writing batches to PostgreSQL: one transaction, one bulk `INSERT … SELECT FROM UNNEST`, idempotent on the
+//! stream sequence.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+/// One chat message as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// Stream sequence.
+    pub seq: i64,
+    /// Room id.
+    pub room_id: String,
+    /// The client-chosen id.
+    pub client_id: String,
+    /// The author's id.
+    pub user_id: String,
+    /// The author's name.
+    pub user_name: String,
+    /// The text.
+    pub body: String,
+    /// When the gateway accepted it.
+    pub sent_at: DateTime<Utc>,
+}
+
+/// A stream message that can never be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Stream sequence.
+    pub seq: i64,
+    /// The subject it was published to.
+    pub subject: String,
+    /// Its payload as it was.
+    pub payload: Vec<u8>,
+    /// Why it cannot be stored.
+    pub reason: String,
+}
+
+/// What a write did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// New rows.
+    pub inserted: u64,
+    /// Rows that were already there (redeliveries).
+    pub duplicates: u64,
+}
+
+/// Writes rows and dead letters in one transaction.
+pub async fn write(db: &PgPool, rows: &[Row], dead: &[DeadLetter]) -> Result<Written, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let inserted = insert_rows(&mut tx, rows).await?;
+    insert_dead(&mut tx, dead).await?;
+    tx.commit().await?;
+    Ok(Written {
+        inserted,
+        duplicates: rows.len() as u64 - inserted,
+    })
+}
+
+async fn insert_rows(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, rows: &[Row]) -> Result<u64, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let col = |f: fn(&Row) -> String| rows.iter().map(f).collect::<Vec<String>>();
+    let result = sqlx::query(
+        "INSERT INTO messages (seq, room_id, client_id, user_id, user_name, body, sent_at) \
+         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                              $7::timestamptz[]) \
+         ON CONFLICT (seq) DO NOTHING",
+    )
+    .bind(rows.iter().map(|r| r.seq).collect::<Vec<i64>>())
+    .bind(col(|r| r.room_id.clone()))
+    .bind(col(|r| r.client_id.clone()))
+    .bind(col(|r| r.user_id.clone()))
+    .bind(col(|r| r.user_name.clone()))
+    .bind(col(|r| r.body.clone()))
+    .bind(rows.iter().map(|r| r.sent_at).collect::<Vec<DateTime<Utc>>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+async fn insert_dead(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, dead: &[DeadLetter]) -> Result<(), sqlx::Error> {
+    for letter in dead {
+        sqlx::query(
+            "INSERT INTO dead_letters (seq, subject, payload, reason) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (seq) DO NOTHING",
+        )
+        .bind(letter.seq)
+        .bind(&letter.subject)
+        .bind(&letter.payload)
+        .bind(&letter.reason)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Whether an error is about the data (a row PostgreSQL refuses), not about reaching the database: retrying the
+/// same batch will never succeed, so its rows are written one by one and the bad ones dead-lettered.
+pub fn is_data_error(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+        _ => false,
+    }
+}
+
+/// Writes rows one at a time (each in a savepoint) so that a row PostgreSQL refuses is dead-lettered instead of
+/// blocking the others. Used only after a bulk write failed on its data.
+pub async fn write_one_by_one(
+    db: &PgPool,
+    rows: &[Row],
+    dead: &[DeadLetter],
+) -> Result<(Written, Vec<DeadLetter>), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let mut written = Written::default();
+    let mut refused = Vec::new();
+    for row in rows {
+        sqlx::query("SAVEPOINT one_row").execute(&mut *tx).await?;
+        match insert_rows(&mut tx, std::slice::from_ref(row)).await {
+            Ok(n) => {
+                written.inserted += n;
+                written.duplicates += 1 - n;
+            }
+            Err(err) if is_data_error(&err) => {
+                sqlx::query("ROLLBACK TO SAVEPOINT one_row").execute(&mut *tx).await?;
+                refused.push(DeadLetter {
+                    seq: row.seq,
+                    subject: natter_proto::subject::room_messages(
+                        &natter_proto::RoomId::parse(&row.room_id).map_err(|e| sqlx::Error::Protocol(e.to_string()))?,
+                    ),
+                    payload: row.body.clone().into_bytes(),
+                    reason: format!("refused by PostgreSQL: {err}"),
+                });
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    let all_dead: Vec<DeadLetter> = dead.iter().cloned().chain(refused.iter().cloned()).collect();
+    insert_dead(&mut tx, &all_dead).await?;
+    tx.commit().await?;
+    Ok((written, refused))
+}

@@ -1,0 +1,217 @@
+//! The persister against real NATS and real PostgreSQL: every stream message stored exactly once, through
+//! redeliveries, a database outage, poison messages and a second instance.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use clap::Parser;
+use natter_persister::config::Config;
+use natter_persister::startup::Application;
+use natter_test_support::{NatsServer, PgServer, TestDb};
+use serde_json::json;
+use sqlx::PgPool;
+
+/// A running persister, stopped when dropped.
+struct Persister {
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn persister(nats: &NatsServer, db_url: &str, args: &[&str]) -> Persister {
+    let nats_url = nats.url();
+    let mut argv = vec![
+        "natter-persister",
+        "--listen",
+        "127.0.0.1:0",
+        "--nats-url",
+        &nats_url,
+        "--database-url",
+        db_url,
+    ];
+    argv.extend_from_slice(args);
+    let app = Application::build(Config::try_parse_from(argv).expect("config"))
+        .await
+        .expect("persister builds");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    Persister { _stop: stop }
+}
+
+fn payload(i: u64, body: &str) -> bytes::Bytes {
+    json!({"id": format!("m{i}"), "user": {"id": "u1", "name": "alice"}, "body": body, "ts": "2026-11-23T12:00:00.000Z"})
+        .to_string()
+        .into()
+}
+
+/// Publishes to a room's subject and returns the stored sequences.
+async fn publish(js: &jetstream::Context, room: &str, bodies: impl IntoIterator<Item = bytes::Bytes>) -> Vec<u64> {
+    let mut acks = Vec::new();
+    for body in bodies {
+        acks.push(
+            js.publish(format!("chat.v1.room.{room}.msg"), body)
+                .await
+                .expect("publish"),
+        );
+    }
+    let mut seqs = Vec::new();
+    for ack in acks {
+        seqs.push(ack.await.expect("stored").sequence);
+    }
+    seqs
+}
+
+async fn stream_context(nats: &NatsServer) -> jetstream::Context {
+    let js = jetstream::new(async_nats::connect(nats.url()).await.expect("nats"));
+    natter_stream::ensure(&js, Duration::from_secs(3600))
+        .await
+        .expect("stream");
+    js
+}
+
+async fn count(db: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(db).await.unwrap_or(-1)
+}
+
+/// Waits until `sql` counts `want`, failing after 30 s.
+async fn wait_count(db_url: &str, sql: &str, want: i64) {
+    let mut last = -1;
+    for _ in 0..300 {
+        if let Ok(db) = PgPool::connect(db_url).await {
+            last = count(&db, sql).await;
+            db.close().await;
+            if last == want {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{sql}: wanted {want}, last saw {last}");
+}
+
+#[tokio::test]
+async fn stream_messages_are_stored_with_their_sequences() {
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let js = stream_context(&nats).await;
+    let _p = persister(&nats, db.url(), &[]).await;
+    let seqs = publish(&js, "lobby", (0..50).map(|i| payload(i, &format!("hello {i}")))).await;
+    wait_count(db.url(), "SELECT count(*) FROM messages", 50).await;
+    let pool = PgPool::connect(db.url()).await.expect("db");
+    let stored: Vec<(i64, String, String, String)> =
+        sqlx::query_as("SELECT seq, room_id, client_id, body FROM messages ORDER BY seq")
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+    for (i, (seq, room, id, body)) in stored.iter().enumerate() {
+        assert_eq!(
+            (*seq as u64, room.as_str(), id.as_str(), body.as_str()),
+            (
+                seqs[i],
+                "lobby",
+                format!("m{i}").as_str(),
+                format!("hello {i}").as_str()
+            )
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_redelivery_after_commit_stores_nothing_twice() {
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let js = stream_context(&nats).await;
+    let seqs = publish(&js, "lobby", (0..20).map(|i| payload(i, "x"))).await;
+    // A persister committed the first ten and died before acking: the rows are there, the acks never came.
+    let pool = PgPool::connect(db.url()).await.expect("db");
+    sqlx::migrate!("../auth-api/migrations")
+        .run(&pool)
+        .await
+        .expect("migrate");
+    for (i, seq) in seqs.iter().take(10).enumerate() {
+        sqlx::query(
+            "INSERT INTO messages (seq, room_id, client_id, user_id, user_name, body, sent_at) \
+                     VALUES ($1, 'lobby', $2, 'u1', 'alice', 'x', now())",
+        )
+        .bind(*seq as i64)
+        .bind(format!("m{i}"))
+        .execute(&pool)
+        .await
+        .expect("insert");
+    }
+    let _p = persister(&nats, db.url(), &[]).await;
+    wait_count(db.url(), "SELECT count(*) FROM messages", 20).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM messages").await,
+        20,
+        "each message once"
+    );
+    let mut info = js
+        .get_stream("CHAT")
+        .await
+        .expect("stream")
+        .get_consumer::<jetstream::consumer::pull::Config>("natter-persister")
+        .await
+        .expect("consumer");
+    let info = info.info().await.expect("info");
+    assert_eq!((info.num_pending, info.num_ack_pending), (0, 0), "everything acked");
+}
+
+#[tokio::test]
+async fn poison_messages_are_dead_lettered_and_do_not_block_the_stream() {
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let js = stream_context(&nats).await;
+    let _p = persister(&nats, db.url(), &[]).await;
+    let mut bodies = vec![
+        payload(0, "fine"),
+        bytes::Bytes::from_static(b"not json at all"),
+        payload(2, "a\u{0}b"),
+    ];
+    bodies.extend((3..10).map(|i| payload(i, "after")));
+    publish(&js, "lobby", bodies).await;
+    wait_count(db.url(), "SELECT count(*) FROM messages", 8).await;
+    wait_count(db.url(), "SELECT count(*) FROM dead_letters", 2).await;
+    let pool = PgPool::connect(db.url()).await.expect("db");
+    let reasons: Vec<String> = sqlx::query_scalar("SELECT reason FROM dead_letters ORDER BY seq")
+        .fetch_all(&pool)
+        .await
+        .expect("rows");
+    assert!(reasons[0].contains("undecodable"), "{reasons:?}");
+    assert!(reasons[1].contains("refused by PostgreSQL"), "{reasons:?}");
+}
+
+#[tokio::test]
+async fn an_outage_of_postgres_loses_and_doubles_nothing() {
+    let nats = NatsServer::start();
+    let mut pg = PgServer::start();
+    let db_url = pg.create_database().await;
+    let js = stream_context(&nats).await;
+    let _p = persister(&nats, &db_url, &["--ack-wait", "3s"]).await;
+    publish(&js, "lobby", (0..100).map(|i| payload(i, "before"))).await;
+    wait_count(&db_url, "SELECT count(*) FROM messages", 100).await;
+
+    pg.kill();
+    publish(&js, "lobby", (100..300).map(|i| payload(i, "during"))).await;
+    // Longer than the ack wait: the persister must keep the batch (progress acks) and not lose it.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    pg.restart();
+    publish(&js, "lobby", (300..400).map(|i| payload(i, "after"))).await;
+    wait_count(&db_url, "SELECT count(*) FROM messages", 400).await;
+    wait_count(&db_url, "SELECT count(DISTINCT client_id) FROM messages", 400).await;
+}
+
+#[tokio::test]
+async fn two_persisters_share_the_work_and_store_each_message_once() {
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let js = stream_context(&nats).await;
+    let _a = persister(&nats, db.url(), &["--batch-size", "50"]).await;
+    let _b = persister(&nats, db.url(), &["--batch-size", "50"]).await;
+    publish(&js, "lobby", (0..2000).map(|i| payload(i, "shared"))).await;
+    wait_count(db.url(), "SELECT count(*) FROM messages", 2000).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pool = PgPool::connect(db.url()).await.expect("db");
+    assert_eq!(count(&pool, "SELECT count(*) FROM messages").await, 2000);
+}
