@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod gateway;
 pub mod health;
+pub mod history;
 pub mod rooms;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -61,6 +62,7 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .routes(routes!(rooms::join_room))
         .routes(routes!(rooms::leave_room))
         .routes(routes!(rooms::room_members))
+        .routes(routes!(history::room_messages))
         .routes(routes!(jwks))
         .routes(routes!(gateway::assign_gateway))
         .split_for_parts();

@@ -108,7 +108,7 @@ fn room_private() -> ApiError {
 }
 
 /// Loads a room as `caller` sees it: 404 if missing, 403 if private and the caller is not a member.
-async fn visible_room(state: &AppState, caller: Uuid, id: &RoomId) -> ApiResult<Room> {
+pub(crate) async fn visible_room(state: &AppState, caller: Uuid, id: &RoomId) -> ApiResult<Room> {
     let room = load_room(state, caller, id).await?;
     if room.private && !room.joined {
         return Err(room_private());

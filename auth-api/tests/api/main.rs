@@ -3,6 +3,7 @@
 mod auth;
 mod errors;
 mod helpers;
+mod history;
 mod operations;
 mod rooms;
 mod tokens;

@@ -93,6 +93,7 @@ async fn openapi_document_lists_every_route() {
         ("/api/rooms/{id}/members", "get"),
         ("/.well-known/jwks.json", "get"),
         ("/api/gateway", "get"),
+        ("/api/rooms/{id}/messages", "get"),
     ];
     for (path, method) in expected {
         assert!(

@@ -187,3 +187,48 @@ async fn a_position_the_stream_no_longer_holds_is_not_recovered() {
     let joined = third.join(&room, Some(kept + 100)).await;
     assert_eq!(joined["recovered"], false, "{joined}");
 }
+
+#[tokio::test]
+async fn messages_sent_through_a_gateway_are_readable_from_the_history_api() {
+    let stack = Stack::start().await;
+    let gw = stack.gateway(&[]).await;
+    let _persister = stack.persister().await;
+    let (token, _) = stack.user("kim").await;
+    let room = stack.room(&token, false).await;
+    let mut kim = Client::connect(&gw, &token).await;
+    kim.join(&room, None).await;
+    let mut acked = Vec::new();
+    for i in 0..10 {
+        acked.push(kim.say(&room, &format!("h{i}"), &format!("kept {i}")).await);
+    }
+    let mut page = serde_json::Value::Null;
+    for _ in 0..100 {
+        page = stack
+            .get_with(&format!("/api/rooms/{room}/messages?after=0"), &token)
+            .await;
+        if page["messages"].as_array().is_some_and(|m| m.len() == 10) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let stored: Vec<(u64, String)> = page["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            (
+                m["seq"].as_u64().expect("seq"),
+                m["body"].as_str().expect("body").to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(u64, String)> = acked
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (*s, format!("kept {i}")))
+        .collect();
+    assert_eq!(
+        stored, expected,
+        "every acknowledged message, with its acked sequence, in order"
+    );
+}

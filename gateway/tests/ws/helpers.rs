@@ -17,6 +17,7 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct Stack {
     pub nats: NatsServer,
     pub api: String,
+    pub db_url: String,
     http: reqwest::Client,
     _stop_api: tokio::sync::oneshot::Sender<()>,
 }
@@ -55,6 +56,7 @@ impl Stack {
         Self {
             nats,
             api,
+            db_url: db.url().to_owned(),
             http: reqwest::Client::new(),
             _stop_api: stop,
         }
@@ -119,6 +121,41 @@ impl Stack {
             .await
             .expect("room");
         reply["id"].as_str().expect("room id").to_owned()
+    }
+
+    /// Starts a persister in this process, writing to the stack's database; stopped when the sender drops.
+    pub async fn persister(&self) -> tokio::sync::oneshot::Sender<()> {
+        let config = natter_persister::config::Config::try_parse_from([
+            "natter-persister",
+            "--listen",
+            "127.0.0.1:0",
+            "--nats-url",
+            &self.nats.url(),
+            "--database-url",
+            &self.db_url,
+        ])
+        .expect("persister config");
+        let app = natter_persister::startup::Application::build(config)
+            .await
+            .expect("persister builds");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        stop
+    }
+
+    /// GET with a bearer token.
+    pub async fn get_with(&self, path: &str, token: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.api))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("JSON")
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

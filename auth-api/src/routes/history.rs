@@ -1,0 +1,122 @@
+//! Chat history, as the persister stored it: keyset pages by per-room sequence.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{AuthUser, RoomPath};
+use crate::routes::rooms::visible_room;
+use crate::state::AppState;
+
+/// Largest page.
+pub const MAX_LIMIT: i64 = 200;
+
+/// Which page.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct HistoryQuery {
+    /// Messages before this sequence, newest first (the default, without `before` or `after`: the newest).
+    pub before: Option<i64>,
+    /// Messages after this sequence, oldest first (catching up forward).
+    pub after: Option<i64>,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<i64>,
+}
+
+/// A stored chat message.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HistoryMessage {
+    /// Position in the room (the stream sequence).
+    pub seq: i64,
+    /// The id the author's client chose.
+    pub id: String,
+    /// The author.
+    pub user: HistoryUser,
+    /// The text.
+    pub body: String,
+    /// When the gateway accepted it.
+    pub ts: DateTime<Utc>,
+}
+
+/// An author.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HistoryUser {
+    /// User id.
+    pub id: String,
+    /// User name.
+    pub name: String,
+}
+
+/// One page of history.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HistoryPage {
+    /// The messages: newest first for `before` (and by default), oldest first for `after`.
+    pub messages: Vec<HistoryMessage>,
+    /// Whether more messages lie beyond this page in the same direction.
+    pub has_more: bool,
+}
+
+type Row = (i64, String, String, String, String, DateTime<Utc>);
+
+/// A room's messages, a page at a time (private rooms: members only).
+#[utoipa::path(get, path = "/api/rooms/{id}/messages", tag = "rooms", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Room id"), HistoryQuery),
+    responses(
+        (status = 200, description = "A page of messages", body = HistoryPage),
+        (status = 400, description = "`invalid_room_id`, `invalid_query`", body = ErrorBody),
+        (status = 403, description = "`room_private`", body = ErrorBody),
+        (status = 404, description = "`room_not_found`", body = ErrorBody),
+    ))]
+pub async fn room_messages(
+    State(state): State<AppState>,
+    user: AuthUser,
+    RoomPath(room): RoomPath,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<HistoryPage>> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    if query.before.is_some() && query.after.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "give `before` or `after`, not both",
+        ));
+    }
+    visible_room(&state, user.id, &room).await?;
+    const COLUMNS: &str = "SELECT seq, client_id, user_id, user_name, body, sent_at FROM messages WHERE room_id = $1";
+    // One more than the page: whether it came tells if there is more.
+    let (sql, cursor) = match (query.before, query.after) {
+        (_, Some(after)) => (format!("{COLUMNS} AND seq > $2 ORDER BY seq ASC LIMIT $3"), after),
+        (Some(before), None) => (format!("{COLUMNS} AND seq < $2 ORDER BY seq DESC LIMIT $3"), before),
+        (None, None) => (format!("{COLUMNS} AND seq < $2 ORDER BY seq DESC LIMIT $3"), i64::MAX),
+    };
+    let mut rows: Vec<Row> = sqlx::query_as(&sql)
+        .bind(room.as_str())
+        .bind(cursor)
+        .bind(limit + 1)
+        .fetch_all(&state.db)
+        .await?;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    let messages = rows
+        .into_iter()
+        .map(|(seq, id, user_id, user_name, body, ts)| HistoryMessage {
+            seq,
+            id,
+            user: HistoryUser {
+                id: user_id,
+                name: user_name,
+            },
+            body,
+            ts,
+        })
+        .collect();
+    Ok(Json(HistoryPage { messages, has_more }))
+}
