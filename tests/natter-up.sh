@@ -29,6 +29,7 @@ free_port() {
   done
 }
 api_port="$(free_port)"; nats_port="$(free_port)"; pg_port="$(free_port)"; gateway_port="$(free_port)"
+persister_port="$(free_port)"
 while busy $((gateway_port + 1)); do gateway_port="$(free_port)"; done
 
 # Starts './natter up' in the background and waits for its endpoints line; sets up_pid and group.
@@ -38,7 +39,7 @@ start_stack() {
   # which a trap then cannot undo) and leads its own process group, as a job started from a terminal does.
   set -m
   "$ROOT/natter" up --json --api-port "$api_port" --nats-port "$nats_port" --pg-port "$pg_port" \
-    --gateway-port "$gateway_port" --gateways 2 \
+    --gateway-port "$gateway_port" --gateways 2 --persister-port "$persister_port" \
     --data-dir "$tmp/data" "$@" >"$tmp/out" 2>"$tmp/err" &
   up_pid=$!
   group="$up_pid"
@@ -67,7 +68,7 @@ check_stopped() {
   leftover="$( (pgrep -a -g "$group"; pgrep -af "$tmp") || true)"
   [ -z "$leftover" ] || fail "processes left behind after $1: $leftover"
   local p
-  for p in "$api_port" "$nats_port" "$pg_port" "$gateway_port" $((gateway_port + 1)); do
+  for p in "$api_port" "$nats_port" "$pg_port" "$persister_port" "$gateway_port" $((gateway_port + 1)); do
     if busy "$p"; then fail "port $p still open after $1"; fi
   done
 }
@@ -82,7 +83,7 @@ jq -e '(.gateways | type == "array") and (.nats_url | startswith("nats://")) and
 curl -fsS "$api/readyz" >/dev/null || fail "readyz is not OK"
 [ "$(jq -r '.gateways | join(" ")' <<<"$endpoints")" = "ws://127.0.0.1:$gateway_port/ws ws://127.0.0.1:$((gateway_port + 1))/ws" ] \
   || fail "gateways are not listed: $endpoints"
-[ "$(jq '.metrics | length' <<<"$endpoints")" = 3 ] || fail "metrics endpoints missing: $endpoints"
+[ "$(jq '.metrics | length' <<<"$endpoints")" = 4 ] || fail "metrics endpoints missing: $endpoints"
 for url in $(jq -r '.metrics[]' <<<"$endpoints"); do curl -fsS "$url" >/dev/null || fail "$url does not answer"; done
 # The API hands out a registered gateway.
 for _ in $(seq 1 50); do
