@@ -248,8 +248,15 @@ async fn serve<S: Socket>(gw: Gateway, ws: WebSocket<S>, claims: AccessClaims, s
 
     let (queue_tx, queue_rx) = mpsc::channel(gw.config.outbound_queue);
     let closer = Arc::new(watch::channel(None).0);
+    // Receivers first: a close asked for from now on (a drain on another thread) is seen.
+    let writer_closer = closer.subscribe();
+    let mut close_asked = closer.subscribe();
     let peer = Peer::new(conn, user.clone(), queue_tx, closer.clone());
     gw.register(conn, peer.clone());
+    // An upgrade that passed the draining check just before the drain began would otherwise miss it.
+    if gw.draining.load(Ordering::Relaxed) {
+        peer.close(CLOSE_RESTART, "gateway restarting; reconnect");
+    }
 
     let hello = ServerFrame::Hello {
         conn: conn.to_string(),
@@ -258,7 +265,7 @@ async fn serve<S: Socket>(gw: Gateway, ws: WebSocket<S>, claims: AccessClaims, s
     };
     peer.push(Outbound::Frame(encode(&hello)));
 
-    let writer = tokio::spawn(write_loop(write, queue_rx, closer.subscribe(), gw.config.ping_interval));
+    let writer = tokio::spawn(write_loop(write, queue_rx, writer_closer, gw.config.ping_interval));
     let mut session = Session {
         gw: gw.clone(),
         peer: peer.clone(),
@@ -269,12 +276,11 @@ async fn serve<S: Socket>(gw: Gateway, ws: WebSocket<S>, claims: AccessClaims, s
         bad_frames: 0,
     };
     let mut writer = writer;
-    let mut close_asked = closer.subscribe();
     let writer_done = tokio::select! {
         reason = session.read_loop(&mut read) => {
-            if let Some(reason) = reason {
-                peer.close(reason.code, &reason.reason);
-            }
+            // The reader is done either way; a read error needs the writer ended too.
+            let reason = reason.unwrap_or(CloseReason { code: CLOSE_NORMAL, reason: String::new() });
+            peer.close(reason.code, &reason.reason);
             false
         }
         _ = close_asked.changed() => false,
@@ -500,7 +506,8 @@ impl Session {
             ClientFrame::Join { room, since } => Box::pin(self.join(room, since)).await,
             ClientFrame::Leave { room } => {
                 if self.rooms.remove(&room).is_some() {
-                    self.gw.hub.leave(&room, self.peer.conn);
+                    // Wait until the room has dropped this member: nothing of the room may follow `left`.
+                    let _ = self.gw.hub.leave(&room, self.peer.conn).await;
                     self.peer.push(Outbound::Forget(room.clone()));
                     self.push(&ServerFrame::Left { room });
                 } else {
@@ -545,29 +552,38 @@ impl Session {
                 );
             }
         }
+        // Recorded before the await: if this connection ends mid-join, `leave_all` still takes it out of the room.
+        self.rooms.insert(room.clone(), ());
         let Some(joined) = self.gw.hub.join(&room, self.peer.clone()).await else {
+            self.rooms.remove(&room);
+            let _ = self.gw.hub.leave(&room, self.peer.conn).await;
             return self.error("unavailable", "cannot join the room right now; retry".into(), None);
         };
-        self.rooms.insert(room.clone(), ());
         ::metrics::counter!(metrics::JOINS).increment(1);
         let (recovered, replay) = match since {
             None => (true, Vec::new()),
             Some(since) => self.gw.replay(&room, since, joined.last_seq).await,
         };
-        self.push(&ServerFrame::Joined {
+        let joined_frame = ServerFrame::Joined {
             room: room.clone(),
             seq: joined.last_seq,
             recovered,
             members: joined.members,
-        });
+        };
+        // A replay may be longer than the outbound queue: wait for room in it rather than count the client slow
+        // (live frames meanwhile are held by the room, bounded).
+        self.peer.send(Outbound::Frame(encode(&joined_frame))).await;
         ::metrics::counter!(metrics::REPLAYED).increment(replay.len() as u64);
         for (seq, frame) in replay {
-            self.peer.push(Outbound::Message {
+            let out = Outbound::Message {
                 room: room.clone(),
                 seq,
                 frame,
                 received: Instant::now(),
-            });
+            };
+            if !self.peer.send(out).await {
+                break;
+            }
         }
         self.gw.hub.release(&room, self.peer.conn);
     }
@@ -660,7 +676,8 @@ impl Session {
 
     fn leave_all(&mut self) {
         for (room, ()) in self.rooms.drain() {
-            self.gw.hub.leave(&room, self.peer.conn);
+            // No need to wait: this connection will receive nothing more.
+            drop(self.gw.hub.leave(&room, self.peer.conn));
         }
     }
 }
@@ -683,8 +700,14 @@ pub async fn replay(
     until: u64,
     cap: usize,
 ) -> (bool, Vec<(u64, Bytes)>) {
+    // The room task may not have seen the newest message yet (a sender's ack can arrive before the republish):
+    // ahead of the room is only unrecoverable when ahead of the stream too.
+    let mut until = until;
     if since > until {
-        return (false, Vec::new());
+        match stream.direct_get_last_for_subject(subject::room_messages(room)).await {
+            Ok(last) if since <= last.sequence => until = last.sequence,
+            _ => return (false, Vec::new()),
+        }
     }
     if since == until {
         return (true, Vec::new());

@@ -47,8 +47,8 @@ enum RoomCmd {
     Join { peer: Peer, reply: oneshot::Sender<Joined> },
     /// The member's `joined` frame and replay are queued: send it the held frames and then live ones.
     Release { conn: ConnId },
-    /// Remove a member.
-    Leave { conn: ConnId },
+    /// Remove a member; the reply says it is done.
+    Leave { conn: ConnId, done: oneshot::Sender<()> },
     /// A gateway stopped heartbeating: its users are gone.
     GatewayGone { gateway: String },
 }
@@ -114,17 +114,23 @@ impl Hub {
         }
     }
 
-    /// Removes a member; the room's task and subscriptions end with its last local member.
-    pub fn leave(&self, room: &RoomId, conn: ConnId) {
+    /// Removes a member; the room's task and subscriptions end with its last local member. The returned future
+    /// completes once the room task has dropped the member (so nothing of the room reaches it after).
+    pub fn leave(&self, room: &RoomId, conn: ConnId) -> impl std::future::Future<Output = ()> + use<> {
+        let (done, removed) = oneshot::channel();
         let mut rooms = self.rooms();
         if let Some(handle) = rooms.get_mut(room) {
-            let _ = handle.tx.send(RoomCmd::Leave { conn });
+            let _ = handle.tx.send(RoomCmd::Leave { conn, done });
             handle.members = handle.members.saturating_sub(1);
             if handle.members == 0 {
                 // Dropping the sender ends the task once it has handled the leave.
                 rooms.remove(room);
                 ::metrics::gauge!(metrics::ROOMS_SUBSCRIBED).decrement(1.0);
             }
+        }
+        drop(rooms);
+        async move {
+            let _ = removed.await;
         }
     }
 
@@ -169,6 +175,9 @@ struct RoomTask {
     hub: Arc<HubInner>,
     /// The last sequence delivered to members (0: none yet).
     last_seq: u64,
+    /// Whether `last_seq` is known to be the room's true position (read from the stream at start); until it is,
+    /// gaps cannot be told.
+    baseline_known: bool,
     members: HashMap<ConnId, Member>,
     /// Local users online in the room, with how many local connections each has.
     local: HashMap<String, (UserRef, usize)>,
@@ -184,6 +193,7 @@ impl RoomTask {
             room,
             hub,
             last_seq: 0,
+            baseline_known: false,
             members: HashMap::new(),
             local: HashMap::new(),
             remote: HashMap::new(),
@@ -211,14 +221,17 @@ impl RoomTask {
             }
         };
         // Subscribed first, then read the room's last sequence: anything stored after it arrives live.
-        self.last_seq = self.last_stored_seq().await;
+        if let Some(last) = self.last_stored_seq().await {
+            self.last_seq = last;
+            self.baseline_known = true;
+        }
         self.sync_presence().await;
 
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
-                    Some(cmd) => self.handle(cmd),
+                    Some(cmd) => self.handle(cmd).await,
                     None => break,
                 },
                 Some(msg) = live.next() => self.on_live(msg).await,
@@ -231,21 +244,21 @@ impl RoomTask {
         self.publish_presence(Vec::new(), left).await;
     }
 
-    async fn last_stored_seq(&self) -> u64 {
-        match self
-            .hub
-            .stream
-            .direct_get_last_for_subject(subject::room_messages(&self.room))
-            .await
-        {
-            Ok(msg) => msg.sequence,
-            Err(err) => {
-                if !matches!(err.kind(), jetstream::stream::DirectGetErrorKind::NotFound) {
-                    tracing::warn!(room = %self.room, error = %err, "cannot read the room's last sequence");
+    /// The room's last stored sequence (0 for a room with none), retried briefly; `None` if the stream cannot be
+    /// read, in which case gaps go undetected until the room task restarts.
+    async fn last_stored_seq(&self) -> Option<u64> {
+        let subject = subject::room_messages(&self.room);
+        for attempt in 0..3u32 {
+            match self.hub.stream.direct_get_last_for_subject(&subject).await {
+                Ok(msg) => return Some(msg.sequence),
+                Err(err) if matches!(err.kind(), jetstream::stream::DirectGetErrorKind::NotFound) => return Some(0),
+                Err(err) => {
+                    tracing::warn!(room = %self.room, error = %err, attempt, "cannot read the room's last sequence");
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
                 }
-                0
             }
         }
+        None
     }
 
     /// Asks every gateway for its users in this room and waits briefly for the answers.
@@ -279,7 +292,7 @@ impl RoomTask {
         }
     }
 
-    fn handle(&mut self, cmd: RoomCmd) {
+    async fn handle(&mut self, cmd: RoomCmd) {
         match cmd {
             RoomCmd::Join { peer, reply } => {
                 let user = peer.user.clone();
@@ -295,7 +308,7 @@ impl RoomTask {
                 entry.1 += 1;
                 if entry.1 == 1 {
                     self.user_appeared(&user);
-                    self.spawn_presence(vec![user], Vec::new());
+                    self.publish_presence(vec![user], Vec::new()).await;
                 }
                 let _ = reply.send(Joined {
                     last_seq: self.last_seq,
@@ -313,8 +326,10 @@ impl RoomTask {
                     }
                 }
             }
-            RoomCmd::Leave { conn } => {
-                let Some(member) = self.members.remove(&conn) else {
+            RoomCmd::Leave { conn, done } => {
+                let removed = self.members.remove(&conn);
+                let _ = done.send(());
+                let Some(member) = removed else {
                     return;
                 };
                 let user = member.peer.user;
@@ -323,7 +338,7 @@ impl RoomTask {
                     if entry.1 == 0 {
                         self.local.remove(&user.id);
                         self.user_disappeared(&user);
-                        self.spawn_presence(Vec::new(), vec![user]);
+                        self.publish_presence(Vec::new(), vec![user]).await;
                     }
                 }
             }
@@ -391,21 +406,8 @@ impl RoomTask {
         }
     }
 
-    fn spawn_presence(&self, joined: Vec<UserRef>, left: Vec<UserRef>) {
-        let event = PresenceEvent {
-            gateway: self.hub.gateway.clone(),
-            joined,
-            left,
-        };
-        let nats = self.hub.nats.clone();
-        let subject = subject::room_presence(&self.room);
-        tokio::spawn(async move {
-            if let Ok(payload) = serde_json::to_vec(&event) {
-                let _ = nats.publish(subject, payload.into()).await;
-            }
-        });
-    }
-
+    /// Publishes a presence event from the room task itself, so events leave in the order they happened (NATS
+    /// only queues it; this does not wait on the network).
     async fn publish_presence(&self, joined: Vec<UserRef>, left: Vec<UserRef>) {
         if joined.is_empty() && left.is_empty() {
             return;
@@ -436,10 +438,10 @@ impl RoomTask {
         if seq <= self.last_seq {
             return; // Already delivered (a gap fill got there first).
         }
-        if prev > self.last_seq && self.last_seq > 0 {
+        if prev > self.last_seq && self.baseline_known {
             self.fill_gap(seq).await;
         }
-        let prev = if self.last_seq > 0 {
+        let prev = if self.baseline_known || self.last_seq > 0 {
             self.last_seq.max(prev)
         } else {
             prev

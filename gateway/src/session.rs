@@ -107,6 +107,12 @@ impl Peer {
         }
     }
 
+    /// Queues a frame, waiting for room in the queue. For the connection's own reader only (a replay longer than
+    /// the queue), never for fan-out, which must not wait on one client. Returns whether it was queued.
+    pub async fn send(&self, out: Outbound) -> bool {
+        self.queue.send(out).await.is_ok()
+    }
+
     /// Closes the connection as a slow consumer.
     pub fn slow(&self) {
         if self.close(CLOSE_SLOW_CONSUMER, "too slow: outbound queue full") {

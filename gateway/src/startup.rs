@@ -165,6 +165,9 @@ async fn serve_http(listener: TcpListener, app: Router, mut stop: tokio::sync::w
         });
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
+                // A socket that never finishes its request headers is dropped, not kept forever.
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
                 .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
                 .with_upgrades();
             if let Err(err) = conn.await {

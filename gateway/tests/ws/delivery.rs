@@ -232,3 +232,32 @@ async fn messages_sent_through_a_gateway_are_readable_from_the_history_api() {
         "every acknowledged message, with its acked sequence, in order"
     );
 }
+
+#[tokio::test]
+async fn a_replay_longer_than_the_outbound_queue_arrives_whole() {
+    let stack = Stack::start().await;
+    let gw = stack
+        .gateway(&["--outbound-queue", "16", "--sends-per-second", "100000"])
+        .await;
+    let (alice_token, _) = stack.user("lena").await;
+    let (bob_token, _) = stack.user("mark").await;
+    let room = stack.room(&alice_token, false).await;
+    let mut alice = Client::connect(&gw, &alice_token).await;
+    alice.join(&room, None).await;
+    let first = alice.say(&room, "start", "seen").await;
+    let mut missed = Vec::new();
+    for i in 0..200 {
+        missed.push(alice.say(&room, &format!("long{i}"), "missed").await);
+    }
+    let mut bob = Client::connect(&gw, &bob_token).await;
+    let joined = bob.join(&room, Some(first)).await;
+    assert_eq!(joined["recovered"], true, "{joined}");
+    for seq in &missed {
+        assert_eq!(bob.recv_type("message").await["seq"].as_u64(), Some(*seq));
+    }
+    // And a rejoin at a position the sender was acked for is never "ahead of the room".
+    let last = alice.say(&room, "fresh", "just acked").await;
+    let mut carol = Client::connect(&gw, &bob_token).await;
+    let joined = carol.join(&room, Some(last)).await;
+    assert_eq!(joined["recovered"], true, "{joined}");
+}
