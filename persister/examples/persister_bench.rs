@@ -1,0 +1,159 @@
+//! Persister benchmark: the rows per second a persister sustains from a backlog, and the time from publishing a
+//! message to its row being readable.
+//!
+//! Driven by `scripts/bench-persister.sh` against a stack with no persister running:
+//! publishes `--messages` chat messages over `--rooms` rooms into the stream, then starts one persister in this
+//! process and times the backlog into PostgreSQL; then, with the persister idle, publishes messages one at a time
+//! and times each until its row is there.
+
+// A benchmark's output is its figures on stdout.
+#![allow(clippy::print_stdout)]
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::json;
+use sqlx::PgPool;
+
+struct Args {
+    nats_url: String,
+    database_url: String,
+    messages: u64,
+    rooms: u64,
+    batch: String,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        nats_url: String::new(),
+        database_url: String::new(),
+        messages: 1_000_000,
+        rooms: 100,
+        batch: "1000".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--nats-url" => args.nats_url = value,
+            "--database-url" => args.database_url = value,
+            "--messages" => args.messages = value.parse().expect("a count"),
+            "--rooms" => args.rooms = value.parse().expect("a count"),
+            "--batch" => args.batch = value,
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    args
+}
+
+fn payload(i: u64) -> bytes::Bytes {
+    json!({"id": format!("b{i}"), "user": {"id": "u-bench", "name": "bench"},
+           "body": "a chat message of ordinary length, about sixty bytes long", "ts": "2026-11-23T12:00:00.000Z"})
+    .to_string()
+    .into()
+}
+
+async fn rows(db: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(db)
+        .await
+        .expect("count")
+}
+
+#[tokio::main]
+async fn main() {
+    let args = args();
+    let nats = async_nats::connect(&args.nats_url).await.expect("nats");
+    let js = async_nats::jetstream::new(nats);
+    natter_stream::ensure(&js, Duration::from_secs(7 * 86_400))
+        .await
+        .expect("stream");
+    let db = PgPool::connect(&args.database_url).await.expect("db");
+
+    // The backlog.
+    let started = Instant::now();
+    let mut in_flight = std::collections::VecDeque::new();
+    for i in 0..args.messages {
+        let subject = format!("chat.v1.room.bench{}.msg", i % args.rooms);
+        in_flight.push_back(js.publish(subject, payload(i)).await.expect("publish"));
+        if in_flight.len() >= 4096 {
+            in_flight.pop_front().expect("non-empty").await.expect("stored");
+        }
+    }
+    for ack in in_flight {
+        ack.await.expect("stored");
+    }
+    let publish_secs = started.elapsed().as_secs_f64();
+    println!(
+        "backlog messages={} publish_secs={publish_secs:.1} publish_per_sec={:.0}",
+        args.messages,
+        args.messages as f64 / publish_secs
+    );
+
+    // One persister drains it.
+    let before = rows(&db).await;
+    let config = natter_persister::config::Config::try_parse_from([
+        "natter-persister",
+        "--listen",
+        "127.0.0.1:0",
+        "--nats-url",
+        &args.nats_url,
+        "--database-url",
+        &args.database_url,
+        "--consumer",
+        "bench",
+        "--batch-size",
+        &args.batch,
+    ])
+    .expect("config");
+    let app = natter_persister::startup::Application::build(config)
+        .await
+        .expect("persister");
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let started = Instant::now();
+    let target = before + i64::try_from(args.messages).expect("count fits");
+    while rows(&db).await < target {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let drain_secs = started.elapsed().as_secs_f64();
+    println!(
+        "drain rows={} secs={drain_secs:.1} rows_per_sec={:.0} batch={}",
+        args.messages,
+        args.messages as f64 / drain_secs,
+        args.batch
+    );
+
+    // Send to row, one message at a time, with the persister idle.
+    let mut samples = Vec::new();
+    for i in 0..200u64 {
+        let id = format!("e2e{i}");
+        let body = json!({"id": id, "user": {"id": "u-bench", "name": "bench"}, "body": "timed", "ts": "2026-11-23T12:00:00.000Z"});
+        let sent = Instant::now();
+        js.publish("chat.v1.room.latency.msg", body.to_string().into())
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+        loop {
+            let found: Option<i64> = sqlx::query_scalar("SELECT seq FROM messages WHERE client_id = $1")
+                .bind(&id)
+                .fetch_optional(&db)
+                .await
+                .expect("query");
+            if found.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        samples.push(sent.elapsed().as_secs_f64() * 1000.0);
+    }
+    samples.sort_by(f64::total_cmp);
+    let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "send_to_row_ms p50={:.1} p99={:.1} max={:.1} (n={})",
+        pct(0.5),
+        pct(0.99),
+        pct(1.0),
+        samples.len()
+    );
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Measures the persister on this machine: rows per second from a backlog of MESSAGES messages, and the time from
+# publishing a message to its row. Brings up NATS and PostgreSQL with './natter up --release --gateways 0
+# --persisters 0' on free ports, runs persister/examples/persister_bench.rs, stops the stack, and prints a Markdown
+# block for docs/benchmarks.md.
+#
+#   MESSAGES=1000000 BATCH=1000 scripts/bench-persister.sh
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MESSAGES="${MESSAGES:-1000000}" BATCH="${BATCH:-1000}"
+tmp="$(mktemp -d /tmp/natter-bench.XXXXXX)"
+chmod 755 "$tmp"
+group=""
+cleanup() {
+  if [ -n "$group" ]; then
+    kill -INT -- "-$group" 2>/dev/null || true
+    for _ in $(seq 1 100); do pgrep -g "$group" >/dev/null || break; sleep 0.2; done
+    pkill -KILL -g "$group" 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() { local p; while :; do p=$((20000 + RANDOM % 30000)); busy "$p" || { echo "$p"; return; }; done; }
+
+export RUST_LOG=warn
+cargo build --release -q -p natter-persister --example persister_bench
+set -m
+"$ROOT/natter" up --json --release --gateways 0 --persisters 0 --api-port "$(free_port)" \
+  --nats-port "$(free_port)" --pg-port "$(free_port)" --data-dir "$tmp/data" >"$tmp/up" 2>"$tmp/up.err" &
+group=$!
+set +m
+for _ in $(seq 1 900); do [ -s "$tmp/up" ] && break; sleep 0.2; done
+[ -s "$tmp/up" ] || { cat "$tmp/up.err" >&2; echo "the stack did not come up" >&2; exit 1; }
+nats_url="$(jq -r .nats_url "$tmp/up")"
+database_url="$(jq -r .database_url "$tmp/up")"
+
+cmd=(target/release/examples/persister_bench --nats-url "$nats_url" --database-url "$database_url"
+     --messages "$MESSAGES" --batch "$BATCH")
+"${cmd[@]}" | tee "$tmp/result"
+
+cat <<MD
+
+### Persister, $(date -u +%Y-%m-%d)
+
+Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB,
+$(. /etc/os-release && echo "$PRETTY_NAME"), $(rustc --version), PostgreSQL $(psql --version | awk '{print $3}'),
+$(/usr/sbin/nats-server --version 2>/dev/null || nats-server --version). Command: \`MESSAGES=$MESSAGES BATCH=$BATCH scripts/bench-persister.sh\`
+(release build; NATS, PostgreSQL (default settings, fsync on) and the persister share the machine).
+
+\`\`\`
+$(cat "$tmp/result")
+\`\`\`
+MD
