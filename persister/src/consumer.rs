@@ -55,12 +55,39 @@ pub fn decode(seq: u64, subject: &str, payload: &[u8]) -> Result<Row, DeadLetter
     })
 }
 
-/// Consumes until `stop` turns true; the batch in hand is finished (written and acked) first.
-pub async fn run(consumer: PullConsumer, db: PgPool, batching: Batching, mut stop: watch::Receiver<bool>) {
+/// Batches fetched ahead of the one being written: fetching and decoding the next batch overlaps the write of
+/// the current one. Each is still acked only after its own commit.
+const FETCH_AHEAD: usize = 2;
+
+/// Consumes until `stop` turns true; batches in hand are finished (written and acked) first.
+pub async fn run(consumer: PullConsumer, db: PgPool, batching: Batching, stop: watch::Receiver<bool>) {
+    let (batches, mut to_write) = tokio::sync::mpsc::channel::<Vec<jetstream::Message>>(FETCH_AHEAD);
+    let writer = tokio::spawn(async move {
+        while let Some(messages) = to_write.recv().await {
+            handle_batch(&db, &messages, batching).await;
+        }
+    });
+    fetch_loop(consumer, batching, stop, batches).await;
+    // The sender is gone: the writer finishes what was fetched and ends.
+    let _ = writer.await;
+}
+
+async fn fetch_loop(
+    consumer: PullConsumer,
+    batching: Batching,
+    mut stop: watch::Receiver<bool>,
+    batches: tokio::sync::mpsc::Sender<Vec<jetstream::Message>>,
+) {
     let mut backoff = Duration::from_millis(100);
+    let mut reported = Instant::now();
     loop {
         if *stop.borrow() {
             return;
+        }
+        // The lag, once a second (asking JetStream is a round trip).
+        if reported.elapsed() >= Duration::from_secs(1) {
+            report_pending(&consumer).await;
+            reported = Instant::now();
         }
         let fetched = consumer
             .batch()
@@ -89,10 +116,11 @@ pub async fn run(consumer: PullConsumer, db: PgPool, batching: Batching, mut sto
         }
         backoff = Duration::from_millis(100);
         if messages.is_empty() {
-            report_pending(&consumer).await;
             continue;
         }
-        handle_batch(&db, &messages, batching).await;
+        if batches.send(messages).await.is_err() {
+            return;
+        }
     }
 }
 
