@@ -12,18 +12,13 @@ MESSAGES="${MESSAGES:-1000000}" BATCH="${BATCH:-1000}"
 tmp="$(mktemp -d /tmp/natter-bench.XXXXXX)"
 chmod 755 "$tmp"
 group=""
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 cleanup() {
-  if [ -n "$group" ]; then
-    kill -INT -- "-$group" 2>/dev/null || true
-    for _ in $(seq 1 100); do pgrep -g "$group" >/dev/null || break; sleep 0.2; done
-    pkill -KILL -g "$group" 2>/dev/null || true
-  fi
+  stop_group "$group"
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-
-busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() { local p; while :; do p=$((20000 + RANDOM % 30000)); busy "$p" || { echo "$p"; return; }; done; }
 
 export RUST_LOG=warn
 cargo build --release -q -p natter-persister --example persister_bench

@@ -20,14 +20,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    busy "$p" || { echo "$p"; return; }
-  done
-}
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 api_port="$(free_port)"; nats_port="$(free_port)"; pg_port="$(free_port)"; gateway_port="$(free_port)"
 persister_port="$(free_port)"
 while busy $((gateway_port + 1)); do gateway_port="$(free_port)"; done

@@ -1,33 +1,8 @@
-//! The auth-api binary: read the configuration, then run [`natter_auth_api::startup::Application`].
+//! The natter-auth-api binary: everything is in [`natter_auth_api::startup::Application`].
 
 use std::process::ExitCode;
 
-use natter_auth_api::config::Config;
-use natter_auth_api::startup::Application;
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config: Config = match natter_service::config("natter-auth-api") {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    natter_service::init_logging("info,sqlx=warn");
-    let app = match Application::build(config).await {
-        Ok(app) => app,
-        Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "failed to start");
-            return ExitCode::FAILURE;
-        }
-    };
-    tracing::info!(addr = %app.local_addr(), "natter-auth-api listening");
-    match app.run_until_stopped(natter_service::shutdown_signal()).await {
-        Ok(()) => {
-            tracing::info!("stopped");
-            ExitCode::SUCCESS
-        }
-        Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "stopped with an error");
-            ExitCode::FAILURE
-        }
-    }
+    natter_service::main::<natter_auth_api::startup::Application>().await
 }

@@ -165,3 +165,21 @@ impl Application {
         Ok(())
     }
 }
+
+impl natter_service::Service for Application {
+    type Config = Config;
+    const NAME: &'static str = "natter-auth-api";
+    const LOG_FILTER: &'static str = "info,sqlx=warn";
+
+    async fn build(config: Config) -> anyhow::Result<Self> {
+        Application::build(config).await
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        Application::local_addr(self)
+    }
+
+    async fn run(self, shutdown: natter_service::Shutdown) -> anyhow::Result<()> {
+        self.run_until_stopped(shutdown).await
+    }
+}

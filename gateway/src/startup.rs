@@ -145,17 +145,19 @@ async fn drain(gw: &Gateway, url: &str) {
 async fn serve_http(listener: TcpListener, app: Router, mut stop: tokio::sync::watch::Receiver<bool>) {
     use tower::ServiceExt;
     loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Out of file descriptors, say: back off instead of spinning.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stop.wait_for(|stopped| *stopped) => return,
+        let accepted = tokio::select! {
+            accepted = listener.accept() => Some(accepted),
+            _ = stop.wait_for(|stopped| *stopped) => None,
+        };
+        let Some(accepted) = accepted else { return };
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors, say: back off instead of spinning.
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
         let app = app.clone();
@@ -211,4 +213,22 @@ async fn metrics() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::metrics::handle().render(),
     )
+}
+
+impl natter_service::Service for Application {
+    type Config = Config;
+    const NAME: &'static str = "natter-gateway";
+    const LOG_FILTER: &'static str = "info";
+
+    async fn build(config: Config) -> anyhow::Result<Self> {
+        Application::build(config).await
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        Application::local_addr(self)
+    }
+
+    async fn run(self, shutdown: natter_service::Shutdown) -> anyhow::Result<()> {
+        self.run_until_stopped(shutdown).await
+    }
 }

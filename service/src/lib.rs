@@ -1,6 +1,9 @@
 //! What every Natter service process does the same way: read its configuration (exit 64 on a bad setting),
 //! log to stderr, wait for Ctrl-C or SIGTERM, and serve Prometheus metrics from one process-wide recorder.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::OnceLock;
 
@@ -47,6 +50,54 @@ pub fn config<C: Parser + Validate>(program: &str) -> Result<C, ExitCode> {
         return Err(ExitCode::from(EX_USAGE));
     }
     Ok(config)
+}
+
+/// A future that completes when the service should stop.
+pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// A Natter service process: built from its configuration, then run until told to stop.
+pub trait Service: Sized {
+    /// Its configuration.
+    type Config: Parser + Validate;
+    /// The program name, for messages.
+    const NAME: &'static str;
+    /// The log filter when `RUST_LOG` is not set.
+    const LOG_FILTER: &'static str;
+
+    /// Connects, migrates, binds: everything before serving.
+    fn build(config: Self::Config) -> impl Future<Output = anyhow::Result<Self>> + Send;
+    /// The address it serves on.
+    fn local_addr(&self) -> SocketAddr;
+    /// Serves until `shutdown` completes, then stops gracefully.
+    fn run(self, shutdown: Shutdown) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// The whole `main` of a service: configuration (exit 64 when bad), logging, build, run until Ctrl-C or
+/// SIGTERM; exit 0 on a clean stop, 1 on a failure.
+pub async fn main<S: Service>() -> ExitCode {
+    let config = match config::<S::Config>(S::NAME) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    init_logging(S::LOG_FILTER);
+    let service = match S::build(config).await {
+        Ok(service) => service,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "failed to start");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(addr = %service.local_addr(), "{} started", S::NAME);
+    match service.run(Box::pin(shutdown_signal())).await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "stopped with an error");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `default_filter`).

@@ -1,0 +1,22 @@
+# Shell helpers shared by the benchmark scripts and tests/natter-up.sh. Source it; it defines functions only.
+
+# Whether something listens on 127.0.0.1:PORT.
+busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# A port nothing listens on right now (20000-49999).
+free_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 30000))
+    busy "$p" || { echo "$p"; return; }
+  done
+}
+
+# Stops the process group GROUP as Ctrl-C would, waits up to 20 s for it to empty, then kills what is left.
+stop_group() {
+  local group="$1"
+  [ -n "$group" ] || return 0
+  kill -INT -- "-$group" 2>/dev/null || true
+  for _ in $(seq 1 100); do pgrep -g "$group" >/dev/null || break; sleep 0.2; done
+  pkill -KILL -g "$group" 2>/dev/null || true
+}
