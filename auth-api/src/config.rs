@@ -84,15 +84,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
 }
 
-/// A setting that parsed but makes no sense.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(String);
-
-impl Config {
-    /// Checks the settings together. Called before anything is bound or connected.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let fail = |msg: String| Err(ConfigError(msg));
+impl natter_service::Validate for Config {
+    fn validate(&self) -> Result<(), String> {
+        let fail = |msg: String| Err(msg);
         if !self.database_url.starts_with("postgres://") && !self.database_url.starts_with("postgresql://") {
             return fail("--database-url / DATABASE_URL must start with postgres:// or postgresql://".into());
         }
@@ -149,14 +143,10 @@ fn redact(text: &str) -> String {
     }
 }
 
-impl natter_service::Validate for Config {
-    fn check(&self) -> Result<(), String> {
-        self.validate().map_err(|e| e.to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use natter_service::Validate;
+
     use super::*;
 
     fn config(args: &[&str]) -> Config {

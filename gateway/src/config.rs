@@ -122,15 +122,9 @@ pub struct Config {
     pub heartbeat_interval: Duration,
 }
 
-/// A setting that parsed but makes no sense.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(String);
-
-impl Config {
-    /// Checks the settings together. Called before anything is bound or connected.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let fail = |msg: &str| Err(ConfigError(msg.to_owned()));
+impl natter_service::Validate for Config {
+    fn validate(&self) -> Result<(), String> {
+        let fail = |msg: &str| Err(msg.to_owned());
         if !self.nats_url.starts_with("nats://") && !self.nats_url.starts_with("tls://") {
             return fail("--nats-url / NATS_URL must start with nats:// or tls://");
         }
@@ -167,7 +161,9 @@ impl Config {
         }
         Ok(())
     }
+}
 
+impl Config {
     /// This gateway's id: configured, or a fresh random one.
     pub fn gateway_id(&self) -> String {
         self.id
@@ -176,14 +172,10 @@ impl Config {
     }
 }
 
-impl natter_service::Validate for Config {
-    fn check(&self) -> Result<(), String> {
-        self.validate().map_err(|e| e.to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use natter_service::Validate;
+
     use super::*;
 
     fn config(args: &[&str]) -> Config {

@@ -52,9 +52,8 @@ pub struct Config {
     pub stream_max_age: Duration,
 }
 
-impl Config {
-    /// Checks the settings together.
-    pub fn validate(&self) -> Result<(), String> {
+impl natter_service::Validate for Config {
+    fn validate(&self) -> Result<(), String> {
         if !self.nats_url.starts_with("nats://") && !self.nats_url.starts_with("tls://") {
             return Err("--nats-url / NATS_URL must start with nats:// or tls://".into());
         }
@@ -79,14 +78,10 @@ impl Config {
     }
 }
 
-impl natter_service::Validate for Config {
-    fn check(&self) -> Result<(), String> {
-        self.validate()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use natter_service::Validate;
+
     use super::*;
 
     fn config(args: &[&str]) -> Config {

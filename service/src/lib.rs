@@ -21,8 +21,9 @@ pub const LATENCY_BUCKETS: [f64; 15] = [
 
 /// A configuration that can check itself once parsed.
 pub trait Validate {
-    /// One line saying what is wrong, if anything.
-    fn check(&self) -> Result<(), String>;
+    /// Checks the settings together, before anything is bound or connected: one line saying what is wrong, if
+    /// anything.
+    fn validate(&self) -> Result<(), String>;
 }
 
 /// Parses flags and environment into `C` and validates it. On `--help`/`--version` or a bad setting, returns
@@ -45,7 +46,7 @@ pub fn config<C: Parser + Validate>(program: &str) -> Result<C, ExitCode> {
             return Err(ExitCode::from(EX_USAGE));
         }
     };
-    if let Err(problem) = config.check() {
+    if let Err(problem) = config.validate() {
         eprintln!("{program}: invalid configuration: {problem}");
         return Err(ExitCode::from(EX_USAGE));
     }

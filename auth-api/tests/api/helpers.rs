@@ -2,6 +2,7 @@
 
 use natter_auth_api::config::Config;
 use natter_auth_api::startup::Application;
+use natter_service::Validate;
 use natter_test_support::TestDb;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
