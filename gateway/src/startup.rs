@@ -211,7 +211,7 @@ async fn readyz(State(gw): State<Gateway>) -> impl IntoResponse {
 async fn metrics() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::handle().render(),
+        natter_service::render_metrics(),
     )
 }
 

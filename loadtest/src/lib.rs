@@ -1,6 +1,18 @@
-//! Natter's load-test harness. Built so far: the delivery accounting (loss, duplicates and reordering per room and
-//! receiver) and the latency recording whose histograms merge exactly across worker processes. The runner that
-//! drives connections comes next; until then the binary says it is not implemented.
+//! Natter's load-test harness: a coordinator that splits thousands to 100,000 simulated users over worker
+//! processes, each below the machine's open-file limit, and merges their figures exactly into one report.
+//!
+//! Modules, in the order a run touches them: [`run`] (flags, phases, merging), [`setup`] (tokens, rooms and
+//! history through the auth API), [`plan`] (what coordinator and workers say to each other), [`worker`] and
+//! [`client`] (the simulated users), [`accounting`] and [`latency`] (what each receiver got, and when),
+//! [`scrape`] (gateway metrics), [`report`] and [`plot`] (the output).
 
 pub mod accounting;
+pub mod client;
 pub mod latency;
+pub mod plan;
+pub mod plot;
+pub mod report;
+pub mod run;
+pub mod scrape;
+pub mod setup;
+pub mod worker;

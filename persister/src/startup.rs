@@ -136,7 +136,7 @@ async fn readyz(State((db, nats)): State<(PgPool, async_nats::Client)>) -> impl 
 async fn metrics() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        natter_service::metrics_handle().render(),
+        natter_service::render_metrics(),
     )
 }
 

@@ -38,6 +38,6 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
 pub async fn metrics() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::handle().render(),
+        natter_service::render_metrics(),
     )
 }

@@ -1,0 +1,537 @@
+//! One simulated user: it connects from its source address, joins its room, receives (and, as a sender, sends on
+//! schedule), drops and rejoins when told to, reconnects when the gateway closes it, and keeps its own reception
+//! for the accounting.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::{SinkExt, StreamExt};
+use natter_proto::frame::{ClientFrame, ServerFrame};
+use natter_proto::{ClientMsgId, RoomId};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use crate::accounting::Reception;
+use crate::latency::Latencies;
+use crate::plan::{Schedule, UserPlan};
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// Room → seqs acknowledged to senders, sorted.
+pub type Acked = HashMap<String, Vec<u64>>;
+
+/// Microseconds since the Unix epoch: the clock message bodies carry, shared by processes on one host.
+pub fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// The figures every client of a worker adds to. The worker runs on one thread, so the lock is never contended.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections open now.
+    pub open: u64,
+    /// Clients that connected and joined at least once.
+    pub connected: u64,
+    /// Clients whose first attempt is over, connected or not.
+    pub settled: u64,
+    /// Senders that finished: all sent and acked, or the ack timeout passed.
+    pub senders_finished: u64,
+    /// Receivers holding every expected message.
+    pub satisfied: u64,
+    /// Connection attempts failed, by cause.
+    pub connect_failures: std::collections::BTreeMap<String, u64>,
+    /// TCP connect to hello.
+    pub connect_latency: Latencies,
+    /// Due time to arrival, whole run.
+    pub latency: Latencies,
+    /// Due time to arrival, since the last progress line.
+    pub interval_latency: Latencies,
+    /// Due time to ack.
+    pub ack_latency: Latencies,
+    /// Counters since the last progress line: connected, failed, sent, delivered, errors.
+    pub interval: [u64; 5],
+    /// Messages sent (first attempts).
+    pub sent: u64,
+    /// Acks received.
+    pub acked: u64,
+    /// Messages never acked.
+    pub unacked: u64,
+    /// Arrivals at receivers.
+    pub delivered: u64,
+    /// Rejoins answered with `recovered: false`.
+    pub unrecovered: u64,
+    /// Reconnections.
+    pub reconnects: u64,
+    /// Error frames by code.
+    pub error_codes: std::collections::BTreeMap<String, u64>,
+    /// Closes by code.
+    pub close_codes: std::collections::BTreeMap<String, u64>,
+    /// Seqs acked to this worker's senders, by room.
+    pub acked_seqs: HashMap<String, Vec<u64>>,
+}
+
+impl Stats {
+    fn connect_failed(&mut self, cause: &str) {
+        *self.connect_failures.entry(cause.to_owned()).or_default() += 1;
+        self.interval[1] += 1;
+    }
+
+    fn closed(&mut self, code: &str) {
+        *self.close_codes.entry(code.to_owned()).or_default() += 1;
+        self.interval[4] += 1;
+    }
+}
+
+/// What the clients of one worker share.
+pub struct Shared {
+    /// The worker's figures.
+    pub stats: Mutex<Stats>,
+    /// Gateway URLs and their resolved addresses.
+    pub gateways: Vec<(String, SocketAddr)>,
+    /// Source addresses, taken in turn; empty to let the system choose.
+    pub source_addrs: Vec<IpAddr>,
+    /// Timing.
+    pub schedule: Schedule,
+    /// Caps connection attempts in flight.
+    pub connecting: Semaphore,
+    /// The send phase's start as (wall clock in µs, the same moment on this process's monotonic clock); `None`
+    /// until the coordinator says go.
+    pub go: watch::Receiver<Option<(u64, Instant)>>,
+    /// Every room's acknowledged seqs, sorted; `None` until the coordinator sends them.
+    pub expect: watch::Receiver<Option<Arc<Acked>>>,
+    /// Set when the run is over: clients close and hand back their reception.
+    pub stop: watch::Receiver<bool>,
+    /// Ticked whenever a client settles, finishes sending or is satisfied, so the worker re-checks its counts.
+    pub changed: tokio::sync::Notify,
+}
+
+impl Shared {
+    /// The figures, locked. A client that panicked while holding the lock leaves them usable.
+    pub fn stats(&self) -> MutexGuard<'_, Stats> {
+        self.stats.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A client's end of the run.
+pub struct Outcome {
+    /// Its room.
+    pub room: String,
+    /// What it received, if it ever joined.
+    pub reception: Option<Reception>,
+}
+
+/// Why a connection ended.
+enum Ended {
+    /// The run is over.
+    Stopped,
+    /// The plan's drop time came: stay away, then rejoin.
+    Dropped,
+    /// The gateway closed it or the socket failed.
+    Lost,
+}
+
+/// A connection attempt: TCP from `source` to the gateway, the upgrade, and the hello frame.
+async fn connect(shared: &Shared, gateway: usize, source: Option<IpAddr>, token: &str) -> Result<Ws, String> {
+    let (url, addr) = &shared.gateways[gateway];
+    let attempt = async {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(io_cause)?;
+        if let Some(source) = source.filter(|s| s.is_ipv4() == addr.is_ipv4()) {
+            socket.bind(SocketAddr::new(source, 0)).map_err(io_cause)?;
+        }
+        let stream = socket.connect(*addr).await.map_err(io_cause)?;
+        stream.set_nodelay(true).map_err(io_cause)?;
+        // Small buffers: the harness holds tens of thousands of these, like the gateway does.
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0)
+            .max_message_size(Some(1 << 20));
+        let (mut ws, _) =
+            tokio_tungstenite::client_async_with_config(format!("{url}?token={token}"), stream, Some(config))
+                .await
+                .map_err(|err| match err {
+                    WsError::Http(response) => format!("http_{}", response.status().as_u16()),
+                    WsError::Io(err) => io_cause(err),
+                    _ => "handshake".to_owned(),
+                })?;
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) if matches!(serde_json::from_str(&text), Ok(ServerFrame::Hello { .. })) => {
+                Ok(ws)
+            }
+            Some(Ok(Message::Close(frame))) => Err(format!("closed_{}", frame.map_or(1005, |f| u16::from(f.code)))),
+            _ => Err("no_hello".to_owned()),
+        }
+    };
+    let timeout = Duration::from_millis(shared.schedule.connect_timeout_ms);
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .unwrap_or_else(|_| Err("timeout".to_owned()))
+}
+
+/// A short cause for a socket error, for the failure table.
+fn io_cause(err: std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match err.kind() {
+        ErrorKind::ConnectionRefused => "refused".into(),
+        ErrorKind::ConnectionReset => "reset".into(),
+        ErrorKind::AddrNotAvailable | ErrorKind::AddrInUse => "no_source_port".into(),
+        ErrorKind::TimedOut => "timeout".into(),
+        _ if err.raw_os_error() == Some(24) => "too_many_open_files".into(),
+        _ => format!("io_{:?}", err.kind()).to_lowercase(),
+    }
+}
+
+/// Sends one frame as JSON text.
+async fn send_frame(ws: &mut Ws, frame: &ClientFrame) -> Result<(), WsError> {
+    // Client frames are plain data; serializing them cannot fail.
+    let text = serde_json::to_string(frame).unwrap_or_default();
+    ws.send(Message::text(text)).await
+}
+
+/// Joins `room` and waits for `joined` (up to the connect timeout), skipping anything else. Returns the room's seq
+/// and `recovered`.
+async fn join(shared: &Shared, ws: &mut Ws, room: &RoomId, since: Option<u64>) -> Result<(u64, bool), String> {
+    let timeout = Duration::from_millis(shared.schedule.connect_timeout_ms);
+    tokio::time::timeout(timeout, join_now(ws, room, since))
+        .await
+        .unwrap_or_else(|_| Err("join_timeout".to_owned()))
+}
+
+async fn join_now(ws: &mut Ws, room: &RoomId, since: Option<u64>) -> Result<(u64, bool), String> {
+    send_frame(
+        ws,
+        &ClientFrame::Join {
+            room: room.clone(),
+            since,
+        },
+    )
+    .await
+    .map_err(|_| "join_send".to_owned())?;
+    while let Some(frame) = ws.next().await {
+        let Ok(Message::Text(text)) = frame else {
+            return Err("join_closed".to_owned());
+        };
+        match serde_json::from_str::<ServerFrame>(&text) {
+            Ok(ServerFrame::Joined { seq, recovered, .. }) => return Ok((seq, recovered)),
+            Ok(ServerFrame::Error { code, .. }) => return Err(format!("join_{code}")),
+            _ => {}
+        }
+    }
+    Err("join_closed".to_owned())
+}
+
+/// A message this sender sent and has no ack for yet.
+struct Pending {
+    due_micros: u64,
+    body: String,
+}
+
+/// One user's whole run. `index` is its place in the worker's list.
+pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize, user: UserPlan) -> Outcome {
+    let schedule = &shared.schedule;
+    let mut outcome = Outcome {
+        room: user.room.clone(),
+        reception: None,
+    };
+    let Ok(room) = RoomId::parse(&user.room) else {
+        shared.stats().connect_failed("bad_room");
+        return settle(&shared, outcome, user.sender);
+    };
+    let source = (!shared.source_addrs.is_empty()).then(|| shared.source_addrs[index % shared.source_addrs.len()]);
+    let mut gateway = user.gateway % shared.gateways.len();
+
+    // Open evenly over the ramp-up.
+    let offset = Duration::from_millis(schedule.ramp_up_ms).mul_f64(index as f64 / count.max(1) as f64);
+    tokio::time::sleep(offset).await;
+    let first = {
+        let _permit = shared.connecting.acquire().await;
+        let started = Instant::now();
+        match connect(&shared, gateway, source, &user.token).await {
+            Ok(mut ws) => {
+                let latency = started.elapsed();
+                match join(&shared, &mut ws, &room, None).await {
+                    Ok((seq, _)) => {
+                        let mut stats = shared.stats();
+                        stats.connect_latency.record(latency);
+                        stats.connected += 1;
+                        stats.open += 1;
+                        stats.interval[0] += 1;
+                        Ok((ws, seq))
+                    }
+                    Err(cause) => Err(cause),
+                }
+            }
+            Err(cause) => Err(cause),
+        }
+    };
+    let (mut ws, joined_seq) = match first {
+        Ok(first) => first,
+        Err(cause) => {
+            shared.stats().connect_failed(&cause);
+            return settle(&shared, outcome, user.sender);
+        }
+    };
+    shared.stats().settled += 1;
+    shared.changed.notify_one();
+
+    let mut reception = Reception::new();
+    let mut pending: HashMap<String, Pending> = HashMap::new();
+    let mut sent: u64 = 0;
+    let mut sender_finished = !user.sender;
+    let mut satisfied = false;
+    let mut dropped_once = !user.drops;
+    let mut go = shared.go.clone();
+    let mut expect = shared.expect.clone();
+    let mut stop = shared.stop.clone();
+    // Senders spread their first message over one period so a room's senders do not fire together.
+    let period = Duration::from_secs_f64(1.0 / schedule.rate_per_sender.max(0.001));
+    let phase = period.mul_f64((index as f64 * 0.618_033_988_75).fract());
+
+    loop {
+        let start = *go.borrow_and_update();
+        let next_due = match (start, sender_finished) {
+            (Some((_, start)), false) if sent < schedule.messages_per_sender => {
+                let due = start + phase + period.mul_f64(sent as f64);
+                (due < start + Duration::from_millis(schedule.duration_ms)).then_some(due)
+            }
+            _ => None,
+        };
+        let sends_over = start.is_some() && next_due.is_none();
+        let ack_deadline =
+            start.map(|(_, s)| s + Duration::from_millis(schedule.duration_ms + schedule.ack_timeout_ms));
+        let drop_at = match (start, dropped_once) {
+            (Some((_, s)), false) => Some(s + Duration::from_millis(schedule.drop_at_ms)),
+            _ => None,
+        };
+
+        if !sender_finished && sends_over && (pending.is_empty() || ack_deadline.is_some_and(|d| Instant::now() >= d)) {
+            sender_finished = true;
+            let mut stats = shared.stats();
+            stats.unacked += pending.len() as u64;
+            stats.senders_finished += 1;
+            pending.clear();
+            drop(stats);
+            shared.changed.notify_one();
+        }
+        if !satisfied && let Some(expected) = expect.borrow_and_update().as_ref() {
+            let want = expected.get(&user.room).map_or(&[][..], Vec::as_slice);
+            if reception.may_hold(want) {
+                satisfied = true;
+                shared.stats().satisfied += 1;
+                shared.changed.notify_one();
+            }
+        }
+
+        let ended = tokio::select! {
+            biased;
+            () = stopped(&mut stop) => Ended::Stopped,
+            () = sleep_until_opt(drop_at) => { dropped_once = true; Ended::Dropped }
+            () = sleep_until_opt(next_due) => {
+                let Some((start_micros, _)) = start else { continue };
+                let due_micros = start_micros
+                    + u64::try_from((phase + period.mul_f64(sent as f64)).as_micros()).unwrap_or(u64::MAX);
+                let id = format!("w{worker}u{index}m{sent}");
+                let mut body = format!("{due_micros} ");
+                body.extend(std::iter::repeat_n('x', schedule.body_bytes.saturating_sub(body.len())));
+                sent += 1;
+                {
+                    let mut stats = shared.stats();
+                    stats.sent += 1;
+                    stats.interval[2] += 1;
+                }
+                let frame = send_message(&room, &id, &body);
+                pending.insert(id, Pending { due_micros, body });
+                match send_frame(&mut ws, &frame).await {
+                    Ok(()) => continue,
+                    Err(_) => Ended::Lost,
+                }
+            }
+            () = sleep_until_opt(if sends_over && !sender_finished { ack_deadline } else { None }) => continue,
+            changed = go.changed(), if start.is_none() => { if changed.is_err() { Ended::Stopped } else { continue } }
+            changed = expect.changed(), if !satisfied => { if changed.is_err() { Ended::Stopped } else { continue } }
+            frame = ws.next() => match frame {
+                Some(Ok(Message::Text(text))) => {
+                    on_frame(&shared, &text, &mut reception, &mut pending, &user.room);
+                    continue;
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    shared.stats().closed(&frame.map_or(1005, |f| u16::from(f.code)).to_string());
+                    Ended::Lost
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => {
+                    shared.stats().closed("abnormal");
+                    Ended::Lost
+                }
+            },
+        };
+
+        match ended {
+            Ended::Stopped => {
+                let _ = ws
+                    .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                        code: CloseCode::Normal,
+                        reason: "run over".into(),
+                    }))
+                    .await;
+                shared.stats().open -= 1;
+                if !sender_finished {
+                    let mut stats = shared.stats();
+                    stats.unacked += pending.len() as u64;
+                    stats.senders_finished += 1;
+                }
+                outcome.reception = Some(reception);
+                return outcome;
+            }
+            Ended::Dropped | Ended::Lost => {
+                let planned = matches!(ended, Ended::Dropped);
+                // A planned drop is abrupt: no close frame, as when a phone loses its network.
+                drop(ws);
+                shared.stats().open -= 1;
+                let mut backoff = Duration::from_millis(if planned { schedule.drop_for_ms } else { 100 });
+                ws = loop {
+                    tokio::select! {
+                        () = stopped(&mut stop) => {
+                            if !sender_finished {
+                                let mut stats = shared.stats();
+                                stats.unacked += pending.len() as u64;
+                                stats.senders_finished += 1;
+                            }
+                            outcome.reception = Some(reception);
+                            return outcome;
+                        }
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    // Rejoin elsewhere: recovery must work from any gateway.
+                    gateway = (gateway + 1) % shared.gateways.len();
+                    let since = reception.last_seq().max(joined_seq);
+                    let attempt = match connect(&shared, gateway, source, &user.token).await {
+                        Ok(mut ws) => join(&shared, &mut ws, &room, Some(since))
+                            .await
+                            .map(|(_, recovered)| (ws, recovered)),
+                        Err(cause) => Err(cause),
+                    };
+                    match attempt {
+                        Ok((ws, recovered)) => {
+                            let mut stats = shared.stats();
+                            stats.reconnects += 1;
+                            stats.open += 1;
+                            if !recovered {
+                                stats.unrecovered += 1;
+                            }
+                            break ws;
+                        }
+                        Err(cause) => {
+                            shared.stats().connect_failed(&cause);
+                            backoff = (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(2));
+                        }
+                    }
+                };
+                // Unacked sends go again under the same ids: the server stores each once and acks with its seq.
+                for (id, pending) in &pending {
+                    let frame = send_message(&room, id, &pending.body);
+                    if send_frame(&mut ws, &frame).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Marks a client that never joined as settled (and, for a sender, finished).
+fn settle(shared: &Shared, outcome: Outcome, sender: bool) -> Outcome {
+    let mut stats = shared.stats();
+    stats.settled += 1;
+    if sender {
+        stats.senders_finished += 1;
+    }
+    drop(stats);
+    shared.changed.notify_one();
+    outcome
+}
+
+fn send_message(room: &RoomId, id: &str, body: &str) -> ClientFrame {
+    ClientFrame::Send {
+        room: room.clone(),
+        // Ids are made of letters and digits above, well under the length cap.
+        id: ClientMsgId::parse(id).unwrap_or_else(|_| unreachable!("harness message ids are valid")),
+        body: body.to_owned(),
+    }
+}
+
+/// Resolves once the run is over (or the worker is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Accounts for one frame from the gateway.
+fn on_frame(
+    shared: &Shared,
+    text: &str,
+    reception: &mut Reception,
+    pending: &mut HashMap<String, Pending>,
+    room: &str,
+) {
+    let Ok(frame) = serde_json::from_str::<ServerFrame>(text) else {
+        *shared.stats().error_codes.entry("unparsable_frame".into()).or_default() += 1;
+        return;
+    };
+    match frame {
+        ServerFrame::Message {
+            room: from, seq, body, ..
+        } if from.as_str() == room => {
+            reception.received(seq);
+            let now = unix_micros();
+            let mut stats = shared.stats();
+            stats.delivered += 1;
+            stats.interval[3] += 1;
+            if let Some(due) = body.split(' ').next().and_then(|due| due.parse::<u64>().ok()) {
+                let latency = Duration::from_micros(now.saturating_sub(due));
+                stats.latency.record(latency);
+                stats.interval_latency.record(latency);
+            }
+        }
+        ServerFrame::Ack { room: to, id, seq } => {
+            if let Some(sent) = pending.remove(id.as_str()) {
+                let mut stats = shared.stats();
+                stats.acked += 1;
+                stats
+                    .ack_latency
+                    .record(Duration::from_micros(unix_micros().saturating_sub(sent.due_micros)));
+                stats.acked_seqs.entry(to.as_str().to_owned()).or_default().push(seq);
+            }
+        }
+        ServerFrame::Error { code, reference, .. } => {
+            let mut stats = shared.stats();
+            *stats.error_codes.entry(code).or_default() += 1;
+            stats.interval[4] += 1;
+            // A refused send will never be acked.
+            if let Some(id) = reference
+                && pending.remove(&id).is_some()
+            {
+                stats.unacked += 1;
+            }
+        }
+        _ => {}
+    }
+}

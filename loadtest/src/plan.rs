@@ -1,0 +1,181 @@
+//! What the coordinator tells a worker process and what the worker answers: JSON lines over the worker's stdin and
+//! stdout, so a worker could as well run on another host behind `ssh`.
+//!
+//! The conversation, in order:
+//! 1. coordinator → worker: one [`WorkerPlan`] line.
+//! 2. worker → coordinator: [`FromWorker::Progress`] every second throughout, and [`FromWorker::Ready`] once every
+//!    client has connected and joined (or failed to).
+//! 3. coordinator → worker: [`ToWorker::Go`] with the wall-clock start of the send phase, the same for all workers.
+//! 4. worker → coordinator: [`FromWorker::Acked`] once its senders are done: the seqs acknowledged per room.
+//! 5. coordinator → worker: [`ToWorker::Expect`], every room's acknowledged seqs from all workers.
+//! 6. worker → coordinator: [`FromWorker::Done`] with its figures, once its receivers hold every expected message or
+//!    the drain timeout has passed; then it exits.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything one worker process needs to run its share of the clients.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerPlan {
+    /// This worker's index, for logs and message ids.
+    pub worker: usize,
+    /// Gateway WebSocket URLs; a user's `gateway` indexes this list.
+    pub gateways: Vec<String>,
+    /// Source addresses client sockets are bound to, in turn.
+    pub source_addrs: Vec<IpAddr>,
+    /// The clients this worker runs.
+    pub users: Vec<UserPlan>,
+    /// When and how fast things happen.
+    pub schedule: Schedule,
+}
+
+/// One simulated user: one connection, one room.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserPlan {
+    /// The user's name (for logs).
+    pub name: String,
+    /// An access token for the user.
+    pub token: String,
+    /// The room it joins.
+    pub room: String,
+    /// Whether it sends messages (every user receives).
+    pub sender: bool,
+    /// Index into [`WorkerPlan::gateways`] of the gateway it connects to first.
+    pub gateway: usize,
+    /// Whether it drops its connection in the middle of the send phase and rejoins with its last seq.
+    pub drops: bool,
+}
+
+/// The timing of a run, shared by all workers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Schedule {
+    /// Connections are opened evenly over this many milliseconds (0: as fast as `connect_concurrency` allows).
+    pub ramp_up_ms: u64,
+    /// Connection attempts in flight at once per worker.
+    pub connect_concurrency: usize,
+    /// A connection attempt (TCP, upgrade, hello) that takes longer fails as `timeout`.
+    pub connect_timeout_ms: u64,
+    /// Length of the send phase.
+    pub duration_ms: u64,
+    /// Messages per second per sender.
+    pub rate_per_sender: f64,
+    /// Most messages one sender sends.
+    pub messages_per_sender: u64,
+    /// Body size in bytes.
+    pub body_bytes: usize,
+    /// How long after the send phase a sender waits for its last acks.
+    pub ack_timeout_ms: u64,
+    /// How long receivers may take to get every acknowledged message once the acks are in.
+    pub drain_timeout_ms: u64,
+    /// When droppers drop, from the start of the send phase.
+    pub drop_at_ms: u64,
+    /// How long droppers stay away before rejoining.
+    pub drop_for_ms: u64,
+}
+
+/// A line from the coordinator to a worker (after the plan).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum ToWorker {
+    /// Start the send phase at this wall-clock time (Unix milliseconds).
+    Go {
+        /// Start of the send phase.
+        start_unix_ms: u64,
+    },
+    /// Every room's acknowledged seqs, from all workers: what each receiver must end up holding.
+    Expect {
+        /// Room → acknowledged seqs.
+        acked: HashMap<String, Vec<u64>>,
+    },
+}
+
+/// A line from a worker to the coordinator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum FromWorker {
+    /// Figures of the last second.
+    Progress(Progress),
+    /// Every client has connected and joined, or failed to.
+    Ready {
+        /// Clients connected and joined.
+        connected: u64,
+        /// Clients that could not connect.
+        failed: u64,
+    },
+    /// The senders are done: seqs acknowledged to them, by room.
+    Acked {
+        /// Room → acknowledged seqs.
+        acked: HashMap<String, Vec<u64>>,
+    },
+    /// The worker's final figures.
+    Done(Box<WorkerResult>),
+    /// The worker cannot go on.
+    Failed {
+        /// Why.
+        message: String,
+    },
+}
+
+/// What a worker saw in one second.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Progress {
+    /// Connections open now.
+    pub open: u64,
+    /// Connections opened in the interval.
+    pub connected: u64,
+    /// Connection attempts failed in the interval.
+    pub connect_failed: u64,
+    /// Messages sent in the interval.
+    pub sent: u64,
+    /// Messages delivered to receivers in the interval.
+    pub delivered: u64,
+    /// Errors (error frames, unexpected closes) in the interval.
+    pub errors: u64,
+    /// End-to-end latencies of the interval: a serialized histogram, base64.
+    pub latency: String,
+}
+
+/// A worker's figures for the whole run. Counts add up across workers; histograms merge.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WorkerResult {
+    /// Clients planned.
+    pub clients: u64,
+    /// Clients that connected and joined at least once.
+    pub connected: u64,
+    /// Connection attempts that failed, by cause.
+    pub connect_failures: BTreeMap<String, u64>,
+    /// Time from starting the TCP connect to the hello frame (serialized histogram, base64).
+    pub connect_latency: String,
+    /// Time from a message being due to its arrival at each receiver (serialized histogram, base64).
+    pub latency: String,
+    /// Time from a message being due to its ack (serialized histogram, base64).
+    pub ack_latency: String,
+    /// Messages sent (first attempts).
+    pub sent: u64,
+    /// Messages acknowledged.
+    pub acked: u64,
+    /// Messages never acknowledged.
+    pub unacked: u64,
+    /// Messages delivered to receivers, counting duplicates.
+    pub delivered: u64,
+    /// Expected deliveries: each receiver times the acknowledged messages of its room.
+    pub expected: u64,
+    /// Expected messages that never arrived.
+    pub lost: u64,
+    /// Messages that arrived more than once at one receiver.
+    pub duplicates: u64,
+    /// Messages that arrived with a lower seq than one already received.
+    pub reordered: u64,
+    /// Rejoins the gateway could not recover (`recovered: false`).
+    pub unrecovered: u64,
+    /// Reconnections after a drop or a close.
+    pub reconnects: u64,
+    /// Error frames by code.
+    pub error_codes: BTreeMap<String, u64>,
+    /// Closes by WebSocket close code (`abnormal` when the connection just ended).
+    pub close_codes: BTreeMap<String, u64>,
+    /// Rooms with any fault: room → (lost, duplicates, reordered), at most 20.
+    pub faulty_rooms: BTreeMap<String, [u64; 3]>,
+}

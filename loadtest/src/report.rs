@@ -1,0 +1,332 @@
+//! The run's report: every figure and the settings that produced it, as JSON and as a summary table, and the SLO
+//! checks that decide the exit code.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::latency::Latencies;
+use crate::plot::IntervalPoint;
+use crate::scrape::Sample;
+use crate::setup::HistoryCheck;
+
+/// Latency quantiles in milliseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Quantiles {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p999_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+}
+
+impl Quantiles {
+    /// The quantiles of a distribution.
+    pub fn of(latencies: &Latencies) -> Self {
+        let ms = |q: f64| latencies.quantile(q).as_secs_f64() * 1000.0;
+        if latencies.count() == 0 {
+            return Self::default();
+        }
+        Self {
+            count: latencies.count(),
+            p50_ms: ms(0.5),
+            p90_ms: ms(0.9),
+            p99_ms: ms(0.99),
+            p999_ms: ms(0.999),
+            max_ms: ms(1.0),
+        }
+    }
+}
+
+/// The connect phase.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Connects {
+    /// Clients planned.
+    pub clients: u64,
+    /// Clients that connected and joined.
+    pub connected: u64,
+    /// Failed attempts by cause (first attempts and reconnects).
+    pub failures: BTreeMap<String, u64>,
+    /// Seconds from the first attempt to the last client settling.
+    pub phase_secs: f64,
+    /// Connections per second over the phase.
+    pub per_sec: f64,
+    /// TCP connect to hello frame.
+    pub latency: Quantiles,
+}
+
+/// Messages and their delivery.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Messages {
+    /// Sent (first attempts).
+    pub sent: u64,
+    /// Acknowledged.
+    pub acked: u64,
+    /// Never acknowledged.
+    pub unacked: u64,
+    /// Arrivals at receivers, duplicates included.
+    pub delivered: u64,
+    /// Arrivals that should have happened: receivers × acknowledged messages of their room.
+    pub expected: u64,
+    /// Mean deliveries per second over the send phase.
+    pub deliveries_per_sec: f64,
+    /// Busiest second's deliveries.
+    pub peak_deliveries_per_sec: f64,
+    /// Due time to arrival, every receiver.
+    pub latency: Quantiles,
+    /// Due time to ack, every sender.
+    pub ack_latency: Quantiles,
+}
+
+/// Delivery faults.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FaultCounts {
+    /// Expected arrivals that never happened.
+    pub lost: u64,
+    /// Arrivals of a message already received.
+    pub duplicates: u64,
+    /// Arrivals out of seq order.
+    pub reordered: u64,
+    /// Rejoins answered `recovered: false`.
+    pub unrecovered: u64,
+    /// Some rooms with faults: room → [lost, duplicates, reordered].
+    pub rooms: BTreeMap<String, [u64; 3]>,
+}
+
+/// What the gateways' metrics said.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GatewayFigures {
+    /// Every scrape: before connecting, once connected, during the run (soak) and at the end.
+    pub samples: Vec<Sample>,
+    /// Gateway resident memory added per connection, between the scrape before connecting and the one once
+    /// connected (all gateways summed).
+    pub memory_per_connection_bytes: Option<f64>,
+    /// Gateway resident memory once connected, all gateways summed.
+    pub memory_connected_bytes: Option<f64>,
+    /// Gateway resident memory at the end, all gateways summed (a soak compares it with the one above).
+    pub memory_end_bytes: Option<f64>,
+}
+
+/// One SLO bound and how the run did against it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SloCheck {
+    /// The flag that set it.
+    pub flag: String,
+    /// The bound.
+    pub bound: f64,
+    /// The run's figure.
+    pub actual: f64,
+    /// Whether the run met it.
+    pub passed: bool,
+}
+
+/// One second of the run, all workers merged.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Second {
+    /// Seconds from the first connection attempt to the end of this second.
+    pub t_secs: f64,
+    /// Median end-to-end latency of the second (ms).
+    pub p50_ms: f64,
+    /// 99th percentile (ms).
+    pub p99_ms: f64,
+    /// 99.9th percentile (ms).
+    pub p999_ms: f64,
+    /// Largest (ms).
+    pub max_ms: f64,
+    /// Open connections at the end of the second.
+    pub open: u64,
+    /// Connections opened.
+    pub connected: u64,
+    /// Connection attempts failed.
+    pub connect_failed: u64,
+    /// Messages sent.
+    pub sent: u64,
+    /// Messages delivered (the latency samples of the second).
+    pub delivered: u64,
+    /// Errors.
+    pub errors: u64,
+}
+
+impl Second {
+    /// The second as a point of the latency-over-time plot.
+    pub fn point(&self) -> IntervalPoint {
+        IntervalPoint {
+            t_secs: self.t_secs,
+            p50_ms: self.p50_ms,
+            p99_ms: self.p99_ms,
+            p999_ms: self.p999_ms,
+            max_ms: self.max_ms,
+            count: self.delivered,
+        }
+    }
+}
+
+/// Everything a run found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The harness version.
+    pub version: String,
+    /// The command line.
+    pub command: String,
+    /// When the run started (Unix seconds).
+    pub started_unix: u64,
+    /// The machine the coordinator ran on.
+    pub machine: BTreeMap<String, String>,
+    /// The run's settings, after defaults.
+    pub settings: serde_json::Value,
+    /// Worker processes.
+    pub workers: usize,
+    /// Gateway URLs.
+    pub gateways: Vec<String>,
+    /// Connections.
+    pub connect: Connects,
+    /// Messages.
+    pub messages: Messages,
+    /// Faults.
+    pub faults: FaultCounts,
+    /// Reconnections after drops and closes.
+    pub reconnects: u64,
+    /// Error frames by code.
+    pub error_codes: BTreeMap<String, u64>,
+    /// Closes by code.
+    pub close_codes: BTreeMap<String, u64>,
+    /// `--verify-history`'s findings.
+    pub history: Option<HistoryCheck>,
+    /// Gateway-side figures.
+    pub gateway_metrics: GatewayFigures,
+    /// Per second, from the first connection to the end.
+    pub timeline: Vec<Second>,
+    /// SLO checks.
+    pub slo: Vec<SloCheck>,
+    /// Whether every SLO check passed.
+    pub passed: bool,
+}
+
+impl Report {
+    /// The summary table printed at the end of a run.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let c = &self.connect;
+        let m = &self.messages;
+        let f = &self.faults;
+        let row = |out: &mut String, name: &str, value: String| {
+            let _ = writeln!(out, "  {name:<22} {value}");
+        };
+        let _ = writeln!(
+            out,
+            "natter-loadtest: {} workers, {} gateways",
+            self.workers,
+            self.gateways.len()
+        );
+        row(
+            &mut out,
+            "connected",
+            format!(
+                "{} of {} ({:.0}/s over {:.1}s)",
+                c.connected, c.clients, c.per_sec, c.phase_secs
+            ),
+        );
+        row(&mut out, "connect latency", fmt_q(&c.latency));
+        if !c.failures.is_empty() {
+            row(&mut out, "connect failures", fmt_map(&c.failures));
+        }
+        row(
+            &mut out,
+            "messages",
+            format!("{} sent, {} acked, {} unacked", m.sent, m.acked, m.unacked),
+        );
+        row(
+            &mut out,
+            "deliveries",
+            format!(
+                "{} of {} expected ({:.0}/s mean, {:.0}/s peak)",
+                m.delivered, m.expected, m.deliveries_per_sec, m.peak_deliveries_per_sec
+            ),
+        );
+        row(&mut out, "end-to-end latency", fmt_q(&m.latency));
+        row(&mut out, "ack latency", fmt_q(&m.ack_latency));
+        row(
+            &mut out,
+            "faults",
+            format!(
+                "lost {}, duplicates {}, reordered {}, unrecovered {}",
+                f.lost, f.duplicates, f.reordered, f.unrecovered
+            ),
+        );
+        row(&mut out, "reconnects", self.reconnects.to_string());
+        if !self.error_codes.is_empty() {
+            row(&mut out, "error frames", fmt_map(&self.error_codes));
+        }
+        if !self.close_codes.is_empty() {
+            row(&mut out, "closes", fmt_map(&self.close_codes));
+        }
+        if let Some(h) = &self.history {
+            row(
+                &mut out,
+                "history",
+                format!(
+                    "{} checked, {} missing, {} duplicated",
+                    h.checked, h.missing, h.duplicated
+                ),
+            );
+        }
+        let g = &self.gateway_metrics;
+        if let Some(per) = g.memory_per_connection_bytes {
+            row(
+                &mut out,
+                "gateway memory",
+                format!("{:.1} KiB per connection", per / 1024.0),
+            );
+        }
+        if let (Some(a), Some(b)) = (g.memory_connected_bytes, g.memory_end_bytes) {
+            row(
+                &mut out,
+                "gateway RSS",
+                format!(
+                    "{:.0} MiB connected, {:.0} MiB at the end",
+                    a / 1048576.0,
+                    b / 1048576.0
+                ),
+            );
+        }
+        for check in &self.slo {
+            row(
+                &mut out,
+                &format!("SLO {}", check.flag),
+                format!(
+                    "{} (bound {}, actual {:.3})",
+                    if check.passed { "met" } else { "MISSED" },
+                    check.bound,
+                    check.actual
+                ),
+            );
+        }
+        let _ = writeln!(out, "{}", if self.passed { "PASS" } else { "FAIL" });
+        out
+    }
+}
+
+fn fmt_q(q: &Quantiles) -> String {
+    if q.count == 0 {
+        return "no samples".into();
+    }
+    format!(
+        "p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms ({} samples)",
+        q.p50_ms, q.p99_ms, q.p999_ms, q.max_ms, q.count
+    )
+}
+
+fn fmt_map(map: &BTreeMap<String, u64>) -> String {
+    map.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,237 @@
+//! What the harness asks of the auth API: tokens for many users (its load-test mode), rooms to talk in, a gateway
+//! when none is given, and after the run, the history that `--verify-history` checks.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use serde_json::json;
+
+/// Users one bulk request asks for (the API's cap).
+const BULK: usize = 1000;
+/// History page size (the API's cap).
+const PAGE: usize = 200;
+
+/// A user the harness acts as.
+#[derive(Debug, Clone, Deserialize)]
+pub struct User {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// An access token.
+    pub access_token: String,
+}
+
+#[derive(Deserialize)]
+struct BulkResponse {
+    users: Vec<User>,
+    expires_in: u64,
+}
+
+#[derive(Deserialize)]
+struct RoomResponse {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct GatewayResponse {
+    url: String,
+}
+
+#[derive(Deserialize)]
+struct HistoryPage {
+    messages: Vec<HistoryMessage>,
+    has_more: bool,
+}
+
+#[derive(Deserialize)]
+struct HistoryMessage {
+    seq: u64,
+    id: String,
+    user: HistoryUser,
+}
+
+#[derive(Deserialize)]
+struct HistoryUser {
+    id: String,
+}
+
+/// A client of the auth API.
+pub struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// The error body of the API, for messages.
+async fn failure(response: reqwest::Response, what: &str) -> anyhow::Error {
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    anyhow::anyhow!("{what}: HTTP {status}: {}", body.chars().take(300).collect::<String>())
+}
+
+impl Api {
+    /// A client of the API at `base` (`http://host:port`).
+    pub fn new(base: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .context("cannot build an HTTP client")?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+        })
+    }
+
+    /// Mints `count` guest users named `{prefix}-{i}` through the load-test mode, returning them and their tokens'
+    /// lifetime in seconds.
+    pub async fn bulk_guests(&self, key: &str, prefix: &str, count: usize) -> anyhow::Result<(Vec<User>, u64)> {
+        let mut users = Vec::with_capacity(count);
+        let mut expires_in = u64::MAX;
+        let chunks: Vec<_> = (0..count).step_by(BULK).collect();
+        // Two requests in flight keep the API busy without queueing behind each other.
+        for pair in chunks.chunks(2) {
+            let requests = pair.iter().map(|first| {
+                let n = BULK.min(count - first);
+                let prefix = format!("{prefix}{}", first / BULK);
+                self.http
+                    .post(format!("{}/api/load-test/guests", self.base))
+                    .bearer_auth(key)
+                    .json(&json!({"prefix": prefix, "count": n}))
+                    .send()
+            });
+            for response in futures::future::join_all(requests).await {
+                let response = response.context("cannot reach the auth API for tokens")?;
+                if !response.status().is_success() {
+                    return Err(failure(
+                        response,
+                        "the auth API refused bulk guest tokens (is its load-test mode on, \
+                        with the same NATTER_LOAD_TEST_KEY?)",
+                    )
+                    .await);
+                }
+                let body: BulkResponse = response.json().await.context("bulk guest answer is not valid")?;
+                expires_in = expires_in.min(body.expires_in);
+                users.extend(body.users);
+            }
+        }
+        Ok((users, expires_in))
+    }
+
+    /// Creates `count` public rooms as `token`'s user, named `{prefix}-{i}`, returning their ids.
+    pub async fn create_rooms(&self, token: &str, prefix: &str, count: usize) -> anyhow::Result<Vec<String>> {
+        let mut ids = Vec::with_capacity(count);
+        for batch in (0..count).collect::<Vec<_>>().chunks(16) {
+            let requests = batch.iter().map(|i| {
+                self.http
+                    .post(format!("{}/api/rooms", self.base))
+                    .bearer_auth(token)
+                    .json(&json!({"name": format!("{prefix}-{i}")}))
+                    .send()
+            });
+            for response in futures::future::join_all(requests).await {
+                let response = response.context("cannot reach the auth API to create rooms")?;
+                if !response.status().is_success() {
+                    return Err(failure(response, "the auth API refused to create a room").await);
+                }
+                ids.push(
+                    response
+                        .json::<RoomResponse>()
+                        .await
+                        .context("room answer is not valid")?
+                        .id,
+                );
+            }
+        }
+        Ok(ids)
+    }
+
+    /// A gateway URL assigned by the API (direct ingress).
+    pub async fn assigned_gateway(&self) -> anyhow::Result<String> {
+        let response = self
+            .http
+            .get(format!("{}/api/gateway", self.base))
+            .send()
+            .await
+            .context("cannot reach the auth API for a gateway")?;
+        if !response.status().is_success() {
+            return Err(failure(response, "the auth API has no gateway to assign").await);
+        }
+        Ok(response
+            .json::<GatewayResponse>()
+            .await
+            .context("gateway answer is not valid")?
+            .url)
+    }
+
+    /// Checks that every acknowledged seq of every room is in the history exactly once, waiting up to `wait` for
+    /// the persister to catch up. Returns (missing, duplicated) counts: a duplicate is a (user, client id) stored
+    /// under two seqs.
+    pub async fn verify_history(
+        &self,
+        token: &str,
+        acked: &HashMap<String, Vec<u64>>,
+        wait: Duration,
+    ) -> anyhow::Result<HistoryCheck> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let mut check = HistoryCheck::default();
+            for (room, seqs) in acked {
+                let stored = self.room_history(token, room).await?;
+                let mut ids = HashSet::new();
+                let mut stored_seqs = HashSet::new();
+                for message in &stored {
+                    stored_seqs.insert(message.seq);
+                    if !ids.insert((message.user.id.as_str(), message.id.as_str())) {
+                        check.duplicated += 1;
+                    }
+                }
+                check.checked += seqs.len() as u64;
+                check.missing += seqs.iter().filter(|seq| !stored_seqs.contains(seq)).count() as u64;
+            }
+            if check.missing == 0 || Instant::now() >= deadline {
+                return Ok(check);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn room_history(&self, token: &str, room: &str) -> anyhow::Result<Vec<HistoryMessage>> {
+        let mut messages = Vec::new();
+        let mut after = 0;
+        loop {
+            let response = self
+                .http
+                .get(format!(
+                    "{}/api/rooms/{room}/messages?after={after}&limit={PAGE}",
+                    self.base
+                ))
+                .bearer_auth(token)
+                .send()
+                .await
+                .context("cannot reach the auth API for history")?;
+            if !response.status().is_success() {
+                bail!(failure(response, "the history API refused").await);
+            }
+            let page: HistoryPage = response.json().await.context("history answer is not valid")?;
+            after = page.messages.last().map_or(after, |m| m.seq);
+            let more = page.has_more && !page.messages.is_empty();
+            messages.extend(page.messages);
+            if !more {
+                return Ok(messages);
+            }
+        }
+    }
+}
+
+/// What `--verify-history` found.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct HistoryCheck {
+    /// Acknowledged messages looked for.
+    pub checked: u64,
+    /// Acknowledged messages not in the history.
+    pub missing: u64,
+    /// Messages stored more than once.
+    pub duplicated: u64,
+}

@@ -1,0 +1,251 @@
+//! The accounting catches each fault when a server injects it: a stand-in gateway (and the two auth API routes the
+//! harness needs) that drops, repeats or reorders one message for one receiver.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::{run_harness, said};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    None,
+    /// The third message never reaches the first receiver.
+    Drop,
+    /// The third message reaches the first receiver twice.
+    Repeat,
+    /// The first receiver gets the fourth message before the third.
+    Reorder,
+}
+
+#[derive(Default)]
+struct Room {
+    last_seq: u64,
+    count: u64,
+    members: Vec<mpsc::UnboundedSender<String>>,
+    held: Option<String>,
+}
+
+struct Server {
+    fault: Fault,
+    seq: AtomicU64,
+    ids: AtomicU64,
+    rooms: Mutex<HashMap<String, Room>>,
+}
+
+async fn guests(State(_): State<Arc<Server>>, body: axum::Json<Value>) -> impl IntoResponse {
+    let prefix = body["prefix"].as_str().unwrap_or("u").to_owned();
+    let count = body["count"].as_u64().unwrap_or(0);
+    let users: Vec<Value> = (0..count)
+        .map(|i| json!({"id": format!("{prefix}-{i}"), "name": format!("{prefix}-{i}"), "access_token": format!("{prefix}-{i}")}))
+        .collect();
+    (
+        axum::http::StatusCode::CREATED,
+        axum::Json(json!({"users": users, "expires_in": 900})),
+    )
+}
+
+async fn create_room(State(server): State<Arc<Server>>) -> impl IntoResponse {
+    let id = format!("room-{}", server.ids.fetch_add(1, Ordering::SeqCst));
+    (axum::http::StatusCode::CREATED, axum::Json(json!({"id": id})))
+}
+
+async fn ws(
+    State(server): State<Arc<Server>>,
+    Query(query): Query<HashMap<String, String>>,
+    upgrade: WebSocketUpgrade,
+) -> impl IntoResponse {
+    let user = query.get("token").cloned().unwrap_or_default();
+    upgrade.on_upgrade(move |socket| serve(server, socket, user))
+}
+
+async fn serve(server: Arc<Server>, socket: WebSocket, user: String) {
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let writer = tokio::spawn(async move {
+        while let Some(text) = rx.recv().await {
+            if sink.send(Message::Text(text.into())).await.is_err() {
+                return;
+            }
+        }
+    });
+    let _ = tx.send(
+        json!({"type": "hello", "conn": user, "gateway": "faulty", "user": {"id": user, "name": user}}).to_string(),
+    );
+    while let Some(Ok(Message::Text(text))) = stream.next().await {
+        let Ok(frame) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        let room_id = frame["room"].as_str().unwrap_or_default().to_owned();
+        let mut rooms = server.rooms.lock().expect("rooms lock");
+        let room = rooms.entry(room_id.clone()).or_default();
+        match frame["type"].as_str() {
+            Some("join") => {
+                room.members.push(tx.clone());
+                let joined =
+                    json!({"type": "joined", "room": room_id, "seq": room.last_seq, "recovered": true, "members": []});
+                let _ = tx.send(joined.to_string());
+            }
+            Some("send") => {
+                let seq = server.seq.fetch_add(1, Ordering::SeqCst) + 1;
+                let prev = std::mem::replace(&mut room.last_seq, seq);
+                room.count += 1;
+                let id = frame["id"].as_str().unwrap_or_default();
+                let message = json!({"type": "message", "room": room_id, "seq": seq, "prev": prev, "id": id,
+                    "user": {"id": user, "name": user}, "body": frame["body"], "ts": "2026-01-01T00:00:00Z"})
+                .to_string();
+                let _ = tx.send(json!({"type": "ack", "room": room_id, "id": id, "seq": seq}).to_string());
+                let count = room.count;
+                let held = if count == 4 { room.held.take() } else { None };
+                for (i, member) in room.members.iter().enumerate() {
+                    let victim = i == 0;
+                    match (server.fault, count, victim) {
+                        (Fault::Drop, 3, true) => {}
+                        (Fault::Repeat, 3, true) => {
+                            let _ = member.send(message.clone());
+                            let _ = member.send(message.clone());
+                        }
+                        (Fault::Reorder, 3, true) => room.held = Some(message.clone()),
+                        (Fault::Reorder, 4, true) => {
+                            let _ = member.send(message.clone());
+                            if let Some(held) = &held {
+                                let _ = member.send(held.clone());
+                            }
+                        }
+                        _ => {
+                            let _ = member.send(message.clone());
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    writer.abort();
+}
+
+/// Starts the stand-in server; returns its base HTTP URL.
+async fn start(fault: Fault) -> String {
+    let server = Arc::new(Server {
+        fault,
+        seq: AtomicU64::new(0),
+        ids: AtomicU64::new(1),
+        rooms: Mutex::default(),
+    });
+    let app = Router::new()
+        .route("/api/load-test/guests", post(guests))
+        .route("/api/rooms", post(create_room))
+        .route("/ws", get(ws))
+        .with_state(server);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("127.0.0.1:{}", addr.port())
+}
+
+/// One room of six users (one sender, ten messages) over two workers, against a server injecting `fault`.
+async fn run_against(fault: Fault) -> (std::process::Output, Value) {
+    let addr = start(fault).await;
+    let args: Vec<String> = [
+        "--api",
+        &format!("http://{addr}"),
+        "--load-test-key",
+        "stand-in-server-key",
+        "--gateway",
+        &format!("ws://{addr}/ws"),
+        "--users",
+        "6",
+        "--rooms",
+        "1",
+        "--senders",
+        "1",
+        "--rate",
+        "50",
+        "--messages",
+        "10",
+        "--duration",
+        "2s",
+        "--ramp-up",
+        "0",
+        "--workers",
+        "2",
+        "--drain-timeout",
+        "2s",
+        "--max-loss",
+        "0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    run_harness(&args).await
+}
+
+fn faults(report: &Value) -> (u64, u64, u64) {
+    let f = &report["faults"];
+    (
+        f["lost"].as_u64().expect("lost"),
+        f["duplicates"].as_u64().expect("duplicates"),
+        f["reordered"].as_u64().expect("reordered"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_faithful_server_gives_a_clean_report_and_exit_zero() {
+    let (output, report) = run_against(Fault::None).await;
+    assert!(output.status.success(), "{}", said(&output));
+    assert_eq!(faults(&report), (0, 0, 0), "{}", said(&output));
+    assert_eq!(report["connect"]["connected"], 6);
+    assert_eq!(report["messages"]["acked"], 10);
+    // Six receivers (the sender too) each expected and got the ten messages.
+    assert_eq!(report["messages"]["expected"], 60);
+    assert_eq!(report["messages"]["delivered"], 60);
+    assert_eq!(
+        report["messages"]["latency"]["count"], 60,
+        "one latency sample per delivery, merged across workers"
+    );
+    assert_eq!(report["workers"], 2);
+    assert_eq!(report["passed"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_message_is_counted_lost_and_fails_the_slo() {
+    let (output, report) = run_against(Fault::Drop).await;
+    assert_eq!(faults(&report), (1, 0, 0), "{}", said(&output));
+    assert_eq!(report["messages"]["delivered"], 59);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "--max-loss 0 was missed: {}",
+        said(&output)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("SLO --max-loss"),
+        "{}",
+        said(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_message_is_counted_duplicate() {
+    let (output, report) = run_against(Fault::Repeat).await;
+    assert_eq!(faults(&report), (0, 1, 0), "{}", said(&output));
+    assert_eq!(report["messages"]["delivered"], 61);
+    assert_eq!(output.status.code(), Some(1), "{}", said(&output));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapped_messages_are_counted_reordered() {
+    let (output, report) = run_against(Fault::Reorder).await;
+    assert_eq!(faults(&report), (0, 0, 1), "{}", said(&output));
+    assert_eq!(report["messages"]["delivered"], 60);
+    assert_eq!(output.status.code(), Some(1), "{}", said(&output));
+}

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# The standard fleet benchmark: brings up a local fleet with ./natter up's machinery (release build, several
+# gateway processes, the auth API in its load-test mode, one persister) on free ports, runs the load-test harness
+# against it, and writes the JSON reports and plots under benchmarks/ and a section of figures into
+# docs/benchmarks.md with the machine, the versions and the command lines.
+#
+#   ./natter bench [--users N] [--gateways N] [--workers N] [--room-size N] [--duration 60s] [--rate R]
+#                  [--reconnect-users N] [--label NAME] [--no-docs]
+#
+# Suite: (1) fanout with every user connecting at once (the connect storm), one sender per room, zero loss
+# required, history verified; (2) reconnect: a quarter of the clients drop mid-run and rejoin from their last seq,
+# and one gateway process is drained (SIGTERM) half-way through the send phase.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
+
+users=20000 gateways=4 workers="" room_size=100 duration=60s rate=1 reconnect_users=5000 label="" docs=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --users) users="${2:?}"; shift ;;
+    --gateways) gateways="${2:?}"; shift ;;
+    --workers) workers="${2:?}"; shift ;;
+    --room-size) room_size="${2:?}"; shift ;;
+    --duration) duration="${2:?}"; shift ;;
+    --rate) rate="${2:?}"; shift ;;
+    --reconnect-users) reconnect_users="${2:?}"; shift ;;
+    --label) label="${2:?}"; shift ;;
+    --no-docs) docs=0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench: unknown flag $1" >&2; exit 64 ;;
+  esac
+  shift
+done
+for n in "$users" "$gateways" "$room_size" "$reconnect_users"; do
+  [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] || { echo "bench: counts must be positive integers" >&2; exit 64; }
+done
+# One gateway process holds under 20,000 open files: keep each at most 18,000 connections.
+if [ $((users / gateways)) -ge 18000 ]; then
+  echo "bench: $users users over $gateways gateways is over 18,000 per gateway; add --gateways" >&2; exit 64
+fi
+workers="${workers:-$(((users + 14999) / 15000))}"
+rooms=$(((users + room_size - 1) / room_size))
+label="${label:-$users}"
+
+tmp="$(mktemp -d /tmp/natter-bench-fleet.XXXXXX)"
+chmod 755 "$tmp"
+group=""
+extra_pid=""
+cleanup() {
+  [ -n "$extra_pid" ] && kill -TERM "$extra_pid" 2>/dev/null || true
+  stop_group "$group"
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+api_port="$(free_port)"
+gw_port=$((30000 + RANDOM % 20000))
+for ((i = 0; i < gateways; i++)); do busy $((gw_port + i)) && { echo "bench: port $((gw_port + i)) is busy; retry" >&2; exit 1; }; done
+
+# The auth API's load-test mode hands the harness its tokens; gateways may hold 19,000 sockets each.
+NATTER_LOAD_TEST_KEY="bench-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export NATTER_LOAD_TEST_KEY NATTER_MAX_CONNECTIONS=19000 RUST_LOG=warn
+# Tokens must outlive the run.
+export NATTER_ACCESS_TOKEN_TTL=2h
+
+echo "bench: building (release)" >&2
+cargo build --release -q -p natter-auth-api -p natter-gateway -p natter-persister -p natter-loadtest
+set -m
+"$ROOT/natter" up --json --release --no-build --gateways "$gateways" --api-port "$api_port" --gateway-port "$gw_port" \
+  --persister-port "$(free_port)" --nats-port "$(free_port)" --pg-port "$(free_port)" --data-dir "$tmp/data" \
+  >"$tmp/up" 2>"$tmp/up.err" &
+group=$!
+set +m
+for _ in $(seq 1 900); do [ -s "$tmp/up" ] && break; sleep 0.2; done
+[ -s "$tmp/up" ] || { cat "$tmp/up.err" >&2; echo "bench: the stack did not come up" >&2; exit 1; }
+
+api="http://127.0.0.1:$api_port"
+gateway_flags=()
+for ((i = 0; i < gateways; i++)); do
+  p=$((gw_port + i))
+  gateway_flags+=(--gateway "ws://127.0.0.1:$p/ws" --metrics "http://127.0.0.1:$p/metrics")
+done
+
+# One more gateway outside the fleet's supervisor, for the reconnect run to drain: ./natter up treats a service
+# that exits as a failure and stops everything.
+nats_url="$(jq -r .nats_url "$tmp/up")"
+extra_port="$(free_port)"
+NATS_URL="$nats_url" NATTER_GATEWAY_LISTEN="127.0.0.1:$extra_port" NATTER_GATEWAY_ID="gw-drained" \
+  NATTER_JWKS_URL="$api/.well-known/jwks.json" NATTER_DRAIN_JITTER=2s target/release/natter-gateway \
+  2>"$tmp/gateway-drained.log" &
+extra_pid=$!
+for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$extra_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+
+mkdir -p benchmarks
+loadtest=target/release/natter-loadtest
+fanout=(run --scenario fanout --api "$api" "${gateway_flags[@]}" --users "$users" --rooms "$rooms" --senders 1
+        --rate "$rate" --duration "$duration" --ramp-up 0 --workers "$workers" --verify-history
+        --max-loss 0 --min-connected 1 --report "benchmarks/fanout-$label.json" --plot "benchmarks/fanout-$label")
+echo "bench: natter-loadtest ${fanout[*]}" >&2
+fanout_status=0
+"$loadtest" "${fanout[@]}" | tee "$tmp/fanout.txt" || fanout_status=$?
+
+reconnect_rooms=$(((reconnect_users + room_size - 1) / room_size))
+reconnect=(run --scenario reconnect --api "$api" "${gateway_flags[@]}" --gateway "ws://127.0.0.1:$extra_port/ws"
+           --metrics "http://127.0.0.1:$extra_port/metrics" --users "$reconnect_users"
+           --rooms "$reconnect_rooms" --senders 1 --rate "$rate" --duration 30s --ramp-up 5s
+           --workers "$(((reconnect_users + 14999) / 15000))" --drain-gateway-pid "$extra_pid" --verify-history
+           --max-loss 0 --report "benchmarks/reconnect-$label.json" --plot "benchmarks/reconnect-$label")
+echo "bench: natter-loadtest ${reconnect[*]}" >&2
+reconnect_status=0
+"$loadtest" "${reconnect[@]}" | tee "$tmp/reconnect.txt" || reconnect_status=$?
+
+if [ "$docs" = 1 ]; then
+  python3 "$ROOT/scripts/bench-fleet-docs.py" --label "$label" --gateways "$gateways" \
+    --fanout "benchmarks/fanout-$label.json" --reconnect "benchmarks/reconnect-$label.json" \
+    --fanout-status "$fanout_status" --reconnect-status "$reconnect_status" \
+    --command "./natter bench --users $users --gateways $gateways --room-size $room_size --duration $duration --rate $rate --reconnect-users $reconnect_users${label:+ --label $label}" \
+    --nats "$(/usr/sbin/nats-server --version 2>/dev/null || nats-server --version)" --rustc "$(rustc --version)"
+  echo "bench: figures written to docs/benchmarks.md" >&2
+fi
+[ "$fanout_status" = 0 ] && [ "$reconnect_status" = 0 ]
