@@ -79,6 +79,12 @@ pub struct Config {
     #[arg(long, env = "NATTER_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Turns on the load-test mode: `POST /api/load-test/guests` mints up to 1,000 guest accounts and access tokens
+    /// per request for a caller presenting this key as a bearer token, so a load test can act as many users without
+    /// the per-address limits. Leave unset in production (the default): the route then answers 404.
+    #[arg(long, env = "NATTER_LOAD_TEST_KEY", hide_env_values = true)]
+    pub load_test_key: Option<String>,
+
     /// How long in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = "NATTER_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -129,6 +135,9 @@ impl natter_service::Validate for Config {
         {
             return fail(format!("--client-ip-header {header:?} is not a valid header name"));
         }
+        if self.load_test_key.as_ref().is_some_and(|key| key.len() < 16) {
+            return fail("--load-test-key / NATTER_LOAD_TEST_KEY must be at least 16 characters".into());
+        }
         Ok(())
     }
 }
@@ -170,6 +179,8 @@ mod tests {
         assert!(config(&["--database-url", "mysql://x"]).validate().is_err());
         assert!(config(&["--issuer", " "]).validate().is_err());
         assert!(config(&["--client-ip-header", "bad header"]).validate().is_err());
+        assert!(config(&["--load-test-key", "short"]).validate().is_err());
+        config(&["--load-test-key", "long-enough-load-test-key"]).validate().expect("a 25-character key is fine");
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub const AUTH_FAILURES: &str = "natter_api_auth_failures_total";
 pub const LOGINS: &str = "natter_api_logins_total";
 /// Requests refused by a rate limit, by `limit`.
 pub const RATE_LIMITED: &str = "natter_api_rate_limited_total";
+/// Guest accounts made through the load-test mode.
+pub const LOAD_TEST_GUESTS: &str = "natter_api_load_test_guests_total";
 /// Refresh-token reuse detections (each revokes a token family).
 pub const REFRESH_REUSE: &str = "natter_api_refresh_token_reuse_total";
 
@@ -56,4 +58,9 @@ pub fn auth_failure(reason: &'static str) {
 /// Counts a login attempt's outcome.
 pub fn login(kind: &'static str, outcome: &'static str) {
     metrics::counter!(LOGINS, "kind" => kind, "outcome" => outcome).increment(1);
+}
+
+/// Counts guest accounts made by the load-test mode.
+pub fn load_test_guests(count: u64) {
+    metrics::counter!(LOAD_TEST_GUESTS).increment(count);
 }

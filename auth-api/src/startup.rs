@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use sha2::Digest;
 use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
 
@@ -64,6 +65,10 @@ impl Application {
                 guests: config.guests,
                 refresh_ttl: config.refresh_token_ttl,
                 client_ip_header: config.client_ip_header.clone(),
+                load_test_key: config
+                    .load_test_key
+                    .as_ref()
+                    .map(|key| sha2::Sha256::digest(key.as_bytes()).into()),
             }),
             login_per_user: Arc::new(RateLimiter::new(
                 "login_per_user",

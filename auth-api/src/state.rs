@@ -34,6 +34,8 @@ pub struct Settings {
     pub guests: bool,
     /// Lifetime of refresh tokens.
     pub refresh_ttl: Duration,
+    /// SHA-256 of the load-test key, when the load-test mode is on.
+    pub load_test_key: Option<[u8; 32]>,
     /// Header holding the client address behind a trusted proxy.
     pub client_ip_header: Option<String>,
 }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod gateway;
 pub mod health;
 pub mod history;
+pub mod load_test;
 pub mod rooms;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -57,6 +58,7 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .routes(routes!(auth::guest))
         .routes(routes!(auth::refresh))
         .routes(routes!(auth::logout))
+        .routes(routes!(load_test::bulk_guests))
         .routes(routes!(rooms::create_room, rooms::list_rooms))
         .routes(routes!(rooms::get_room, rooms::delete_room))
         .routes(routes!(rooms::join_room))

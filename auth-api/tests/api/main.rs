@@ -4,6 +4,7 @@ mod auth;
 mod errors;
 mod helpers;
 mod history;
+mod load_test;
 mod operations;
 mod rooms;
 mod tokens;

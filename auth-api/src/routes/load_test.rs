@@ -1,0 +1,148 @@
+//! The load-test mode: bulk guest accounts and access tokens for a load-test harness, behind a key, off by default.
+//!
+//! A load test acts as tens of thousands of users. `POST /api/guest` allows 60 accounts a minute per address, as
+//! it should; this route makes up to 1,000 per request for whoever holds the operator's key, and does not exist
+//! (404) unless the API was started with `--load-test-key`. The gateway is not weakened: these are ordinary
+//! tokens, verified like any other.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use natter_proto::Username;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::ApiJson;
+use crate::metrics;
+use crate::state::AppState;
+
+/// Most accounts one request makes.
+pub const MAX_BULK: u32 = 1000;
+
+/// Which guests to make.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkGuestsRequest {
+    /// Names are `{prefix}-{i}` for i in 0..count; each must be a valid user name (at most 32 characters).
+    pub prefix: String,
+    /// How many, 1 to 1000.
+    pub count: u32,
+}
+
+/// A guest made for a load test.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BulkGuest {
+    /// The user's id (`sub` of the token).
+    pub id: Uuid,
+    /// The user's name.
+    pub name: String,
+    /// An access token (no refresh token: a load test lasts less than a token's lifetime, or sets a longer one).
+    pub access_token: String,
+}
+
+/// The guests made.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BulkGuestsResponse {
+    /// One per name, in order.
+    pub users: Vec<BulkGuest>,
+    /// Seconds until the access tokens expire.
+    pub expires_in: u64,
+}
+
+/// Whether `headers` carry the configured key as a bearer token, compared in constant time (of digests).
+fn holds_key(headers: &HeaderMap, key_digest: &[u8; 32]) -> bool {
+    let Some(presented) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let digest = Sha256::digest(presented.as_bytes());
+    digest.iter().zip(key_digest).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// Make up to 1,000 guest accounts with access tokens at once (load-test mode only; needs the load-test key).
+#[utoipa::path(post, path = "/api/load-test/guests", tag = "auth", request_body = BulkGuestsRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Guests made", body = BulkGuestsResponse),
+        (status = 401, description = "`invalid_load_test_key`", body = ErrorBody),
+        (status = 404, description = "`load_test_mode_off`: the API was started without `--load-test-key`",
+            body = ErrorBody),
+        (status = 409, description = "`username_taken`: a name is taken; nothing was made", body = ErrorBody),
+        (status = 422, description = "`invalid_count`, `invalid_username`", body = ErrorBody),
+    ))]
+pub async fn bulk_guests(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<BulkGuestsRequest>,
+) -> ApiResult<(StatusCode, Json<BulkGuestsResponse>)> {
+    let Some(key_digest) = &state.settings.load_test_key else {
+        return Err(ApiError::not_found(
+            "load_test_mode_off",
+            "the load-test mode is off on this server",
+        ));
+    };
+    if !holds_key(&headers, key_digest) {
+        return Err(ApiError::unauthorized(
+            "invalid_load_test_key",
+            "send the load-test key as a bearer token",
+        ));
+    }
+    if !(1..=MAX_BULK).contains(&body.count) {
+        return Err(ApiError::validation(
+            "invalid_count",
+            format!("count must be between 1 and {MAX_BULK}"),
+        ));
+    }
+    let mut names = Vec::with_capacity(body.count as usize);
+    for i in 0..body.count {
+        let name = Username::parse(&format!("{}-{i}", body.prefix))
+            .map_err(|e| ApiError::validation("invalid_username", e.to_string()))?;
+        names.push(name);
+    }
+    let ids: Vec<Uuid> = names.iter().map(|_| Uuid::new_v4()).collect();
+    let display: Vec<&str> = names.iter().map(Username::as_str).collect();
+    let keys: Vec<String> = names.iter().map(Username::key).collect();
+    let inserted = sqlx::query(
+        "INSERT INTO users (id, username, username_key, password_hash, is_guest) \
+         SELECT id, username, username_key, NULL, true FROM UNNEST($1::uuid[], $2::text[], $3::text[]) \
+         AS t(id, username, username_key)",
+    )
+    .bind(&ids)
+    .bind(&display)
+    .bind(&keys)
+    .execute(&state.db)
+    .await;
+    match inserted {
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+            return Err(ApiError::conflict(
+                "username_taken",
+                format!("a name with prefix '{}' is already taken", body.prefix),
+            ));
+        }
+        other => other?,
+    };
+    let mut users = Vec::with_capacity(names.len());
+    for (id, name) in ids.into_iter().zip(display) {
+        let access_token = state.keys.mint(&id.to_string(), name, true)?;
+        users.push(BulkGuest {
+            id,
+            name: name.to_owned(),
+            access_token,
+        });
+    }
+    tracing::info!(count = body.count, prefix = %body.prefix, "load-test guests made");
+    metrics::load_test_guests(u64::from(body.count));
+    Ok((
+        StatusCode::CREATED,
+        Json(BulkGuestsResponse {
+            users,
+            expires_in: state.keys.access_ttl().as_secs(),
+        }),
+    ))
+}
