@@ -113,6 +113,15 @@ echo "bench: natter-loadtest ${reconnect[*]}" >&2
 reconnect_status=0
 "$loadtest" "${reconnect[@]}" | tee "$tmp/reconnect.txt" || reconnect_status=$?
 
+# A failed run keeps the fleet's logs (their last lines) beside its report, for the post-mortem.
+if [ "$fanout_status" != 0 ] || [ "$reconnect_status" != 0 ]; then
+  mkdir -p "benchmarks/logs-$label"
+  for log in "$tmp"/data/*.log "$tmp"/gateway-drained.log; do
+    [ -f "$log" ] && tail -n 2000 "$log" >"benchmarks/logs-$label/$(basename "$log")"
+  done
+  echo "bench: a run failed; the fleet's logs are in benchmarks/logs-$label" >&2
+fi
+
 if [ "$docs" = 1 ]; then
   python3 "$ROOT/scripts/bench-fleet-docs.py" --label "$label" --gateways "$gateways" \
     --fanout "benchmarks/fanout-$label.json" --reconnect "benchmarks/reconnect-$label.json" \

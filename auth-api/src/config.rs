@@ -135,7 +135,7 @@ impl natter_service::Validate for Config {
         {
             return fail(format!("--client-ip-header {header:?} is not a valid header name"));
         }
-        if self.load_test_key.as_ref().is_some_and(|key| key.len() < 16) {
+        if self.load_test_key.as_ref().is_some_and(|key| key.chars().count() < 16) {
             return fail("--load-test-key / NATTER_LOAD_TEST_KEY must be at least 16 characters".into());
         }
         Ok(())
@@ -180,7 +180,9 @@ mod tests {
         assert!(config(&["--issuer", " "]).validate().is_err());
         assert!(config(&["--client-ip-header", "bad header"]).validate().is_err());
         assert!(config(&["--load-test-key", "short"]).validate().is_err());
-        config(&["--load-test-key", "long-enough-load-test-key"]).validate().expect("a 25-character key is fine");
+        config(&["--load-test-key", "long-enough-load-test-key"])
+            .validate()
+            .expect("a 25-character key is fine");
     }
 
     #[test]

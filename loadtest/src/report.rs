@@ -115,6 +115,40 @@ pub struct GatewayFigures {
     pub memory_end_bytes: Option<f64>,
 }
 
+/// How latency and gateway memory moved between the start and the end of the send phase (what a soak watches).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Drift {
+    /// Mean of the per-second p99 over the first tenth of the seconds with deliveries (ms).
+    pub p99_first_ms: f64,
+    /// The same over the last tenth (ms).
+    pub p99_last_ms: f64,
+    /// Gateway resident memory once connected, all gateways (bytes).
+    pub memory_start_bytes: Option<f64>,
+    /// Gateway resident memory at the end (bytes).
+    pub memory_end_bytes: Option<f64>,
+}
+
+impl Drift {
+    /// The drift over a timeline and the gateway figures.
+    pub fn of(timeline: &[Second], gateways: &GatewayFigures) -> Self {
+        let busy: Vec<&Second> = timeline.iter().filter(|s| s.delivered > 0).collect();
+        let tenth = (busy.len() / 10).max(1);
+        let mean = |part: &[&Second]| {
+            if part.is_empty() {
+                0.0
+            } else {
+                part.iter().map(|s| s.p99_ms).sum::<f64>() / part.len() as f64
+            }
+        };
+        Self {
+            p99_first_ms: mean(&busy[..tenth.min(busy.len())]),
+            p99_last_ms: mean(&busy[busy.len().saturating_sub(tenth)..]),
+            memory_start_bytes: gateways.memory_connected_bytes,
+            memory_end_bytes: gateways.memory_end_bytes,
+        }
+    }
+}
+
 /// One SLO bound and how the run did against it.
 #[derive(Debug, Clone, Serialize)]
 pub struct SloCheck {
@@ -202,6 +236,8 @@ pub struct Report {
     pub history: Option<HistoryCheck>,
     /// Gateway-side figures.
     pub gateway_metrics: GatewayFigures,
+    /// Latency and memory at the start and the end of the send phase.
+    pub drift: Drift,
     /// Per second, from the first connection to the end.
     pub timeline: Vec<Second>,
     /// SLO checks.
@@ -294,6 +330,16 @@ impl Report {
                     "{:.0} MiB connected, {:.0} MiB at the end",
                     a / 1048576.0,
                     b / 1048576.0
+                ),
+            );
+        }
+        if self.drift.p99_first_ms > 0.0 {
+            row(
+                &mut out,
+                "drift",
+                format!(
+                    "p99 {:.2} ms in the first tenth, {:.2} ms in the last",
+                    self.drift.p99_first_ms, self.drift.p99_last_ms
                 ),
             );
         }

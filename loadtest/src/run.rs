@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::client::unix_micros;
 use crate::latency::Latencies;
 use crate::plan::{FromWorker, Schedule, ToWorker, UserPlan, WorkerPlan, WorkerResult};
-use crate::report::{Connects, FaultCounts, GatewayFigures, Messages, Quantiles, Report, Second, SloCheck};
+use crate::report::{Connects, Drift, FaultCounts, GatewayFigures, Messages, Quantiles, Report, Second, SloCheck};
 use crate::scrape;
 use crate::setup::Api;
 use crate::worker::decode;
@@ -713,7 +713,7 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
         command,
         started_unix: unix_ms() / 1000,
         machine: machine(),
-        settings: serde_json::to_value(&args).unwrap_or_default(),
+        settings: effective_settings(&args, &settings),
         workers: n,
         gateways,
         connect: Connects {
@@ -746,6 +746,7 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
         error_codes: total.error_codes,
         close_codes: total.close_codes,
         history,
+        drift: Drift::of(&timeline, &figures),
         gateway_metrics: figures,
         timeline,
         slo: Vec::new(),
@@ -777,6 +778,25 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
     }
     let passed = report.passed;
     Ok((report, passed))
+}
+
+/// The flags as given, with the scenario's defaults filled in.
+fn effective_settings(args: &RunArgs, settings: &Settings) -> serde_json::Value {
+    let mut value = serde_json::to_value(args).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.insert("senders".into(), settings.senders.into());
+        map.insert("ramp_up".into(), settings.ramp_up.as_secs_f64().into());
+        map.insert("duration".into(), settings.duration.as_secs_f64().into());
+        map.insert("workers".into(), settings.workers.into());
+        map.insert("reconnect_share".into(), settings.reconnect_share.into());
+        map.insert(
+            "scrape_every".into(),
+            settings.scrape_every.map(|d| d.as_secs_f64()).into(),
+        );
+        let addrs: Vec<String> = settings.source_addrs.iter().map(ToString::to_string).collect();
+        map.insert("source_addrs".into(), addrs.into());
+    }
+    value
 }
 
 async fn tell_plan(worker: &mut WorkerProc, plan: &WorkerPlan) -> anyhow::Result<()> {
@@ -915,4 +935,55 @@ fn machine() -> BTreeMap<String, String> {
         m.insert("os".into(), name.trim_matches('"').to_owned());
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_sizes_add_up_and_keep_every_room() {
+        for (users, rooms) in [(10, 3), (1000, 7), (100_000, 1000), (5, 5)] {
+            for spread in [RoomSizes::Uniform, RoomSizes::Zipf(1.0), RoomSizes::Zipf(2.5)] {
+                let sizes = room_sizes(users, rooms, spread);
+                assert_eq!(sizes.len(), rooms);
+                assert_eq!(sizes.iter().sum::<usize>(), users, "{users} over {rooms} ({spread:?})");
+                assert!(sizes.iter().all(|s| *s >= 1));
+            }
+        }
+        let uniform = room_sizes(1000, 10, RoomSizes::Uniform);
+        assert!(uniform.iter().all(|s| *s == 100));
+        let zipf = room_sizes(1000, 10, RoomSizes::Zipf(1.0));
+        assert!(zipf.windows(2).all(|w| w[0] >= w[1]), "zipf rooms shrink: {zipf:?}");
+        assert!(zipf[0] > 3 * zipf[9]);
+    }
+
+    #[test]
+    fn flags_parse_or_say_why_not() {
+        assert_eq!(parse_room_sizes("zipf:1.5"), Ok(RoomSizes::Zipf(1.5)));
+        assert!(parse_room_sizes("zipf:0").is_err());
+        assert!(parse_room_sizes("normal").is_err());
+        let addrs = parse_addr_range("127.0.0.2-127.0.0.4,10.0.0.1").expect("parses");
+        assert_eq!(addrs.len(), 4);
+        assert!(parse_addr_range("127.0.0.9-127.0.0.2").is_err());
+        assert!(
+            parse_addr_range("127.0.0.1-127.0.255.255").is_err(),
+            "ranges are capped"
+        );
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn the_dropping_share_is_close_to_the_share_asked() {
+        let dropped = (0..10_000).filter(|i| drops(*i, 0.25)).count();
+        assert!((2400..=2600).contains(&dropped), "{dropped}");
+        assert_eq!((0..1000).filter(|i| drops(*i, 0.0)).count(), 0);
+    }
+
+    #[test]
+    fn loopback_gateways_are_recognised() {
+        assert!(is_loopback_url("ws://127.0.0.1:9001/ws"));
+        assert!(is_loopback_url("ws://localhost:9001/ws"));
+        assert!(!is_loopback_url("ws://gw1.example:9001/ws"));
+    }
 }

@@ -52,12 +52,14 @@ pub struct BulkGuestsResponse {
     pub expires_in: u64,
 }
 
-/// Whether `headers` carry the configured key as a bearer token, compared in constant time (of digests).
+/// Whether `headers` carry the configured key as a bearer token. The digests are compared with a fold over every
+/// byte, so the time taken says nothing about how much of a guessed key was right.
 fn holds_key(headers: &HeaderMap, key_digest: &[u8; 32]) -> bool {
     let Some(presented) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
     else {
         return false;
     };
@@ -74,12 +76,13 @@ fn holds_key(headers: &HeaderMap, key_digest: &[u8; 32]) -> bool {
         (status = 404, description = "`load_test_mode_off`: the API was started without `--load-test-key`",
             body = ErrorBody),
         (status = 409, description = "`username_taken`: a name is taken; nothing was made", body = ErrorBody),
-        (status = 422, description = "`invalid_count`, `invalid_username`", body = ErrorBody),
+        (status = 422, description = "`invalid_count`, `invalid_username`, `invalid_body`", body = ErrorBody),
     ))]
 pub async fn bulk_guests(
     State(state): State<AppState>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<BulkGuestsRequest>,
+    // Read only after the mode and the key are checked: whoever lacks the key learns nothing from the body.
+    body: Result<ApiJson<BulkGuestsRequest>, ApiError>,
 ) -> ApiResult<(StatusCode, Json<BulkGuestsResponse>)> {
     let Some(key_digest) = &state.settings.load_test_key else {
         return Err(ApiError::not_found(
@@ -90,52 +93,63 @@ pub async fn bulk_guests(
     if !holds_key(&headers, key_digest) {
         return Err(ApiError::unauthorized(
             "invalid_load_test_key",
-            "send the load-test key as a bearer token",
+            "send the load-test key as 'Authorization: Bearer <key>'",
         ));
     }
+    let ApiJson(body) = body?;
     if !(1..=MAX_BULK).contains(&body.count) {
         return Err(ApiError::validation(
             "invalid_count",
             format!("count must be between 1 and {MAX_BULK}"),
         ));
     }
-    let mut names = Vec::with_capacity(body.count as usize);
-    for i in 0..body.count {
-        let name = Username::parse(&format!("{}-{i}", body.prefix))
-            .map_err(|e| ApiError::validation("invalid_username", e.to_string()))?;
-        names.push(name);
-    }
+    let names = (0..body.count)
+        .map(|i| Username::parse(&format!("{}-{i}", body.prefix)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::validation("invalid_username", format!("{e} (names are '{}-<i>')", body.prefix)))?;
     let ids: Vec<Uuid> = names.iter().map(|_| Uuid::new_v4()).collect();
     let display: Vec<&str> = names.iter().map(Username::as_str).collect();
     let keys: Vec<String> = names.iter().map(Username::key).collect();
+
+    let mut tx = state.db.begin().await?;
+    // One statement for the whole batch: a single round trip, and one taken name refuses all of them.
     let inserted = sqlx::query(
         "INSERT INTO users (id, username, username_key, password_hash, is_guest) \
-         SELECT id, username, username_key, NULL, true FROM UNNEST($1::uuid[], $2::text[], $3::text[]) \
-         AS t(id, username, username_key)",
+         SELECT id, username, username_key, NULL, true \
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[]) AS t (id, username, username_key)",
     )
     .bind(&ids)
     .bind(&display)
     .bind(&keys)
-    .execute(&state.db)
+    .execute(&mut *tx)
     .await;
     match inserted {
         Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
             return Err(ApiError::conflict(
                 "username_taken",
-                format!("a name with prefix '{}' is already taken", body.prefix),
+                format!(
+                    "a name from '{0}-0' to '{0}-{1}' is already taken; nothing was made (use another prefix)",
+                    body.prefix,
+                    body.count - 1
+                ),
             ));
         }
         other => other?,
     };
-    let mut users = Vec::with_capacity(names.len());
-    for (id, name) in ids.into_iter().zip(display) {
-        let access_token = state.keys.mint(&id.to_string(), name, true)?;
-        users.push(BulkGuest {
-            id,
-            name: name.to_owned(),
-            access_token,
-        });
-    }
+    // Minted before the commit, so a failure leaves no accounts behind that nobody holds a token for.
+    let users = ids
+        .into_iter()
+        .zip(display)
+        .map(|(id, name)| {
+            Ok(BulkGuest {
+                id,
+                name: name.to_owned(),
+                access_token: state.keys.mint(&id.to_string(), name, true)?,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    tx.commit().await?;
+
     tracing::info!(count = body.count, prefix = %body.prefix, "load-test guests made");
     metrics::load_test_guests(u64::from(body.count));
     Ok((

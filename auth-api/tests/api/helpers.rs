@@ -115,6 +115,18 @@ impl TestApp {
         self.call(Method::GET, path, token, None).await
     }
 
+    /// The `/metrics` page.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics request reaches the server")
+            .text()
+            .await
+            .expect("metrics page is text")
+    }
+
     /// Registers `name` with a good password; returns the token response.
     pub async fn register(&self, name: &str) -> Value {
         let reply = self

@@ -20,15 +20,7 @@ async fn health_and_metrics_endpoints_work() {
 
     app.post("/api/login", json!({"username": "nobody", "password": "whatever1"}))
         .await;
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    let text = app.metrics_text().await;
     assert!(
         text.lines().any(|l| l.starts_with("natter_api_http_requests_total")
             && l.contains("route=\"/api/login\"")
@@ -84,6 +76,7 @@ async fn openapi_document_lists_every_route() {
         ("/api/guest", "post"),
         ("/api/refresh", "post"),
         ("/api/logout", "post"),
+        ("/api/load-test/guests", "post"),
         ("/api/rooms", "post"),
         ("/api/rooms", "get"),
         ("/api/rooms/{id}", "get"),
