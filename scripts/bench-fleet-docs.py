@@ -28,6 +28,16 @@ def failures(report):
     return ", ".join(f"{k} {v}" for k, v in sorted(f.items())) or "none"
 
 
+def history(h):
+    if not h:
+        return "not run"
+    text = f"{h['checked']:,} acked messages looked up, {h['missing']} missing, {h['duplicated']} duplicated"
+    if "waited_secs" in h:
+        text += (f"; all found {h['waited_secs']:.1f} s after the run" if h["missing"] == 0
+                 else f"; gave up after {h['waited_secs']:.0f} s")
+    return text
+
+
 def table(report, status, memory=True):
     c, m, f = report["connect"], report["messages"], report["faults"]
     g = report["gateway_metrics"]
@@ -47,8 +57,7 @@ def table(report, status, memory=True):
          f"{f['lost']} / {f['duplicates']} / {f['reordered']} / {f['unrecovered']}"),
         ("reconnects", f"{report['reconnects']:,}"),
         ("closes by code", ", ".join(f"{k} {v}" for k, v in sorted(report["close_codes"].items())) or "none"),
-        ("history check", f"{h.get('checked', 0):,} acked messages looked up, {h.get('missing', 0)} missing, "
-                          f"{h.get('duplicated', 0)} duplicated" if h else "not run"),
+        ("history check", history(h)),
     ]
     if memory:
         rows.append(("gateway memory per connection",

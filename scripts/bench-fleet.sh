@@ -62,7 +62,7 @@ for ((i = 0; i < gateways; i++)); do busy $((gw_port + i)) && { echo "bench: por
 
 # The auth API's load-test mode hands the harness its tokens; gateways may hold 19,000 sockets each.
 NATTER_LOAD_TEST_KEY="bench-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-export NATTER_LOAD_TEST_KEY NATTER_MAX_CONNECTIONS=19000 RUST_LOG=warn
+export NATTER_LOAD_TEST_KEY NATTER_MAX_CONNECTIONS=19000 RUST_LOG="${NATTER_BENCH_LOG:-warn}"
 # Tokens must outlive the run.
 export NATTER_ACCESS_TOKEN_TTL=2h
 

@@ -309,8 +309,8 @@ impl Report {
                 &mut out,
                 "history",
                 format!(
-                    "{} checked, {} missing, {} duplicated",
-                    h.checked, h.missing, h.duplicated
+                    "{} checked, {} missing, {} duplicated (checked for {:.1}s)",
+                    h.checked, h.missing, h.duplicated, h.waited_secs
                 ),
             );
         }

@@ -174,7 +174,8 @@ impl Api {
         acked: &HashMap<String, Vec<u64>>,
         wait: Duration,
     ) -> anyhow::Result<HistoryCheck> {
-        let deadline = Instant::now() + wait;
+        let started = Instant::now();
+        let deadline = started + wait;
         loop {
             let mut check = HistoryCheck::default();
             for (room, seqs) in acked {
@@ -191,6 +192,7 @@ impl Api {
                 check.missing += seqs.iter().filter(|seq| !stored_seqs.contains(seq)).count() as u64;
             }
             if check.missing == 0 || Instant::now() >= deadline {
+                check.waited_secs = started.elapsed().as_secs_f64();
                 return Ok(check);
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -234,4 +236,6 @@ pub struct HistoryCheck {
     pub missing: u64,
     /// Messages stored more than once.
     pub duplicated: u64,
+    /// Seconds from the end of the run until every message was found (or the check gave up): the history's lag.
+    pub waited_secs: f64,
 }
