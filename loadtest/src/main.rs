@@ -69,7 +69,8 @@ fn main() -> ExitCode {
                 }
                 Err(err) => {
                     eprintln!("natter-loadtest: {err:#}");
-                    ExitCode::from(2)
+                    let usage = err.downcast_ref::<natter_loadtest::run::UsageError>().is_some();
+                    ExitCode::from(if usage { 64 } else { 2 })
                 }
             }
         }

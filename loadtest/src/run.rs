@@ -391,9 +391,20 @@ fn unix_ms() -> u64 {
     unix_micros() / 1000
 }
 
+/// Flags that cannot work together or are out of bounds: the run never started (exit status 64).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 /// Runs a load test and returns whether every SLO held.
 pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, bool)> {
-    let settings = args.settle().map_err(anyhow::Error::msg)?;
+    let settings = args.settle().map_err(UsageError)?;
+    let Some(key) = args.load_test_key.clone() else {
+        return Err(UsageError(
+            "tokens come from the auth API's load-test mode: give --load-test-key (or NATTER_LOAD_TEST_KEY)".into(),
+        )
+        .into());
+    };
     let live = !args.quiet && std::io::stderr().is_terminal();
     let say = |text: &str| eprintln!("natter-loadtest: {text}");
     let api = Api::new(&args.api)?;
@@ -405,9 +416,6 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
         vec![url]
     } else {
         args.gateways.clone()
-    };
-    let Some(key) = args.load_test_key.clone() else {
-        bail!("tokens come from the auth API's load-test mode: give --load-test-key (or NATTER_LOAD_TEST_KEY)");
     };
     let run_id = format!("lt{:05x}", unix_micros() % 0xfffff);
     let started = Instant::now();

@@ -249,3 +249,24 @@ async fn swapped_messages_are_counted_reordered() {
     assert_eq!(report["messages"]["delivered"], 60);
     assert_eq!(output.status.code(), Some(1), "{}", said(&output));
 }
+
+#[tokio::test]
+async fn bad_flags_exit_64_before_anything_starts() {
+    for args in [
+        &["--users", "0"][..],
+        &["--users", "10", "--rooms", "20"],
+        &["--rate", "0"],
+        &["--gateway", "http://not-a-websocket"],
+        &["--users", "10"], // no --load-test-key
+    ] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_natter-loadtest"))
+            .arg("run")
+            .args(args)
+            .env_remove("NATTER_LOAD_TEST_KEY")
+            .output()
+            .await
+            .expect("run the harness");
+        assert_eq!(output.status.code(), Some(64), "{args:?}: {}", said(&output));
+        assert!(!output.stderr.is_empty(), "{args:?} says why");
+    }
+}
