@@ -318,12 +318,7 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
 
         if !sender_finished && sends_over && (pending.is_empty() || ack_deadline.is_some_and(|d| Instant::now() >= d)) {
             sender_finished = true;
-            let mut stats = shared.stats();
-            stats.unacked += pending.len() as u64;
-            stats.senders_finished += 1;
-            pending.clear();
-            drop(stats);
-            shared.changed.notify_one();
+            finish_sending(&shared, &mut pending);
         }
         if !satisfied && let Some(expected) = expect.borrow_and_update().as_ref() {
             let want = expected.get(&user.room).map_or(&[][..], Vec::as_slice);
@@ -388,9 +383,7 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
                     .await;
                 shared.stats().open -= 1;
                 if !sender_finished {
-                    let mut stats = shared.stats();
-                    stats.unacked += pending.len() as u64;
-                    stats.senders_finished += 1;
+                    finish_sending(&shared, &mut pending);
                 }
                 outcome.reception = Some(reception);
                 return outcome;
@@ -402,12 +395,22 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
                 shared.stats().open -= 1;
                 let mut backoff = Duration::from_millis(if planned { schedule.drop_for_ms } else { 100 });
                 ws = loop {
+                    // A sender that cannot get back must still finish, or its worker would wait for it forever.
+                    let give_up = match (sender_finished, *go.borrow()) {
+                        (false, Some((_, start))) => {
+                            Some(start + Duration::from_millis(schedule.duration_ms + schedule.ack_timeout_ms))
+                        }
+                        _ => None,
+                    };
                     tokio::select! {
+                        () = sleep_until_opt(give_up) => {
+                            sender_finished = true;
+                            finish_sending(&shared, &mut pending);
+                            continue;
+                        }
                         () = stopped(&mut stop) => {
                             if !sender_finished {
-                                let mut stats = shared.stats();
-                                stats.unacked += pending.len() as u64;
-                                stats.senders_finished += 1;
+                                finish_sending(&shared, &mut pending);
                             }
                             outcome.reception = Some(reception);
                             return outcome;
@@ -449,6 +452,16 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
             }
         }
     }
+}
+
+/// Marks a sender done: what it still waits for will never be acked.
+fn finish_sending(shared: &Shared, pending: &mut HashMap<String, Pending>) {
+    let mut stats = shared.stats();
+    stats.unacked += pending.len() as u64;
+    stats.senders_finished += 1;
+    pending.clear();
+    drop(stats);
+    shared.changed.notify_one();
 }
 
 /// Marks a client that never joined as settled (and, for a sender, finished).

@@ -25,6 +25,8 @@ enum Fault {
     Repeat,
     /// The first receiver gets the fourth message before the third.
     Reorder,
+    /// After the third message the server closes every socket and refuses new ones.
+    Vanish,
 }
 
 #[derive(Default)]
@@ -37,6 +39,7 @@ struct Room {
 
 struct Server {
     fault: Fault,
+    gone: tokio::sync::watch::Sender<bool>,
     seq: AtomicU64,
     ids: AtomicU64,
     rooms: Mutex<HashMap<String, Room>>,
@@ -65,6 +68,9 @@ async fn ws(
     upgrade: WebSocketUpgrade,
 ) -> impl IntoResponse {
     let user = query.get("token").cloned().unwrap_or_default();
+    if *server.gone.borrow() {
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     upgrade.on_upgrade(move |socket| serve(server, socket, user))
 }
 
@@ -81,7 +87,13 @@ async fn serve(server: Arc<Server>, socket: WebSocket, user: String) {
     let _ = tx.send(
         json!({"type": "hello", "conn": user, "gateway": "faulty", "user": {"id": user, "name": user}}).to_string(),
     );
-    while let Some(Ok(Message::Text(text))) = stream.next().await {
+    let mut gone = server.gone.subscribe();
+    loop {
+        let next = tokio::select! {
+            next = stream.next() => next,
+            _ = gone.wait_for(|gone| *gone) => break,
+        };
+        let Some(Ok(Message::Text(text))) = next else { break };
         let Ok(frame) = serde_json::from_str::<Value>(&text) else {
             continue;
         };
@@ -105,6 +117,10 @@ async fn serve(server: Arc<Server>, socket: WebSocket, user: String) {
                 .to_string();
                 let _ = tx.send(json!({"type": "ack", "room": room_id, "id": id, "seq": seq}).to_string());
                 let count = room.count;
+                if server.fault == Fault::Vanish && count > 3 {
+                    server.gone.send_replace(true);
+                    continue;
+                }
                 let held = if count == 4 { room.held.take() } else { None };
                 for (i, member) in room.members.iter().enumerate() {
                     let victim = i == 0;
@@ -135,8 +151,10 @@ async fn serve(server: Arc<Server>, socket: WebSocket, user: String) {
 
 /// Starts the stand-in server; returns its base HTTP URL.
 async fn start(fault: Fault) -> String {
+    let (gone, _) = tokio::sync::watch::channel(false);
     let server = Arc::new(Server {
         fault,
+        gone,
         seq: AtomicU64::new(0),
         ids: AtomicU64::new(1),
         rooms: Mutex::default(),
@@ -269,4 +287,29 @@ async fn bad_flags_exit_64_before_anything_starts() {
         assert_eq!(output.status.code(), Some(64), "{args:?}: {}", said(&output));
         assert!(!output.stderr.is_empty(), "{args:?} says why");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_vanishes_ends_the_run_with_what_was_left_unacked() {
+    // Senders that cannot get back finish after the ack timeout, receivers after the drain timeout: the run ends.
+    let run = tokio::time::timeout(std::time::Duration::from_secs(60), run_against(Fault::Vanish));
+    let (output, report) = run.await.expect("the run ends by itself");
+    assert_eq!(report["messages"]["acked"], 3, "{}", said(&output));
+    assert!(
+        report["messages"]["unacked"].as_u64().expect("unacked") >= 1,
+        "{}",
+        said(&output)
+    );
+    assert!(
+        report["connect"]["failures"]["http_503"].as_u64().unwrap_or(0) >= 1,
+        "{}",
+        said(&output)
+    );
+    assert_eq!(report["close_codes"]["abnormal"], 6, "{}", said(&output));
+    assert_eq!(
+        faults(&report),
+        (0, 0, 0),
+        "the three acked messages reached everyone: {}",
+        said(&output)
+    );
 }
