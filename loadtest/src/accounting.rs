@@ -40,6 +40,8 @@ pub struct Reception {
     late: Vec<u64>,
     /// The highest seq so far.
     last_seq: u64,
+    /// Seq ranges (after, up to] the gateway said it could not replay (`recovered: false`): not counted as loss.
+    excused: Vec<(u64, u64)>,
 }
 
 impl Reception {
@@ -55,6 +57,14 @@ impl Reception {
         }
         self.last_seq = self.last_seq.max(seq);
         self.arrivals.push(seq);
+    }
+
+    /// The gateway answered a rejoin from `after` with `recovered: false` at room position `up_to`: whatever lies
+    /// between is for the client to reload from history, and is counted as one unrecovered rejoin, not as loss.
+    pub fn excuse(&mut self, after: u64, up_to: u64) {
+        if up_to > after {
+            self.excused.push((after, up_to));
+        }
     }
 
     /// The highest seq received: the position to rejoin from.
@@ -77,12 +87,18 @@ impl Reception {
     pub fn faults(&self, expected: &[u64]) -> Faults {
         let mut seqs = self.arrivals.clone();
         seqs.sort_unstable();
+        // A late seq that arrived once is reordering; one that arrived twice is already a duplicate.
+        let times = |seq: u64| seqs.partition_point(|s| *s <= seq) - seqs.partition_point(|s| *s < seq);
+        let reordered = self.late.iter().filter(|seq| times(**seq) == 1).count() as u64;
         let total = seqs.len() as u64;
         seqs.dedup();
         let duplicates = total - seqs.len() as u64;
         let mut lost = 0;
         let mut i = 0;
         for want in expected {
+            if self.excused.iter().any(|(after, up_to)| want > after && want <= up_to) {
+                continue;
+            }
             while i < seqs.len() && seqs[i] < *want {
                 i += 1;
             }
@@ -90,12 +106,6 @@ impl Reception {
                 lost += 1;
             }
         }
-        // A late seq that arrived once is reordering; one that arrived twice is already a duplicate.
-        let reordered = self
-            .late
-            .iter()
-            .filter(|seq| self.arrivals.iter().filter(|s| s == seq).count() == 1)
-            .count() as u64;
         Faults {
             lost,
             duplicates,
@@ -193,6 +203,23 @@ mod tests {
         assert_eq!(Reception::new().faults(&EXPECTED).lost, 10);
         assert!(!Reception::new().may_hold(&EXPECTED));
         assert!(Reception::new().may_hold(&[]));
+    }
+
+    #[test]
+    fn a_gap_the_gateway_declared_unrecoverable_is_not_loss() {
+        let mut reception = Reception::new();
+        reception.received(3);
+        // Rejoined from 3; the gateway could not replay and the room is at 12 now.
+        reception.excuse(3, 12);
+        for seq in [13, 20] {
+            reception.received(seq);
+        }
+        assert!(reception.faults(&[3, 5, 8, 12, 13, 20]).is_clean());
+        assert_eq!(
+            reception.faults(&[3, 5, 13, 20, 21]).lost,
+            1,
+            "what comes after the gap still counts"
+        );
     }
 
     #[test]

@@ -166,12 +166,19 @@ async fn connect(shared: &Shared, gateway: usize, source: Option<IpAddr>, token:
                     WsError::Io(err) => io_cause(err),
                     _ => "handshake".to_owned(),
                 })?;
-        match ws.next().await {
-            Some(Ok(Message::Text(text))) if matches!(serde_json::from_str(&text), Ok(ServerFrame::Hello { .. })) => {
-                Ok(ws)
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(text)))
+                    if matches!(serde_json::from_str(&text), Ok(ServerFrame::Hello { .. })) =>
+                {
+                    return Ok(ws);
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(format!("closed_{}", frame.map_or(1005, |f| u16::from(f.code))));
+                }
+                _ => return Err("no_hello".to_owned()),
             }
-            Some(Ok(Message::Close(frame))) => Err(format!("closed_{}", frame.map_or(1005, |f| u16::from(f.code)))),
-            _ => Err("no_hello".to_owned()),
         }
     };
     let timeout = Duration::from_millis(shared.schedule.connect_timeout_ms);
@@ -193,11 +200,17 @@ fn io_cause(err: std::io::Error) -> String {
     }
 }
 
+/// A write that takes longer means the gateway stopped reading: the connection is treated as lost.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Sends one frame as JSON text.
 async fn send_frame(ws: &mut Ws, frame: &ClientFrame) -> Result<(), WsError> {
     // Client frames are plain data; serializing them cannot fail.
     let text = serde_json::to_string(frame).unwrap_or_default();
-    ws.send(Message::text(text)).await
+    match tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::text(text))).await {
+        Ok(sent) => sent,
+        Err(_) => Err(WsError::Io(std::io::ErrorKind::TimedOut.into())),
+    }
 }
 
 /// Joins `room` and waits for `joined` (up to the connect timeout), skipping anything else. Returns the room's seq
@@ -220,8 +233,10 @@ async fn join_now(ws: &mut Ws, room: &RoomId, since: Option<u64>) -> Result<(u64
     .await
     .map_err(|_| "join_send".to_owned())?;
     while let Some(frame) = ws.next().await {
-        let Ok(Message::Text(text)) = frame else {
-            return Err("join_closed".to_owned());
+        let text = match frame {
+            Ok(Message::Text(text)) => text,
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            _ => return Err("join_closed".to_owned()),
         };
         match serde_json::from_str::<ServerFrame>(&text) {
             Ok(ServerFrame::Joined { seq, recovered, .. }) => return Ok((seq, recovered)),
@@ -276,7 +291,7 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
             Err(cause) => Err(cause),
         }
     };
-    let (mut ws, joined_seq) = match first {
+    let (mut ws, mut position) = match first {
         Ok(first) => first,
         Err(cause) => {
             shared.stats().connect_failed(&cause);
@@ -375,12 +390,11 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
 
         match ended {
             Ended::Stopped => {
-                let _ = ws
-                    .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
-                        code: CloseCode::Normal,
-                        reason: "run over".into(),
-                    }))
-                    .await;
+                let close = ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "run over".into(),
+                }));
+                let _ = tokio::time::timeout(SEND_TIMEOUT, close).await;
                 shared.stats().open -= 1;
                 if !sender_finished {
                     finish_sending(&shared, &mut pending);
@@ -419,21 +433,24 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
                     }
                     // Rejoin elsewhere: recovery must work from any gateway.
                     gateway = (gateway + 1) % shared.gateways.len();
-                    let since = reception.last_seq().max(joined_seq);
+                    let since = reception.last_seq().max(position);
                     let attempt = match connect(&shared, gateway, source, &user.token).await {
                         Ok(mut ws) => join(&shared, &mut ws, &room, Some(since))
                             .await
-                            .map(|(_, recovered)| (ws, recovered)),
+                            .map(|(seq, recovered)| (ws, seq, recovered)),
                         Err(cause) => Err(cause),
                     };
                     match attempt {
-                        Ok((ws, recovered)) => {
+                        Ok((ws, seq, recovered)) => {
                             let mut stats = shared.stats();
                             stats.reconnects += 1;
                             stats.open += 1;
                             if !recovered {
+                                // The gateway said so: the gap is counted once, as unrecovered, not again as loss.
                                 stats.unrecovered += 1;
+                                reception.excuse(since, seq);
                             }
+                            position = position.max(seq);
                             break ws;
                         }
                         Err(cause) => {

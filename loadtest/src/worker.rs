@@ -51,10 +51,16 @@ fn resolve(url: &str) -> anyhow::Result<SocketAddr> {
     } else {
         format!("{authority}:80")
     };
-    authority
+    let addrs: Vec<SocketAddr> = authority
         .to_socket_addrs()
         .with_context(|| format!("cannot resolve '{authority}'"))?
-        .next()
+        .collect();
+    // IPv4 first: the source addresses that spread the sockets are IPv4.
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
         .with_context(|| format!("'{authority}' has no address"))
 }
 
@@ -120,8 +126,17 @@ async fn run_plan(plan: WorkerPlan, lines: &mut tokio::io::Lines<BufReader<tokio
         bail!("expected go from the coordinator");
     };
     let start_micros = start_unix_ms * 1000;
-    let until = Duration::from_micros(start_micros.saturating_sub(unix_micros()));
-    go_tx.send_replace(Some((start_micros, Instant::now() + until)));
+    // The same moment on this process's clock; a go heard late puts the start in the past, so overdue sends fire at
+    // once and keep their true due times.
+    let now_micros = unix_micros();
+    let now = Instant::now();
+    let start = if start_micros >= now_micros {
+        now + Duration::from_micros(start_micros - now_micros)
+    } else {
+        now.checked_sub(Duration::from_micros(now_micros - start_micros))
+            .unwrap_or(now)
+    };
+    go_tx.send_replace(Some((start_micros, start)));
     wait_until(&shared, |s| s.senders_finished >= senders).await;
     let acked = std::mem::take(&mut shared.stats().acked_seqs);
     tell(&FromWorker::Acked { acked });

@@ -27,6 +27,8 @@ enum Fault {
     Reorder,
     /// After the third message the server closes every socket and refuses new ones.
     Vanish,
+    /// Every send is refused with an error frame.
+    Refuse,
 }
 
 #[derive(Default)]
@@ -106,6 +108,11 @@ async fn serve(server: Arc<Server>, socket: WebSocket, user: String) {
                 let joined =
                     json!({"type": "joined", "room": room_id, "seq": room.last_seq, "recovered": true, "members": []});
                 let _ = tx.send(joined.to_string());
+            }
+            Some("send") if server.fault == Fault::Refuse => {
+                let error =
+                    json!({"type": "error", "code": "rate_limited", "message": "slow down", "ref": frame["id"]});
+                let _ = tx.send(error.to_string());
             }
             Some("send") => {
                 let seq = server.seq.fetch_add(1, Ordering::SeqCst) + 1;
@@ -310,6 +317,21 @@ async fn a_server_that_vanishes_ends_the_run_with_what_was_left_unacked() {
         faults(&report),
         (0, 0, 0),
         "the three acked messages reached everyone: {}",
+        said(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_sends_count_against_the_loss_bound() {
+    // Nothing acked means nothing expected, so no receiver misses anything; the sends themselves are the loss.
+    let (output, report) = run_against(Fault::Refuse).await;
+    assert_eq!(report["messages"]["acked"], 0, "{}", said(&output));
+    assert_eq!(report["messages"]["unacked"], 10, "{}", said(&output));
+    assert_eq!(report["error_codes"]["rate_limited"], 10, "{}", said(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "--max-loss 0 counts unacked sends: {}",
         said(&output)
     );
 }
