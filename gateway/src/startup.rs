@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use rand::Rng;
@@ -80,7 +80,7 @@ impl Application {
             .route("/ws", get(crate::connection::upgrade))
             .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
             .route("/readyz", get(readyz))
-            .route("/metrics", get(metrics))
+            .route("/metrics", get(natter_service::metrics_page))
             .with_state(gw.clone());
         let announcer = tokio::spawn(crate::fleet::announce(gw.clone(), url.clone()));
         let watcher = tokio::spawn(crate::fleet::watch(gw.clone()));
@@ -205,13 +205,6 @@ async fn readyz(State(gw): State<Gateway>) -> impl IntoResponse {
     (
         status,
         axum::Json(json!({"nats": nats, "draining": draining, "connections": gw.open_connections()})),
-    )
-}
-
-async fn metrics() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        natter_service::render_metrics(),
     )
 }
 

@@ -179,3 +179,36 @@ pub struct WorkerResult {
     /// Rooms with any fault: room → (lost, duplicates, reordered), at most 20.
     pub faulty_rooms: BTreeMap<String, [u64; 3]>,
 }
+
+impl WorkerResult {
+    /// Adds another worker's counts; the histograms (serialized) are merged by the caller.
+    pub fn add_counts(&mut self, other: &WorkerResult) {
+        self.clients += other.clients;
+        self.connected += other.connected;
+        self.sent += other.sent;
+        self.acked += other.acked;
+        self.unacked += other.unacked;
+        self.delivered += other.delivered;
+        self.expected += other.expected;
+        self.lost += other.lost;
+        self.duplicates += other.duplicates;
+        self.reordered += other.reordered;
+        self.unrecovered += other.unrecovered;
+        self.reconnects += other.reconnects;
+        add_each(&mut self.connect_failures, &other.connect_failures);
+        add_each(&mut self.error_codes, &other.error_codes);
+        add_each(&mut self.close_codes, &other.close_codes);
+        for (room, faults) in &other.faulty_rooms {
+            let entry = self.faulty_rooms.entry(room.clone()).or_default();
+            for (sum, add) in entry.iter_mut().zip(faults) {
+                *sum += add;
+            }
+        }
+    }
+}
+
+fn add_each(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
+    for (key, count) in from {
+        *into.entry(key.clone()).or_default() += count;
+    }
+}

@@ -696,27 +696,7 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
         connect_latency.merge(&decode(&r.connect_latency)?)?;
         latency.merge(&decode(&r.latency)?)?;
         ack_latency.merge(&decode(&r.ack_latency)?)?;
-        total.clients += r.clients;
-        total.connected += r.connected;
-        total.sent += r.sent;
-        total.acked += r.acked;
-        total.unacked += r.unacked;
-        total.delivered += r.delivered;
-        total.expected += r.expected;
-        total.lost += r.lost;
-        total.duplicates += r.duplicates;
-        total.reordered += r.reordered;
-        total.unrecovered += r.unrecovered;
-        total.reconnects += r.reconnects;
-        add_counts(&mut total.connect_failures, &r.connect_failures);
-        add_counts(&mut total.error_codes, &r.error_codes);
-        add_counts(&mut total.close_codes, &r.close_codes);
-        for (room, f) in &r.faulty_rooms {
-            let entry = total.faulty_rooms.entry(room.clone()).or_default();
-            for k in 0..3 {
-                entry[k] += f[k];
-            }
-        }
+        total.add_counts(r);
     }
 
     // Samples come per page: before connecting, once connected, during the run, at the end.
@@ -840,12 +820,6 @@ async fn tell_plan(worker: &mut WorkerProc, plan: &WorkerPlan) -> anyhow::Result
 fn totals(samples: &[scrape::Sample]) -> (f64, f64) {
     let get = |name: &str| samples.iter().filter_map(|s| s.values.get(name)).sum::<f64>();
     (get("process_resident_memory_bytes"), get("natter_gateway_connections"))
-}
-
-fn add_counts(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
-    for (k, v) in from {
-        *into.entry(k.clone()).or_default() += v;
-    }
 }
 
 fn close_second(row: &mut Second, second: u64, latency: &Latencies, open: u64) {

@@ -8,7 +8,7 @@ use anyhow::Context;
 use async_nats::jetstream::consumer::{self, AckPolicy, PullConsumer};
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
@@ -101,7 +101,7 @@ impl Application {
         let app = Router::new()
             .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
             .route("/readyz", get(readyz))
-            .route("/metrics", get(metrics))
+            .route("/metrics", get(natter_service::metrics_page))
             .with_state((db.clone(), nats.clone()));
         let http = tokio::spawn(async move { axum::serve(listener, app).await });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -131,13 +131,6 @@ async fn readyz(State((db, nats)): State<(PgPool, async_nats::Client)>) -> impl 
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(json!({"nats": nats_ok, "database": db_ok})))
-}
-
-async fn metrics() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        natter_service::render_metrics(),
-    )
 }
 
 impl natter_service::Service for Application {

@@ -147,6 +147,14 @@ pub fn render_metrics() -> String {
     handle.render()
 }
 
+/// The `GET /metrics` handler every service mounts: [`render_metrics`] as Prometheus text.
+pub async fn metrics_page() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        render_metrics(),
+    )
+}
+
 /// Resident set size from `/proc/self/statm` (Linux), in bytes.
 fn resident_memory_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;

@@ -1,11 +1,10 @@
-//! Liveness, readiness and metrics endpoints for operators.
+//! Liveness and readiness endpoints for operators (metrics: `natter_service::metrics_page`).
 
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::state::AppState;
@@ -32,12 +31,4 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
             Json(json!({"status": "unavailable", "database": "timeout"})),
         ),
     }
-}
-
-/// Prometheus text exposition of this process's metrics.
-pub async fn metrics() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        natter_service::render_metrics(),
-    )
 }

@@ -75,7 +75,7 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
     )
     .route("/healthz", get(health::healthz))
     .route("/readyz", get(health::readyz))
-    .route("/metrics", get(health::metrics))
+    .route("/metrics", get(natter_service::metrics_page))
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
     .layer(DefaultBodyLimit::max(max_body_bytes))
