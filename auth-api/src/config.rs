@@ -1,6 +1,7 @@
 //! Configuration from flags and environment, validated before any port is bound.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -85,6 +86,11 @@ pub struct Config {
     #[arg(long, env = "NATTER_LOAD_TEST_KEY", hide_env_values = true)]
     pub load_test_key: Option<String>,
 
+    /// Directory of the built browser client (`web/dist`), served at `/` on the API's origin. Unset: the API
+    /// only, and `/` answers 404.
+    #[arg(long, env = "NATTER_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+
     /// How long in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = "NATTER_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -135,6 +141,14 @@ impl natter_service::Validate for Config {
         {
             return fail(format!("--client-ip-header {header:?} is not a valid header name"));
         }
+        if let Some(dir) = &self.web_dir
+            && !crate::routes::web::is_built(dir)
+        {
+            return fail(format!(
+                "--web-dir / NATTER_WEB_DIR {} holds no index.html (build the client: cd web && npm ci && npm run build)",
+                dir.display()
+            ));
+        }
         if self.load_test_key.as_ref().is_some_and(|key| key.chars().count() < 16) {
             return fail("--load-test-key / NATTER_LOAD_TEST_KEY must be at least 16 characters".into());
         }
@@ -180,6 +194,7 @@ mod tests {
         assert!(config(&["--issuer", " "]).validate().is_err());
         assert!(config(&["--client-ip-header", "bad header"]).validate().is_err());
         assert!(config(&["--load-test-key", "short"]).validate().is_err());
+        assert!(config(&["--web-dir", "/nonexistent/web/dist"]).validate().is_err());
         config(&["--load-test-key", "long-enough-load-test-key"])
             .validate()
             .expect("a 25-character key is fine");

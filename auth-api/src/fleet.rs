@@ -72,14 +72,16 @@ pub struct GatewayTable {
 }
 
 impl GatewayTable {
-    /// The live, non-draining gateway with the fewest connections.
-    pub fn least_loaded(&self) -> Option<GatewayInfo> {
+    /// The live, non-draining gateway with the fewest connections, passing over those in `avoid` (gateways a
+    /// client just lost, whose heartbeats may not have expired yet) unless no other is left.
+    pub fn least_loaded(&self, avoid: &[&str]) -> Option<GatewayInfo> {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         seen.retain(|_, (_, at)| at.elapsed() < GATEWAY_TTL);
-        seen.values()
-            .map(|(info, _)| info)
-            .filter(|info| !info.draining)
+        let live = || seen.values().map(|(info, _)| info).filter(|info| !info.draining);
+        live()
+            .filter(|info| !avoid.contains(&info.id.as_str()))
             .min_by_key(|info| info.connections)
+            .or_else(|| live().min_by_key(|info| info.connections))
             .cloned()
     }
 
@@ -94,9 +96,50 @@ impl GatewayTable {
         };
         while let Some(msg) = beats.next().await {
             if let Ok(info) = serde_json::from_slice::<GatewayInfo>(&msg.payload) {
-                let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-                seen.insert(info.id.clone(), (info, Instant::now()));
+                self.record(info);
             }
         }
+    }
+
+    /// Notes a gateway's heartbeat.
+    pub fn record(&self, info: GatewayInfo) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.insert(info.id.clone(), (info, Instant::now()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beat(table: &GatewayTable, id: &str, connections: u64, draining: bool) {
+        table.record(GatewayInfo {
+            id: id.into(),
+            url: format!("ws://{id}/ws"),
+            connections,
+            draining,
+        });
+    }
+
+    #[test]
+    fn assigns_the_least_loaded_live_gateway_passing_over_avoided_ones() {
+        let table = GatewayTable::default();
+        assert!(table.least_loaded(&[]).is_none(), "no gateway heard from");
+        beat(&table, "a", 5, false);
+        beat(&table, "b", 9, false);
+        beat(&table, "c", 1, true);
+        let pick = |avoid: &[&str]| table.least_loaded(avoid).map(|g| g.id);
+        assert_eq!(pick(&[]).as_deref(), Some("a"), "draining gateways are never assigned");
+        assert_eq!(
+            pick(&["a"]).as_deref(),
+            Some("b"),
+            "a gateway the client lost is passed over"
+        );
+        assert_eq!(
+            pick(&["a", "b"]).as_deref(),
+            Some("a"),
+            "when every live gateway is avoided, the least loaded is still better than none"
+        );
+        assert_eq!(pick(&["zzz"]).as_deref(), Some("a"), "unknown ids change nothing");
     }
 }

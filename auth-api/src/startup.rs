@@ -65,6 +65,7 @@ impl Application {
                 guests: config.guests,
                 refresh_ttl: config.refresh_token_ttl,
                 client_ip_header: config.client_ip_header.clone(),
+                web_dir: config.web_dir.clone(),
                 load_test_key: config
                     .load_test_key
                     .as_ref()
@@ -87,6 +88,10 @@ impl Application {
             .await
             .with_context(|| format!("failed to listen on {}", config.listen))?;
         crate::metrics::handle();
+        match &config.web_dir {
+            Some(dir) => tracing::info!(dir = %dir.display(), "serving the web client at /"),
+            None => tracing::info!("no --web-dir: serving the API only"),
+        }
         Ok(Self {
             listener,
             state,

@@ -1,5 +1,6 @@
 //! State shared by every request handler.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,4 +39,6 @@ pub struct Settings {
     pub load_test_key: Option<[u8; 32]>,
     /// Header holding the client address behind a trusted proxy.
     pub client_ip_header: Option<String>,
+    /// The built browser client served at `/`, when configured.
+    pub web_dir: Option<PathBuf>,
 }

@@ -8,6 +8,7 @@ pub mod health;
 pub mod history;
 pub mod load_test;
 pub mod rooms;
+pub mod web;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
@@ -63,6 +64,7 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .routes(routes!(rooms::get_room, rooms::delete_room))
         .routes(routes!(rooms::join_room))
         .routes(routes!(rooms::leave_room))
+        .routes(routes!(rooms::mark_read))
         .routes(routes!(rooms::room_members))
         .routes(routes!(history::room_messages))
         .routes(routes!(jwks))
@@ -76,15 +78,11 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
     .route("/healthz", get(health::healthz))
     .route("/readyz", get(health::readyz))
     .route("/metrics", get(natter_service::metrics_page))
-    .fallback(not_found)
+    .fallback(web::fallback)
     .method_not_allowed_fallback(method_not_allowed)
     .layer(DefaultBodyLimit::max(max_body_bytes))
     .layer(axum::middleware::from_fn(crate::metrics::track))
     .with_state(state)
-}
-
-async fn not_found() -> ApiError {
-    ApiError::not_found("not_found", "no such endpoint; see /api/openapi.json")
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -2,6 +2,9 @@
 //!
 //! Public rooms are visible to everyone and joinable by anyone signed in. Private rooms are visible only to
 //! their members; a non-member joins with the room's join code, which only the owner is shown.
+//!
+//! Each membership keeps a read cursor (the highest sequence the member has seen), so a room's unread count is
+//! the same on every device of the user.
 
 use axum::Json;
 use axum::extract::State;
@@ -58,6 +61,34 @@ pub struct Room {
     pub join_code: Option<String>,
     /// When the room was created.
     pub created_at: DateTime<Utc>,
+    /// The sequence of the room's newest stored message (0 when it has none).
+    pub last_seq: i64,
+    /// The caller's read cursor: the highest sequence they have seen here (0 when not a member).
+    pub read_seq: i64,
+    /// Messages by others after the read cursor, counted up to [`UNREAD_MAX`] (0 when not a member).
+    pub unread: i64,
+}
+
+/// Where a member has read up to in a room.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReadCursor {
+    /// The room id.
+    pub room: String,
+    /// The highest sequence the caller has seen in the room.
+    pub read_seq: i64,
+    /// The sequence of the room's newest stored message.
+    pub last_seq: i64,
+    /// Messages by others after `read_seq`, counted up to [`UNREAD_MAX`].
+    pub unread: i64,
+}
+
+/// A new position of the caller's read cursor.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarkRead {
+    /// The highest sequence the caller has seen (a `seq` from the WebSocket or the history API). A cursor only
+    /// moves forward: a lower value leaves it where it is.
+    pub seq: i64,
 }
 
 /// A member of a room.
@@ -76,17 +107,45 @@ pub struct Member {
 /// Most rooms returned by a listing.
 const LIST_LIMIT: i64 = 500;
 
-/// The columns of [`Room`] for `caller` ($1), as one SELECT over `rooms r`.
-const ROOM_SELECT: &str = "SELECT r.id, r.name, r.private, r.owner_id, \
-       (SELECT count(*) FROM memberships m WHERE m.room_id = r.id) AS member_count, \
-       EXISTS (SELECT 1 FROM memberships m WHERE m.room_id = r.id AND m.user_id = $1) AS joined, \
-       CASE WHEN r.owner_id = $1 THEN r.join_code END AS join_code, r.created_at \
-       FROM rooms r";
+/// Unread counts stop here (a client shows "999+"): counting further would cost a scan per room and listing.
+pub const UNREAD_MAX: i64 = 1000;
 
-type RoomRow = (String, String, bool, Uuid, i64, bool, Option<String>, DateTime<Utc>);
+/// The largest sequence a read cursor takes: the largest integer a JavaScript client holds exactly.
+const MAX_SEQ: i64 = (1 << 53) - 1;
+
+/// The columns of [`Room`] for `caller` ($1), as one SELECT over `rooms r` with the caller's membership `me`.
+/// The last sequence and the unread count are index range scans on `messages (room_id, seq)`.
+fn room_select() -> String {
+    format!(
+        "SELECT r.id, r.name, r.private, r.owner_id, \
+         (SELECT count(*) FROM memberships m WHERE m.room_id = r.id) AS member_count, \
+         me.user_id IS NOT NULL AS joined, \
+         CASE WHEN r.owner_id = $1 THEN r.join_code END AS join_code, r.created_at, \
+         (SELECT coalesce(max(msg.seq), 0) FROM messages msg WHERE msg.room_id = r.id) AS last_seq, \
+         coalesce(me.read_seq, 0) AS read_seq, \
+         CASE WHEN me.user_id IS NULL THEN 0 ELSE (SELECT count(*) FROM (SELECT 1 FROM messages msg \
+           WHERE msg.room_id = r.id AND msg.seq > me.read_seq AND msg.user_id <> $1::text \
+           LIMIT {UNREAD_MAX}) n) END AS unread \
+         FROM rooms r LEFT JOIN memberships me ON me.room_id = r.id AND me.user_id = $1"
+    )
+}
+
+type RoomRow = (
+    String,
+    String,
+    bool,
+    Uuid,
+    i64,
+    bool,
+    Option<String>,
+    DateTime<Utc>,
+    i64,
+    i64,
+    i64,
+);
 
 fn to_room(row: RoomRow) -> Room {
-    let (id, name, private, owner_id, member_count, joined, join_code, created_at) = row;
+    let (id, name, private, owner_id, member_count, joined, join_code, created_at, last_seq, read_seq, unread) = row;
     Room {
         id,
         name,
@@ -96,6 +155,9 @@ fn to_room(row: RoomRow) -> Room {
         joined,
         join_code,
         created_at,
+        last_seq,
+        read_seq,
+        unread,
     }
 }
 
@@ -117,7 +179,7 @@ pub(crate) async fn visible_room(state: &AppState, caller: Uuid, id: &RoomId) ->
 }
 
 async fn load_room(state: &AppState, caller: Uuid, id: &RoomId) -> ApiResult<Room> {
-    let row: Option<RoomRow> = sqlx::query_as(&format!("{ROOM_SELECT} WHERE r.id = $2"))
+    let row: Option<RoomRow> = sqlx::query_as(&format!("{} WHERE r.id = $2", room_select()))
         .bind(caller)
         .bind(id.as_str())
         .fetch_optional(&state.db)
@@ -187,9 +249,9 @@ pub async fn create_room(
     responses((status = 200, description = "Rooms", body = [Room])))]
 pub async fn list_rooms(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<Room>>> {
     let rows: Vec<RoomRow> = sqlx::query_as(&format!(
-        "{ROOM_SELECT} WHERE NOT r.private \
-         OR EXISTS (SELECT 1 FROM memberships m WHERE m.room_id = r.id AND m.user_id = $1) \
-         ORDER BY joined DESC, r.created_at, r.id LIMIT {LIST_LIMIT}"
+        "{} WHERE NOT r.private OR me.user_id IS NOT NULL \
+         ORDER BY joined DESC, r.created_at, r.id LIMIT {LIST_LIMIT}",
+        room_select()
     ))
     .bind(user.id)
     .fetch_all(&state.db)
@@ -246,16 +308,21 @@ pub async fn join_room(
             ));
         }
     }
-    sqlx::query("INSERT INTO memberships (room_id, user_id, role) VALUES ($1, $2, 'member') ON CONFLICT DO NOTHING")
-        .bind(id.as_str())
-        .bind(user.id)
-        .execute(&state.db)
-        .await
-        .map_err(|err| match &err {
-            // Deleted between the check above and this insert.
-            sqlx::Error::Database(db) if db.is_foreign_key_violation() => room_not_found(&id),
-            _ => err.into(),
-        })?;
+    // A new member has read everything stored so far: only what arrives after joining is unread.
+    sqlx::query(
+        "INSERT INTO memberships (room_id, user_id, role, read_seq) \
+         VALUES ($1, $2, 'member', (SELECT coalesce(max(seq), 0) FROM messages WHERE room_id = $1)) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(id.as_str())
+    .bind(user.id)
+    .execute(&state.db)
+    .await
+    .map_err(|err| match &err {
+        // Deleted between the check above and this insert.
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => room_not_found(&id),
+        _ => err.into(),
+    })?;
     Ok(Json(load_room(&state, user.id, &id).await?))
 }
 
@@ -313,6 +380,58 @@ pub async fn delete_room(
         .execute(&state.db)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Move the caller's read cursor in a room forward to `seq`; answers the cursor and the room's unread count.
+#[utoipa::path(put, path = "/api/rooms/{id}/read", tag = "rooms", request_body = MarkRead, security(("bearer" = [])),
+    params(("id" = String, Path, description = "Room id")),
+    responses(
+        (status = 200, description = "The cursor as stored (never lowered)", body = ReadCursor),
+        (status = 403, description = "`not_member`, `room_private`", body = ErrorBody),
+        (status = 404, description = "`room_not_found`", body = ErrorBody),
+        (status = 422, description = "`invalid_seq`, `invalid_body`", body = ErrorBody),
+    ))]
+pub async fn mark_read(
+    State(state): State<AppState>,
+    user: AuthUser,
+    RoomPath(id): RoomPath,
+    ApiJson(body): ApiJson<MarkRead>,
+) -> ApiResult<Json<ReadCursor>> {
+    if !(0..=MAX_SEQ).contains(&body.seq) {
+        return Err(ApiError::validation(
+            "invalid_seq",
+            format!("seq must be between 0 and {MAX_SEQ}"),
+        ));
+    }
+    let room = visible_room(&state, user.id, &id).await?;
+    if !room.joined {
+        return Err(ApiError::forbidden(
+            "not_member",
+            "join the room before marking it read",
+        ));
+    }
+    // The seq is not checked against stored history: a live message is seen before the persister stores it.
+    let updated =
+        sqlx::query("UPDATE memberships SET read_seq = GREATEST(read_seq, $3) WHERE room_id = $1 AND user_id = $2")
+            .bind(id.as_str())
+            .bind(user.id)
+            .bind(body.seq)
+            .execute(&state.db)
+            .await?;
+    if updated.rows_affected() == 0 {
+        // Left or deleted between the check and the update.
+        return Err(ApiError::forbidden(
+            "not_member",
+            "join the room before marking it read",
+        ));
+    }
+    let room = load_room(&state, user.id, &id).await?;
+    Ok(Json(ReadCursor {
+        room: room.id,
+        read_seq: room.read_seq,
+        last_seq: room.last_seq,
+        unread: room.unread,
+    }))
 }
 
 /// The members of a room (private rooms: members only).

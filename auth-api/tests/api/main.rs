@@ -6,5 +6,7 @@ mod helpers;
 mod history;
 mod load_test;
 mod operations;
+mod read_cursor;
 mod rooms;
 mod tokens;
+mod web;

@@ -87,6 +87,7 @@ async fn openapi_document_lists_every_route() {
         ("/.well-known/jwks.json", "get"),
         ("/api/gateway", "get"),
         ("/api/rooms/{id}/messages", "get"),
+        ("/api/rooms/{id}/read", "put"),
     ];
     for (path, method) in expected {
         assert!(
