@@ -1,0 +1,202 @@
+/**
+ * The auth API over HTTP: accounts, tokens, rooms, read cursors, history and gateway assignment.
+ *
+ * Uses `fetch`, so it runs in browsers and in Node alike. Every failure is an {@link ApiError} carrying the API's
+ * stable error code.
+ */
+
+import type { UserRef } from "./frames";
+
+/** Tokens as the API hands them out. */
+export interface TokenResponse {
+  access_token: string;
+  refresh_token: string;
+  expires_in: number;
+  token_type: string;
+  user: { id: string; name: string; guest: boolean };
+}
+
+/** A room as the caller sees it. */
+export interface RoomInfo {
+  id: string;
+  name: string;
+  private: boolean;
+  owner_id: string;
+  member_count: number;
+  joined: boolean;
+  join_code?: string;
+  created_at: string;
+  last_seq: number;
+  read_seq: number;
+  unread: number;
+}
+
+/** The caller's read cursor in a room. */
+export interface ReadCursor {
+  room: string;
+  read_seq: number;
+  last_seq: number;
+  unread: number;
+}
+
+/** A stored message. */
+export interface HistoryMessage {
+  seq: number;
+  id: string;
+  user: UserRef;
+  body: string;
+  ts: string;
+}
+
+/** One page of history: newest first for `before`, oldest first for `after`. */
+export interface HistoryPage {
+  messages: HistoryMessage[];
+  has_more: boolean;
+}
+
+/** A gateway to connect to. */
+export interface GatewayAssignment {
+  url: string;
+  id: string;
+  connections: number;
+}
+
+/** A failed API call: the HTTP status (0 when the API could not be reached) and the API's error code. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    /** Seconds to wait before retrying, for 429. */
+    readonly retryAfter?: number,
+  ) {
+    super(message);
+    this.name = "ApiError";
+  }
+
+  /** Whether retrying the same call later may succeed (the network, the server, a rate limit). */
+  get transient(): boolean {
+    return this.status === 0 || this.status === 429 || this.status >= 500;
+  }
+}
+
+/** Supplies the access token for calls that need one. */
+export type TokenSource = () => Promise<string>;
+
+/** Calls the auth API at `base` ("" for the page's own origin). */
+export class Api {
+  constructor(
+    readonly base: string,
+    private readonly fetchImpl: typeof fetch = (...args) => globalThis.fetch(...args),
+  ) {}
+
+  register(username: string, password: string): Promise<TokenResponse> {
+    return this.call("POST", "/api/register", { body: { username, password } });
+  }
+
+  login(username: string, password: string): Promise<TokenResponse> {
+    return this.call("POST", "/api/login", { body: { username, password } });
+  }
+
+  guest(username: string): Promise<TokenResponse> {
+    return this.call("POST", "/api/guest", { body: { username } });
+  }
+
+  refresh(refreshToken: string): Promise<TokenResponse> {
+    return this.call("POST", "/api/refresh", { body: { refresh_token: refreshToken } });
+  }
+
+  logout(refreshToken: string): Promise<void> {
+    return this.call("POST", "/api/logout", { body: { refresh_token: refreshToken } });
+  }
+
+  rooms(token: TokenSource): Promise<RoomInfo[]> {
+    return this.call("GET", "/api/rooms", { token });
+  }
+
+  room(token: TokenSource, id: string): Promise<RoomInfo> {
+    return this.call("GET", `/api/rooms/${encodeURIComponent(id)}`, { token });
+  }
+
+  createRoom(token: TokenSource, name: string, isPrivate: boolean): Promise<RoomInfo> {
+    return this.call("POST", "/api/rooms", { token, body: { name, private: isPrivate } });
+  }
+
+  joinRoom(token: TokenSource, id: string, code?: string): Promise<RoomInfo> {
+    return this.call("POST", `/api/rooms/${encodeURIComponent(id)}/join`, {
+      token,
+      body: code === undefined ? {} : { code },
+    });
+  }
+
+  leaveRoom(token: TokenSource, id: string): Promise<void> {
+    return this.call("POST", `/api/rooms/${encodeURIComponent(id)}/leave`, { token });
+  }
+
+  deleteRoom(token: TokenSource, id: string): Promise<void> {
+    return this.call("DELETE", `/api/rooms/${encodeURIComponent(id)}`, { token });
+  }
+
+  markRead(token: TokenSource, id: string, seq: number): Promise<ReadCursor> {
+    return this.call("PUT", `/api/rooms/${encodeURIComponent(id)}/read`, { token, body: { seq } });
+  }
+
+  /** A page of a room's history: `before` a seq (newest first) or `after` one (oldest first). */
+  messages(
+    token: TokenSource,
+    id: string,
+    page: { before?: number; after?: number; limit?: number },
+  ): Promise<HistoryPage> {
+    const query = new URLSearchParams();
+    if (page.before !== undefined) query.set("before", String(page.before));
+    if (page.after !== undefined) query.set("after", String(page.after));
+    if (page.limit !== undefined) query.set("limit", String(page.limit));
+    return this.call("GET", `/api/rooms/${encodeURIComponent(id)}/messages?${query}`, { token });
+  }
+
+  /** The least-loaded live gateway, passing over the ids in `avoid` (ones just lost) when another is live. */
+  gateway(avoid: string[] = []): Promise<GatewayAssignment> {
+    const query = avoid.length ? `?avoid=${encodeURIComponent(avoid.join(","))}` : "";
+    return this.call("GET", `/api/gateway${query}`, {});
+  }
+
+  private async call<T>(
+    method: string,
+    path: string,
+    options: { token?: TokenSource; body?: unknown },
+  ): Promise<T> {
+    const headers: Record<string, string> = {};
+    if (options.token) headers.authorization = `Bearer ${await options.token()}`;
+    if (options.body !== undefined) headers["content-type"] = "application/json";
+    let response: Response;
+    try {
+      response = await this.fetchImpl(this.base + path, {
+        method,
+        headers,
+        body: options.body === undefined ? undefined : JSON.stringify(options.body),
+      });
+    } catch (err) {
+      throw new ApiError(0, "network", `cannot reach the server (${(err as Error).message})`);
+    }
+    const text = await response.text().catch(() => "");
+    let body: unknown = undefined;
+    if (text) {
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = undefined;
+      }
+    }
+    if (!response.ok) {
+      const error = (body as { error?: { code?: string; message?: string } } | undefined)?.error;
+      const retryAfter = Number(response.headers.get("retry-after")) || undefined;
+      throw new ApiError(
+        response.status,
+        error?.code ?? `http_${response.status}`,
+        error?.message ?? `the server answered ${response.status}`,
+        retryAfter,
+      );
+    }
+    return body as T;
+  }
+}

@@ -1,0 +1,855 @@
+/**
+ * The Natter client: a signed-in user's rooms, kept live over one gateway connection.
+ *
+ * It joins every room the user is a member of (so unread counts move while a room is not open), rejoins them
+ * after any reconnect with `since` = the last seq held, fills gaps from the history API, retries the user's own
+ * messages until they are acknowledged, and keeps read cursors in the auth API so unread counts follow the user
+ * across devices. No DOM: the UI subscribes and reads the state; Node runs it under test.
+ */
+
+import { Api, ApiError, type HistoryPage, type ReadCursor, type RoomInfo } from "./api";
+import type { BackoffOptions } from "./backoff";
+import { Connection, type ConnectionStatus, type SocketFactory } from "./connection";
+import { newMessageId, type MessageFrame, type ServerFrame, type UserRef } from "./frames";
+import type { Session } from "./session";
+import { RoomTimeline } from "./timeline";
+
+export interface ClientOptions {
+  api: Api;
+  session: Session;
+  socket: SocketFactory;
+  /** Connect to this gateway rather than asking the API for the least-loaded one. */
+  gatewayUrl?: string;
+  /** Messages per history page (the API allows up to 200). */
+  historyPage?: number;
+  /** Most stored messages held per room; older ones are dropped and reloaded from history when scrolled to. */
+  maxHeld?: number;
+  /** How often to re-read the room list (unread counts from other devices); 0: never. */
+  roomsPollMs?: number;
+  /** Least time between two draft updates sent. */
+  typingIntervalMs?: number;
+  /** How long to wait for an ack before sending again. */
+  ackTimeoutMs?: number;
+  /** How long a draft stays shown without an update (the gateway clears it after 6 s). */
+  draftTtlMs?: number;
+  backoff?: BackoffOptions;
+  pingIntervalMs?: number;
+  silenceTimeoutMs?: number;
+}
+
+/** Someone's live draft. */
+export interface Draft {
+  user: UserRef;
+  text: string;
+}
+
+/** A room as the UI shows it. */
+export interface RoomView {
+  info: RoomInfo;
+  timeline: RoomTimeline;
+  /** Who is online in the room (any gateway), by name. */
+  online: UserRef[];
+  drafts: Draft[];
+  unread: number;
+  /** Whether it is joined on the gateway (live). */
+  live: boolean;
+  loadingOlder: boolean;
+  /** Filling a gap from history. */
+  filling: boolean;
+  /** Something the person should know about this room. */
+  notice?: string;
+}
+
+export type ClientEvent = { type: "change" } | { type: "error"; message: string };
+
+interface RoomState {
+  info: RoomInfo;
+  timeline: RoomTimeline;
+  online: Map<string, UserRef>;
+  drafts: Map<string, { user: UserRef; text: string; at: number }>;
+  ws: "idle" | "joining" | "joined";
+  /** The API's `last_seq` when unread counts were last read from it. */
+  base: number;
+  /** The API's unread count at `base`. */
+  serverUnread: number;
+  readSeq: number;
+  /** The read cursor last sent (or being sent). */
+  sentRead: number;
+  /** Others' messages after `base`, seen live. */
+  liveUnread: Set<number>;
+  loadingOlder: boolean;
+  filling: boolean;
+  notice?: string;
+  draftTimer?: ReturnType<typeof setTimeout>;
+  draftSentAt: number;
+  draftQueued?: string;
+  draftLast: string;
+  readTimer?: ReturnType<typeof setTimeout>;
+  view?: RoomView;
+  /** The change generation `view` was made in. */
+  viewGeneration: number;
+}
+
+/** Errors whose frame is a join (they carry no `ref`): the oldest outstanding join failed. */
+const JOIN_ERRORS = new Set(["room_not_found", "room_private", "too_many_rooms", "unavailable", "already_joined"]);
+
+/** Most attempts at a send that failed on the server's side before it is shown as failed. */
+const MAX_SEND_ATTEMPTS = 5;
+
+/** Splits an invite (`ROOM.CODE`, or a link `…/r/ROOM?code=CODE`) into a room id and its join code. */
+export function parseInvite(text: string): { room: string; code?: string } | undefined {
+  const trimmed = text.trim();
+  const link = /\/r\/([A-Za-z0-9_-]{1,64})(?:\?code=([A-Za-z0-9_-]+))?/.exec(trimmed);
+  if (link) return { room: link[1], code: link[2] };
+  const plain = /^([A-Za-z0-9_-]{1,64})(?:\.([A-Za-z0-9_-]+))?$/.exec(trimmed);
+  if (plain) return { room: plain[1], code: plain[2] };
+  return undefined;
+}
+
+/** The invite a private room's owner hands out: the room id and its join code in one string. */
+export function inviteCode(room: RoomInfo): string | undefined {
+  return room.join_code ? `${room.id}.${room.join_code}` : undefined;
+}
+
+export class NatterClient {
+  private readonly api: Api;
+  private readonly session: Session;
+  private readonly connection: Connection;
+  private readonly rooms = new Map<string, RoomState>();
+  private order: string[] = [];
+  private readonly listeners = new Set<(event: ClientEvent) => void>();
+  private readonly joinQueue: string[] = [];
+  private readonly ackTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  private openId: string | undefined;
+  private visible = true;
+  private following = true;
+  private started = false;
+  private pollTimer: ReturnType<typeof setInterval> | undefined;
+  private draftSweep: ReturnType<typeof setInterval> | undefined;
+  private unsubscribeSession: (() => void) | undefined;
+  private roomsLoaded = false;
+  /** Bumped on every change: views made in an older generation are stale. */
+  private generation = 0;
+  private readonly options: Required<Omit<ClientOptions, "gatewayUrl" | "backoff" | "pingIntervalMs" | "silenceTimeoutMs">> &
+    ClientOptions;
+
+  constructor(options: ClientOptions) {
+    this.options = {
+      historyPage: 50,
+      maxHeld: 3000,
+      roomsPollMs: 10_000,
+      typingIntervalMs: 150,
+      ackTimeoutMs: 10_000,
+      draftTtlMs: 6_000,
+      ...options,
+    };
+    this.api = options.api;
+    this.session = options.session;
+    const token = (fresh: boolean) => (fresh ? this.session.refresh() : this.session.accessToken(60_000));
+    this.connection = new Connection({
+      socket: options.socket,
+      token,
+      gatewayUrl: async (avoid) => options.gatewayUrl ?? (await this.api.gateway(avoid)).url,
+      onHello: () => this.onHello(),
+      onFrame: (frame) => this.onFrame(frame),
+      onStatus: (status) => this.onStatus(status),
+      backoff: options.backoff,
+      pingIntervalMs: options.pingIntervalMs,
+      silenceTimeoutMs: options.silenceTimeoutMs,
+    });
+  }
+
+  /** The signed-in user. */
+  get me(): UserRef {
+    const user = this.session.user;
+    return user ? { id: user.id, name: user.name } : { id: "", name: "" };
+  }
+
+  /** The connection's status. */
+  get status(): ConnectionStatus {
+    return this.connection.current;
+  }
+
+  /** Whether the room list has been read once. */
+  get ready(): boolean {
+    return this.roomsLoaded;
+  }
+
+  /** The rooms, in the API's order (the user's rooms first). */
+  roomList(): RoomView[] {
+    return this.order.flatMap((id) => {
+      const state = this.rooms.get(id);
+      return state ? [this.view(state)] : [];
+    });
+  }
+
+  /** One room, if known. */
+  room(id: string): RoomView | undefined {
+    const state = this.rooms.get(id);
+    return state ? this.view(state) : undefined;
+  }
+
+  /** The room being shown. */
+  get openRoomId(): string | undefined {
+    return this.openId;
+  }
+
+  /** The sum of unread counts over the user's rooms. */
+  totalUnread(): number {
+    let total = 0;
+    for (const state of this.rooms.values()) total += this.unread(state);
+    return total;
+  }
+
+  /** Listens to changes and errors; returns how to stop. */
+  subscribe(listener: (event: ClientEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Reads the rooms and connects. */
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    this.unsubscribeSession = this.session.subscribe((event) => {
+      if (event.type === "tokens") this.connection.send({ type: "refresh", token: event.accessToken });
+      if (event.type === "signed_out") this.stop();
+    });
+    this.connection.start();
+    if (this.options.roomsPollMs > 0) {
+      this.pollTimer = setInterval(() => {
+        if (this.visible) void this.refreshRooms().catch(() => undefined);
+      }, this.options.roomsPollMs);
+    }
+    this.draftSweep = setInterval(() => this.expireDrafts(), 1_000);
+    await this.refreshRooms().catch((err) => this.fail(err));
+  }
+
+  /** Disconnects and stops every timer. */
+  stop(): void {
+    this.started = false;
+    this.connection.stop("signed out");
+    clearInterval(this.pollTimer);
+    clearInterval(this.draftSweep);
+    this.unsubscribeSession?.();
+    for (const timer of this.ackTimers.values()) clearTimeout(timer);
+    this.ackTimers.clear();
+    for (const state of this.rooms.values()) {
+      clearTimeout(state.draftTimer);
+      clearTimeout(state.readTimer);
+    }
+    this.emit();
+  }
+
+  /** Skips the wait before the next reconnect attempt. */
+  reconnectNow(): void {
+    this.connection.reconnectNow();
+  }
+
+  /** Whether the page is visible: rooms are marked read only while it is. */
+  setVisible(visible: boolean): void {
+    const was = this.visible;
+    this.visible = visible;
+    if (visible && !was) {
+      void this.refreshRooms().catch(() => undefined);
+      this.markOpenRead();
+    }
+  }
+
+  /** Whether the open room is scrolled to its newest message: only then is it marked read. */
+  setFollowing(following: boolean): void {
+    this.following = following;
+    if (following) this.markOpenRead();
+  }
+
+  /** Shows a room: joins it on the gateway (a public room may be previewed without being a member). */
+  async openRoom(id: string | undefined): Promise<void> {
+    const previous = this.openId;
+    this.openId = id;
+    if (previous && previous !== id) {
+      const state = this.rooms.get(previous);
+      if (state && !state.info.joined) this.leaveLive(state);
+    }
+    if (!id) {
+      this.emit();
+      return;
+    }
+    let state = this.rooms.get(id);
+    if (!state) {
+      try {
+        const info = await this.api.room(this.token, id);
+        if (this.openId !== id) return;
+        state = this.addRoom(info);
+      } catch (err) {
+        this.fail(err, "cannot open this room");
+        this.emit();
+        return;
+      }
+    }
+    this.joinLive(state);
+    if (state.timeline.messages.length < this.options.historyPage && state.timeline.hasOlder) {
+      await this.loadOlder(id);
+    }
+    this.markOpenRead();
+    this.emit();
+  }
+
+  /** Loads the page of history before the oldest message held. */
+  async loadOlder(id: string): Promise<void> {
+    const state = this.rooms.get(id);
+    if (!state || state.loadingOlder || !state.timeline.hasOlder) return;
+    state.loadingOlder = true;
+    this.emit();
+    try {
+      const before = state.timeline.floor;
+      const page = await this.api.messages(this.token, id, { before, limit: this.options.historyPage });
+      if (this.rooms.get(id) === state && state.timeline.floor === before) {
+        state.timeline.prependOlder(page.messages, page.has_more);
+      }
+    } catch (err) {
+      this.fail(err, "cannot load older messages");
+    } finally {
+      state.loadingOlder = false;
+      this.emit();
+    }
+  }
+
+  /** Sends a message; it shows at once as sending. Returns its client id. */
+  send(roomId: string, body: string): string | undefined {
+    const state = this.rooms.get(roomId);
+    const text = body.trim();
+    if (!state || !text) return undefined;
+    clearTimeout(state.draftTimer);
+    state.draftQueued = undefined;
+    state.draftLast = "";
+    const pending = state.timeline.addPending(newMessageId(), text);
+    this.transmit(state, pending.id);
+    this.emit();
+    return pending.id;
+  }
+
+  /** Sends a failed message again, with the same id (so it is stored once even if the first try was). */
+  retry(roomId: string, id: string): void {
+    const state = this.rooms.get(roomId);
+    if (!state?.timeline.findPending(id)) return;
+    state.timeline.updatePending(id, { state: "sending", error: undefined, attempts: 0 });
+    this.transmit(state, id);
+    this.emit();
+  }
+
+  /** The person's draft as typed: streamed to the room's other members (throttled), "" clears it. */
+  setDraft(roomId: string, text: string): void {
+    const state = this.rooms.get(roomId);
+    if (!state || state.ws !== "joined") return;
+    if (text === state.draftLast && state.draftQueued === undefined) return;
+    const wait = state.draftSentAt + this.options.typingIntervalMs - Date.now();
+    if (text === "" || wait <= 0) {
+      clearTimeout(state.draftTimer);
+      state.draftQueued = undefined;
+      this.sendDraft(state, text);
+      return;
+    }
+    state.draftQueued = text;
+    if (!state.draftTimer) {
+      state.draftTimer = setTimeout(() => {
+        state.draftTimer = undefined;
+        const queued = state.draftQueued;
+        state.draftQueued = undefined;
+        if (queued !== undefined) this.sendDraft(state, queued);
+      }, wait);
+    }
+  }
+
+  /** Re-reads the room list: membership, names, and unread counts as other devices left them. */
+  async refreshRooms(): Promise<void> {
+    const list = await this.api.rooms(this.token);
+    const seen = new Set<string>();
+    for (const info of list) {
+      seen.add(info.id);
+      const state = this.rooms.get(info.id);
+      if (state) this.updateInfo(state, info);
+      else this.addRoom(info);
+    }
+    this.order = list.map((r) => r.id);
+    for (const [id, state] of this.rooms) {
+      if (!seen.has(id) && id !== this.openId) this.dropRoom(state);
+    }
+    this.roomsLoaded = true;
+    this.syncLive();
+    this.emit();
+  }
+
+  /** Creates a room (the user becomes its owner) and returns it. */
+  async createRoom(name: string, isPrivate: boolean): Promise<RoomInfo> {
+    const info = await this.api.createRoom(this.token, name, isPrivate);
+    this.addRoom(info);
+    await this.refreshRooms().catch(() => undefined);
+    return info;
+  }
+
+  /** Joins a public room, or a private one with its invite (`ROOM.CODE` or a link). */
+  async join(roomOrInvite: string, code?: string): Promise<RoomInfo> {
+    const invite = code === undefined ? parseInvite(roomOrInvite) : { room: roomOrInvite, code };
+    if (!invite) throw new ApiError(422, "invalid_invite", "that is not an invite code or link");
+    const info = await this.api.joinRoom(this.token, invite.room, invite.code);
+    const state = this.rooms.get(info.id);
+    if (state) this.updateInfo(state, info);
+    else this.addRoom(info);
+    await this.refreshRooms().catch(() => undefined);
+    return info;
+  }
+
+  /** Leaves a room (members; the owner deletes instead). */
+  async leave(id: string): Promise<void> {
+    await this.api.leaveRoom(this.token, id);
+    const state = this.rooms.get(id);
+    if (state) this.dropRoom(state);
+    if (this.openId === id) this.openId = undefined;
+    await this.refreshRooms().catch(() => undefined);
+  }
+
+  /** Deletes a room (owner only). */
+  async remove(id: string): Promise<void> {
+    await this.api.deleteRoom(this.token, id);
+    const state = this.rooms.get(id);
+    if (state) this.dropRoom(state);
+    if (this.openId === id) this.openId = undefined;
+    await this.refreshRooms().catch(() => undefined);
+  }
+
+  // ----------------------------------------------------------------------------------------------------------
+  // Connection events
+
+  private onStatus(status: ConnectionStatus): void {
+    if (status.state !== "online") {
+      for (const state of this.rooms.values()) {
+        state.ws = "idle";
+        state.drafts.clear();
+      }
+      this.joinQueue.length = 0;
+    }
+    this.emit();
+  }
+
+  private onHello(): void {
+    this.syncLive();
+  }
+
+  private onFrame(frame: ServerFrame): void {
+    switch (frame.type) {
+      case "joined": {
+        this.removeFromJoinQueue(frame.room);
+        const state = this.rooms.get(frame.room);
+        if (!state) return;
+        state.ws = "joined";
+        state.online = new Map(frame.members.map((u) => [u.id, u]));
+        // With `recovered`, the replayed messages follow this frame, before any live one.
+        if (!frame.recovered) void this.reload(state, frame.seq);
+        this.flushPending(state);
+        break;
+      }
+      case "message":
+        this.onMessage(frame);
+        break;
+      case "ack": {
+        const state = this.rooms.get(frame.room);
+        if (!state) return;
+        this.clearAckTimer(frame.id);
+        state.timeline.ack(frame.id, frame.seq);
+        break;
+      }
+      case "presence": {
+        const state = this.rooms.get(frame.room);
+        if (!state) return;
+        for (const user of frame.joined ?? []) state.online.set(user.id, user);
+        for (const user of frame.left ?? []) {
+          state.online.delete(user.id);
+          state.drafts.delete(user.id);
+        }
+        break;
+      }
+      case "typing": {
+        const state = this.rooms.get(frame.room);
+        if (!state || frame.user.id === this.me.id) return;
+        if (frame.text === "") state.drafts.delete(frame.user.id);
+        else state.drafts.set(frame.user.id, { user: frame.user, text: frame.text, at: Date.now() });
+        break;
+      }
+      case "left": {
+        const state = this.rooms.get(frame.room);
+        if (state) state.ws = "idle";
+        break;
+      }
+      case "error":
+        this.onError(frame.code, frame.message, frame.ref);
+        break;
+      case "pong":
+      case "hello":
+        return;
+    }
+    this.emit();
+  }
+
+  private onMessage(frame: MessageFrame): void {
+    const state = this.rooms.get(frame.room);
+    if (!state) return;
+    state.drafts.delete(frame.user.id);
+    if (frame.user.id === this.me.id) this.clearAckTimer(frame.id);
+    const added = state.timeline.receive(frame);
+    if (added && frame.user.id !== this.me.id && frame.seq > Math.max(state.base, state.readSeq)) {
+      state.liveUnread.add(frame.seq);
+    }
+    if (state.timeline.hasGap) void this.fillGap(state);
+    if (state.timeline.messages.length > this.options.maxHeld && (this.openId !== state.info.id || this.following)) {
+      state.timeline.trim(this.options.maxHeld);
+    }
+    if (this.openId === state.info.id) this.markOpenRead();
+  }
+
+  private onError(code: string, message: string, ref: string | undefined): void {
+    if (ref) {
+      for (const state of this.rooms.values()) {
+        if (state.timeline.findPending(ref)) {
+          this.sendRefused(state, ref, code, message);
+          return;
+        }
+      }
+    }
+    if (!ref && JOIN_ERRORS.has(code) && this.joinQueue.length) {
+      const id = this.joinQueue.shift() as string;
+      const state = this.rooms.get(id);
+      if (!state) return;
+      if (code === "already_joined") {
+        state.ws = "joined";
+        return;
+      }
+      state.ws = "idle";
+      if (code === "unavailable") {
+        // The gateway could not check access right now: try again shortly.
+        setTimeout(() => this.joinLive(state), 1_000 + Math.random() * 1_000);
+        return;
+      }
+      state.notice = message;
+      if (code === "room_not_found" || code === "room_private") void this.refreshRooms().catch(() => undefined);
+      return;
+    }
+    if (code.startsWith("token_")) {
+      // The in-band refresh was refused: reconnect with a fresh token instead.
+      void this.session.refresh().catch(() => undefined);
+    }
+  }
+
+  // ----------------------------------------------------------------------------------------------------------
+  // Sending
+
+  private transmit(state: RoomState, id: string): void {
+    const pending = state.timeline.findPending(id);
+    if (!pending || pending.state === "failed") return;
+    // Not live yet: sent once the room is (re)joined.
+    if (state.ws !== "joined" || !this.connection.online) return;
+    const sent = this.connection.send({ type: "send", room: state.info.id, id, body: pending.body });
+    if (!sent) return;
+    state.timeline.updatePending(id, { attempts: pending.attempts + 1 });
+    this.clearAckTimer(id);
+    this.ackTimers.set(
+      id,
+      setTimeout(() => {
+        this.ackTimers.delete(id);
+        const still = state.timeline.findPending(id);
+        if (!still || still.state !== "sending") return;
+        if (still.attempts >= MAX_SEND_ATTEMPTS) {
+          state.timeline.updatePending(id, { state: "failed", error: "no answer from the server" });
+          this.emit();
+        } else {
+          this.transmit(state, id);
+        }
+      }, this.options.ackTimeoutMs),
+    );
+  }
+
+  private sendRefused(state: RoomState, id: string, code: string, message: string): void {
+    this.clearAckTimer(id);
+    const pending = state.timeline.findPending(id);
+    if (!pending) return;
+    switch (code) {
+      case "rate_limited": {
+        // Never dropped: wait for the rate limit to refill, then send again.
+        const pause = Math.min(8_000, 1_000 * 2 ** Math.min(pending.attempts - 1, 3)) * (0.75 + Math.random() * 0.5);
+        setTimeout(() => this.transmit(state, id), pause);
+        return;
+      }
+      case "not_joined":
+        // Sent again once the room is joined.
+        if (state.ws === "joined") state.ws = "idle";
+        this.joinLive(state);
+        return;
+      case "publish_failed":
+      case "unavailable":
+        if (pending.attempts < MAX_SEND_ATTEMPTS) {
+          setTimeout(() => this.transmit(state, id), 500 * 2 ** pending.attempts);
+          return;
+        }
+        break;
+    }
+    state.timeline.updatePending(id, { state: "failed", error: message });
+  }
+
+  private flushPending(state: RoomState): void {
+    for (const pending of state.timeline.pending) {
+      if (pending.state === "sending") this.transmit(state, pending.id);
+    }
+  }
+
+  private clearAckTimer(id: string): void {
+    const timer = this.ackTimers.get(id);
+    if (timer !== undefined) {
+      clearTimeout(timer);
+      this.ackTimers.delete(id);
+    }
+  }
+
+  private sendDraft(state: RoomState, text: string): void {
+    if (state.ws !== "joined") return;
+    if (this.connection.send({ type: "typing", room: state.info.id, text })) {
+      state.draftLast = text;
+      state.draftSentAt = Date.now();
+    }
+  }
+
+  // ----------------------------------------------------------------------------------------------------------
+  // Recovery
+
+  /** After `recovered: false`: start over from history at the room's current position. */
+  private async reload(state: RoomState, seq: number): Promise<void> {
+    state.timeline.reset(seq);
+    state.notice = undefined;
+    // The newest page must reach `seq` (a message of this room); the persister may still be writing it.
+    for (let attempt = 0; ; attempt++) {
+      let page: HistoryPage;
+      try {
+        page = await this.api.messages(this.token, state.info.id, { before: seq + 1, limit: this.options.historyPage });
+      } catch (err) {
+        this.fail(err, "cannot reload the room's history");
+        return;
+      }
+      if (this.rooms.get(state.info.id) !== state) return;
+      const newest = page.messages[0]?.seq ?? 0;
+      if (newest >= seq || attempt >= 10) {
+        state.timeline.prependOlder(page.messages, page.has_more);
+        if (newest < seq) state.notice = "Some recent messages are still being saved; reload to see them.";
+        break;
+      }
+      await sleep(500);
+    }
+    void this.refreshRooms().catch(() => undefined);
+    this.emit();
+  }
+
+  /** A message arrived whose `prev` is not held: fetch what lies between from history. */
+  private async fillGap(state: RoomState): Promise<void> {
+    if (state.filling) return;
+    state.filling = true;
+    this.emit();
+    let idle = 0;
+    try {
+      while (state.timeline.hasGap && this.rooms.get(state.info.id) === state) {
+        const after = state.timeline.head;
+        const page = await this.api.messages(this.token, state.info.id, { after, limit: 200 });
+        const before = state.timeline.head;
+        state.timeline.fillAfter(after, page.messages);
+        if (!state.timeline.hasGap) break;
+        if (state.timeline.head === before) {
+          // History has not caught up yet (the persister writes behind the stream): wait a little.
+          idle += 1;
+          if (idle > 12) {
+            state.timeline.skipGap();
+            state.notice = "Some messages could not be loaded yet; reload later to see them.";
+            break;
+          }
+          await sleep(Math.min(1_000, 100 * 2 ** idle));
+        } else {
+          idle = 0;
+        }
+      }
+    } catch (err) {
+      this.fail(err, "cannot load missed messages");
+      setTimeout(() => {
+        if (state.timeline.hasGap) void this.fillGap(state);
+      }, 2_000);
+    } finally {
+      state.filling = false;
+      this.emit();
+    }
+  }
+
+  // ----------------------------------------------------------------------------------------------------------
+  // Rooms on the gateway
+
+  private wanted(state: RoomState): boolean {
+    return state.info.joined || state.info.id === this.openId;
+  }
+
+  /** Joins every wanted room not yet joined, and leaves the rest. */
+  private syncLive(): void {
+    for (const state of this.rooms.values()) {
+      if (this.wanted(state)) this.joinLive(state);
+      else this.leaveLive(state);
+    }
+  }
+
+  private joinLive(state: RoomState): void {
+    if (state.ws !== "idle" || !this.connection.online || !this.rooms.has(state.info.id)) return;
+    const since = state.timeline.head;
+    if (this.connection.send({ type: "join", room: state.info.id, since })) {
+      state.ws = "joining";
+      this.joinQueue.push(state.info.id);
+    }
+  }
+
+  private leaveLive(state: RoomState): void {
+    if (state.ws === "idle") return;
+    this.connection.send({ type: "leave", room: state.info.id });
+    this.removeFromJoinQueue(state.info.id);
+    state.ws = "idle";
+    state.online.clear();
+    state.drafts.clear();
+  }
+
+  private removeFromJoinQueue(id: string): void {
+    const at = this.joinQueue.indexOf(id);
+    if (at >= 0) this.joinQueue.splice(at, 1);
+  }
+
+  // ----------------------------------------------------------------------------------------------------------
+  // Rooms and unread counts
+
+  private addRoom(info: RoomInfo): RoomState {
+    const state: RoomState = {
+      info,
+      timeline: new RoomTimeline(this.me, info.last_seq),
+      online: new Map(),
+      drafts: new Map(),
+      ws: "idle",
+      base: info.last_seq,
+      serverUnread: info.unread,
+      readSeq: info.read_seq,
+      sentRead: info.read_seq,
+      liveUnread: new Set(),
+      loadingOlder: false,
+      filling: false,
+      draftSentAt: 0,
+      draftLast: "",
+      viewGeneration: -1,
+    };
+    this.rooms.set(info.id, state);
+    if (!this.order.includes(info.id)) this.order = [...this.order, info.id];
+    return state;
+  }
+
+  private updateInfo(state: RoomState, info: RoomInfo): void {
+    const wasMember = state.info.joined;
+    state.info = info;
+    this.applyCursor(state, { room: info.id, read_seq: info.read_seq, last_seq: info.last_seq, unread: info.unread });
+    if (wasMember && !info.joined && info.id !== this.openId) this.leaveLive(state);
+  }
+
+  private applyCursor(state: RoomState, cursor: ReadCursor): void {
+    state.readSeq = Math.max(state.readSeq, cursor.read_seq);
+    if (cursor.last_seq >= state.base) {
+      state.base = cursor.last_seq;
+      state.serverUnread = cursor.unread;
+      for (const seq of state.liveUnread) if (seq <= state.base) state.liveUnread.delete(seq);
+    }
+  }
+
+  private unread(state: RoomState): number {
+    if (!state.info.joined) return 0;
+    let live = 0;
+    for (const seq of state.liveUnread) if (seq > state.readSeq) live += 1;
+    return (state.readSeq >= state.base ? 0 : state.serverUnread) + live;
+  }
+
+  private markOpenRead(): void {
+    const state = this.openId ? this.rooms.get(this.openId) : undefined;
+    if (!state || !state.info.joined || !this.visible || !this.following) return;
+    const seq = Math.max(state.timeline.newestSeq, state.base);
+    if (seq <= state.readSeq && this.unread(state) === 0) return;
+    state.readSeq = Math.max(state.readSeq, seq);
+    state.liveUnread.clear();
+    if (state.readSeq > state.sentRead && !state.readTimer) {
+      state.readTimer = setTimeout(() => {
+        state.readTimer = undefined;
+        const target = state.readSeq;
+        state.sentRead = target;
+        this.api
+          .markRead(this.token, state.info.id, target)
+          .then((cursor) => {
+            this.applyCursor(state, cursor);
+            this.emit();
+          })
+          .catch(() => {
+            // Sent again with the next change; the count here is already right.
+            state.sentRead = Math.min(state.sentRead, target - 1);
+          });
+      }, 300);
+    }
+    this.emit();
+  }
+
+  private dropRoom(state: RoomState): void {
+    this.leaveLive(state);
+    clearTimeout(state.draftTimer);
+    clearTimeout(state.readTimer);
+    this.rooms.delete(state.info.id);
+    this.order = this.order.filter((id) => id !== state.info.id);
+  }
+
+  private expireDrafts(): void {
+    const cutoff = Date.now() - this.options.draftTtlMs;
+    let changed = false;
+    for (const state of this.rooms.values()) {
+      for (const [id, draft] of state.drafts) {
+        if (draft.at < cutoff) {
+          state.drafts.delete(id);
+          changed = true;
+        }
+      }
+    }
+    if (changed) this.emit();
+  }
+
+  private view(state: RoomState): RoomView {
+    if (state.view && state.viewGeneration === this.generation) return state.view;
+    state.view = {
+      info: state.info,
+      timeline: state.timeline,
+      online: [...state.online.values()].sort((a, b) => a.name.localeCompare(b.name)),
+      drafts: [...state.drafts.values()].map(({ user, text }) => ({ user, text })),
+      unread: this.unread(state),
+      live: state.ws === "joined",
+      loadingOlder: state.loadingOlder,
+      filling: state.filling,
+      notice: state.notice,
+    };
+    state.viewGeneration = this.generation;
+    return state.view;
+  }
+
+  private readonly token = () => this.session.accessToken();
+
+  private fail(err: unknown, what?: string): void {
+    const message = err instanceof Error ? err.message : String(err);
+    for (const listener of [...this.listeners]) {
+      listener({ type: "error", message: what ? `${what}: ${message}` : message });
+    }
+  }
+
+  private emit(): void {
+    this.generation += 1;
+    for (const listener of [...this.listeners]) listener({ type: "change" });
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,106 @@
+/**
+ * Wire protocol v1: the JSON frames a client exchanges with a gateway (docs/protocol.md).
+ *
+ * The names mirror `natter-proto`'s `frame.rs`; a change there is a protocol version change.
+ */
+
+/** A user as other users see them. */
+export interface UserRef {
+  id: string;
+  name: string;
+}
+
+/** Frames a client sends. */
+export type ClientFrame =
+  | { type: "join"; room: string; since?: number }
+  | { type: "leave"; room: string }
+  | { type: "send"; room: string; id: string; body: string }
+  | { type: "typing"; room: string; text: string }
+  | { type: "ping"; id: string }
+  | { type: "refresh"; token: string };
+
+/** A chat message as the gateway delivers it. */
+export interface MessageFrame {
+  type: "message";
+  room: string;
+  seq: number;
+  prev: number;
+  id: string;
+  user: UserRef;
+  body: string;
+  ts: string;
+}
+
+/** Frames a gateway sends. */
+export type ServerFrame =
+  | { type: "hello"; conn: string; gateway: string; user: UserRef }
+  | { type: "joined"; room: string; seq: number; recovered: boolean; members: UserRef[] }
+  | MessageFrame
+  | { type: "ack"; room: string; id: string; seq: number }
+  | { type: "presence"; room: string; joined: UserRef[]; left: UserRef[] }
+  | { type: "typing"; room: string; user: UserRef; text: string }
+  | { type: "left"; room: string }
+  | { type: "pong"; id: string }
+  | { type: "error"; code: string; message: string; ref?: string };
+
+/** The subprotocol offered next to the access token (browsers cannot set headers on a WebSocket). */
+export const SUBPROTOCOL = "natter.v1";
+
+/** WebSocket close codes the gateway uses, and what a client does about each. */
+export const Close = {
+  /** Normal closure. */
+  Normal: 1000,
+  /** Too many invalid frames: a client bug; reconnecting would repeat it. */
+  Policy: 1008,
+  /** A message over the size limit: a client bug. */
+  TooBig: 1009,
+  /** The gateway lost NATS: reconnect, elsewhere. */
+  Unavailable: 1011,
+  /** The gateway is draining: reconnect at once, to another gateway. */
+  Restart: 1012,
+  /** The access token expired: refresh it, then reconnect. */
+  TokenExpired: 4001,
+  /** The client read too slowly: reconnect and recover with `since`. */
+  SlowConsumer: 4008,
+  /** Nothing received for too long: reconnect. */
+  Idle: 4009,
+} as const;
+
+/** Parses a text frame from a gateway; `undefined` for anything that is not a known frame. */
+export function parseServerFrame(text: string): ServerFrame | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== "object" || value === null) return undefined;
+  const frame = value as { type?: unknown };
+  switch (frame.type) {
+    case "hello":
+    case "joined":
+    case "message":
+    case "ack":
+    case "presence":
+    case "typing":
+    case "left":
+    case "pong":
+    case "error":
+      return value as ServerFrame;
+    default:
+      return undefined;
+  }
+}
+
+/** Longest client message id the gateway accepts (`A-Z a-z 0-9 _ - . :`). */
+export const MAX_CLIENT_ID = 64;
+
+/** A fresh client message id (20 random characters): unique per author, so a resend with the same id is stored once. */
+export function newMessageId(): string {
+  const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
+  const bytes = new Uint8Array(20);
+  globalThis.crypto.getRandomValues(bytes);
+  let id = "";
+  for (const b of bytes) id += alphabet[b % alphabet.length];
+  return id;
+}

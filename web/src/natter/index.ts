@@ -1,0 +1,27 @@
+/**
+ * The Natter protocol client: a small SDK for any front-end (no DOM).
+ *
+ * ```ts
+ * const api = new Api("https://chat.example.com");
+ * const session = new Session(api, new MemorySessionStore());
+ * session.begin(await api.login("alice", "correct horse"));
+ * const client = new NatterClient({ api, session, socket: (url, protocols) => new WebSocket(url, protocols) });
+ * client.subscribe(() => render(client.roomList()));
+ * await client.start();
+ * ```
+ */
+
+export { Api, ApiError } from "./api";
+export type { GatewayAssignment, HistoryMessage, HistoryPage, ReadCursor, RoomInfo, TokenResponse } from "./api";
+export { backoffDelay, DEFAULT_BACKOFF } from "./backoff";
+export type { BackoffOptions } from "./backoff";
+export { inviteCode, NatterClient, parseInvite } from "./client";
+export type { ClientEvent, ClientOptions, Draft, RoomView } from "./client";
+export { Connection } from "./connection";
+export type { ConnectionOptions, ConnectionStatus, Hello, SocketFactory, SocketLike } from "./connection";
+export { Close, newMessageId, parseServerFrame, SUBPROTOCOL } from "./frames";
+export type { ClientFrame, MessageFrame, ServerFrame, UserRef } from "./frames";
+export { MemorySessionStore, Session } from "./session";
+export type { SessionStore, SignOutReason, StoredSession } from "./session";
+export { messageKey, RoomTimeline } from "./timeline";
+export type { ChatMessage, PendingMessage, SendState, TimelineItem } from "./timeline";

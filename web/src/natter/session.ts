@@ -1,0 +1,206 @@
+/**
+ * The signed-in session: access and refresh tokens, refreshed before the access token expires.
+ *
+ * Refresh tokens are single-use and a reused one revokes the whole session, so two tabs sharing one session
+ * must never both spend it: a refresh runs under the store's exclusive lock and first looks whether another
+ * holder already refreshed.
+ */
+
+import { Api, ApiError, type TokenResponse } from "./api";
+
+/** What is kept of a session between page loads. */
+export interface StoredSession {
+  access_token: string;
+  refresh_token: string;
+  /** When the access token expires (milliseconds since the epoch). */
+  expires_at: number;
+  user: { id: string; name: string; guest: boolean };
+}
+
+/** Where a session is kept, shared by every tab of a browser (or by nothing, in a test). */
+export interface SessionStore {
+  load(): StoredSession | undefined;
+  save(session: StoredSession | undefined): void;
+  /** Runs `work` while no other holder of the store runs its own (a cross-tab lock in browsers). */
+  exclusive<T>(work: () => Promise<T>): Promise<T>;
+  /** Calls `changed` when another holder saves; returns how to stop. */
+  watch?(changed: (session: StoredSession | undefined) => void): () => void;
+}
+
+/** A store for one process: no persistence, a lock within this process only. */
+export class MemorySessionStore implements SessionStore {
+  private value: StoredSession | undefined;
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(initial?: StoredSession) {
+    this.value = initial;
+  }
+
+  load(): StoredSession | undefined {
+    return this.value;
+  }
+
+  save(session: StoredSession | undefined): void {
+    this.value = session;
+  }
+
+  exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(work, work);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+}
+
+/** Why a session ended. */
+export type SignOutReason = "logout" | "expired" | "elsewhere";
+
+type SessionEvent =
+  | { type: "tokens"; accessToken: string }
+  | { type: "signed_out"; reason: SignOutReason };
+
+/** An access token valid for less than this is refreshed before use. */
+const MIN_VALIDITY_MS = 30_000;
+
+export class Session {
+  private current: StoredSession | undefined;
+  private inflight: Promise<string> | undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private readonly listeners = new Set<(event: SessionEvent) => void>();
+  private readonly unwatch: (() => void) | undefined;
+
+  constructor(
+    private readonly api: Api,
+    private readonly store: SessionStore,
+  ) {
+    this.current = store.load();
+    this.unwatch = store.watch?.((session) => this.adopt(session));
+    this.schedule();
+  }
+
+  /** The signed-in user, if any. */
+  get user(): StoredSession["user"] | undefined {
+    return this.current?.user;
+  }
+
+  /** Starts a session from a token response (login, register, guest). */
+  begin(tokens: TokenResponse): void {
+    this.current = toStored(tokens);
+    this.store.save(this.current);
+    this.schedule();
+    this.emit({ type: "tokens", accessToken: this.current.access_token });
+  }
+
+  /** A currently valid access token, refreshed first when it is about to expire. */
+  async accessToken(minValidityMs = MIN_VALIDITY_MS): Promise<string> {
+    const current = this.current;
+    if (!current) throw new ApiError(401, "signed_out", "not signed in");
+    if (current.expires_at - Date.now() > minValidityMs) return current.access_token;
+    return this.refresh();
+  }
+
+  /** Trades the refresh token for new tokens, once across every holder of the store. */
+  refresh(): Promise<string> {
+    if (this.inflight) return this.inflight;
+    const stale = this.current?.access_token;
+    this.inflight = this.store
+      .exclusive(async () => {
+        const stored = this.store.load();
+        if (!stored) {
+          this.end("elsewhere");
+          throw new ApiError(401, "signed_out", "signed out in another tab");
+        }
+        if (stored.access_token !== stale && stored.expires_at - Date.now() > MIN_VALIDITY_MS) {
+          // Another tab refreshed while this one waited for the lock.
+          this.current = stored;
+          return stored.access_token;
+        }
+        try {
+          const tokens = await this.api.refresh(stored.refresh_token);
+          this.current = toStored(tokens);
+          this.store.save(this.current);
+          return this.current.access_token;
+        } catch (err) {
+          if (err instanceof ApiError && (err.status === 401 || err.status === 403)) this.end("expired");
+          throw err;
+        }
+      })
+      .then((token) => {
+        this.schedule();
+        this.emit({ type: "tokens", accessToken: token });
+        return token;
+      })
+      .finally(() => {
+        this.inflight = undefined;
+      });
+    return this.inflight;
+  }
+
+  /** Signs out: revokes the refresh token (best effort) and forgets the session everywhere. */
+  async logout(): Promise<void> {
+    const stored = this.current;
+    this.end("logout");
+    if (stored) await this.api.logout(stored.refresh_token).catch(() => undefined);
+  }
+
+  /** Listens to new tokens and sign-outs; returns how to stop. */
+  subscribe(listener: (event: SessionEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Stops timers and store watching (the session stays stored). */
+  close(): void {
+    clearTimeout(this.timer);
+    this.unwatch?.();
+    this.listeners.clear();
+  }
+
+  private adopt(session: StoredSession | undefined): void {
+    if (!session) {
+      if (this.current) this.end("elsewhere");
+      return;
+    }
+    const changed = session.access_token !== this.current?.access_token;
+    this.current = session;
+    if (changed) {
+      this.schedule();
+      this.emit({ type: "tokens", accessToken: session.access_token });
+    }
+  }
+
+  private end(reason: SignOutReason): void {
+    const had = this.current !== undefined;
+    this.current = undefined;
+    clearTimeout(this.timer);
+    this.store.save(undefined);
+    if (had || reason !== "elsewhere") this.emit({ type: "signed_out", reason });
+  }
+
+  /** Refreshes a minute before expiry (or at 80% of a short lifetime), so connections never hold an expired token. */
+  private schedule(): void {
+    clearTimeout(this.timer);
+    const current = this.current;
+    if (!current) return;
+    const left = current.expires_at - Date.now();
+    const due = Math.max(1_000, Math.min(left - 60_000, left * 0.8));
+    this.timer = setTimeout(() => {
+      this.refresh().catch(() => {
+        // A passing failure: try again shortly, while the token may still be valid.
+        if (this.current) this.timer = setTimeout(() => this.schedule(), 5_000);
+      });
+    }, due);
+  }
+
+  private emit(event: SessionEvent): void {
+    for (const listener of [...this.listeners]) listener(event);
+  }
+}
+
+function toStored(tokens: TokenResponse): StoredSession {
+  return {
+    access_token: tokens.access_token,
+    refresh_token: tokens.refresh_token,
+    expires_at: Date.now() + tokens.expires_in * 1000,
+    user: tokens.user,
+  };
+}

@@ -1,0 +1,208 @@
+/**
+ * Test doubles for the protocol client's unit tests: a scripted WebSocket, and an in-memory auth API behind a
+ * `fetch` function (so the real `Api` class parses real HTTP responses).
+ *
+ * These stand in for the network in unit tests only; the end-to-end tests in e2e/ run the real services.
+ */
+
+import { Api, type HistoryMessage, type RoomInfo, type TokenResponse } from "../src/natter/api";
+import type { SocketFactory, SocketLike } from "../src/natter/connection";
+import type { ClientFrame, MessageFrame, ServerFrame, UserRef } from "../src/natter/frames";
+import { MemorySessionStore, Session } from "../src/natter/session";
+
+export const ME: UserRef = { id: "u-me", name: "alice" };
+export const BOB: UserRef = { id: "u-bob", name: "bob" };
+
+/** A socket whose other end the test plays. */
+export class FakeSocket implements SocketLike {
+  readyState = 0;
+  readonly sent: ClientFrame[] = [];
+  onopen: ((event: unknown) => void) | null = null;
+  onmessage: ((event: { data: unknown }) => void) | null = null;
+  onclose: ((event: { code: number; reason: string }) => void) | null = null;
+  onerror: ((event: unknown) => void) | null = null;
+  closedWith: number | undefined;
+
+  constructor(
+    readonly url: string,
+    readonly protocols: string[],
+  ) {}
+
+  send(data: string): void {
+    if (this.readyState !== 1) throw new Error("not open");
+    const frame = JSON.parse(data) as ClientFrame;
+    this.sent.push(frame);
+    // A live gateway answers pings.
+    if (frame.type === "ping") queueMicrotask(() => this.deliver({ type: "pong", id: frame.id }));
+  }
+
+  close(code?: number): void {
+    this.closedWith = code;
+    this.readyState = 3;
+  }
+
+  /** The gateway accepts the connection and greets. */
+  accept(gateway = "gw-1", conn = "c-1"): void {
+    this.readyState = 1;
+    this.onopen?.({});
+    this.deliver({ type: "hello", conn, gateway, user: ME });
+  }
+
+  deliver(frame: ServerFrame): void {
+    this.onmessage?.({ data: JSON.stringify(frame) });
+  }
+
+  /** The gateway (or the network) ends the connection. */
+  drop(code = 1006, reason = ""): void {
+    this.readyState = 3;
+    this.onclose?.({ code, reason });
+  }
+
+  /** Frames of one type sent so far. */
+  frames<T extends ClientFrame["type"]>(type: T): Extract<ClientFrame, { type: T }>[] {
+    return this.sent.filter((f) => f.type === type) as Extract<ClientFrame, { type: T }>[];
+  }
+}
+
+/** Every socket a client opened, newest last. */
+export class SocketLog {
+  readonly sockets: FakeSocket[] = [];
+  readonly factory: SocketFactory = (url, protocols) => {
+    const socket = new FakeSocket(url, protocols);
+    this.sockets.push(socket);
+    return socket;
+  };
+
+  get last(): FakeSocket {
+    const socket = this.sockets[this.sockets.length - 1];
+    if (!socket) throw new Error("no socket opened yet");
+    return socket;
+  }
+}
+
+/** A message frame. */
+export function message(room: string, seq: number, prev: number, user: UserRef = BOB, id = `m${seq}`): MessageFrame {
+  return { type: "message", room, seq, prev, id, user, body: `body ${seq}`, ts: "2026-12-01T10:00:00.000Z" };
+}
+
+/** The auth API's behaviour, in memory. */
+export class FakeServer {
+  readonly rooms = new Map<string, RoomInfo>();
+  /** Stored history per room, oldest first. */
+  readonly history = new Map<string, HistoryMessage[]>();
+  /** Gateways by id; assignment takes the first not avoided. */
+  gateways: { id: string; url: string }[] = [
+    { id: "gw-1", url: "ws://gw-1/ws" },
+    { id: "gw-2", url: "ws://gw-2/ws" },
+  ];
+  readonly requests: { method: string; path: string; body?: unknown }[] = [];
+  refreshes = 0;
+  private tokenCounter = 0;
+
+  room(id: string, extra: Partial<RoomInfo> = {}): RoomInfo {
+    const info: RoomInfo = {
+      id,
+      name: id,
+      private: false,
+      owner_id: BOB.id,
+      member_count: 2,
+      joined: true,
+      created_at: "2026-12-01T00:00:00Z",
+      last_seq: 0,
+      read_seq: 0,
+      unread: 0,
+      ...extra,
+    };
+    this.rooms.set(id, info);
+    return info;
+  }
+
+  /** Stores messages in a room's history (as the persister would). */
+  store(room: string, ...frames: MessageFrame[]): void {
+    const list = this.history.get(room) ?? [];
+    for (const f of frames) list.push({ seq: f.seq, id: f.id, user: f.user, body: f.body, ts: f.ts });
+    list.sort((a, b) => a.seq - b.seq);
+    this.history.set(room, list);
+    const info = this.rooms.get(room);
+    if (info) info.last_seq = Math.max(info.last_seq, ...list.map((m) => m.seq));
+  }
+
+  tokens(): TokenResponse {
+    this.tokenCounter += 1;
+    return {
+      access_token: `access-${this.tokenCounter}`,
+      refresh_token: `refresh-${this.tokenCounter}`,
+      expires_in: 900,
+      token_type: "Bearer",
+      user: { ...ME, guest: false },
+    };
+  }
+
+  /** Requests to paths starting with `prefix`. */
+  calls(prefix: string, method?: string): { method: string; path: string; body?: unknown }[] {
+    return this.requests.filter((r) => r.path.startsWith(prefix) && (!method || r.method === method));
+  }
+
+  readonly fetch: typeof fetch = async (input, init) => {
+    const url = new URL(String(input), "http://api.test");
+    const method = init?.method ?? "GET";
+    const body = init?.body ? JSON.parse(String(init.body)) : undefined;
+    this.requests.push({ method, path: url.pathname + url.search, body });
+    const json = (status: number, value: unknown) =>
+      new Response(value === undefined ? "" : JSON.stringify(value), {
+        status,
+        headers: { "content-type": "application/json" },
+      });
+    const error = (status: number, code: string) => json(status, { error: { code, message: code } });
+    const path = url.pathname;
+    if (path === "/api/gateway") {
+      const avoid = (url.searchParams.get("avoid") ?? "").split(",");
+      const pick = this.gateways.find((g) => !avoid.includes(g.id)) ?? this.gateways[0];
+      return pick ? json(200, { ...pick, connections: 0 }) : error(503, "no_gateway");
+    }
+    if (path === "/api/refresh") {
+      this.refreshes += 1;
+      return json(200, this.tokens());
+    }
+    if (path === "/api/logout") return json(204, undefined);
+    if (path === "/api/rooms" && method === "GET") return json(200, [...this.rooms.values()]);
+    const read = /^\/api\/rooms\/([^/]+)\/read$/.exec(path);
+    if (read && method === "PUT") {
+      const info = this.rooms.get(read[1]);
+      if (!info) return error(404, "room_not_found");
+      info.read_seq = Math.max(info.read_seq, (body as { seq: number }).seq);
+      const unread = (this.history.get(info.id) ?? []).filter((m) => m.seq > info.read_seq && m.user.id !== ME.id).length;
+      info.unread = unread;
+      return json(200, { room: info.id, read_seq: info.read_seq, last_seq: info.last_seq, unread });
+    }
+    const history = /^\/api\/rooms\/([^/]+)\/messages$/.exec(path);
+    if (history) {
+      const list = this.history.get(history[1]) ?? [];
+      const limit = Number(url.searchParams.get("limit") ?? 50);
+      const after = url.searchParams.get("after");
+      if (after !== null) {
+        const matching = list.filter((m) => m.seq > Number(after));
+        return json(200, { messages: matching.slice(0, limit), has_more: matching.length > limit });
+      }
+      const before = Number(url.searchParams.get("before") ?? Number.MAX_SAFE_INTEGER);
+      const matching = list.filter((m) => m.seq < before).reverse();
+      return json(200, { messages: matching.slice(0, limit), has_more: matching.length > limit });
+    }
+    const one = /^\/api\/rooms\/([^/]+)$/.exec(path);
+    if (one && method === "GET") {
+      const info = this.rooms.get(one[1]);
+      return info ? json(200, info) : error(404, "room_not_found");
+    }
+    return error(404, "not_found");
+  };
+}
+
+/** An API, a signed-in session and a socket log around a fake server. */
+export function setup(server = new FakeServer()) {
+  const api = new Api("http://api.test", server.fetch);
+  const store = new MemorySessionStore();
+  const session = new Session(api, store);
+  session.begin(server.tokens());
+  const sockets = new SocketLog();
+  return { server, api, store, session, sockets };
+}
