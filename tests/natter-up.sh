@@ -75,6 +75,13 @@ jq -e '(.gateways | type == "array") and (.nats_url | startswith("nats://")) and
        (.database_url | startswith("postgres://")) and (.metrics | length >= 1)' <<<"$endpoints" >/dev/null \
   || fail "endpoints lack keys: $endpoints"
 curl -fsS "$api/readyz" >/dev/null || fail "readyz is not OK"
+# The address a person opens serves the web client.
+web="$(jq -er .web <<<"$endpoints")" || fail "no web client URL in: $endpoints"
+[ "$web" = "http://127.0.0.1:$api_port/" ] || fail "web is $web"
+page="$(curl -fsS "$web")" || fail "$web does not answer"
+grep -q '<title>Natter</title>' <<<"$page" || fail "$web does not serve the web client"
+script="$(grep -o '/assets/[^"]*\.js' <<<"$page" | head -n 1 || true)"
+[ -n "$script" ] && curl -fsS "$api$script" >/dev/null || fail "the web client's script $script is not served"
 [ "$(jq -r '.gateways | join(" ")' <<<"$endpoints")" = "ws://127.0.0.1:$gateway_port/ws ws://127.0.0.1:$((gateway_port + 1))/ws" ] \
   || fail "gateways are not listed: $endpoints"
 [ "$(jq '.metrics | length' <<<"$endpoints")" = 4 ] || fail "metrics endpoints missing: $endpoints"

@@ -317,6 +317,17 @@ describe("NatterClient", () => {
     env.client.setDraft("lobby", "");
     expect(socket.frames("typing").at(-1)).toEqual({ type: "typing", room: "lobby", text: "" });
 
+    // A busy page: the throttle's timer runs late, so a keystroke finds the interval over and sends at once;
+    // what is typed right after must still go out.
+    await tick(1_000);
+    env.client.setDraft("lobby", "a");
+    env.client.setDraft("lobby", "ab");
+    vi.setSystemTime(Date.now() + 400);
+    env.client.setDraft("lobby", "abc");
+    env.client.setDraft("lobby", "abcd");
+    await tick(300);
+    expect(socket.frames("typing").at(-1)).toEqual({ type: "typing", room: "lobby", text: "abcd" });
+
     socket.deliver({ type: "typing", room: "lobby", user: BOB, text: "on my w" });
     expect(env.client.room("lobby")?.drafts).toEqual([{ user: BOB, text: "on my w" }]);
     socket.deliver(message("lobby", 1, 0, BOB));

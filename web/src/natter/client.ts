@@ -85,6 +85,7 @@ interface RoomState {
   draftQueued?: string;
   draftLast: string;
   readTimer?: ReturnType<typeof setTimeout>;
+  infoTimer?: ReturnType<typeof setTimeout>;
   view?: RoomView;
   /** The change generation `view` was made in. */
   viewGeneration: number;
@@ -237,6 +238,7 @@ export class NatterClient {
     for (const state of this.rooms.values()) {
       clearTimeout(state.draftTimer);
       clearTimeout(state.readTimer);
+      clearTimeout(state.infoTimer);
     }
     this.emit();
   }
@@ -279,7 +281,8 @@ export class NatterClient {
       try {
         const info = await this.api.room(this.token, id);
         if (this.openId !== id) return;
-        state = this.addRoom(info);
+        // The room list may have brought it meanwhile.
+        state = this.rooms.get(id) ?? this.addRoom(info);
       } catch (err) {
         this.fail(err, "cannot open this room");
         this.emit();
@@ -320,6 +323,7 @@ export class NatterClient {
     const text = body.trim();
     if (!state || !text) return undefined;
     clearTimeout(state.draftTimer);
+    state.draftTimer = undefined;
     state.draftQueued = undefined;
     state.draftLast = "";
     const pending = state.timeline.addPending(newMessageId(), text);
@@ -345,6 +349,7 @@ export class NatterClient {
     const wait = state.draftSentAt + this.options.typingIntervalMs - Date.now();
     if (text === "" || wait <= 0) {
       clearTimeout(state.draftTimer);
+      state.draftTimer = undefined;
       state.draftQueued = undefined;
       this.sendDraft(state, text);
       return;
@@ -366,9 +371,7 @@ export class NatterClient {
     const seen = new Set<string>();
     for (const info of list) {
       seen.add(info.id);
-      const state = this.rooms.get(info.id);
-      if (state) this.updateInfo(state, info);
-      else this.addRoom(info);
+      this.addRoom(info);
     }
     this.order = list.map((r) => r.id);
     for (const [id, state] of this.rooms) {
@@ -392,9 +395,7 @@ export class NatterClient {
     const invite = code === undefined ? parseInvite(roomOrInvite) : { room: roomOrInvite, code };
     if (!invite) throw new ApiError(422, "invalid_invite", "that is not an invite code or link");
     const info = await this.api.joinRoom(this.token, invite.room, invite.code);
-    const state = this.rooms.get(info.id);
-    if (state) this.updateInfo(state, info);
-    else this.addRoom(info);
+    this.addRoom(info);
     await this.refreshRooms().catch(() => undefined);
     return info;
   }
@@ -462,6 +463,8 @@ export class NatterClient {
         const state = this.rooms.get(frame.room);
         if (!state) return;
         for (const user of frame.joined ?? []) state.online.set(user.id, user);
+        // Someone new may have become a member: the member count comes from the API.
+        if (frame.joined?.length && state.info.id === this.openId) this.refreshRoomSoon(state);
         for (const user of frame.left ?? []) {
           state.online.delete(user.id);
           state.drafts.delete(user.id);
@@ -723,7 +726,29 @@ export class NatterClient {
   // ----------------------------------------------------------------------------------------------------------
   // Rooms and unread counts
 
+  /** Re-reads one room's details from the API, at most once a second. */
+  private refreshRoomSoon(state: RoomState): void {
+    if (state.infoTimer) return;
+    state.infoTimer = setTimeout(() => {
+      state.infoTimer = undefined;
+      this.api
+        .room(this.token, state.info.id)
+        .then((info) => {
+          if (this.rooms.get(info.id) !== state) return;
+          this.updateInfo(state, info);
+          this.emit();
+        })
+        .catch(() => undefined);
+    }, 1_000);
+  }
+
+  /** Starts keeping a room (or returns the one kept already). */
   private addRoom(info: RoomInfo): RoomState {
+    const existing = this.rooms.get(info.id);
+    if (existing) {
+      this.updateInfo(existing, info);
+      return existing;
+    }
     const state: RoomState = {
       info,
       timeline: new RoomTimeline(this.me, info.last_seq),
@@ -800,6 +825,7 @@ export class NatterClient {
     this.leaveLive(state);
     clearTimeout(state.draftTimer);
     clearTimeout(state.readTimer);
+    clearTimeout(state.infoTimer);
     this.rooms.delete(state.info.id);
     this.order = this.order.filter((id) => id !== state.info.id);
   }

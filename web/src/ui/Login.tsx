@@ -1,0 +1,122 @@
+/** Signing in: with an account, a new account, or as a guest by name. */
+
+import { useState } from "preact/hooks";
+
+import { type Api, ApiError, type TokenResponse } from "../natter/api";
+
+type Mode = "login" | "register" | "guest";
+
+const TITLES: Record<Mode, string> = { login: "Sign in", register: "Create account", guest: "Guest" };
+
+export function Login({
+  api,
+  notice,
+  onSignedIn,
+}: {
+  api: Api;
+  notice?: string;
+  onSignedIn: (tokens: TokenResponse) => void;
+}) {
+  const [mode, setMode] = useState<Mode>("login");
+  const [username, setUsername] = useState("");
+  const [password, setPassword] = useState("");
+  const [error, setError] = useState<string>();
+  const [busy, setBusy] = useState(false);
+
+  const submit = async (event: Event) => {
+    event.preventDefault();
+    setBusy(true);
+    setError(undefined);
+    try {
+      const name = username.trim();
+      const tokens =
+        mode === "login"
+          ? await api.login(name, password)
+          : mode === "register"
+            ? await api.register(name, password)
+            : await api.guest(name);
+      onSignedIn(tokens);
+    } catch (err) {
+      setError(describe(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <main class="login">
+      <div class="login-card">
+        <h1 class="brand">
+          <img src="/favicon.svg" alt="" width="36" height="36" /> Natter
+        </h1>
+        <p class="tagline">Real-time chat that never loses a message.</p>
+        {notice && <p class="notice">{notice}</p>}
+        <div role="tablist" aria-label="How to sign in" class="tabs">
+          {(Object.keys(TITLES) as Mode[]).map((m) => (
+            <button
+              type="button"
+              role="tab"
+              id={`tab-${m}`}
+              aria-selected={mode === m}
+              aria-controls="signin-panel"
+              class={mode === m ? "tab active" : "tab"}
+              onClick={() => {
+                setMode(m);
+                setError(undefined);
+              }}
+            >
+              {TITLES[m]}
+            </button>
+          ))}
+        </div>
+        <form id="signin-panel" role="tabpanel" aria-labelledby={`tab-${mode}`} onSubmit={submit}>
+          <label>
+            {mode === "guest" ? "Your name" : "User name"}
+            <input
+              name="username"
+              autocomplete="username"
+              required
+              minLength={3}
+              maxLength={32}
+              pattern="[A-Za-z0-9][A-Za-z0-9_\-]*"
+              title="3 to 32 letters, digits, _ or -, starting with a letter or digit"
+              value={username}
+              onInput={(e) => setUsername(e.currentTarget.value)}
+            />
+          </label>
+          {mode !== "guest" && (
+            <label>
+              Password
+              <input
+                type="password"
+                name="password"
+                autocomplete={mode === "login" ? "current-password" : "new-password"}
+                required
+                minLength={mode === "register" ? 8 : 1}
+                value={password}
+                onInput={(e) => setPassword(e.currentTarget.value)}
+              />
+            </label>
+          )}
+          {mode === "guest" && <p class="hint">Guests need no password; the name is yours until you sign out.</p>}
+          {error && (
+            <p class="error" role="alert">
+              {error}
+            </p>
+          )}
+          <button type="submit" class="primary" disabled={busy}>
+            {mode === "login" ? "Sign in" : mode === "register" ? "Create account" : "Continue as guest"}
+          </button>
+        </form>
+      </div>
+    </main>
+  );
+}
+
+function describe(err: unknown): string {
+  if (err instanceof ApiError) {
+    if (err.code === "rate_limited") return `Too many attempts; try again in ${err.retryAfter ?? 60} seconds.`;
+    return err.message;
+  }
+  return "Something went wrong; try again.";
+}

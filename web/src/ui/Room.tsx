@@ -1,0 +1,393 @@
+/** An open room: its header (invite, leave, delete), who is online, the messages, live drafts and the composer. */
+
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
+
+import { inviteCode, type NatterClient, type RoomView } from "../natter/client";
+import type { TimelineItem } from "../natter/timeline";
+import { describe } from "./Chat";
+import { navigate } from "./router";
+
+/** Most messages in the DOM at once: a room with thousands stays fast. */
+export const WINDOW = 150;
+/** How far the window moves when the person scrolls past its edge. */
+const STEP = 50;
+/** Longest message the gateway takes, in characters. */
+const MAX_BODY = 4000;
+
+export function RoomPane({
+  client,
+  room,
+  onError,
+}: {
+  client: NatterClient;
+  room: RoomView;
+  onError: (text: string) => void;
+}) {
+  const [showInvite, setShowInvite] = useState(false);
+  const [confirmDelete, setConfirmDelete] = useState(false);
+  const [showPeople, setShowPeople] = useState(false);
+  const me = client.me;
+  const owner = room.info.owner_id === me.id;
+  const code = inviteCode(room.info);
+  useEffect(() => {
+    setShowInvite(false);
+    setConfirmDelete(false);
+  }, [room.info.id]);
+
+  const act = async (work: () => Promise<unknown>, after?: () => void) => {
+    try {
+      await work();
+      after?.();
+    } catch (err) {
+      onError(describe(err));
+    }
+  };
+
+  return (
+    <section class="room" aria-labelledby="room-title">
+      <header class="room-head">
+        <button type="button" class="back" aria-label="Back to rooms" onClick={() => navigate({})}>
+          ‹
+        </button>
+        <div class="room-title">
+          <h2 id="room-title">
+            {room.info.private ? "🔒 " : "# "}
+            {room.info.name}
+          </h2>
+          <p class="room-meta">
+            {room.info.private ? "Private" : "Public"} · {room.info.member_count} member
+            {room.info.member_count === 1 ? "" : "s"} ·{" "}
+            <button
+              type="button"
+              class="link"
+              aria-expanded={showPeople}
+              aria-controls="online-list"
+              onClick={() => setShowPeople(!showPeople)}
+            >
+              {room.online.length} online
+            </button>
+          </p>
+        </div>
+        <div class="room-actions">
+          {owner && code && (
+            <button type="button" aria-expanded={showInvite} onClick={() => setShowInvite(!showInvite)}>
+              Invite
+            </button>
+          )}
+          {room.info.joined && !owner && (
+            <button type="button" onClick={() => act(() => client.leave(room.info.id), () => navigate({}))}>
+              Leave room
+            </button>
+          )}
+          {owner && !confirmDelete && (
+            <button type="button" class="danger" onClick={() => setConfirmDelete(true)}>
+              Delete room
+            </button>
+          )}
+          {owner && confirmDelete && (
+            <span class="confirm" role="group" aria-label="Confirm deletion">
+              <button
+                type="button"
+                class="danger"
+                onClick={() => act(() => client.remove(room.info.id), () => navigate({}))}
+              >
+                Delete for everyone
+              </button>
+              <button type="button" onClick={() => setConfirmDelete(false)}>
+                Cancel
+              </button>
+            </span>
+          )}
+        </div>
+      </header>
+      {showInvite && code && <InvitePanel code={code} />}
+      {room.notice && <p class="notice">{room.notice}</p>}
+      <div class="room-body">
+        <MessageList client={client} room={room} />
+        <aside id="online-list" class={showPeople ? "people shown" : "people"} aria-label={`Online in ${room.info.name}`}>
+          <h3>Online</h3>
+          <ul>
+            {room.online.map((u) => (
+              <li key={u.id}>
+                <span class="dot" aria-hidden="true" />
+                {u.name}
+                {u.id === me.id ? " (you)" : ""}
+              </li>
+            ))}
+          </ul>
+        </aside>
+      </div>
+      {room.info.joined ? (
+        <Composer client={client} room={room} />
+      ) : (
+        <div class="composer join-bar">
+          <p>You are previewing this public room.</p>
+          <button type="button" class="primary" onClick={() => act(() => client.join(room.info.id))}>
+            Join room
+          </button>
+        </div>
+      )}
+    </section>
+  );
+}
+
+function InvitePanel({ code }: { code: string }) {
+  const [copied, setCopied] = useState(false);
+  const input = useRef<HTMLInputElement>(null);
+  const copy = async () => {
+    try {
+      await navigator.clipboard.writeText(code);
+      setCopied(true);
+    } catch {
+      // No clipboard access: select the code so the person can copy it themselves.
+      input.current?.select();
+    }
+  };
+  return (
+    <div class="invite">
+      <label>
+        Invite code
+        <input ref={input} readOnly value={code} onFocus={(e) => e.currentTarget.select()} />
+      </label>
+      <button type="button" onClick={copy}>
+        {copied ? "Copied" : "Copy invite code"}
+      </button>
+      <p class="hint">Anyone with this code can join. Share it privately.</p>
+    </div>
+  );
+}
+
+/** The messages, a bounded window of them in the DOM, older ones loaded on scrolling up. */
+function MessageList({ client, room }: { client: NatterClient; room: RoomView }) {
+  const list = useRef<HTMLDivElement>(null);
+  /** The key of the first message shown when the person has scrolled away from the newest; null: following. */
+  const [top, setTop] = useState<string | null>(null);
+  const anchor = useRef<{ key: string; offset: number } | null>(null);
+  const items = room.timeline.items();
+  const total = items.length;
+
+  // Pinned: the person scrolled away from the newest message, and the window starts at `top`.
+  const pinnedAt = top === null ? -1 : items.findIndex((item) => item.key === top);
+  const pinned = pinnedAt >= 0;
+  const start = pinned ? pinnedAt : Math.max(0, total - WINDOW);
+  const end = Math.min(total, start + WINDOW);
+  const shown = items.slice(start, end);
+
+  useEffect(() => {
+    setTop(null);
+    anchor.current = null;
+  }, [room.info.id]);
+
+  useEffect(() => client.setFollowing(!pinned), [pinned, client]);
+
+  const remember = () => {
+    const el = list.current;
+    if (!el) return;
+    for (const child of el.querySelectorAll<HTMLElement>("li[data-key]")) {
+      if (child.offsetTop + child.offsetHeight > el.scrollTop) {
+        anchor.current = { key: child.dataset.key ?? "", offset: child.offsetTop - el.scrollTop };
+        return;
+      }
+    }
+  };
+
+  const overflows = () => {
+    const el = list.current;
+    return el !== null && el.scrollHeight > el.clientHeight + 4;
+  };
+
+  const atTop = () => {
+    if (start > 0) {
+      setTop(items[Math.max(0, start - STEP)].key);
+    } else if (room.timeline.hasOlder && !room.loadingOlder) {
+      // Pin the window first, so the older page shows above what is on screen.
+      if (!pinned && overflows() && items.length) setTop(items[0].key);
+      void client.loadOlder(room.info.id);
+    }
+  };
+
+  // After each render: stick to the newest message when following, else keep the same message where it was.
+  useLayoutEffect(() => {
+    const el = list.current;
+    if (!el) return;
+    if (!pinned) {
+      el.scrollTop = el.scrollHeight;
+    } else if (anchor.current) {
+      const node = el.querySelector<HTMLElement>(`li[data-key="${CSS.escape(anchor.current.key)}"]`);
+      if (node) el.scrollTop = node.offsetTop - anchor.current.offset;
+    }
+    remember();
+    // At the top after a page arrived (a short room, a tall screen, or scrolled all the way): keep going.
+    if (el.scrollTop < 40 && !room.loadingOlder && (pinned || !overflows())) atTop();
+  });
+
+  const onScroll = () => {
+    const el = list.current;
+    if (!el) return;
+    remember();
+    if (el.scrollTop < 120) {
+      atTop();
+      return;
+    }
+    const fromBottom = el.scrollHeight - el.scrollTop - el.clientHeight;
+    if (fromBottom < 60) {
+      if (end >= total) setTop(null);
+      else setTop(items[Math.min(total - WINDOW, start + STEP)]?.key ?? null);
+    } else if (!pinned && fromBottom > 200 && shown.length) {
+      setTop(shown[0].key);
+    }
+  };
+
+  const newest = () => {
+    setTop(null);
+    anchor.current = null;
+  };
+
+  return (
+    <div class="messages-wrap">
+      <div
+        ref={list}
+        class="messages"
+        role="log"
+        aria-label={`Messages in ${room.info.name}`}
+        tabIndex={0}
+        onScroll={onScroll}
+      >
+        <p class="history-edge">
+          {room.loadingOlder
+            ? "Loading older messages…"
+            : start === 0 && !room.timeline.hasOlder
+              ? `This is the beginning of ${room.info.name}.`
+              : ""}
+        </p>
+        <ul>
+          {shown.map((item, i) => (
+            <Message key={item.key} item={item} previous={i > 0 ? shown[i - 1] : items[start - 1]} client={client} room={room} />
+          ))}
+          {end >= total &&
+            room.drafts.map((draft) => (
+              <li key={`draft:${draft.user.id}`} class="message draft" aria-label={`${draft.user.name} is typing`}>
+                <div class="meta">
+                  <span class="author">{draft.user.name}</span> <span class="time">typing…</span>
+                </div>
+                <p class="body">{draft.text}</p>
+              </li>
+            ))}
+        </ul>
+        {room.filling && <p class="filling">Loading missed messages…</p>}
+      </div>
+      {pinned && (
+        <button type="button" class="jump" onClick={newest}>
+          Jump to newest
+        </button>
+      )}
+    </div>
+  );
+}
+
+function Message({
+  item,
+  previous,
+  client,
+  room,
+}: {
+  item: TimelineItem;
+  previous?: TimelineItem;
+  client: NatterClient;
+  room: RoomView;
+}) {
+  const m = item.message;
+  const mine = item.kind === "pending" || item.mine;
+  // Consecutive messages of one author within five minutes share a header.
+  const continued =
+    previous !== undefined &&
+    previous.message.user.id === m.user.id &&
+    Date.parse(m.ts) - Date.parse(previous.message.ts) < 5 * 60_000;
+  const seq = item.kind === "message" ? item.message.seq : undefined;
+  let status: preact.ComponentChild = null;
+  if (item.kind === "pending") {
+    const p = item.message;
+    status =
+      p.state === "failed" ? (
+        <span class="state failed">
+          Failed{p.error ? `: ${p.error}` : ""}{" "}
+          <button type="button" class="link" onClick={() => client.retry(room.info.id, p.id)}>
+            Retry
+          </button>
+        </span>
+      ) : (
+        <span class="state">{p.state === "sent" ? "Sent" : "Sending…"}</span>
+      );
+  } else if (item.sent) {
+    status = <span class="state">Sent</span>;
+  }
+  return (
+    <li
+      class={`message${mine ? " mine" : ""}${continued ? " continued" : ""}${item.kind === "pending" ? ` ${item.message.state}` : ""}`}
+      data-key={item.key}
+      data-seq={seq}
+    >
+      {!continued && (
+        <div class="meta">
+          <span class="author">{m.user.name}</span>{" "}
+          <time class="time" dateTime={m.ts}>
+            {formatTime(m.ts)}
+          </time>
+        </div>
+      )}
+      <p class="body">{m.body}</p>
+      {status}
+    </li>
+  );
+}
+
+function Composer({ client, room }: { client: NatterClient; room: RoomView }) {
+  const [text, setText] = useState("");
+  const input = useRef<HTMLTextAreaElement>(null);
+  useEffect(() => {
+    setText("");
+    if (matchMedia("(min-width: 720px)").matches) input.current?.focus();
+  }, [room.info.id]);
+
+  const send = (event?: Event) => {
+    event?.preventDefault();
+    if (!text.trim()) return;
+    client.send(room.info.id, text);
+    setText("");
+    input.current?.focus();
+  };
+  const length = [...text].length;
+  return (
+    <form class="composer" onSubmit={send} aria-label="Write a message">
+      <textarea
+        ref={input}
+        rows={1}
+        aria-label={`Message ${room.info.name}`}
+        placeholder={`Message ${room.info.name}`}
+        value={text}
+        maxLength={MAX_BODY * 2}
+        onInput={(e) => {
+          const value = e.currentTarget.value;
+          setText(value);
+          client.setDraft(room.info.id, value.trim() ? value : "");
+        }}
+        onKeyDown={(e) => {
+          if (e.key === "Enter" && !e.shiftKey && !e.isComposing) send(e);
+        }}
+      />
+      {length > MAX_BODY && <span class="too-long">{length - MAX_BODY} characters too long</span>}
+      <button type="submit" class="primary" disabled={!text.trim() || length > MAX_BODY}>
+        Send
+      </button>
+    </form>
+  );
+}
+
+function formatTime(ts: string): string {
+  const date = new Date(ts);
+  if (Number.isNaN(date.getTime())) return "";
+  const time = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const today = new Date();
+  if (date.toDateString() === today.toDateString()) return time;
+  return `${date.toLocaleDateString([], { month: "short", day: "numeric" })} ${time}`;
+}
