@@ -55,6 +55,12 @@ pub struct Config {
     #[arg(long, env = "NATTER_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]
     pub refresh_token_ttl: Duration,
 
+    /// How long after its first use a refresh token may be presented again without counting as stolen: the
+    /// second tab of a browser refreshing the same session, or a retry after a lost response, gets a new pair.
+    /// Later reuse revokes the session. 0s makes every reuse a theft.
+    #[arg(long, env = "NATTER_REFRESH_REUSE_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub refresh_reuse_grace: Duration,
+
     /// Age after which the signing key is replaced by a new one (e.g. 7d).
     #[arg(long, env = "NATTER_KEY_ROTATION", default_value = "7d", value_parser = parse_duration)]
     pub key_rotation: Duration,
@@ -123,6 +129,9 @@ impl natter_service::Validate for Config {
         }
         if self.refresh_token_ttl <= self.access_token_ttl {
             return fail("--refresh-token-ttl must be longer than --access-token-ttl".into());
+        }
+        if self.refresh_reuse_grace > Duration::from_secs(60) {
+            return fail("--refresh-reuse-grace must be at most 60s".into());
         }
         if self.key_rotation < Duration::from_secs(60) {
             return fail("--key-rotation must be at least 60s".into());

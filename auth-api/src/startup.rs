@@ -64,6 +64,7 @@ impl Application {
             settings: Arc::new(Settings {
                 guests: config.guests,
                 refresh_ttl: config.refresh_token_ttl,
+                refresh_reuse_grace: config.refresh_reuse_grace,
                 client_ip_header: config.client_ip_header.clone(),
                 web_dir: config.web_dir.clone(),
                 load_test_key: config

@@ -35,6 +35,8 @@ pub struct Settings {
     pub guests: bool,
     /// Lifetime of refresh tokens.
     pub refresh_ttl: Duration,
+    /// How long a spent refresh token may be presented again without revoking its family.
+    pub refresh_reuse_grace: Duration,
     /// SHA-256 of the load-test key, when the load-test mode is on.
     pub load_test_key: Option<[u8; 32]>,
     /// Header holding the client address behind a trusted proxy.

@@ -333,3 +333,126 @@ test("a private room stays hidden until its invite code is given, then it can be
   await owner.context.close();
   await friend.context.close();
 });
+
+test("two tabs of one user both work, through several token refreshes, without ever being cut off", async ({
+  browser,
+}) => {
+  test.setTimeout(120_000);
+  const alice = await register(browser, "alice");
+  const room = uniqueName("Tabs");
+  await createRoom(alice.page, room);
+  // A second tab of the same browser: the same stored session, no sign-in.
+  const second = await alice.context.newPage();
+  await second.goto(`/r/${new URL(alice.page.url()).pathname.split("/").pop()}`);
+  await expectOnline(second);
+  await say(alice.page, room, "from the first tab");
+  await expectMessages(second, room, ["from the first tab"]);
+  await say(second, room, "from the second tab");
+  await expectMessages(alice.page, room, ["from the first tab", "from the second tab"]);
+
+  // Access tokens live 20 s here: wait through two refreshes in both tabs. A refresh token spent twice would
+  // revoke the session (both tabs signed out); a refresh not handed to the gateway would close with 4001.
+  await alice.page.waitForTimeout(45_000);
+  for (const page of [alice.page, second]) {
+    await expectOnline(page);
+    await expect(page.getByRole("tab", { name: "Sign in" })).toHaveCount(0);
+  }
+  await say(second, room, "still here");
+  await expectMessages(alice.page, room, ["from the first tab", "from the second tab", "still here"]);
+
+  let refreshes = 0;
+  let expiredCloses = 0;
+  for (const gateway of loadState().gateways) {
+    const text = await (await fetch(`http://127.0.0.1:${gateway.port}/metrics`)).text();
+    for (const line of text.split("\n")) {
+      const value = Number(line.split(" ").pop());
+      if (line.startsWith('natter_gateway_frames_in_total{type="refresh"}')) refreshes += value;
+      if (line.startsWith('natter_gateway_connections_closed_total{code="4001"}')) expiredCloses += value;
+    }
+  }
+  expect(refreshes, "tokens were refreshed in-band").toBeGreaterThanOrEqual(4);
+  expect(expiredCloses, "no connection was closed for an expired token").toBe(0);
+  await alice.context.close();
+});
+
+test("a member leaves a room, the owner deletes it, and logging out ends the session", async ({ browser }) => {
+  const { first: owner, second: member, room } = await pairInRoom(browser, "Doomed", ["owner", "member"]);
+  await say(member.page, room, "bye");
+  await expectMessages(owner.page, room, ["bye"]);
+
+  await member.page.getByRole("button", { name: "Leave room" }).click();
+  await expect(member.page.getByRole("heading", { name: /^Welcome/ })).toBeVisible();
+  const publicRooms = member.page.getByRole("navigation", { name: "Rooms" });
+  await expect(publicRooms.getByRole("link", { name: new RegExp(room) })).toBeVisible();
+  await expect(owner.page.getByText("1 member", { exact: false })).toBeVisible({ timeout: 15_000 });
+
+  await owner.page.getByRole("button", { name: "Delete room" }).click();
+  await owner.page.getByRole("button", { name: "Delete for everyone" }).click();
+  await expect(roomLink(owner.page, room)).toHaveCount(0);
+  await expect(roomLink(member.page, room)).toHaveCount(0, { timeout: 20_000 });
+
+  await owner.page.getByRole("button", { name: "Log out" }).click();
+  await expect(owner.page.getByRole("tab", { name: "Sign in" })).toBeVisible();
+  await owner.page.reload();
+  await expect(owner.page.getByRole("tab", { name: "Sign in" })).toBeVisible();
+  // Signing in again works; the room is gone.
+  await owner.page.getByLabel("User name").fill(owner.name);
+  await owner.page.getByLabel("Password").fill(owner.password ?? "");
+  await owner.page.getByRole("button", { name: "Sign in" }).click();
+  await expectOnline(owner.page);
+  await expect(roomLink(owner.page, room)).toHaveCount(0);
+  await owner.context.close();
+  await member.context.close();
+});
+
+test("every control has an accessible name, and a person can sign up, create a room and chat by keyboard", async ({
+  browser,
+}) => {
+  const context = await browser.newContext({ baseURL: loadState().api });
+  const page = await context.newPage();
+  await page.goto("/");
+  await expectNamed(page);
+
+  const name = uniqueName("keys");
+  // Tab enters the tab list at the selected tab; an arrow key moves to the next one.
+  await page.getByRole("tab", { name: "Sign in" }).focus();
+  await page.keyboard.press("ArrowRight");
+  await expect(page.getByRole("tab", { name: "Create account" })).toHaveAttribute("aria-selected", "true");
+  await page.keyboard.press("Tab");
+  await expect(page.getByLabel("User name")).toBeFocused();
+  await page.keyboard.type(name);
+  await page.keyboard.press("Tab");
+  await page.keyboard.type("correct horse battery");
+  await page.keyboard.press("Enter");
+  await expectOnline(page);
+
+  const room = uniqueName("Keys");
+  await page.getByText("New room", { exact: true }).focus();
+  await page.keyboard.press("Enter");
+  await page.keyboard.press("Tab");
+  await expect(page.getByLabel("Room name")).toBeFocused();
+  await page.keyboard.type(room);
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Tab");
+  await expect(page.getByRole("button", { name: "Create room" })).toBeFocused();
+  await page.keyboard.press("Enter");
+  await expect(page.getByRole("heading", { level: 2, name: room })).toBeVisible();
+  // The composer takes the focus when a room opens on a desktop.
+  await expect(page.getByRole("textbox", { name: `Message ${room}` })).toBeFocused();
+  await page.keyboard.type("typed, never clicked");
+  await page.keyboard.press("Enter");
+  await expectMessages(page, room, ["typed, never clicked"]);
+  await expectNamed(page);
+  await context.close();
+});
+
+/** Asserts that every visible control on the page has a non-empty accessible name. */
+async function expectNamed(page: import("@playwright/test").Page): Promise<void> {
+  const controls = page.locator("button, a[href], input, textarea, select, summary, [role=tab]");
+  const count = await controls.count();
+  expect(count).toBeGreaterThan(3);
+  for (let i = 0; i < count; i++) {
+    const control = controls.nth(i);
+    if (await control.isVisible()) await expect(control).toHaveAccessibleName(/\S/);
+  }
+}

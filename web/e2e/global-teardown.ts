@@ -1,10 +1,12 @@
 /** Stops what the setup (and the tests) started: every gateway, then `./natter up` and all it runs. */
 
-import { rmSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 
 import { alive, loadState, waitFor } from "./stack";
 
 export default async function globalTeardown(): Promise<void> {
+  // The setup may have failed before the stack was up: then there is nothing to stop.
+  if (!process.env.NATTER_E2E_STATE || !existsSync(process.env.NATTER_E2E_STATE)) return;
   const state = loadState();
   for (const gateway of state.gateways) {
     if (gateway.pid && alive(gateway.pid)) process.kill(gateway.pid, "SIGKILL");

@@ -138,7 +138,9 @@ export async function startStack(dataDir: string): Promise<{ pid: number; endpoi
     join(ROOT, "natter"),
     ["up", "--json", "--gateways", "0", "--api-port", `${api}`, "--nats-port", `${nats}`, "--pg-port", `${pg}`,
       "--persister-port", `${persister}`, "--data-dir", join(dataDir, "data")],
-    { detached: true, stdio: ["ignore", "pipe", log], env: { ...process.env } },
+    // Access tokens of 20 s: every test then lives through in-band token refreshes (at 80%, 16 s), and a tab
+    // that failed to refresh would be closed with 4001 within the test.
+    { detached: true, stdio: ["ignore", "pipe", log], env: { ...process.env, NATTER_ACCESS_TOKEN_TTL: "20s" } },
   );
   child.unref();
   const line = await new Promise<string>((resolve, reject) => {

@@ -1,12 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
-import { NatterClient, parseInvite, inviteCode } from "../src/natter/client";
+import { NatterClient, parseInvite, inviteCode, type ClientOptions } from "../src/natter/client";
 import { BOB, ME, message, setup, type FakeSocket } from "./fakes";
 
 /** Lets pending promises and due timers run. */
 const tick = (ms = 0) => vi.advanceTimersByTimeAsync(ms);
 
-function start(configure?: (s: ReturnType<typeof setup>) => void) {
+function start(configure?: (s: ReturnType<typeof setup>) => void, options: Partial<ClientOptions> = {}) {
   const env = setup();
   configure?.(env);
   const client = new NatterClient({
@@ -14,6 +14,7 @@ function start(configure?: (s: ReturnType<typeof setup>) => void) {
     session: env.session,
     socket: env.sockets.factory,
     roomsPollMs: 0,
+    ...options,
   });
   return { ...env, client };
 }
@@ -264,8 +265,8 @@ describe("NatterClient", () => {
   it("refreshes the access token before it expires and hands it to the gateway in-band", async () => {
     const env = start((s) => s.server.room("lobby"));
     const socket = await online(env);
-    // Tokens live 900 s: the refresh is due at 80% of that (720 s), well before the gateway's 4001.
-    await tick(719_000);
+    // Tokens live 900 s: the refresh is due a minute before they expire, well before the gateway's 4001.
+    await tick(839_000);
     expect(socket.frames("refresh")).toHaveLength(0);
     await tick(2_000);
     expect(env.server.refreshes).toBe(1);
@@ -352,6 +353,151 @@ describe("NatterClient", () => {
     socket.deliver({ type: "joined", room: "gone", seq: 0, recovered: true, members: [] });
     await tick(2_500);
     expect(socket.frames("join").filter((j) => j.room === "lobby")).toHaveLength(2);
+    env.client.stop();
+  });
+});
+
+describe("NatterClient under stress", () => {
+  it("never sends what the gateway would refuse for its size, and keeps the person's text", async () => {
+    const env = start((s) => s.server.room("lobby"));
+    const socket = await online(env);
+    const long = "字".repeat(4_001);
+    const id = env.client.send("lobby", long) as string;
+    expect(env.client.room("lobby")?.timeline.findPending(id)).toMatchObject({ state: "failed", body: long });
+    // 4000 characters that JSON writes as six bytes each: within the character limit, over the frame limit.
+    const escaped = "\u0001".repeat(4_000);
+    const big = env.client.send("lobby", `x${escaped}x`.slice(0, 4_000)) as string;
+    expect(env.client.room("lobby")?.timeline.findPending(big)?.state).toBe("failed");
+    env.client.setDraft("lobby", long);
+    expect(socket.frames("send")).toHaveLength(0);
+    expect(socket.frames("typing").every((f) => [...f.text].length <= 4_000)).toBe(true);
+    expect(socket.closedWith).toBeUndefined();
+    env.client.stop();
+  });
+
+  it("backs off after history fails to load instead of asking again at once", async () => {
+    const env = start((s) => s.server.room("lobby", { last_seq: 9 }));
+    await online(env);
+    env.server.fail("/api/rooms/lobby/messages", "GET", 503, 3);
+    const errors: string[] = [];
+    env.client.subscribe((e) => e.type === "error" && errors.push(e.message));
+    await env.client.openRoom("lobby");
+    for (let i = 0; i < 20; i++) await env.client.loadOlder("lobby");
+    expect(env.server.calls("/api/rooms/lobby/messages")).toHaveLength(1);
+    expect(errors).toHaveLength(1);
+    await tick(2_100);
+    await env.client.loadOlder("lobby");
+    expect(env.server.calls("/api/rooms/lobby/messages")).toHaveLength(2);
+    env.client.stop();
+  });
+
+  it("keeps sending the read cursor until the API has it", async () => {
+    const env = start((s) => s.server.room("lobby", { last_seq: 3, read_seq: 1, unread: 2 }));
+    const socket = await online(env);
+    env.server.fail("/api/rooms/lobby/read", "PUT", 503, 2);
+    await env.client.openRoom("lobby");
+    socket.deliver(message("lobby", 5, 3));
+    await tick(10_000);
+    const puts = env.server.calls("/api/rooms/lobby/read", "PUT");
+    expect(puts.length).toBe(3);
+    expect(env.server.rooms.get("lobby")?.read_seq).toBe(5);
+    env.client.stop();
+  });
+
+  it("reconnects with a fresh token when the gateway refuses an in-band refresh, at most every 30 s", async () => {
+    const env = start((s) => s.server.room("lobby"));
+    const socket = await online(env);
+    socket.deliver({ type: "error", code: "token_bad_signature", message: "bad signature" });
+    await tick(300);
+    expect(env.sockets.sockets).toHaveLength(2);
+    expect(env.sockets.last.protocols).toEqual(["natter.v1", "access-2"]);
+    env.sockets.last.accept("gw-2");
+    await tick();
+    for (let i = 0; i < 5; i++) env.sockets.last.deliver({ type: "error", code: "token_expired", message: "expired" });
+    await tick(300);
+    expect(env.sockets.sockets).toHaveLength(2);
+    expect(env.server.refreshes).toBe(1);
+    env.client.stop();
+  });
+
+  it("ignores a room listing asked for before a room was created here", async () => {
+    const env = start((s) => s.server.room("lobby"));
+    await online(env);
+    env.server.holdListings = true;
+    const poll = env.client.refreshRooms();
+    await tick();
+    env.server.holdListings = false;
+    const created = env.client.createRoom("fresh", false);
+    await tick();
+    env.server.release();
+    await Promise.all([poll, created]);
+    expect(env.client.roomList().map((r) => r.info.id)).toContain("fresh");
+    env.client.stop();
+  });
+
+  it("matches a join's error to its room even when an earlier join was left meanwhile", async () => {
+    const env = start((s) => {
+      s.server.room("a");
+      s.server.room("b", { joined: false });
+    });
+    await env.client.start();
+    await tick();
+    // Previewing b when the connection comes up: b is joined first, then a.
+    await env.client.openRoom("b");
+    const socket = env.sockets.last;
+    socket.accept();
+    await tick();
+    expect(socket.frames("join").map((j) => j.room)).toEqual(["b", "a"]);
+    // The preview is closed before the gateway answered it; then the answers come, in order.
+    await env.client.openRoom(undefined);
+    socket.deliver({ type: "error", code: "room_private", message: "private" });
+    socket.deliver({ type: "joined", room: "a", seq: 0, recovered: true, members: [ME] });
+    expect(env.client.room("a")?.notice).toBeUndefined();
+    expect(env.client.room("a")?.live).toBe(true);
+    // The refusal of a join given up on says nothing about the room.
+    expect(env.client.room("b")?.notice).toBeUndefined();
+    env.client.stop();
+  });
+
+  it("joins the open room first and at most maxLiveRooms in all", async () => {
+    const env = start(
+      (s) => {
+        for (const id of ["r1", "r2", "r3"]) s.server.room(id);
+      },
+      { maxLiveRooms: 2 },
+    );
+    await env.client.start();
+    await tick();
+    const socket = env.sockets.last;
+    socket.accept();
+    await tick();
+    expect(socket.frames("join").map((j) => j.room)).toEqual(["r1", "r2"]);
+    for (const j of socket.frames("join")) socket.deliver({ type: "joined", room: j.room, seq: 0, recovered: true, members: [] });
+    await env.client.openRoom("r3");
+    expect(socket.frames("leave").map((l) => l.room)).toEqual(["r2"]);
+    expect(socket.frames("join").at(-1)?.room).toBe("r3");
+    env.client.stop();
+  });
+
+  it("hands a token refreshed while connecting to the gateway once greeted", async () => {
+    const env = start((s) => s.server.room("lobby"));
+    await env.client.start();
+    await tick();
+    const socket = env.sockets.last;
+    await env.session.refresh();
+    socket.accept();
+    await tick();
+    expect(socket.frames("refresh")).toEqual([{ type: "refresh", token: "access-2" }]);
+    env.client.stop();
+  });
+
+  it("passes over a gateway that never greeted when it reconnects", async () => {
+    const env = start((s) => s.server.room("lobby"));
+    await env.client.start();
+    await tick();
+    env.sockets.last.drop(1006);
+    await tick(600);
+    expect(env.server.calls("/api/gateway").at(-1)?.path).toBe("/api/gateway?avoid=gw-1");
     env.client.stop();
   });
 });

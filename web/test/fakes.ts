@@ -97,6 +97,11 @@ export class FakeServer {
   ];
   readonly requests: { method: string; path: string; body?: unknown }[] = [];
   refreshes = 0;
+  /** Requests to fail: path prefix, method, the status to answer, how many times. */
+  private failures: { prefix: string; method: string; status: number; times: number }[] = [];
+  /** Answers to hold back until released: GET /api/rooms listings. */
+  holdListings = false;
+  private held: (() => void)[] = [];
   private tokenCounter = 0;
 
   room(id: string, extra: Partial<RoomInfo> = {}): RoomInfo {
@@ -138,6 +143,16 @@ export class FakeServer {
     };
   }
 
+  /** Answers the next `times` `method` requests to paths starting with `prefix` with `status`. */
+  fail(prefix: string, method: string, status: number, times = 1): void {
+    this.failures.push({ prefix, method, status, times });
+  }
+
+  /** Lets held room listings answer. */
+  release(): void {
+    for (const go of this.held.splice(0)) go();
+  }
+
   /** Requests to paths starting with `prefix`. */
   calls(prefix: string, method?: string): { method: string; path: string; body?: unknown }[] {
     return this.requests.filter((r) => r.path.startsWith(prefix) && (!method || r.method === method));
@@ -155,6 +170,11 @@ export class FakeServer {
       });
     const error = (status: number, code: string) => json(status, { error: { code, message: code } });
     const path = url.pathname;
+    const failure = this.failures.find((f) => f.times > 0 && path.startsWith(f.prefix) && f.method === method);
+    if (failure) {
+      failure.times -= 1;
+      return error(failure.status, failure.status >= 500 ? "unavailable" : "refused");
+    }
     if (path === "/api/gateway") {
       const avoid = (url.searchParams.get("avoid") ?? "").split(",");
       const pick = this.gateways.find((g) => !avoid.includes(g.id)) ?? this.gateways[0];
@@ -165,7 +185,16 @@ export class FakeServer {
       return json(200, this.tokens());
     }
     if (path === "/api/logout") return json(204, undefined);
-    if (path === "/api/rooms" && method === "GET") return json(200, [...this.rooms.values()]);
+    if (path === "/api/rooms" && method === "GET") {
+      // The listing is taken when asked for, whenever it is answered.
+      const listing = JSON.parse(JSON.stringify([...this.rooms.values()]));
+      if (this.holdListings) await new Promise<void>((resolve) => this.held.push(resolve));
+      return json(200, listing);
+    }
+    if (path === "/api/rooms" && method === "POST") {
+      const { name } = body as { name: string };
+      return json(201, this.room(name, { owner_id: ME.id, member_count: 1 }));
+    }
     const read = /^\/api\/rooms\/([^/]+)\/read$/.exec(path);
     if (read && method === "PUT") {
       const info = this.rooms.get(read[1]);

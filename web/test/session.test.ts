@@ -51,6 +51,23 @@ describe("Session", () => {
     expect(session.user).toBeUndefined();
   });
 
+  it("refreshes a minute before expiry, or at 80% of a short lifetime, and never in a loop", async () => {
+    const server = new FakeServer();
+    const api = new Api("http://api.test", server.fetch);
+    const session = new Session(api, new MemorySessionStore());
+    session.begin({ ...server.tokens(), expires_in: 20 });
+    await vi.advanceTimersByTimeAsync(15_900);
+    expect(server.refreshes).toBe(0);
+    await vi.advanceTimersByTimeAsync(200);
+    expect(server.refreshes).toBe(1);
+    // The fake hands out 900 s tokens: the next refresh is 840 s later, not sooner.
+    await vi.advanceTimersByTimeAsync(839_000);
+    expect(server.refreshes).toBe(1);
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(server.refreshes).toBe(2);
+    session.close();
+  });
+
   it("hands out the current token while it is valid, and refreshes one about to expire", async () => {
     const server = new FakeServer();
     const api = new Api("http://api.test", server.fetch);
@@ -69,7 +86,7 @@ describe("Connection", () => {
     const statuses: string[] = [];
     const connection = new Connection({
       socket: sockets.factory,
-      gatewayUrl: async () => "ws://gw/ws",
+      gatewayUrl: async () => ({ url: "ws://gw/ws" }),
       token: async () => "t",
       onFrame: () => undefined,
       onHello: () => undefined,
@@ -97,7 +114,7 @@ describe("Connection", () => {
     const sockets = new SocketLog();
     const connection = new Connection({
       socket: sockets.factory,
-      gatewayUrl: async () => "ws://gw/ws",
+      gatewayUrl: async () => ({ url: "ws://gw/ws" }),
       token: async () => "t",
       onFrame: () => undefined,
       onHello: () => undefined,

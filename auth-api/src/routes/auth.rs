@@ -258,8 +258,8 @@ pub async fn guest(
     Ok((StatusCode::CREATED, Json(tokens)))
 }
 
-/// Trade a refresh token for new tokens. The old refresh token is spent; presenting a spent token again is
-/// treated as theft and revokes every token of its family.
+/// Trade a refresh token for new tokens. The old refresh token is spent; presenting a spent token again after
+/// `--refresh-reuse-grace` (10 s) is treated as theft and revokes every token of its family.
 #[utoipa::path(post, path = "/api/refresh", tag = "auth", request_body = RefreshRequest,
     responses(
         (status = 200, description = "New tokens", body = TokenResponse),
@@ -297,7 +297,12 @@ pub async fn refresh(
             "this session was logged out; log in again",
         ));
     }
-    if used_at.is_some() {
+    // A token presented again shortly after its first use is a second tab of the same browser that read the
+    // session before the first tab's refresh reached it, or a retry after a lost response: it gets a new pair in
+    // the same family. Later, it can only be a copy.
+    let grace = chrono::Duration::from_std(state.settings.refresh_reuse_grace).unwrap_or_default();
+    let within_grace = used_at.is_some_and(|used| Utc::now() - used < grace);
+    if used_at.is_some() && !within_grace {
         sqlx::query("UPDATE token_families SET revoked_at = now() WHERE id = $1")
             .bind(family)
             .execute(&mut *tx)
@@ -318,10 +323,14 @@ pub async fn refresh(
             "the refresh token has expired; log in again",
         ));
     }
-    sqlx::query("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1")
-        .bind(hash_refresh(&body.refresh_token))
-        .execute(&mut *tx)
-        .await?;
+    if within_grace {
+        metrics::login("refresh", "reused_within_grace");
+    } else {
+        sqlx::query("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1")
+            .bind(hash_refresh(&body.refresh_token))
+            .execute(&mut *tx)
+            .await?;
+    }
     let (name, guest): (String, bool) = sqlx::query_as("SELECT username, is_guest FROM users WHERE id = $1")
         .bind(user_id)
         .fetch_one(&mut *tx)
@@ -338,7 +347,9 @@ pub async fn refresh(
     )
     .await?;
     tx.commit().await?;
-    metrics::login("refresh", "ok");
+    if !within_grace {
+        metrics::login("refresh", "ok");
+    }
     Ok(Json(tokens))
 }
 

@@ -65,7 +65,7 @@ pub struct Room {
     pub last_seq: i64,
     /// The caller's read cursor: the highest sequence they have seen here (0 when not a member).
     pub read_seq: i64,
-    /// Messages by others after the read cursor, counted up to [`UNREAD_MAX`] (0 when not a member).
+    /// Messages by others among the [`UNREAD_MAX`] after the read cursor (0 when not a member).
     pub unread: i64,
 }
 
@@ -78,7 +78,7 @@ pub struct ReadCursor {
     pub read_seq: i64,
     /// The sequence of the room's newest stored message.
     pub last_seq: i64,
-    /// Messages by others after `read_seq`, counted up to [`UNREAD_MAX`].
+    /// Messages by others among the [`UNREAD_MAX`] after `read_seq`.
     pub unread: i64,
 }
 
@@ -114,7 +114,8 @@ pub const UNREAD_MAX: i64 = 1000;
 const MAX_SEQ: i64 = (1 << 53) - 1;
 
 /// The columns of [`Room`] for `caller` ($1), as one SELECT over `rooms r` with the caller's membership `me`.
-/// The last sequence and the unread count are index range scans on `messages (room_id, seq)`.
+/// The last sequence and the unread count are index range scans on `messages (room_id, seq)`; the count looks
+/// at no more than the [`UNREAD_MAX`] messages after the cursor, whoever wrote them, so its cost is bounded.
 fn room_select() -> String {
     format!(
         "SELECT r.id, r.name, r.private, r.owner_id, \
@@ -123,9 +124,9 @@ fn room_select() -> String {
          CASE WHEN r.owner_id = $1 THEN r.join_code END AS join_code, r.created_at, \
          (SELECT coalesce(max(msg.seq), 0) FROM messages msg WHERE msg.room_id = r.id) AS last_seq, \
          coalesce(me.read_seq, 0) AS read_seq, \
-         CASE WHEN me.user_id IS NULL THEN 0 ELSE (SELECT count(*) FROM (SELECT 1 FROM messages msg \
-           WHERE msg.room_id = r.id AND msg.seq > me.read_seq AND msg.user_id <> $1::text \
-           LIMIT {UNREAD_MAX}) n) END AS unread \
+         CASE WHEN me.user_id IS NULL THEN 0 ELSE (SELECT count(*) FILTER (WHERE n.user_id <> $1::text) \
+           FROM (SELECT msg.user_id FROM messages msg WHERE msg.room_id = r.id AND msg.seq > me.read_seq \
+           ORDER BY msg.seq LIMIT {UNREAD_MAX}) n) END AS unread \
          FROM rooms r LEFT JOIN memberships me ON me.room_id = r.id AND me.user_id = $1"
     )
 }

@@ -86,6 +86,8 @@ where
 fn with_headers(mut response: Response, cache: &'static str) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    // The same URL answers gzip or not by the request's Accept-Encoding: shared caches must keep both apart.
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CONTENT_SECURITY_POLICY),

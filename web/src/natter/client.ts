@@ -10,7 +10,7 @@
 import { Api, ApiError, type HistoryPage, type ReadCursor, type RoomInfo } from "./api";
 import type { BackoffOptions } from "./backoff";
 import { Connection, type ConnectionStatus, type SocketFactory } from "./connection";
-import { newMessageId, type MessageFrame, type ServerFrame, type UserRef } from "./frames";
+import { newMessageId, type ClientFrame, type MessageFrame, type ServerFrame, type UserRef } from "./frames";
 import type { Session } from "./session";
 import { RoomTimeline } from "./timeline";
 
@@ -32,6 +32,15 @@ export interface ClientOptions {
   ackTimeoutMs?: number;
   /** How long a draft stays shown without an update (the gateway clears it after 6 s). */
   draftTtlMs?: number;
+  /** Longest message body, in characters (the gateway's `--max-body-chars`). */
+  maxBodyChars?: number;
+  /** Largest frame the gateway takes, in bytes (its `--max-message-bytes`); a larger one would close the connection. */
+  maxFrameBytes?: number;
+  /**
+   * Most rooms joined live at once on a connection, below the gateway's `--max-rooms-per-connection` (64). The
+   * open room always has a place; the user's other rooms take the rest in list order.
+   */
+  maxLiveRooms?: number;
   backoff?: BackoffOptions;
   pingIntervalMs?: number;
   silenceTimeoutMs?: number;
@@ -85,7 +94,17 @@ interface RoomState {
   draftQueued?: string;
   draftLast: string;
   readTimer?: ReturnType<typeof setTimeout>;
+  /** Failed read-cursor updates in a row (for the retry's backoff). */
+  readFailures: number;
   infoTimer?: ReturnType<typeof setTimeout>;
+  fillTimer?: ReturnType<typeof setTimeout>;
+  /** Older history is not asked for again before this time (after a failure). */
+  olderRetryAt: number;
+  olderFailures: number;
+  /** Failed gap fills in a row. */
+  fillFailures?: number;
+  /** Bumped by every reload from history, so an overtaken one stops. */
+  reloads: number;
   view?: RoomView;
   /** The change generation `view` was made in. */
   viewGeneration: number;
@@ -119,7 +138,18 @@ export class NatterClient {
   private readonly rooms = new Map<string, RoomState>();
   private order: string[] = [];
   private readonly listeners = new Set<(event: ClientEvent) => void>();
-  private readonly joinQueue: string[] = [];
+  /**
+   * Joins sent and not yet answered, oldest first. The gateway answers a connection's frames in order and a
+   * failed join's error names no room, so an error goes to the oldest entry; a room left meanwhile keeps its
+   * place (`cancelled`) so the ones after it still match.
+   */
+  private readonly joinQueue: { room: string; cancelled: boolean }[] = [];
+  /** Room listings asked for so far, and the latest one applied. */
+  private listingsAsked = 0;
+  private listingApplied = 0;
+  /** Changes to membership made here (create, join, leave, delete): a listing asked for before one is stale. */
+  private memberships = 0;
+  private listTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly ackTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private openId: string | undefined;
   private visible = true;
@@ -142,6 +172,9 @@ export class NatterClient {
       typingIntervalMs: 150,
       ackTimeoutMs: 10_000,
       draftTtlMs: 6_000,
+      maxBodyChars: 4_000,
+      maxFrameBytes: 16 * 1024,
+      maxLiveRooms: 60,
       ...options,
     };
     this.api = options.api;
@@ -150,7 +183,7 @@ export class NatterClient {
     this.connection = new Connection({
       socket: options.socket,
       token,
-      gatewayUrl: async (avoid) => options.gatewayUrl ?? (await this.api.gateway(avoid)).url,
+      gatewayUrl: async (avoid) => (options.gatewayUrl ? { url: options.gatewayUrl } : await this.api.gateway(avoid)),
       onHello: () => this.onHello(),
       onFrame: (frame) => this.onFrame(frame),
       onStatus: (status) => this.onStatus(status),
@@ -235,11 +268,8 @@ export class NatterClient {
     this.unsubscribeSession?.();
     for (const timer of this.ackTimers.values()) clearTimeout(timer);
     this.ackTimers.clear();
-    for (const state of this.rooms.values()) {
-      clearTimeout(state.draftTimer);
-      clearTimeout(state.readTimer);
-      clearTimeout(state.infoTimer);
-    }
+    clearTimeout(this.listTimer);
+    for (const state of this.rooms.values()) this.clearTimers(state);
     this.emit();
   }
 
@@ -289,6 +319,7 @@ export class NatterClient {
         return;
       }
     }
+    if (state.ws === "idle" && this.liveCount() >= this.options.maxLiveRooms) this.leaveOneBackgroundRoom();
     this.joinLive(state);
     if (state.timeline.messages.length < this.options.historyPage && state.timeline.hasOlder) {
       await this.loadOlder(id);
@@ -300,16 +331,22 @@ export class NatterClient {
   /** Loads the page of history before the oldest message held. */
   async loadOlder(id: string): Promise<void> {
     const state = this.rooms.get(id);
-    if (!state || state.loadingOlder || !state.timeline.hasOlder) return;
+    if (!state || state.loadingOlder || !state.timeline.hasOlder || Date.now() < state.olderRetryAt) return;
     state.loadingOlder = true;
     this.emit();
     try {
       const before = state.timeline.floor;
       const page = await this.api.messages(this.token, id, { before, limit: this.options.historyPage });
+      state.olderFailures = 0;
       if (this.rooms.get(id) === state && state.timeline.floor === before) {
         state.timeline.prependOlder(page.messages, page.has_more);
       }
     } catch (err) {
+      // Not again at once (the list asks whenever it shows its top): wait longer after each failure, and for
+      // good when the room is gone or closed to this user.
+      state.olderFailures += 1;
+      const final = err instanceof ApiError && (err.status === 403 || err.status === 404);
+      state.olderRetryAt = final ? Infinity : Date.now() + Math.min(30_000, 1_000 * 2 ** state.olderFailures);
       this.fail(err, "cannot load older messages");
     } finally {
       state.loadingOlder = false;
@@ -327,7 +364,16 @@ export class NatterClient {
     state.draftQueued = undefined;
     state.draftLast = "";
     const pending = state.timeline.addPending(newMessageId(), text);
-    this.transmit(state, pending.id);
+    const length = [...text].length;
+    if (length > this.options.maxBodyChars) {
+      // Shown, so nothing the person wrote vanishes, but never sent: the gateway would refuse it.
+      state.timeline.updatePending(pending.id, {
+        state: "failed",
+        error: `too long (${length} characters; at most ${this.options.maxBodyChars})`,
+      });
+    } else {
+      this.transmit(state, pending.id);
+    }
     this.emit();
     return pending.id;
   }
@@ -342,9 +388,11 @@ export class NatterClient {
   }
 
   /** The person's draft as typed: streamed to the room's other members (throttled), "" clears it. */
-  setDraft(roomId: string, text: string): void {
+  setDraft(roomId: string, typed: string): void {
     const state = this.rooms.get(roomId);
     if (!state || state.ws !== "joined") return;
+    // A draft never exceeds what a message may hold.
+    const text = [...typed].slice(0, this.options.maxBodyChars).join("");
     if (text === state.draftLast && state.draftQueued === undefined) return;
     const wait = state.draftSentAt + this.options.typingIntervalMs - Date.now();
     if (text === "" || wait <= 0) {
@@ -367,7 +415,13 @@ export class NatterClient {
 
   /** Re-reads the room list: membership, names, and unread counts as other devices left them. */
   async refreshRooms(): Promise<void> {
+    const asked = ++this.listingsAsked;
+    const memberships = this.memberships;
     const list = await this.api.rooms(this.token);
+    // An answer overtaken by a newer one, or asked for before a membership change here, is stale: it could drop
+    // a room just created or bring back one just left.
+    if (asked < this.listingApplied || memberships !== this.memberships) return;
+    this.listingApplied = asked;
     const seen = new Set<string>();
     for (const info of list) {
       seen.add(info.id);
@@ -385,6 +439,7 @@ export class NatterClient {
   /** Creates a room (the user becomes its owner) and returns it. */
   async createRoom(name: string, isPrivate: boolean): Promise<RoomInfo> {
     const info = await this.api.createRoom(this.token, name, isPrivate);
+    this.memberships += 1;
     this.addRoom(info);
     await this.refreshRooms().catch(() => undefined);
     return info;
@@ -395,6 +450,7 @@ export class NatterClient {
     const invite = code === undefined ? parseInvite(roomOrInvite) : { room: roomOrInvite, code };
     if (!invite) throw new ApiError(422, "invalid_invite", "that is not an invite code or link");
     const info = await this.api.joinRoom(this.token, invite.room, invite.code);
+    this.memberships += 1;
     this.addRoom(info);
     await this.refreshRooms().catch(() => undefined);
     return info;
@@ -403,6 +459,7 @@ export class NatterClient {
   /** Leaves a room (members; the owner deletes instead). */
   async leave(id: string): Promise<void> {
     await this.api.leaveRoom(this.token, id);
+    this.memberships += 1;
     const state = this.rooms.get(id);
     if (state) this.dropRoom(state);
     if (this.openId === id) this.openId = undefined;
@@ -412,6 +469,7 @@ export class NatterClient {
   /** Deletes a room (owner only). */
   async remove(id: string): Promise<void> {
     await this.api.deleteRoom(this.token, id);
+    this.memberships += 1;
     const state = this.rooms.get(id);
     if (state) this.dropRoom(state);
     if (this.openId === id) this.openId = undefined;
@@ -433,13 +491,16 @@ export class NatterClient {
   }
 
   private onHello(): void {
+    // A token refreshed while the socket was opening never reached this gateway: hand it over now.
+    const token = this.session.currentAccessToken;
+    if (token && token !== this.connection.token) this.connection.send({ type: "refresh", token });
     this.syncLive();
   }
 
   private onFrame(frame: ServerFrame): void {
     switch (frame.type) {
       case "joined": {
-        this.removeFromJoinQueue(frame.room);
+        this.answered(frame.room);
         const state = this.rooms.get(frame.room);
         if (!state) return;
         state.ws = "joined";
@@ -519,9 +580,9 @@ export class NatterClient {
       }
     }
     if (!ref && JOIN_ERRORS.has(code) && this.joinQueue.length) {
-      const id = this.joinQueue.shift() as string;
-      const state = this.rooms.get(id);
-      if (!state) return;
+      const entry = this.joinQueue.shift() as { room: string; cancelled: boolean };
+      const state = this.rooms.get(entry.room);
+      if (!state || entry.cancelled) return;
       if (code === "already_joined") {
         state.ws = "joined";
         return;
@@ -532,13 +593,20 @@ export class NatterClient {
         setTimeout(() => this.joinLive(state), 1_000 + Math.random() * 1_000);
         return;
       }
-      state.notice = message;
-      if (code === "room_not_found" || code === "room_private") void this.refreshRooms().catch(() => undefined);
+      if (code === "too_many_rooms") {
+        state.notice = "Too many rooms are open on this connection: this one is not live.";
+        // The open room comes first: make room for it by leaving a background room.
+        if (state.info.id === this.openId && this.leaveOneBackgroundRoom()) this.joinLive(state);
+        return;
+      }
+      state.notice =
+        code === "room_private" ? "This room is private and you are not a member." : "This room no longer exists.";
+      this.refreshRoomsSoon();
       return;
     }
     if (code.startsWith("token_")) {
-      // The in-band refresh was refused: reconnect with a fresh token instead.
-      void this.session.refresh().catch(() => undefined);
+      // The gateway refused the in-band refresh: reconnect with a newly refreshed token instead.
+      this.connection.restartWithFreshToken();
     }
   }
 
@@ -550,7 +618,12 @@ export class NatterClient {
     if (!pending || pending.state === "failed") return;
     // Not live yet: sent once the room is (re)joined.
     if (state.ws !== "joined" || !this.connection.online) return;
-    const sent = this.connection.send({ type: "send", room: state.info.id, id, body: pending.body });
+    const frame = { type: "send", room: state.info.id, id, body: pending.body } as const;
+    if (this.tooLarge(frame)) {
+      state.timeline.updatePending(id, { state: "failed", error: "too long to send" });
+      return;
+    }
+    const sent = this.connection.send(frame);
     if (!sent) return;
     state.timeline.updatePending(id, { attempts: pending.attempts + 1 });
     this.clearAckTimer(id);
@@ -603,6 +676,11 @@ export class NatterClient {
     }
   }
 
+  /** Whether a frame is over the gateway's size limit, which would close the connection (1009). */
+  private tooLarge(frame: ClientFrame): boolean {
+    return new TextEncoder().encode(JSON.stringify(frame)).length > this.options.maxFrameBytes;
+  }
+
   private clearAckTimer(id: string): void {
     const timer = this.ackTimers.get(id);
     if (timer !== undefined) {
@@ -613,7 +691,9 @@ export class NatterClient {
 
   private sendDraft(state: RoomState, text: string): void {
     if (state.ws !== "joined") return;
-    if (this.connection.send({ type: "typing", room: state.info.id, text })) {
+    const frame = { type: "typing", room: state.info.id, text } as const;
+    if (this.tooLarge(frame)) return;
+    if (this.connection.send(frame)) {
       state.draftLast = text;
       state.draftSentAt = Date.now();
     }
@@ -624,6 +704,7 @@ export class NatterClient {
 
   /** After `recovered: false`: start over from history at the room's current position. */
   private async reload(state: RoomState, seq: number): Promise<void> {
+    const reload = ++state.reloads;
     state.timeline.reset(seq);
     state.notice = undefined;
     // The newest page must reach `seq` (a message of this room); the persister may still be writing it.
@@ -635,7 +716,7 @@ export class NatterClient {
         this.fail(err, "cannot reload the room's history");
         return;
       }
-      if (this.rooms.get(state.info.id) !== state) return;
+      if (this.rooms.get(state.info.id) !== state || state.reloads !== reload) return;
       const newest = page.messages[0]?.seq ?? 0;
       if (newest >= seq || attempt >= 10) {
         state.timeline.prependOlder(page.messages, page.has_more);
@@ -644,7 +725,8 @@ export class NatterClient {
       }
       await sleep(500);
     }
-    void this.refreshRooms().catch(() => undefined);
+    // The unread count of what was missed comes from the API.
+    this.refreshRoomsSoon();
     this.emit();
   }
 
@@ -658,6 +740,7 @@ export class NatterClient {
       while (state.timeline.hasGap && this.rooms.get(state.info.id) === state) {
         const after = state.timeline.head;
         const page = await this.api.messages(this.token, state.info.id, { after, limit: 200 });
+        state.fillFailures = 0;
         const before = state.timeline.head;
         state.timeline.fillAfter(after, page.messages);
         if (!state.timeline.hasGap) break;
@@ -675,10 +758,22 @@ export class NatterClient {
         }
       }
     } catch (err) {
-      this.fail(err, "cannot load missed messages");
-      setTimeout(() => {
-        if (state.timeline.hasGap) void this.fillGap(state);
-      }, 2_000);
+      if (err instanceof ApiError && !err.transient) {
+        // The room is gone or closed to this user: nothing to fill it from.
+        state.timeline.skipGap();
+        state.notice = "Some messages could not be loaded.";
+      } else {
+        state.fillFailures = (state.fillFailures ?? 0) + 1;
+        if (state.fillFailures === 1) this.fail(err, "cannot load missed messages");
+        clearTimeout(state.fillTimer);
+        state.fillTimer = setTimeout(
+          () => {
+            state.fillTimer = undefined;
+            if (this.started && this.rooms.get(state.info.id) === state) void this.fillGap(state);
+          },
+          Math.min(30_000, 1_000 * 2 ** state.fillFailures),
+        );
+      }
     } finally {
       state.filling = false;
       this.emit();
@@ -688,16 +783,45 @@ export class NatterClient {
   // ----------------------------------------------------------------------------------------------------------
   // Rooms on the gateway
 
-  private wanted(state: RoomState): boolean {
-    return state.info.joined || state.info.id === this.openId;
+  /** The rooms to be live: the open one first, then the user's rooms in list order, up to `maxLiveRooms`. */
+  private wantedRooms(): Set<string> {
+    const wanted = new Set<string>();
+    if (this.openId && this.rooms.has(this.openId)) wanted.add(this.openId);
+    for (const id of this.order) {
+      if (wanted.size >= this.options.maxLiveRooms) break;
+      if (this.rooms.get(id)?.info.joined) wanted.add(id);
+    }
+    return wanted;
   }
 
   /** Joins every wanted room not yet joined, and leaves the rest. */
   private syncLive(): void {
+    const wanted = this.wantedRooms();
     for (const state of this.rooms.values()) {
-      if (this.wanted(state)) this.joinLive(state);
-      else this.leaveLive(state);
+      if (!wanted.has(state.info.id)) this.leaveLive(state);
     }
+    for (const id of wanted) {
+      const state = this.rooms.get(id);
+      if (state) this.joinLive(state);
+    }
+  }
+
+  /** Leaves the last live room that is not open; whether there was one. */
+  private leaveOneBackgroundRoom(): boolean {
+    for (const id of [...this.order].reverse()) {
+      const state = this.rooms.get(id);
+      if (state && id !== this.openId && state.ws !== "idle") {
+        this.leaveLive(state);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private liveCount(): number {
+    let live = 0;
+    for (const state of this.rooms.values()) if (state.ws !== "idle") live += 1;
+    return live;
   }
 
   private joinLive(state: RoomState): void {
@@ -705,21 +829,22 @@ export class NatterClient {
     const since = state.timeline.head;
     if (this.connection.send({ type: "join", room: state.info.id, since })) {
       state.ws = "joining";
-      this.joinQueue.push(state.info.id);
+      this.joinQueue.push({ room: state.info.id, cancelled: false });
     }
   }
 
   private leaveLive(state: RoomState): void {
     if (state.ws === "idle") return;
     this.connection.send({ type: "leave", room: state.info.id });
-    this.removeFromJoinQueue(state.info.id);
+    for (const entry of this.joinQueue) if (entry.room === state.info.id) entry.cancelled = true;
     state.ws = "idle";
     state.online.clear();
     state.drafts.clear();
   }
 
-  private removeFromJoinQueue(id: string): void {
-    const at = this.joinQueue.indexOf(id);
+  /** A join of `room` was answered: its entry leaves the queue. */
+  private answered(room: string): void {
+    const at = this.joinQueue.findIndex((entry) => entry.room === room);
     if (at >= 0) this.joinQueue.splice(at, 1);
   }
 
@@ -764,6 +889,10 @@ export class NatterClient {
       filling: false,
       draftSentAt: 0,
       draftLast: "",
+      readFailures: 0,
+      olderRetryAt: 0,
+      olderFailures: 0,
+      reloads: 0,
       viewGeneration: -1,
     };
     this.rooms.set(info.id, state);
@@ -779,6 +908,11 @@ export class NatterClient {
   }
 
   private applyCursor(state: RoomState, cursor: ReadCursor): void {
+    // Read here further than the API knows (an update that failed): tell it again.
+    if (state.readSeq > cursor.read_seq && state.info.joined) {
+      state.sentRead = Math.min(state.sentRead, cursor.read_seq);
+      this.sendReadSoon(state, 300);
+    }
     state.readSeq = Math.max(state.readSeq, cursor.read_seq);
     if (cursor.last_seq >= state.base) {
       state.base = cursor.last_seq;
@@ -801,33 +935,58 @@ export class NatterClient {
     if (seq <= state.readSeq && this.unread(state) === 0) return;
     state.readSeq = Math.max(state.readSeq, seq);
     state.liveUnread.clear();
-    if (state.readSeq > state.sentRead && !state.readTimer) {
-      state.readTimer = setTimeout(() => {
-        state.readTimer = undefined;
-        const target = state.readSeq;
-        state.sentRead = target;
-        this.api
-          .markRead(this.token, state.info.id, target)
-          .then((cursor) => {
-            this.applyCursor(state, cursor);
-            this.emit();
-          })
-          .catch(() => {
-            // Sent again with the next change; the count here is already right.
-            state.sentRead = Math.min(state.sentRead, target - 1);
-          });
-      }, 300);
-    }
+    this.sendReadSoon(state, 300);
     this.emit();
+  }
+
+  /** Sends the read cursor to the API after `delay` ms, retrying with backoff until it is stored. */
+  private sendReadSoon(state: RoomState, delay: number): void {
+    if (state.readSeq <= state.sentRead || state.readTimer) return;
+    state.readTimer = setTimeout(() => {
+      state.readTimer = undefined;
+      const target = state.readSeq;
+      state.sentRead = target;
+      this.api
+        .markRead(this.token, state.info.id, target)
+        .then((cursor) => {
+          state.readFailures = 0;
+          this.applyCursor(state, cursor);
+          this.emit();
+        })
+        .catch((err) => {
+          // The count here is right already; other devices learn it once the API has it.
+          state.sentRead = Math.min(state.sentRead, target - 1);
+          state.readFailures += 1;
+          const gone = err instanceof ApiError && (err.status === 403 || err.status === 404);
+          if (!gone && this.rooms.get(state.info.id) === state && this.started) {
+            this.sendReadSoon(state, Math.min(30_000, 1_000 * 2 ** state.readFailures));
+          }
+        });
+    }, delay);
   }
 
   private dropRoom(state: RoomState): void {
     this.leaveLive(state);
+    this.clearTimers(state);
+    this.rooms.delete(state.info.id);
+    this.order = this.order.filter((id) => id !== state.info.id);
+  }
+
+  private clearTimers(state: RoomState): void {
     clearTimeout(state.draftTimer);
     clearTimeout(state.readTimer);
     clearTimeout(state.infoTimer);
-    this.rooms.delete(state.info.id);
-    this.order = this.order.filter((id) => id !== state.info.id);
+    clearTimeout(state.fillTimer);
+    state.draftTimer = state.readTimer = state.infoTimer = state.fillTimer = undefined;
+  }
+
+  /** One room listing soon, however many asked for it (rooms reloading after a reconnect, say). */
+  private refreshRoomsSoon(): void {
+    if (this.listTimer) return;
+    this.listTimer = setTimeout(() => {
+      this.listTimer = undefined;
+      if (this.started) void this.refreshRooms().catch(() => undefined);
+    }, 500);
   }
 
   private expireDrafts(): void {

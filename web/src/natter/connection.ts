@@ -38,8 +38,8 @@ export interface Hello {
 
 export interface ConnectionOptions {
   socket: SocketFactory;
-  /** A gateway URL to connect to, passing over the gateway ids in `avoid` where possible. */
-  gatewayUrl: (avoid: string[]) => Promise<string>;
+  /** A gateway to connect to (its URL, and its id when known), passing over the ids in `avoid` where possible. */
+  gatewayUrl: (avoid: string[]) => Promise<{ url: string; id?: string }>;
   /** A valid access token; `fresh` asks for a newly refreshed one (after 4001). */
   token: (fresh: boolean) => Promise<string>;
   /** Every frame after `hello`. */
@@ -65,7 +65,11 @@ export class Connection {
   private attempt = 0;
   /** Bumped for every socket, so callbacks of an abandoned one are ignored. */
   private generation = 0;
+  /** The gateway of the current (or last) connection: greeted, or only assigned. */
   private gateway: string | undefined;
+  /** The access token the current socket was opened with. */
+  private openedWith: string | undefined;
+  private lastRestart = 0;
   private readonly avoid = new Set<string>();
   private freshToken = false;
   private failuresBeforeHello = 0;
@@ -81,6 +85,11 @@ export class Connection {
   /** The current status. */
   get current(): ConnectionStatus {
     return this.status;
+  }
+
+  /** The access token the current connection was opened with. */
+  get token(): string | undefined {
+    return this.openedWith;
   }
 
   /** Whether frames can be sent now (greeted and open). */
@@ -116,6 +125,18 @@ export class Connection {
     void this.connect();
   }
 
+  /**
+   * Drops the connection and reconnects at once with a newly refreshed token (the gateway refused an in-band
+   * refresh): at most once every 30 s, so a token the gateway keeps refusing cannot make a loop.
+   */
+  restartWithFreshToken(): void {
+    if (!this.running || Date.now() - this.lastRestart < 30_000) return;
+    this.lastRestart = Date.now();
+    this.abandon(Close.Normal, "reconnecting with a new token");
+    this.freshToken = true;
+    this.retry("renewing the access token", true);
+  }
+
   /** Sends a frame; false when not online (the caller keeps it for after the reconnect). */
   send(frame: ClientFrame): boolean {
     if (!this.online || !this.socket) return false;
@@ -135,7 +156,10 @@ export class Connection {
     try {
       token = await this.options.token(this.freshToken);
       this.freshToken = false;
-      url = await this.options.gatewayUrl([...this.avoid]);
+      const assigned = await this.options.gatewayUrl([...this.avoid]);
+      url = assigned.url;
+      // Known before `hello`, so a gateway that refuses or never answers is passed over next time too.
+      this.gateway = assigned.id;
     } catch (err) {
       if (generation !== this.generation) return;
       this.retry(describe(err), false);
@@ -150,6 +174,7 @@ export class Connection {
       return;
     }
     this.socket = socket;
+    this.openedWith = token;
     this.helloTimer = setTimeout(() => {
       if (generation === this.generation) this.lost(0, "the gateway did not answer");
     }, this.options.helloTimeoutMs ?? 10_000);

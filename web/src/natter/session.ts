@@ -82,6 +82,11 @@ export class Session {
     return this.current?.user;
   }
 
+  /** The access token held now (valid or not), without refreshing. */
+  get currentAccessToken(): string | undefined {
+    return this.current?.access_token;
+  }
+
   /** Starts a session from a token response (login, register, guest). */
   begin(tokens: TokenResponse): void {
     this.current = toStored(tokens);
@@ -176,13 +181,16 @@ export class Session {
     if (had || reason !== "elsewhere") this.emit({ type: "signed_out", reason });
   }
 
-  /** Refreshes a minute before expiry (or at 80% of a short lifetime), so connections never hold an expired token. */
+  /**
+   * Refreshes a minute before expiry, or at 80% of what is left of a short lifetime (under five minutes), so
+   * connections never hold an expired token.
+   */
   private schedule(): void {
     clearTimeout(this.timer);
     const current = this.current;
     if (!current) return;
     const left = current.expires_at - Date.now();
-    const due = Math.max(1_000, Math.min(left - 60_000, left * 0.8));
+    const due = Math.max(1_000, left - 60_000, left * 0.8);
     this.timer = setTimeout(() => {
       this.refresh().catch(() => {
         // A passing failure: try again shortly, while the token may still be valid.

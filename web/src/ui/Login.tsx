@@ -7,6 +7,7 @@ import { type Api, ApiError, type TokenResponse } from "../natter/api";
 type Mode = "login" | "register" | "guest";
 
 const TITLES: Record<Mode, string> = { login: "Sign in", register: "Create account", guest: "Guest" };
+const MODES = Object.keys(TITLES) as Mode[];
 
 export function Login({
   api,
@@ -22,6 +23,23 @@ export function Login({
   const [password, setPassword] = useState("");
   const [error, setError] = useState<string>();
   const [busy, setBusy] = useState(false);
+
+  const choose = (m: Mode) => {
+    setMode(m);
+    setError(undefined);
+  };
+
+  const onTabKey = (event: KeyboardEvent) => {
+    const index = MODES.indexOf(mode);
+    const count = MODES.length;
+    const next = { ArrowRight: (index + 1) % count, ArrowLeft: (index + count - 1) % count, Home: 0, End: count - 1 }[
+      event.key
+    ];
+    if (next === undefined) return;
+    event.preventDefault();
+    choose(MODES[next]);
+    document.getElementById(`tab-${MODES[next]}`)?.focus();
+  };
 
   const submit = async (event: Event) => {
     event.preventDefault();
@@ -51,19 +69,18 @@ export function Login({
         </h1>
         <p class="tagline">Real-time chat that never loses a message.</p>
         {notice && <p class="notice">{notice}</p>}
-        <div role="tablist" aria-label="How to sign in" class="tabs">
-          {(Object.keys(TITLES) as Mode[]).map((m) => (
+        <div role="tablist" aria-label="How to sign in" class="tabs" onKeyDown={onTabKey}>
+          {MODES.map((m) => (
             <button
               type="button"
               role="tab"
               id={`tab-${m}`}
               aria-selected={mode === m}
               aria-controls="signin-panel"
+              // Roving focus, as the ARIA tabs pattern has it: Tab enters the selected tab, arrows move between.
+              tabIndex={mode === m ? 0 : -1}
               class={mode === m ? "tab active" : "tab"}
-              onClick={() => {
-                setMode(m);
-                setError(undefined);
-              }}
+              onClick={() => choose(m)}
             >
               {TITLES[m]}
             </button>

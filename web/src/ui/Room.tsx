@@ -230,10 +230,11 @@ function MessageList({ client, room }: { client: NatterClient; room: RoomView })
       return;
     }
     const fromBottom = el.scrollHeight - el.scrollTop - el.clientHeight;
-    if (fromBottom < 60) {
+    if (fromBottom < 40) {
       if (end >= total) setTop(null);
       else setTop(items[Math.min(total - WINDOW, start + STEP)]?.key ?? null);
-    } else if (!pinned && fromBottom > 200 && shown.length) {
+    } else if (!pinned && fromBottom > 80 && shown.length) {
+      // Scrolled up, even a little: hold the view still rather than snap back to the newest on the next render.
       setTop(shown[0].key);
     }
   };
@@ -349,14 +350,15 @@ function Composer({ client, room }: { client: NatterClient; room: RoomView }) {
     if (matchMedia("(min-width: 720px)").matches) input.current?.focus();
   }, [room.info.id]);
 
+  const length = [...text].length;
   const send = (event?: Event) => {
     event?.preventDefault();
-    if (!text.trim()) return;
+    // Enter reaches here even while the Send button is disabled.
+    if (!text.trim() || length > MAX_BODY) return;
     client.send(room.info.id, text);
     setText("");
     input.current?.focus();
   };
-  const length = [...text].length;
   return (
     <form class="composer" onSubmit={send} aria-label="Write a message">
       <textarea
