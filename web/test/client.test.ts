@@ -217,7 +217,28 @@ describe("NatterClient", () => {
     again.accept("gw-2");
     await tick();
     again.deliver({ type: "joined", room: "lobby", seq: 0, recovered: true, members: [ME] });
+    // One at a time, in the order written.
+    expect(again.frames("send").map((f) => f.id)).toEqual([id]);
+    again.deliver({ type: "ack", room: "lobby", id, seq: 1 });
     expect(again.frames("send").map((f) => f.id)).toEqual([id, queued]);
+    env.client.stop();
+  });
+
+  it("keeps the order written when the gateway refuses a message for the rate limit", async () => {
+    const env = start((s) => s.server.room("lobby"));
+    const socket = await online(env);
+    const ids = ["first", "second", "third"].map((body) => env.client.send("lobby", body) as string);
+    expect(socket.frames("send").map((f) => f.body)).toEqual(["first"]);
+    socket.deliver({ type: "error", code: "rate_limited", message: "slow down", ref: ids[0] });
+    await tick(500);
+    // Nothing overtakes the refused message while it waits.
+    expect(socket.frames("send").map((f) => f.body)).toEqual(["first"]);
+    await tick(1_000);
+    expect(socket.frames("send").map((f) => f.body)).toEqual(["first", "first"]);
+    ids.forEach((id, i) => {
+      socket.deliver({ type: "ack", room: "lobby", id, seq: i + 1 });
+    });
+    expect(socket.frames("send").map((f) => f.body)).toEqual(["first", "first", "second", "third"]);
     env.client.stop();
   });
 

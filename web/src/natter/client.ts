@@ -103,6 +103,9 @@ interface RoomState {
   olderFailures: number;
   /** Failed gap fills in a row. */
   fillFailures?: number;
+  /** The user's message on its way to the gateway (one at a time), and its pending resend. */
+  inFlight?: string;
+  sendTimer?: ReturnType<typeof setTimeout>;
   /** Bumped by every reload from history, so an overtaken one stops. */
   reloads: number;
   view?: RoomView;
@@ -372,7 +375,7 @@ export class NatterClient {
         error: `too long (${length} characters; at most ${this.options.maxBodyChars})`,
       });
     } else {
-      this.transmit(state, pending.id);
+      this.pump(state);
     }
     this.emit();
     return pending.id;
@@ -383,7 +386,7 @@ export class NatterClient {
     const state = this.rooms.get(roomId);
     if (!state?.timeline.findPending(id)) return;
     state.timeline.updatePending(id, { state: "sending", error: undefined, attempts: 0 });
-    this.transmit(state, id);
+    this.pump(state);
     this.emit();
   }
 
@@ -484,7 +487,13 @@ export class NatterClient {
       for (const state of this.rooms.values()) {
         state.ws = "idle";
         state.drafts.clear();
+        // Whatever was on its way is sent again after the rejoin.
+        state.inFlight = undefined;
+        clearTimeout(state.sendTimer);
+        state.sendTimer = undefined;
       }
+      for (const timer of this.ackTimers.values()) clearTimeout(timer);
+      this.ackTimers.clear();
       this.joinQueue.length = 0;
     }
     this.emit();
@@ -507,7 +516,7 @@ export class NatterClient {
         state.online = new Map(frame.members.map((u) => [u.id, u]));
         // With `recovered`, the replayed messages follow this frame, before any live one.
         if (!frame.recovered) void this.reload(state, frame.seq);
-        this.flushPending(state);
+        this.pump(state);
         break;
       }
       case "message":
@@ -516,8 +525,8 @@ export class NatterClient {
       case "ack": {
         const state = this.rooms.get(frame.room);
         if (!state) return;
-        this.clearAckTimer(frame.id);
         state.timeline.ack(frame.id, frame.seq);
+        this.done(state, frame.id);
         break;
       }
       case "presence": {
@@ -558,8 +567,9 @@ export class NatterClient {
     const state = this.rooms.get(frame.room);
     if (!state) return;
     state.drafts.delete(frame.user.id);
-    if (frame.user.id === this.me.id) this.clearAckTimer(frame.id);
     const added = state.timeline.receive(frame);
+    // The user's own message in the room's order: stored, even if its ack was lost.
+    if (frame.user.id === this.me.id) this.done(state, frame.id);
     if (added && frame.user.id !== this.me.id && frame.seq > Math.max(state.base, state.readSeq)) {
       state.liveUnread.add(frame.seq);
     }
@@ -613,34 +623,70 @@ export class NatterClient {
   // ----------------------------------------------------------------------------------------------------------
   // Sending
 
-  private transmit(state: RoomState, id: string): void {
+  /**
+   * Sends the room's oldest message still to be stored, unless one is on its way already. One at a time per room:
+   * messages are stored in the order they were written, however the gateway refuses and retries them.
+   */
+  private pump(state: RoomState): void {
+    if (state.inFlight !== undefined || state.ws !== "joined" || !this.connection.online) return;
+    for (const pending of state.timeline.pending) {
+      if (pending.state === "sending" && this.put(state, pending.id)) return;
+    }
+  }
+
+  /** Puts message `id` on the wire as the room's one in flight; false when it cannot go at all (too large). */
+  private put(state: RoomState, id: string): boolean {
     const pending = state.timeline.findPending(id);
-    if (!pending || pending.state === "failed") return;
-    // Not live yet: sent once the room is (re)joined.
-    if (state.ws !== "joined" || !this.connection.online) return;
+    if (!pending || pending.state !== "sending") return false;
     const frame = { type: "send", room: state.info.id, id, body: pending.body } as const;
     if (this.tooLarge(frame)) {
       state.timeline.updatePending(id, { state: "failed", error: "too long to send" });
-      return;
+      return false;
     }
-    const sent = this.connection.send(frame);
-    if (!sent) return;
+    state.inFlight = id;
+    clearTimeout(state.sendTimer);
+    state.sendTimer = undefined;
+    // A socket that is closing: the reconnect's rejoin sends it again.
+    if (!this.connection.send(frame)) return true;
     state.timeline.updatePending(id, { attempts: pending.attempts + 1 });
     this.clearAckTimer(id);
     this.ackTimers.set(
       id,
       setTimeout(() => {
         this.ackTimers.delete(id);
+        if (state.inFlight !== id) return;
         const still = state.timeline.findPending(id);
-        if (!still || still.state !== "sending") return;
-        if (still.attempts >= MAX_SEND_ATTEMPTS) {
+        if (still && still.state === "sending" && still.attempts >= MAX_SEND_ATTEMPTS) {
           state.timeline.updatePending(id, { state: "failed", error: "no answer from the server" });
+          this.done(state, id);
           this.emit();
+        } else if (still && still.state === "sending") {
+          this.put(state, id);
         } else {
-          this.transmit(state, id);
+          this.done(state, id);
         }
       }, this.options.ackTimeoutMs),
     );
+    return true;
+  }
+
+  /** Message `id` is no longer on its way (stored, or given up on): the next one may go. */
+  private done(state: RoomState, id: string): void {
+    this.clearAckTimer(id);
+    if (state.inFlight !== id) return;
+    state.inFlight = undefined;
+    clearTimeout(state.sendTimer);
+    state.sendTimer = undefined;
+    this.pump(state);
+  }
+
+  /** Sends the message in flight again after `delay` ms (it keeps its place: nothing overtakes it). */
+  private putLater(state: RoomState, id: string, delay: number): void {
+    clearTimeout(state.sendTimer);
+    state.sendTimer = setTimeout(() => {
+      state.sendTimer = undefined;
+      if (state.inFlight === id && state.ws === "joined") this.put(state, id);
+    }, delay);
   }
 
   private sendRefused(state: RoomState, id: string, code: string, message: string): void {
@@ -649,31 +695,27 @@ export class NatterClient {
     if (!pending) return;
     switch (code) {
       case "rate_limited": {
-        // Never dropped: wait for the rate limit to refill, then send again.
+        // Never dropped: wait for the rate limit to refill, then send it again.
         const pause = Math.min(8_000, 1_000 * 2 ** Math.min(pending.attempts - 1, 3)) * (0.75 + Math.random() * 0.5);
-        setTimeout(() => this.transmit(state, id), pause);
+        this.putLater(state, id, pause);
         return;
       }
       case "not_joined":
         // Sent again once the room is joined.
+        if (state.inFlight === id) state.inFlight = undefined;
         if (state.ws === "joined") state.ws = "idle";
         this.joinLive(state);
         return;
       case "publish_failed":
       case "unavailable":
         if (pending.attempts < MAX_SEND_ATTEMPTS) {
-          setTimeout(() => this.transmit(state, id), 500 * 2 ** pending.attempts);
+          this.putLater(state, id, 500 * 2 ** pending.attempts);
           return;
         }
         break;
     }
     state.timeline.updatePending(id, { state: "failed", error: message });
-  }
-
-  private flushPending(state: RoomState): void {
-    for (const pending of state.timeline.pending) {
-      if (pending.state === "sending") this.transmit(state, pending.id);
-    }
+    this.done(state, id);
   }
 
   /** Whether a frame is over the gateway's size limit, which would close the connection (1009). */
@@ -977,7 +1019,8 @@ export class NatterClient {
     clearTimeout(state.readTimer);
     clearTimeout(state.infoTimer);
     clearTimeout(state.fillTimer);
-    state.draftTimer = state.readTimer = state.infoTimer = state.fillTimer = undefined;
+    clearTimeout(state.sendTimer);
+    state.draftTimer = state.readTimer = state.infoTimer = state.fillTimer = state.sendTimer = undefined;
   }
 
   /** One room listing soon, however many asked for it (rooms reloading after a reconnect, say). */
