@@ -489,6 +489,8 @@ test("a flood of messages past the gateway's rate limit arrives complete and in 
     },
     { room, texts },
   );
+  // The ones waiting out the rate limit show as sending (the page keeps them, in order, below the sent ones).
+  await expect(log(alice.page, room).locator("li.message.sending").first()).toContainText("flood");
   await expectMessages(bob.page, room, texts.slice(-150), 60_000);
   await expectMessages(alice.page, room, texts, 60_000);
   await expect(log(alice.page, room).locator("li.message.sending, li.message.failed")).toHaveCount(0);
