@@ -36,6 +36,7 @@ test("screenshots of the app on a desktop and on a phone", async ({ browser }) =
   const room = "Design review";
   await createRoom(maya.page, "Random");
   const randomId = new URL(maya.page.url()).pathname.split("/").pop() as string;
+  await createRoom(maya.page, "Leads", { private: true });
   await createRoom(maya.page, room);
   const roomId = new URL(maya.page.url()).pathname.split("/").pop() as string;
   const sam = await register(browser, "sam", { width: 360, height: 740 }, "sam");
@@ -73,6 +74,9 @@ test("screenshots of the app on a desktop and on a phone", async ({ browser }) =
   await expect(log(maya.page, room).getByRole("listitem", { name: "sam is typing" })).toContainText("sketch one");
   await expect(maya.page.getByText("2 members")).toBeVisible();
   await maya.page.screenshot({ path: join(SCREENSHOTS, "desktop.png") });
+  await maya.page.emulateMedia({ colorScheme: "dark" });
+  await maya.page.screenshot({ path: join(SCREENSHOTS, "desktop-dark.png") });
+  await maya.page.emulateMedia({ colorScheme: "light" });
   await sam.page.screenshot({ path: join(SCREENSHOTS, "phone.png") });
   await sam.page.getByRole("button", { name: "Back to rooms" }).click();
   await sam.page.screenshot({ path: join(SCREENSHOTS, "phone-rooms.png") });
@@ -294,10 +298,20 @@ test("a body that looks like HTML is shown as text, and no dialog opens", async 
   const dialogs: string[] = [];
   for (const page of [alice.page, bob.page]) page.on("dialog", (d) => void dialogs.push(d.message()).toString());
 
-  const hostile = [`<img src=x onerror=alert(1)>`, `<script>alert("x")</script>`, `**bold** & <b>tags</b>`];
+  const hostile = [
+    `<img src=x onerror=alert(1)>`,
+    `<script>alert("x")</script>`,
+    `**bold** & <b>tags</b>`,
+    `docs at https://example.com/a?b=1, not javascript:alert(1) or <a href="javascript:alert(2)">this</a>`,
+  ];
   for (const text of hostile) await say(alice.page, room, text);
   await expectMessages(bob.page, room, hostile);
   await expect(log(bob.page, room).locator("img, script, b")).toHaveCount(0);
+  // Web addresses become links (http and https only); nothing else does.
+  const links = log(bob.page, room).getByRole("link");
+  await expect(links).toHaveCount(1);
+  await expect(links).toHaveAttribute("href", "https://example.com/a?b=1");
+  await expect(links).toHaveAttribute("rel", /noopener/);
   await bob.page.waitForTimeout(500);
   expect(dialogs).toEqual([]);
   await alice.context.close();

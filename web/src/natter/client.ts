@@ -317,7 +317,10 @@ export class NatterClient {
         // The room list may have brought it meanwhile.
         state = this.rooms.get(id) ?? this.addRoom(info);
       } catch (err) {
-        this.fail(err, "cannot open this room");
+        // A room that is gone or closed to this user: the page says so itself; anything else is worth a word.
+        if (!(err instanceof ApiError && (err.status === 403 || err.status === 404))) {
+          this.fail(err, "cannot open this room");
+        }
         this.emit();
         return;
       }
@@ -906,7 +909,7 @@ export class NatterClient {
           this.emit();
         })
         .catch(() => undefined);
-    }, 1_000);
+    }, 300);
   }
 
   /** Starts keeping a room (or returns the one kept already). */

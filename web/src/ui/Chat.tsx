@@ -2,9 +2,10 @@
 
 import { useEffect, useRef, useState } from "preact/hooks";
 
-import { ApiError } from "../natter/api";
 import type { NatterClient, RoomView } from "../natter/client";
 import type { Session } from "../natter/session";
+import { describe, sentence } from "./errors";
+import { RoomMark } from "./icons";
 import { RoomPane } from "./Room";
 import { navigate, useRoute } from "./router";
 import { StatusLine } from "./Status";
@@ -25,7 +26,7 @@ export function Chat({ client, session }: { client: NatterClient; session: Sessi
   useEffect(
     () =>
       client.subscribe((event) => {
-        if (event.type === "error") alert(event.message);
+        if (event.type === "error") alert(sentence(event.message));
       }),
     [client],
   );
@@ -145,8 +146,7 @@ function RoomLink({ room, open }: { room: RoomView; open: boolean }) {
         }}
       >
         <span class="room-name">
-          {room.info.private ? <span aria-label="private">🔒 </span> : <span aria-hidden="true"># </span>}
-          {room.info.name}
+          <RoomMark private={room.info.private} /> {room.info.name}
         </span>
         {room.unread > 0 && (
           <span class="badge" aria-label={`${unread} unread`}>
@@ -241,21 +241,4 @@ function RoomForms({ client, onError }: { client: NatterClient; onError: (text: 
       </details>
     </div>
   );
-}
-
-/** A person-readable reason for a failed action. */
-export function describe(err: unknown): string {
-  if (err instanceof ApiError) {
-    switch (err.code) {
-      case "invalid_join_code":
-        return "That invite code is not valid for this room.";
-      case "room_not_found":
-        return "There is no such room (it may have been deleted).";
-      case "invalid_invite":
-        return "Paste an invite code (room.code) or an invite link.";
-      default:
-        return err.message;
-    }
-  }
-  return err instanceof Error ? err.message : String(err);
 }

@@ -2,7 +2,8 @@
 
 import { useState } from "preact/hooks";
 
-import { type Api, ApiError, type TokenResponse } from "../natter/api";
+import type { Api, TokenResponse } from "../natter/api";
+import { describe } from "./errors";
 
 type Mode = "login" | "register" | "guest";
 
@@ -128,12 +129,4 @@ export function Login({
       </div>
     </main>
   );
-}
-
-function describe(err: unknown): string {
-  if (err instanceof ApiError) {
-    if (err.code === "rate_limited") return `Too many attempts; try again in ${err.retryAfter ?? 60} seconds.`;
-    return err.message;
-  }
-  return "Something went wrong; try again.";
 }

@@ -4,7 +4,8 @@ import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 
 import { inviteCode, type NatterClient, type RoomView } from "../natter/client";
 import type { TimelineItem } from "../natter/timeline";
-import { describe } from "./Chat";
+import { describe } from "./errors";
+import { RoomMark } from "./icons";
 import { navigate } from "./router";
 
 /** Most messages in the DOM at once: a room with thousands stays fast. */
@@ -51,21 +52,24 @@ export function RoomPane({
         </button>
         <div class="room-title">
           <h2 id="room-title">
-            {room.info.private ? "🔒 " : "# "}
-            {room.info.name}
+            <RoomMark private={room.info.private} /> {room.info.name}
           </h2>
           <p class="room-meta">
-            {room.info.private ? "Private" : "Public"} · {room.info.member_count} member
-            {room.info.member_count === 1 ? "" : "s"} ·{" "}
-            <button
-              type="button"
-              class="link"
-              aria-expanded={showPeople}
-              aria-controls="online-list"
-              onClick={() => setShowPeople(!showPeople)}
-            >
-              {room.online.length} online
-            </button>
+            <span>{room.info.private ? "Private" : "Public"}</span>
+            <span>
+              {room.info.member_count} member{room.info.member_count === 1 ? "" : "s"}
+            </span>
+            <span>
+              <button
+                type="button"
+                class="link"
+                aria-expanded={showPeople}
+                aria-controls="online-list"
+                onClick={() => setShowPeople(!showPeople)}
+              >
+                {room.online.length} online
+              </button>
+            </span>
           </p>
         </div>
         <div class="room-actions">
@@ -106,6 +110,9 @@ export function RoomPane({
         <MessageList client={client} room={room} />
         <aside id="online-list" class={showPeople ? "people shown" : "people"} aria-label={`Online in ${room.info.name}`}>
           <h3>Online</h3>
+          <button type="button" class="close-people" aria-label="Close the online list" onClick={() => setShowPeople(false)}>
+            ×
+          </button>
           <ul>
             {room.online.map((u) => (
               <li key={u.id}>
@@ -172,6 +179,16 @@ function MessageList({ client, room }: { client: NatterClient; room: RoomView })
   const start = pinned ? pinnedAt : Math.max(0, total - WINDOW);
   const end = Math.min(total, start + WINDOW);
   const shown = items.slice(start, end);
+  // "Sent" shows on the newest of the user's stored messages only, as a receipt, not on every one.
+  let newestSent: string | undefined;
+  for (let i = items.length - 1; i >= 0; i--) {
+    const item = items[i];
+    if (item.kind === "pending" ? item.message.state === "sent" : item.sent) {
+      newestSent = item.key;
+      break;
+    }
+    if (item.kind === "message" && item.mine) break;
+  }
 
   useEffect(() => {
     setTop(null);
@@ -263,7 +280,14 @@ function MessageList({ client, room }: { client: NatterClient; room: RoomView })
         </p>
         <ul>
           {shown.map((item, i) => (
-            <Message key={item.key} item={item} previous={i > 0 ? shown[i - 1] : items[start - 1]} client={client} room={room} />
+            <Message
+              key={item.key}
+              item={item}
+              previous={i > 0 ? shown[i - 1] : items[start - 1]}
+              newestSent={item.key === newestSent}
+              client={client}
+              room={room}
+            />
           ))}
           {end >= total &&
             room.drafts.map((draft) => (
@@ -289,11 +313,13 @@ function MessageList({ client, room }: { client: NatterClient; room: RoomView })
 function Message({
   item,
   previous,
+  newestSent,
   client,
   room,
 }: {
   item: TimelineItem;
   previous?: TimelineItem;
+  newestSent: boolean;
   client: NatterClient;
   room: RoomView;
 }) {
@@ -316,10 +342,12 @@ function Message({
             Retry
           </button>
         </span>
-      ) : (
-        <span class="state">{p.state === "sent" ? "Sent" : "Sending…"}</span>
-      );
-  } else if (item.sent) {
+      ) : p.state === "sending" ? (
+        <span class="state">Sending…</span>
+      ) : newestSent ? (
+        <span class="state">Sent</span>
+      ) : null;
+  } else if (newestSent) {
     status = <span class="state">Sent</span>;
   }
   return (
@@ -336,10 +364,34 @@ function Message({
           </time>
         </div>
       )}
-      <p class="body">{m.body}</p>
+      <p class="body">
+        <Linked text={m.body} />
+      </p>
       {status}
     </li>
   );
+}
+
+/** Web addresses in a message, made into links; everything else stays plain text. */
+const URL_PATTERN = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/g;
+
+function Linked({ text }: { text: string }) {
+  const parts: preact.ComponentChild[] = [];
+  let last = 0;
+  for (const match of text.matchAll(URL_PATTERN)) {
+    const at = match.index ?? 0;
+    if (at > last) parts.push(text.slice(last, at));
+    // Only http(s) can match, so no other scheme (javascript:, data:) ever becomes a link.
+    parts.push(
+      <a href={match[0]} target="_blank" rel="noopener noreferrer nofollow">
+        {match[0]}
+      </a>,
+    );
+    last = at + match[0].length;
+  }
+  if (last === 0) return <>{text}</>;
+  if (last < text.length) parts.push(text.slice(last));
+  return <>{parts}</>;
 }
 
 function Composer({ client, room }: { client: NatterClient; room: RoomView }) {

@@ -1,0 +1,32 @@
+/** What a person reads when an action fails: the API's message, or plainer words for the common cases. */
+
+import { ApiError } from "../natter/api";
+
+/** A person-readable reason for a failed action. */
+export function describe(err: unknown): string {
+  if (err instanceof ApiError) {
+    switch (err.code) {
+      case "invalid_join_code":
+        return "That invite code is not valid for this room.";
+      case "room_not_found":
+        return "There is no such room (it may have been deleted).";
+      case "invalid_invite":
+        return "Paste an invite code (room.code) or an invite link.";
+      case "rate_limited":
+        return `Too many attempts; try again in ${err.retryAfter ?? 60} seconds.`;
+      case "network":
+        return "Cannot reach the server; check your connection and try again.";
+      default:
+        return sentence(err.message);
+    }
+  }
+  return sentence(err instanceof Error ? err.message : String(err));
+}
+
+/** The API's messages are lower-case clauses ("the name 'ana' is already taken"): shown as a sentence. */
+export function sentence(text: string): string {
+  const trimmed = text.trim();
+  if (!trimmed) return "Something went wrong; try again.";
+  const capital = trimmed[0].toUpperCase() + trimmed.slice(1);
+  return /[.!?]$/.test(capital) ? capital : `${capital}.`;
+}

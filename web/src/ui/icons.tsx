@@ -1,0 +1,32 @@
+/** Small inline icons: drawn as SVG, so they look the same everywhere (no emoji font needed). */
+
+/** A padlock, for private rooms; `label` names it for screen readers (omit where the text says it already). */
+export function LockIcon({ label }: { label?: string }) {
+  return (
+    <svg
+      class="icon"
+      viewBox="0 0 16 16"
+      width="14"
+      height="14"
+      role={label ? "img" : undefined}
+      aria-label={label}
+      aria-hidden={label ? undefined : true}
+    >
+      <path
+        fill="currentColor"
+        d="M4.5 7V5a3.5 3.5 0 0 1 7 0v2H12a1 1 0 0 1 1 1v6a1 1 0 0 1-1 1H4a1 1 0 0 1-1-1V8a1 1 0 0 1 1-1zm1.5 0h4V5a2 2 0 0 0-4 0z"
+      />
+    </svg>
+  );
+}
+
+/** The room marker: a padlock for private rooms, a hash for public ones. */
+export function RoomMark({ private: isPrivate }: { private: boolean }) {
+  return isPrivate ? (
+    <LockIcon label="private" />
+  ) : (
+    <span class="hash" aria-hidden="true">
+      #
+    </span>
+  );
+}
