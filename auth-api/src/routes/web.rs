@@ -58,9 +58,12 @@ pub async fn fallback(State(state): State<AppState>, req: Request) -> Response {
 }
 
 async fn index(dir: &Path, req: Request) -> Response {
-    serve(ServeFile::new(dir.join("index.html")).precompressed_gzip(), req.map(Body::new))
-        .await
-        .unwrap_or_else(not_found)
+    serve(
+        ServeFile::new(dir.join("index.html")).precompressed_gzip(),
+        req.map(Body::new),
+    )
+    .await
+    .unwrap_or_else(not_found)
 }
 
 async fn index_file(dir: &Path) -> Response {
