@@ -81,8 +81,8 @@ export function alive(pid: number): boolean {
   }
 }
 
-/** Starts gateway `index` (0-based) on its port with its id; returns once it is ready. */
-export async function startGateway(state: StackState, index: number): Promise<void> {
+/** Starts gateway `index` (0-based) on its port with its id (and `env` on top); returns once it is ready. */
+export async function startGateway(state: StackState, index: number, env: Record<string, string> = {}): Promise<void> {
   const gateway = state.gateways[index];
   const log = openSync(join(state.dataDir, `e2e-${gateway.id}.log`), "a");
   const child = spawn(join(state.binDir, "natter-gateway"), [], {
@@ -100,6 +100,7 @@ export async function startGateway(state: StackState, index: number): Promise<vo
       NATTER_DRAIN_JITTER: "500ms",
       NATTER_DRAIN_GRACE: "10s",
       RUST_LOG: "info",
+      ...env,
     },
   });
   child.unref();
@@ -162,4 +163,12 @@ export async function startStack(dataDir: string): Promise<{ pid: number; endpoi
   child.stdout?.destroy();
   if (child.pid === undefined) throw new Error("natter up did not start");
   return { pid: child.pid, endpoints: JSON.parse(line) as Record<string, unknown> };
+}
+
+/** Restarts every gateway (SIGTERM, so clients are drained), with `env` on top of the usual settings. */
+export async function restartGateways(state: StackState, env: Record<string, string> = {}): Promise<void> {
+  for (let i = 0; i < state.gateways.length; i++) {
+    await stopGateway(state, i, "SIGTERM");
+    await startGateway(state, i, env);
+  }
 }

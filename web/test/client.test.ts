@@ -523,6 +523,82 @@ describe("NatterClient under stress", () => {
   });
 });
 
+describe("NatterClient sending through leaves and refusals", () => {
+  it("resends a rate-limited message after its room was left for the live-room cap and joined again", async () => {
+    const env = start(
+      (s) => {
+        for (const id of ["r1", "r2", "r3"]) s.server.room(id);
+      },
+      { maxLiveRooms: 2 },
+    );
+    const socket = await online(env);
+    await env.client.openRoom("r2");
+    env.client.send("r1", "also on its way");
+    const first = env.client.send("r2", "waits out the limit") as string;
+    socket.deliver({ type: "error", code: "rate_limited", message: "slow down", ref: first });
+    // Opening r3 takes the place of a background room; both have something on its way, so the last one, r2, is
+    // left with its message unsent.
+    await env.client.openRoom("r3");
+    expect(socket.frames("leave").map((f) => f.room)).toContain("r2");
+    socket.deliver({ type: "joined", room: "r3", seq: 0, recovered: true, members: [] });
+    await tick(10_000);
+    expect(socket.frames("send").filter((f) => f.room === "r2")).toHaveLength(1);
+    // Back to r2: joined again, the message goes out again with its id, then the next one.
+    await env.client.openRoom("r2");
+    socket.deliver({ type: "joined", room: "r2", seq: 0, recovered: true, members: [] });
+    expect(socket.frames("send").filter((f) => f.room === "r2").map((f) => f.id)).toEqual([first, first]);
+    const second = env.client.send("r2", "next") as string;
+    socket.deliver({ type: "ack", room: "r2", id: first, seq: 1 });
+    expect(socket.frames("send").at(-1)?.id).toBe(second);
+    env.client.stop();
+  });
+
+  it("does not let rate-limit refusals use up a message's attempts", async () => {
+    const env = start((s) => s.server.room("lobby"));
+    const socket = await online(env);
+    const id = env.client.send("lobby", "patient") as string;
+    for (let i = 0; i < 6; i++) {
+      socket.deliver({ type: "error", code: "rate_limited", message: "slow down", ref: id });
+      await tick(9_000);
+    }
+    socket.deliver({ type: "error", code: "publish_failed", message: "not stored", ref: id });
+    expect(env.client.room("lobby")?.timeline.findPending(id)?.state).toBe("sending");
+    await tick(2_000);
+    socket.deliver({ type: "ack", room: "lobby", id, seq: 4 });
+    expect(env.client.room("lobby")?.timeline.findPending(id)?.state).toBe("sent");
+    env.client.stop();
+  });
+
+  it("marks what was written in a room that turned out to be gone as failed", async () => {
+    const env = start((s) => s.server.room("gone"));
+    await env.client.start();
+    await tick();
+    const id = env.client.send("gone", "hello?") as string;
+    const socket = env.sockets.last;
+    socket.accept();
+    await tick();
+    socket.deliver({ type: "error", code: "room_not_found", message: "no room 'gone'" });
+    expect(env.client.room("gone")?.timeline.findPending(id)).toMatchObject({
+      state: "failed",
+      error: "This room no longer exists.",
+    });
+    env.client.stop();
+  });
+
+  it("asks for history no more than its backoff allows while live messages keep showing a gap", async () => {
+    const env = start((s) => s.server.room("lobby", { last_seq: 4 }));
+    const socket = await online(env);
+    env.server.fail("/api/rooms/lobby/messages", "GET", 503, 100);
+    for (let i = 0; i < 10; i++) socket.deliver(message("lobby", 20 + i, 10 + i));
+    await tick(50);
+    expect(env.server.calls("/api/rooms/lobby/messages").length).toBeLessThanOrEqual(2);
+    env.client.stop();
+    const after = env.server.requests.length;
+    await tick(60_000);
+    expect(env.server.requests.length).toBe(after);
+  });
+});
+
 describe("invites", () => {
   it("accept a code or a link and reject anything else", () => {
     expect(parseInvite("abc123.XyZ_-9")).toEqual({ room: "abc123", code: "XyZ_-9" });

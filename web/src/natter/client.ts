@@ -106,6 +106,10 @@ interface RoomState {
   /** The user's message on its way to the gateway (one at a time), and its pending resend. */
   inFlight?: string;
   sendTimer?: ReturnType<typeof setTimeout>;
+  /** Rate-limit refusals in a row (for the pause's backoff). */
+  limited?: number;
+  /** A join the gateway could not check, to try again. */
+  joinTimer?: ReturnType<typeof setTimeout>;
   /** Bumped by every reload from history, so an overtaken one stops. */
   reloads: number;
   view?: RoomView;
@@ -526,6 +530,7 @@ export class NatterClient {
         this.onMessage(frame);
         break;
       case "ack": {
+        this.clearAckTimer(frame.id);
         const state = this.rooms.get(frame.room);
         if (!state) return;
         state.timeline.ack(frame.id, frame.seq);
@@ -553,7 +558,9 @@ export class NatterClient {
       }
       case "left": {
         const state = this.rooms.get(frame.room);
-        if (state) state.ws = "idle";
+        // The answer to a leave; a rejoin sent since is still on its way and decides.
+        const rejoining = this.joinQueue.some((entry) => entry.room === frame.room && !entry.cancelled);
+        if (state && !rejoining) state.ws = "idle";
         break;
       }
       case "error":
@@ -602,8 +609,15 @@ export class NatterClient {
       }
       state.ws = "idle";
       if (code === "unavailable") {
-        // The gateway could not check access right now: try again shortly.
-        setTimeout(() => this.joinLive(state), 1_000 + Math.random() * 1_000);
+        // The gateway could not check access right now: try again shortly, if the room is still wanted then.
+        clearTimeout(state.joinTimer);
+        state.joinTimer = setTimeout(
+          () => {
+            state.joinTimer = undefined;
+            if (this.started && this.wantedRooms().has(state.info.id)) this.joinLive(state);
+          },
+          1_000 + Math.random() * 1_000,
+        );
         return;
       }
       if (code === "too_many_rooms") {
@@ -614,6 +628,8 @@ export class NatterClient {
       }
       state.notice =
         code === "room_private" ? "This room is private and you are not a member." : "This room no longer exists.";
+      // Nothing written here can be sent any more.
+      this.failPending(state, state.notice);
       this.refreshRoomsSoon();
       return;
     }
@@ -638,9 +654,14 @@ export class NatterClient {
   }
 
   /** Puts message `id` on the wire as the room's one in flight; false when it cannot go at all (too large). */
-  private put(state: RoomState, id: string): boolean {
+  private put(state: RoomState, id: string, countAttempt = true): boolean {
     const pending = state.timeline.findPending(id);
     if (!pending || pending.state !== "sending") return false;
+    if (state.ws !== "joined" || !this.connection.online) {
+      // Not live (left, or between connections): the next join sends it.
+      this.release(state);
+      return true;
+    }
     const frame = { type: "send", room: state.info.id, id, body: pending.body } as const;
     if (this.tooLarge(frame)) {
       state.timeline.updatePending(id, { state: "failed", error: "too long to send" });
@@ -651,7 +672,8 @@ export class NatterClient {
     state.sendTimer = undefined;
     // A socket that is closing: the reconnect's rejoin sends it again.
     if (!this.connection.send(frame)) return true;
-    state.timeline.updatePending(id, { attempts: pending.attempts + 1 });
+    // Refusals for the rate limit are waited out without limit: they do not use up the attempts.
+    if (countAttempt) state.timeline.updatePending(id, { attempts: pending.attempts + 1 });
     this.clearAckTimer(id);
     this.ackTimers.set(
       id,
@@ -677,6 +699,7 @@ export class NatterClient {
   private done(state: RoomState, id: string): void {
     this.clearAckTimer(id);
     if (state.inFlight !== id) return;
+    state.limited = 0;
     state.inFlight = undefined;
     clearTimeout(state.sendTimer);
     state.sendTimer = undefined;
@@ -684,30 +707,49 @@ export class NatterClient {
   }
 
   /** Sends the message in flight again after `delay` ms (it keeps its place: nothing overtakes it). */
-  private putLater(state: RoomState, id: string, delay: number): void {
+  private putLater(state: RoomState, id: string, delay: number, countAttempt = true): void {
     clearTimeout(state.sendTimer);
     state.sendTimer = setTimeout(() => {
       state.sendTimer = undefined;
-      if (state.inFlight === id && state.ws === "joined") this.put(state, id);
+      if (state.inFlight === id) this.put(state, id, countAttempt);
     }, delay);
   }
 
+  /** Forgets the message in flight without sending the next: the room is not live; its next join resends. */
+  private release(state: RoomState): void {
+    if (state.inFlight !== undefined) this.clearAckTimer(state.inFlight);
+    state.inFlight = undefined;
+    clearTimeout(state.sendTimer);
+    state.sendTimer = undefined;
+  }
+
+  /** Marks every message still to be sent in a room failed (the room is gone or closed to the user). */
+  private failPending(state: RoomState, reason: string): void {
+    this.release(state);
+    for (const pending of state.timeline.pending) {
+      if (pending.state === "sending") state.timeline.updatePending(pending.id, { state: "failed", error: reason });
+    }
+  }
+
   private sendRefused(state: RoomState, id: string, code: string, message: string): void {
+    // Only the message in flight can be refused (the gateway answers in order); anything else is stale.
+    if (state.inFlight !== id) return;
     this.clearAckTimer(id);
     const pending = state.timeline.findPending(id);
     if (!pending) return;
     switch (code) {
       case "rate_limited": {
         // Never dropped: wait for the rate limit to refill, then send it again.
-        const pause = Math.min(8_000, 1_000 * 2 ** Math.min(pending.attempts - 1, 3)) * (0.75 + Math.random() * 0.5);
-        this.putLater(state, id, pause);
+        state.limited = (state.limited ?? 0) + 1;
+        const pause = Math.min(8_000, 1_000 * 2 ** Math.min(state.limited - 1, 3)) * (0.75 + Math.random() * 0.5);
+        this.putLater(state, id, pause, false);
         return;
       }
       case "not_joined":
-        // Sent again once the room is joined.
-        if (state.inFlight === id) state.inFlight = undefined;
+        // Sent again once the room is joined (if it is still to be live).
+        this.release(state);
         if (state.ws === "joined") state.ws = "idle";
-        this.joinLive(state);
+        if (this.wantedRooms().has(state.info.id)) this.joinLive(state);
         return;
       case "publish_failed":
       case "unavailable":
@@ -753,7 +795,7 @@ export class NatterClient {
     state.timeline.reset(seq);
     state.notice = undefined;
     // The newest page must reach `seq` (a message of this room); the persister may still be writing it.
-    for (let attempt = 0; ; attempt++) {
+    for (let attempt = 0; this.started; attempt++) {
       let page: HistoryPage;
       try {
         page = await this.api.messages(this.token, state.info.id, { before: seq + 1, limit: this.options.historyPage });
@@ -777,12 +819,13 @@ export class NatterClient {
 
   /** A message arrived whose `prev` is not held: fetch what lies between from history. */
   private async fillGap(state: RoomState): Promise<void> {
-    if (state.filling) return;
+    // One fill at a time, and none while a failed one waits out its backoff.
+    if (state.filling || state.fillTimer || !this.started) return;
     state.filling = true;
     this.emit();
     let idle = 0;
     try {
-      while (state.timeline.hasGap && this.rooms.get(state.info.id) === state) {
+      while (state.timeline.hasGap && this.rooms.get(state.info.id) === state && this.started) {
         const after = state.timeline.head;
         const page = await this.api.messages(this.token, state.info.id, { after, limit: 200 });
         state.fillFailures = 0;
@@ -853,14 +896,16 @@ export class NatterClient {
 
   /** Leaves the last live room that is not open; whether there was one. */
   private leaveOneBackgroundRoom(): boolean {
-    for (const id of [...this.order].reverse()) {
-      const state = this.rooms.get(id);
-      if (state && id !== this.openId && state.ws !== "idle") {
-        this.leaveLive(state);
-        return true;
-      }
-    }
-    return false;
+    const candidates = [...this.order]
+      .reverse()
+      .map((id) => this.rooms.get(id))
+      .filter((state): state is RoomState => !!state && state.info.id !== this.openId && state.ws !== "idle");
+    // Rather one with nothing still to send.
+    const quiet = candidates.find((state) => !state.timeline.pending.some((p) => p.state === "sending"));
+    const leaving = quiet ?? candidates[0];
+    if (!leaving) return false;
+    this.leaveLive(leaving);
+    return true;
   }
 
   private liveCount(): number {
@@ -880,6 +925,7 @@ export class NatterClient {
 
   private leaveLive(state: RoomState): void {
     if (state.ws === "idle") return;
+    this.release(state);
     this.connection.send({ type: "leave", room: state.info.id });
     for (const entry of this.joinQueue) if (entry.room === state.info.id) entry.cancelled = true;
     state.ws = "idle";
@@ -1023,7 +1069,10 @@ export class NatterClient {
     clearTimeout(state.infoTimer);
     clearTimeout(state.fillTimer);
     clearTimeout(state.sendTimer);
+    clearTimeout(state.joinTimer);
+    if (state.inFlight !== undefined) this.clearAckTimer(state.inFlight);
     state.draftTimer = state.readTimer = state.infoTimer = state.fillTimer = state.sendTimer = undefined;
+    state.joinTimer = undefined;
   }
 
   /** One room listing soon, however many asked for it (rooms reloading after a reconnect, say). */
