@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use natter_proto::bus::{PresenceEvent, PresenceSnapshot, StoredMessage, TypingEvent};
 use natter_proto::frame::{ServerFrame, UserRef};
 use natter_proto::{RoomId, subject};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics;
-use crate::session::{ConnId, Outbound, Peer};
+use crate::peer::{ConnId, Outbound, Peer};
 
 /// How long a room task waits for other gateways' presence snapshots when it starts.
 const PRESENCE_SYNC_WINDOW: Duration = Duration::from_millis(150);
@@ -32,6 +32,9 @@ const TYPING_EXPIRY: Duration = Duration::from_secs(6);
 
 /// Live frames held for one member while its replay runs, before it counts as too slow.
 const MAX_HELD: usize = 4096;
+
+/// Most live messages delivered together in one batch.
+const MAX_BATCH: usize = 64;
 
 /// What a joining connection learns.
 #[derive(Debug)]
@@ -185,6 +188,8 @@ struct RoomTask {
     remote: HashMap<String, HashMap<String, UserRef>>,
     /// Users with a live draft, and when it was last updated.
     typing: HashMap<String, (UserRef, Instant)>,
+    /// Message frames of the batch being delivered, in order (see [`RoomTask::flush`]).
+    outgoing: Vec<(u64, Bytes)>,
 }
 
 impl RoomTask {
@@ -198,6 +203,7 @@ impl RoomTask {
             local: HashMap::new(),
             remote: HashMap::new(),
             typing: HashMap::new(),
+            outgoing: Vec::new(),
         }
     }
 
@@ -214,7 +220,7 @@ impl RoomTask {
                 tracing::error!(room = %self.room, error = %err, "cannot subscribe to the room; closing its members");
                 while let Some(cmd) = commands.recv().await {
                     if let RoomCmd::Join { peer, .. } = cmd {
-                        peer.close(crate::session::CLOSE_UNAVAILABLE, "messaging is unavailable");
+                        peer.close(natter_proto::close::UNAVAILABLE, "messaging is unavailable");
                     }
                 }
                 return;
@@ -234,7 +240,19 @@ impl RoomTask {
                     Some(cmd) => self.handle(cmd).await,
                     None => break,
                 },
-                Some(msg) = live.next() => self.on_live(msg).await,
+                Some(msg) = live.next() => {
+                    // Take every message already here, then deliver them together: one write per member for the
+                    // whole batch under load, one per message when the room is quiet.
+                    let received = Instant::now();
+                    self.on_live(msg).await;
+                    for _ in 1..MAX_BATCH {
+                        match live.next().now_or_never() {
+                            Some(Some(msg)) => self.on_live(msg).await,
+                            _ => break,
+                        }
+                    }
+                    self.flush(received);
+                }
                 Some(msg) = ephemeral.next() => self.on_ephemeral(msg).await,
                 _ = tick.tick() => self.expire_typing(),
             }
@@ -332,7 +350,7 @@ impl RoomTask {
                 let Some(member) = removed else {
                     return;
                 };
-                let user = member.peer.user;
+                let user = member.peer.user.clone();
                 if let Some(entry) = self.local.get_mut(&user.id) {
                     entry.1 -= 1;
                     if entry.1 == 0 {
@@ -427,7 +445,6 @@ impl RoomTask {
     }
 
     async fn on_live(&mut self, msg: async_nats::Message) {
-        let received = Instant::now();
         let (Some(seq), Some(prev)) = (
             header_u64(&msg.headers, async_nats::header::NATS_SEQUENCE),
             header_u64(&msg.headers, async_nats::header::NATS_LAST_SEQUENCE),
@@ -446,7 +463,7 @@ impl RoomTask {
         } else {
             prev
         };
-        self.deliver(seq, prev, &msg.payload, received);
+        self.deliver(seq, prev, &msg.payload);
     }
 
     /// Fetches and delivers the room's stored messages between the last delivered one and `until`.
@@ -467,11 +484,12 @@ impl RoomTask {
             }
             ::metrics::counter!(metrics::GAP_FILLS).increment(1);
             let prev = self.last_seq;
-            self.deliver(seq, prev, &msg.payload, Instant::now());
+            self.deliver(seq, prev, &msg.payload);
         }
     }
 
-    fn deliver(&mut self, seq: u64, prev: u64, payload: &[u8], received: Instant) {
+    /// Adds a stored message to the batch being delivered.
+    fn deliver(&mut self, seq: u64, prev: u64, payload: &[u8]) {
         self.last_seq = seq;
         let stored: StoredMessage = match serde_json::from_slice(payload) {
             Ok(stored) => stored,
@@ -489,22 +507,38 @@ impl RoomTask {
             };
             self.broadcast(encode(&clear), Some(&stored.user.id));
         }
-        let frame = message_frame(&self.room, seq, prev, stored);
-        let out = Outbound::Message {
-            room: self.room.clone(),
-            seq,
-            frame,
-            received,
-        };
+        self.outgoing.push((seq, message_frame(&self.room, seq, prev, stored)));
+    }
+
+    /// Delivers the batch of message frames gathered since the last flush to every member, in order.
+    fn flush(&mut self, received: Instant) {
+        if self.outgoing.is_empty() {
+            return;
+        }
         let mut delivered = 0u64;
         for member in self.members.values_mut() {
             match &mut member.held {
-                Some(held) if held.len() < MAX_HELD => held.push(out.clone()),
+                Some(held) if held.len() + self.outgoing.len() <= MAX_HELD => {
+                    held.extend(self.outgoing.iter().map(|(seq, frame)| Outbound::Message {
+                        room: self.room.clone(),
+                        seq: *seq,
+                        frame: frame.clone(),
+                        received,
+                    }));
+                }
                 Some(_) => member.peer.slow(),
-                None => delivered += u64::from(member.peer.push(out.clone())),
+                None => {
+                    if member.peer.outbox().push_messages(&self.room, &self.outgoing, received) {
+                        delivered += self.outgoing.len() as u64;
+                    }
+                }
             }
         }
         ::metrics::counter!(metrics::MESSAGES_OUT).increment(delivered);
+        self.outgoing.clear();
+        if self.outgoing.capacity() > 4 * MAX_BATCH {
+            self.outgoing = Vec::new();
+        }
     }
 
     /// Queues `frame` to every member, except to the connections of `except_user`.
@@ -612,9 +646,9 @@ impl RoomTask {
     }
 }
 
-/// Encodes a server frame. Serializing these types cannot fail (no maps with non-string keys, no I/O).
+/// Encodes a server frame as a whole WebSocket text frame, once, for every connection it goes to.
 pub fn encode(frame: &ServerFrame) -> Bytes {
-    serde_json::to_vec(frame).map(Bytes::from).unwrap_or_default()
+    crate::frame::text_json(frame)
 }
 
 /// The `message` frame for a stored message.

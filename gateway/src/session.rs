@@ -1,137 +1,289 @@
-//! What the rest of the gateway holds of a connection: its outbound queue and the means to close it.
+//! One client's protocol state: its rooms, rate limits and token, and what each frame it sends asks for.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::time::Instant;
 
-use bytes::Bytes;
-use natter_proto::RoomId;
-use natter_proto::frame::UserRef;
-use tokio::sync::{mpsc, watch};
+use natter_proto::bus::{RoomAccess, StoredMessage, TypingEvent};
+use natter_proto::close;
+use natter_proto::frame::{ClientFrame, ServerFrame};
+use natter_proto::token::AccessClaims;
+use natter_proto::{ClientMsgId, RoomId, subject};
 
-/// A connection's id, unique within this gateway process.
-pub type ConnId = u64;
+use crate::fanout::encode;
+use crate::frame::{self, OpCode};
+use crate::limit::Bucket;
+use crate::metrics;
+use crate::outbox::CloseReason;
+use crate::peer::{Outbound, Peer};
+use crate::socket::{Incoming, ReadEnd, Reader};
+use crate::state::Gateway;
 
-/// Normal closure.
-pub const CLOSE_NORMAL: u16 = 1000;
-/// The client kept breaking the protocol.
-pub const CLOSE_POLICY: u16 = 1008;
-/// A message larger than the configured maximum (over all its fragments).
-pub const CLOSE_TOO_BIG: u16 = 1009;
-/// The gateway is restarting (drain): reconnect, preferably elsewhere, after the hinted delay.
-pub const CLOSE_RESTART: u16 = 1012;
-/// The gateway cannot reach what it needs (NATS).
-pub const CLOSE_UNAVAILABLE: u16 = 1011;
-/// The access token expired and was not refreshed in-band.
-pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
-/// The client did not read fast enough; its queue overflowed.
-pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
-/// No frame (and no pong) for longer than the idle timeout.
-pub const CLOSE_IDLE: u16 = 4009;
-
-/// One item of a connection's outbound queue.
-#[derive(Debug, Clone)]
-pub enum Outbound {
-    /// A chat message frame, shared by every member of the room. The writer drops it if the client already got
-    /// this sequence of the room (a replay and the live feed can overlap).
-    Message {
-        /// The room.
-        room: RoomId,
-        /// The message's sequence.
-        seq: u64,
-        /// The encoded frame.
-        frame: Bytes,
-        /// When the gateway received it from NATS (for the fan-out latency metric).
-        received: Instant,
-    },
-    /// Any other encoded text frame.
-    Frame(Bytes),
-    /// The client left a room: forget its last delivered sequence.
-    Forget(RoomId),
-    /// A pong or close frame the protocol obliges the server to send.
-    Control {
-        /// The opcode (pong or close).
-        opcode: fastwebsockets::OpCode,
-        /// The payload.
-        payload: Vec<u8>,
-    },
+/// A connection's session.
+pub struct Session {
+    gw: Gateway,
+    peer: Peer,
+    claims: AccessClaims,
+    /// Rooms joined on this connection.
+    rooms: HashMap<RoomId, ()>,
+    sends: Bucket,
+    typing: Bucket,
+    bad_frames: u32,
 }
 
-/// A reason to close a connection, set by whoever decides it (slow-consumer detection, drain, errors).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CloseReason {
-    /// The WebSocket close code.
-    pub code: u16,
-    /// Text for the close frame.
-    pub reason: String,
+fn reason(code: u16, text: &str) -> CloseReason {
+    CloseReason {
+        code,
+        reason: text.to_owned(),
+    }
 }
 
-/// A handle to a connection, held by the rooms it is in.
-#[derive(Clone)]
-pub struct Peer {
-    /// The connection's id.
-    pub conn: ConnId,
-    /// Its user.
-    pub user: UserRef,
-    /// Its bounded outbound queue; the writer task owns the receiving end and ends when every sender is gone.
-    queue: mpsc::Sender<Outbound>,
-    /// Set once to close the connection; the writer watches it.
-    closer: Arc<watch::Sender<Option<CloseReason>>>,
-}
-
-impl Peer {
-    /// A handle over a queue and a closer.
-    pub fn new(
-        conn: ConnId,
-        user: UserRef,
-        queue: mpsc::Sender<Outbound>,
-        closer: Arc<watch::Sender<Option<CloseReason>>>,
-    ) -> Self {
+impl Session {
+    /// A new session of `peer`'s user, authenticated by `claims`.
+    pub fn new(gw: Gateway, peer: Peer, claims: AccessClaims) -> Self {
         Self {
-            conn,
+            sends: Bucket::new(gw.config.sends_per_second),
+            typing: Bucket::new(gw.config.typing_per_second),
+            gw,
+            peer,
+            claims,
+            rooms: HashMap::new(),
+            bad_frames: 0,
+        }
+    }
+
+    /// Reads and handles messages until the connection ends; returns why, when this side decided it (`None`: the
+    /// client went away).
+    pub async fn run(&mut self, reader: &mut Reader) -> Option<CloseReason> {
+        loop {
+            let incoming = match reader.next().await {
+                Ok(incoming) => incoming,
+                Err(ReadEnd::Gone) => return None,
+                Err(ReadEnd::Protocol(err)) => return Some(reason(err.close_code(), &err.to_string())),
+            };
+            self.peer.heard();
+            match incoming {
+                Incoming::Text(text) => {
+                    if let Some(reason) = self.on_text(&text).await {
+                        return Some(reason);
+                    }
+                }
+                Incoming::Binary => {
+                    if let Some(reason) = self.bad_frame("binary_frame", "frames must be JSON text".into(), None) {
+                        return Some(reason);
+                    }
+                }
+                Incoming::Ping(data) => {
+                    self.peer.push(Outbound::Frame(frame::encode(OpCode::Pong, &data)));
+                }
+                Incoming::Pong => {}
+                // The client closes: answer with a normal close and end.
+                Incoming::Close(_) => return Some(reason(close::NORMAL, "")),
+            }
+        }
+    }
+
+    /// Handles one complete text message.
+    async fn on_text(&mut self, data: &str) -> Option<CloseReason> {
+        let frame: ClientFrame = match serde_json::from_str(data) {
+            Ok(frame) => frame,
+            Err(err) => {
+                let reference = serde_json::from_str::<serde_json::Value>(data)
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned));
+                return self.bad_frame("bad_frame", format!("unreadable frame: {err}"), reference);
+            }
+        };
+        let kind = match &frame {
+            ClientFrame::Join { .. } => "join",
+            ClientFrame::Leave { .. } => "leave",
+            ClientFrame::Send { .. } => "send",
+            ClientFrame::Typing { .. } => "typing",
+            ClientFrame::Ping { .. } => "ping",
+            ClientFrame::Refresh { .. } => "refresh",
+        };
+        ::metrics::counter!(metrics::FRAMES_IN, "type" => kind).increment(1);
+        match frame {
+            // The work behind each frame is boxed: an idle connection's task then holds only the small reading
+            // state, not room for the largest of these futures (the JWKS refetch alone is kilobytes).
+            ClientFrame::Join { room, since } => Box::pin(self.join(room, since)).await,
+            ClientFrame::Leave { room } => {
+                if self.rooms.remove(&room).is_some() {
+                    // Wait until the room has dropped this member: nothing of the room may follow `left`.
+                    let _ = self.gw.hub.leave(&room, self.peer.conn).await;
+                    self.peer.outbox().forget(&room);
+                    self.push(&ServerFrame::Left { room });
+                } else {
+                    self.error("not_joined", format!("you are not in room '{room}'"), None);
+                }
+            }
+            ClientFrame::Send { room, id, body } => Box::pin(self.send(room, id, body)).await,
+            ClientFrame::Typing { room, text } => Box::pin(self.typing(room, text)).await,
+            ClientFrame::Ping { id } => self.push(&ServerFrame::Pong { id }),
+            ClientFrame::Refresh { token } => match Box::pin(self.gw.verifier.verify(&token)).await {
+                Ok(claims) if claims.sub == self.claims.sub => {
+                    self.peer.set_expires(i64::try_from(claims.exp).unwrap_or(i64::MAX));
+                    self.claims = claims;
+                }
+                Ok(_) => self.error("token_wrong_user", "the new token is for another user".into(), None),
+                Err(err) => self.error(err.code(), err.to_string(), None),
+            },
+        }
+        None
+    }
+
+    async fn join(&mut self, room: RoomId, since: Option<u64>) {
+        if self.rooms.contains_key(&room) {
+            return self.error("already_joined", format!("you are already in room '{room}'"), None);
+        }
+        if self.rooms.len() >= self.gw.config.max_rooms_per_connection {
+            return self.error("too_many_rooms", "leave a room before joining another".into(), None);
+        }
+        match self.gw.room_access(&room, &self.claims.sub).await {
+            Ok(RoomAccess::Allowed) => {}
+            Ok(RoomAccess::Denied) => {
+                return self.error(
+                    "room_private",
+                    format!("room '{room}' is private; join it through the API"),
+                    None,
+                );
+            }
+            Ok(RoomAccess::NotFound) => return self.error("room_not_found", format!("no room '{room}'"), None),
+            Err(err) => {
+                tracing::warn!(room = %room, error = %err, "room access check failed");
+                return self.error(
+                    "unavailable",
+                    "cannot check access to the room right now; retry".into(),
+                    None,
+                );
+            }
+        }
+        // Recorded before the await: if this connection ends mid-join, `leave_all` still takes it out of the room.
+        self.rooms.insert(room.clone(), ());
+        let Some(joined) = self.gw.hub.join(&room, self.peer.clone()).await else {
+            self.rooms.remove(&room);
+            let _ = self.gw.hub.leave(&room, self.peer.conn).await;
+            return self.error("unavailable", "cannot join the room right now; retry".into(), None);
+        };
+        ::metrics::counter!(metrics::JOINS).increment(1);
+        let (recovered, replay) = match since {
+            None => (true, Vec::new()),
+            Some(since) => self.gw.replay(&room, since, joined.last_seq).await,
+        };
+        let joined_frame = ServerFrame::Joined {
+            room: room.clone(),
+            seq: joined.last_seq,
+            recovered,
+            members: joined.members,
+        };
+        // A replay may be longer than the outbound queue: wait for room in it rather than count the client slow
+        // (live frames meanwhile are held by the room, bounded).
+        self.peer.send(Outbound::Frame(encode(&joined_frame))).await;
+        ::metrics::counter!(metrics::REPLAYED).increment(replay.len() as u64);
+        for (seq, frame) in replay {
+            let out = Outbound::Message {
+                room: room.clone(),
+                seq,
+                frame,
+                received: Instant::now(),
+            };
+            if !self.peer.send(out).await {
+                break;
+            }
+        }
+        self.gw.hub.release(&room, self.peer.conn);
+    }
+
+    async fn send(&mut self, room: RoomId, id: ClientMsgId, body: String) {
+        let reference = Some(id.to_string());
+        if !self.rooms.contains_key(&room) {
+            return self.error(
+                "not_joined",
+                format!("join room '{room}' before sending to it"),
+                reference,
+            );
+        }
+        if !self.sends.take() {
+            ::metrics::counter!(metrics::RATE_LIMITED, "kind" => "send").increment(1);
+            return self.error("rate_limited", "sending too fast; slow down".into(), reference);
+        }
+        if body.trim().is_empty() || body.chars().count() > self.gw.config.max_body_chars {
+            let max = self.gw.config.max_body_chars;
+            return self.error(
+                "invalid_body",
+                format!("the body must hold 1 to {max} characters"),
+                reference,
+            );
+        }
+        let user = self.peer.user.clone();
+        let stored = StoredMessage {
+            id: id.clone(),
             user,
-            queue,
-            closer,
-        }
-    }
-
-    /// Queues a frame without waiting. A full queue means the client is not reading: it is closed as a slow
-    /// consumer rather than slowing the room or growing memory. Returns whether the frame was queued.
-    pub fn push(&self, out: Outbound) -> bool {
-        match self.queue.try_send(out) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.slow();
-                false
+            body,
+            ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        };
+        match self.gw.publish(&room, &self.claims.sub, &stored).await {
+            Ok(seq) => self.push(&ServerFrame::Ack { room, id, seq }),
+            Err(reason) => {
+                ::metrics::counter!(metrics::PUBLISH_FAILURES, "reason" => reason).increment(1);
+                self.error(
+                    "publish_failed",
+                    "the message was not stored; send it again with the same id".into(),
+                    reference,
+                );
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
 
-    /// Queues a frame, waiting for room in the queue. For the connection's own reader only (a replay longer than
-    /// the queue), never for fan-out, which must not wait on one client. Returns whether it was queued.
-    pub async fn send(&self, out: Outbound) -> bool {
-        self.queue.send(out).await.is_ok()
-    }
-
-    /// Closes the connection as a slow consumer.
-    pub fn slow(&self) {
-        if self.close(CLOSE_SLOW_CONSUMER, "too slow: outbound queue full") {
-            ::metrics::counter!(crate::metrics::SLOW_CONSUMERS).increment(1);
+    async fn typing(&mut self, room: RoomId, text: String) {
+        if !self.rooms.contains_key(&room) {
+            return self.error("not_joined", format!("join room '{room}' first"), None);
+        }
+        if !self.typing.take() {
+            ::metrics::counter!(metrics::RATE_LIMITED, "kind" => "typing").increment(1);
+            return;
+        }
+        if text.chars().count() > self.gw.config.max_body_chars {
+            return self.error("invalid_body", "the draft is longer than a message may be".into(), None);
+        }
+        let event = TypingEvent {
+            user: self.peer.user.clone(),
+            text,
+        };
+        if let Ok(payload) = serde_json::to_vec(&event) {
+            let _ = self
+                .gw
+                .hub
+                .nats()
+                .publish(subject::room_typing(&room), payload.into())
+                .await;
         }
     }
 
-    /// Asks the connection to close with `code`, unless a close was already asked for. Returns whether this call
-    /// decided the close.
-    pub fn close(&self, code: u16, reason: &str) -> bool {
-        self.closer.send_if_modified(|current| {
-            if current.is_some() {
-                return false;
-            }
-            *current = Some(CloseReason {
-                code,
-                reason: reason.to_owned(),
-            });
-            true
-        })
+    fn push(&self, frame: &ServerFrame) {
+        self.peer.push(Outbound::Frame(encode(frame)));
+    }
+
+    fn error(&self, code: &str, message: String, reference: Option<String>) {
+        self.push(&ServerFrame::Error {
+            code: code.to_owned(),
+            message,
+            reference,
+        });
+    }
+
+    /// Answers an invalid frame; closes the connection once it has sent too many.
+    fn bad_frame(&mut self, code: &str, message: String, reference: Option<String>) -> Option<CloseReason> {
+        ::metrics::counter!(metrics::FRAMES_IN, "type" => "invalid").increment(1);
+        self.bad_frames += 1;
+        self.error(code, message, reference);
+        (self.bad_frames > self.gw.config.max_bad_frames).then(|| reason(close::POLICY, "too many invalid frames"))
+    }
+
+    /// Takes the connection out of every room it is in (it ended).
+    pub fn leave_all(&mut self) {
+        for (room, ()) in self.rooms.drain() {
+            // No need to wait: this connection will receive nothing more.
+            drop(self.gw.hub.leave(&room, self.peer.conn));
+        }
     }
 }

@@ -18,7 +18,6 @@ use tokio::net::TcpListener;
 use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::fanout::Hub;
-use crate::session::CLOSE_RESTART;
 use crate::state::Gateway;
 
 /// A built gateway: connected, bound, not yet serving.
@@ -77,13 +76,14 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Self { listener, gw, url } = self;
         let app = Router::new()
-            .route("/ws", get(crate::connection::upgrade))
+            .route("/ws", get(crate::upgrade::upgrade))
             .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
             .route("/readyz", get(readyz))
             .route("/metrics", get(natter_service::metrics_page))
             .with_state(gw.clone());
         let announcer = tokio::spawn(crate::fleet::announce(gw.clone(), url.clone()));
         let watcher = tokio::spawn(crate::fleet::watch(gw.clone()));
+        let sweeper = tokio::spawn(crate::sweep::run(gw.clone()));
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut serve = std::pin::pin!(serve_http(listener, app, stop_rx));
@@ -97,6 +97,7 @@ impl Application {
         }
         announcer.abort();
         watcher.abort();
+        sweeper.abort();
         // NATS may be gone already (a whole stack stopping at once): do not wait for it.
         let _ = tokio::time::timeout(Duration::from_secs(1), gw.hub.nats().flush()).await;
         Ok(())
@@ -120,7 +121,7 @@ async fn drain(gw: &Gateway, url: &str) {
         };
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            peer.close(CLOSE_RESTART, "gateway restarting; reconnect");
+            peer.close(natter_proto::close::RESTART, "gateway restarting; reconnect");
         });
     }
     let deadline = Instant::now() + gw.config.drain_grace;
@@ -141,7 +142,7 @@ async fn drain(gw: &Gateway, url: &str) {
 ///
 /// Not `axum::serve`: its protocol auto-detection wraps every socket in a private rewind type, so an upgraded
 /// WebSocket could not be unwrapped to the bare TCP stream, and each idle connection would keep the HTTP read
-/// buffer alive (see `connection::upgrade`).
+/// buffer alive (see `upgrade::upgrade`).
 async fn serve_http(listener: TcpListener, app: Router, mut stop: tokio::sync::watch::Receiver<bool>) {
     use tower::ServiceExt;
     loop {

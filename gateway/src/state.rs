@@ -13,7 +13,7 @@ use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::fanout::Hub;
 use crate::metrics;
-use crate::session::{ConnId, Peer};
+use crate::peer::{ConnId, Peer};
 
 /// How long an `Allowed` answer from the auth API is trusted.
 const ACCESS_CACHE_TTL: Duration = Duration::from_secs(30);
@@ -191,13 +191,13 @@ impl Gateway {
         Ok(access)
     }
 
-    /// Replays a room's messages after `since` up to `until` (see [`crate::connection::replay`]).
+    /// Replays a room's messages after `since` up to `until` (see [`crate::journal::replay`]).
     pub async fn replay(&self, room: &RoomId, since: u64, until: u64) -> (bool, Vec<(u64, Bytes)>) {
-        crate::connection::replay(self.hub.stream(), room, since, until, self.config.max_replay).await
+        crate::journal::replay(self.hub.stream(), room, since, until, self.config.max_replay).await
     }
 
     /// Publishes a chat message; returns its sequence once stored.
     pub async fn publish(&self, room: &RoomId, user_id: &str, stored: &StoredMessage) -> Result<u64, &'static str> {
-        crate::connection::publish(&self.js, room, user_id, stored).await
+        crate::journal::publish(&self.js, room, user_id, stored).await
     }
 }

@@ -4,6 +4,7 @@
 //! definition in the whole system.
 
 pub mod bus;
+pub mod close;
 pub mod duration;
 pub mod frame;
 pub mod id;

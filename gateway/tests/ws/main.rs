@@ -5,3 +5,4 @@ mod abuse;
 mod delivery;
 mod fleet;
 mod helpers;
+mod rfc6455;

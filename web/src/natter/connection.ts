@@ -57,7 +57,7 @@ export interface ConnectionOptions {
 }
 
 /** Close codes after which reconnecting would only repeat the problem (a client bug). */
-const FATAL = new Set<number>([Close.Policy, Close.TooBig]);
+const FATAL = new Set<number>([Close.ProtocolError, Close.InvalidData, Close.Policy, Close.TooBig]);
 
 export class Connection {
   private socket: SocketLike | undefined;

@@ -50,6 +50,10 @@ export const SUBPROTOCOL = "natter.v1";
 export const Close = {
   /** Normal closure. */
   Normal: 1000,
+  /** A WebSocket protocol fault (a client bug). */
+  ProtocolError: 1002,
+  /** A text message that is not UTF-8 (a client bug). */
+  InvalidData: 1007,
   /** Too many invalid frames: a client bug; reconnecting would repeat it. */
   Policy: 1008,
   /** A message over the size limit: a client bug. */

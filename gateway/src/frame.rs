@@ -1,0 +1,565 @@
+//! The WebSocket wire format (RFC 6455 §5) as a server speaks it: client frames decoded in place from whatever
+//! bytes have arrived, messages reassembled from fragments under one size cap, server frames encoded whole.
+//!
+//! No I/O and no allocation while decoding a frame: the caller owns the bytes (a per-thread read buffer, or the
+//! few bytes of a frame cut short by the socket). The rules are the RFC's: client frames are masked, reserved bits
+//! are zero, control frames are at most 125 bytes and never fragmented, a text message is UTF-8, a close frame's
+//! payload is empty or a valid code and a UTF-8 reason.
+
+use std::borrow::Cow;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// A frame's opcode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpCode {
+    /// A later fragment of a message.
+    Continuation,
+    /// The first frame of a text message.
+    Text,
+    /// The first frame of a binary message.
+    Binary,
+    /// Close.
+    Close,
+    /// Ping.
+    Ping,
+    /// Pong.
+    Pong,
+}
+
+impl OpCode {
+    fn parse(bits: u8) -> Option<Self> {
+        Some(match bits {
+            0x0 => Self::Continuation,
+            0x1 => Self::Text,
+            0x2 => Self::Binary,
+            0x8 => Self::Close,
+            0x9 => Self::Ping,
+            0xA => Self::Pong,
+            _ => return None,
+        })
+    }
+
+    fn bits(self) -> u8 {
+        match self {
+            Self::Continuation => 0x0,
+            Self::Text => 0x1,
+            Self::Binary => 0x2,
+            Self::Close => 0x8,
+            Self::Ping => 0x9,
+            Self::Pong => 0xA,
+        }
+    }
+
+    /// Whether this is a control frame (close, ping, pong).
+    pub fn is_control(self) -> bool {
+        matches!(self, Self::Close | Self::Ping | Self::Pong)
+    }
+}
+
+/// Why the peer broke the protocol, with the close code that says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// A reserved bit is set (no extension was negotiated).
+    #[error("reserved bits set")]
+    ReservedBits,
+    /// An opcode RFC 6455 does not define.
+    #[error("unknown opcode")]
+    UnknownOpcode,
+    /// A client frame without a mask.
+    #[error("client frames must be masked")]
+    Unmasked,
+    /// A control frame over 125 bytes, or fragmented.
+    #[error("control frames must be whole and at most 125 bytes")]
+    BadControl,
+    /// A continuation with no message begun, or a new message before the last one ended.
+    #[error("fragments out of order")]
+    Fragments,
+    /// A message (all its fragments together) over the cap.
+    #[error("message too large")]
+    TooLarge,
+    /// A text message, or a close reason, that is not UTF-8.
+    #[error("text is not valid UTF-8")]
+    InvalidUtf8,
+    /// A close frame whose payload is one byte, or whose code may not be sent.
+    #[error("invalid close frame")]
+    BadClose,
+}
+
+impl FrameError {
+    /// The close code to answer with.
+    pub fn close_code(self) -> u16 {
+        match self {
+            Self::TooLarge => 1009,
+            Self::InvalidUtf8 => 1007,
+            _ => 1002,
+        }
+    }
+}
+
+/// One decoded frame: where its payload lies in the buffer it was decoded from (already unmasked there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFrame {
+    /// The last fragment of its message.
+    pub fin: bool,
+    /// The opcode.
+    pub opcode: OpCode,
+    /// The payload's range in the buffer.
+    pub payload: std::ops::Range<usize>,
+    /// Bytes the frame took, header included.
+    pub len: usize,
+}
+
+/// Decodes the frame at the start of `buf`, unmasking its payload in place. `Ok(None)`: the frame is not all
+/// there yet. `max` caps a single frame's payload, so a header announcing a huge one is refused at once.
+pub fn decode(buf: &mut [u8], max: usize) -> Result<Option<RawFrame>, FrameError> {
+    if buf.len() < 2 {
+        return Ok(None);
+    }
+    let (b0, b1) = (buf[0], buf[1]);
+    if b0 & 0x70 != 0 {
+        return Err(FrameError::ReservedBits);
+    }
+    let fin = b0 & 0x80 != 0;
+    let opcode = OpCode::parse(b0 & 0x0F).ok_or(FrameError::UnknownOpcode)?;
+    if b1 & 0x80 == 0 {
+        return Err(FrameError::Unmasked);
+    }
+    let (len, mut at) = match b1 & 0x7F {
+        126 => {
+            if buf.len() < 4 {
+                return Ok(None);
+            }
+            (u64::from(u16::from_be_bytes([buf[2], buf[3]])), 4)
+        }
+        127 => {
+            if buf.len() < 10 {
+                return Ok(None);
+            }
+            let mut raw = [0u8; 8];
+            raw.copy_from_slice(&buf[2..10]);
+            (u64::from_be_bytes(raw), 10)
+        }
+        short => (u64::from(short), 2),
+    };
+    if opcode.is_control() && (len > 125 || !fin) {
+        return Err(FrameError::BadControl);
+    }
+    // The top bit of a 64-bit length must be zero; anything over the cap is refused before it arrives.
+    let len = usize::try_from(len).map_err(|_| FrameError::TooLarge)?;
+    if len > max {
+        return Err(FrameError::TooLarge);
+    }
+    if buf.len() < at + 4 + len {
+        return Ok(None);
+    }
+    let mask = [buf[at], buf[at + 1], buf[at + 2], buf[at + 3]];
+    at += 4;
+    let payload = at..at + len;
+    unmask(&mut buf[payload.clone()], mask);
+    Ok(Some(RawFrame {
+        fin,
+        opcode,
+        payload,
+        len: at + len,
+    }))
+}
+
+/// XORs `data` with the 4-byte mask, as both masking and unmasking do.
+fn unmask(data: &mut [u8], mask: [u8; 4]) {
+    let word = u32::from_ne_bytes(mask);
+    let mut chunks = data.chunks_exact_mut(4);
+    for chunk in &mut chunks {
+        let mut raw = [0u8; 4];
+        raw.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u32::from_ne_bytes(raw) ^ word).to_ne_bytes());
+    }
+    for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
+        *byte ^= mask[i];
+    }
+}
+
+/// What a complete message (or control frame) is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A whole text message, valid UTF-8 (borrowed from the frame, or owned when put together from fragments).
+    Text(Cow<'a, str>),
+    /// A whole binary message.
+    Binary(Cow<'a, [u8]>),
+    /// A ping, to be answered with a pong of the same payload.
+    Ping(&'a [u8]),
+    /// A pong.
+    Pong,
+    /// A close: the peer's code and reason, if it gave them.
+    Close(Option<(u16, &'a str)>),
+}
+
+/// Puts messages together from their fragments, capping the whole message, not just each frame.
+#[derive(Debug, Default)]
+pub struct Reassembly {
+    /// The message being put together: its opcode and the bytes so far. Empty (no allocation) between messages.
+    partial: Option<(OpCode, Vec<u8>)>,
+}
+
+impl Reassembly {
+    /// Whether a fragmented message is under way.
+    pub fn in_progress(&self) -> bool {
+        self.partial.is_some()
+    }
+
+    /// Bytes held for a message under way.
+    pub fn held(&self) -> usize {
+        self.partial.as_ref().map_or(0, |(_, data)| data.capacity())
+    }
+
+    /// Takes one frame; returns the message it completes, if any. `payload` is the frame's unmasked payload.
+    pub fn push<'a>(
+        &'a mut self,
+        fin: bool,
+        opcode: OpCode,
+        payload: &'a [u8],
+        max: usize,
+    ) -> Result<Option<Message<'a>>, FrameError> {
+        match opcode {
+            OpCode::Ping => Ok(Some(Message::Ping(payload))),
+            OpCode::Pong => Ok(Some(Message::Pong)),
+            OpCode::Close => close_payload(payload).map(|close| Some(Message::Close(close))),
+            OpCode::Text | OpCode::Binary => {
+                if self.partial.is_some() {
+                    return Err(FrameError::Fragments);
+                }
+                if payload.len() > max {
+                    return Err(FrameError::TooLarge);
+                }
+                if fin {
+                    return whole(opcode, Cow::Borrowed(payload)).map(Some);
+                }
+                self.partial = Some((opcode, payload.to_vec()));
+                Ok(None)
+            }
+            OpCode::Continuation => {
+                let Some((_, data)) = self.partial.as_mut() else {
+                    return Err(FrameError::Fragments);
+                };
+                if data.len() + payload.len() > max {
+                    return Err(FrameError::TooLarge);
+                }
+                data.extend_from_slice(payload);
+                if !fin {
+                    return Ok(None);
+                }
+                let Some((first, data)) = self.partial.take() else {
+                    return Err(FrameError::Fragments);
+                };
+                whole(first, Cow::Owned(data)).map(Some)
+            }
+        }
+    }
+}
+
+fn whole(opcode: OpCode, data: Cow<'_, [u8]>) -> Result<Message<'_>, FrameError> {
+    if opcode != OpCode::Text {
+        return Ok(Message::Binary(data));
+    }
+    let text = match data {
+        Cow::Borrowed(bytes) => Cow::Borrowed(std::str::from_utf8(bytes).map_err(|_| FrameError::InvalidUtf8)?),
+        Cow::Owned(bytes) => Cow::Owned(String::from_utf8(bytes).map_err(|_| FrameError::InvalidUtf8)?),
+    };
+    Ok(Message::Text(text))
+}
+
+/// A close frame's payload: nothing, or a code the peer may send and a UTF-8 reason (RFC 6455 §5.5.1, §7.4).
+fn close_payload(payload: &[u8]) -> Result<Option<(u16, &str)>, FrameError> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(FrameError::BadClose),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            let allowed = matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999);
+            if !allowed {
+                return Err(FrameError::BadClose);
+            }
+            let reason = std::str::from_utf8(reason).map_err(|_| FrameError::InvalidUtf8)?;
+            Ok(Some((code, reason)))
+        }
+    }
+}
+
+/// Encodes a whole server frame (unmasked, FIN set): header and payload in one buffer, ready to write.
+pub fn encode(opcode: OpCode, payload: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(header_len(payload.len()) + payload.len());
+    put_header(&mut out, opcode, payload.len());
+    out.put_slice(payload);
+    out.freeze()
+}
+
+/// A text frame holding `value` as JSON, serialized straight into the frame's buffer (no copy after).
+pub fn text_json<T: serde::Serialize>(value: &T) -> Bytes {
+    // Room for the usual 4-byte header (payloads up to 64 KiB); the header goes in front once the length is known.
+    let mut out = BytesMut::with_capacity(256);
+    out.put_bytes(0, 4);
+    let mut writer = out.writer();
+    if serde_json::to_writer(&mut writer, value).is_err() {
+        // Serializing the protocol's frames cannot fail (no maps with non-string keys, no I/O).
+        return Bytes::new();
+    }
+    let mut out = writer.into_inner();
+    let len = out.len() - 4;
+    match len {
+        0..=125 => {
+            out[2] = 0x80 | OpCode::Text.bits();
+            out[3] = len as u8;
+            out.split_off(2).freeze()
+        }
+        126..=65535 => {
+            out[0] = 0x80 | OpCode::Text.bits();
+            out[1] = 126;
+            out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            out.freeze()
+        }
+        _ => encode(OpCode::Text, &out[4..]),
+    }
+}
+
+/// A close frame with `code` and `reason` (cut to fit the 125-byte limit at a character boundary).
+pub fn close(code: u16, reason: &str) -> Bytes {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut payload = Vec::with_capacity(2 + end);
+    payload.extend_from_slice(&code.to_be_bytes());
+    payload.extend_from_slice(&reason.as_bytes()[..end]);
+    encode(OpCode::Close, &payload)
+}
+
+/// The length of a server frame header for a payload of `len` bytes.
+pub fn header_len(len: usize) -> usize {
+    match len {
+        0..=125 => 2,
+        126..=65535 => 4,
+        _ => 10,
+    }
+}
+
+/// Writes a server frame header (FIN set, no mask) for a payload of `len` bytes.
+pub fn put_header(out: &mut impl BufMut, opcode: OpCode, len: usize) {
+    out.put_u8(0x80 | opcode.bits());
+    match len {
+        0..=125 => out.put_u8(len as u8),
+        126..=65535 => {
+            out.put_u8(126);
+            out.put_u16(len as u16);
+        }
+        _ => {
+            out.put_u8(127);
+            out.put_u64(len as u64);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client frame: masked with `mask`, as a browser would send it.
+    fn client(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+        let mut out = vec![(u8::from(fin) << 7) | opcode];
+        match payload.len() {
+            0..=125 => out.push(0x80 | payload.len() as u8),
+            126..=65535 => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+            }
+            _ => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+    #[test]
+    fn decodes_masked_frames_of_every_length_encoding() {
+        for len in [0usize, 1, 5, 125, 126, 127, 1000, 65535, 65536, 70000] {
+            let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut bytes = client(true, 0x2, &payload, MASK);
+            let total = bytes.len();
+            let frame = decode(&mut bytes, 1 << 20).expect("valid").expect("complete");
+            assert_eq!((frame.fin, frame.opcode, frame.len), (true, OpCode::Binary, total));
+            assert_eq!(&bytes[frame.payload], &payload[..], "len {len}");
+        }
+    }
+
+    #[test]
+    fn a_frame_cut_short_anywhere_asks_for_more() {
+        let bytes = client(true, 0x1, b"hello, world", MASK);
+        for cut in 0..bytes.len() {
+            let mut part = bytes[..cut].to_vec();
+            assert_eq!(decode(&mut part, 1024), Ok(None), "cut at {cut}");
+        }
+        // Two frames back to back: the first is decoded, the rest left for the next call.
+        let mut two = client(true, 0x1, b"one", MASK);
+        let first_len = two.len();
+        two.extend(client(true, 0x1, b"two", MASK));
+        let frame = decode(&mut two, 1024).expect("valid").expect("complete");
+        assert_eq!(frame.len, first_len);
+        let mut rest = two[first_len..].to_vec();
+        let second = decode(&mut rest, 1024).expect("valid").expect("complete");
+        assert_eq!(&rest[second.payload], b"two");
+    }
+
+    #[test]
+    fn protocol_violations_are_refused_with_the_right_close_code() {
+        let cases: Vec<(Vec<u8>, FrameError)> = vec![
+            (
+                {
+                    let mut f = client(true, 0x1, b"x", MASK);
+                    f[0] |= 0x40;
+                    f
+                },
+                FrameError::ReservedBits,
+            ),
+            (client(true, 0x3, b"x", MASK), FrameError::UnknownOpcode),
+            (vec![0x81, 0x01, b'x'], FrameError::Unmasked),
+            (client(true, 0x9, &[0u8; 126], MASK), FrameError::BadControl),
+            (client(false, 0x9, b"x", MASK), FrameError::BadControl),
+            (client(true, 0x2, &[0u8; 2000], MASK), FrameError::TooLarge),
+        ];
+        for (mut bytes, expected) in cases {
+            assert_eq!(decode(&mut bytes, 1024), Err(expected));
+        }
+        // A header announcing more than the cap is refused before the payload arrives.
+        let mut header = vec![0x82, 0x80 | 127];
+        header.extend_from_slice(&(u64::MAX >> 1).to_be_bytes());
+        assert_eq!(decode(&mut header, 1024), Err(FrameError::TooLarge));
+        assert_eq!(FrameError::TooLarge.close_code(), 1009);
+        assert_eq!(FrameError::InvalidUtf8.close_code(), 1007);
+        assert_eq!(FrameError::Unmasked.close_code(), 1002);
+    }
+
+    fn push_all(frames: &[(bool, OpCode, &[u8])], max: usize) -> Result<Vec<String>, FrameError> {
+        let mut messages = Reassembly::default();
+        let mut out = Vec::new();
+        for (fin, opcode, payload) in frames {
+            if let Some(message) = messages.push(*fin, *opcode, payload, max)? {
+                out.push(format!("{message:?}"));
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn fragments_are_put_together_with_control_frames_between_them() {
+        let got = push_all(
+            &[
+                (false, OpCode::Text, b"hel"),
+                (true, OpCode::Ping, b"p"),
+                (false, OpCode::Continuation, b"lo "),
+                (true, OpCode::Continuation, "wörld".as_bytes()),
+                (true, OpCode::Binary, &[1, 2]),
+            ],
+            64,
+        )
+        .expect("valid");
+        assert_eq!(got, vec![r#"Ping([112])"#, r#"Text("hello wörld")"#, "Binary([1, 2])"]);
+    }
+
+    #[test]
+    fn the_whole_message_is_capped_and_fragments_must_be_in_order() {
+        let part = [b'a'; 40];
+        assert_eq!(
+            push_all(&[(false, OpCode::Text, &part), (true, OpCode::Continuation, &part)], 64),
+            Err(FrameError::TooLarge)
+        );
+        assert_eq!(
+            push_all(&[(true, OpCode::Continuation, b"x")], 64),
+            Err(FrameError::Fragments)
+        );
+        assert_eq!(
+            push_all(&[(false, OpCode::Text, b"x"), (true, OpCode::Text, b"y")], 64),
+            Err(FrameError::Fragments)
+        );
+        // A multi-byte character split across fragments is fine; invalid UTF-8 is not.
+        let euro = "€".as_bytes();
+        assert!(
+            push_all(
+                &[
+                    (false, OpCode::Text, &euro[..1]),
+                    (true, OpCode::Continuation, &euro[1..])
+                ],
+                64
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            push_all(&[(true, OpCode::Text, &[0xff, 0xfe])], 64),
+            Err(FrameError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn close_payloads_are_checked() {
+        assert_eq!(
+            push_all(&[(true, OpCode::Close, b"")], 64).expect("ok"),
+            vec!["Close(None)"]
+        );
+        let mut normal = 1000u16.to_be_bytes().to_vec();
+        normal.extend_from_slice(b"bye");
+        assert_eq!(
+            push_all(&[(true, OpCode::Close, &normal)], 64).expect("ok"),
+            vec![r#"Close(Some((1000, "bye")))"#]
+        );
+        assert_eq!(push_all(&[(true, OpCode::Close, &[3])], 64), Err(FrameError::BadClose));
+        for code in [0u16, 999, 1004, 1005, 1006, 1015, 2999, 5000] {
+            assert_eq!(
+                push_all(&[(true, OpCode::Close, &code.to_be_bytes())], 64),
+                Err(FrameError::BadClose),
+                "{code}"
+            );
+        }
+        assert_eq!(
+            push_all(&[(true, OpCode::Close, &[0x03, 0xe8, 0xff])], 64),
+            Err(FrameError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn server_frames_round_trip_through_a_decoder() {
+        for len in [0usize, 125, 126, 65535, 65536] {
+            let payload = vec![7u8; len];
+            let frame = encode(OpCode::Text, &payload);
+            assert_eq!(frame.len(), header_len(len) + len);
+            assert_eq!(frame[0], 0x81);
+            // Re-mask it as a client would, and decode it back.
+            let mut masked = frame.to_vec();
+            let at = header_len(len);
+            masked[1] |= 0x80;
+            masked.splice(at..at, MASK);
+            for (i, b) in masked[at + 4..].iter_mut().enumerate() {
+                *b ^= MASK[i % 4];
+            }
+            let decoded = decode(&mut masked, 1 << 20).expect("valid").expect("complete");
+            assert_eq!(&masked[decoded.payload], &payload[..]);
+        }
+        for json in [
+            serde_json::json!({"a": 1}),
+            serde_json::json!({"a": "x".repeat(200)}),
+            serde_json::json!("y".repeat(70000)),
+        ] {
+            let frame = text_json(&json);
+            let text = json.to_string();
+            assert_eq!(frame.len(), header_len(text.len()) + text.len());
+            assert_eq!(&frame[header_len(text.len())..], text.as_bytes());
+            assert_eq!(frame[0], 0x81);
+        }
+        let closing = close(4008, &"é".repeat(100));
+        assert!(closing.len() <= 2 + 125, "{}", closing.len());
+        assert_eq!(&closing[2..4], &4008u16.to_be_bytes());
+        assert!(std::str::from_utf8(&closing[4..]).is_ok());
+    }
+}
