@@ -2,7 +2,8 @@
 //! proxies, and the closes of connections silent for too long (4009) or whose token expired unreplaced (4001).
 //!
 //! One task for the whole gateway instead of a timer per connection: a connection then costs no timer, and an
-//! idle one no wake-up at all between pings.
+//! idle one no wake-up at all between pings. Pings are spread over the interval, a slice of the connections each
+//! second.
 
 use std::time::Duration;
 
@@ -28,8 +29,10 @@ pub async fn run(gw: Gateway) {
         tick.tick().await;
         seconds += 1;
         let now = unix_now();
-        let pinging = seconds.is_multiple_of(ping_every);
         for peer in gw.peers() {
+            // Each connection is pinged once per interval, a different second for each: pinging them all at
+            // once would have every client answer at once (tens of thousands of pongs), a stall every interval.
+            let pinging = ping_due(seconds, peer.conn, ping_every);
             if peer.expires() <= now {
                 peer.close(close::TOKEN_EXPIRED, "access token expired; reconnect with a fresh one");
             } else if peer.silent_for(now) >= idle {
@@ -38,5 +41,31 @@ pub async fn run(gw: Gateway) {
                 peer.push(Outbound::Frame(ping.clone()));
             }
         }
+    }
+}
+
+/// Whether connection `conn` is pinged in sweep `second`: once every `every` seconds, in its own slot.
+fn ping_due(second: u64, conn: u64, every: u64) -> bool {
+    second.wrapping_add(conn).is_multiple_of(every)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pings_are_spread_over_the_interval_once_each() {
+        let every = 20;
+        let conns: Vec<u64> = (1..=10_000).collect();
+        let mut pinged = vec![0u32; conns.len()];
+        for second in 1..=every {
+            let now: Vec<usize> = (0..conns.len()).filter(|&i| ping_due(second, conns[i], every)).collect();
+            // No second pings more than its share.
+            assert_eq!(now.len(), conns.len() / every as usize, "second {second}");
+            for i in now {
+                pinged[i] += 1;
+            }
+        }
+        assert!(pinged.iter().all(|&n| n == 1), "each connection once per interval");
     }
 }
