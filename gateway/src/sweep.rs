@@ -59,7 +59,9 @@ mod tests {
         let conns: Vec<u64> = (1..=10_000).collect();
         let mut pinged = vec![0u32; conns.len()];
         for second in 1..=every {
-            let now: Vec<usize> = (0..conns.len()).filter(|&i| ping_due(second, conns[i], every)).collect();
+            let now: Vec<usize> = (0..conns.len())
+                .filter(|&i| ping_due(second, conns[i], every))
+                .collect();
             // No second pings more than its share.
             assert_eq!(now.len(), conns.len() / every as usize, "second {second}");
             for i in now {
