@@ -72,14 +72,21 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--label", required=True)
     ap.add_argument("--gateways", required=True)
-    ap.add_argument("--fanout", required=True)
-    ap.add_argument("--reconnect", required=True)
-    ap.add_argument("--fanout-status", required=True)
-    ap.add_argument("--reconnect-status", required=True)
+    ap.add_argument("--fanout")
+    ap.add_argument("--reconnect")
+    ap.add_argument("--fanout-status")
+    ap.add_argument("--reconnect-status")
+    ap.add_argument("--saturate", help="a saturate report: write its section instead")
+    ap.add_argument("--saturate-status")
     ap.add_argument("--command", required=True)
     ap.add_argument("--nats", required=True)
     ap.add_argument("--rustc", required=True)
     a = ap.parse_args()
+    if a.saturate:
+        write(a.label, saturate_section(a))
+        return
+    if not (a.fanout and a.reconnect and a.fanout_status and a.reconnect_status):
+        ap.error("--fanout, --reconnect and their statuses are needed (or --saturate)")
 
     fanout = json.loads(pathlib.Path(a.fanout).read_text())
     reconnect = json.loads(pathlib.Path(a.reconnect).read_text())
@@ -112,9 +119,60 @@ after {r['reconnect_after']:.0f} s, and one extra gateway process drained with S
 freed memory stays with the processes, so the growth it saw says nothing about the cost of a connection. End-to-end
 latency counts the dropped clients' replayed messages from when they were due, so its tail is the time spent away.)
 <!-- /bench-fleet:{a.label} -->"""
+    write(a.label, section)
 
+
+def step_row(s, label=""):
+    shed = s["error_codes"].get("overloaded", 0)
+    slow = s["close_codes"].get("4008", 0)
+    per_cpu = s.get("deliveries_per_gateway_cpu_second")
+    cpu = s.get("gateway_cpu_seconds")
+    return (f"| {label}{s['rate_per_sender']:.2f} | {s['offered_per_sec']:,.0f} | {s['delivered_per_sec']:,.0f} | "
+            f"{s['p50_ms']:.1f} | {s['p99_ms']:.1f} | {s['ack_p99_ms']:.1f} | {s['unacked']:,} | {shed:,} | {slow:,} | "
+            f"{s['faults']:,} | {f'{cpu:.1f}' if cpu else '-'} | {f'{per_cpu:,.0f}' if per_cpu else '-'} | "
+            f"{'yes' if s['held'] else 'no'} |")
+
+
+def saturate_section(a):
+    rep = json.loads(pathlib.Path(a.saturate).read_text())
+    mach = rep["machine"]
+    mem_gib = int(mach.get("memory", "0 kB").split()[0]) / 1048576
+    st = rep["settings"]
+    rows = [step_row(s) for s in rep["steps"]]
+    if rep.get("overload"):
+        rows.append(step_row(rep["overload"], "overload: "))
+    best = rep.get("highest_held")
+    first_mem = rep["steps"][0].get("memory_per_connection_bytes") if rep["steps"] else None
+    verdict = (f"Highest rate that held: **{best['offered_per_sec']:,.0f} deliveries/s** (p99 {best['p99_ms']:.1f} ms"
+               + (f", {best['deliveries_per_gateway_cpu_second']:,.0f} deliveries per gateway CPU second"
+                  if best.get("deliveries_per_gateway_cpu_second") else "") + ")."
+               if best else "No step held.")
+    return f"""<!-- bench-fleet:{a.label} -->
+### Saturation: {st['users']:,} users over {a.gateways} gateway processes
+
+Machine: {mach.get('cores')} cores ({mach.get('cpu', '?')}), {mem_gib:.0f} GiB, {mach.get('os', '?')}, {a.rustc},
+{a.nats}. Everything shares the machine, the harness's {st['workers']} worker processes included. Command:
+`{a.command}` (exit status {a.saturate_status}; 0: some step held). Report:
+[`benchmarks/{a.label}.json`](../benchmarks/{a.label}.json).
+
+Each step is a whole fan-out run ({st['users']:,} users in {st['rooms']:,} rooms, one sender per room, every user
+connected before the first send, {st['duration']:.0f} s of sending). A step holds when the end-to-end p99 is within
+{rep['max_p99_ms']:.0f} ms, every send is acknowledged and no acknowledged message is lost, duplicated or
+reordered. *Shed* counts sends refused with `overloaded`; *4008* slow consumers closed; *faults* deliveries of
+acknowledged messages that went missing, twice or out of order. Gateway CPU is user + system time from `/proc`
+over the send phase and the drain, all gateways summed.
+
+| msg/s per room | offered deliveries/s | delivered/s | p50 ms | p99 ms | ack p99 ms | unacked | shed | 4008 | faults | gateway CPU s | deliveries per gateway CPU s | held |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|
+""" + "\n".join(rows) + f"""
+
+{verdict}{f" Gateway memory {first_mem / 1024:.1f} KiB per joined connection (first step, fresh gateways)." if first_mem else ""}
+<!-- /bench-fleet:{a.label} -->"""
+
+
+def write(label, section):
     doc = DOC.read_text()
-    pattern = re.compile(rf"<!-- bench-fleet:{re.escape(a.label)} -->.*?<!-- /bench-fleet:{re.escape(a.label)} -->",
+    pattern = re.compile(rf"<!-- bench-fleet:{re.escape(label)} -->.*?<!-- /bench-fleet:{re.escape(label)} -->",
                          re.S)
     if pattern.search(doc):
         doc = pattern.sub(lambda _: section, doc)

@@ -5,11 +5,15 @@
 # docs/benchmarks.md with the machine, the versions and the command lines.
 #
 #   ./natter bench [--users N] [--gateways N] [--workers N] [--room-size N] [--duration 60s] [--rate R]
-#                  [--reconnect-users N] [--label NAME] [--no-docs]
+#                  [--reconnect-users N] [--gateway-threads N] [--label NAME] [--no-docs]
+#   ./natter bench --saturate [--users 10000] [--gateways 2] [--rate 6] [--duration 15s] ...
 #
 # Suite: (1) fanout with every user connecting at once (the connect storm), one sender per room, zero loss
 # required, history verified; (2) reconnect: a quarter of the clients drop mid-run and rejoin from their last seq,
-# and one gateway process is drained (SIGTERM) half-way through the send phase.
+# and one gateway process is drained (SIGTERM) half-way through the send phase. With --saturate, instead: fan-out
+# steps at a rising rate (from --rate messages/s per room, times 1.25 each step, --duration each) until one
+# breaks p99 <= 250 ms or zero loss, then one step at twice the highest rate that held (how overload is shed);
+# defaults 10,000 users in rooms of 100 over 2 gateways.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,7 +21,8 @@ cd "$ROOT"
 # shellcheck source=scripts/lib.sh
 . "$ROOT/scripts/lib.sh"
 
-users=20000 gateways=4 workers="" room_size=100 duration=60s rate=1 reconnect_users=5000 label="" docs=1
+users="" gateways="" workers="" room_size=100 duration="" rate="" reconnect_users=5000 label="" docs=1 saturate=0
+threads=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --users) users="${2:?}"; shift ;;
@@ -28,12 +33,23 @@ while [ $# -gt 0 ]; do
     --rate) rate="${2:?}"; shift ;;
     --reconnect-users) reconnect_users="${2:?}"; shift ;;
     --label) label="${2:?}"; shift ;;
+    --gateway-threads) threads="${2:?}"; shift ;;
+    --saturate) saturate=1 ;;
     --no-docs) docs=0 ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench: unknown flag $1" >&2; exit 64 ;;
   esac
   shift
 done
+if [ "$saturate" = 1 ]; then
+  users="${users:-10000}" gateways="${gateways:-2}" duration="${duration:-15s}" rate="${rate:-6}" workers="${workers:-2}"
+else
+  users="${users:-20000}" gateways="${gateways:-4}" duration="${duration:-60s}" rate="${rate:-1}"
+fi
+if [ -n "$threads" ]; then
+  [[ "$threads" =~ ^[0-9]+$ ]] || { echo "bench: --gateway-threads must be a whole number (0: one per core)" >&2; exit 64; }
+  export NATTER_GATEWAY_THREADS="$threads"
+fi
 for n in "$users" "$gateways" "$room_size" "$reconnect_users"; do
   [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] || { echo "bench: counts must be positive integers" >&2; exit 64; }
 done
@@ -44,6 +60,7 @@ fi
 workers="${workers:-$(((users + 14999) / 15000))}"
 rooms=$(((users + room_size - 1) / room_size))
 label="${label:-$users}"
+[ "$saturate" = 1 ] && label="saturate-$label"
 
 tmp="$(mktemp -d /tmp/natter-bench-fleet.XXXXXX)"
 chmod 755 "$tmp"
@@ -83,6 +100,24 @@ for ((i = 0; i < gateways; i++)); do
   p=$((gw_port + i))
   gateway_flags+=(--gateway "ws://127.0.0.1:$p/ws" --metrics "http://127.0.0.1:$p/metrics")
 done
+
+if [ "$saturate" = 1 ]; then
+  mkdir -p benchmarks
+  steps=(run --scenario saturate --overload --api "$api" "${gateway_flags[@]}" --users "$users" --rooms "$rooms"
+         --senders 1 --rate "$rate" --duration "$duration" --ramp-up 0 --workers "$workers"
+         --report "benchmarks/$label.json")
+  echo "bench: natter-loadtest ${steps[*]}" >&2
+  status=0
+  target/release/natter-loadtest "${steps[@]}" | tee "$tmp/saturate.txt" || status=$?
+  if [ "$docs" = 1 ] && [ -s "benchmarks/$label.json" ]; then
+    python3 "$ROOT/scripts/bench-fleet-docs.py" --label "$label" --gateways "$gateways" \
+      --saturate "benchmarks/$label.json" --saturate-status "$status" \
+      --command "./natter bench --saturate --users $users --gateways $gateways --room-size $room_size --rate $rate --duration $duration${threads:+ --gateway-threads $threads}" \
+      --nats "$(/usr/sbin/nats-server --version 2>/dev/null || nats-server --version)" --rustc "$(rustc --version)"
+    echo "bench: figures written to docs/benchmarks.md" >&2
+  fi
+  exit "$status"
+fi
 
 # One more gateway outside the fleet's supervisor, for the reconnect run to drain: ./natter up treats a service
 # that exits as a failure and stops everything.

@@ -5,6 +5,9 @@
 # docs/benchmarks.md with the machine and the command.
 #
 #   IDLE=10000 RECEIVERS=500 MESSAGES=2000 scripts/bench-gateway.sh
+#
+# GATEWAY_FEATURES=mimalloc (or jemalloc) builds the gateway with another allocator; NATTER_GATEWAY_THREADS=1
+# runs it on a single-threaded runtime.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,9 +27,12 @@ api_port="$(free_port)"; gw_port="$(free_port)"
 # Bench settings: one user holds every connection, and sends are not rate limited.
 export NATTER_MAX_CONNECTIONS_PER_USER=100000 NATTER_SENDS_PER_SECOND=1000000 NATTER_MAX_CONNECTIONS=19500
 export RUST_LOG=warn
+cargo build --release -q -p natter-auth-api -p natter-persister
 cargo build --release -q -p natter-gateway --example gateway_bench
+# The gateway binary last, so the variant asked for is the one that runs.
+cargo build --release -q -p natter-gateway ${GATEWAY_FEATURES:+--features "$GATEWAY_FEATURES"}
 set -m
-"$ROOT/natter" up --json --release --gateways 1 --api-port "$api_port" --gateway-port "$gw_port" \
+"$ROOT/natter" up --json --release --no-build --no-web --gateways 1 --api-port "$api_port" --gateway-port "$gw_port" \
   --nats-port "$(free_port)" --pg-port "$(free_port)" --data-dir "$tmp/data" >"$tmp/up" 2>"$tmp/up.err" &
 group=$!
 set +m
@@ -49,7 +55,7 @@ cat <<MD
 
 Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB,
 $(. /etc/os-release && echo "$PRETTY_NAME"), $(rustc --version), $(/usr/sbin/nats-server --version 2>/dev/null || nats-server --version).
-Command: \`IDLE=$IDLE RECEIVERS=$RECEIVERS MESSAGES=$MESSAGES scripts/bench-gateway.sh\` (release build; client,
+Command: \`${GATEWAY_FEATURES:+GATEWAY_FEATURES=$GATEWAY_FEATURES }${NATTER_GATEWAY_THREADS:+NATTER_GATEWAY_THREADS=$NATTER_GATEWAY_THREADS }IDLE=$IDLE RECEIVERS=$RECEIVERS MESSAGES=$MESSAGES scripts/bench-gateway.sh\` (release build; client,
 gateway, NATS and PostgreSQL share the machine).
 
 \`\`\`

@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    natter_service::main::<natter_auth_api::startup::Application>().await
+fn main() -> ExitCode {
+    natter_service::main::<natter_auth_api::startup::Application>()
 }

@@ -120,6 +120,17 @@ pub struct Config {
     /// Interval of fleet heartbeats; a gateway silent for three is taken as dead and its users' presence expires.
     #[arg(long, env = "NATTER_HEARTBEAT_INTERVAL", default_value = "2s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
+
+    /// Delivery lag (from a message's acceptance to its frames reaching members' sockets) over which new sends
+    /// are refused with `overloaded`, so a saturated gateway sheds load instead of acknowledging messages it can
+    /// only deliver seconds later; `0s` never sheds.
+    #[arg(long, env = "NATTER_SHED_LAG", default_value = "200ms", value_parser = parse_duration)]
+    pub shed_lag: Duration,
+
+    /// Threads the process runs connections on: 1 is a single-threaded runtime (run one process per core,
+    /// sharing the port with SO_REUSEPORT), 0 one thread per core.
+    #[arg(long, env = "NATTER_GATEWAY_THREADS", default_value_t = 0)]
+    pub threads: usize,
 }
 
 impl natter_service::Validate for Config {
@@ -146,6 +157,9 @@ impl natter_service::Validate for Config {
         }
         if self.outbound_queue < 8 || self.sends_per_second == 0 || self.typing_per_second == 0 {
             return fail("--outbound-queue must be at least 8, and rates at least 1 per second");
+        }
+        if self.threads > 256 {
+            return fail("--threads must be between 0 (one per core) and 256");
         }
         if self.max_connections == 0 || self.max_connections_per_user == 0 || self.max_rooms_per_connection == 0 {
             return fail("connection and room limits must be at least 1");

@@ -15,10 +15,10 @@ use natter_proto::frame::{ServerFrame, UserRef};
 use natter_proto::token::AccessClaims;
 use tokio::net::TcpStream;
 
-use crate::fanout::encode;
 use crate::metrics;
 use crate::outbox::Outbox;
 use crate::peer::{Outbound, Peer};
+use crate::room::encode;
 use crate::session::Session;
 use crate::socket::Reader;
 use crate::state::{Gateway, Slot};
@@ -43,16 +43,18 @@ pub async fn serve(gw: Gateway, tcp: TcpStream, prefix: Bytes, claims: AccessCla
     if gw.draining.load(Ordering::Relaxed) {
         peer.close(close::RESTART, "gateway restarting; reconnect");
     }
-    let hello = ServerFrame::Hello {
+    // Encoded and dropped here: anything alive at an await below stays in every connection's task for good.
+    peer.push(Outbound::Frame(encode(&ServerFrame::Hello {
         conn: conn.to_string(),
         gateway: gw.id.clone(),
         user,
-    };
-    peer.push(Outbound::Frame(encode(&hello)));
+    })));
 
     let mut reader = Reader::new(tcp, &prefix, gw.config.max_message_bytes);
     drop(prefix);
-    let mut session = Session::new(gw.clone(), peer.clone(), claims);
+    // The session needs nothing more of the token: its user is the peer's, its expiry the peer's.
+    drop(claims);
+    let mut session = Session::new(gw.clone(), peer.clone());
     let ended_here = tokio::select! {
         reason = session.run(&mut reader) => Some(reason),
         () = peer.outbox().run() => None,

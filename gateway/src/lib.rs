@@ -6,14 +6,15 @@
 pub mod auth;
 pub mod config;
 pub mod connection;
-pub mod fanout;
 pub mod fleet;
 pub mod frame;
-pub mod journal;
+pub mod hub;
 pub mod limit;
+pub mod load;
 pub mod metrics;
 pub mod outbox;
 pub mod peer;
+pub mod room;
 pub mod session;
 pub mod socket;
 pub mod startup;

@@ -28,8 +28,54 @@ pub const SLOW_CONSUMERS: &str = "natter_gateway_slow_consumer_disconnects_total
 pub const GAP_FILLS: &str = "natter_gateway_gap_fill_messages_total";
 /// Messages replayed to rejoining clients.
 pub const REPLAYED: &str = "natter_gateway_replayed_messages_total";
+/// Seconds from a gateway accepting a message to its frame being handed to this gateway's members, for the last
+/// batch delivered (gauge; sends are refused with `overloaded` while it is over `--shed-lag`).
+pub const DELIVERY_LAG: &str = "natter_gateway_delivery_lag_seconds";
+/// Sends refused with `overloaded` because the delivery lag was over `--shed-lag`.
+pub const SENDS_SHED: &str = "natter_gateway_sends_shed_total";
 /// Frames refused by a rate limit, by `kind` (`send`, `typing`).
 pub const RATE_LIMITED: &str = "natter_gateway_rate_limited_total";
+
+/// Handles of the metrics recorded once per delivery, send or frame, looked up in the registry once per process
+/// instead of on every call.
+pub struct Hot {
+    /// [`FANOUT_LATENCY`].
+    pub fanout_latency: ::metrics::Histogram,
+    /// [`MESSAGES_OUT`].
+    pub messages_out: ::metrics::Counter,
+    /// [`PUBLISH_LATENCY`].
+    pub publish_latency: ::metrics::Histogram,
+    /// [`DELIVERY_LAG`].
+    pub delivery_lag: ::metrics::Gauge,
+    /// [`FRAMES_IN`] by `type`, in the order of [`FRAME_TYPES`].
+    pub frames_in: [::metrics::Counter; FRAME_TYPES.len()],
+}
+
+/// The `type` labels of [`FRAMES_IN`].
+pub const FRAME_TYPES: [&str; 7] = ["join", "leave", "send", "typing", "ping", "refresh", "invalid"];
+
+/// The hot-path handles (registering them, and the recorder, on first use).
+pub fn hot() -> &'static Hot {
+    static HOT: std::sync::OnceLock<Hot> = std::sync::OnceLock::new();
+    HOT.get_or_init(|| {
+        // The recorder must exist before a handle is taken, or the handle records nowhere.
+        let _ = handle();
+        Hot {
+            fanout_latency: ::metrics::histogram!(FANOUT_LATENCY),
+            messages_out: ::metrics::counter!(MESSAGES_OUT),
+            publish_latency: ::metrics::histogram!(PUBLISH_LATENCY),
+            delivery_lag: ::metrics::gauge!(DELIVERY_LAG),
+            frames_in: FRAME_TYPES.map(|kind| ::metrics::counter!(FRAMES_IN, "type" => kind)),
+        }
+    })
+}
+
+/// Counts one client frame of `kind` (one of [`FRAME_TYPES`]).
+pub fn frame_in(kind: &str) {
+    if let Some(i) = FRAME_TYPES.iter().position(|k| *k == kind) {
+        hot().frames_in[i].increment(1);
+    }
+}
 
 /// The process-wide Prometheus recorder.
 pub fn handle() -> metrics_exporter_prometheus::PrometheusHandle {

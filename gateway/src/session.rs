@@ -6,15 +6,14 @@ use std::time::Instant;
 use natter_proto::bus::{RoomAccess, StoredMessage, TypingEvent};
 use natter_proto::close;
 use natter_proto::frame::{ClientFrame, ServerFrame};
-use natter_proto::token::AccessClaims;
 use natter_proto::{ClientMsgId, RoomId, subject};
 
-use crate::fanout::encode;
 use crate::frame::{self, OpCode};
 use crate::limit::Bucket;
 use crate::metrics;
 use crate::outbox::CloseReason;
 use crate::peer::{Outbound, Peer};
+use crate::room::encode;
 use crate::socket::{Incoming, ReadEnd, Reader};
 use crate::state::Gateway;
 
@@ -22,7 +21,6 @@ use crate::state::Gateway;
 pub struct Session {
     gw: Gateway,
     peer: Peer,
-    claims: AccessClaims,
     /// Rooms joined on this connection.
     rooms: HashMap<RoomId, ()>,
     sends: Bucket,
@@ -38,14 +36,13 @@ fn reason(code: u16, text: &str) -> CloseReason {
 }
 
 impl Session {
-    /// A new session of `peer`'s user, authenticated by `claims`.
-    pub fn new(gw: Gateway, peer: Peer, claims: AccessClaims) -> Self {
+    /// A new session of `peer`'s (authenticated) user.
+    pub fn new(gw: Gateway, peer: Peer) -> Self {
         Self {
             sends: Bucket::new(gw.config.sends_per_second),
             typing: Bucket::new(gw.config.typing_per_second),
             gw,
             peer,
-            claims,
             rooms: HashMap::new(),
             bad_frames: 0,
         }
@@ -101,7 +98,7 @@ impl Session {
             ClientFrame::Ping { .. } => "ping",
             ClientFrame::Refresh { .. } => "refresh",
         };
-        ::metrics::counter!(metrics::FRAMES_IN, "type" => kind).increment(1);
+        metrics::frame_in(kind);
         match frame {
             // The work behind each frame is boxed: an idle connection's task then holds only the small reading
             // state, not room for the largest of these futures (the JWKS refetch alone is kilobytes).
@@ -120,9 +117,8 @@ impl Session {
             ClientFrame::Typing { room, text } => Box::pin(self.typing(room, text)).await,
             ClientFrame::Ping { id } => self.push(&ServerFrame::Pong { id }),
             ClientFrame::Refresh { token } => match Box::pin(self.gw.verifier.verify(&token)).await {
-                Ok(claims) if claims.sub == self.claims.sub => {
+                Ok(claims) if claims.sub == self.peer.user.id => {
                     self.peer.set_expires(i64::try_from(claims.exp).unwrap_or(i64::MAX));
-                    self.claims = claims;
                 }
                 Ok(_) => self.error("token_wrong_user", "the new token is for another user".into(), None),
                 Err(err) => self.error(err.code(), err.to_string(), None),
@@ -138,7 +134,7 @@ impl Session {
         if self.rooms.len() >= self.gw.config.max_rooms_per_connection {
             return self.error("too_many_rooms", "leave a room before joining another".into(), None);
         }
-        match self.gw.room_access(&room, &self.claims.sub).await {
+        match self.gw.room_access(&room, &self.peer.user.id).await {
             Ok(RoomAccess::Allowed) => {}
             Ok(RoomAccess::Denied) => {
                 return self.error(
@@ -206,6 +202,15 @@ impl Session {
             ::metrics::counter!(metrics::RATE_LIMITED, "kind" => "send").increment(1);
             return self.error("rate_limited", "sending too fast; slow down".into(), reference);
         }
+        if self.gw.hub.load().overloaded() {
+            ::metrics::counter!(metrics::SENDS_SHED).increment(1);
+            return self.error(
+                "overloaded",
+                "the gateway is overloaded and did not take this message; send it again with the same id in a moment"
+                    .into(),
+                reference,
+            );
+        }
         if body.trim().is_empty() || body.chars().count() > self.gw.config.max_body_chars {
             let max = self.gw.config.max_body_chars;
             return self.error(
@@ -221,10 +226,10 @@ impl Session {
             body,
             ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         };
-        match self.gw.publish(&room, &self.claims.sub, &stored).await {
+        match self.gw.publish(&room, &self.peer.user.id, &stored).await {
             Ok(seq) => self.push(&ServerFrame::Ack { room, id, seq }),
             Err(reason) => {
-                ::metrics::counter!(metrics::PUBLISH_FAILURES, "reason" => reason).increment(1);
+                ::metrics::counter!(metrics::PUBLISH_FAILURES, "reason" => reason.reason()).increment(1);
                 self.error(
                     "publish_failed",
                     "the message was not stored; send it again with the same id".into(),
@@ -273,7 +278,7 @@ impl Session {
 
     /// Answers an invalid frame; closes the connection once it has sent too many.
     fn bad_frame(&mut self, code: &str, message: String, reference: Option<String>) -> Option<CloseReason> {
-        ::metrics::counter!(metrics::FRAMES_IN, "type" => "invalid").increment(1);
+        metrics::frame_in("invalid");
         self.bad_frames += 1;
         self.error(code, message, reference);
         (self.bad_frames > self.gw.config.max_bad_frames).then(|| reason(close::POLICY, "too many invalid frames"))

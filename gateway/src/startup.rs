@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,8 @@ use tokio::net::TcpListener;
 
 use crate::auth::TokenVerifier;
 use crate::config::Config;
-use crate::fanout::Hub;
+use crate::hub::Hub;
+use crate::load::Load;
 use crate::state::Gateway;
 
 /// A built gateway: connected, bound, not yet serving.
@@ -50,7 +52,7 @@ impl Application {
         let addr = listener.local_addr()?;
         let url = config.public_url.clone().unwrap_or_else(|| format!("ws://{addr}/ws"));
         crate::metrics::handle();
-        let hub = Hub::new(id.clone(), nats, stream);
+        let hub = Hub::new(id.clone(), nats, stream, Arc::new(Load::new(config.shed_lag)));
         let gw = Gateway::new(id, config, verifier, hub, js);
         Ok(Self { listener, gw, url })
     }
@@ -216,6 +218,10 @@ impl natter_service::Service for Application {
 
     async fn build(config: Config) -> anyhow::Result<Self> {
         Application::build(config).await
+    }
+
+    fn runtime_threads(config: &Config) -> Option<usize> {
+        (config.threads > 0).then_some(config.threads)
     }
 
     fn local_addr(&self) -> SocketAddr {

@@ -8,15 +8,20 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use natter_proto::bus::{RoomAccess, RoomAccessRequest, StoredMessage};
 use natter_proto::{RoomId, subject};
+use natter_stream::journal::PublishError;
 
 use crate::auth::TokenVerifier;
 use crate::config::Config;
-use crate::fanout::Hub;
+use crate::hub::Hub;
 use crate::metrics;
 use crate::peer::{ConnId, Peer};
+use crate::room::message_frame;
 
 /// How long an `Allowed` answer from the auth API is trusted.
 const ACCESS_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// How long a send waits for JetStream's stored-ack before the client is told the outcome is unknown.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Entries the access cache holds before it is cleared.
 const ACCESS_CACHE_MAX: usize = 100_000;
@@ -191,13 +196,24 @@ impl Gateway {
         Ok(access)
     }
 
-    /// Replays a room's messages after `since` up to `until` (see [`crate::journal::replay`]).
+    /// Replays a room's messages after `since` up to `until`, as encoded frames: whether every missed message is
+    /// included (see [`natter_stream::journal::replay`]), and the frames.
     pub async fn replay(&self, room: &RoomId, since: u64, until: u64) -> (bool, Vec<(u64, Bytes)>) {
-        crate::journal::replay(self.hub.stream(), room, since, until, self.config.max_replay).await
+        let replay =
+            natter_stream::journal::replay(self.hub.stream(), room, since, until, self.config.max_replay).await;
+        let frames = replay
+            .messages
+            .into_iter()
+            .map(|(seq, prev, stored)| (seq, message_frame(room, seq, prev, stored)))
+            .collect();
+        (replay.recovered, frames)
     }
 
-    /// Publishes a chat message; returns its sequence once stored.
-    pub async fn publish(&self, room: &RoomId, user_id: &str, stored: &StoredMessage) -> Result<u64, &'static str> {
-        crate::journal::publish(&self.js, room, user_id, stored).await
+    /// Publishes a chat message; returns its sequence once stored, or why that is not known.
+    pub async fn publish(&self, room: &RoomId, user_id: &str, stored: &StoredMessage) -> Result<u64, PublishError> {
+        let started = Instant::now();
+        let seq = natter_stream::journal::publish(&self.js, room, user_id, stored, PUBLISH_TIMEOUT).await?;
+        metrics::hot().publish_latency.record(started.elapsed().as_secs_f64());
+        Ok(seq)
     }
 }

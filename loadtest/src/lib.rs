@@ -4,7 +4,8 @@
 //! Modules, in the order a run touches them: [`run`] (flags, phases, merging), [`setup`] (tokens, rooms and
 //! history through the auth API), [`plan`] (what coordinator and workers say to each other), [`worker`] and
 //! [`client`] (the simulated users), [`accounting`] and [`latency`] (what each receiver got, and when),
-//! [`scrape`] (gateway metrics), [`report`] and [`plot`] (the output).
+//! [`scrape`] (gateway metrics), [`report`] and [`plot`] (the output); [`saturate`] runs fan-out steps at a
+//! rising rate to find the highest that holds.
 
 pub mod accounting;
 pub mod client;
@@ -13,6 +14,7 @@ pub mod plan;
 pub mod plot;
 pub mod report;
 pub mod run;
+pub mod saturate;
 pub mod scrape;
 pub mod setup;
 pub mod worker;

@@ -61,13 +61,23 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match runtime.block_on(natter_loadtest::run::run(*args, command)) {
-                Ok((report, passed)) => {
+            let outcome = runtime.block_on(async move {
+                if args.scenario == natter_loadtest::run::Scenario::Saturate {
+                    let (report, passed) = natter_loadtest::saturate::run(*args, command).await?;
+                    Ok((report.summary(), passed))
+                } else {
+                    let (report, passed) = natter_loadtest::run::run(*args, command).await?;
+                    Ok((report.summary(), passed))
+                }
+            });
+            match outcome {
+                Ok((summary, passed)) => {
                     // The summary table is the run's output; stdout may be a closed pipe, which changes nothing.
-                    let _ = std::io::Write::write_all(&mut std::io::stdout(), report.summary().as_bytes());
+                    let _ = std::io::Write::write_all(&mut std::io::stdout(), summary.as_bytes());
                     ExitCode::from(if passed { 0 } else { 1 })
                 }
                 Err(err) => {
+                    let err: anyhow::Error = err;
                     eprintln!("natter-loadtest: {err:#}");
                     let usage = err.downcast_ref::<natter_loadtest::run::UsageError>().is_some();
                     ExitCode::from(if usage { 64 } else { 2 })

@@ -113,6 +113,11 @@ pub struct GatewayFigures {
     pub memory_connected_bytes: Option<f64>,
     /// Gateway resident memory at the end, all gateways summed (a soak compares it with the one above).
     pub memory_end_bytes: Option<f64>,
+    /// CPU seconds (user + system, from `/proc`) the gateways spent from the scrape once connected to the one at
+    /// the end (the send phase and the drain), all gateways summed.
+    pub cpu_seconds: Option<f64>,
+    /// Deliveries per gateway CPU second over that span.
+    pub deliveries_per_cpu_second: Option<f64>,
 }
 
 /// How latency and gateway memory moved between the start and the end of the send phase (what a soak watches).
@@ -320,6 +325,13 @@ impl Report {
                 &mut out,
                 "gateway memory",
                 format!("{:.1} KiB per connection", per / 1024.0),
+            );
+        }
+        if let (Some(cpu), Some(per)) = (g.cpu_seconds, g.deliveries_per_cpu_second) {
+            row(
+                &mut out,
+                "gateway CPU",
+                format!("{cpu:.1} s while sending, {per:.0} deliveries per CPU second"),
             );
         }
         if let (Some(a), Some(b)) = (g.memory_connected_bytes, g.memory_end_bytes) {

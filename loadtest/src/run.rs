@@ -37,6 +37,10 @@ pub enum Scenario {
     Reconnect,
     /// Fan-out for a long time, scraping gateway memory as it goes, to watch memory and latency drift.
     Soak,
+    /// Fan-out steps at a rising rate (`--rate`, then times `--step-factor`) until a step breaks the SLOs
+    /// (`--max-p99-ms`, default 250; `--max-loss`, default 0): the highest rate that held, with deliveries per
+    /// gateway CPU second and memory per connection; `--overload` then runs one step at twice that rate.
+    Saturate,
 }
 
 /// How users are spread over rooms.
@@ -233,6 +237,18 @@ pub struct RunArgs {
     /// No live progress view, even on a terminal.
     #[arg(long)]
     pub quiet: bool,
+
+    /// Saturate: each step's rate is the last one's times this.
+    #[arg(long, default_value_t = 1.25)]
+    pub step_factor: f64,
+
+    /// Saturate: most steps before giving up on finding the limit.
+    #[arg(long, default_value_t = 10)]
+    pub max_steps: usize,
+
+    /// Saturate: after the search, one step at twice the highest rate that held, to show how overload is shed.
+    #[arg(long)]
+    pub overload: bool,
 }
 
 mod secs {
@@ -271,6 +287,7 @@ impl RunArgs {
         let duration = self.duration.unwrap_or(match self.scenario {
             Scenario::ConnectStorm => Duration::ZERO,
             Scenario::Soak => Duration::from_secs(600),
+            Scenario::Saturate => Duration::from_secs(20),
             _ => Duration::from_secs(30),
         });
         let reconnect_share = self.reconnect_share.unwrap_or(if self.scenario == Scenario::Reconnect {
@@ -710,6 +727,11 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
         if added > 0.0 && at_ready.0 > 0.0 {
             figures.memory_per_connection_bytes = Some((at_ready.0 - baseline.0) / added);
         }
+        let cpu = end.2 - at_ready.2;
+        if cpu > 0.0 {
+            figures.cpu_seconds = Some(cpu);
+            figures.deliveries_per_cpu_second = Some(total.delivered as f64 / cpu);
+        }
     }
 
     let send_secs = settings.duration.as_secs_f64().max(1.0);
@@ -817,9 +839,14 @@ async fn tell_plan(worker: &mut WorkerProc, plan: &WorkerPlan) -> anyhow::Result
 }
 
 /// (resident bytes, connections) summed over a set of scrapes.
-fn totals(samples: &[scrape::Sample]) -> (f64, f64) {
+/// Resident memory, connections and CPU seconds, summed over one scrape of every gateway.
+fn totals(samples: &[scrape::Sample]) -> (f64, f64, f64) {
     let get = |name: &str| samples.iter().filter_map(|s| s.values.get(name)).sum::<f64>();
-    (get("process_resident_memory_bytes"), get("natter_gateway_connections"))
+    (
+        get("process_resident_memory_bytes"),
+        get("natter_gateway_connections"),
+        get("process_cpu_seconds_total"),
+    )
 }
 
 fn close_second(row: &mut Second, second: u64, latency: &Latencies, open: u64) {

@@ -6,8 +6,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 /// The metrics the report shows, each summed over its labels.
-pub const WATCHED: [&str; 5] = [
+pub const WATCHED: [&str; 6] = [
     "natter_gateway_connections",
+    "process_cpu_seconds_total",
     "process_resident_memory_bytes",
     "natter_gateway_messages_out_total",
     "natter_gateway_slow_consumer_disconnects_total",

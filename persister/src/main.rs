@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    natter_service::main::<natter_persister::startup::Application>().await
+fn main() -> ExitCode {
+    natter_service::main::<natter_persister::startup::Application>()
 }

@@ -1,5 +1,8 @@
 //! The chat stream: its one definition, created if missing and checked if present, by every process that
-//! relies on it (gateways publish and read it, persisters consume it).
+//! relies on it (gateways publish and read it, persisters consume it), and the reads and writes of messages in
+//! it ([`journal`]).
+
+pub mod journal;
 
 use async_nats::jetstream::{self, stream};
 use natter_proto::bus::{CHAT_STREAM, DUPLICATE_WINDOW};

@@ -242,12 +242,12 @@ describe("NatterClient", () => {
     env.client.stop();
   });
 
-  it("retries a rate-limited send after a pause and never drops it", async () => {
+  it.each(["rate_limited", "overloaded"])("retries a send refused with %s after a pause and never drops it", async (code) => {
     const env = start((s) => s.server.room("lobby"));
     const socket = await online(env);
     const id = env.client.send("lobby", "fast") as string;
     for (let i = 0; i < 8; i++) {
-      socket.deliver({ type: "error", code: "rate_limited", message: "slow down", ref: id });
+      socket.deliver({ type: "error", code, message: "slow down", ref: id });
       const before = socket.frames("send").length;
       let waited = 0;
       while (socket.frames("send").length === before && waited < 12_000) {

@@ -738,8 +738,9 @@ export class NatterClient {
     const pending = state.timeline.findPending(id);
     if (!pending) return;
     switch (code) {
-      case "rate_limited": {
-        // Never dropped: wait for the rate limit to refill, then send it again.
+      case "rate_limited":
+      case "overloaded": {
+        // Never dropped: wait for the rate limit to refill (or the gateway to catch up), then send it again.
         state.limited = (state.limited ?? 0) + 1;
         const pause = Math.min(8_000, 1_000 * 2 ** Math.min(state.limited - 1, 3)) * (0.75 + Math.random() * 0.5);
         this.putLater(state, id, pause, false);

@@ -1,26 +1,28 @@
-//! Fan-out: one task and one pair of NATS subscriptions per room with local members, shared by all of them.
+//! One room's task: it owns the room's members, order and fan-out, shared by every local member.
 //!
 //! A room task subscribes to the room's live subject (JetStream's republish of stored messages, in stream order,
 //! with `Nats-Sequence` and `Nats-Last-Sequence`) and to the room's ephemeral subjects (typing, presence). It
 //! encodes each message frame once and queues the same bytes to every local member. It keeps the room's last
 //! delivered sequence: a live message whose predecessor is not the last one delivered reveals a gap, which it
-//! fills from the stream before going on, so members always see the room in order with no hole.
-//!
-//! It also keeps the room's presence: local users (with a count of their connections) and, per remote gateway,
-//! that gateway's users, learned from a sync at start and from presence events after.
+//! fills from the stream before going on, so members always see the room in order with no hole. Presence and
+//! drafts are in [`presence`].
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+mod presence;
+
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
-use natter_proto::bus::{PresenceEvent, PresenceSnapshot, StoredMessage, TypingEvent};
+use natter_proto::bus::StoredMessage;
 use natter_proto::frame::{ServerFrame, UserRef};
 use natter_proto::{RoomId, subject};
+use natter_stream::journal::header_u64;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::load::{self, Load};
 use crate::metrics;
 use crate::peer::{ConnId, Outbound, Peer};
 
@@ -45,7 +47,7 @@ pub struct Joined {
     pub members: Vec<UserRef>,
 }
 
-enum RoomCmd {
+pub(crate) enum RoomCmd {
     /// Register a member; its live frames are held until [`RoomCmd::Release`].
     Join { peer: Peer, reply: oneshot::Sender<Joined> },
     /// The member's `joined` frame and replay are queued: send it the held frames and then live ones.
@@ -56,115 +58,16 @@ enum RoomCmd {
     GatewayGone { gateway: String },
 }
 
-struct RoomHandle {
-    tx: mpsc::UnboundedSender<RoomCmd>,
-    /// Local members, counted under the hub's lock so a room task is only retired when nobody can be joining it.
-    members: usize,
-}
-
-/// All rooms with local members on this gateway.
-#[derive(Clone)]
-pub struct Hub {
-    inner: Arc<HubInner>,
-}
-
-struct HubInner {
-    gateway: String,
-    nats: async_nats::Client,
-    stream: jetstream::stream::Stream,
-    rooms: Mutex<HashMap<RoomId, RoomHandle>>,
-}
-
-impl Hub {
-    /// A hub for gateway `gateway`.
-    pub fn new(gateway: String, nats: async_nats::Client, stream: jetstream::stream::Stream) -> Self {
-        let inner = HubInner {
-            gateway,
-            nats,
-            stream,
-            rooms: Mutex::new(HashMap::new()),
-        };
-        Self { inner: Arc::new(inner) }
-    }
-
-    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, RoomHandle>> {
-        // A poisoned lock means a panic mid-update of a plain map; its contents are still consistent.
-        self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Adds a member to a room, starting the room's task and subscriptions if it is the first local one.
-    pub async fn join(&self, room: &RoomId, peer: Peer) -> Option<Joined> {
-        let (reply, joined) = oneshot::channel();
-        {
-            let mut rooms = self.rooms();
-            let handle = rooms.entry(room.clone()).or_insert_with(|| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                let task = RoomTask::new(room.clone(), self.inner.clone());
-                tokio::spawn(task.run(rx));
-                ::metrics::gauge!(metrics::ROOMS_SUBSCRIBED).increment(1.0);
-                RoomHandle { tx, members: 0 }
-            });
-            handle.members += 1;
-            let _ = handle.tx.send(RoomCmd::Join { peer, reply });
-        }
-        joined.await.ok()
-    }
-
-    /// Lets held live frames flow to a member whose replay is queued.
-    pub fn release(&self, room: &RoomId, conn: ConnId) {
-        if let Some(handle) = self.rooms().get(room) {
-            let _ = handle.tx.send(RoomCmd::Release { conn });
-        }
-    }
-
-    /// Removes a member; the room's task and subscriptions end with its last local member. The returned future
-    /// completes once the room task has dropped the member (so nothing of the room reaches it after).
-    pub fn leave(&self, room: &RoomId, conn: ConnId) -> impl std::future::Future<Output = ()> + use<> {
-        let (done, removed) = oneshot::channel();
-        let mut rooms = self.rooms();
-        if let Some(handle) = rooms.get_mut(room) {
-            let _ = handle.tx.send(RoomCmd::Leave { conn, done });
-            handle.members = handle.members.saturating_sub(1);
-            if handle.members == 0 {
-                // Dropping the sender ends the task once it has handled the leave.
-                rooms.remove(room);
-                ::metrics::gauge!(metrics::ROOMS_SUBSCRIBED).decrement(1.0);
-            }
-        }
-        drop(rooms);
-        async move {
-            let _ = removed.await;
-        }
-    }
-
-    /// Tells every room that a gateway is gone.
-    pub fn gateway_gone(&self, gateway: &str) {
-        for handle in self.rooms().values() {
-            let _ = handle.tx.send(RoomCmd::GatewayGone {
-                gateway: gateway.to_owned(),
-            });
-        }
-    }
-
-    /// Number of rooms with local members.
-    pub fn room_count(&self) -> usize {
-        self.rooms().len()
-    }
-
-    /// The NATS client.
-    pub fn nats(&self) -> &async_nats::Client {
-        &self.inner.nats
-    }
-
-    /// The chat stream.
-    pub fn stream(&self) -> &jetstream::stream::Stream {
-        &self.inner.stream
-    }
-
+/// What every room task of a gateway shares.
+pub(crate) struct RoomShared {
     /// This gateway's id.
-    pub fn gateway(&self) -> &str {
-        &self.inner.gateway
-    }
+    pub(crate) gateway: String,
+    /// The NATS client.
+    pub(crate) nats: async_nats::Client,
+    /// The chat stream.
+    pub(crate) stream: jetstream::stream::Stream,
+    /// The delivery lag meter, told how late each delivered batch is.
+    pub(crate) load: Arc<Load>,
 }
 
 struct Member {
@@ -173,9 +76,9 @@ struct Member {
     held: Option<Vec<Outbound>>,
 }
 
-struct RoomTask {
+pub(crate) struct RoomTask {
     room: RoomId,
-    hub: Arc<HubInner>,
+    hub: Arc<RoomShared>,
     /// The last sequence delivered to members (0: none yet).
     last_seq: u64,
     /// Whether `last_seq` is known to be the room's true position (read from the stream at start); until it is,
@@ -190,10 +93,12 @@ struct RoomTask {
     typing: HashMap<String, (UserRef, Instant)>,
     /// Message frames of the batch being delivered, in order (see [`RoomTask::flush`]).
     outgoing: Vec<(u64, Bytes)>,
+    /// When the oldest message of that batch was accepted (Unix milliseconds).
+    batch_accepted_ms: Option<i64>,
 }
 
 impl RoomTask {
-    fn new(room: RoomId, hub: Arc<HubInner>) -> Self {
+    pub(crate) fn new(room: RoomId, hub: Arc<RoomShared>) -> Self {
         Self {
             room,
             hub,
@@ -204,10 +109,11 @@ impl RoomTask {
             remote: HashMap::new(),
             typing: HashMap::new(),
             outgoing: Vec::new(),
+            batch_accepted_ms: None,
         }
     }
 
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<RoomCmd>) {
+    pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<RoomCmd>) {
         let nats = self.hub.nats.clone();
         let subscribed = async {
             let live = nats.subscribe(subject::room_live(&self.room)).await?;
@@ -279,37 +185,6 @@ impl RoomTask {
         None
     }
 
-    /// Asks every gateway for its users in this room and waits briefly for the answers.
-    async fn sync_presence(&mut self) {
-        let nats = &self.hub.nats;
-        let inbox = nats.new_inbox();
-        let Ok(mut replies) = nats.subscribe(inbox.clone()).await else {
-            return;
-        };
-        if nats
-            .publish_with_reply(subject::room_presence_sync(&self.room), inbox, Bytes::new())
-            .await
-            .is_err()
-        {
-            return;
-        }
-        let deadline = tokio::time::sleep(PRESENCE_SYNC_WINDOW);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                () = &mut deadline => break,
-                Some(msg) = replies.next() => {
-                    if let Ok(snapshot) = serde_json::from_slice::<PresenceSnapshot>(&msg.payload)
-                        && snapshot.gateway != self.hub.gateway
-                    {
-                        let users = snapshot.users.into_iter().map(|u| (u.id.clone(), u)).collect();
-                        self.remote.insert(snapshot.gateway, users);
-                    }
-                }
-            }
-        }
-    }
-
     async fn handle(&mut self, cmd: RoomCmd) {
         match cmd {
             RoomCmd::Join { peer, reply } => {
@@ -367,80 +242,6 @@ impl RoomTask {
                     }
                 }
             }
-        }
-    }
-
-    /// Everyone online in the room on any gateway, each once.
-    fn online(&self) -> Vec<UserRef> {
-        let mut seen = HashSet::new();
-        let local = self.local.values().map(|(u, _)| u);
-        let remote = self.remote.values().flat_map(|users| users.values());
-        local
-            .chain(remote)
-            .filter(|u| seen.insert(u.id.clone()))
-            .cloned()
-            .collect()
-    }
-
-    fn online_elsewhere(&self, user_id: &str, skip_gateway: Option<&str>) -> bool {
-        self.local.contains_key(user_id)
-            || self
-                .remote
-                .iter()
-                .any(|(gw, users)| Some(gw.as_str()) != skip_gateway && users.contains_key(user_id))
-    }
-
-    /// Tells local members that `user` came online, unless they already saw them online.
-    fn user_appeared(&mut self, user: &UserRef) {
-        let already = self.remote.values().any(|users| users.contains_key(&user.id))
-            || self.local.get(&user.id).is_some_and(|(_, n)| *n > 1);
-        if !already {
-            let frame = ServerFrame::Presence {
-                room: self.room.clone(),
-                joined: vec![user.clone()],
-                left: vec![],
-            };
-            self.broadcast(encode(&frame), Some(&user.id));
-        }
-    }
-
-    /// Tells local members that `user` went offline, if they are now offline everywhere.
-    fn user_disappeared(&mut self, user: &UserRef) {
-        if !self.online_elsewhere(&user.id, None) {
-            if self.typing.remove(&user.id).is_some() {
-                let frame = ServerFrame::Typing {
-                    room: self.room.clone(),
-                    user: user.clone(),
-                    text: String::new(),
-                };
-                self.broadcast(encode(&frame), Some(&user.id));
-            }
-            let frame = ServerFrame::Presence {
-                room: self.room.clone(),
-                joined: vec![],
-                left: vec![user.clone()],
-            };
-            self.broadcast(encode(&frame), Some(&user.id));
-        }
-    }
-
-    /// Publishes a presence event from the room task itself, so events leave in the order they happened (NATS
-    /// only queues it; this does not wait on the network).
-    async fn publish_presence(&self, joined: Vec<UserRef>, left: Vec<UserRef>) {
-        if joined.is_empty() && left.is_empty() {
-            return;
-        }
-        let event = PresenceEvent {
-            gateway: self.hub.gateway.clone(),
-            joined,
-            left,
-        };
-        if let Ok(payload) = serde_json::to_vec(&event) {
-            let _ = self
-                .hub
-                .nats
-                .publish(subject::room_presence(&self.room), payload.into())
-                .await;
         }
     }
 
@@ -507,6 +308,9 @@ impl RoomTask {
             };
             self.broadcast(encode(&clear), Some(&stored.user.id));
         }
+        if self.outgoing.is_empty() {
+            self.batch_accepted_ms = load::unix_ms(&stored.ts);
+        }
         self.outgoing.push((seq, message_frame(&self.room, seq, prev, stored)));
     }
 
@@ -534,8 +338,11 @@ impl RoomTask {
                 }
             }
         }
-        ::metrics::counter!(metrics::MESSAGES_OUT).increment(delivered);
+        metrics::hot().messages_out.increment(delivered);
         self.outgoing.clear();
+        if let Some(accepted) = self.batch_accepted_ms.take() {
+            self.hub.load.delivered(accepted);
+        }
         if self.outgoing.capacity() > 4 * MAX_BATCH {
             self.outgoing = Vec::new();
         }
@@ -557,93 +364,6 @@ impl RoomTask {
             }
         }
     }
-
-    async fn on_ephemeral(&mut self, msg: async_nats::Message) {
-        let kind = msg.subject.rsplit('.').next().unwrap_or_default().to_owned();
-        match kind.as_str() {
-            "typing" => {
-                let Ok(event) = serde_json::from_slice::<TypingEvent>(&msg.payload) else {
-                    return;
-                };
-                if event.text.is_empty() {
-                    if self.typing.remove(&event.user.id).is_none() {
-                        return;
-                    }
-                } else {
-                    self.typing
-                        .insert(event.user.id.clone(), (event.user.clone(), Instant::now()));
-                }
-                let frame = ServerFrame::Typing {
-                    room: self.room.clone(),
-                    user: event.user.clone(),
-                    text: event.text,
-                };
-                self.broadcast(encode(&frame), Some(&event.user.id));
-            }
-            "presence" => {
-                let Ok(event) = serde_json::from_slice::<PresenceEvent>(&msg.payload) else {
-                    return;
-                };
-                if event.gateway == self.hub.gateway {
-                    return;
-                }
-                for user in event.left {
-                    if let Some(users) = self.remote.get_mut(&event.gateway)
-                        && users.remove(&user.id).is_some()
-                    {
-                        self.user_disappeared(&user);
-                    }
-                }
-                for user in event.joined {
-                    let users = self.remote.entry(event.gateway.clone()).or_default();
-                    if users.insert(user.id.clone(), user.clone()).is_none() {
-                        // Announce unless they were already online here or on a third gateway.
-                        let elsewhere = self.online_elsewhere(&user.id, Some(&event.gateway));
-                        if !elsewhere {
-                            let frame = ServerFrame::Presence {
-                                room: self.room.clone(),
-                                joined: vec![user],
-                                left: vec![],
-                            };
-                            self.broadcast(encode(&frame), None);
-                        }
-                    }
-                }
-            }
-            "sync" => {
-                let Some(reply) = msg.reply else { return };
-                if self.local.is_empty() {
-                    return;
-                }
-                let snapshot = PresenceSnapshot {
-                    gateway: self.hub.gateway.clone(),
-                    users: self.local.values().map(|(u, _)| u.clone()).collect(),
-                };
-                if let Ok(payload) = serde_json::to_vec(&snapshot) {
-                    let _ = self.hub.nats.publish(reply, payload.into()).await;
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn expire_typing(&mut self) {
-        let expired: Vec<UserRef> = self
-            .typing
-            .iter()
-            .filter(|(_, (_, at))| at.elapsed() >= TYPING_EXPIRY)
-            .map(|(_, (user, _))| user.clone())
-            .collect();
-        for user in expired {
-            self.typing.remove(&user.id);
-            let frame = ServerFrame::Typing {
-                room: self.room.clone(),
-                user: user.clone(),
-                text: String::new(),
-            };
-            self.broadcast(encode(&frame), Some(&user.id));
-        }
-    }
 }
 
 /// Encodes a server frame as a whole WebSocket text frame, once, for every connection it goes to.
@@ -662,12 +382,4 @@ pub fn message_frame(room: &RoomId, seq: u64, prev: u64, stored: StoredMessage) 
         body: stored.body,
         ts: stored.ts,
     })
-}
-
-/// Reads a numeric NATS header.
-pub fn header_u64(headers: &Option<async_nats::HeaderMap>, name: async_nats::header::HeaderName) -> Option<u64> {
-    headers
-        .as_ref()?
-        .get(name)
-        .and_then(|v| AsRef::<str>::as_ref(v).parse().ok())
 }

@@ -1,0 +1,207 @@
+//! A room's presence (local users with a count of their connections and, per remote gateway, that gateway's
+//! users, learned from a sync at start and from presence events after) and its live drafts.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use natter_proto::bus::{PresenceEvent, PresenceSnapshot, TypingEvent};
+use natter_proto::frame::{ServerFrame, UserRef};
+use natter_proto::subject;
+
+use super::{PRESENCE_SYNC_WINDOW, RoomTask, TYPING_EXPIRY, encode};
+
+impl RoomTask {
+    /// Asks every gateway for its users in this room and waits briefly for the answers.
+    pub(super) async fn sync_presence(&mut self) {
+        let nats = &self.hub.nats;
+        let inbox = nats.new_inbox();
+        let Ok(mut replies) = nats.subscribe(inbox.clone()).await else {
+            return;
+        };
+        if nats
+            .publish_with_reply(subject::room_presence_sync(&self.room), inbox, Bytes::new())
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let deadline = tokio::time::sleep(PRESENCE_SYNC_WINDOW);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                () = &mut deadline => break,
+                Some(msg) = replies.next() => {
+                    if let Ok(snapshot) = serde_json::from_slice::<PresenceSnapshot>(&msg.payload)
+                        && snapshot.gateway != self.hub.gateway
+                    {
+                        let users = snapshot.users.into_iter().map(|u| (u.id.clone(), u)).collect();
+                        self.remote.insert(snapshot.gateway, users);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Everyone online in the room on any gateway, each once.
+    pub(super) fn online(&self) -> Vec<UserRef> {
+        let mut seen = HashSet::new();
+        let local = self.local.values().map(|(u, _)| u);
+        let remote = self.remote.values().flat_map(|users| users.values());
+        local
+            .chain(remote)
+            .filter(|u| seen.insert(u.id.clone()))
+            .cloned()
+            .collect()
+    }
+
+    fn online_elsewhere(&self, user_id: &str, skip_gateway: Option<&str>) -> bool {
+        self.local.contains_key(user_id)
+            || self
+                .remote
+                .iter()
+                .any(|(gw, users)| Some(gw.as_str()) != skip_gateway && users.contains_key(user_id))
+    }
+
+    /// Tells local members that `user` came online, unless they already saw them online.
+    pub(super) fn user_appeared(&mut self, user: &UserRef) {
+        let already = self.remote.values().any(|users| users.contains_key(&user.id))
+            || self.local.get(&user.id).is_some_and(|(_, n)| *n > 1);
+        if !already {
+            let frame = ServerFrame::Presence {
+                room: self.room.clone(),
+                joined: vec![user.clone()],
+                left: vec![],
+            };
+            self.broadcast(encode(&frame), Some(&user.id));
+        }
+    }
+
+    /// Tells local members that `user` went offline, if they are now offline everywhere.
+    pub(super) fn user_disappeared(&mut self, user: &UserRef) {
+        if !self.online_elsewhere(&user.id, None) {
+            if self.typing.remove(&user.id).is_some() {
+                let frame = ServerFrame::Typing {
+                    room: self.room.clone(),
+                    user: user.clone(),
+                    text: String::new(),
+                };
+                self.broadcast(encode(&frame), Some(&user.id));
+            }
+            let frame = ServerFrame::Presence {
+                room: self.room.clone(),
+                joined: vec![],
+                left: vec![user.clone()],
+            };
+            self.broadcast(encode(&frame), Some(&user.id));
+        }
+    }
+
+    /// Publishes a presence event from the room task itself, so events leave in the order they happened (NATS
+    /// only queues it; this does not wait on the network).
+    pub(super) async fn publish_presence(&self, joined: Vec<UserRef>, left: Vec<UserRef>) {
+        if joined.is_empty() && left.is_empty() {
+            return;
+        }
+        let event = PresenceEvent {
+            gateway: self.hub.gateway.clone(),
+            joined,
+            left,
+        };
+        if let Ok(payload) = serde_json::to_vec(&event) {
+            let _ = self
+                .hub
+                .nats
+                .publish(subject::room_presence(&self.room), payload.into())
+                .await;
+        }
+    }
+
+    pub(super) async fn on_ephemeral(&mut self, msg: async_nats::Message) {
+        let kind = msg.subject.rsplit('.').next().unwrap_or_default().to_owned();
+        match kind.as_str() {
+            "typing" => {
+                let Ok(event) = serde_json::from_slice::<TypingEvent>(&msg.payload) else {
+                    return;
+                };
+                if event.text.is_empty() {
+                    if self.typing.remove(&event.user.id).is_none() {
+                        return;
+                    }
+                } else {
+                    self.typing
+                        .insert(event.user.id.clone(), (event.user.clone(), Instant::now()));
+                }
+                let frame = ServerFrame::Typing {
+                    room: self.room.clone(),
+                    user: event.user.clone(),
+                    text: event.text,
+                };
+                self.broadcast(encode(&frame), Some(&event.user.id));
+            }
+            "presence" => {
+                let Ok(event) = serde_json::from_slice::<PresenceEvent>(&msg.payload) else {
+                    return;
+                };
+                if event.gateway == self.hub.gateway {
+                    return;
+                }
+                for user in event.left {
+                    if let Some(users) = self.remote.get_mut(&event.gateway)
+                        && users.remove(&user.id).is_some()
+                    {
+                        self.user_disappeared(&user);
+                    }
+                }
+                for user in event.joined {
+                    let users = self.remote.entry(event.gateway.clone()).or_default();
+                    if users.insert(user.id.clone(), user.clone()).is_none() {
+                        // Announce unless they were already online here or on a third gateway.
+                        let elsewhere = self.online_elsewhere(&user.id, Some(&event.gateway));
+                        if !elsewhere {
+                            let frame = ServerFrame::Presence {
+                                room: self.room.clone(),
+                                joined: vec![user],
+                                left: vec![],
+                            };
+                            self.broadcast(encode(&frame), None);
+                        }
+                    }
+                }
+            }
+            "sync" => {
+                let Some(reply) = msg.reply else { return };
+                if self.local.is_empty() {
+                    return;
+                }
+                let snapshot = PresenceSnapshot {
+                    gateway: self.hub.gateway.clone(),
+                    users: self.local.values().map(|(u, _)| u.clone()).collect(),
+                };
+                if let Ok(payload) = serde_json::to_vec(&snapshot) {
+                    let _ = self.hub.nats.publish(reply, payload.into()).await;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn expire_typing(&mut self) {
+        let expired: Vec<UserRef> = self
+            .typing
+            .iter()
+            .filter(|(_, (_, at))| at.elapsed() >= TYPING_EXPIRY)
+            .map(|(_, (user, _))| user.clone())
+            .collect();
+        for user in expired {
+            self.typing.remove(&user.id);
+            let frame = ServerFrame::Typing {
+                room: self.room.clone(),
+                user: user.clone(),
+                text: String::new(),
+            };
+            self.broadcast(encode(&frame), Some(&user.id));
+        }
+    }
+}

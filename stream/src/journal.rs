@@ -1,0 +1,146 @@
+//! Reads and writes of chat messages in the stream: publishing one and waiting for its stored-ack, and reading
+//! a room's stored messages after a sequence (a rejoining client's replay, a room's gap fill).
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream::DirectGetErrorKind};
+use natter_proto::bus::{StoredMessage, message_dedup_id};
+use natter_proto::{RoomId, subject};
+
+/// Why a publish was not confirmed. Either way the message may still have been stored: the client library
+/// keeps what it could not send and sends it on reconnect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishError {
+    /// The message could not be encoded.
+    Encode,
+    /// NATS or JetStream answered with an error.
+    Refused,
+    /// No stored-ack within the timeout.
+    Timeout,
+}
+
+impl PublishError {
+    /// A short label for metrics.
+    pub fn reason(self) -> &'static str {
+        match self {
+            PublishError::Encode => "encode",
+            PublishError::Refused => "error",
+            PublishError::Timeout => "timeout",
+        }
+    }
+}
+
+/// Publishes a chat message under its author's dedup id (a resend with the same id is stored once) and waits up
+/// to `timeout` for JetStream's stored-ack. Returns the message's stream sequence.
+pub async fn publish(
+    js: &jetstream::Context,
+    room: &RoomId,
+    user_id: &str,
+    stored: &StoredMessage,
+    timeout: Duration,
+) -> Result<u64, PublishError> {
+    let payload = serde_json::to_vec(stored).map_err(|_| PublishError::Encode)?;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        message_dedup_id(user_id, &stored.id).as_str(),
+    );
+    let ack = tokio::time::timeout(timeout, async {
+        // The first await sends; the second waits for JetStream to confirm it stored the message.
+        js.publish_with_headers(subject::room_messages(room), headers, payload.into())
+            .await?
+            .await
+    })
+    .await;
+    match ack {
+        Ok(Ok(ack)) => Ok(ack.sequence),
+        Ok(Err(err)) => {
+            tracing::warn!(room = %room, error = %err, "publish failed");
+            Err(PublishError::Refused)
+        }
+        Err(_) => Err(PublishError::Timeout),
+    }
+}
+
+/// A room's stored messages after a sequence, each with its sequence and the room's previous one.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// Whether every message after `since` up to `until` is included: not when the stream no longer holds all of
+    /// them, when there are more than the cap, or when `since` is ahead of the room.
+    pub recovered: bool,
+    /// `(seq, prev, message)`, in order.
+    pub messages: Vec<(u64, u64, StoredMessage)>,
+}
+
+impl Replay {
+    fn lost() -> Self {
+        Self::default()
+    }
+}
+
+/// Reads a room's stored messages after `since` up to `until`, at most `cap` of them.
+pub async fn replay(stream: &jetstream::stream::Stream, room: &RoomId, since: u64, until: u64, cap: usize) -> Replay {
+    // The caller may not have seen the newest message yet (a sender's ack can arrive before the republish):
+    // ahead of the room is only unrecoverable when ahead of the stream too.
+    let mut until = until;
+    if since > until {
+        match stream.direct_get_last_for_subject(subject::room_messages(room)).await {
+            Ok(last) if since <= last.sequence => until = last.sequence,
+            _ => return Replay::lost(),
+        }
+    }
+    if since == until {
+        return Replay {
+            recovered: true,
+            messages: Vec::new(),
+        };
+    }
+    let mut info = stream.clone();
+    let first_kept = match info.info().await {
+        Ok(info) => info.state.first_sequence,
+        Err(_) => stream.cached_info().state.first_sequence,
+    };
+    if since + 1 < first_kept {
+        return Replay::lost();
+    }
+    let subject = subject::room_messages(room);
+    let mut messages = Vec::new();
+    let mut next = since + 1;
+    let mut prev = since;
+    while next <= until {
+        let msg = match stream.direct_get_next_for_subject(&subject, Some(next)).await {
+            Ok(msg) => msg,
+            Err(err) if matches!(err.kind(), DirectGetErrorKind::NotFound) => break,
+            Err(err) => {
+                tracing::warn!(room = %room, error = %err, "replay read failed");
+                return Replay::lost();
+            }
+        };
+        let Some(seq) = header_u64(&msg.headers, async_nats::header::NATS_SEQUENCE) else {
+            break;
+        };
+        if seq > until {
+            break;
+        }
+        if messages.len() >= cap {
+            return Replay::lost();
+        }
+        if let Ok(stored) = serde_json::from_slice::<StoredMessage>(&msg.payload) {
+            messages.push((seq, prev, stored));
+        }
+        prev = seq;
+        next = seq + 1;
+    }
+    Replay {
+        recovered: true,
+        messages,
+    }
+}
+
+/// Reads a numeric NATS header (`Nats-Sequence`, `Nats-Last-Sequence`).
+pub fn header_u64(headers: &Option<async_nats::HeaderMap>, name: async_nats::header::HeaderName) -> Option<u64> {
+    headers
+        .as_ref()?
+        .get(name)
+        .and_then(|v| AsRef::<str>::as_ref(v).parse().ok())
+}
