@@ -42,6 +42,9 @@ while [ $# -gt 0 ]; do
   shift
 done
 if [ "$saturate" = 1 ]; then
+  # One sender per room stands for a room's many senders, so the per-connection send limit is raised: what the
+  # overload step measures is the gateways' shedding, not the limit on one client.
+  export NATTER_SENDS_PER_SECOND="${NATTER_SENDS_PER_SECOND:-1000}"
   users="${users:-10000}" gateways="${gateways:-2}" duration="${duration:-15s}" rate="${rate:-6}" workers="${workers:-2}"
 else
   users="${users:-20000}" gateways="${gateways:-4}" duration="${duration:-60s}" rate="${rate:-1}"

@@ -1,7 +1,12 @@
 //! One client's protocol state: its rooms, rate limits and token, and what each frame it sends asks for.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::time::Instant;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use natter_stream::journal::PublishError;
 
 use natter_proto::bus::{RoomAccess, StoredMessage, TypingEvent};
 use natter_proto::close;
@@ -17,12 +22,21 @@ use crate::room::encode;
 use crate::socket::{Incoming, ReadEnd, Reader};
 use crate::state::Gateway;
 
+/// Sends of one connection waiting for JetStream's stored-ack at once; at this many the session reads no more
+/// frames until one is answered.
+const MAX_SENDS_IN_FLIGHT: usize = 32;
+
+/// A send handed to JetStream: its room and id, and its outcome once known.
+type InFlight = Pin<Box<dyn Future<Output = (RoomId, ClientMsgId, Result<u64, PublishError>)> + Send>>;
+
 /// A connection's session.
 pub struct Session {
     gw: Gateway,
     peer: Peer,
     /// Rooms joined on this connection.
     rooms: HashMap<RoomId, ()>,
+    /// Sends waiting for their stored-ack (made on the first send: an idle connection holds none).
+    in_flight: Option<Box<FuturesUnordered<InFlight>>>,
     sends: Bucket,
     typing: Bucket,
     bad_frames: u32,
@@ -44,6 +58,7 @@ impl Session {
             gw,
             peer,
             rooms: HashMap::new(),
+            in_flight: None,
             bad_frames: 0,
         }
     }
@@ -52,7 +67,18 @@ impl Session {
     /// client went away).
     pub async fn run(&mut self, reader: &mut Reader) -> Option<CloseReason> {
         loop {
-            let incoming = match reader.next().await {
+            // Sends are pipelined: the next frame is read while earlier sends wait for JetStream, so one slow
+            // stored-ack does not hold up a client's later frames (or its pings).
+            let waiting = self.in_flight.as_ref().map_or(0, |set| set.len());
+            let next = tokio::select! {
+                biased;
+                (room, id, outcome) = stored(&mut self.in_flight) => {
+                    self.answer_send(room, id, outcome);
+                    continue;
+                }
+                next = reader.next(), if waiting < MAX_SENDS_IN_FLIGHT => next,
+            };
+            let incoming = match next {
                 Ok(incoming) => incoming,
                 Err(ReadEnd::Gone) => return None,
                 Err(ReadEnd::Protocol(err)) => return Some(reason(err.close_code(), &err.to_string())),
@@ -227,15 +253,29 @@ impl Session {
             ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         };
         match self.gw.publish(&room, &self.peer.user.id, &stored).await {
+            Ok(ack) => {
+                let waiting: InFlight = Box::pin(async move { (room, id, ack.await) });
+                self.in_flight.get_or_insert_default().push(waiting);
+            }
+            Err(reason) => self.answer_send(room, id, Err(reason)),
+        }
+    }
+
+    /// Tells the client how its send ended: acked with its sequence, or not confirmed.
+    fn answer_send(&mut self, room: RoomId, id: ClientMsgId, outcome: Result<u64, PublishError>) {
+        match outcome {
             Ok(seq) => self.push(&ServerFrame::Ack { room, id, seq }),
             Err(reason) => {
                 ::metrics::counter!(metrics::PUBLISH_FAILURES, "reason" => reason.reason()).increment(1);
                 self.error(
                     "publish_failed",
                     "the message was not stored; send it again with the same id".into(),
-                    reference,
+                    Some(id.to_string()),
                 );
             }
+        }
+        if self.in_flight.as_ref().is_some_and(|set| set.is_empty()) {
+            self.in_flight = None;
         }
     }
 
@@ -291,4 +331,16 @@ impl Session {
             drop(self.gw.hub.leave(&room, self.peer.conn));
         }
     }
+}
+
+/// The next send whose outcome is known; never resolves while none is waiting.
+async fn stored(
+    in_flight: &mut Option<Box<FuturesUnordered<InFlight>>>,
+) -> (RoomId, ClientMsgId, Result<u64, PublishError>) {
+    if let Some(set) = in_flight
+        && let Some(outcome) = set.next().await
+    {
+        return outcome;
+    }
+    std::future::pending().await
 }

@@ -209,11 +209,20 @@ impl Gateway {
         (replay.recovered, frames)
     }
 
-    /// Publishes a chat message; returns its sequence once stored, or why that is not known.
-    pub async fn publish(&self, room: &RoomId, user_id: &str, stored: &StoredMessage) -> Result<u64, PublishError> {
+    /// Publishes a chat message; once it is handed to NATS, returns the future of its sequence once stored (or of
+    /// why that is not known).
+    pub async fn publish(
+        &self,
+        room: &RoomId,
+        user_id: &str,
+        stored: &StoredMessage,
+    ) -> Result<impl Future<Output = Result<u64, PublishError>> + Send + 'static, PublishError> {
         let started = Instant::now();
-        let seq = natter_stream::journal::publish(&self.js, room, user_id, stored, PUBLISH_TIMEOUT).await?;
-        metrics::hot().publish_latency.record(started.elapsed().as_secs_f64());
-        Ok(seq)
+        let ack = natter_stream::journal::publish(&self.js, room, user_id, stored, PUBLISH_TIMEOUT).await?;
+        Ok(async move {
+            let seq = ack.await?;
+            metrics::hot().publish_latency.record(started.elapsed().as_secs_f64());
+            Ok(seq)
+        })
     }
 }

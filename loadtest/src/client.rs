@@ -2,7 +2,7 @@
 //! schedule), drops and rejoins when told to, reconnects when the gateway closes it, and keeps its own reception
 //! for the accounting.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -251,6 +251,14 @@ async fn join_now(ws: &mut Ws, room: &RoomId, since: Option<u64>) -> Result<(u64
 struct Pending {
     due_micros: u64,
     body: String,
+    /// Refusals it met (`overloaded`, `rate_limited`), each answered by sending it again later with its id.
+    refusals: u32,
+}
+
+/// How long a sender waits before sending again a message the gateway refused for now: 250 ms, doubling with
+/// each refusal of the same message, at most 4 s, as a client told to slow down should.
+fn retry_pause(refusals: u32) -> Duration {
+    Duration::from_millis(250u64 << refusals.min(4).saturating_sub(1))
 }
 
 /// One user's whole run. `index` is its place in the worker's list.
@@ -318,6 +326,8 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
     let run_over = stopped_owned(shared.stop.clone());
     tokio::pin!(run_over);
     let mut expect_changed = Box::pin(changed_owned(expect.clone()));
+    // Refused sends to send again, with when.
+    let mut retries: VecDeque<(Instant, String)> = VecDeque::new();
 
     loop {
         let start = *go.borrow_and_update();
@@ -367,7 +377,16 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
                     stats.interval[2] += 1;
                 }
                 let frame = send_message(&room, &id, &body);
-                pending.insert(id, Pending { due_micros, body });
+                pending.insert(id, Pending { due_micros, body, refusals: 0 });
+                match send_frame(&mut ws, &frame).await {
+                    Ok(()) => continue,
+                    Err(_) => Ended::Lost,
+                }
+            }
+            () = sleep_until_opt(retries.front().map(|(at, _)| *at)) => {
+                let Some((_, id)) = retries.pop_front() else { continue };
+                let Some(waiting) = pending.get(&id) else { continue };
+                let frame = send_message(&room, &id, &waiting.body);
                 match send_frame(&mut ws, &frame).await {
                     Ok(()) => continue,
                     Err(_) => Ended::Lost,
@@ -385,7 +404,15 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
             }
             frame = ws.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
-                    on_frame(&shared, &text, &mut reception, &mut pending, &user.room);
+                    if let Some(id) = on_frame(&shared, &text, &mut reception, &mut pending, &user.room)
+                        && let Some(refused) = pending.get_mut(&id)
+                    {
+                        refused.refusals += 1;
+                        let at = Instant::now() + retry_pause(refused.refusals);
+                        // Pauses only grow per message; keep the queue in time order anyway.
+                        let place = retries.partition_point(|(t, _)| *t <= at);
+                        retries.insert(place, (at, id));
+                    }
                     continue;
                 }
                 Some(Ok(Message::Close(frame))) => {
@@ -562,14 +589,15 @@ fn on_delivery(shared: &Shared, reception: &mut Reception, seq: u64, body: &str)
     }
 }
 
-/// Accounts for one frame from the gateway.
+/// Accounts for one frame from the gateway. Returns the id of a send refused for now (`overloaded`,
+/// `rate_limited`): it stays pending, to be sent again after a pause.
 fn on_frame(
     shared: &Shared,
     text: &str,
     reception: &mut Reception,
     pending: &mut HashMap<String, Pending>,
     room: &str,
-) {
+) -> Option<String> {
     // Messages are nearly every frame: read the four fields the accounting needs, borrowed, before falling back
     // to the whole frame.
     if let Ok(delivery) = serde_json::from_str::<Delivery<'_>>(text)
@@ -578,11 +606,11 @@ fn on_frame(
         if delivery.room == room {
             on_delivery(shared, reception, delivery.seq, &delivery.body);
         }
-        return;
+        return None;
     }
     let Ok(frame) = serde_json::from_str::<ServerFrame>(text) else {
         *shared.stats().error_codes.entry("unparsable_frame".into()).or_default() += 1;
-        return;
+        return None;
     };
     match frame {
         ServerFrame::Message {
@@ -600,15 +628,18 @@ fn on_frame(
         }
         ServerFrame::Error { code, reference, .. } => {
             let mut stats = shared.stats();
+            let for_now = code == "overloaded" || code == "rate_limited";
             *stats.error_codes.entry(code).or_default() += 1;
             stats.interval[4] += 1;
-            // A refused send will never be acked.
-            if let Some(id) = reference
-                && pending.remove(&id).is_some()
-            {
-                stats.unacked += 1;
+            let id = reference.filter(|id| pending.contains_key(id))?;
+            if for_now {
+                return Some(id);
             }
+            // Refused for good: it will never be acked.
+            pending.remove(&id);
+            stats.unacked += 1;
         }
         _ => {}
     }
+    None
 }

@@ -30,36 +30,48 @@ impl PublishError {
     }
 }
 
-/// Publishes a chat message under its author's dedup id (a resend with the same id is stored once) and waits up
-/// to `timeout` for JetStream's stored-ack. Returns the message's stream sequence.
+/// Publishes a chat message under its author's dedup id (a resend with the same id is stored once). Resolves once
+/// the message is handed to the connection (in call order: two publishes from one caller are stored in that
+/// order), to a future of JetStream's stored-ack that resolves to the message's stream sequence. Both steps
+/// together take at most `timeout`.
 pub async fn publish(
     js: &jetstream::Context,
     room: &RoomId,
     user_id: &str,
     stored: &StoredMessage,
     timeout: Duration,
-) -> Result<u64, PublishError> {
+) -> Result<impl Future<Output = Result<u64, PublishError>> + Send + 'static, PublishError> {
+    let deadline = tokio::time::Instant::now() + timeout;
     let payload = serde_json::to_vec(stored).map_err(|_| PublishError::Encode)?;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(
         async_nats::header::NATS_MESSAGE_ID,
         message_dedup_id(user_id, &stored.id).as_str(),
     );
-    let ack = tokio::time::timeout(timeout, async {
-        // The first await sends; the second waits for JetStream to confirm it stored the message.
-        js.publish_with_headers(subject::room_messages(room), headers, payload.into())
-            .await?
-            .await
-    })
+    let sent = tokio::time::timeout_at(
+        deadline,
+        js.publish_with_headers(subject::room_messages(room), headers, payload.into()),
+    )
     .await;
-    match ack {
-        Ok(Ok(ack)) => Ok(ack.sequence),
+    let ack = match sent {
+        Ok(Ok(ack)) => ack,
         Ok(Err(err)) => {
             tracing::warn!(room = %room, error = %err, "publish failed");
-            Err(PublishError::Refused)
+            return Err(PublishError::Refused);
         }
-        Err(_) => Err(PublishError::Timeout),
-    }
+        Err(_) => return Err(PublishError::Timeout),
+    };
+    let room = room.clone();
+    Ok(async move {
+        match tokio::time::timeout_at(deadline, ack).await {
+            Ok(Ok(ack)) => Ok(ack.sequence),
+            Ok(Err(err)) => {
+                tracing::warn!(room = %room, error = %err, "publish not confirmed");
+                Err(PublishError::Refused)
+            }
+            Err(_) => Err(PublishError::Timeout),
+        }
+    })
 }
 
 /// A room's stored messages after a sequence, each with its sequence and the room's previous one.

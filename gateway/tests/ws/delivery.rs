@@ -261,3 +261,53 @@ async fn a_replay_longer_than_the_outbound_queue_arrives_whole() {
     let joined = carol.join(&room, Some(last)).await;
     assert_eq!(joined["recovered"], true, "{joined}");
 }
+
+#[tokio::test]
+async fn pipelined_sends_are_stored_in_the_order_written_and_each_acked_once() {
+    let stack = Stack::start().await;
+    let gw = stack.gateway(&["--sends-per-second", "1000"]).await;
+    let (token, _) = stack.user("dora").await;
+    let room = stack.room(&token, false).await;
+    let mut dora = Client::connect(&gw, &token).await;
+    dora.join(&room, None).await;
+
+    // Forty sends written back to back, none waiting for its ack, then a ping: while several wait for JetStream
+    // at once, each is acked once, with the seq it was stored at, in the order written.
+    for i in 0..40 {
+        dora.send(json!({"type": "send", "room": room, "id": format!("p{i}"), "body": format!("piped {i}")}))
+            .await;
+    }
+    dora.send(json!({"type": "ping", "id": "after"})).await;
+    let mut acks = std::collections::HashMap::new();
+    let mut messages = Vec::new();
+    let mut ponged = false;
+    while acks.len() < 40 || messages.len() < 40 || !ponged {
+        let frame = dora.recv().await;
+        match frame["type"].as_str() {
+            Some("ack") => {
+                let first = acks.insert(
+                    frame["id"].as_str().unwrap_or_default().to_owned(),
+                    frame["seq"].as_u64(),
+                );
+                assert!(first.is_none(), "each send is acked once: {frame}");
+            }
+            Some("message") => messages.push((frame["id"].clone(), frame["seq"].as_u64())),
+            Some("pong") => ponged = true,
+            Some("error") => panic!("no send is refused: {frame}"),
+            _ => {}
+        }
+    }
+    let ids: Vec<String> = messages
+        .iter()
+        .map(|(id, _)| id.as_str().unwrap_or_default().to_owned())
+        .collect();
+    let written: Vec<String> = (0..40).map(|i| format!("p{i}")).collect();
+    assert_eq!(ids, written, "the room holds them in the order written");
+    for (id, seq) in &messages {
+        assert_eq!(
+            acks.get(id.as_str().unwrap_or_default()).copied().flatten(),
+            *seq,
+            "acked with its seq"
+        );
+    }
+}

@@ -324,10 +324,13 @@ async fn a_server_that_vanishes_ends_the_run_with_what_was_left_unacked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_sends_count_against_the_loss_bound() {
     // Nothing acked means nothing expected, so no receiver misses anything; the sends themselves are the loss.
+    // The fake gateway refuses every send with `rate_limited`.
     let (output, report) = run_against(Fault::Refuse).await;
     assert_eq!(report["messages"]["acked"], 0, "{}", said(&output));
     assert_eq!(report["messages"]["unacked"], 10, "{}", said(&output));
-    assert_eq!(report["error_codes"]["rate_limited"], 10, "{}", said(&output));
+    // Refused for now, each is sent again with its id after a pause, and refused again, until the run is over.
+    let refusals = report["error_codes"]["rate_limited"].as_u64().unwrap_or(0);
+    assert!(refusals > 10, "each refused send went again: {refusals} refusals; {}", said(&output));
     assert_eq!(
         output.status.code(),
         Some(1),
