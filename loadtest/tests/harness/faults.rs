@@ -330,7 +330,11 @@ async fn refused_sends_count_against_the_loss_bound() {
     assert_eq!(report["messages"]["unacked"], 10, "{}", said(&output));
     // Refused for now, each is sent again with its id after a pause, and refused again, until the run is over.
     let refusals = report["error_codes"]["rate_limited"].as_u64().unwrap_or(0);
-    assert!(refusals > 10, "each refused send went again: {refusals} refusals; {}", said(&output));
+    assert!(
+        refusals > 10,
+        "each refused send went again: {refusals} refusals; {}",
+        said(&output)
+    );
     assert_eq!(
         output.status.code(),
         Some(1),
