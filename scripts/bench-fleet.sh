@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
     --gateway-threads) threads="${2:?}"; shift ;;
     --saturate) saturate=1 ;;
     --no-docs) docs=0 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench: unknown flag $1" >&2; exit 64 ;;
   esac
   shift
