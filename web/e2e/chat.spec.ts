@@ -10,6 +10,7 @@ import { join } from "node:path";
 import {
   bodies,
   createRoom,
+  expectAllSent,
   expectMessages,
   expectOnline,
   gatewayOf,
@@ -191,6 +192,9 @@ test("after a reload the user is still signed in, in the same room, with its his
   await createRoom(alice.page, room);
   for (const text of ["before the reload", "still here"]) await say(alice.page, room, text);
   await expectMessages(alice.page, room, ["before the reload", "still here"]);
+  // Shown is not yet stored: a message still on its way is the page's alone, and a reload drops it. History
+  // promises what was acknowledged.
+  await expectAllSent(alice.page, room);
   const url = alice.page.url();
   await alice.page.reload();
   await expectOnline(alice.page);

@@ -145,6 +145,11 @@ export function bodies(page: Page, room: string): Promise<string[]> {
   return log(page, room).locator("li.message:not(.draft) .body").allInnerTexts();
 }
 
+/** Waits until none of the user's messages in the room is still being sent: each is stored and acknowledged. */
+export async function expectAllSent(page: Page, room: string, timeout = 20_000): Promise<void> {
+  await expect(log(page, room).getByText("Sending…")).toHaveCount(0, { timeout });
+}
+
 /** Waits until exactly these messages are shown, in this order. */
 export async function expectMessages(page: Page, room: string, expected: string[], timeout = 20_000): Promise<void> {
   await expect.poll(() => bodies(page, room), { timeout }).toEqual(expected);
