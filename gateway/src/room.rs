@@ -78,7 +78,7 @@ struct Member {
 
 pub(crate) struct RoomTask {
     room: RoomId,
-    hub: Arc<RoomShared>,
+    shared: Arc<RoomShared>,
     /// The last sequence delivered to members (0: none yet).
     last_seq: u64,
     /// Whether `last_seq` is known to be the room's true position (read from the stream at start); until it is,
@@ -98,10 +98,10 @@ pub(crate) struct RoomTask {
 }
 
 impl RoomTask {
-    pub(crate) fn new(room: RoomId, hub: Arc<RoomShared>) -> Self {
+    pub(crate) fn new(room: RoomId, shared: Arc<RoomShared>) -> Self {
         Self {
             room,
-            hub,
+            shared,
             last_seq: 0,
             baseline_known: false,
             members: HashMap::new(),
@@ -114,7 +114,7 @@ impl RoomTask {
     }
 
     pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<RoomCmd>) {
-        let nats = self.hub.nats.clone();
+        let nats = self.shared.nats.clone();
         let subscribed = async {
             let live = nats.subscribe(subject::room_live(&self.room)).await?;
             let ephemeral = nats.subscribe(subject::room_ephemeral(&self.room)).await?;
@@ -173,7 +173,7 @@ impl RoomTask {
     async fn last_stored_seq(&self) -> Option<u64> {
         let subject = subject::room_messages(&self.room);
         for attempt in 0..3u32 {
-            match self.hub.stream.direct_get_last_for_subject(&subject).await {
+            match self.shared.stream.direct_get_last_for_subject(&subject).await {
                 Ok(msg) => return Some(msg.sequence),
                 Err(err) if matches!(err.kind(), jetstream::stream::DirectGetErrorKind::NotFound) => return Some(0),
                 Err(err) => {
@@ -272,7 +272,7 @@ impl RoomTask {
         let subject = subject::room_messages(&self.room);
         loop {
             let next = self
-                .hub
+                .shared
                 .stream
                 .direct_get_next_for_subject(&subject, Some(self.last_seq + 1))
                 .await;
@@ -341,7 +341,7 @@ impl RoomTask {
         metrics::hot().messages_out.increment(delivered);
         self.outgoing.clear();
         if let Some(accepted) = self.batch_accepted_ms.take() {
-            self.hub.load.delivered(accepted);
+            self.shared.load.delivered(accepted);
         }
         if self.outgoing.capacity() > 4 * MAX_BATCH {
             self.outgoing = Vec::new();

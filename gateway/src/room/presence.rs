@@ -15,7 +15,7 @@ use super::{PRESENCE_SYNC_WINDOW, RoomTask, TYPING_EXPIRY, encode};
 impl RoomTask {
     /// Asks every gateway for its users in this room and waits briefly for the answers.
     pub(super) async fn sync_presence(&mut self) {
-        let nats = &self.hub.nats;
+        let nats = &self.shared.nats;
         let inbox = nats.new_inbox();
         let Ok(mut replies) = nats.subscribe(inbox.clone()).await else {
             return;
@@ -34,7 +34,7 @@ impl RoomTask {
                 () = &mut deadline => break,
                 Some(msg) = replies.next() => {
                     if let Ok(snapshot) = serde_json::from_slice::<PresenceSnapshot>(&msg.payload)
-                        && snapshot.gateway != self.hub.gateway
+                        && snapshot.gateway != self.shared.gateway
                     {
                         let users = snapshot.users.into_iter().map(|u| (u.id.clone(), u)).collect();
                         self.remote.insert(snapshot.gateway, users);
@@ -105,13 +105,13 @@ impl RoomTask {
             return;
         }
         let event = PresenceEvent {
-            gateway: self.hub.gateway.clone(),
+            gateway: self.shared.gateway.clone(),
             joined,
             left,
         };
         if let Ok(payload) = serde_json::to_vec(&event) {
             let _ = self
-                .hub
+                .shared
                 .nats
                 .publish(subject::room_presence(&self.room), payload.into())
                 .await;
@@ -144,7 +144,7 @@ impl RoomTask {
                 let Ok(event) = serde_json::from_slice::<PresenceEvent>(&msg.payload) else {
                     return;
                 };
-                if event.gateway == self.hub.gateway {
+                if event.gateway == self.shared.gateway {
                     return;
                 }
                 for user in event.left {
@@ -176,11 +176,11 @@ impl RoomTask {
                     return;
                 }
                 let snapshot = PresenceSnapshot {
-                    gateway: self.hub.gateway.clone(),
+                    gateway: self.shared.gateway.clone(),
                     users: self.local.values().map(|(u, _)| u.clone()).collect(),
                 };
                 if let Ok(payload) = serde_json::to_vec(&snapshot) {
-                    let _ = self.hub.nats.publish(reply, payload.into()).await;
+                    let _ = self.shared.nats.publish(reply, payload.into()).await;
                 }
             }
             _ => {}
