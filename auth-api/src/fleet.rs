@@ -60,7 +60,8 @@ pub async fn room_access(db: &PgPool, request: &RoomAccessRequest) -> Result<Roo
     .await?;
     Ok(match row {
         None => RoomAccess::NotFound,
-        Some((private, member)) if !private || member => RoomAccess::Allowed,
+        Some((false, _)) => RoomAccess::Public,
+        Some((true, true)) => RoomAccess::Allowed,
         Some(_) => RoomAccess::Denied,
     })
 }

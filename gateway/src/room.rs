@@ -7,6 +7,7 @@
 //! fills from the stream before going on, so members always see the room in order with no hole. Presence and
 //! drafts are in [`presence`].
 
+mod announce;
 mod presence;
 
 use std::collections::HashMap;
@@ -74,6 +75,22 @@ struct Member {
     peer: Peer,
     /// Frames held while the member's replay is being queued; `None` once released.
     held: Option<Vec<Outbound>>,
+    /// Where in the room's unannounced presence changes this member's knowledge ends: its `joined` frame already
+    /// reflected the ones before.
+    presence_from: usize,
+}
+
+impl Member {
+    /// Queues a frame to the member, held while its replay is queued; a member whose queue is full is too slow.
+    fn queue(&mut self, out: Outbound) {
+        match &mut self.held {
+            Some(held) if held.len() < MAX_HELD => held.push(out),
+            Some(_) => self.peer.slow(),
+            None => {
+                self.peer.push(out);
+            }
+        }
+    }
 }
 
 pub(crate) struct RoomTask {
@@ -95,6 +112,12 @@ pub(crate) struct RoomTask {
     outgoing: Vec<(u64, Bytes)>,
     /// When the oldest message of that batch was accepted (Unix milliseconds).
     batch_accepted_ms: Option<i64>,
+    /// Presence changes members have not been told yet (see [`announce`]).
+    told: announce::Changes,
+    /// This gateway's users' changes the fleet has not been told yet.
+    fleet: announce::Changes,
+    /// When the next announcement is due.
+    schedule: announce::Schedule,
 }
 
 impl RoomTask {
@@ -110,6 +133,9 @@ impl RoomTask {
             typing: HashMap::new(),
             outgoing: Vec::new(),
             batch_accepted_ms: None,
+            told: announce::Changes::default(),
+            fleet: announce::Changes::default(),
+            schedule: announce::Schedule::default(),
         }
     }
 
@@ -160,10 +186,12 @@ impl RoomTask {
                     self.flush(received);
                 }
                 Some(msg) = ephemeral.next() => self.on_ephemeral(msg).await,
+                () = until(self.schedule.due()) => self.announce().await,
                 _ = tick.tick() => self.expire_typing(),
             }
         }
-        // Last local member gone: tell the fleet this gateway's users left.
+        // Last local member gone: tell the fleet what it was not told yet, and that this gateway's users left.
+        self.publish_fleet_changes().await;
         let left: Vec<UserRef> = self.local.drain().map(|(_, (user, _))| user).collect();
         self.publish_presence(Vec::new(), left).await;
     }
@@ -195,13 +223,14 @@ impl RoomTask {
                     Member {
                         peer,
                         held: Some(Vec::new()),
+                        presence_from: self.told.len(),
                     },
                 );
                 let entry = self.local.entry(user.id.clone()).or_insert_with(|| (user.clone(), 0));
                 entry.1 += 1;
                 if entry.1 == 1 {
                     self.user_appeared(&user);
-                    self.publish_presence(vec![user], Vec::new()).await;
+                    self.tell_fleet(&user, true);
                 }
                 let _ = reply.send(Joined {
                     last_seq: self.last_seq,
@@ -231,7 +260,7 @@ impl RoomTask {
                     if entry.1 == 0 {
                         self.local.remove(&user.id);
                         self.user_disappeared(&user);
-                        self.publish_presence(Vec::new(), vec![user]).await;
+                        self.tell_fleet(&user, false);
                     }
                 }
             }
@@ -350,19 +379,19 @@ impl RoomTask {
 
     /// Queues `frame` to every member, except to the connections of `except_user`.
     fn broadcast(&mut self, frame: Bytes, except_user: Option<&str>) {
-        let out = Outbound::Frame(frame);
         for member in self.members.values_mut() {
-            if except_user == Some(member.peer.user.id.as_str()) {
-                continue;
-            }
-            match &mut member.held {
-                Some(held) if held.len() < MAX_HELD => held.push(out.clone()),
-                Some(_) => member.peer.slow(),
-                None => {
-                    member.peer.push(out.clone());
-                }
+            if except_user != Some(member.peer.user.id.as_str()) {
+                member.queue(Outbound::Frame(frame.clone()));
             }
         }
+    }
+}
+
+/// Completes at `due`, or never when nothing is due.
+async fn until(due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 

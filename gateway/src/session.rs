@@ -161,7 +161,7 @@ impl Session {
             return self.error("too_many_rooms", "leave a room before joining another".into(), None);
         }
         match self.gw.room_access(&room, &self.peer.user.id).await {
-            Ok(RoomAccess::Allowed) => {}
+            Ok(RoomAccess::Public | RoomAccess::Allowed) => {}
             Ok(RoomAccess::Denied) => {
                 return self.error(
                     "room_private",

@@ -17,7 +17,7 @@ use crate::metrics;
 use crate::peer::{ConnId, Peer};
 use crate::room::message_frame;
 
-/// How long an `Allowed` answer from the auth API is trusted.
+/// How long an answer from the auth API that lets a user in (`Public`, `Allowed`) is trusted.
 const ACCESS_CACHE_TTL: Duration = Duration::from_secs(30);
 
 /// How long a send waits for JetStream's stored-ack before the client is told the outcome is unknown.
@@ -166,13 +166,18 @@ impl Gateway {
             .collect()
     }
 
-    /// Asks the auth API whether `user` may join `room` (answers `Allowed` are cached briefly).
+    /// Asks the auth API whether `user` may join `room`. Answers that let them are trusted for a while: `Public`
+    /// for the room (one question per room, not per user, when a room fills), `Allowed` for the user.
     pub async fn room_access(&self, room: &RoomId, user: &str) -> anyhow::Result<RoomAccess> {
+        let public = (room.clone(), String::new());
         let key = (room.clone(), user.to_owned());
-        if let Some(at) = self.access.lock().unwrap_or_else(|p| p.into_inner()).get(&key)
-            && at.elapsed() < ACCESS_CACHE_TTL
         {
-            return Ok(RoomAccess::Allowed);
+            let cache = self.access.lock().unwrap_or_else(|p| p.into_inner());
+            for (key, access) in [(&public, RoomAccess::Public), (&key, RoomAccess::Allowed)] {
+                if cache.get(key).is_some_and(|at| at.elapsed() < ACCESS_CACHE_TTL) {
+                    return Ok(access);
+                }
+            }
         }
         let request = RoomAccessRequest {
             room: room.clone(),
@@ -186,7 +191,12 @@ impl Gateway {
         .await
         .map_err(|_| anyhow::anyhow!("the auth API did not answer in time"))??;
         let access: RoomAccess = serde_json::from_slice(&reply.payload)?;
-        if access == RoomAccess::Allowed {
+        let remembered = match access {
+            RoomAccess::Public => Some(public),
+            RoomAccess::Allowed => Some(key),
+            RoomAccess::Denied | RoomAccess::NotFound => None,
+        };
+        if let Some(key) = remembered {
             let mut cache = self.access.lock().unwrap_or_else(|p| p.into_inner());
             if cache.len() >= ACCESS_CACHE_MAX {
                 cache.clear();

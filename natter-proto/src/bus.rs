@@ -87,7 +87,9 @@ pub struct RoomAccessRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RoomAccess {
-    /// The room exists and the user may join it.
+    /// The room is public: this user and every other may join it (a gateway may remember that for the room).
+    Public,
+    /// The room is private and the user is a member.
     Allowed,
     /// The room is private and the user is not a member.
     Denied,

@@ -11,6 +11,7 @@ use natter_proto::frame::{ServerFrame, UserRef};
 use natter_proto::subject;
 
 use super::{PRESENCE_SYNC_WINDOW, RoomTask, TYPING_EXPIRY, encode};
+use crate::peer::Outbound;
 
 impl RoomTask {
     /// Asks every gateway for its users in this room and waits briefly for the answers.
@@ -69,12 +70,7 @@ impl RoomTask {
         let already = self.remote.values().any(|users| users.contains_key(&user.id))
             || self.local.get(&user.id).is_some_and(|(_, n)| *n > 1);
         if !already {
-            let frame = ServerFrame::Presence {
-                room: self.room.clone(),
-                joined: vec![user.clone()],
-                left: vec![],
-            };
-            self.broadcast(encode(&frame), Some(&user.id));
+            self.tell(user, true);
         }
     }
 
@@ -89,17 +85,59 @@ impl RoomTask {
                 };
                 self.broadcast(encode(&frame), Some(&user.id));
             }
-            let frame = ServerFrame::Presence {
-                room: self.room.clone(),
-                joined: vec![],
-                left: vec![user.clone()],
-            };
-            self.broadcast(encode(&frame), Some(&user.id));
+            self.tell(user, false);
         }
     }
 
-    /// Publishes a presence event from the room task itself, so events leave in the order they happened (NATS
-    /// only queues it; this does not wait on the network).
+    /// Records a change members are to be told of with the room's next announcement.
+    fn tell(&mut self, user: &UserRef, online: bool) {
+        self.told.push(user, online);
+        self.schedule.changed(Instant::now());
+    }
+
+    /// Records a change of this gateway's own users in the room, for the fleet, with the next announcement.
+    pub(super) fn tell_fleet(&mut self, user: &UserRef, online: bool) {
+        self.fleet.push(user, online);
+        self.schedule.changed(Instant::now());
+    }
+
+    /// Sends what changed since the last announcement: one `presence` frame to each member that has something to
+    /// hear (see [`super::announce`]) and one event to the fleet.
+    pub(super) async fn announce(&mut self) {
+        self.schedule.sent(Instant::now());
+        self.publish_fleet_changes().await;
+        let told = self.told.take();
+        let (joined, left) = told.net(0, None);
+        let common = self.presence_frame(joined, left);
+        let named: HashSet<&str> = told.names();
+        for member in self.members.values_mut() {
+            let from = std::mem::take(&mut member.presence_from);
+            let own = member.peer.user.id.as_str();
+            let frame = if from == 0 && !named.contains(own) {
+                common.clone()
+            } else {
+                let (joined, left) = told.net(from, Some(own));
+                presence_frame(&self.room, joined, left)
+            };
+            if let Some(frame) = frame {
+                member.queue(Outbound::Frame(frame));
+            }
+        }
+    }
+
+    fn presence_frame(&self, joined: Vec<UserRef>, left: Vec<UserRef>) -> Option<Bytes> {
+        presence_frame(&self.room, joined, left)
+    }
+
+    /// Publishes this gateway's changes since the last announcement as one presence event. The room task itself
+    /// publishes, so events leave in the order they happened (NATS only queues it; this does not wait on the
+    /// network).
+    pub(super) async fn publish_fleet_changes(&mut self) {
+        let (joined, left) = self.fleet.take().net(0, None);
+        self.publish_presence(joined, left).await;
+    }
+
+    /// Publishes a presence event now.
     pub(super) async fn publish_presence(&self, joined: Vec<UserRef>, left: Vec<UserRef>) {
         if joined.is_empty() && left.is_empty() {
             return;
@@ -158,14 +196,8 @@ impl RoomTask {
                     let users = self.remote.entry(event.gateway.clone()).or_default();
                     if users.insert(user.id.clone(), user.clone()).is_none() {
                         // Announce unless they were already online here or on a third gateway.
-                        let elsewhere = self.online_elsewhere(&user.id, Some(&event.gateway));
-                        if !elsewhere {
-                            let frame = ServerFrame::Presence {
-                                room: self.room.clone(),
-                                joined: vec![user],
-                                left: vec![],
-                            };
-                            self.broadcast(encode(&frame), None);
+                        if !self.online_elsewhere(&user.id, Some(&event.gateway)) {
+                            self.tell(&user, true);
                         }
                     }
                 }
@@ -175,6 +207,8 @@ impl RoomTask {
                 if self.local.is_empty() {
                     return;
                 }
+                // Changes not yet announced go first, so the fleet's events after the snapshot follow from it.
+                self.publish_fleet_changes().await;
                 let snapshot = PresenceSnapshot {
                     gateway: self.shared.gateway.clone(),
                     users: self.local.values().map(|(u, _)| u.clone()).collect(),
@@ -204,4 +238,16 @@ impl RoomTask {
             self.broadcast(encode(&frame), Some(&user.id));
         }
     }
+}
+
+/// A `presence` frame, if there is anything to say.
+fn presence_frame(room: &natter_proto::RoomId, joined: Vec<UserRef>, left: Vec<UserRef>) -> Option<Bytes> {
+    if joined.is_empty() && left.is_empty() {
+        return None;
+    }
+    Some(encode(&ServerFrame::Presence {
+        room: room.clone(),
+        joined,
+        left,
+    }))
 }

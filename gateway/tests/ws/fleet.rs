@@ -80,6 +80,75 @@ async fn leaving_and_closing_announce_departure() {
 }
 
 #[tokio::test]
+async fn a_room_filling_up_is_announced_in_batches_and_each_member_hears_of_each_user_once() {
+    let stack = Stack::start().await;
+    let (a, b) = (stack.gateway(&[]).await, stack.gateway(&[]).await);
+    let (first_token, _) = stack.user("pat").await;
+    let room = stack.room(&first_token, false).await;
+    let mut first = Client::connect(&a, &first_token).await;
+    first.join(&room, None).await;
+
+    // Eight more join at once, half on each gateway.
+    let mut everyone = vec!["pat".to_owned()];
+    let mut clients = vec![first];
+    for i in 0..8 {
+        let name = format!("quinn{i}");
+        let (token, _) = stack.user(&name).await;
+        clients.push(Client::connect(if i % 2 == 0 { &a } else { &b }, &token).await);
+        everyone.push(name);
+    }
+    everyone.sort();
+    let joins = clients[1..].iter_mut().map(|c| c.join(&room, None));
+    let mut members: Vec<Vec<String>> = vec![vec!["pat".to_owned()]];
+    members.extend(
+        futures::future::join_all(joins)
+            .await
+            .iter()
+            .map(|j| names(&j["members"])),
+    );
+
+    // Each member knows everyone from its `joined` frame and the presence frames after, hearing of nobody twice
+    // and never of itself.
+    let mut frames = vec![0; clients.len()];
+    for (i, client) in clients.iter_mut().enumerate() {
+        let me = name_of(i);
+        let mut known = members[i].clone();
+        while known.len() < everyone.len() {
+            let presence = client.recv_type("presence").await;
+            frames[i] += 1;
+            assert!(names(&presence["left"]).is_empty(), "{presence}");
+            for user in names(&presence["joined"]) {
+                assert_ne!(user, me, "told about itself: {presence}");
+                assert!(!known.contains(&user), "member {i} heard of {user} twice: {presence}");
+                known.push(user);
+            }
+        }
+        known.sort();
+        assert_eq!(known, everyone, "member {i}");
+    }
+    assert!(
+        frames[0] < 8,
+        "eight joins in a moment reach the first member in fewer frames than joins: {frames:?}"
+    );
+
+    // Nothing more is announced: a message sent after the announcement interval overtakes no presence frame.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    clients[0].say(&room, "after", "all here").await;
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.recv_type("message").await;
+        assert_eq!(client.queued("presence"), Vec::<Value>::new(), "member {i}");
+    }
+}
+
+fn name_of(i: usize) -> String {
+    if i == 0 {
+        "pat".to_owned()
+    } else {
+        format!("quinn{}", i - 1)
+    }
+}
+
+#[tokio::test]
 async fn private_rooms_are_refused_to_non_members() {
     let stack = Stack::start().await;
     let gw = stack.gateway(&[]).await;

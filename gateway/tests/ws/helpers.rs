@@ -333,6 +333,11 @@ impl Client {
         }
     }
 
+    /// Frames of `kind` read and queued while waiting for other kinds.
+    pub fn queued(&self, kind: &str) -> Vec<Value> {
+        self.pending.iter().filter(|f| f["type"] == kind).cloned().collect()
+    }
+
     /// Joins a room and returns the `joined` frame.
     pub async fn join(&mut self, room: &str, since: Option<u64>) -> Value {
         let mut frame = json!({"type": "join", "room": room});
