@@ -3,6 +3,7 @@
 //!
 //! `main.rs` only parses the configuration and calls [`startup::Application`].
 
+pub mod access;
 pub mod auth;
 pub mod config;
 pub mod connection;

@@ -6,10 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use natter_proto::bus::{RoomAccess, RoomAccessRequest, StoredMessage};
-use natter_proto::{RoomId, subject};
+use natter_proto::RoomId;
+use natter_proto::bus::{RoomAccess, StoredMessage};
 use natter_stream::journal::PublishError;
 
+use crate::access::AccessChecks;
 use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::hub::Hub;
@@ -17,14 +18,8 @@ use crate::metrics;
 use crate::peer::{ConnId, Peer};
 use crate::room::message_frame;
 
-/// How long an answer from the auth API that lets a user in (`Public`, `Allowed`) is trusted.
-const ACCESS_CACHE_TTL: Duration = Duration::from_secs(30);
-
 /// How long a send waits for JetStream's stored-ack before the client is told the outcome is unknown.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Entries the access cache holds before it is cleared.
-const ACCESS_CACHE_MAX: usize = 100_000;
 
 /// Everything connections share. Cheap to clone.
 #[derive(Clone)]
@@ -51,7 +46,7 @@ pub struct Inner {
     per_user: Mutex<HashMap<String, usize>>,
     /// Open connections, so a drain can close each.
     peers: Mutex<HashMap<ConnId, Peer>>,
-    access: Mutex<HashMap<(RoomId, String), Instant>>,
+    access: AccessChecks,
 }
 
 impl std::ops::Deref for Gateway {
@@ -92,6 +87,7 @@ impl Gateway {
         hub: Hub,
         js: async_nats::jetstream::Context,
     ) -> Self {
+        let access = AccessChecks::new(hub.nats().clone());
         let inner = Inner {
             id,
             config,
@@ -103,7 +99,7 @@ impl Gateway {
             open: AtomicUsize::new(0),
             per_user: Mutex::new(HashMap::new()),
             peers: Mutex::new(HashMap::new()),
-            access: Mutex::new(HashMap::new()),
+            access,
         };
         Self { inner: Arc::new(inner) }
     }
@@ -166,44 +162,9 @@ impl Gateway {
             .collect()
     }
 
-    /// Asks the auth API whether `user` may join `room`. Answers that let them are trusted for a while: `Public`
-    /// for the room (one question per room, not per user, when a room fills), `Allowed` for the user.
+    /// Whether `user` may join `room` (see [`crate::access`]).
     pub async fn room_access(&self, room: &RoomId, user: &str) -> anyhow::Result<RoomAccess> {
-        let public = (room.clone(), String::new());
-        let key = (room.clone(), user.to_owned());
-        {
-            let cache = self.access.lock().unwrap_or_else(|p| p.into_inner());
-            for (key, access) in [(&public, RoomAccess::Public), (&key, RoomAccess::Allowed)] {
-                if cache.get(key).is_some_and(|at| at.elapsed() < ACCESS_CACHE_TTL) {
-                    return Ok(access);
-                }
-            }
-        }
-        let request = RoomAccessRequest {
-            room: room.clone(),
-            user: user.to_owned(),
-        };
-        let payload = Bytes::from(serde_json::to_vec(&request)?);
-        let reply = tokio::time::timeout(
-            Duration::from_secs(3),
-            self.hub.nats().request(subject::room_access(), payload),
-        )
-        .await
-        .map_err(|_| anyhow::anyhow!("the auth API did not answer in time"))??;
-        let access: RoomAccess = serde_json::from_slice(&reply.payload)?;
-        let remembered = match access {
-            RoomAccess::Public => Some(public),
-            RoomAccess::Allowed => Some(key),
-            RoomAccess::Denied | RoomAccess::NotFound => None,
-        };
-        if let Some(key) = remembered {
-            let mut cache = self.access.lock().unwrap_or_else(|p| p.into_inner());
-            if cache.len() >= ACCESS_CACHE_MAX {
-                cache.clear();
-            }
-            cache.insert(key, Instant::now());
-        }
-        Ok(access)
+        self.access.check(room, user).await
     }
 
     /// Replays a room's messages after `since` up to `until`, as encoded frames: whether every missed message is

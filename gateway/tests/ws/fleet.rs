@@ -1,5 +1,6 @@
 //! Presence across the fleet, private rooms, gateway assignment and drain.
 
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::helpers::{Client, Stack, WAIT};
@@ -146,6 +147,47 @@ fn name_of(i: usize) -> String {
     } else {
         format!("quinn{}", i - 1)
     }
+}
+
+#[tokio::test]
+async fn joins_of_a_public_room_ask_the_auth_api_about_the_room_once() {
+    let stack = Stack::start().await;
+    let gw = stack.gateway(&[]).await;
+    // A plain subscriber hears every question the queue group answers.
+    let nats = async_nats::connect(stack.nats.url()).await.expect("NATS");
+    let mut questions = nats
+        .subscribe(natter_proto::subject::room_access())
+        .await
+        .expect("subscribe");
+    nats.flush().await.expect("flush");
+    let (owner_token, _) = stack.user("rosa").await;
+    let room = stack.room(&owner_token, false).await;
+    let mut clients = Vec::new();
+    for i in 0..12 {
+        let (token, _) = stack.user(&format!("sam{i}")).await;
+        clients.push(Client::connect(&gw, &token).await);
+    }
+    let joins = clients.iter_mut().map(|c| c.join(&room, None));
+    for joined in futures::future::join_all(joins).await {
+        assert_eq!(joined["type"], "joined", "{joined}");
+    }
+    let mut asked = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(std::time::Duration::from_millis(300), questions.next()).await {
+        asked += 1;
+    }
+    assert_eq!(asked, 1, "twelve joins at once, one question about the public room");
+
+    // A private room's members are each asked about (and strangers are refused).
+    let private = stack.room(&owner_token, true).await;
+    let mut owner = Client::connect(&gw, &owner_token).await;
+    owner.join(&private, None).await;
+    clients[0].send(json!({"type": "join", "room": private})).await;
+    assert_eq!(clients[0].recv_type("error").await["code"], "room_private");
+    let mut asked = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(std::time::Duration::from_millis(300), questions.next()).await {
+        asked += 1;
+    }
+    assert_eq!(asked, 2, "one question per user of a private room");
 }
 
 #[tokio::test]

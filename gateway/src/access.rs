@@ -1,0 +1,136 @@
+//! Room-access checks: whether a user may join a room, asked of the auth API over NATS.
+//!
+//! Answers that let users in are trusted for [`TRUSTED_FOR`]: `Public` for the whole room, `Allowed` (a private
+//! room's member) for that user. A room filling up would still ask once per joiner until the first answer is
+//! back, and in a connect storm that is most of them: so while a question about a room not known to be private is
+//! in flight, other joins of that room wait for its answer instead of asking again, and go on to ask for
+//! themselves only if the room turned out to be private.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use natter_proto::bus::{RoomAccess, RoomAccessRequest};
+use natter_proto::{RoomId, subject};
+
+/// How long an answer that lets a user in (`Public`, `Allowed`) is trusted, and how long a room is remembered
+/// as private (its joins then ask each for themselves at once).
+const TRUSTED_FOR: Duration = Duration::from_secs(30);
+
+/// How long the auth API has to answer.
+const ANSWER_WITHIN: Duration = Duration::from_secs(3);
+
+/// Entries each table holds before it is cleared.
+const MAX_ENTRIES: usize = 100_000;
+
+type Answer = Shared<BoxFuture<'static, Result<RoomAccess, String>>>;
+
+/// The gateway's room-access checks and what it remembers of their answers.
+pub struct AccessChecks {
+    nats: async_nats::Client,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// `(room, "")`: the room is public; `(room, user)`: the user is a member of the private room.
+    trusted: HashMap<(RoomId, String), Instant>,
+    /// Rooms known to be private.
+    private: HashMap<RoomId, Instant>,
+    /// The question in flight about a room, with when it was asked.
+    asking: HashMap<RoomId, (Answer, Instant)>,
+}
+
+fn fresh(at: Option<&Instant>) -> bool {
+    at.is_some_and(|at| at.elapsed() < TRUSTED_FOR)
+}
+
+fn insert<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, value: V) {
+    if map.len() >= MAX_ENTRIES {
+        map.clear();
+    }
+    map.insert(key, value);
+}
+
+impl AccessChecks {
+    /// Checks asked over `nats`.
+    pub fn new(nats: async_nats::Client) -> Self {
+        Self {
+            nats,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A poisoned lock means a panic mid-update of plain maps; their contents are still consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `user` may join `room`.
+    pub async fn check(&self, room: &RoomId, user: &str) -> anyhow::Result<RoomAccess> {
+        let public = (room.clone(), String::new());
+        let member = (room.clone(), user.to_owned());
+        let in_flight = {
+            let state = self.state();
+            if fresh(state.trusted.get(&public)) {
+                return Ok(RoomAccess::Public);
+            }
+            if fresh(state.trusted.get(&member)) {
+                return Ok(RoomAccess::Allowed);
+            }
+            match state.asking.get(room) {
+                Some((answer, at)) if at.elapsed() < ANSWER_WITHIN => Some(answer.clone()),
+                _ => None,
+            }
+        };
+        if let Some(answer) = in_flight
+            && let Ok(RoomAccess::Public) = answer.await
+        {
+            return Ok(RoomAccess::Public);
+        }
+
+        let answer: Answer = ask(self.nats.clone(), room.clone(), user.to_owned()).boxed().shared();
+        let asked_for_room = {
+            let mut state = self.state();
+            let known_private = fresh(state.private.get(room));
+            let someone_asking = state
+                .asking
+                .get(room)
+                .is_some_and(|(_, at)| at.elapsed() < ANSWER_WITHIN);
+            let asked = !known_private && !someone_asking;
+            if asked {
+                insert(&mut state.asking, room.clone(), (answer.clone(), Instant::now()));
+            }
+            asked
+        };
+        let access = answer.await;
+        let mut state = self.state();
+        if asked_for_room {
+            state.asking.remove(room);
+        }
+        match access {
+            Ok(RoomAccess::Public) => insert(&mut state.trusted, public, Instant::now()),
+            Ok(RoomAccess::Allowed) => {
+                insert(&mut state.trusted, member, Instant::now());
+                insert(&mut state.private, room.clone(), Instant::now());
+            }
+            Ok(RoomAccess::Denied) => insert(&mut state.private, room.clone(), Instant::now()),
+            Ok(RoomAccess::NotFound) | Err(_) => {}
+        }
+        access.map_err(anyhow::Error::msg)
+    }
+}
+
+/// One question to the auth API.
+async fn ask(nats: async_nats::Client, room: RoomId, user: String) -> Result<RoomAccess, String> {
+    let request = RoomAccessRequest { room, user };
+    let payload = Bytes::from(serde_json::to_vec(&request).map_err(|err| err.to_string())?);
+    let reply = tokio::time::timeout(ANSWER_WITHIN, nats.request(subject::room_access(), payload))
+        .await
+        .map_err(|_| "the auth API did not answer in time".to_owned())?
+        .map_err(|err| err.to_string())?;
+    serde_json::from_slice(&reply.payload).map_err(|err| format!("unreadable answer from the auth API: {err}"))
+}
