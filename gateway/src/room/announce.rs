@@ -36,6 +36,10 @@ impl Changes {
         self.list.len()
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
     pub(crate) fn take(&mut self) -> Changes {
         std::mem::take(self)
     }

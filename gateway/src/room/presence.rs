@@ -106,9 +106,12 @@ impl RoomTask {
     pub(super) async fn announce(&mut self) {
         self.schedule.sent(Instant::now());
         self.publish_fleet_changes().await;
+        if self.told.is_empty() {
+            return; // Only the fleet had news; every member's position is already 0.
+        }
         let told = self.told.take();
         let (joined, left) = told.net(0, None);
-        let common = self.presence_frame(joined, left);
+        let common = presence_frame(&self.room, joined, left);
         let named: HashSet<&str> = told.names();
         for member in self.members.values_mut() {
             let from = std::mem::take(&mut member.presence_from);
@@ -123,10 +126,6 @@ impl RoomTask {
                 member.queue(Outbound::Frame(frame));
             }
         }
-    }
-
-    fn presence_frame(&self, joined: Vec<UserRef>, left: Vec<UserRef>) -> Option<Bytes> {
-        presence_frame(&self.room, joined, left)
     }
 
     /// Publishes this gateway's changes since the last announcement as one presence event. The room task itself
