@@ -33,6 +33,8 @@ pub const REPLAYED: &str = "natter_gateway_replayed_messages_total";
 pub const DELIVERY_LAG: &str = "natter_gateway_delivery_lag_seconds";
 /// Sends refused with `overloaded` because the delivery lag was over `--shed-lag`.
 pub const SENDS_SHED: &str = "natter_gateway_sends_shed_total";
+/// The share of new sends being refused with `overloaded` (gauge, 0 to 1): 0 up to `--shed-lag`, 1 from twice it.
+pub const SHED_SHARE: &str = "natter_gateway_shed_share";
 /// Frames refused by a rate limit, by `kind` (`send`, `typing`).
 pub const RATE_LIMITED: &str = "natter_gateway_rate_limited_total";
 
@@ -47,6 +49,8 @@ pub struct Hot {
     pub publish_latency: ::metrics::Histogram,
     /// [`DELIVERY_LAG`].
     pub delivery_lag: ::metrics::Gauge,
+    /// [`SHED_SHARE`].
+    pub shed_share: ::metrics::Gauge,
     /// [`FRAMES_IN`] by `type`, in the order of [`FRAME_TYPES`].
     pub frames_in: [::metrics::Counter; FRAME_TYPES.len()],
 }
@@ -65,6 +69,7 @@ pub fn hot() -> &'static Hot {
             messages_out: ::metrics::counter!(MESSAGES_OUT),
             publish_latency: ::metrics::histogram!(PUBLISH_LATENCY),
             delivery_lag: ::metrics::gauge!(DELIVERY_LAG),
+            shed_share: ::metrics::gauge!(SHED_SHARE),
             frames_in: FRAME_TYPES.map(|kind| ::metrics::counter!(FRAMES_IN, "type" => kind)),
         }
     })

@@ -56,6 +56,8 @@ pub struct Stats {
     pub interval_latency: Latencies,
     /// Due time to ack.
     pub ack_latency: Latencies,
+    /// The send the gateway took (the last attempt of a refused message) to arrival, whole run.
+    pub accepted_latency: Latencies,
     /// Counters since the last progress line: connected, failed, sent, delivered, errors.
     pub interval: [u64; 5],
     /// Messages sent (first attempts).
@@ -368,8 +370,8 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
                 let due_micros = start_micros
                     + u64::try_from((phase + period.mul_f64(sent as f64)).as_micros()).unwrap_or(u64::MAX);
                 let id = format!("w{worker}u{index}m{sent}");
-                let mut body = format!("{due_micros} ");
-                body.extend(std::iter::repeat_n('x', schedule.body_bytes.saturating_sub(body.len())));
+                let mut body = String::with_capacity(schedule.body_bytes);
+                stamp(&mut body, due_micros, unix_micros(), schedule.body_bytes);
                 sent += 1;
                 {
                     let mut stats = shared.stats();
@@ -385,7 +387,12 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
             }
             () = sleep_until_opt(retries.front().map(|(at, _)| *at)) => {
                 let Some((_, id)) = retries.pop_front() else { continue };
-                let Some(waiting) = pending.get(&id) else { continue };
+                let Some(waiting) = pending.get_mut(&id) else { continue };
+                // The same id and due time; the attempt time is this one's, so a receiver can tell the gateway's
+                // delay from the pauses the refusals cost.
+                let mut body = std::mem::take(&mut waiting.body);
+                stamp(&mut body, waiting.due_micros, unix_micros(), schedule.body_bytes);
+                waiting.body = body;
                 let frame = send_message(&room, &id, &waiting.body);
                 match send_frame(&mut ws, &frame).await {
                     Ok(()) => continue,
@@ -575,17 +582,33 @@ struct Delivery<'a> {
     body: std::borrow::Cow<'a, str>,
 }
 
-/// Accounts for one message delivered in the client's room; its body starts with the Unix microsecond it was due.
+/// Writes a message body: the Unix microsecond it was due, the one it was sent at (this attempt), then padding up
+/// to `len` bytes.
+fn stamp(body: &mut String, due_micros: u64, sent_micros: u64, len: usize) {
+    use std::fmt::Write as _;
+    body.clear();
+    let _ = write!(body, "{due_micros} {sent_micros} ");
+    body.extend(std::iter::repeat_n('x', len.saturating_sub(body.len())));
+}
+
+/// Accounts for one message delivered in the client's room; its body starts with the Unix microseconds it was due
+/// and sent at (see [`stamp`]).
 fn on_delivery(shared: &Shared, reception: &mut Reception, seq: u64, body: &str) {
     reception.received(seq);
     let now = unix_micros();
     let mut stats = shared.stats();
     stats.delivered += 1;
     stats.interval[3] += 1;
-    if let Some(due) = body.split(' ').next().and_then(|due| due.parse::<u64>().ok()) {
+    let mut stamps = body.split(' ').map(|stamp| stamp.parse::<u64>().ok());
+    if let Some(due) = stamps.next().flatten() {
         let latency = Duration::from_micros(now.saturating_sub(due));
         stats.latency.record(latency);
         stats.interval_latency.record(latency);
+    }
+    if let Some(sent) = stamps.next().flatten() {
+        stats
+            .accepted_latency
+            .record(Duration::from_micros(now.saturating_sub(sent)));
     }
 }
 

@@ -152,6 +152,8 @@ pub struct WorkerResult {
     pub latency: String,
     /// Time from a message being due to its ack (serialized histogram, base64).
     pub ack_latency: String,
+    /// Time from the send the gateway took to each arrival (serialized histogram, base64).
+    pub accepted_latency: String,
     /// Messages sent (first attempts).
     pub sent: u64,
     /// Messages acknowledged.

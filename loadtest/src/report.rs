@@ -84,6 +84,9 @@ pub struct Messages {
     pub latency: Quantiles,
     /// Due time to ack, every sender.
     pub ack_latency: Quantiles,
+    /// The send the gateway took to arrival, every receiver: the system's own delay, without the pauses refused
+    /// sends waited before they were sent again (equal to `latency` when nothing was refused).
+    pub accepted_latency: Quantiles,
 }
 
 /// Delivery faults.
@@ -294,6 +297,7 @@ impl Report {
         );
         row(&mut out, "end-to-end latency", fmt_q(&m.latency));
         row(&mut out, "ack latency", fmt_q(&m.ack_latency));
+        row(&mut out, "after acceptance", fmt_q(&m.accepted_latency));
         row(
             &mut out,
             "faults",

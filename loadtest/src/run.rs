@@ -708,11 +708,13 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
     let mut connect_latency = Latencies::new();
     let mut latency = Latencies::new();
     let mut ack_latency = Latencies::new();
+    let mut accepted_latency = Latencies::new();
     let mut total = WorkerResult::default();
     for r in &results {
         connect_latency.merge(&decode(&r.connect_latency)?)?;
         latency.merge(&decode(&r.latency)?)?;
         ack_latency.merge(&decode(&r.ack_latency)?)?;
+        accepted_latency.merge(&decode(&r.accepted_latency)?)?;
         total.add_counts(r);
     }
 
@@ -762,6 +764,7 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
             peak_deliveries_per_sec: peak,
             latency: Quantiles::of(&latency),
             ack_latency: Quantiles::of(&ack_latency),
+            accepted_latency: Quantiles::of(&accepted_latency),
         },
         faults: FaultCounts {
             lost: total.lost,

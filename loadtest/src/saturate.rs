@@ -33,6 +33,9 @@ pub struct Step {
     pub p99_ms: f64,
     /// Due time to ack, p99 (ms).
     pub ack_p99_ms: f64,
+    /// The send the gateway took to arrival, p99 (ms): the delay of what the gateway acknowledged, without the
+    /// pauses of refused sends.
+    pub accepted_p99_ms: f64,
     /// Sends.
     pub sent: u64,
     /// Sends never acknowledged (refusals included).
@@ -74,6 +77,7 @@ impl Step {
             p50_ms: m.latency.p50_ms,
             p99_ms: m.latency.p99_ms,
             ack_p99_ms: m.ack_latency.p99_ms,
+            accepted_p99_ms: m.accepted_latency.p99_ms,
             sent: m.sent,
             unacked: m.unacked,
             faults,
@@ -120,8 +124,8 @@ impl SaturateReport {
         );
         let _ = writeln!(
             out,
-            "  {:>8} {:>10} {:>10} {:>9} {:>9} {:>8} {:>7} {:>9} {:>11}  held",
-            "rate/s", "offered/s", "deliv/s", "p50 ms", "p99 ms", "unacked", "faults", "shed", "per CPU-s"
+            "  {:>8} {:>10} {:>10} {:>9} {:>9} {:>9} {:>8} {:>7} {:>9} {:>11}  held",
+            "rate/s", "offered/s", "deliv/s", "p50 ms", "p99 ms", "taken p99", "unacked", "faults", "shed", "per CPU-s"
         );
         let rows = self
             .steps
@@ -133,12 +137,13 @@ impl SaturateReport {
                 s.error_codes.get("overloaded").copied().unwrap_or(0) + s.close_codes.get("4008").copied().unwrap_or(0);
             let _ = writeln!(
                 out,
-                "  {:>8.2} {:>10.0} {:>10.0} {:>9.1} {:>9.1} {:>8} {:>7} {:>9} {:>11}  {}{}",
+                "  {:>8.2} {:>10.0} {:>10.0} {:>9.1} {:>9.1} {:>9.1} {:>8} {:>7} {:>9} {:>11}  {}{}",
                 s.rate_per_sender,
                 s.offered_per_sec,
                 s.delivered_per_sec,
                 s.p50_ms,
                 s.p99_ms,
+                s.accepted_p99_ms,
                 s.unacked,
                 s.faults,
                 shed,

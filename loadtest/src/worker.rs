@@ -186,6 +186,7 @@ async fn run_plan(plan: WorkerPlan, lines: &mut tokio::io::Lines<BufReader<tokio
         connect_latency: encode(&stats.connect_latency),
         latency: encode(&stats.latency),
         ack_latency: encode(&stats.ack_latency),
+        accepted_latency: encode(&stats.accepted_latency),
         sent: stats.sent,
         acked: stats.acked,
         unacked: stats.unacked,

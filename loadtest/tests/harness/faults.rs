@@ -29,6 +29,8 @@ enum Fault {
     Vanish,
     /// Every send is refused with an error frame.
     Refuse,
+    /// Each message is refused with `overloaded` the first time it is sent, and taken when sent again.
+    RefuseOnce,
 }
 
 #[derive(Default)]
@@ -45,6 +47,8 @@ struct Server {
     seq: AtomicU64,
     ids: AtomicU64,
     rooms: Mutex<HashMap<String, Room>>,
+    /// Message ids refused once ([`Fault::RefuseOnce`]).
+    refused: Mutex<std::collections::HashSet<String>>,
 }
 
 async fn guests(State(_): State<Arc<Server>>, body: axum::Json<Value>) -> impl IntoResponse {
@@ -114,6 +118,17 @@ async fn serve(server: Arc<Server>, socket: WebSocket, user: String) {
                     json!({"type": "error", "code": "rate_limited", "message": "slow down", "ref": frame["id"]});
                 let _ = tx.send(error.to_string());
             }
+            Some("send")
+                if server.fault == Fault::RefuseOnce
+                    && server
+                        .refused
+                        .lock()
+                        .expect("refused lock")
+                        .insert(frame["id"].as_str().unwrap_or_default().to_owned()) =>
+            {
+                let error = json!({"type": "error", "code": "overloaded", "message": "later", "ref": frame["id"]});
+                let _ = tx.send(error.to_string());
+            }
             Some("send") => {
                 let seq = server.seq.fetch_add(1, Ordering::SeqCst) + 1;
                 let prev = std::mem::replace(&mut room.last_seq, seq);
@@ -165,6 +180,7 @@ async fn start(fault: Fault) -> String {
         seq: AtomicU64::new(0),
         ids: AtomicU64::new(1),
         rooms: Mutex::default(),
+        refused: Mutex::default(),
     });
     let app = Router::new()
         .route("/api/load-test/guests", post(guests))
@@ -341,4 +357,31 @@ async fn refused_sends_count_against_the_loss_bound() {
         "--max-loss 0 counts unacked sends: {}",
         said(&output)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_refused_for_now_is_sent_again_and_its_pause_is_told_apart_from_delivery() {
+    let (output, report) = run_against(Fault::RefuseOnce).await;
+    assert!(output.status.success(), "{}", said(&output));
+    let m = &report["messages"];
+    assert_eq!(
+        m["acked"],
+        10,
+        "every refused send was taken the second time: {}",
+        said(&output)
+    );
+    assert_eq!(m["delivered"], 60);
+    assert_eq!(report["error_codes"]["overloaded"], 10);
+    // Each message waited at least the 250 ms pause before it went again: that counts from when it was due, not
+    // from the send that was taken.
+    let quantile = |name: &str, q: &str| m[name][q].as_f64().expect("a latency quantile");
+    assert_eq!(m["accepted_latency"]["count"], 60, "one sample per delivery");
+    for q in ["p50_ms", "p99_ms"] {
+        assert!(
+            quantile("latency", q) >= quantile("accepted_latency", q) + 250.0,
+            "{q}: due {} ms, taken {} ms",
+            quantile("latency", q),
+            quantile("accepted_latency", q)
+        );
+    }
 }
