@@ -146,7 +146,9 @@ impl KeyRing {
         let snapshot = self.snapshot();
         let mut header = Header::new(ALGORITHM);
         header.kid = Some(snapshot.signing.kid.clone());
-        Ok(jsonwebtoken::encode(&header, &claims, &snapshot.signing.key)?)
+        let token = jsonwebtoken::encode(&header, &claims, &snapshot.signing.key)?;
+        ::metrics::counter!(crate::metrics::TOKENS_ISSUED).increment(1);
+        Ok(token)
     }
 }
 
@@ -190,8 +192,14 @@ async fn load_snapshot(
             .execute(&mut *tx)
             .await?;
         insert_new_key(&mut tx).await?;
+        ::metrics::counter!(crate::metrics::KEY_ROTATIONS).increment(1);
         tracing::info!("signing key rotated");
     }
+    let age = match newest {
+        Some((created,)) if !due => Utc::now().signed_duration_since(created).to_std().unwrap_or_default(),
+        _ => Duration::ZERO,
+    };
+    ::metrics::gauge!(crate::metrics::SIGNING_KEY_AGE).set(age.as_secs_f64());
     tx.commit().await?;
 
     // Keys retired within the last token lifetime may still have live tokens. Add the clock leeway, and one reload

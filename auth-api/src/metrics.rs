@@ -21,6 +21,69 @@ pub const RATE_LIMITED: &str = "natter_api_rate_limited_total";
 pub const LOAD_TEST_GUESTS: &str = "natter_api_load_test_guests_total";
 /// Refresh-token reuse detections (each revokes a token family).
 pub const REFRESH_REUSE: &str = "natter_api_refresh_token_reuse_total";
+/// Access tokens minted (logins, registrations, guests, refreshes).
+pub const TOKENS_ISSUED: &str = "natter_api_tokens_issued_total";
+/// Signing keys rotated by this instance.
+pub const KEY_ROTATIONS: &str = "natter_api_key_rotations_total";
+/// Age of the key that signs now, in seconds, as of the last key reload (gauge; reloads are a minute apart).
+pub const SIGNING_KEY_AGE: &str = "natter_api_signing_key_age_seconds";
+
+/// Every metric the auth API exports besides the shared `process_*` and `natter_nats_*` ones, each from start-up
+/// (the per-route HTTP series from a route's first request).
+pub const ALL: [&str; 9] = [
+    AUTH_FAILURES,
+    LOGINS,
+    RATE_LIMITED,
+    LOAD_TEST_GUESTS,
+    REFRESH_REUSE,
+    TOKENS_ISSUED,
+    KEY_ROTATIONS,
+    SIGNING_KEY_AGE,
+    natter_service::MAX_FDS,
+];
+
+/// Login outcomes by kind, registered at 0 from start-up.
+const LOGIN_OUTCOMES: [(&str, &str); 10] = [
+    ("guest", "ok"),
+    ("password", "ok"),
+    ("password", "invalid_credentials"),
+    ("register", "ok"),
+    ("refresh", "ok"),
+    ("refresh", "invalid_refresh_token"),
+    ("refresh", "refresh_token_expired"),
+    ("refresh", "refresh_token_reused"),
+    ("refresh", "refresh_token_revoked"),
+    ("refresh", "reused_within_grace"),
+];
+
+/// Describes every metric and registers each series at zero. Called once at start-up.
+pub fn register() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    let _ = handle();
+    describe_counter!(HTTP_REQUESTS, "Requests served, by method, route and status.");
+    describe_histogram!(HTTP_DURATION, Unit::Seconds, "Request latency, by method and route.");
+    describe_counter!(AUTH_FAILURES, "Refused access tokens, by reason.");
+    describe_counter!(LOGINS, "Logins, by kind and outcome.");
+    describe_counter!(RATE_LIMITED, "Requests refused by a rate limit, by limit.");
+    describe_counter!(LOAD_TEST_GUESTS, "Guest accounts made through the load-test mode.");
+    describe_counter!(REFRESH_REUSE, "Refresh-token reuse detections.");
+    describe_counter!(TOKENS_ISSUED, "Access tokens minted.");
+    describe_counter!(KEY_ROTATIONS, "Signing keys rotated by this instance.");
+    describe_gauge!(SIGNING_KEY_AGE, Unit::Seconds, "Age of the key that signs now.");
+    describe_gauge!(natter_service::MAX_FDS, "The most files this process may hold open.");
+    for reason in natter_proto::token::TokenError::CODES {
+        metrics::counter!(AUTH_FAILURES, "reason" => reason).absolute(0);
+    }
+    for (kind, outcome) in LOGIN_OUTCOMES {
+        metrics::counter!(LOGINS, "kind" => kind, "outcome" => outcome).absolute(0);
+    }
+    for limit in ["login_per_user", "auth_per_address"] {
+        metrics::counter!(RATE_LIMITED, "limit" => limit).absolute(0);
+    }
+    for name in [LOAD_TEST_GUESTS, REFRESH_REUSE, TOKENS_ISSUED, KEY_ROTATIONS] {
+        metrics::counter!(name).absolute(0);
+    }
+}
 
 /// The process-wide Prometheus recorder.
 pub fn handle() -> metrics_exporter_prometheus::PrometheusHandle {

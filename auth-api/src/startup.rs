@@ -26,6 +26,8 @@ pub struct Application {
 impl Application {
     /// Connects to PostgreSQL, runs migrations, loads signing keys and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // First, so what start-up records (a key's age, the NATS connection) has a recorder to go to.
+        crate::metrics::register();
         let db = PgPoolOptions::new()
             .max_connections(config.db_max_connections)
             .acquire_timeout(Duration::from_secs(5))
@@ -47,8 +49,7 @@ impl Application {
         .context("failed to load signing keys")?;
         let nats = match &config.nats_url {
             Some(url) => Some(
-                async_nats::ConnectOptions::new()
-                    .name("natter-auth-api")
+                natter_service::nats_options("natter-auth-api")
                     // Start even while NATS is down; the client connects in the background.
                     .retry_on_initial_connect()
                     .connect(url)
@@ -88,7 +89,6 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("failed to listen on {}", config.listen))?;
-        crate::metrics::handle();
         match &config.web_dir {
             Some(dir) => tracing::info!(dir = %dir.display(), "serving the web client at /"),
             None => tracing::info!("no --web-dir: serving the API only"),

@@ -67,6 +67,7 @@ impl Load {
         self.lag_us.store(smoothed as u64, Ordering::Relaxed);
         self.measured_ms
             .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        metrics::hot().delivery_latency.record(sample / 1e6);
         metrics::hot().delivery_lag.set(smoothed / 1e6);
         metrics::hot().shed_share.set(self.share());
     }

@@ -1,5 +1,7 @@
 //! Metric names (the contract with the Grafana dashboards) and the Prometheus recorder.
 
+use natter_proto::close;
+
 /// Open client connections (gauge).
 pub const CONNECTIONS: &str = "natter_gateway_connections";
 /// Connections accepted since start.
@@ -37,6 +39,147 @@ pub const SENDS_SHED: &str = "natter_gateway_sends_shed_total";
 pub const SHED_SHARE: &str = "natter_gateway_shed_share";
 /// Frames refused by a rate limit, by `kind` (`send`, `typing`).
 pub const RATE_LIMITED: &str = "natter_gateway_rate_limited_total";
+/// Seconds from a gateway accepting a message (its `ts`) to its frame being handed to this gateway's members,
+/// one sample per delivered batch (its oldest message).
+pub const DELIVERY_LATENCY: &str = "natter_gateway_delivery_latency_seconds";
+/// Seconds from a `send` frame being read to its `ack` (or refusal) being queued for the sender.
+pub const ACK_LATENCY: &str = "natter_gateway_ack_latency_seconds";
+/// Joins with `since` answered `recovered: false` (the gap was older than the stream keeps).
+pub const JOINS_UNRECOVERED: &str = "natter_gateway_joins_unrecovered_total";
+/// Whether this gateway is draining (gauge, 1 from SIGTERM until it exits).
+pub const DRAINING: &str = "natter_gateway_draining";
+
+/// Every metric this gateway exports besides the shared `process_*` and `natter_nats_*` ones, each from start-up.
+pub const ALL: [&str; 23] = [
+    CONNECTIONS,
+    CONNECTIONS_OPENED,
+    CONNECTIONS_CLOSED,
+    AUTH_FAILURES,
+    JOINS,
+    ROOMS_SUBSCRIBED,
+    FRAMES_IN,
+    MESSAGES_OUT,
+    FANOUT_LATENCY,
+    PUBLISH_LATENCY,
+    PUBLISH_FAILURES,
+    SLOW_CONSUMERS,
+    GAP_FILLS,
+    REPLAYED,
+    DELIVERY_LAG,
+    SENDS_SHED,
+    SHED_SHARE,
+    RATE_LIMITED,
+    DELIVERY_LATENCY,
+    ACK_LATENCY,
+    JOINS_UNRECOVERED,
+    DRAINING,
+    natter_service::MAX_FDS,
+];
+
+/// Close codes a gateway closes with or sees, registered at 0 from start-up.
+const CLOSE_CODES: [u16; 11] = [
+    close::NORMAL,
+    1001,
+    close::PROTOCOL_ERROR,
+    close::INVALID_DATA,
+    close::POLICY,
+    close::TOO_BIG,
+    close::UNAVAILABLE,
+    close::RESTART,
+    close::TOKEN_EXPIRED,
+    close::SLOW_CONSUMER,
+    close::IDLE,
+];
+
+/// Why upgrades are refused besides a bad token, registered at 0 from start-up.
+const REFUSALS: [&str; 4] = ["draining", "origin", "missing_token", "too_many_connections"];
+
+/// Describes every metric and registers each series at zero, so a dashboard or an alert over a counter that
+/// never moved still finds its series. Called once at start-up.
+pub fn register() {
+    use ::metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    let _ = hot();
+    describe_gauge!(CONNECTIONS, "Open client connections.");
+    describe_counter!(CONNECTIONS_OPENED, "Client connections accepted since start.");
+    describe_counter!(
+        CONNECTIONS_CLOSED,
+        "Client connections closed, by WebSocket close code."
+    );
+    describe_counter!(AUTH_FAILURES, "Upgrades refused, by reason.");
+    describe_counter!(JOINS, "Room joins.");
+    describe_gauge!(ROOMS_SUBSCRIBED, "Rooms with local members (a NATS subscription each).");
+    describe_counter!(FRAMES_IN, "Client frames received, by type.");
+    describe_counter!(
+        MESSAGES_OUT,
+        "Chat messages handed to client sockets, one per recipient."
+    );
+    describe_histogram!(
+        FANOUT_LATENCY,
+        Unit::Seconds,
+        "A message's arrival from NATS to its frame being written."
+    );
+    describe_histogram!(
+        PUBLISH_LATENCY,
+        Unit::Seconds,
+        "Publishing a chat message to JetStream's stored-ack."
+    );
+    describe_counter!(PUBLISH_FAILURES, "Publishes that failed, by reason.");
+    describe_counter!(SLOW_CONSUMERS, "Clients closed with 4008 for not reading fast enough.");
+    describe_counter!(
+        GAP_FILLS,
+        "Messages fetched from the stream to fill a gap in a room's live feed."
+    );
+    describe_counter!(REPLAYED, "Messages replayed to rejoining clients.");
+    describe_gauge!(
+        DELIVERY_LAG,
+        Unit::Seconds,
+        "Smoothed delay from acceptance to hand-off to members."
+    );
+    describe_counter!(SENDS_SHED, "Sends refused with overloaded.");
+    describe_gauge!(SHED_SHARE, "Share of new sends refused with overloaded (0 to 1).");
+    describe_counter!(RATE_LIMITED, "Frames refused by a rate limit, by kind.");
+    describe_histogram!(
+        DELIVERY_LATENCY,
+        Unit::Seconds,
+        "A message's acceptance to hand-off to members, per batch."
+    );
+    describe_histogram!(
+        ACK_LATENCY,
+        Unit::Seconds,
+        "A send frame read to its ack or refusal queued."
+    );
+    describe_counter!(JOINS_UNRECOVERED, "Rejoins answered recovered: false.");
+    describe_gauge!(DRAINING, "1 while this gateway drains, else 0.");
+    describe_gauge!(natter_service::MAX_FDS, "The most files this process may hold open.");
+    ::metrics::gauge!(CONNECTIONS).set(0.0);
+    ::metrics::gauge!(ROOMS_SUBSCRIBED).set(0.0);
+    ::metrics::gauge!(DRAINING).set(0.0);
+    for name in [
+        CONNECTIONS_OPENED,
+        JOINS,
+        SLOW_CONSUMERS,
+        GAP_FILLS,
+        REPLAYED,
+        SENDS_SHED,
+        JOINS_UNRECOVERED,
+    ] {
+        ::metrics::counter!(name).absolute(0);
+    }
+    for code in CLOSE_CODES {
+        ::metrics::counter!(CONNECTIONS_CLOSED, "code" => code.to_string()).absolute(0);
+    }
+    for reason in REFUSALS.into_iter().chain(natter_proto::token::TokenError::CODES) {
+        ::metrics::counter!(AUTH_FAILURES, "reason" => reason).absolute(0);
+    }
+    for reason in ["encode", "error", "timeout"] {
+        ::metrics::counter!(PUBLISH_FAILURES, "reason" => reason).absolute(0);
+    }
+    for kind in ["send", "typing"] {
+        ::metrics::counter!(RATE_LIMITED, "kind" => kind).absolute(0);
+    }
+    let _ = ::metrics::histogram!(DELIVERY_LATENCY);
+    let _ = ::metrics::histogram!(ACK_LATENCY);
+}
 
 /// Handles of the metrics recorded once per delivery, send or frame, looked up in the registry once per process
 /// instead of on every call.
@@ -51,6 +194,10 @@ pub struct Hot {
     pub delivery_lag: ::metrics::Gauge,
     /// [`SHED_SHARE`].
     pub shed_share: ::metrics::Gauge,
+    /// [`DELIVERY_LATENCY`].
+    pub delivery_latency: ::metrics::Histogram,
+    /// [`ACK_LATENCY`].
+    pub ack_latency: ::metrics::Histogram,
     /// [`FRAMES_IN`] by `type`, in the order of [`FRAME_TYPES`].
     pub frames_in: [::metrics::Counter; FRAME_TYPES.len()],
 }
@@ -70,6 +217,8 @@ pub fn hot() -> &'static Hot {
             publish_latency: ::metrics::histogram!(PUBLISH_LATENCY),
             delivery_lag: ::metrics::gauge!(DELIVERY_LAG),
             shed_share: ::metrics::gauge!(SHED_SHARE),
+            delivery_latency: ::metrics::histogram!(DELIVERY_LATENCY),
+            ack_latency: ::metrics::histogram!(ACK_LATENCY),
             frames_in: FRAME_TYPES.map(|kind| ::metrics::counter!(FRAMES_IN, "type" => kind)),
         }
     })

@@ -27,7 +27,8 @@ use crate::state::Gateway;
 const MAX_SENDS_IN_FLIGHT: usize = 32;
 
 /// A send handed to JetStream: its room and id, and its outcome once known.
-type InFlight = Pin<Box<dyn Future<Output = (RoomId, ClientMsgId, Result<u64, PublishError>)> + Send>>;
+/// A send waiting for its stored-ack: its room, id, when its frame was read, and the outcome.
+type InFlight = Pin<Box<dyn Future<Output = (RoomId, ClientMsgId, Instant, Result<u64, PublishError>)> + Send>>;
 
 /// A connection's session.
 pub struct Session {
@@ -72,8 +73,8 @@ impl Session {
             let waiting = self.in_flight.as_ref().map_or(0, |set| set.len());
             let next = tokio::select! {
                 biased;
-                (room, id, outcome) = stored(&mut self.in_flight) => {
-                    self.answer_send(room, id, outcome);
+                (room, id, read_at, outcome) = stored(&mut self.in_flight) => {
+                    self.answer_send(room, id, read_at, outcome);
                     continue;
                 }
                 next = reader.next(), if waiting < MAX_SENDS_IN_FLIGHT => next,
@@ -191,6 +192,9 @@ impl Session {
             None => (true, Vec::new()),
             Some(since) => self.gw.replay(&room, since, joined.last_seq).await,
         };
+        if !recovered {
+            ::metrics::counter!(metrics::JOINS_UNRECOVERED).increment(1);
+        }
         let joined_frame = ServerFrame::Joined {
             room: room.clone(),
             seq: joined.last_seq,
@@ -216,6 +220,7 @@ impl Session {
     }
 
     async fn send(&mut self, room: RoomId, id: ClientMsgId, body: String) {
+        let read_at = Instant::now();
         let reference = Some(id.to_string());
         if !self.rooms.contains_key(&room) {
             return self.error(
@@ -254,15 +259,16 @@ impl Session {
         };
         match self.gw.publish(&room, &self.peer.user.id, &stored).await {
             Ok(ack) => {
-                let waiting: InFlight = Box::pin(async move { (room, id, ack.await) });
+                let waiting: InFlight = Box::pin(async move { (room, id, read_at, ack.await) });
                 self.in_flight.get_or_insert_default().push(waiting);
             }
-            Err(reason) => self.answer_send(room, id, Err(reason)),
+            Err(reason) => self.answer_send(room, id, read_at, Err(reason)),
         }
     }
 
     /// Tells the client how its send ended: acked with its sequence, or not confirmed.
-    fn answer_send(&mut self, room: RoomId, id: ClientMsgId, outcome: Result<u64, PublishError>) {
+    fn answer_send(&mut self, room: RoomId, id: ClientMsgId, read_at: Instant, outcome: Result<u64, PublishError>) {
+        metrics::hot().ack_latency.record(read_at.elapsed().as_secs_f64());
         match outcome {
             Ok(seq) => self.push(&ServerFrame::Ack { room, id, seq }),
             Err(reason) => {
@@ -336,7 +342,7 @@ impl Session {
 /// The next send whose outcome is known; never resolves while none is waiting.
 async fn stored(
     in_flight: &mut Option<Box<FuturesUnordered<InFlight>>>,
-) -> (RoomId, ClientMsgId, Result<u64, PublishError>) {
+) -> (RoomId, ClientMsgId, Instant, Result<u64, PublishError>) {
     if let Some(set) = in_flight
         && let Some(outcome) = set.next().await
     {

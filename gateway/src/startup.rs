@@ -32,12 +32,14 @@ pub struct Application {
 impl Application {
     /// Connects to NATS, makes sure the chat stream exists, fetches the JWKS and binds.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // First, so what start-up records (a key's age, the NATS connection) has a recorder to go to.
+        crate::metrics::register();
         let id = config.gateway_id();
-        let nats = async_nats::ConnectOptions::new()
-            .name(format!("natter-gateway {id}"))
+        let nats = natter_service::nats_options(format!("natter-gateway {id}"))
             .connect(&config.nats_url)
             .await
             .with_context(|| format!("failed to connect to NATS at {}", config.nats_url))?;
+        natter_service::nats_connected();
         let js = async_nats::jetstream::new(nats.clone());
         let stream = natter_stream::ensure(&js, config.stream_max_age).await?;
         let verifier = TokenVerifier::fetch(
@@ -51,7 +53,6 @@ impl Application {
             .with_context(|| format!("failed to listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
         let url = config.public_url.clone().unwrap_or_else(|| format!("ws://{addr}/ws"));
-        crate::metrics::handle();
         let hub = Hub::new(id.clone(), nats, stream, Arc::new(Load::new(config.shed_lag)));
         let gw = Gateway::new(id, config, verifier, hub, js);
         Ok(Self { listener, gw, url })
@@ -110,6 +111,7 @@ impl Application {
 /// at once, and waits for them to go (at most the grace period).
 async fn drain(gw: &Gateway, url: &str) {
     gw.draining.store(true, Ordering::Relaxed);
+    ::metrics::gauge!(crate::metrics::DRAINING).set(1.0);
     // Tell the fleet at once, so the auth API stops assigning this gateway.
     let _ = tokio::time::timeout(Duration::from_secs(1), crate::fleet::beat(gw, url)).await;
     let peers = gw.peers();

@@ -64,6 +64,17 @@ pub enum TokenError {
 }
 
 impl TokenError {
+    /// Every [`code`](Self::code), for registering metrics labels up front.
+    pub const CODES: [&'static str; 7] = [
+        "token_malformed",
+        "token_wrong_algorithm",
+        "token_unknown_key",
+        "token_bad_signature",
+        "token_expired",
+        "token_wrong_issuer_or_audience",
+        "token_missing_claim",
+    ];
+
     /// A stable code for API responses and metrics labels.
     pub fn code(&self) -> &'static str {
         match self {

@@ -65,15 +65,22 @@ const PULL_EXPIRES: Duration = Duration::from_secs(30);
 /// Heartbeat the server sends on an idle pull request; two missed mean the stream is broken.
 const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
 
-/// Consumes until `stop` turns true; batches in hand are finished (written and acked) first.
-pub async fn run(consumer: PullConsumer, db: PgPool, batching: Batching, stop: watch::Receiver<bool>) {
+/// Consumes until `stop` turns true; batches in hand are finished (written and acked) first. `stream` is the
+/// consumer's stream, whose size is reported as metrics.
+pub async fn run(
+    consumer: PullConsumer,
+    stream: jetstream::stream::Stream,
+    db: PgPool,
+    batching: Batching,
+    stop: watch::Receiver<bool>,
+) {
     let (batches, mut to_write) = tokio::sync::mpsc::channel::<Vec<jetstream::Message>>(FETCH_AHEAD);
     let writer = tokio::spawn(async move {
         while let Some(messages) = to_write.recv().await {
             handle_batch(&db, &messages, batching).await;
         }
     });
-    let lag = tokio::spawn(report_pending(consumer.clone()));
+    let lag = tokio::spawn(report_pending(consumer.clone(), stream));
     fetch_loop(consumer, batching, stop, batches).await;
     lag.abort();
     // The sender is gone: the writer finishes what was fetched and ends.
@@ -158,13 +165,24 @@ async fn wait_or_stop(stop: &mut watch::Receiver<bool>, pause: Duration) {
     }
 }
 
-/// Publishes the consumer's lag once a second (asking JetStream is a round trip).
-async fn report_pending(mut consumer: PullConsumer) {
+/// Publishes the consumer's backlog and the stream's size once a second (asking JetStream is a round trip).
+async fn report_pending(mut consumer: PullConsumer, mut stream: jetstream::stream::Stream) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
         if let Ok(info) = consumer.info().await {
             ::metrics::gauge!(metrics::PENDING).set(info.num_pending as f64);
+            ::metrics::gauge!(metrics::ACK_PENDING).set(info.num_ack_pending as f64);
+            if info.num_pending == 0 && info.num_ack_pending == 0 {
+                ::metrics::gauge!(metrics::LAG).set(0.0);
+            }
+        }
+        if let Ok(info) = stream.info().await {
+            let state = &info.state;
+            ::metrics::gauge!(metrics::STREAM_MESSAGES).set(state.messages as f64);
+            ::metrics::gauge!(metrics::STREAM_BYTES).set(state.bytes as f64);
+            ::metrics::gauge!(metrics::STREAM_FIRST_SEQ).set(state.first_sequence as f64);
+            ::metrics::gauge!(metrics::STREAM_LAST_SEQ).set(state.last_sequence as f64);
         }
     }
 }
@@ -245,6 +263,10 @@ async fn handle_batch(db: &PgPool, messages: &[jetstream::Message], batching: Ba
 
     ::metrics::histogram!(metrics::BATCH_SIZE).record(messages.len() as f64);
     ::metrics::counter!(metrics::ROWS_WRITTEN).increment(written.inserted);
+    if let Some(newest) = rows.iter().map(|row| row.sent_at).max() {
+        let lag = (chrono::Utc::now() - newest).to_std().unwrap_or_default();
+        ::metrics::gauge!(metrics::LAG).set(lag.as_secs_f64());
+    }
     ::metrics::counter!(metrics::DUPLICATES).increment(written.duplicates);
     for letter in &dead {
         tracing::warn!(seq = letter.seq, reason = %letter.reason, "message dead-lettered");

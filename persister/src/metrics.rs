@@ -16,3 +16,76 @@ pub const PENDING: &str = "natter_persister_consumer_pending";
 pub const REDELIVERIES: &str = "natter_persister_redeliveries_total";
 /// Failed attempts to write a batch (each is retried).
 pub const WRITE_FAILURES: &str = "natter_persister_write_failures_total";
+/// Messages handed to a persister and not yet acked, as last reported by JetStream (gauge).
+pub const ACK_PENDING: &str = "natter_persister_consumer_ack_pending";
+/// Seconds between a gateway accepting the newest message of the last batch written and its commit; 0 once
+/// nothing is pending (gauge).
+pub const LAG: &str = "natter_persister_lag_seconds";
+/// Messages in the chat stream (gauge).
+pub const STREAM_MESSAGES: &str = "natter_stream_messages";
+/// Bytes in the chat stream (gauge).
+pub const STREAM_BYTES: &str = "natter_stream_bytes";
+/// The chat stream's first sequence still held (gauge).
+pub const STREAM_FIRST_SEQ: &str = "natter_stream_first_seq";
+/// The chat stream's last sequence assigned (gauge).
+pub const STREAM_LAST_SEQ: &str = "natter_stream_last_seq";
+
+/// Every metric a persister exports besides the shared `process_*` and `natter_nats_*` ones, each from start-up.
+pub const ALL: [&str; 15] = [
+    BATCH_SIZE,
+    INSERT_LATENCY,
+    ROWS_WRITTEN,
+    DUPLICATES,
+    DEAD_LETTERED,
+    PENDING,
+    REDELIVERIES,
+    WRITE_FAILURES,
+    ACK_PENDING,
+    LAG,
+    STREAM_MESSAGES,
+    STREAM_BYTES,
+    STREAM_FIRST_SEQ,
+    STREAM_LAST_SEQ,
+    natter_service::MAX_FDS,
+];
+
+/// Describes every metric and registers each series at zero. Called once at start-up.
+pub fn register() {
+    use ::metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    let _ = natter_service::metrics_handle();
+    describe_histogram!(BATCH_SIZE, "Messages per written batch.");
+    describe_histogram!(INSERT_LATENCY, Unit::Seconds, "Writing and committing one batch.");
+    describe_counter!(ROWS_WRITTEN, "Rows written.");
+    describe_counter!(DUPLICATES, "Redelivered messages already stored, skipped.");
+    describe_counter!(DEAD_LETTERED, "Messages moved to the dead-letter table.");
+    describe_gauge!(PENDING, "Messages the consumer has yet to deliver.");
+    describe_counter!(REDELIVERIES, "Messages delivered more than once.");
+    describe_counter!(WRITE_FAILURES, "Failed attempts to write a batch (each retried).");
+    describe_gauge!(ACK_PENDING, "Messages delivered to persisters and not yet acked.");
+    describe_gauge!(
+        LAG,
+        Unit::Seconds,
+        "Acceptance of the newest written message to its commit."
+    );
+    describe_gauge!(STREAM_MESSAGES, "Messages in the chat stream.");
+    describe_gauge!(STREAM_BYTES, Unit::Bytes, "Bytes in the chat stream.");
+    describe_gauge!(STREAM_FIRST_SEQ, "The chat stream's first sequence still held.");
+    describe_gauge!(STREAM_LAST_SEQ, "The chat stream's last sequence.");
+    describe_gauge!(natter_service::MAX_FDS, "The most files this process may hold open.");
+    for name in [ROWS_WRITTEN, DUPLICATES, DEAD_LETTERED, REDELIVERIES, WRITE_FAILURES] {
+        ::metrics::counter!(name).absolute(0);
+    }
+    for name in [
+        PENDING,
+        ACK_PENDING,
+        LAG,
+        STREAM_MESSAGES,
+        STREAM_BYTES,
+        STREAM_FIRST_SEQ,
+        STREAM_LAST_SEQ,
+    ] {
+        ::metrics::gauge!(name).set(0.0);
+    }
+    let _ = ::metrics::histogram!(BATCH_SIZE);
+    let _ = ::metrics::histogram!(INSERT_LATENCY);
+}

@@ -23,6 +23,7 @@ use crate::consumer::Batching;
 pub struct Application {
     db: PgPool,
     nats: async_nats::Client,
+    stream: async_nats::jetstream::stream::Stream,
     consumer: PullConsumer,
     listener: TcpListener,
     batching: Batching,
@@ -32,6 +33,8 @@ impl Application {
     /// Connects to PostgreSQL (migrating the schema) and NATS, and creates the stream and the durable consumer
     /// if they are missing.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // First, so what start-up records (a key's age, the NATS connection) has a recorder to go to.
+        crate::metrics::register();
         let db = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(5))
@@ -42,11 +45,11 @@ impl Application {
             .run(&db)
             .await
             .context("failed to migrate the database schema")?;
-        let nats = async_nats::ConnectOptions::new()
-            .name("natter-persister")
+        let nats = natter_service::nats_options("natter-persister")
             .connect(&config.nats_url)
             .await
             .with_context(|| format!("failed to connect to NATS at {}", config.nats_url))?;
+        natter_service::nats_connected();
         let js = async_nats::jetstream::new(nats.clone());
         let stream = natter_stream::ensure(&js, config.stream_max_age).await?;
         let consumer: PullConsumer = stream
@@ -68,7 +71,6 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("failed to listen on {}", config.listen))?;
-        natter_service::metrics_handle();
         let batching = Batching {
             size: config.batch_size,
             max_wait: config.max_wait,
@@ -77,6 +79,7 @@ impl Application {
         Ok(Self {
             db,
             nats,
+            stream,
             consumer,
             listener,
             batching,
@@ -94,6 +97,7 @@ impl Application {
         let Self {
             db,
             nats,
+            stream,
             consumer,
             listener,
             batching,
@@ -105,7 +109,7 @@ impl Application {
             .with_state((db.clone(), nats.clone()));
         let http = tokio::spawn(async move { axum::serve(listener, app).await });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut consuming = tokio::spawn(crate::consumer::run(consumer, db.clone(), batching, stop_rx));
+        let mut consuming = tokio::spawn(crate::consumer::run(consumer, stream, db.clone(), batching, stop_rx));
         tokio::select! {
             _ = &mut consuming => anyhow::bail!("the consume loop ended"),
             () = shutdown => {

@@ -215,3 +215,38 @@ async fn two_persisters_share_the_work_and_store_each_message_once() {
     let pool = PgPool::connect(db.url()).await.expect("db");
     assert_eq!(count(&pool, "SELECT count(*) FROM messages").await, 2000);
 }
+
+/// The value of `series` on this process's metrics page, if it has it.
+fn metric(series: &str) -> Option<f64> {
+    natter_test_support::metrics_page::value(&natter_service::render_metrics(), series)
+}
+
+#[tokio::test]
+async fn every_series_exists_from_start_up_and_the_stream_size_is_reported() {
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let js = stream_context(&nats).await;
+    let _p = persister(&nats, db.url(), &[]).await;
+    let page = natter_service::render_metrics();
+    for name in natter_persister::metrics::ALL {
+        assert!(
+            natter_test_support::metrics_page::has(&page, name),
+            "{name} is missing from a fresh persister's page:\n{page}"
+        );
+    }
+    assert_eq!(metric("natter_persister_dead_lettered_total"), Some(0.0));
+    assert_eq!(metric("natter_nats_connected"), Some(1.0));
+
+    publish(&js, "lobby", (0..3).map(|i| payload(i, "hi"))).await;
+    wait_count(db.url(), "SELECT count(*) FROM messages", 3).await;
+    // The stream's size is asked once a second.
+    for _ in 0..50 {
+        if metric("natter_stream_last_seq") == Some(3.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(metric("natter_stream_last_seq"), Some(3.0));
+    assert_eq!(metric("natter_stream_messages"), Some(3.0));
+    assert_eq!(metric("natter_persister_rows_written_total"), Some(3.0));
+}

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use clap::Parser;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -156,6 +157,83 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Whether this process is connected to NATS (gauge, 1 or 0), for every service that uses NATS.
+pub const NATS_CONNECTED: &str = "natter_nats_connected";
+/// Times this process's NATS connection came back after it was lost.
+pub const NATS_RECONNECTS: &str = "natter_nats_reconnects_total";
+/// Times this process's NATS connection was lost.
+pub const NATS_DISCONNECTS: &str = "natter_nats_disconnects_total";
+/// The most files this process may hold open (gauge; the soft `RLIMIT_NOFILE`), beside `process_open_fds`.
+pub const MAX_FDS: &str = "process_max_fds";
+
+/// NATS connection options every service starts from: the client's `name`, the connection state and its changes
+/// as metrics ([`NATS_CONNECTED`], [`NATS_RECONNECTS`], [`NATS_DISCONNECTS`]), and a lost connection logged as a
+/// warning rather than lost among the info lines. Call [`nats_connected`] once the first connect succeeded.
+pub fn nats_options(name: impl Into<String>) -> async_nats::ConnectOptions {
+    describe_nats();
+    let name = name.into();
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => {
+                    if NATS_STATE.swap(NATS_UP, Ordering::Relaxed) == NATS_LOST {
+                        metrics::counter!(NATS_RECONNECTS).increment(1);
+                    }
+                    metrics::gauge!(NATS_CONNECTED).set(1.0);
+                    tracing::info!("connected to NATS");
+                }
+                async_nats::Event::Disconnected => {
+                    NATS_STATE.store(NATS_LOST, Ordering::Relaxed);
+                    metrics::gauge!(NATS_CONNECTED).set(0.0);
+                    metrics::counter!(NATS_DISCONNECTS).increment(1);
+                    tracing::warn!("lost the connection to NATS; reconnecting");
+                }
+                async_nats::Event::SlowConsumer(sid) => tracing::warn!(sid, "NATS: a subscription fell behind"),
+                other => tracing::warn!(event = %other, "NATS"),
+            }
+        })
+}
+
+/// The NATS connection: never up yet, up, or lost (and not back yet).
+static NATS_STATE: AtomicU8 = AtomicU8::new(NATS_NEVER);
+const NATS_NEVER: u8 = 0;
+const NATS_UP: u8 = 1;
+const NATS_LOST: u8 = 2;
+
+/// Records that the first connection to NATS is up.
+pub fn nats_connected() {
+    if NATS_STATE
+        .compare_exchange(NATS_NEVER, NATS_UP, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
+    {
+        metrics::gauge!(NATS_CONNECTED).set(1.0);
+    }
+}
+
+fn describe_nats() {
+    let _ = metrics_handle();
+    metrics::describe_gauge!(
+        NATS_CONNECTED,
+        "Whether this process is connected to NATS (1) or not (0)."
+    );
+    metrics::describe_counter!(
+        NATS_RECONNECTS,
+        "Times the NATS connection came back after it was lost."
+    );
+    metrics::describe_counter!(NATS_DISCONNECTS, "Times the NATS connection was lost.");
+    metrics::gauge!(NATS_CONNECTED).set(0.0);
+    metrics::counter!(NATS_RECONNECTS).absolute(0);
+    metrics::counter!(NATS_DISCONNECTS).absolute(0);
+}
+
+/// The soft limit on open files from `/proc/self/limits` (Linux).
+fn max_open_files() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
 /// This process's metrics as Prometheus text, with its resident memory and open files read fresh from `/proc`
 /// (`process_resident_memory_bytes`, `process_open_fds`, the names Prometheus client libraries use).
 pub fn render_metrics() -> String {
@@ -165,6 +243,9 @@ pub fn render_metrics() -> String {
     }
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
         metrics::gauge!("process_open_fds").set(fds.count() as f64);
+    }
+    if let Some(max) = max_open_files() {
+        metrics::gauge!(MAX_FDS).set(max as f64);
     }
     let mut page = handle.render();
     // A counter the process does not count itself: written as the counter it is, from the kernel's figure.

@@ -7,6 +7,7 @@
 //! A process started here is also watched by a small shell loop that stops it once the test process is gone, so a
 //! test that aborts, or a server held in a `static` that is never dropped, leaves nothing running behind.
 
+pub mod metrics_page;
 mod nats;
 mod postgres;
 mod process;

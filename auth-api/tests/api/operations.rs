@@ -3,6 +3,7 @@
 use std::process::Command;
 
 use natter_test_support::PgServer;
+use natter_test_support::metrics_page::{has, value};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -130,4 +131,39 @@ fn bad_configuration_exits_64_with_one_line() {
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(64), "environment settings are validated too");
+}
+
+#[tokio::test]
+async fn every_series_exists_from_start_up_and_minting_a_token_counts() {
+    let app = spawn_app().await;
+    let page = app.metrics_text().await;
+    for name in natter_auth_api::metrics::ALL {
+        assert!(
+            has(&page, name),
+            "{name} is missing from a fresh auth API's page:\n{page}"
+        );
+    }
+    assert_eq!(
+        value(&page, "natter_api_refresh_token_reuse_total"),
+        Some(0.0),
+        "{page}"
+    );
+    assert_eq!(
+        value(
+            &page,
+            "natter_api_logins_total{kind=\"password\",outcome=\"invalid_credentials\"}"
+        ),
+        Some(0.0),
+        "{page}"
+    );
+    let age = value(&page, "natter_api_signing_key_age_seconds").expect("key age");
+    assert!(age < 60.0, "a fresh database has a fresh key: {age}");
+    let minted = value(&page, "natter_api_tokens_issued_total").expect("tokens issued");
+    app.post("/api/guest", json!({"username": "pip"})).await;
+    let page = app.metrics_text().await;
+    assert_eq!(
+        value(&page, "natter_api_tokens_issued_total"),
+        Some(minted + 1.0),
+        "{page}"
+    );
 }

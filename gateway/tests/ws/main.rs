@@ -5,4 +5,5 @@ mod abuse;
 mod delivery;
 mod fleet;
 mod helpers;
+mod metrics;
 mod rfc6455;
