@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# './natter up --observe' with a real Prometheus: every target of the shipped configuration is scraped and healthy,
+# the rules load, and after a short load-test run the recording rules and the series behind the alerts hold data
+# from every service (PostgreSQL through its exporter); no alert fires on the healthy stack; Ctrl-C stops
+# Prometheus and the exporter with the rest.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+tmp="$(mktemp -d /tmp/natter-observe-test.XXXXXX)"
+chmod 755 "$tmp"
+up_pid=""
+fail() { echo "observe test: $*" >&2; [ -f "$tmp/err" ] && { echo "--- natter up stderr:" >&2; tail -n 30 "$tmp/err" >&2; }; exit 1; }
+cleanup() {
+  [ -n "$up_pid" ] && pkill -KILL -g "$up_pid" 2>/dev/null || true
+  pkill -KILL -f "$tmp" 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
+api_port="$(free_port)"; nats_port="$(free_port)"; pg_port="$(free_port)"; persister_port="$(free_port)"
+prometheus_port="$(free_port)"; exporter_port="$(free_port)"; gateway_port="$(free_port)"
+while busy $((gateway_port + 1)); do gateway_port="$(free_port)"; done
+
+cargo build -q -p natter-loadtest
+export NATTER_LOAD_TEST_KEY="observe-test-key-0123456789"
+set -m
+"$ROOT/natter" up --json --no-web --observe --gateways 2 --api-port "$api_port" --nats-port "$nats_port" \
+  --pg-port "$pg_port" --gateway-port "$gateway_port" --persister-port "$persister_port" \
+  --prometheus-port "$prometheus_port" --exporter-port "$exporter_port" --data-dir "$tmp/data" >"$tmp/out" 2>"$tmp/err" &
+up_pid=$!
+set +m
+for _ in $(seq 1 1800); do
+  [ -s "$tmp/out" ] && break
+  kill -0 "$up_pid" 2>/dev/null || fail "'natter up --observe' exited before it was ready"
+  sleep 0.2
+done
+[ -s "$tmp/out" ] || fail "'natter up --observe' printed no endpoints"
+prom="$(jq -r .prometheus "$tmp/out")"
+[ "$prom" = "http://127.0.0.1:$prometheus_port" ] || fail "the endpoints name Prometheus as '$prom'"
+
+query() { curl -fsS --get "$prom/api/v1/query" --data-urlencode "query=$1" | jq -c '.data.result'; }
+
+# Five targets (two gateways, a persister, the auth API, the PostgreSQL exporter), all healthy.
+healthy=""
+for _ in $(seq 1 60); do
+  healthy="$(curl -fsS "$prom/api/v1/targets" | jq '[.data.activeTargets[] | select(.health == "up")] | length')"
+  [ "$healthy" = 5 ] && break
+  sleep 1
+done
+[ "$healthy" = 5 ] || fail "$healthy of 5 targets healthy: $(curl -fsS "$prom/api/v1/targets" | jq -c '[.data.activeTargets[] | {job: .labels.job, health, lastError}]')"
+rules="$(curl -fsS "$prom/api/v1/rules" | jq '[.data.groups[].rules[] | select(.health == "ok")] | length')"
+want="$(cat "$ROOT"/prometheus/rules/*.yml | grep -cE '^ +- (alert|record):')"
+[ "$rules" = "$want" ] || fail "$rules of $want rules loaded and healthy"
+
+"$ROOT/target/debug/natter-loadtest" run --api "http://127.0.0.1:$api_port" \
+  --gateway "ws://127.0.0.1:$gateway_port/ws" --gateway "ws://127.0.0.1:$((gateway_port + 1))/ws" \
+  --users 200 --rooms 4 --senders 2 --rate 2 --duration 10s --ramp-up 0 --workers 1 --verify-history \
+  --max-loss 0 >"$tmp/loadtest" 2>&1 || { cat "$tmp/loadtest" >&2; fail "the load-test run failed"; }
+# Two scrapes after the run.
+sleep 11
+
+check() { # what promql: the query must return at least one sample
+  local result
+  result="$(query "$2")"
+  [ "$(jq length <<<"$result")" -gt 0 ] || fail "$1: '$2' returned no data"
+  echo "ok: $1 ($2 = $(jq -r '.[0].value[1]' <<<"$result"))"
+}
+check "every connection was seen" 'sum(max_over_time(natter_gateway_connections[2m])) >= 200'
+check "deliveries counted" 'sum(increase(natter_gateway_messages_out_total[2m])) > 0'
+check "deliveries recorded" 'max_over_time(natter:deliveries:rate1m[2m]) > 0'
+check "delivery latency recorded" 'max_over_time(natter:delivery_latency_seconds:p99_5m[2m]) >= 0'
+check "ack latency recorded" 'max_over_time(natter:ack_latency_seconds:p99_5m[2m]) >= 0'
+check "rows written" 'max_over_time(natter:persister_rows:rate1m[2m]) > 0'
+check "the stream's size" 'max(natter_stream_last_seq) > 0'
+check "the persister's lag" 'max(natter_persister_lag_seconds) >= 0'
+check "API requests by route" 'sum(natter:api_requests:rate5m) > 0'
+check "tokens minted" 'sum(natter_api_tokens_issued_total) >= 200'
+check "the signing key's age" 'max(natter_api_signing_key_age_seconds) >= 0'
+check "every service on NATS" 'count(natter_nats_connected == 1) == 4'
+check "open files against the limit" 'max(process_open_fds{job="natter-gateway"} / process_max_fds{job="natter-gateway"}) < 0.9'
+check "PostgreSQL through its exporter" 'pg_up == 1'
+firing="$(query 'ALERTS{alertstate="firing"}')"
+[ "$firing" = "[]" ] || fail "alerts fire on a healthy stack: $firing"
+echo "ok: no alert fires"
+
+kill -INT "$up_pid"
+for _ in $(seq 1 300); do kill -0 "$up_pid" 2>/dev/null || break; sleep 0.1; done
+wait "$up_pid" 2>/dev/null || true
+up_pid=""
+sleep 0.5
+left="$(pgrep -af "$tmp" || true)"
+[ -z "$left" ] || fail "still running after Ctrl-C: $left"
+curl -fsS "$prom/-/ready" >/dev/null 2>&1 && fail "Prometheus still answers after Ctrl-C"
+echo "observe test: passed"
