@@ -163,6 +163,8 @@ pub const NATS_CONNECTED: &str = "natter_nats_connected";
 pub const NATS_RECONNECTS: &str = "natter_nats_reconnects_total";
 /// Times this process's NATS connection was lost.
 pub const NATS_DISCONNECTS: &str = "natter_nats_disconnects_total";
+/// User and system CPU time this process spent, in seconds (a counter read from `/proc` at each scrape).
+pub const CPU_SECONDS: &str = "process_cpu_seconds_total";
 /// The most files this process may hold open (gauge; the soft `RLIMIT_NOFILE`), beside `process_open_fds`.
 pub const MAX_FDS: &str = "process_max_fds";
 
@@ -251,8 +253,8 @@ pub fn render_metrics() -> String {
     // A counter the process does not count itself: written as the counter it is, from the kernel's figure.
     if let Some(cpu) = cpu_seconds() {
         page.push_str(&format!(
-            "# HELP process_cpu_seconds_total User and system CPU time spent, in seconds.\n\
-             # TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}\n"
+            "# HELP {CPU_SECONDS} User and system CPU time spent, in seconds.\n\
+             # TYPE {CPU_SECONDS} counter\n{CPU_SECONDS} {cpu}\n"
         ));
     }
     page
