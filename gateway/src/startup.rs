@@ -41,7 +41,7 @@ impl Application {
             .with_context(|| format!("failed to connect to NATS at {}", config.nats_url))?;
         natter_service::nats_connected();
         let js = async_nats::jetstream::new(nats.clone());
-        let stream = natter_stream::ensure(&js, config.stream_max_age).await?;
+        let stream = natter_stream::ensure(&js, config.stream_max_age, config.stream_replicas.into()).await?;
         let verifier = TokenVerifier::fetch(
             config.jwks_url.clone(),
             config.issuer.clone(),

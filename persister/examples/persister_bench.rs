@@ -65,7 +65,7 @@ async fn main() {
     let args = args();
     let nats = async_nats::connect(&args.nats_url).await.expect("nats");
     let js = async_nats::jetstream::new(nats);
-    natter_stream::ensure(&js, Duration::from_secs(7 * 86_400))
+    natter_stream::ensure(&js, Duration::from_secs(7 * 86_400), 1)
         .await
         .expect("stream");
     let db = PgPool::connect(&args.database_url).await.expect("db");

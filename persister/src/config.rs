@@ -50,6 +50,11 @@ pub struct Config {
     /// Retention of the chat stream, used when this process creates it.
     #[arg(long, env = "NATTER_STREAM_MAX_AGE", default_value = "7d", value_parser = parse_duration)]
     pub stream_max_age: Duration,
+
+    /// Copies of the chat stream JetStream keeps, when this process creates it: 1 on a single NATS server, 3 on a
+    /// cluster of three (the stream then survives the loss of a server).
+    #[arg(long, env = "NATTER_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub stream_replicas: u8,
 }
 
 impl natter_service::Validate for Config {

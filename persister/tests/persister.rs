@@ -63,7 +63,7 @@ async fn publish(js: &jetstream::Context, room: &str, bodies: impl IntoIterator<
 
 async fn stream_context(nats: &NatsServer) -> jetstream::Context {
     let js = jetstream::new(async_nats::connect(nats.url()).await.expect("nats"));
-    natter_stream::ensure(&js, Duration::from_secs(3600))
+    natter_stream::ensure(&js, Duration::from_secs(3600), 1)
         .await
         .expect("stream");
     js

@@ -9,8 +9,10 @@ use natter_proto::bus::{CHAT_STREAM, DUPLICATE_WINDOW};
 use natter_proto::subject;
 
 /// The chat stream's configuration. Every setting that the guarantees depend on is here.
-pub fn config(max_age: std::time::Duration) -> stream::Config {
+pub fn config(max_age: std::time::Duration, replicas: usize) -> stream::Config {
     stream::Config {
+        // 1 on a single server; 3 on a JetStream cluster, so the stream survives a server.
+        num_replicas: replicas.max(1),
         name: CHAT_STREAM.to_owned(),
         subjects: vec![subject::all_room_messages()],
         storage: stream::StorageType::File,
@@ -30,9 +32,14 @@ pub fn config(max_age: std::time::Duration) -> stream::Config {
     }
 }
 
-/// Creates the stream if it is missing; if it exists, checks the settings the gateway relies on.
-pub async fn ensure(js: &jetstream::Context, max_age: std::time::Duration) -> anyhow::Result<stream::Stream> {
-    let wanted = config(max_age);
+/// Creates the stream (with `replicas` copies) if it is missing; if it exists, checks the settings the gateway
+/// relies on.
+pub async fn ensure(
+    js: &jetstream::Context,
+    max_age: std::time::Duration,
+    replicas: usize,
+) -> anyhow::Result<stream::Stream> {
+    let wanted = config(max_age, replicas);
     let mut stream = js
         .get_or_create_stream(wanted.clone())
         .await

@@ -9,7 +9,7 @@ use natter_test_support::NatsServer;
 async fn creates_the_stream_and_accepts_it_again() {
     let nats = NatsServer::start();
     let js = jetstream::new(async_nats::connect(nats.url()).await.expect("nats"));
-    let mut created = natter_stream::ensure(&js, Duration::from_secs(3600))
+    let mut created = natter_stream::ensure(&js, Duration::from_secs(3600), 1)
         .await
         .expect("created");
     let info = created.info().await.expect("info");
@@ -20,7 +20,7 @@ async fn creates_the_stream_and_accepts_it_again() {
         info.config.republish.as_ref().map(|r| r.destination.as_str()),
         Some("chat.v1.live.room.{{wildcard(1)}}")
     );
-    natter_stream::ensure(&js, Duration::from_secs(3600))
+    natter_stream::ensure(&js, Duration::from_secs(3600), 1)
         .await
         .expect("an existing, matching stream is fine");
 }
@@ -36,7 +36,7 @@ async fn a_stream_made_otherwise_is_reported_not_used() {
     })
     .await
     .expect("a stream without republish");
-    let err = natter_stream::ensure(&js, Duration::from_secs(3600))
+    let err = natter_stream::ensure(&js, Duration::from_secs(3600), 1)
         .await
         .expect_err("mismatch");
     let text = format!("{err:#}");

@@ -1,0 +1,98 @@
+#!/usr/bin/python3
+"""Checks docker-compose.yml without a Docker engine (run with Debian's python3, which docker-compose brings
+PyYAML to; the binaries must be built in target/debug):
+
+- `docker-compose config` parses it;
+- every environment variable a Natter service is given is one its binary reads (the `[env: …]` names of its
+  `--help`), so a misspelt setting cannot be silently ignored;
+- the addresses line up: the hosts in NATS, PostgreSQL and JWKS URLs are compose services; every Prometheus
+  target and HAProxy server is a service listening on that port; every image that is built names its stage.
+"""
+
+import pathlib
+import re
+import subprocess
+import sys
+import urllib.parse
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BINARIES = {"auth-api": "natter-auth-api", "gateway": "natter-gateway", "persister": "natter-persister"}
+LISTEN = {"auth-api": "NATTER_API_LISTEN", "gateway": "NATTER_GATEWAY_LISTEN", "persister": "NATTER_PERSISTER_LISTEN"}
+DEFAULT_PORTS = {"auth-api": 8080, "gateway": 9001, "persister": 9100}
+
+
+def fail(errors, message):
+    errors.append(message)
+
+
+def main():
+    errors = []
+    rendered = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config"],
+                              capture_output=True, text=True)
+    if rendered.returncode != 0:
+        print(f"compose: docker-compose config failed:\n{rendered.stderr}", file=sys.stderr)
+        return 1
+    services = yaml.safe_load(rendered.stdout)["services"]
+    dockerfile_stages = set(re.findall(r"^FROM \S+ AS (\S+)", (ROOT / "Dockerfile").read_text(), re.M))
+
+    env_names = {}
+    for kind, binary in BINARIES.items():
+        help_text = subprocess.run([str(ROOT / "target/debug" / binary), "--help"], capture_output=True,
+                                   text=True, check=True).stdout
+        env_names[kind] = set(re.findall(r"\[env: ([A-Z0-9_]+)", help_text))
+
+    ports = {}  # service -> the port it listens on inside its container
+    for name, service in services.items():
+        kind = service.get("build", {}).get("target")
+        if "build" in service and kind not in dockerfile_stages:
+            fail(errors, f"{name}: builds stage '{kind}', which the Dockerfile does not have")
+        if kind not in BINARIES:
+            continue
+        env = service.get("environment", {})
+        for var in env:
+            if var not in env_names[kind]:
+                fail(errors, f"{name}: {var} is not a setting {BINARIES[kind]} reads")
+        listen = env.get(LISTEN[kind], f"0.0.0.0:{DEFAULT_PORTS[kind]}")
+        ports[name] = int(listen.rsplit(":", 1)[1])
+        for var in ("NATS_URL", "DATABASE_URL", "NATTER_JWKS_URL"):
+            for url in filter(None, str(env.get(var, "")).split(",")):
+                host = urllib.parse.urlsplit(url).hostname
+                if host not in services:
+                    fail(errors, f"{name}: {var} names host '{host}', which is not a compose service")
+                if var == "NATTER_JWKS_URL" and host in ports and urllib.parse.urlsplit(url).port != ports[host]:
+                    fail(errors, f"{name}: {var} uses port {urllib.parse.urlsplit(url).port}, {host} listens on "
+                                 f"{ports[host]}")
+    ports["postgres-exporter"] = 9187
+
+    def check_target(where, target):
+        host, _, port = target.partition(":")
+        if host not in services:
+            fail(errors, f"{where}: '{host}' is not a compose service")
+        elif host in ports and int(port) != ports[host]:
+            fail(errors, f"{where}: {host} listens on {ports[host]}, not {port}")
+
+    prometheus = yaml.safe_load((ROOT / "prometheus/prometheus.compose.yml").read_text())
+    for job in prometheus["scrape_configs"]:
+        for static in job.get("static_configs", []):
+            for target in static["targets"]:
+                check_target(f"prometheus job {job['job_name']}", target)
+    haproxy = (ROOT / "deploy/haproxy/haproxy.cfg").read_text()
+    servers = re.findall(r"^\s*server \S+ (\S+)", haproxy, re.M)
+    if not servers:
+        fail(errors, "deploy/haproxy/haproxy.cfg names no server")
+    for target in servers:
+        check_target("haproxy", target)
+    gateways = {name for name, s in services.items() if s.get("build", {}).get("target") == "gateway"}
+    if {t.partition(":")[0] for t in servers} != gateways:
+        fail(errors, f"haproxy balances {sorted(t.partition(':')[0] for t in servers)}, compose runs {sorted(gateways)}")
+
+    for error in errors:
+        print(f"compose: {error}", file=sys.stderr)
+    print(f"compose: {len(services)} services checked; {len(errors)} problems")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
