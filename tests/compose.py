@@ -4,7 +4,8 @@ PyYAML to; the binaries must be built in target/debug):
 
 - `docker-compose config` parses it;
 - every environment variable a Natter service is given is one its binary reads (the `[env: …]` names of its
-  `--help`), so a misspelt setting cannot be silently ignored;
+  `--help`), so a misspelt setting cannot be silently ignored, and the binary's own `--check-config` accepts
+  that environment;
 - the addresses line up: the hosts in NATS, PostgreSQL and JWKS URLs are compose services; every Prometheus
   target and HAProxy server is a service listening on that port; every image that is built names its stage.
 """
@@ -54,6 +55,12 @@ def main():
         for var in env:
             if var not in env_names[kind]:
                 fail(errors, f"{name}: {var} is not a setting {BINARIES[kind]} reads")
+        # The binary's own validation of exactly this environment (nothing connected or bound).
+        checked = subprocess.run([str(ROOT / "target/debug" / BINARIES[kind]), "--check-config"],
+                                 env={"PATH": "/usr/bin:/bin", **{k: str(v) for k, v in env.items()}},
+                                 capture_output=True, text=True)
+        if checked.returncode != 0:
+            fail(errors, f"{name}: {BINARIES[kind]} --check-config refuses its environment: {checked.stderr.strip()}")
         listen = env.get(LISTEN[kind], f"0.0.0.0:{DEFAULT_PORTS[kind]}")
         ports[name] = int(listen.rsplit(":", 1)[1])
         for var in ("NATS_URL", "DATABASE_URL", "NATTER_JWKS_URL"):

@@ -27,10 +27,17 @@ pub trait Validate {
     fn validate(&self) -> Result<(), String>;
 }
 
-/// Parses flags and environment into `C` and validates it. On `--help`/`--version` or a bad setting, returns
-/// the exit code to end with, having printed the help or one line naming the problem.
+/// The flag that makes a service check its configuration (flags and environment) and exit: 0 when it is valid, 64
+/// with one line naming the problem when not. Nothing is connected or bound.
+pub const CHECK_CONFIG: &str = "--check-config";
+
+/// Parses flags and environment into `C` and validates it. On `--help`/`--version`, a bad setting or
+/// [`CHECK_CONFIG`], returns the exit code to end with, having printed the help, one line naming the problem, or
+/// that the configuration is valid.
 pub fn config<C: Parser + Validate>(program: &str) -> Result<C, ExitCode> {
-    let config = match C::try_parse() {
+    let check_only = std::env::args_os().any(|arg| arg == CHECK_CONFIG);
+    let parsed = C::try_parse_from(std::env::args_os().filter(|arg| arg != CHECK_CONFIG));
+    let config = match parsed {
         Ok(config) => config,
         Err(err) if !err.use_stderr() => {
             let _ = err.print();
@@ -50,6 +57,10 @@ pub fn config<C: Parser + Validate>(program: &str) -> Result<C, ExitCode> {
     if let Err(problem) = config.validate() {
         eprintln!("{program}: invalid configuration: {problem}");
         return Err(ExitCode::from(EX_USAGE));
+    }
+    if check_only {
+        eprintln!("{program}: the configuration is valid");
+        return Err(ExitCode::SUCCESS);
     }
     Ok(config)
 }

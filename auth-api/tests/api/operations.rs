@@ -133,6 +133,33 @@ fn bad_configuration_exits_64_with_one_line() {
     assert_eq!(out.status.code(), Some(64), "environment settings are validated too");
 }
 
+#[test]
+fn check_config_validates_and_exits_without_connecting() {
+    let bin = env!("CARGO_BIN_EXE_natter-auth-api");
+    // Nothing listens at this database: a check that connected would fail or hang.
+    let out = Command::new(bin)
+        .args([
+            "--check-config",
+            "--database-url",
+            "postgres://natter@127.0.0.1:1/natter",
+        ])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("the configuration is valid"), "{stderr}");
+    let out = Command::new(bin)
+        .args([
+            "--check-config",
+            "--database-url",
+            "postgres://natter@127.0.0.1:1/natter",
+        ])
+        .env("NATTER_ACCESS_TOKEN_TTL", "forever")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(64), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[tokio::test]
 async fn every_series_exists_from_start_up_and_minting_a_token_counts() {
     let app = spawn_app().await;
