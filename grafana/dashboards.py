@@ -106,6 +106,9 @@ DASHBOARDS = {
                   (f"natter_gateway_delivery_lag_seconds{{{GW}}}", "{{instance}}")),
             panel("Shed share", "The share of new sends refused with overloaded.", "percentunit",
                   (f"natter_gateway_shed_share{{{GW}}}", "{{instance}}")),
+            panel("Deepest outbound queue", "Frames waiting in the fullest client queue, each second; a queue "
+                  "reaching --outbound-queue closes its client with 4008.", "short",
+                  (f"natter_gateway_outbound_queue_max{{{GW}}}", "{{instance}}")),
             panel("Replays", "Messages replayed to rejoining clients, and rejoins answered recovered: false.", "ops",
                   (f"sum by (instance) (rate(natter_gateway_replayed_messages_total{{{GW}}}[{RATE}]))",
                    "{{instance}} replayed"),

@@ -48,9 +48,12 @@ pub const ACK_LATENCY: &str = "natter_gateway_ack_latency_seconds";
 pub const JOINS_UNRECOVERED: &str = "natter_gateway_joins_unrecovered_total";
 /// Whether this gateway is draining (gauge, 1 from SIGTERM until it exits).
 pub const DRAINING: &str = "natter_gateway_draining";
+/// Frames waiting in the deepest outbound queue of this gateway's connections, measured each second (gauge; a
+/// queue reaching `--outbound-queue` closes its client with 4008).
+pub const OUTBOUND_QUEUE_MAX: &str = "natter_gateway_outbound_queue_max";
 
 /// Every metric this gateway exports besides the shared `process_*` and `natter_nats_*` ones, each from start-up.
-pub const ALL: [&str; 23] = [
+pub const ALL: [&str; 24] = [
     CONNECTIONS,
     CONNECTIONS_OPENED,
     CONNECTIONS_CLOSED,
@@ -73,6 +76,7 @@ pub const ALL: [&str; 23] = [
     ACK_LATENCY,
     JOINS_UNRECOVERED,
     DRAINING,
+    OUTBOUND_QUEUE_MAX,
     natter_service::MAX_FDS,
 ];
 
@@ -150,10 +154,12 @@ pub fn register() {
     );
     describe_counter!(JOINS_UNRECOVERED, "Rejoins answered recovered: false.");
     describe_gauge!(DRAINING, "1 while this gateway drains, else 0.");
+    describe_gauge!(OUTBOUND_QUEUE_MAX, "Frames in the deepest outbound queue, each second.");
     describe_gauge!(natter_service::MAX_FDS, "The most files this process may hold open.");
     ::metrics::gauge!(CONNECTIONS).set(0.0);
     ::metrics::gauge!(ROOMS_SUBSCRIBED).set(0.0);
     ::metrics::gauge!(DRAINING).set(0.0);
+    ::metrics::gauge!(OUTBOUND_QUEUE_MAX).set(0.0);
     for name in [
         CONNECTIONS_OPENED,
         JOINS,

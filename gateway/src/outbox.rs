@@ -111,6 +111,11 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Frames waiting to be written (the socket did not take them yet).
+    pub fn queued(&self) -> usize {
+        self.lock().queue.len()
+    }
+
     /// Queues a frame (written at once when the socket takes it). Returns whether it was taken; a full queue
     /// closes the connection as a slow consumer.
     pub fn push(&self, frame: Bytes) -> bool {

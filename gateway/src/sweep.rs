@@ -1,5 +1,6 @@
 //! One sweep over every connection of the gateway, each second: the pings that keep connections alive through
-//! proxies, and the closes of connections silent for too long (4009) or whose token expired unreplaced (4001).
+//! proxies, the closes of connections silent for too long (4009) or whose token expired unreplaced (4001), and
+//! the deepest outbound queue (a metric).
 //!
 //! One task for the whole gateway instead of a timer per connection: a connection then costs no timer, and an
 //! idle one no wake-up at all between pings. Pings are spread over the interval, a slice of the connections each
@@ -29,7 +30,10 @@ pub async fn run(gw: Gateway) {
         tick.tick().await;
         seconds += 1;
         let now = unix_now();
+        // The deepest outbound queue seen this sweep: near the slow-consumer limit, clients are about to be cut.
+        let mut deepest = 0;
         for peer in gw.peers() {
+            deepest = deepest.max(peer.outbox().queued());
             // Each connection is pinged once per interval, a different second for each: pinging them all at
             // once would have every client answer at once (tens of thousands of pongs), a stall every interval.
             let pinging = ping_due(seconds, peer.conn, ping_every);
@@ -41,6 +45,7 @@ pub async fn run(gw: Gateway) {
                 peer.push(Outbound::Frame(ping.clone()));
             }
         }
+        ::metrics::gauge!(crate::metrics::OUTBOUND_QUEUE_MAX).set(deepest as f64);
     }
 }
 
