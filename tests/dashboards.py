@@ -6,7 +6,7 @@
 
 Mechanical: each file is what grafana/dashboards.py writes, valid JSON, unique dashboard uids and panel ids,
 the provisioned datasource on every panel and query, every panel titled, described and with a unit, and every
-natter_*/process_* metric a query names defined by a service. Against Prometheus (which must have scraped a
+natter_*/process_* metric a query or an alert or recording rule names defined by a service. Against Prometheus (which must have scraped a
 stack under load): every query, its template variables substituted, returns data over the last minutes, and
 every metric the dashboards and the alert rules name is one Prometheus has seen. A panel with "No data" fails.
 """
@@ -85,6 +85,10 @@ def mechanical(boards, errors):
                 for metric in metric_names(t.get("expr", "")):
                     if not metric.startswith("pg_") and metric not in defined:
                         errors.append(f"{where}: '{metric}' is not a metric any service defines")
+    for rules in sorted((ROOT / "prometheus/rules").glob("*.yml")):
+        for metric in sorted(metric_names(rules.read_text())):
+            if not metric.startswith("pg_") and metric not in defined:
+                errors.append(f"prometheus/rules/{rules.name}: '{metric}' is not a metric any service defines")
 
 
 def substitute(expr):
