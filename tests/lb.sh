@@ -5,38 +5,14 @@
 # carries on without the drained gateway, and Ctrl-C stops HAProxy with the rest.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-tmp="$(mktemp -d /tmp/natter-lb-test.XXXXXX)"
-chmod 755 "$tmp"
-up_pid=""
-fail() { echo "lb test: $*" >&2; [ -f "$tmp/err" ] && { echo "--- natter up stderr:" >&2; tail -n 30 "$tmp/err" >&2; }; exit 1; }
-cleanup() {
-  [ -n "$up_pid" ] && pkill -KILL -g "$up_pid" 2>/dev/null || true
-  pkill -KILL -f "$tmp" 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-# shellcheck source=scripts/lib.sh
-. "$ROOT/scripts/lib.sh"
-api_port="$(free_port)"; nats_port="$(free_port)"; pg_port="$(free_port)"; persister_port="$(free_port)"
-lb_port="$(free_port)"; gateway_port="$(free_port)"
-while busy $((gateway_port + 1)); do gateway_port="$(free_port)"; done
+TEST=lb
+# shellcheck source=tests/stack.sh
+. "$(dirname "${BASH_SOURCE[0]}")/stack.sh"
+lb_port="$(free_port)"
 
 cargo build -q -p natter-loadtest
 export NATTER_LOAD_TEST_KEY="lb-test-key-0123456789abcdef" NATTER_DRAIN_JITTER=2s
-set -m
-"$ROOT/natter" up --json --no-web --lb --gateways 2 --api-port "$api_port" --nats-port "$nats_port" \
-  --pg-port "$pg_port" --gateway-port "$gateway_port" --persister-port "$persister_port" --lb-port "$lb_port" \
-  --data-dir "$tmp/data" >"$tmp/out" 2>"$tmp/err" &
-up_pid=$!
-set +m
-for _ in $(seq 1 1800); do
-  [ -s "$tmp/out" ] && break
-  kill -0 "$up_pid" 2>/dev/null || fail "'natter up --lb' exited before it was ready"
-  sleep 0.2
-done
-[ -s "$tmp/out" ] || fail "'natter up --lb' printed no endpoints"
+stack_up --lb --lb-port "$lb_port"
 lb="$(jq -r .lb "$tmp/out")"
 [ "$lb" = "ws://127.0.0.1:$lb_port/ws" ] || fail "the endpoints name the load balancer as '$lb'"
 curl -fsS "http://127.0.0.1:$lb_port/readyz" >/dev/null || fail "the load balancer does not reach a gateway"
@@ -58,11 +34,5 @@ kill -0 "$up_pid" 2>/dev/null || fail "'natter up' stopped when a gateway was dr
 kill -0 "$drained" 2>/dev/null && fail "the drained gateway is still running"
 curl -fsS "http://127.0.0.1:$lb_port/readyz" >/dev/null || fail "the load balancer lost the remaining gateway"
 
-kill -INT "$up_pid"
-for _ in $(seq 1 300); do kill -0 "$up_pid" 2>/dev/null || break; sleep 0.1; done
-wait "$up_pid" 2>/dev/null || true
-up_pid=""
-sleep 0.5
-left="$(pgrep -af "$tmp" || true)"
-[ -z "$left" ] || fail "still running after Ctrl-C: $left"
+stack_down
 echo "lb test: passed"

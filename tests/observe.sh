@@ -5,38 +5,14 @@
 # its exporter); no alert fires; Ctrl-C stops Prometheus and the exporter with the rest.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-tmp="$(mktemp -d /tmp/natter-observe-test.XXXXXX)"
-chmod 755 "$tmp"
-up_pid=""
-fail() { echo "observe test: $*" >&2; [ -f "$tmp/err" ] && { echo "--- natter up stderr:" >&2; tail -n 30 "$tmp/err" >&2; }; exit 1; }
-cleanup() {
-  [ -n "$up_pid" ] && pkill -KILL -g "$up_pid" 2>/dev/null || true
-  pkill -KILL -f "$tmp" 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-# shellcheck source=scripts/lib.sh
-. "$ROOT/scripts/lib.sh"
-api_port="$(free_port)"; nats_port="$(free_port)"; pg_port="$(free_port)"; persister_port="$(free_port)"
-prometheus_port="$(free_port)"; exporter_port="$(free_port)"; gateway_port="$(free_port)"
-while busy $((gateway_port + 1)); do gateway_port="$(free_port)"; done
+TEST=observe
+# shellcheck source=tests/stack.sh
+. "$(dirname "${BASH_SOURCE[0]}")/stack.sh"
+prometheus_port="$(free_port)"; exporter_port="$(free_port)"
 
 cargo build -q -p natter-loadtest
 export NATTER_LOAD_TEST_KEY="observe-test-key-0123456789"
-set -m
-"$ROOT/natter" up --json --no-web --observe --gateways 2 --api-port "$api_port" --nats-port "$nats_port" \
-  --pg-port "$pg_port" --gateway-port "$gateway_port" --persister-port "$persister_port" \
-  --prometheus-port "$prometheus_port" --exporter-port "$exporter_port" --data-dir "$tmp/data" >"$tmp/out" 2>"$tmp/err" &
-up_pid=$!
-set +m
-for _ in $(seq 1 1800); do
-  [ -s "$tmp/out" ] && break
-  kill -0 "$up_pid" 2>/dev/null || fail "'natter up --observe' exited before it was ready"
-  sleep 0.2
-done
-[ -s "$tmp/out" ] || fail "'natter up --observe' printed no endpoints"
+stack_up --observe --prometheus-port "$prometheus_port" --exporter-port "$exporter_port"
 prom="$(jq -r .prometheus "$tmp/out")"
 api="$(jq -r .api "$tmp/out")"
 
@@ -103,12 +79,6 @@ firing="$(query 'ALERTS{alertstate="firing"}')"
 [ "$firing" = "[]" ] || fail "alerts fire: $firing"
 echo "ok: no alert fires"
 
-kill -INT "$up_pid"
-for _ in $(seq 1 300); do kill -0 "$up_pid" 2>/dev/null || break; sleep 0.1; done
-wait "$up_pid" 2>/dev/null || true
-up_pid=""
-sleep 0.5
-left="$(pgrep -af "$tmp" || true)"
-[ -z "$left" ] || fail "still running after Ctrl-C: $left"
+stack_down
 curl -fsS "$prom/-/ready" >/dev/null 2>&1 && fail "Prometheus still answers after Ctrl-C"
 echo "observe test: passed"
