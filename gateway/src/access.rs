@@ -73,8 +73,9 @@ impl AccessChecks {
     pub async fn check(&self, room: &RoomId, user: &str) -> anyhow::Result<RoomAccess> {
         let public = (room.clone(), String::new());
         let member = (room.clone(), user.to_owned());
-        let in_flight = {
-            let state = self.state();
+        // What to do is decided under one lock, so that of joins arriving together exactly one asks about the room.
+        let plan = {
+            let mut state = self.state();
             if fresh(state.trusted.get(&public)) {
                 return Ok(RoomAccess::Public);
             }
@@ -82,33 +83,28 @@ impl AccessChecks {
                 return Ok(RoomAccess::Allowed);
             }
             match state.asking.get(room) {
-                Some((answer, at)) if at.elapsed() < ANSWER_WITHIN => Some(answer.clone()),
-                _ => None,
+                Some((answer, at)) if at.elapsed() < ANSWER_WITHIN => Plan::Wait(answer.clone()),
+                _ => {
+                    let answer = self.ask(room, user);
+                    let for_room = !fresh(state.private.get(room));
+                    if for_room {
+                        insert(&mut state.asking, room.clone(), (answer.clone(), Instant::now()));
+                    }
+                    Plan::Ask { answer, for_room }
+                }
             }
         };
-        if let Some(answer) = in_flight
-            && let Ok(RoomAccess::Public) = answer.await
-        {
-            return Ok(RoomAccess::Public);
-        }
-
-        let answer: Answer = ask(self.nats.clone(), room.clone(), user.to_owned()).boxed().shared();
-        let asked_for_room = {
-            let mut state = self.state();
-            let known_private = fresh(state.private.get(room));
-            let someone_asking = state
-                .asking
-                .get(room)
-                .is_some_and(|(_, at)| at.elapsed() < ANSWER_WITHIN);
-            let asked = !known_private && !someone_asking;
-            if asked {
-                insert(&mut state.asking, room.clone(), (answer.clone(), Instant::now()));
-            }
-            asked
+        let (answer, for_room) = match plan {
+            Plan::Wait(answer) => match answer.await {
+                Ok(RoomAccess::Public) => return Ok(RoomAccess::Public),
+                // The room is private (or the question failed): this user is asked about in their own right.
+                _ => (self.ask(room, user), false),
+            },
+            Plan::Ask { answer, for_room } => (answer, for_room),
         };
         let access = answer.await;
         let mut state = self.state();
-        if asked_for_room {
+        if for_room {
             state.asking.remove(room);
         }
         match access {
@@ -122,6 +118,19 @@ impl AccessChecks {
         }
         access.map_err(anyhow::Error::msg)
     }
+
+    /// A question about `user` joining `room`, asked when first awaited.
+    fn ask(&self, room: &RoomId, user: &str) -> Answer {
+        ask(self.nats.clone(), room.clone(), user.to_owned()).boxed().shared()
+    }
+}
+
+/// What a join does about a room-access question.
+enum Plan {
+    /// Wait for the answer to a question another join asked about the room.
+    Wait(Answer),
+    /// Ask, and (`for_room`) let other joins of the room wait for this answer.
+    Ask { answer: Answer, for_room: bool },
 }
 
 /// One question to the auth API.
