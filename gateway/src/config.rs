@@ -65,6 +65,12 @@ pub struct Config {
     #[arg(long, env = "NATTER_OUTBOUND_QUEUE", default_value_t = 512)]
     pub outbound_queue: usize,
 
+    /// Kernel send buffer of each client socket in bytes; 0 lets the kernel size it (on Linux it grows to
+    /// net.ipv4.tcp_wmem's maximum, 4 MiB by default). A fixed size bounds the kernel memory a client that stops
+    /// reading can hold, and with it how much it falls behind before its queue fills and it is closed with 4008.
+    #[arg(long, env = "NATTER_SOCKET_SEND_BUFFER", default_value_t = 0)]
+    pub socket_send_buffer: usize,
+
     /// Chat messages one connection may send per second (with a burst of twice that).
     #[arg(long, env = "NATTER_SENDS_PER_SECOND", default_value_t = 20)]
     pub sends_per_second: u32,
@@ -163,6 +169,9 @@ impl natter_service::Validate for Config {
         if self.outbound_queue < 8 || self.sends_per_second == 0 || self.typing_per_second == 0 {
             return fail("--outbound-queue must be at least 8, and rates at least 1 per second");
         }
+        if self.socket_send_buffer != 0 && !(4096..=64 * 1024 * 1024).contains(&self.socket_send_buffer) {
+            return fail("--socket-send-buffer must be 0 (the kernel's choice) or 4096 to 67108864 bytes");
+        }
         if self.threads > 256 {
             return fail("--threads must be between 0 (one per core) and 256");
         }
@@ -218,5 +227,9 @@ mod tests {
         );
         assert!(config(&["--id", "a.b"]).validate().is_err());
         assert!(config(&["--max-message-bytes", "10"]).validate().is_err());
+        assert!(config(&["--socket-send-buffer", "1000"]).validate().is_err());
+        config(&["--socket-send-buffer", "16384"])
+            .validate()
+            .expect("a fixed send buffer");
     }
 }

@@ -89,15 +89,20 @@ impl Application {
         let sweeper = tokio::spawn(crate::sweep::run(gw.clone()));
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut serve = std::pin::pin!(serve_http(listener, app, stop_rx));
+        let send_buffer = gw.config.socket_send_buffer;
+        let mut serve = std::pin::pin!(serve_http(listener, app, send_buffer, stop_rx));
         tokio::select! {
             () = &mut serve => anyhow::bail!("the HTTP server stopped"),
-            () = shutdown => {
-                drain(&gw, &url).await;
-                let _ = stop_tx.send(true);
-                let _ = tokio::time::timeout(Duration::from_secs(2), &mut serve).await;
-            }
+            () = shutdown => {}
         }
+        // HTTP is still served while the clients go: `/readyz` answers 503, `/metrics` shows the drain, and
+        // upgrades are refused as `draining`.
+        tokio::select! {
+            () = &mut serve => anyhow::bail!("the HTTP server stopped"),
+            () = drain(&gw, &url) => {}
+        }
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut serve).await;
         announcer.abort();
         watcher.abort();
         sweeper.abort();
@@ -142,12 +147,18 @@ async fn drain(gw: &Gateway, url: &str) {
     tracing::info!("drained");
 }
 
-/// Accepts connections and serves each with HTTP/1.1 and upgrades, until `stop` turns true.
+/// Accepts connections and serves each with HTTP/1.1 and upgrades, until `stop` turns true. A `send_buffer`
+/// other than 0 fixes each socket's kernel send buffer at that many bytes.
 ///
 /// Not `axum::serve`: its protocol auto-detection wraps every socket in a private rewind type, so an upgraded
 /// WebSocket could not be unwrapped to the bare TCP stream, and each idle connection would keep the HTTP read
 /// buffer alive (see `upgrade::upgrade`).
-async fn serve_http(listener: TcpListener, app: Router, mut stop: tokio::sync::watch::Receiver<bool>) {
+async fn serve_http(
+    listener: TcpListener,
+    app: Router,
+    send_buffer: usize,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     use tower::ServiceExt;
     loop {
         let accepted = tokio::select! {
@@ -165,6 +176,11 @@ async fn serve_http(listener: TcpListener, app: Router, mut stop: tokio::sync::w
             }
         };
         let _ = tcp.set_nodelay(true);
+        if send_buffer > 0
+            && let Err(err) = socket2::SockRef::from(&tcp).set_send_buffer_size(send_buffer)
+        {
+            tracing::warn!(error = %err, "cannot set the socket's send buffer");
+        }
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(axum::extract::ConnectInfo(peer));

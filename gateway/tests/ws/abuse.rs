@@ -179,17 +179,31 @@ async fn sending_too_fast_is_refused_not_fatal() {
 
 #[tokio::test]
 async fn a_slow_reader_is_cut_off_and_the_room_carries_on() {
+    // 1,500 messages of 8 KB (12 MB): far more than the socket buffers and the queue hold.
+    slow_reader_is_cut_off(&[], 1500, 8000).await;
+}
+
+#[tokio::test]
+async fn a_fixed_socket_send_buffer_cuts_a_slow_reader_off_after_little_data() {
+    // 200 messages of 2 KB (400 KB): a kernel-sized send buffer (up to 4 MiB) would take them all without the
+    // client reading; one fixed at 8 KiB fills, and then the queue does.
+    slow_reader_is_cut_off(&["--socket-send-buffer", "8192"], 200, 2000).await;
+}
+
+/// A client that reads nothing while `count` messages of `size` bytes go to its room is closed as a slow consumer
+/// (4008) by a gateway with a 16-frame outbound queue and `args`, and the room goes on at full speed for others.
+async fn slow_reader_is_cut_off(args: &[&str], count: usize, size: usize) {
     let stack = Stack::start().await;
-    let gw = stack
-        .gateway(&[
-            "--outbound-queue",
-            "16",
-            "--sends-per-second",
-            "100000",
-            "--max-body-chars",
-            "8000",
-        ])
-        .await;
+    let mut gateway_args = vec![
+        "--outbound-queue",
+        "16",
+        "--sends-per-second",
+        "100000",
+        "--max-body-chars",
+        "8000",
+    ];
+    gateway_args.extend_from_slice(args);
+    let gw = stack.gateway(&gateway_args).await;
     let (token, _) = stack.user("uwe").await;
     let (slow_token, _) = stack.user("vera").await;
     let (reader_token, _) = stack.user("walt").await;
@@ -202,19 +216,17 @@ async fn a_slow_reader_is_cut_off_and_the_room_carries_on() {
     let mut sender = Client::connect(&gw, &token).await;
     sender.join(&room, None).await;
 
-    // The slow client reads nothing while 1,500 messages of 8 KB (12 MB) go to the room: far more than the
-    // socket buffers and its queue hold.
-    let body = "x".repeat(8000);
+    let body = "x".repeat(size);
     let reading = tokio::spawn(async move {
         let mut got = 0;
-        while got < 1500 {
+        while got < count {
             let msg = reader.recv_type("message").await;
             assert!(msg["prev"].as_u64().is_some(), "{msg}");
             got += 1;
         }
         got
     });
-    for i in 0..1500 {
+    for i in 0..count {
         sender
             .send(json!({"type": "send", "room": room, "id": format!("s{i}"), "body": body}))
             .await;
@@ -226,19 +238,13 @@ async fn a_slow_reader_is_cut_off_and_the_room_carries_on() {
     }
     assert_eq!(
         reading.await.expect("reader task"),
-        1500,
+        count,
         "the room went on at full speed for the others"
     );
-    let metrics = reqwest::get(gw.http("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("natter_gateway_slow_consumer_disconnects_total") && !l.ends_with(" 0")),
+    let metrics = gw.metrics().await;
+    assert_eq!(
+        natter_test_support::metrics_page::value(&metrics, "natter_gateway_slow_consumer_disconnects_total"),
+        Some(1.0),
         "{metrics}"
     );
     // The slow client, once it reads, finds its connection closed with 4008 (or cut, if even that could not

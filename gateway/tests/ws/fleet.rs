@@ -3,7 +3,7 @@
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::helpers::{Client, Stack, WAIT};
+use crate::helpers::{Client, Stack, WAIT, refused_status, request};
 
 fn names(users: &Value) -> Vec<String> {
     let mut names: Vec<String> = users
@@ -244,7 +244,8 @@ async fn the_api_assigns_the_least_loaded_gateway() {
 #[tokio::test]
 async fn sigterm_drains_clients_with_1012() {
     let stack = Stack::start().await;
-    let mut gw = stack.gateway(&[]).await;
+    // Closes spread over two seconds, so the drain can be watched.
+    let mut gw = stack.gateway(&["--drain-jitter", "2s"]).await;
     let (token, _) = stack.user("oscar").await;
     let room = stack.room(&token, false).await;
     let mut clients = Vec::new();
@@ -254,6 +255,25 @@ async fn sigterm_drains_clients_with_1012() {
         clients.push(client);
     }
     gw.terminate();
+    // While it drains, the gateway still answers HTTP: not ready, the drain on its metrics, upgrades refused.
+    let mut readiness = serde_json::Value::Null;
+    for _ in 0..100 {
+        let response = reqwest::get(gw.http("/readyz"))
+            .await
+            .expect("readyz answers while draining");
+        if response.status() == 503 {
+            readiness = response.json().await.expect("json");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(readiness["draining"], true, "{readiness}");
+    let page = gw.metrics().await;
+    assert_eq!(
+        natter_test_support::metrics_page::value(&page, "natter_gateway_draining"),
+        Some(1.0)
+    );
+    assert_eq!(refused_status(request(&gw.ws_url(&token), &[])).await, 503);
     for client in &mut clients {
         assert_eq!(
             client.closed().await,

@@ -189,14 +189,13 @@ impl GatewayProc {
                 "--nats-url",
                 nats_url,
             ])
-            .args([
-                "--jwks-url",
-                jwks_url,
-                "--heartbeat-interval",
-                "250ms",
-                "--drain-jitter",
-                "200ms",
-            ])
+            .args(["--jwks-url", jwks_url, "--heartbeat-interval", "250ms"])
+            // A short drain unless the test sets its own.
+            .args(if args.contains(&"--drain-jitter") {
+                &[][..]
+            } else {
+                &["--drain-jitter", "200ms"][..]
+            })
             .args(args)
             .env(
                 "RUST_LOG",
@@ -225,6 +224,16 @@ impl GatewayProc {
 
     pub fn http(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The text of its `/metrics` page.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.http("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
     }
 
     /// SIGKILL: the gateway dies without a word, as in a crash.

@@ -3,22 +3,13 @@
 use natter_gateway::metrics;
 use natter_test_support::metrics_page::{has, value};
 
-use crate::helpers::{Client, GatewayProc, Stack};
-
-async fn page(gw: &GatewayProc) -> String {
-    reqwest::get(gw.http("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
-}
+use crate::helpers::{Client, Stack};
 
 #[tokio::test]
 async fn an_idle_gateway_exports_every_series_from_start_up() {
     let stack = Stack::start().await;
     let gw = stack.gateway(&[]).await;
-    let text = page(&gw).await;
+    let text = gw.metrics().await;
     for name in metrics::ALL {
         assert!(
             has(&text, name),
@@ -51,7 +42,7 @@ async fn a_send_records_its_ack_latency_and_a_rejoin_past_the_stream_counts_unre
     client.join(&room, None).await;
     client.say(&room, "m1", "hello").await;
     client.recv_type("message").await;
-    let text = page(&gw).await;
+    let text = gw.metrics().await;
     assert_eq!(
         value(&text, "natter_gateway_ack_latency_seconds_count"),
         Some(1.0),
@@ -66,7 +57,7 @@ async fn a_send_records_its_ack_latency_and_a_rejoin_past_the_stream_counts_unre
     let mut again = Client::connect(&gw, &token).await;
     let joined = again.join(&room, Some(1_000_000)).await;
     assert_eq!(joined["recovered"], false, "{joined}");
-    let text = page(&gw).await;
+    let text = gw.metrics().await;
     assert_eq!(
         value(&text, "natter_gateway_joins_unrecovered_total"),
         Some(1.0),
