@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # './natter up --observe' with a real Prometheus: every target of the shipped configuration is scraped and healthy,
-# the rules load, and after a short load-test run (with one gateway drained half-way) the recording rules, the
-# series behind the alerts and every query of every dashboard hold data from every service (PostgreSQL through
-# its exporter); no alert fires; Ctrl-C stops Prometheus and the exporter with the rest.
+# the rules load, and after a short load-test run (with one gateway drained half-way and four slow readers the
+# gateways close with 4008) the recording rules, the series behind the alerts and every query of every dashboard
+# hold data from every service (PostgreSQL through its exporter); no alert fires; Ctrl-C stops Prometheus and the
+# exporter with the rest.
 set -euo pipefail
 
 TEST=observe
@@ -12,6 +13,9 @@ prometheus_port="$(free_port)"; exporter_port="$(free_port)"
 
 cargo build -q -p natter-loadtest
 export NATTER_LOAD_TEST_KEY="observe-test-key-0123456789"
+# Every gateway with a fixed 16 KiB socket send buffer and a 32-frame queue: a reader that stops is closed as a
+# slow consumer within seconds, not after the megabytes a kernel-sized buffer would hold.
+export NATTER_SOCKET_SEND_BUFFER=16384 NATTER_OUTBOUND_QUEUE=32
 stack_up --observe --prometheus-port "$prometheus_port" --exporter-port "$exporter_port"
 prom="$(jq -r .prometheus "$tmp/out")"
 api="$(jq -r .api "$tmp/out")"
@@ -20,7 +24,7 @@ api="$(jq -r .api "$tmp/out")"
 # with the others, for the run to drain.
 extra_port="$(free_port)"
 NATS_URL="$(jq -r .nats_url "$tmp/out")" NATTER_GATEWAY_LISTEN="127.0.0.1:$extra_port" NATTER_GATEWAY_ID=gw-drained \
-  NATTER_JWKS_URL="$api/.well-known/jwks.json" NATTER_DRAIN_JITTER=2s "$ROOT/target/debug/natter-gateway" \
+  NATTER_JWKS_URL="$api/.well-known/jwks.json" NATTER_DRAIN_JITTER=8s "$ROOT/target/debug/natter-gateway" \
   2>"$tmp/gateway-drained.log" &
 extra_pid=$!
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$extra_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -46,9 +50,11 @@ want="$(cat "$ROOT"/prometheus/rules/*.yml | grep -cE '^ +- (alert|record):')"
 "$ROOT/target/debug/natter-loadtest" run --api "http://127.0.0.1:$api_port" \
   --gateway "ws://127.0.0.1:$gateway_port/ws" --gateway "ws://127.0.0.1:$((gateway_port + 1))/ws" \
   --gateway "ws://127.0.0.1:$extra_port/ws" --drain-gateway-pid "$extra_pid" \
-  --users 200 --rooms 4 --senders 2 --rate 2 --duration 12s --ramp-up 0 --workers 1 --verify-history \
-  --max-loss 0 >"$tmp/loadtest" 2>&1 || { cat "$tmp/loadtest" >&2; fail "the load-test run failed"; }
+  --users 200 --rooms 4 --senders 2 --rate 10 --size 1000 --duration 12s --ramp-up 0 --workers 1 \
+  --slow-readers 4 --verify-history --max-loss 0 >"$tmp/loadtest" 2>&1 ||
+  { cat "$tmp/loadtest" >&2; fail "the load-test run failed"; }
 grep -q "draining gateway process $extra_pid" "$tmp/loadtest" || fail "the run drained no gateway: $(cat "$tmp/loadtest")"
+grep -qE '^ +closes .*4008 [1-9]' "$tmp/loadtest" || fail "no slow reader was closed with 4008: $(cat "$tmp/loadtest")"
 # Two scrapes after the run.
 sleep 11
 
@@ -72,6 +78,8 @@ check "the signing key's age" 'max(natter_api_signing_key_age_seconds) >= 0'
 check "every service on NATS" 'count(natter_nats_connected == 1) == 4'
 check "open files against the limit" 'max(process_open_fds{job="natter-gateway"} / process_max_fds{job="natter-gateway"}) < 0.9'
 check "PostgreSQL through its exporter" 'pg_up == 1'
+check "slow consumers closed" 'sum(increase(natter_gateway_slow_consumer_disconnects_total[2m])) > 0'
+check "the drain, scraped while it ran" 'max_over_time(natter_gateway_draining{instance="gw-drained"}[2m]) == 1'
 check "the drained gateway went away" 'min_over_time(up{instance="gw-drained"}[1m]) == 0'
 python3 "$ROOT/tests/dashboards.py" --prometheus "$prom" || fail "a dashboard query returned no data"
 # The drained gateway's target is down: NatterGatewayDown may be pending (it waits a minute); nothing fires.

@@ -72,6 +72,8 @@ pub struct Stats {
     pub unrecovered: u64,
     /// Reconnections.
     pub reconnects: u64,
+    /// Slow readers that stopped reading.
+    pub stalls: u64,
     /// Error frames by code.
     pub error_codes: std::collections::BTreeMap<String, u64>,
     /// Closes by code.
@@ -140,8 +142,16 @@ enum Ended {
     Lost,
 }
 
-/// A connection attempt: TCP from `source` to the gateway, the upgrade, and the hello frame.
-async fn connect(shared: &Shared, gateway: usize, source: Option<IpAddr>, token: &str) -> Result<Ws, String> {
+/// A connection attempt: TCP from `source` to the gateway, the upgrade, and the hello frame. A `slow_reader`'s
+/// socket gets a small receive buffer, so that when it stops reading the gateway's queue to it fills in seconds
+/// rather than after megabytes of kernel buffering.
+async fn connect(
+    shared: &Shared,
+    gateway: usize,
+    source: Option<IpAddr>,
+    token: &str,
+    slow_reader: bool,
+) -> Result<Ws, String> {
     let (url, addr) = &shared.gateways[gateway];
     let attempt = async {
         let socket = if addr.is_ipv4() {
@@ -150,6 +160,9 @@ async fn connect(shared: &Shared, gateway: usize, source: Option<IpAddr>, token:
             TcpSocket::new_v6()
         }
         .map_err(io_cause)?;
+        if slow_reader {
+            socket.set_recv_buffer_size(SLOW_READER_BUFFER).map_err(io_cause)?;
+        }
         if let Some(source) = source.filter(|s| s.is_ipv4() == addr.is_ipv4()) {
             socket.bind(SocketAddr::new(source, 0)).map_err(io_cause)?;
         }
@@ -204,6 +217,9 @@ fn io_cause(err: std::io::Error) -> String {
 
 /// A write that takes longer means the gateway stopped reading: the connection is treated as lost.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A slow reader's socket receive buffer in bytes (the kernel doubles it for its own bookkeeping).
+const SLOW_READER_BUFFER: u32 = 4096;
 
 /// Sends one frame as JSON text.
 async fn send_frame(ws: &mut Ws, frame: &ClientFrame) -> Result<(), WsError> {
@@ -283,7 +299,7 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
     let first = {
         let _permit = shared.connecting.acquire().await;
         let started = Instant::now();
-        match connect(&shared, gateway, source, &user.token).await {
+        match connect(&shared, gateway, source, &user.token, user.stalls).await {
             Ok(mut ws) => {
                 let latency = started.elapsed();
                 match join(&shared, &mut ws, &room, None).await {
@@ -317,6 +333,7 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
     let mut sender_finished = !user.sender;
     let mut satisfied = false;
     let mut dropped_once = !user.drops;
+    let mut stalled_once = !user.stalls;
     let mut go = shared.go.clone();
     let mut expect = shared.expect.clone();
     let mut stop = shared.stop.clone();
@@ -347,6 +364,10 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
             (Some((_, s)), false) => Some(s + Duration::from_millis(schedule.drop_at_ms)),
             _ => None,
         };
+        let stall_at = match (start, stalled_once) {
+            (Some((_, s)), false) => Some(s + Duration::from_millis(schedule.stall_at_ms)),
+            _ => None,
+        };
 
         if !sender_finished && sends_over && (pending.is_empty() || ack_deadline.is_some_and(|d| Instant::now() >= d)) {
             sender_finished = true;
@@ -365,6 +386,15 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
             biased;
             () = &mut run_over => Ended::Stopped,
             () = sleep_until_opt(drop_at) => { dropped_once = true; Ended::Dropped }
+            () = sleep_until_opt(stall_at) => {
+                // Read nothing for a while: what the gateway sends piles up in the socket and then in its queue.
+                stalled_once = true;
+                shared.stats().stalls += 1;
+                tokio::select! {
+                    () = &mut run_over => Ended::Stopped,
+                    () = tokio::time::sleep(Duration::from_millis(schedule.stall_for_ms)) => continue,
+                }
+            }
             () = sleep_until_opt(next_due) => {
                 let Some((start_micros, _)) = start else { continue };
                 let due_micros = start_micros
@@ -480,7 +510,7 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
                     // Rejoin elsewhere: recovery must work from any gateway.
                     gateway = (gateway + 1) % shared.gateways.len();
                     let since = reception.last_seq().max(position);
-                    let attempt = match connect(&shared, gateway, source, &user.token).await {
+                    let attempt = match connect(&shared, gateway, source, &user.token, user.stalls).await {
                         Ok(mut ws) => join(&shared, &mut ws, &room, Some(since))
                             .await
                             .map(|(seq, recovered)| (ws, seq, recovered)),

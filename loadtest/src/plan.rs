@@ -46,6 +46,9 @@ pub struct UserPlan {
     pub gateway: usize,
     /// Whether it drops its connection in the middle of the send phase and rejoins with its last seq.
     pub drops: bool,
+    /// Whether it stops reading for a while in the send phase, as a client on a stalled network does: the gateway
+    /// should close it as a slow consumer (4008), and it rejoins with its last seq.
+    pub stalls: bool,
 }
 
 /// The timing of a run, shared by all workers.
@@ -73,6 +76,10 @@ pub struct Schedule {
     pub drop_at_ms: u64,
     /// How long droppers stay away before rejoining.
     pub drop_for_ms: u64,
+    /// When slow readers stop reading, from the start of the send phase.
+    pub stall_at_ms: u64,
+    /// How long slow readers stop reading.
+    pub stall_for_ms: u64,
 }
 
 /// A line from the coordinator to a worker (after the plan).
@@ -174,6 +181,9 @@ pub struct WorkerResult {
     pub unrecovered: u64,
     /// Reconnections after a drop or a close.
     pub reconnects: u64,
+    /// Slow readers that stopped reading.
+    #[serde(default)]
+    pub stalls: u64,
     /// Error frames by code.
     pub error_codes: BTreeMap<String, u64>,
     /// Closes by WebSocket close code (`abnormal` when the connection just ended).
@@ -197,6 +207,7 @@ impl WorkerResult {
         self.reordered += other.reordered;
         self.unrecovered += other.unrecovered;
         self.reconnects += other.reconnects;
+        self.stalls += other.stalls;
         add_each(&mut self.connect_failures, &other.connect_failures);
         add_each(&mut self.error_codes, &other.error_codes);
         add_each(&mut self.close_codes, &other.close_codes);

@@ -236,6 +236,9 @@ pub struct Report {
     pub faults: FaultCounts,
     /// Reconnections after drops and closes.
     pub reconnects: u64,
+    /// Slow readers that stopped reading (`--slow-readers`).
+    #[serde(default)]
+    pub stalls: u64,
     /// Error frames by code.
     pub error_codes: BTreeMap<String, u64>,
     /// Closes by code.
@@ -307,6 +310,9 @@ impl Report {
             ),
         );
         row(&mut out, "reconnects", self.reconnects.to_string());
+        if self.stalls > 0 {
+            row(&mut out, "slow readers", format!("{} stopped reading", self.stalls));
+        }
         if !self.error_codes.is_empty() {
             row(&mut out, "error frames", fmt_map(&self.error_codes));
         }

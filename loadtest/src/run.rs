@@ -193,6 +193,16 @@ pub struct RunArgs {
     #[serde(with = "secs")]
     pub reconnect_after: Duration,
 
+    /// Receivers (one per room first) that stop reading a quarter into the send phase, with a small socket
+    /// receive buffer: the gateway should close them as slow consumers (4008); they rejoin from their last seq.
+    #[arg(long, default_value_t = 0)]
+    pub slow_readers: usize,
+
+    /// How long slow readers stop reading.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    #[serde(with = "secs")]
+    pub slow_for: Duration,
+
     /// A local gateway process to drain (SIGTERM) in the middle of the send phase; its clients must rejoin
     /// elsewhere with nothing lost.
     #[arg(long)]
@@ -313,6 +323,13 @@ impl RunArgs {
         if duration > Duration::from_secs(24 * 3600) || ramp_up > Duration::from_secs(3600) {
             return Err("--duration is capped at 24h and --ramp-up at 1h".into());
         }
+        let receivers = self.users.saturating_sub(senders.saturating_mul(self.rooms));
+        if self.slow_readers > receivers {
+            return Err(format!(
+                "--slow-readers {} is more than the {receivers} users who only receive",
+                self.slow_readers
+            ));
+        }
         if !(0.0..=1.0).contains(&reconnect_share) {
             return Err("--reconnect-share must be between 0 and 1".into());
         }
@@ -391,6 +408,19 @@ fn drops(i: usize, share: f64) -> bool {
     (i as f64 * 0.618_033_988_75).fract() < share
 }
 
+/// Which users (laid out room by room) are slow readers: `count` receivers, the last member of each room first,
+/// then the next to last, so they spread over the rooms.
+fn slow_readers(sizes: &[usize], senders: usize, count: usize) -> Vec<bool> {
+    let rooms = sizes.len();
+    sizes
+        .iter()
+        .enumerate()
+        .flat_map(|(room, size)| {
+            (0..*size).map(move |k| k >= senders && (size - 1 - k).saturating_mul(rooms) + room < count)
+        })
+        .collect()
+}
+
 /// A worker process and the channel to it.
 struct WorkerProc {
     child: Child,
@@ -467,6 +497,7 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
         .enumerate()
         .flat_map(|(room, size)| (0..*size).map(move |k| (room, k < settings.senders)))
         .collect();
+    let slow = slow_readers(&sizes, settings.senders, args.slow_readers);
     let senders_total = room_of.iter().filter(|(_, s)| *s).count() as u64;
     let messages_per_sender = match args.messages {
         Some(total) => total.div_ceil(senders_total.max(1)),
@@ -484,6 +515,8 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
         drain_timeout_ms: args.drain_timeout.as_millis() as u64,
         drop_at_ms: settings.duration.as_millis() as u64 / 3,
         drop_for_ms: args.reconnect_after.as_millis() as u64,
+        stall_at_ms: settings.duration.as_millis() as u64 / 4,
+        stall_for_ms: args.slow_for.as_millis() as u64,
     };
     let mut plans: Vec<WorkerPlan> = (0..settings.workers)
         .map(|worker| WorkerPlan {
@@ -502,6 +535,7 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
             sender: *sender,
             gateway: i % gateways.len(),
             drops: settings.reconnect_share > 0.0 && drops(i, settings.reconnect_share),
+            stalls: slow[i],
         });
     }
 
@@ -774,6 +808,7 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
             rooms: total.faulty_rooms.into_iter().take(20).collect(),
         },
         reconnects: total.reconnects,
+        stalls: total.stalls,
         error_codes: total.error_codes,
         close_codes: total.close_codes,
         history,
@@ -1001,6 +1036,15 @@ mod tests {
             "ranges are capped"
         );
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn slow_readers_are_receivers_spread_over_the_rooms() {
+        let slow = slow_readers(&[4, 4, 3], 1, 4);
+        let picked: Vec<usize> = slow.iter().enumerate().filter(|(_, s)| **s).map(|(i, _)| i).collect();
+        // The last member of each room, then the next to last of the first room; never a sender (0, 4, 8).
+        assert_eq!(picked, vec![2, 3, 7, 10]);
+        assert_eq!(slow_readers(&[2, 2], 2, 3).iter().filter(|s| **s).count(), 0);
     }
 
     #[test]

@@ -197,6 +197,7 @@ async fn run_plan(plan: WorkerPlan, lines: &mut tokio::io::Lines<BufReader<tokio
         reordered: total.reordered,
         unrecovered: stats.unrecovered,
         reconnects: stats.reconnects,
+        stalls: stats.stalls,
         error_codes: stats.error_codes.clone(),
         close_codes: stats.close_codes.clone(),
         faulty_rooms,
