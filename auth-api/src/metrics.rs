@@ -29,8 +29,9 @@ pub const KEY_ROTATIONS: &str = "natter_api_key_rotations_total";
 pub const SIGNING_KEY_AGE: &str = "natter_api_signing_key_age_seconds";
 
 /// Every metric the auth API exports besides the shared `process_*` and `natter_nats_*` ones, each from start-up
-/// (the per-route HTTP series from a route's first request).
-pub const ALL: [&str; 9] = [
+/// (the request counts by route and documented status; latency histograms appear with a route's first request).
+pub const ALL: [&str; 10] = [
+    HTTP_REQUESTS,
     AUTH_FAILURES,
     LOGINS,
     RATE_LIMITED,
@@ -83,6 +84,34 @@ pub fn register() {
     for name in [LOAD_TEST_GUESTS, REFRESH_REUSE, TOKENS_ISSUED, KEY_ROTATIONS] {
         metrics::counter!(name).absolute(0);
     }
+}
+
+/// Registers at 0 the request count of every route of `openapi` with each status it documents, and of each of
+/// `others` (plain `GET` routes) with 200, in the labels [`track`] gives them.
+pub fn register_routes(openapi: &utoipa::openapi::OpenApi, others: &[&str]) {
+    for (route, item) in &openapi.paths.paths {
+        let operations = [
+            ("GET", &item.get),
+            ("POST", &item.post),
+            ("PUT", &item.put),
+            ("PATCH", &item.patch),
+            ("DELETE", &item.delete),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            for status in operation.responses.responses.keys() {
+                zero_requests(method, route, status);
+            }
+        }
+    }
+    for route in others {
+        zero_requests("GET", route, "200");
+    }
+}
+
+fn zero_requests(method: &'static str, route: &str, status: &str) {
+    metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route.to_owned(), "status" => status.to_owned())
+        .absolute(0);
 }
 
 /// The process-wide Prometheus recorder.

@@ -70,6 +70,7 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .routes(routes!(jwks))
         .routes(routes!(gateway::assign_gateway))
         .split_for_parts();
+    crate::metrics::register_routes(&openapi, &["/api/openapi.json", "/healthz", "/readyz", "/metrics"]);
     let openapi = std::sync::Arc::new(openapi);
     api.route(
         "/api/openapi.json",

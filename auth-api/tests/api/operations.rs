@@ -185,6 +185,13 @@ async fn every_series_exists_from_start_up_and_minting_a_token_counts() {
     );
     let age = value(&page, "natter_api_signing_key_age_seconds").expect("key age");
     assert!(age < 60.0, "a fresh database has a fresh key: {age}");
+    // Each route's count, by each status it documents, in the labels a request gets.
+    let guests = "natter_api_http_requests_total{method=\"POST\",route=\"/api/guest\",status=\"201\"}";
+    assert_eq!(value(&page, guests), Some(0.0), "{page}");
+    let refused = "natter_api_http_requests_total{method=\"POST\",route=\"/api/login\",status=\"401\"}";
+    assert_eq!(value(&page, refused), Some(0.0), "{page}");
+    let member = "natter_api_http_requests_total{method=\"DELETE\",route=\"/api/rooms/{id}\",status=\"204\"}";
+    assert_eq!(value(&page, member), Some(0.0), "{page}");
     let minted = value(&page, "natter_api_tokens_issued_total").expect("tokens issued");
     app.post("/api/guest", json!({"username": "pip"})).await;
     let page = app.metrics_text().await;
@@ -193,4 +200,5 @@ async fn every_series_exists_from_start_up_and_minting_a_token_counts() {
         Some(minted + 1.0),
         "{page}"
     );
+    assert_eq!(value(&page, guests), Some(1.0), "{page}");
 }
