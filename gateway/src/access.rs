@@ -102,9 +102,10 @@ impl AccessChecks {
             },
             Plan::Ask { answer, for_room } => (answer, for_room),
         };
-        let access = answer.await;
+        let access = answer.clone().await;
         let mut state = self.state();
-        if for_room {
+        // Only this join's own entry: a stale one may have been replaced by another join's question since.
+        if for_room && state.asking.get(room).is_some_and(|(asked, _)| asked.ptr_eq(&answer)) {
             state.asking.remove(room);
         }
         match access {

@@ -97,9 +97,14 @@ impl Application {
         }
         // HTTP is still served while the clients go: `/readyz` answers 503, `/metrics` shows the drain, and
         // upgrades are refused as `draining`.
+        let drained = drain(&gw, &url);
+        tokio::pin!(drained);
         tokio::select! {
-            () = &mut serve => anyhow::bail!("the HTTP server stopped"),
-            () = drain(&gw, &url) => {}
+            () = &mut serve => {
+                tracing::error!("the HTTP server stopped while draining");
+                drained.await;
+            }
+            () = &mut drained => {}
         }
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut serve).await;
@@ -176,10 +181,8 @@ async fn serve_http(
             }
         };
         let _ = tcp.set_nodelay(true);
-        if send_buffer > 0
-            && let Err(err) = socket2::SockRef::from(&tcp).set_send_buffer_size(send_buffer)
-        {
-            tracing::warn!(error = %err, "cannot set the socket's send buffer");
+        if send_buffer > 0 {
+            set_send_buffer(&tcp, send_buffer);
         }
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
@@ -197,6 +200,27 @@ async fn serve_http(
                 tracing::debug!(%peer, error = %err, "HTTP connection ended with an error");
             }
         });
+    }
+}
+
+/// Fixes a client socket's kernel send buffer, warning once if the kernel holds it below the size asked for
+/// (Linux caps SO_SNDBUF at net.core.wmem_max, and reports twice what it was given).
+fn set_send_buffer(tcp: &tokio::net::TcpStream, bytes: usize) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let socket = socket2::SockRef::from(tcp);
+    let given = socket
+        .set_send_buffer_size(bytes)
+        .and_then(|()| socket.send_buffer_size());
+    match given {
+        Ok(given) if given < bytes => WARNED.call_once(|| {
+            tracing::warn!(
+                asked = bytes,
+                given,
+                "the kernel holds --socket-send-buffer below the size asked for; raise net.core.wmem_max"
+            );
+        }),
+        Ok(_) => {}
+        Err(err) => WARNED.call_once(|| tracing::warn!(error = %err, "cannot set a socket's send buffer")),
     }
 }
 

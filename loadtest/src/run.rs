@@ -323,12 +323,22 @@ impl RunArgs {
         if duration > Duration::from_secs(24 * 3600) || ramp_up > Duration::from_secs(3600) {
             return Err("--duration is capped at 24h and --ramp-up at 1h".into());
         }
-        let receivers = self.users.saturating_sub(senders.saturating_mul(self.rooms));
+        let receivers: usize = room_sizes(self.users, self.rooms, self.room_sizes)
+            .iter()
+            .map(|size| size.saturating_sub(senders))
+            .sum();
         if self.slow_readers > receivers {
             return Err(format!(
                 "--slow-readers {} is more than the {receivers} users who only receive",
                 self.slow_readers
             ));
+        }
+        if self.slow_readers > 0 && self.slow_for >= duration.mul_f64(0.75) {
+            return Err(
+                "--slow-for must be shorter than the last three quarters of --duration (slow readers stop \
+                        reading a quarter in, and must read again before the send phase ends)"
+                    .into(),
+            );
         }
         if !(0.0..=1.0).contains(&reconnect_share) {
             return Err("--reconnect-share must be between 0 and 1".into());
@@ -408,17 +418,29 @@ fn drops(i: usize, share: f64) -> bool {
     (i as f64 * 0.618_033_988_75).fract() < share
 }
 
-/// Which users (laid out room by room) are slow readers: `count` receivers, the last member of each room first,
-/// then the next to last, so they spread over the rooms.
+/// Which users (laid out room by room) are slow readers: `count` receivers (or as many as there are), the last
+/// member of each room first, then the next to last, and so on, so they spread over the rooms.
 fn slow_readers(sizes: &[usize], senders: usize, count: usize) -> Vec<bool> {
-    let rooms = sizes.len();
-    sizes
+    let starts: Vec<usize> = sizes
         .iter()
-        .enumerate()
-        .flat_map(|(room, size)| {
-            (0..*size).map(move |k| k >= senders && (size - 1 - k).saturating_mul(rooms) + room < count)
+        .scan(0, |next, size| {
+            let start = *next;
+            *next += size;
+            Some(start)
         })
-        .collect()
+        .collect();
+    let mut slow = vec![false; sizes.iter().sum()];
+    let mut picked = 0;
+    let deepest = sizes.iter().map(|size| size.saturating_sub(senders)).max().unwrap_or(0);
+    for depth in 0..deepest {
+        for (room, size) in sizes.iter().enumerate() {
+            if picked < count && depth < size.saturating_sub(senders) {
+                slow[starts[room] + size - 1 - depth] = true;
+                picked += 1;
+            }
+        }
+    }
+    slow
 }
 
 /// A worker process and the channel to it.
@@ -534,7 +556,8 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
             room: rooms[*room].clone(),
             sender: *sender,
             gateway: i % gateways.len(),
-            drops: settings.reconnect_share > 0.0 && drops(i, settings.reconnect_share),
+            // A slow reader does not also drop: its drop would come before it read the 4008 waiting for it.
+            drops: settings.reconnect_share > 0.0 && drops(i, settings.reconnect_share) && !slow[i],
             stalls: slow[i],
         });
     }
@@ -1045,6 +1068,11 @@ mod tests {
         // The last member of each room, then the next to last of the first room; never a sender (0, 4, 8).
         assert_eq!(picked, vec![2, 3, 7, 10]);
         assert_eq!(slow_readers(&[2, 2], 2, 3).iter().filter(|s| **s).count(), 0);
+        // Uneven rooms: the small ones run out, the big ones go on giving.
+        let uneven = slow_readers(&[11, 5, 3, 2, 2, 2, 2, 1, 1, 1], 1, 20);
+        assert_eq!(uneven.iter().filter(|s| **s).count(), 20);
+        let every_receiver = slow_readers(&[11, 5, 3, 2, 2, 2, 2, 1, 1, 1], 1, 100);
+        assert_eq!(every_receiver.iter().filter(|s| **s).count(), 30 - 10);
     }
 
     #[test]
