@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Measures one gateway process on this machine: memory per idle connection, connect rate, and fan-out deliveries
-# per second in one room. Brings up its own stack (./natter up --release, one gateway) on free ports, runs
+# Measures one gateway process on this machine: memory per idle connection, connect rate, fan-out deliveries
+# per second in one room, and the CPU a Prometheus scrape of its /metrics costs. Brings up its own stack (./natter up --release, one gateway) on free ports, runs
 # gateway/examples/gateway_bench.rs against it, stops the stack, and prints a Markdown block for
 # docs/benchmarks.md with the machine and the command.
 #
@@ -49,13 +49,28 @@ cmd=(target/release/examples/gateway_bench --url "ws://127.0.0.1:$gw_port/ws" --
      --gateway-pid "$gw_pid" --idle "$IDLE" --receivers "$RECEIVERS" --messages "$MESSAGES")
 "${cmd[@]}" | tee "$tmp/result"
 
+# What Prometheus costs it: the gateway's CPU time over SCRAPES back-to-back scrapes of /metrics, less what it
+# spends idle over as long a time without them (heartbeats, the sweep).
+SCRAPES="${SCRAPES:-1000}"
+ticks() { awk '{print $14 + $15}' "/proc/$gw_pid/stat"; }
+before="$(ticks)"; started="$(date +%s%N)"
+for _ in $(seq 1 "$SCRAPES"); do curl -fsS -o "$tmp/page" "http://127.0.0.1:$gw_port/metrics"; done
+elapsed_ns=$(( $(date +%s%N) - started )); scrape_ticks=$(( $(ticks) - before ))
+before="$(ticks)"; sleep "$(awk -v ns="$elapsed_ns" 'BEGIN {printf "%.3f", ns / 1e9}')"; idle_ticks=$(( $(ticks) - before ))
+awk -v n="$SCRAPES" -v t="$scrape_ticks" -v idle="$idle_ticks" -v hz="$(getconf CLK_TCK)" -v ns="$elapsed_ns" \
+  -v bytes="$(wc -c <"$tmp/page")" -v series="$(grep -cvE '^(#|$)' "$tmp/page")" 'BEGIN {
+    cpu_ms = (t - idle) / hz * 1000 / n
+    printf "scrape: %d series, %.1f KiB a page; %.2f ms of gateway CPU (%d ticks, %d of them idle) and %.2f ms wall a scrape (%d scrapes); ", series, bytes / 1024, cpu_ms, t, idle, ns / 1e6 / n, n
+    printf "at one scrape every 5 s, %.3f %% of a core\n", cpu_ms / 5000 * 100
+  }' | tee -a "$tmp/result"
+
 cat <<MD
 
 ### One gateway process, $(date -u +%Y-%m-%d)
 
 Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB,
 $(. /etc/os-release && echo "$PRETTY_NAME"), $(rustc --version), $(/usr/sbin/nats-server --version 2>/dev/null || nats-server --version).
-Command: \`${GATEWAY_FEATURES:+GATEWAY_FEATURES=$GATEWAY_FEATURES }${NATTER_GATEWAY_THREADS:+NATTER_GATEWAY_THREADS=$NATTER_GATEWAY_THREADS }IDLE=$IDLE RECEIVERS=$RECEIVERS MESSAGES=$MESSAGES scripts/bench-gateway.sh\` (release build; client,
+Command: \`${GATEWAY_FEATURES:+GATEWAY_FEATURES=$GATEWAY_FEATURES }${NATTER_GATEWAY_THREADS:+NATTER_GATEWAY_THREADS=$NATTER_GATEWAY_THREADS }IDLE=$IDLE RECEIVERS=$RECEIVERS MESSAGES=$MESSAGES SCRAPES=$SCRAPES scripts/bench-gateway.sh\` (release build; client,
 gateway, NATS and PostgreSQL share the machine).
 
 \`\`\`
