@@ -39,8 +39,9 @@ pub struct Config {
     #[arg(long, env = "NATTER_PERSISTER_BATCH", default_value_t = 1000)]
     pub batch_size: usize,
 
-    /// Longest wait for a batch to fill before a partial one is written.
-    #[arg(long, env = "NATTER_PERSISTER_MAX_WAIT", default_value = "100ms", value_parser = parse_duration)]
+    /// How long a batch waits for more messages after its first even when the writer is free (0: a message is
+    /// written as soon as the writer can take it; batches still grow while a commit is in progress).
+    #[arg(long, env = "NATTER_PERSISTER_MAX_WAIT", default_value = "0ms", value_parser = parse_duration)]
     pub max_wait: Duration,
 
     /// How long JetStream waits for an ack before redelivering (extended while a batch is being retried).
@@ -68,8 +69,8 @@ impl natter_service::Validate for Config {
         if !(1..=10_000).contains(&self.batch_size) {
             return Err("--batch-size must be between 1 and 10000".into());
         }
-        if self.max_wait < Duration::from_millis(10) || self.max_wait >= self.ack_wait {
-            return Err("--max-wait must be at least 10ms and shorter than --ack-wait".into());
+        if self.max_wait >= self.ack_wait.min(Duration::from_secs(10)) {
+            return Err("--max-wait must be shorter than --ack-wait and than 10s".into());
         }
         if self.consumer.is_empty()
             || !self

@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 
 use crate::metrics;
-use crate::store::{self, DeadLetter, Row};
+use crate::store::{self, DeadLetter, Row, Rows};
 
 /// Longest pause between two attempts at writing a batch.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -22,7 +22,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub struct Batching {
     /// Most messages per batch.
     pub size: usize,
-    /// Longest wait for a batch to fill.
+    /// How long a batch may wait for more messages after its first while the writer is free (0: not at all).
     pub max_wait: Duration,
     /// The consumer's ack wait: retries send progress acks well within it.
     pub ack_wait: Duration,
@@ -55,9 +55,9 @@ pub fn decode(seq: u64, subject: &str, payload: &[u8]) -> Result<Row, DeadLetter
     })
 }
 
-/// Batches fetched ahead of the one being written: fetching and decoding the next batch overlaps the write of
-/// the current one. Each is still acked only after its own commit.
-const FETCH_AHEAD: usize = 2;
+/// Batches handed over ahead of the one being written: one waits while another commits, and the next gathers
+/// messages meanwhile. Each is still acked only after its own commit.
+const FETCH_AHEAD: usize = 1;
 
 /// How long each pull request the consume stream keeps open at the server may last.
 const PULL_EXPIRES: Duration = Duration::from_secs(30);
@@ -87,8 +87,10 @@ pub async fn run(
     let _ = writer.await;
 }
 
-/// Reads the consumer as one continuous stream and cuts it into batches of at most `size` messages, each closed
-/// `max_wait` after its first message.
+/// Reads the consumer as one continuous stream and cuts it into batches of at most `size` messages. A batch goes
+/// to the writer as soon as the writer can take it (after `max_wait`, if set): an idle persister writes a message
+/// the moment it arrives, and while a commit is in progress the next batch gathers what arrives meanwhile, so
+/// batches grow only when messages come faster than commits.
 ///
 /// The stream keeps pull requests open at the server and tops them up as messages arrive, all delivered to one
 /// subscription that lives as long as the stream. Short fetches (a new pull request per batch, expiring after
@@ -139,20 +141,28 @@ async fn fetch_loop(
                 }
                 None => break,
             };
-            let closes = tokio::time::Instant::now() + batching.max_wait;
-            while batch.len() < batching.size {
-                match tokio::time::timeout_at(closes, messages.next()).await {
-                    Ok(Some(Ok(message))) => batch.push(message),
-                    Ok(Some(Err(err))) => {
-                        tracing::debug!(error = %err, "the stream reported an error inside a batch");
-                        break;
-                    }
-                    Ok(None) | Err(_) => break,
+            let held_until = tokio::time::Instant::now() + batching.max_wait;
+            let permit = loop {
+                let held = tokio::time::Instant::now() < held_until;
+                let full = batch.len() >= batching.size;
+                tokio::select! {
+                    biased;
+                    permit = batches.reserve(), if !held || full => break permit,
+                    next = messages.next(), if !full => match next {
+                        Some(Ok(message)) => batch.push(message),
+                        Some(Err(err)) => {
+                            tracing::debug!(error = %err, "the stream reported an error inside a batch");
+                            break batches.reserve().await;
+                        }
+                        None => break batches.reserve().await,
+                    },
+                    () = tokio::time::sleep_until(held_until), if held && !full => {}
                 }
-            }
+            };
             backoff = Duration::from_millis(100);
-            if batches.send(batch).await.is_err() {
-                return;
+            match permit {
+                Ok(permit) => permit.send(batch),
+                Err(_) => return,
             }
         }
     }
@@ -189,7 +199,7 @@ async fn report_pending(mut consumer: PullConsumer, mut stream: jetstream::strea
 
 /// Writes one batch until it is committed, then acks every message in it.
 async fn handle_batch(db: &PgPool, messages: &[jetstream::Message], batching: Batching) {
-    let mut rows = Vec::with_capacity(messages.len());
+    let mut rows = Rows::with_capacity(messages.len());
     let mut dead = Vec::new();
     for message in messages {
         let (seq, delivered) = match message.info() {
@@ -263,7 +273,7 @@ async fn handle_batch(db: &PgPool, messages: &[jetstream::Message], batching: Ba
 
     ::metrics::histogram!(metrics::BATCH_SIZE).record(messages.len() as f64);
     ::metrics::counter!(metrics::ROWS_WRITTEN).increment(written.inserted);
-    if let Some(newest) = rows.iter().map(|row| row.sent_at).max() {
+    if let Some(newest) = rows.newest() {
         let lag = (chrono::Utc::now() - newest).to_std().unwrap_or_default();
         ::metrics::gauge!(metrics::LAG).set(lag.as_secs_f64());
     }

@@ -1,5 +1,5 @@
-//! Writing batches to PostgreSQL: one transaction, one bulk `INSERT … SELECT FROM UNNEST`, idempotent on the
-//! stream sequence.
+//! Writing batches to PostgreSQL: one transaction, one bulk `INSERT … SELECT FROM UNNEST` of the batch's columns,
+//! idempotent on the stream sequence.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -21,6 +21,73 @@ pub struct Row {
     pub body: String,
     /// When the gateway accepted it.
     pub sent_at: DateTime<Utc>,
+}
+
+/// A batch of rows as the columns they are bound as: each row's fields are moved in once, and every attempt at
+/// writing the batch binds the columns by reference (no per-field copies).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Rows {
+    seq: Vec<i64>,
+    room_id: Vec<String>,
+    client_id: Vec<String>,
+    user_id: Vec<String>,
+    user_name: Vec<String>,
+    body: Vec<String>,
+    sent_at: Vec<DateTime<Utc>>,
+}
+
+impl Rows {
+    /// Room for `n` rows.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            seq: Vec::with_capacity(n),
+            room_id: Vec::with_capacity(n),
+            client_id: Vec::with_capacity(n),
+            user_id: Vec::with_capacity(n),
+            user_name: Vec::with_capacity(n),
+            body: Vec::with_capacity(n),
+            sent_at: Vec::with_capacity(n),
+        }
+    }
+
+    /// Adds a row.
+    pub fn push(&mut self, row: Row) {
+        self.seq.push(row.seq);
+        self.room_id.push(row.room_id);
+        self.client_id.push(row.client_id);
+        self.user_id.push(row.user_id);
+        self.user_name.push(row.user_name);
+        self.body.push(row.body);
+        self.sent_at.push(row.sent_at);
+    }
+
+    /// Rows held.
+    pub fn len(&self) -> usize {
+        self.seq.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.seq.is_empty()
+    }
+
+    /// The newest acceptance time.
+    pub fn newest(&self) -> Option<DateTime<Utc>> {
+        self.sent_at.iter().max().copied()
+    }
+
+    /// Row `i` alone (for writing row by row).
+    fn one(&self, i: usize) -> Rows {
+        Rows {
+            seq: vec![self.seq[i]],
+            room_id: vec![self.room_id[i].clone()],
+            client_id: vec![self.client_id[i].clone()],
+            user_id: vec![self.user_id[i].clone()],
+            user_name: vec![self.user_name[i].clone()],
+            body: vec![self.body[i].clone()],
+            sent_at: vec![self.sent_at[i]],
+        }
+    }
 }
 
 /// A stream message that can never be stored.
@@ -46,7 +113,7 @@ pub struct Written {
 }
 
 /// Writes rows and dead letters in one transaction.
-pub async fn write(db: &PgPool, rows: &[Row], dead: &[DeadLetter]) -> Result<Written, sqlx::Error> {
+pub async fn write(db: &PgPool, rows: &Rows, dead: &[DeadLetter]) -> Result<Written, sqlx::Error> {
     let mut tx = db.begin().await?;
     let inserted = insert_rows(&mut tx, rows).await?;
     insert_dead(&mut tx, dead).await?;
@@ -57,24 +124,23 @@ pub async fn write(db: &PgPool, rows: &[Row], dead: &[DeadLetter]) -> Result<Wri
     })
 }
 
-async fn insert_rows(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, rows: &[Row]) -> Result<u64, sqlx::Error> {
+async fn insert_rows(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, rows: &Rows) -> Result<u64, sqlx::Error> {
     if rows.is_empty() {
         return Ok(0);
     }
-    let col = |f: fn(&Row) -> String| rows.iter().map(f).collect::<Vec<String>>();
     let result = sqlx::query(
         "INSERT INTO messages (seq, room_id, client_id, user_id, user_name, body, sent_at) \
          SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
                               $7::timestamptz[]) \
          ON CONFLICT (seq) DO NOTHING",
     )
-    .bind(rows.iter().map(|r| r.seq).collect::<Vec<i64>>())
-    .bind(col(|r| r.room_id.clone()))
-    .bind(col(|r| r.client_id.clone()))
-    .bind(col(|r| r.user_id.clone()))
-    .bind(col(|r| r.user_name.clone()))
-    .bind(col(|r| r.body.clone()))
-    .bind(rows.iter().map(|r| r.sent_at).collect::<Vec<DateTime<Utc>>>())
+    .bind(&rows.seq[..])
+    .bind(&rows.room_id[..])
+    .bind(&rows.client_id[..])
+    .bind(&rows.user_id[..])
+    .bind(&rows.user_name[..])
+    .bind(&rows.body[..])
+    .bind(&rows.sent_at[..])
     .execute(&mut **tx)
     .await?;
     Ok(result.rows_affected())
@@ -111,15 +177,16 @@ pub fn is_data_error(err: &sqlx::Error) -> bool {
 /// blocking the others. Used only after a bulk write failed on its data.
 pub async fn write_one_by_one(
     db: &PgPool,
-    rows: &[Row],
+    rows: &Rows,
     dead: &[DeadLetter],
 ) -> Result<(Written, Vec<DeadLetter>), sqlx::Error> {
     let mut tx = db.begin().await?;
     let mut written = Written::default();
     let mut refused = Vec::new();
-    for row in rows {
+    for i in 0..rows.len() {
+        let row = rows.one(i);
         sqlx::query("SAVEPOINT one_row").execute(&mut *tx).await?;
-        match insert_rows(&mut tx, std::slice::from_ref(row)).await {
+        match insert_rows(&mut tx, &row).await {
             Ok(n) => {
                 written.inserted += n;
                 written.duplicates += 1 - n;
@@ -127,11 +194,12 @@ pub async fn write_one_by_one(
             Err(err) if is_data_error(&err) => {
                 sqlx::query("ROLLBACK TO SAVEPOINT one_row").execute(&mut *tx).await?;
                 refused.push(DeadLetter {
-                    seq: row.seq,
+                    seq: row.seq[0],
                     subject: natter_proto::subject::room_messages(
-                        &natter_proto::RoomId::parse(&row.room_id).map_err(|e| sqlx::Error::Protocol(e.to_string()))?,
+                        &natter_proto::RoomId::parse(&row.room_id[0])
+                            .map_err(|e| sqlx::Error::Protocol(e.to_string()))?,
                     ),
-                    payload: row.body.clone().into_bytes(),
+                    payload: row.body[0].clone().into_bytes(),
                     reason: format!("refused by PostgreSQL: {err}"),
                 });
             }
