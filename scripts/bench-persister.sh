@@ -4,11 +4,11 @@
 # --persisters 0' on free ports, runs persister/examples/persister_bench.rs, stops the stack, and prints a Markdown
 # block for docs/benchmarks.md.
 #
-#   MESSAGES=1000000 BATCH=1000 scripts/bench-persister.sh
+#   MESSAGES=1000000 BATCH=1000 WRITERS=2 scripts/bench-persister.sh
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-MESSAGES="${MESSAGES:-1000000}" BATCH="${BATCH:-1000}"
+MESSAGES="${MESSAGES:-1000000}" BATCH="${BATCH:-1000}" WRITERS="${WRITERS:-2}"
 tmp="$(mktemp -d /tmp/natter-bench.XXXXXX)"
 chmod 755 "$tmp"
 group=""
@@ -33,7 +33,7 @@ nats_url="$(jq -r .nats_url "$tmp/up")"
 database_url="$(jq -r .database_url "$tmp/up")"
 
 cmd=(target/release/examples/persister_bench --nats-url "$nats_url" --database-url "$database_url"
-     --messages "$MESSAGES" --batch "$BATCH")
+     --messages "$MESSAGES" --batch "$BATCH" --writers "$WRITERS")
 "${cmd[@]}" | tee "$tmp/result"
 
 cat <<MD
@@ -42,7 +42,7 @@ cat <<MD
 
 Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB,
 $(. /etc/os-release && echo "$PRETTY_NAME"), $(rustc --version), PostgreSQL $(psql --version | awk '{print $3}'),
-$(/usr/sbin/nats-server --version 2>/dev/null || nats-server --version). Command: \`MESSAGES=$MESSAGES BATCH=$BATCH scripts/bench-persister.sh\`
+$(/usr/sbin/nats-server --version 2>/dev/null || nats-server --version). Command: \`MESSAGES=$MESSAGES BATCH=$BATCH WRITERS=$WRITERS scripts/bench-persister.sh\`
 (release build; NATS, PostgreSQL (default settings, fsync on) and the persister share the machine).
 
 \`\`\`

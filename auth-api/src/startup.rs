@@ -34,10 +34,13 @@ impl Application {
             .connect(&config.database_url)
             .await
             .context("failed to connect to PostgreSQL (check --database-url / DATABASE_URL)")?;
-        sqlx::migrate!("./migrations")
-            .run(&db)
+        // The history schema first: the accounts schema refers to it.
+        natter_history::migrate(&db)
             .await
-            .context("failed to migrate the database schema")?;
+            .context("failed to migrate the history schema")?;
+        natter_history::run(sqlx::migrate!("./migrations"), &db)
+            .await
+            .context("failed to migrate the accounts schema")?;
         let keys = KeyRing::load(
             &db,
             config.issuer.clone(),

@@ -39,6 +39,11 @@ pub struct Config {
     #[arg(long, env = "NATTER_PERSISTER_BATCH", default_value_t = 1000)]
     pub batch_size: usize,
 
+    /// Batches written at once, each in its own transaction on its own connection: while one commits (waiting
+    /// for its WAL flush), another inserts.
+    #[arg(long, env = "NATTER_PERSISTER_WRITERS", default_value_t = 2)]
+    pub writers: usize,
+
     /// How long a batch waits for more messages after its first even when the writer is free (0: a message is
     /// written as soon as the writer can take it; batches still grow while a commit is in progress).
     #[arg(long, env = "NATTER_PERSISTER_MAX_WAIT", default_value = "0ms", value_parser = parse_duration)]
@@ -68,6 +73,9 @@ impl natter_service::Validate for Config {
         }
         if !(1..=10_000).contains(&self.batch_size) {
             return Err("--batch-size must be between 1 and 10000".into());
+        }
+        if !(1..=16).contains(&self.writers) {
+            return Err("--writers must be between 1 and 16".into());
         }
         if self.max_wait >= self.ack_wait.min(Duration::from_secs(10)) {
             return Err("--max-wait must be shorter than --ack-wait and than 10s".into());

@@ -26,6 +26,8 @@ pub struct Batching {
     pub max_wait: Duration,
     /// The consumer's ack wait: retries send progress acks well within it.
     pub ack_wait: Duration,
+    /// Batches written at once, each in its own transaction.
+    pub writers: usize,
 }
 
 /// Turns a stream message into a row, or into a dead letter with the reason it can never be stored.
@@ -60,10 +62,10 @@ pub fn decode(seq: u64, subject: &str, payload: &[u8]) -> Result<Row, DeadLetter
 const FETCH_AHEAD: usize = 1;
 
 /// How long each pull request the consume stream keeps open at the server may last.
-const PULL_EXPIRES: Duration = Duration::from_secs(30);
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
 
 /// Heartbeat the server sends on an idle pull request; two missed mean the stream is broken.
-const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
+const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
 
 /// Consumes until `stop` turns true; batches in hand are finished (written and acked) first. `stream` is the
 /// consumer's stream, whose size is reported as metrics.
@@ -74,17 +76,27 @@ pub async fn run(
     batching: Batching,
     stop: watch::Receiver<bool>,
 ) {
-    let (batches, mut to_write) = tokio::sync::mpsc::channel::<Vec<jetstream::Message>>(FETCH_AHEAD);
-    let writer = tokio::spawn(async move {
-        while let Some(messages) = to_write.recv().await {
-            handle_batch(&db, &messages, batching).await;
-        }
-    });
+    let (batches, to_write) = tokio::sync::mpsc::channel::<Vec<jetstream::Message>>(FETCH_AHEAD);
+    let to_write = std::sync::Arc::new(tokio::sync::Mutex::new(to_write));
+    let writers: Vec<_> = (0..batching.writers.max(1))
+        .map(|_| {
+            let (db, to_write) = (db.clone(), to_write.clone());
+            tokio::spawn(async move {
+                loop {
+                    let next = to_write.lock().await.recv().await;
+                    let Some(messages) = next else { return };
+                    handle_batch(&db, &messages, batching).await;
+                }
+            })
+        })
+        .collect();
     let lag = tokio::spawn(report_pending(consumer.clone(), stream));
     fetch_loop(consumer, batching, stop, batches).await;
     lag.abort();
-    // The sender is gone: the writer finishes what was fetched and ends.
-    let _ = writer.await;
+    // The sender is gone: the writers finish what was fetched and end.
+    for writer in writers {
+        let _ = writer.await;
+    }
 }
 
 /// Reads the consumer as one continuous stream and cuts it into batches of at most `size` messages. A batch goes

@@ -41,10 +41,9 @@ impl Application {
             .connect(&config.database_url)
             .await
             .context("failed to connect to PostgreSQL (check --database-url / DATABASE_URL)")?;
-        sqlx::migrate!("../auth-api/migrations")
-            .run(&db)
+        natter_history::migrate(&db)
             .await
-            .context("failed to migrate the database schema")?;
+            .context("failed to migrate the history schema")?;
         let nats = natter_service::nats_options("natter-persister")
             .connect(&config.nats_url)
             .await
@@ -60,8 +59,9 @@ impl Application {
                     description: Some("writes chat history to PostgreSQL".into()),
                     ack_policy: AckPolicy::Explicit,
                     ack_wait: config.ack_wait,
-                    // Room for a few batches in flight per persister, several persisters sharing it.
-                    max_ack_pending: i64::try_from(config.batch_size * 8).unwrap_or(i64::MAX),
+                    // Room for every batch in flight per persister (one per writer, one waiting, one gathering),
+                    // several persisters sharing it.
+                    max_ack_pending: i64::try_from(config.batch_size * (config.writers + 2) * 4).unwrap_or(i64::MAX),
                     filter_subject: natter_proto::subject::all_room_messages(),
                     ..Default::default()
                 },
@@ -75,6 +75,7 @@ impl Application {
             size: config.batch_size,
             max_wait: config.max_wait,
             ack_wait: config.ack_wait,
+            writers: config.writers,
         };
         Ok(Self {
             db,

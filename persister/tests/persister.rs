@@ -124,10 +124,7 @@ async fn a_redelivery_after_commit_stores_nothing_twice() {
     let seqs = publish(&js, "lobby", (0..20).map(|i| payload(i, "x"))).await;
     // A persister committed the first ten and died before acking: the rows are there, the acks never came.
     let pool = PgPool::connect(db.url()).await.expect("db");
-    sqlx::migrate!("../auth-api/migrations")
-        .run(&pool)
-        .await
-        .expect("migrate");
+    natter_history::migrate(&pool).await.expect("migrate");
     for (i, seq) in seqs.iter().take(10).enumerate() {
         sqlx::query(
             "INSERT INTO messages (seq, room_id, client_id, user_id, user_name, body, sent_at) \
