@@ -67,6 +67,11 @@ const PULL_EXPIRES: Duration = Duration::from_secs(5);
 /// Heartbeat the server sends on an idle pull request; two missed mean the stream is broken.
 const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
 
+/// A pull stream that delivers nothing for this long while the consumer reports messages waiting is reopened.
+/// Seen under load against nats-server 2.9.10: the server went on sending heartbeats but no messages for most of
+/// a minute, with a million messages pending and none awaiting an ack.
+const STALL_AFTER: Duration = Duration::from_secs(3);
+
 /// Consumes until `stop` turns true; batches in hand are finished (written and acked) first. `stream` is the
 /// consumer's stream, whose size is reported as metrics.
 pub async fn run(
@@ -90,8 +95,9 @@ pub async fn run(
             })
         })
         .collect();
-    let lag = tokio::spawn(report_pending(consumer.clone(), stream));
-    fetch_loop(consumer, batching, stop, batches).await;
+    let waiting = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let lag = tokio::spawn(report_pending(consumer.clone(), stream, waiting.clone()));
+    fetch_loop(consumer, batching, stop, batches, &waiting).await;
     lag.abort();
     // The sender is gone: the writers finish what was fetched and end.
     for writer in writers {
@@ -114,6 +120,7 @@ async fn fetch_loop(
     batching: Batching,
     mut stop: watch::Receiver<bool>,
     batches: tokio::sync::mpsc::Sender<Vec<jetstream::Message>>,
+    waiting: &std::sync::atomic::AtomicU64,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -137,10 +144,20 @@ async fn fetch_loop(
             }
         };
         loop {
-            // A batch starts with its first message, however long that takes.
+            // A batch starts with its first message, however long that takes, unless the stream has stalled.
+            let waiting_since = tokio::time::Instant::now();
             let first = tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
                 next = messages.next() => next,
+                () = tokio::time::sleep_until(waiting_since + STALL_AFTER) => {
+                    let pending = waiting.load(std::sync::atomic::Ordering::Relaxed);
+                    if pending == 0 {
+                        continue;
+                    }
+                    tracing::warn!(pending, "the chat stream delivered nothing while messages waited; reopening it");
+                    ::metrics::counter!(metrics::STALLS).increment(1);
+                    break;
+                }
             };
             let mut batch = match first {
                 Some(Ok(message)) => vec![message],
@@ -188,11 +205,20 @@ async fn wait_or_stop(stop: &mut watch::Receiver<bool>, pause: Duration) {
 }
 
 /// Publishes the consumer's backlog and the stream's size once a second (asking JetStream is a round trip).
-async fn report_pending(mut consumer: PullConsumer, mut stream: jetstream::stream::Stream) {
+async fn report_pending(
+    mut consumer: PullConsumer,
+    mut stream: jetstream::stream::Stream,
+    waiting: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
         if let Ok(info) = consumer.info().await {
+            // Deliverable: pending, and the consumer not at its limit of unacked messages (then the server holds
+            // them back by design).
+            let held_back = info.num_ack_pending >= usize::try_from(info.config.max_ack_pending).unwrap_or(usize::MAX);
+            let deliverable = if held_back { 0 } else { info.num_pending };
+            waiting.store(deliverable, std::sync::atomic::Ordering::Relaxed);
             ::metrics::gauge!(metrics::PENDING).set(info.num_pending as f64);
             ::metrics::gauge!(metrics::ACK_PENDING).set(info.num_ack_pending as f64);
             if info.num_pending == 0 && info.num_ack_pending == 0 {

@@ -18,6 +18,8 @@ pub const REDELIVERIES: &str = "natter_persister_redeliveries_total";
 pub const WRITE_FAILURES: &str = "natter_persister_write_failures_total";
 /// Messages handed to a persister and not yet acked, as last reported by JetStream (gauge).
 pub const ACK_PENDING: &str = "natter_persister_consumer_ack_pending";
+/// Pull streams reopened because they delivered nothing while the consumer had messages waiting.
+pub const STALLS: &str = "natter_persister_stream_stalls_total";
 /// Seconds between a gateway accepting the newest message of the last batch written and its commit; 0 once
 /// nothing is pending (gauge).
 pub const LAG: &str = "natter_persister_lag_seconds";
@@ -31,7 +33,7 @@ pub const STREAM_FIRST_SEQ: &str = "natter_stream_first_seq";
 pub const STREAM_LAST_SEQ: &str = "natter_stream_last_seq";
 
 /// Every metric a persister exports besides the shared `process_*` and `natter_nats_*` ones, each from start-up.
-pub const ALL: [&str; 15] = [
+pub const ALL: [&str; 16] = [
     BATCH_SIZE,
     INSERT_LATENCY,
     ROWS_WRITTEN,
@@ -41,6 +43,7 @@ pub const ALL: [&str; 15] = [
     REDELIVERIES,
     WRITE_FAILURES,
     ACK_PENDING,
+    STALLS,
     LAG,
     STREAM_MESSAGES,
     STREAM_BYTES,
@@ -62,6 +65,10 @@ pub fn register() {
     describe_counter!(REDELIVERIES, "Messages delivered more than once.");
     describe_counter!(WRITE_FAILURES, "Failed attempts to write a batch (each retried).");
     describe_gauge!(ACK_PENDING, "Messages delivered to persisters and not yet acked.");
+    describe_counter!(
+        STALLS,
+        "Pull streams reopened for delivering nothing while messages waited."
+    );
     describe_gauge!(
         LAG,
         Unit::Seconds,
@@ -72,7 +79,14 @@ pub fn register() {
     describe_gauge!(STREAM_FIRST_SEQ, "The chat stream's first sequence still held.");
     describe_gauge!(STREAM_LAST_SEQ, "The chat stream's last sequence.");
     describe_gauge!(natter_service::MAX_FDS, "The most files this process may hold open.");
-    for name in [ROWS_WRITTEN, DUPLICATES, DEAD_LETTERED, REDELIVERIES, WRITE_FAILURES] {
+    for name in [
+        ROWS_WRITTEN,
+        DUPLICATES,
+        DEAD_LETTERED,
+        REDELIVERIES,
+        WRITE_FAILURES,
+        STALLS,
+    ] {
         ::metrics::counter!(name).absolute(0);
     }
     for name in [
