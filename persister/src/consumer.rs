@@ -72,6 +72,20 @@ const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
 /// a minute, with a million messages pending and none awaiting an ack.
 const STALL_AFTER: Duration = Duration::from_secs(3);
 
+/// How often the consumer's and the stream's state are asked for. Working out a consumer's pending count is
+/// expensive in nats-server before 2.9.15, so it is not asked every second; each delivered message's metadata
+/// carries the count too, and that is read as messages arrive.
+const INFO_EVERY: Duration = Duration::from_secs(5);
+
+/// What the persister knows of the messages waiting for it.
+#[derive(Default)]
+struct Waiting {
+    /// Messages the consumer has yet to deliver, as of the last delivered message or consumer info.
+    pending: std::sync::atomic::AtomicU64,
+    /// Whether the consumer is at its limit of unacked messages (the server then holds the rest back by design).
+    held_back: std::sync::atomic::AtomicBool,
+}
+
 /// Consumes until `stop` turns true; batches in hand are finished (written and acked) first. `stream` is the
 /// consumer's stream, whose size is reported as metrics.
 pub async fn run(
@@ -95,7 +109,7 @@ pub async fn run(
             })
         })
         .collect();
-    let waiting = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let waiting = std::sync::Arc::new(Waiting::default());
     let lag = tokio::spawn(report_pending(consumer.clone(), stream, waiting.clone()));
     fetch_loop(consumer, batching, stop, batches, &waiting).await;
     lag.abort();
@@ -120,7 +134,7 @@ async fn fetch_loop(
     batching: Batching,
     mut stop: watch::Receiver<bool>,
     batches: tokio::sync::mpsc::Sender<Vec<jetstream::Message>>,
-    waiting: &std::sync::atomic::AtomicU64,
+    waiting: &Waiting,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -150,8 +164,8 @@ async fn fetch_loop(
                 _ = stop.wait_for(|s| *s) => return,
                 next = messages.next() => next,
                 () = tokio::time::sleep_until(waiting_since + STALL_AFTER) => {
-                    let pending = waiting.load(std::sync::atomic::Ordering::Relaxed);
-                    if pending == 0 {
+                    let pending = waiting.pending.load(std::sync::atomic::Ordering::Relaxed);
+                    if pending == 0 || waiting.held_back.load(std::sync::atomic::Ordering::Relaxed) {
                         continue;
                     }
                     tracing::warn!(pending, "the chat stream delivered nothing while messages waited; reopening it");
@@ -160,7 +174,15 @@ async fn fetch_loop(
                 }
             };
             let mut batch = match first {
-                Some(Ok(message)) => vec![message],
+                Some(Ok(message)) => {
+                    if let Ok(info) = message.info() {
+                        waiting
+                            .pending
+                            .store(info.pending, std::sync::atomic::Ordering::Relaxed);
+                        ::metrics::gauge!(metrics::PENDING).set(info.pending as f64);
+                    }
+                    vec![message]
+                }
                 Some(Err(err)) => {
                     // Messages in flight to the dropped stream come back after the ack wait; none is lost.
                     tracing::warn!(error = %err, "the chat stream broke; reopening it");
@@ -204,21 +226,21 @@ async fn wait_or_stop(stop: &mut watch::Receiver<bool>, pause: Duration) {
     }
 }
 
-/// Publishes the consumer's backlog and the stream's size once a second (asking JetStream is a round trip).
+/// Publishes the consumer's backlog and the stream's size every [`INFO_EVERY`] (asking JetStream is a round trip).
 async fn report_pending(
     mut consumer: PullConsumer,
     mut stream: jetstream::stream::Stream,
-    waiting: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    waiting: std::sync::Arc<Waiting>,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(INFO_EVERY);
     loop {
         tick.tick().await;
         if let Ok(info) = consumer.info().await {
-            // Deliverable: pending, and the consumer not at its limit of unacked messages (then the server holds
-            // them back by design).
             let held_back = info.num_ack_pending >= usize::try_from(info.config.max_ack_pending).unwrap_or(usize::MAX);
-            let deliverable = if held_back { 0 } else { info.num_pending };
-            waiting.store(deliverable, std::sync::atomic::Ordering::Relaxed);
+            waiting.held_back.store(held_back, std::sync::atomic::Ordering::Relaxed);
+            waiting
+                .pending
+                .store(info.num_pending, std::sync::atomic::Ordering::Relaxed);
             ::metrics::gauge!(metrics::PENDING).set(info.num_pending as f64);
             ::metrics::gauge!(metrics::ACK_PENDING).set(info.num_ack_pending as f64);
             if info.num_pending == 0 && info.num_ack_pending == 0 {
