@@ -5,26 +5,11 @@
 # Runs on free ports and a temporary data directory so it never disturbs a stack already running.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-tmp="$(mktemp -d /tmp/natter-up-test.XXXXXX)"
-chmod 755 "$tmp"
-up_pid=""
+TEST=natter-up
+# shellcheck source=tests/stack.sh
+. "$(dirname "${BASH_SOURCE[0]}")/stack.sh"
+# The process group of the stack, kept after it exits to look for anything it left behind.
 group=""
-
-fail() { echo "natter-up test: $*" >&2; [ -f "$tmp/err" ] && { echo "--- natter up stderr:" >&2; cat "$tmp/err" >&2; }; exit 1; }
-cleanup() {
-  [ -n "$up_pid" ] && kill -KILL "$up_pid" 2>/dev/null || true
-  [ -n "$group" ] && pkill -KILL -g "$group" 2>/dev/null || true
-  pkill -KILL -f "$tmp" 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-# shellcheck source=scripts/lib.sh
-. "$ROOT/scripts/lib.sh"
-api_port="$(free_port)"; nats_port="$(free_port)"; pg_port="$(free_port)"; gateway_port="$(free_port)"
-persister_port="$(free_port)"
-while busy $((gateway_port + 1)); do gateway_port="$(free_port)"; done
 
 # Starts './natter up' in the background and waits for its endpoints line; sets up_pid and group.
 start_stack() {
