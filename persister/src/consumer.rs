@@ -74,13 +74,13 @@ const STALL_AFTER: Duration = Duration::from_secs(3);
 
 /// How often the consumer's and the stream's state are asked for. Working out a consumer's pending count is
 /// expensive in nats-server before 2.9.15, so it is not asked every second; each delivered message's metadata
-/// carries the count too, and that is read as messages arrive.
+/// carries the count too, and each batch's newest message is read for it.
 const INFO_EVERY: Duration = Duration::from_secs(5);
 
 /// What the persister knows of the messages waiting for it.
 #[derive(Default)]
 struct Waiting {
-    /// Messages the consumer has yet to deliver, as of the last delivered message or consumer info.
+    /// Messages the consumer has yet to deliver, as of the newest batch or consumer info.
     pending: std::sync::atomic::AtomicU64,
     /// Whether the consumer is at its limit of unacked messages (the server then holds the rest back by design).
     held_back: std::sync::atomic::AtomicBool,
@@ -174,15 +174,7 @@ async fn fetch_loop(
                 }
             };
             let mut batch = match first {
-                Some(Ok(message)) => {
-                    if let Ok(info) = message.info() {
-                        waiting
-                            .pending
-                            .store(info.pending, std::sync::atomic::Ordering::Relaxed);
-                        ::metrics::gauge!(metrics::PENDING).set(info.pending as f64);
-                    }
-                    vec![message]
-                }
+                Some(Ok(message)) => vec![message],
                 Some(Err(err)) => {
                     // Messages in flight to the dropped stream come back after the ack wait; none is lost.
                     tracing::warn!(error = %err, "the chat stream broke; reopening it");
@@ -210,6 +202,14 @@ async fn fetch_loop(
                     () = tokio::time::sleep_until(held_until), if held && !full => {}
                 }
             };
+            // The newest message says how many wait behind it: at the end of a burst, none, so an idle stream is
+            // not taken for a stalled one.
+            if let Some(info) = batch.last().and_then(|message| message.info().ok()) {
+                waiting
+                    .pending
+                    .store(info.pending, std::sync::atomic::Ordering::Relaxed);
+                ::metrics::gauge!(metrics::PENDING).set(info.pending as f64);
+            }
             backoff = Duration::from_millis(100);
             match permit {
                 Ok(permit) => permit.send(batch),
