@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::load::Load;
 use crate::metrics;
-use crate::peer::{ConnId, Peer};
+use crate::peer::{ConnId, Outbound, Peer};
 use crate::room::{Joined, RoomCmd, RoomShared, RoomTask};
 
 struct RoomHandle {
@@ -68,11 +68,14 @@ impl Hub {
         joined.await.ok()
     }
 
-    /// Lets held live frames flow to a member whose replay is queued.
-    pub fn release(&self, room: &RoomId, conn: ConnId) {
+    /// For a member whose replay is queued: the live frames held for it since the last call, or none once it
+    /// takes live frames directly (the first call that finds none held releases it).
+    pub async fn release(&self, room: &RoomId, conn: ConnId) -> Vec<Outbound> {
+        let (held, frames) = oneshot::channel();
         if let Some(handle) = self.rooms().get(room) {
-            let _ = handle.tx.send(RoomCmd::Release { conn });
+            let _ = handle.tx.send(RoomCmd::Release { conn, held });
         }
+        frames.await.unwrap_or_default()
     }
 
     /// Removes a member; the room's task and subscriptions end with its last local member. The returned future

@@ -51,8 +51,12 @@ pub struct Joined {
 pub(crate) enum RoomCmd {
     /// Register a member; its live frames are held until [`RoomCmd::Release`].
     Join { peer: Peer, reply: oneshot::Sender<Joined> },
-    /// The member's `joined` frame and replay are queued: send it the held frames and then live ones.
-    Release { conn: ConnId },
+    /// The member's `joined` frame and replay are queued: hand back the frames held for it since the last
+    /// release, or, when there are none, let live frames flow to it directly from now on.
+    Release {
+        conn: ConnId,
+        held: oneshot::Sender<Vec<Outbound>>,
+    },
     /// Remove a member; the reply says it is done.
     Leave { conn: ConnId, done: oneshot::Sender<()> },
     /// A gateway stopped heartbeating: its users are gone.
@@ -237,16 +241,16 @@ impl RoomTask {
                     members: self.online(),
                 });
             }
-            RoomCmd::Release { conn } => {
-                if let Some(member) = self.members.get_mut(&conn)
-                    && let Some(held) = member.held.take()
-                {
-                    for frame in held {
-                        if !member.peer.push(frame) {
-                            break;
-                        }
+            RoomCmd::Release { conn, held } => {
+                let frames = match self.members.get_mut(&conn).map(|member| &mut member.held) {
+                    Some(Some(frames)) if !frames.is_empty() => std::mem::take(frames),
+                    Some(still_held) => {
+                        *still_held = None;
+                        Vec::new()
                     }
-                }
+                    None => Vec::new(),
+                };
+                let _ = held.send(frames);
             }
             RoomCmd::Leave { conn, done } => {
                 let removed = self.members.remove(&conn);

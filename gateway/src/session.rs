@@ -213,10 +213,22 @@ impl Session {
                 received: Instant::now(),
             };
             if !self.peer.send(out).await {
-                break;
+                return;
             }
         }
-        self.gw.hub.release(&room, self.peer.conn);
+        // Live frames held meanwhile go out the same patient way: a replay that filled the queue must not make
+        // them overflow it. Once none are held, the member takes live frames as every member does.
+        loop {
+            let held = self.gw.hub.release(&room, self.peer.conn).await;
+            if held.is_empty() {
+                break;
+            }
+            for out in held {
+                if !self.peer.send(out).await {
+                    return;
+                }
+            }
+        }
     }
 
     async fn send(&mut self, room: RoomId, id: ClientMsgId, body: String) {

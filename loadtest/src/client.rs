@@ -522,11 +522,14 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
                             stats.reconnects += 1;
                             stats.open += 1;
                             if !recovered {
-                                // The gateway said so: the gap is counted once, as unrecovered, not again as loss.
+                                // The gateway said so: the gap is counted once, as unrecovered, not again as loss;
+                                // the next rejoin starts after it.
                                 stats.unrecovered += 1;
                                 reception.excuse(since, seq);
+                                position = position.max(seq);
                             }
-                            position = position.max(seq);
+                            // A recovered rejoin leaves the position alone: its replay up to `seq` may be cut
+                            // off by the next close, and the next rejoin must start from what did arrive.
                             break ws;
                         }
                         Err(cause) => {

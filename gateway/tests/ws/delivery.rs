@@ -88,6 +88,72 @@ async fn a_resent_message_is_stored_once() {
 }
 
 #[tokio::test]
+async fn a_replay_that_fills_the_queue_then_gets_the_live_messages_held_meanwhile() {
+    // An 8-frame queue and small socket buffers on both ends: a rejoin's replay of 60 messages of 4 KB cannot fit
+    // until the client reads, and live messages sent meanwhile wait for it in the room.
+    let stack = Stack::start().await;
+    let gw = stack
+        .gateway(&[
+            "--outbound-queue",
+            "8",
+            "--socket-send-buffer",
+            "4096",
+            "--max-body-chars",
+            "8000",
+            "--sends-per-second",
+            "100000",
+        ])
+        .await;
+    let (alice_token, _) = stack.user("hank").await;
+    let (bob_token, _) = stack.user("iris").await;
+    let room = stack.room(&alice_token, false).await;
+    let mut alice = Client::connect(&gw, &alice_token).await;
+    alice.join(&room, None).await;
+    let body = "x".repeat(4000);
+
+    let mut bob = Client::connect(&gw, &bob_token).await;
+    bob.join(&room, None).await;
+    let seen = alice.say(&room, "seen", "seen").await;
+    assert_eq!(bob.recv_type("message").await["seq"].as_u64(), Some(seen));
+    drop(bob);
+    let mut expected = Vec::new();
+    for i in 0..60 {
+        expected.push(alice.say(&room, &format!("gap{i}"), &body).await);
+    }
+
+    let mut bob = Client::connect_with_receive_buffer(&gw, &bob_token, 4096).await;
+    bob.send(json!({"type": "join", "room": room, "since": seen})).await;
+    // Not reading: the replay stalls in the queue while these go live.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for i in 0..20 {
+        expected.push(alice.say(&room, &format!("live{i}"), &body).await);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let joined = bob.recv_type("joined").await;
+    assert_eq!(joined["recovered"], true, "{joined}");
+    let mut prev = seen;
+    for seq in &expected {
+        let msg = bob.recv_type("message").await;
+        assert_eq!(
+            (msg["seq"].as_u64(), msg["prev"].as_u64()),
+            (Some(*seq), Some(prev)),
+            "{msg}"
+        );
+        prev = *seq;
+    }
+    // Still connected, and live messages now come straight through.
+    let live = alice.say(&room, "after", "after").await;
+    assert_eq!(bob.recv_type("message").await["seq"].as_u64(), Some(live));
+    let metrics = gw.metrics().await;
+    assert_eq!(
+        natter_test_support::metrics_page::value(&metrics, "natter_gateway_slow_consumer_disconnects_total"),
+        Some(0.0),
+        "a client that reads is not shed for its own replay: {metrics}"
+    );
+}
+
+#[tokio::test]
 async fn rejoining_with_a_position_replays_exactly_the_gap() {
     let stack = Stack::start().await;
     let (a, b) = (stack.gateway(&[]).await, stack.gateway(&[]).await);

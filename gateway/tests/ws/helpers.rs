@@ -282,6 +282,24 @@ impl Client {
         let (ws, _) = tokio_tungstenite::connect_async(gw.ws_url(token))
             .await
             .expect("WebSocket connects");
+        Self::greeted(ws).await
+    }
+
+    /// Connects over a socket whose receive buffer is fixed at `bytes` (the kernel doubles it), so a client that
+    /// stops reading backs the gateway up after little data; reads the `hello` frame.
+    pub async fn connect_with_receive_buffer(gw: &GatewayProc, token: &str, bytes: u32) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(bytes).expect("receive buffer");
+        let addr = format!("127.0.0.1:{}", gw.port).parse().expect("address");
+        let tcp = socket.connect(addr).await.expect("TCP connects");
+        let (ws, _) = tokio_tungstenite::client_async(gw.ws_url(token), tokio_tungstenite::MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("WebSocket connects");
+        Self::greeted(ws).await
+    }
+
+    /// A client over an upgraded connection, once the gateway's `hello` frame is read.
+    async fn greeted(ws: Ws) -> Self {
         let mut client = Self {
             ws,
             pending: Default::default(),
