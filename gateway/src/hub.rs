@@ -8,6 +8,7 @@ use async_nats::jetstream;
 use natter_proto::RoomId;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::epoch::Epoch;
 use crate::load::Load;
 use crate::metrics;
 use crate::peer::{ConnId, Outbound, Peer};
@@ -31,13 +32,20 @@ struct HubInner {
 }
 
 impl Hub {
-    /// A hub for gateway `gateway`.
-    pub fn new(gateway: String, nats: async_nats::Client, stream: jetstream::stream::Stream, load: Arc<Load>) -> Self {
+    /// A hub for gateway `gateway`, over the chat stream of epoch `epoch`.
+    pub fn new(
+        gateway: String,
+        nats: async_nats::Client,
+        stream: jetstream::stream::Stream,
+        epoch: Arc<Epoch>,
+        load: Arc<Load>,
+    ) -> Self {
         let inner = HubInner {
             shared: Arc::new(RoomShared {
                 gateway,
                 nats,
                 stream,
+                epoch,
                 load,
             }),
             rooms: Mutex::new(HashMap::new()),
@@ -120,6 +128,11 @@ impl Hub {
     /// The chat stream.
     pub fn stream(&self) -> &jetstream::stream::Stream {
         &self.inner.shared.stream
+    }
+
+    /// The chat stream's epoch.
+    pub fn epoch(&self) -> &Arc<Epoch> {
+        &self.inner.shared.epoch
     }
 
     /// The delivery lag meter.

@@ -7,6 +7,7 @@ pub mod access;
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod epoch;
 pub mod fleet;
 pub mod frame;
 pub mod hub;

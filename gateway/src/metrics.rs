@@ -52,8 +52,11 @@ pub const DRAINING: &str = "natter_gateway_draining";
 /// queue reaching `--outbound-queue` closes its client with 4008).
 pub const OUTBOUND_QUEUE_MAX: &str = "natter_gateway_outbound_queue_max";
 
+/// Times this gateway found the chat stream recreated (a new epoch) and sent its rooms' members to rejoin.
+pub const STREAM_RECREATED: &str = "natter_gateway_stream_recreations_total";
+
 /// Every metric this gateway exports besides the shared `process_*` and `natter_nats_*` ones, each from start-up.
-pub const ALL: [&str; 24] = [
+pub const ALL: [&str; 25] = [
     CONNECTIONS,
     CONNECTIONS_OPENED,
     CONNECTIONS_CLOSED,
@@ -77,6 +80,7 @@ pub const ALL: [&str; 24] = [
     JOINS_UNRECOVERED,
     DRAINING,
     OUTBOUND_QUEUE_MAX,
+    STREAM_RECREATED,
     natter_service::MAX_FDS,
 ];
 
@@ -154,6 +158,10 @@ pub fn register() {
     );
     describe_counter!(JOINS_UNRECOVERED, "Rejoins answered recovered: false.");
     describe_gauge!(DRAINING, "1 while this gateway drains, else 0.");
+    describe_counter!(
+        STREAM_RECREATED,
+        "Times the chat stream was found recreated (a new epoch)."
+    );
     describe_gauge!(OUTBOUND_QUEUE_MAX, "Frames in the deepest outbound queue, each second.");
     describe_gauge!(natter_service::MAX_FDS, "The most files this process may hold open.");
     ::metrics::gauge!(CONNECTIONS).set(0.0);
@@ -168,6 +176,7 @@ pub fn register() {
         REPLAYED,
         SENDS_SHED,
         JOINS_UNRECOVERED,
+        STREAM_RECREATED,
     ] {
         ::metrics::counter!(name).absolute(0);
     }

@@ -23,6 +23,7 @@ use natter_proto::{RoomId, subject};
 use natter_stream::journal::header_u64;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::epoch::Epoch;
 use crate::load::{self, Load};
 use crate::metrics;
 use crate::peer::{ConnId, Outbound, Peer};
@@ -42,7 +43,9 @@ const MAX_BATCH: usize = 64;
 /// What a joining connection learns.
 #[derive(Debug)]
 pub struct Joined {
-    /// The room's last delivered sequence when the member was registered; live frames after it follow.
+    /// The stream epoch the room is in.
+    pub epoch: u64,
+    /// The room's last delivered stream sequence when the member was registered; live frames after it follow.
     pub last_seq: u64,
     /// Who is online in the room, fleet-wide.
     pub members: Vec<UserRef>,
@@ -71,6 +74,8 @@ pub(crate) struct RoomShared {
     pub(crate) nats: async_nats::Client,
     /// The chat stream.
     pub(crate) stream: jetstream::stream::Stream,
+    /// The chat stream's epoch.
+    pub(crate) epoch: Arc<Epoch>,
     /// The delivery lag meter, told how late each delivered batch is.
     pub(crate) load: Arc<Load>,
 }
@@ -100,7 +105,9 @@ impl Member {
 pub(crate) struct RoomTask {
     room: RoomId,
     shared: Arc<RoomShared>,
-    /// The last sequence delivered to members (0: none yet).
+    /// The stream epoch of `last_seq`; every frame's `seq` is a position in it (natter-stream's `epoch`).
+    epoch: u64,
+    /// The last stream sequence delivered to members (0: none yet).
     last_seq: u64,
     /// Whether `last_seq` is known to be the room's true position (read from the stream at start); until it is,
     /// gaps cannot be told.
@@ -112,7 +119,7 @@ pub(crate) struct RoomTask {
     remote: HashMap<String, HashMap<String, UserRef>>,
     /// Users with a live draft, and when it was last updated.
     typing: HashMap<String, (UserRef, Instant)>,
-    /// Message frames of the batch being delivered, in order (see [`RoomTask::flush`]).
+    /// Message frames of the batch being delivered, with their positions, in order (see [`RoomTask::flush`]).
     outgoing: Vec<(u64, Bytes)>,
     /// When the oldest message of that batch was accepted (Unix milliseconds).
     batch_accepted_ms: Option<i64>,
@@ -128,6 +135,7 @@ impl RoomTask {
     pub(crate) fn new(room: RoomId, shared: Arc<RoomShared>) -> Self {
         Self {
             room,
+            epoch: shared.epoch.get(),
             shared,
             last_seq: 0,
             baseline_known: false,
@@ -163,10 +171,9 @@ impl RoomTask {
             }
         };
         // Subscribed first, then read the room's last sequence: anything stored after it arrives live.
-        if let Some(last) = self.last_stored_seq().await {
-            self.last_seq = last;
-            self.baseline_known = true;
-        }
+        let mut epochs = self.shared.epoch.subscribe();
+        self.epoch = *epochs.borrow_and_update();
+        self.read_baseline().await;
         self.sync_presence().await;
 
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -190,6 +197,10 @@ impl RoomTask {
                     self.flush(received);
                 }
                 Some(msg) = ephemeral.next() => self.on_ephemeral(msg).await,
+                Ok(()) = epochs.changed() => {
+                    let epoch = *epochs.borrow_and_update();
+                    self.on_new_epoch(epoch).await;
+                }
                 () = until(self.schedule.due()) => self.announce().await,
                 _ = tick.tick() => self.expire_typing(),
             }
@@ -198,6 +209,32 @@ impl RoomTask {
         self.publish_fleet_changes().await;
         let left: Vec<UserRef> = self.local.drain().map(|(_, (user, _))| user).collect();
         self.publish_presence(Vec::new(), left).await;
+    }
+
+    /// Reads where the room is in the stream: until then, gaps cannot be told.
+    async fn read_baseline(&mut self) {
+        if let Some(last) = self.last_stored_seq().await {
+            self.last_seq = last;
+            self.baseline_known = true;
+        }
+    }
+
+    /// The chat stream was recreated: what members hold is of the old epoch, so each is closed to rejoin (a
+    /// `since` of the old epoch then gets `recovered: false`), and the room starts over where the new stream is.
+    async fn on_new_epoch(&mut self, epoch: u64) {
+        if epoch == self.epoch {
+            return;
+        }
+        self.flush(Instant::now());
+        for member in self.members.values() {
+            member
+                .peer
+                .close(natter_proto::close::RESTART, "the chat stream was recreated; rejoin");
+        }
+        self.epoch = epoch;
+        self.last_seq = 0;
+        self.baseline_known = false;
+        self.read_baseline().await;
     }
 
     /// The room's last stored sequence (0 for a room with none), retried briefly; `None` if the stream cannot be
@@ -237,6 +274,7 @@ impl RoomTask {
                     self.tell_fleet(&user, true);
                 }
                 let _ = reply.send(Joined {
+                    epoch: self.epoch,
                     last_seq: self.last_seq,
                     members: self.online(),
                 });
@@ -344,7 +382,9 @@ impl RoomTask {
         if self.outgoing.is_empty() {
             self.batch_accepted_ms = load::unix_ms(&stored.ts);
         }
-        self.outgoing.push((seq, message_frame(&self.room, seq, prev, stored)));
+        let frame = message_frame(&self.room, self.epoch, seq, prev, stored);
+        self.outgoing
+            .push((natter_stream::epoch::position(self.epoch, seq), frame));
     }
 
     /// Delivers the batch of message frames gathered since the last flush to every member, in order.
@@ -404,12 +444,13 @@ pub fn encode(frame: &ServerFrame) -> Bytes {
     crate::frame::text_json(frame)
 }
 
-/// The `message` frame for a stored message.
-pub fn message_frame(room: &RoomId, seq: u64, prev: u64, stored: StoredMessage) -> Bytes {
+/// The `message` frame for a message stored at `seq` in the stream of epoch `epoch`, after the room's `prev`:
+/// both as positions.
+pub fn message_frame(room: &RoomId, epoch: u64, seq: u64, prev: u64, stored: StoredMessage) -> Bytes {
     encode(&ServerFrame::Message {
         room: room.clone(),
-        seq,
-        prev,
+        seq: natter_stream::epoch::position(epoch, seq),
+        prev: natter_stream::epoch::position(epoch, prev),
         id: stored.id,
         user: stored.user,
         body: stored.body,

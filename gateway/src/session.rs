@@ -188,16 +188,18 @@ impl Session {
             return self.error("unavailable", "cannot join the room right now; retry".into(), None);
         };
         ::metrics::counter!(metrics::JOINS).increment(1);
-        let (recovered, replay) = match since {
+        // `since` is a position: one from an earlier epoch of the stream cannot be replayed from this one.
+        let (recovered, replay) = match since.map(|since| natter_stream::epoch::sequence(joined.epoch, since)) {
             None => (true, Vec::new()),
-            Some(since) => self.gw.replay(&room, since, joined.last_seq).await,
+            Some(Some(since)) => self.gw.replay(&room, joined.epoch, since, joined.last_seq).await,
+            Some(None) => (false, Vec::new()),
         };
         if !recovered {
             ::metrics::counter!(metrics::JOINS_UNRECOVERED).increment(1);
         }
         let joined_frame = ServerFrame::Joined {
             room: room.clone(),
-            seq: joined.last_seq,
+            seq: natter_stream::epoch::position(joined.epoch, joined.last_seq),
             recovered,
             members: joined.members,
         };

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::TokenVerifier;
 use crate::config::Config;
+use crate::epoch::Epoch;
 use crate::hub::Hub;
 use crate::load::Load;
 use crate::state::Gateway;
@@ -53,7 +54,13 @@ impl Application {
             .with_context(|| format!("failed to listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
         let url = config.public_url.clone().unwrap_or_else(|| format!("ws://{addr}/ws"));
-        let hub = Hub::new(id.clone(), nats, stream, Arc::new(Load::new(config.shed_lag)));
+        let epoch = Arc::new(Epoch::new(
+            js.clone(),
+            stream.clone(),
+            config.stream_max_age,
+            config.stream_replicas.into(),
+        ));
+        let hub = Hub::new(id.clone(), nats, stream, epoch, Arc::new(Load::new(config.shed_lag)));
         let gw = Gateway::new(id, config, verifier, hub, js);
         Ok(Self { listener, gw, url })
     }
@@ -87,6 +94,7 @@ impl Application {
         let announcer = tokio::spawn(crate::fleet::announce(gw.clone(), url.clone()));
         let watcher = tokio::spawn(crate::fleet::watch(gw.clone()));
         let sweeper = tokio::spawn(crate::sweep::run(gw.clone()));
+        let epoch_watch = tokio::spawn(gw.hub.epoch().clone().watch());
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let send_buffer = gw.config.socket_send_buffer;
@@ -111,6 +119,7 @@ impl Application {
         announcer.abort();
         watcher.abort();
         sweeper.abort();
+        epoch_watch.abort();
         // NATS may be gone already (a whole stack stopping at once): do not wait for it.
         let _ = tokio::time::timeout(Duration::from_secs(1), gw.hub.nats().flush()).await;
         Ok(())

@@ -167,20 +167,24 @@ impl Gateway {
         self.access.check(room, user).await
     }
 
-    /// Replays a room's messages after `since` up to `until`, as encoded frames: whether every missed message is
-    /// included (see [`natter_stream::journal::replay`]), and the frames.
-    pub async fn replay(&self, room: &RoomId, since: u64, until: u64) -> (bool, Vec<(u64, Bytes)>) {
+    /// Replays a room's messages after stream sequence `since` up to `until` of epoch `epoch`, as encoded frames
+    /// with their positions: whether every missed message is included (see [`natter_stream::journal::replay`]),
+    /// and the frames.
+    pub async fn replay(&self, room: &RoomId, epoch: u64, since: u64, until: u64) -> (bool, Vec<(u64, Bytes)>) {
         let replay =
             natter_stream::journal::replay(self.hub.stream(), room, since, until, self.config.max_replay).await;
         let frames = replay
             .messages
             .into_iter()
-            .map(|(seq, prev, stored)| (seq, message_frame(room, seq, prev, stored)))
+            .map(|(seq, prev, stored)| {
+                let position = natter_stream::epoch::position(epoch, seq);
+                (position, message_frame(room, epoch, seq, prev, stored))
+            })
             .collect();
         (replay.recovered, frames)
     }
 
-    /// Publishes a chat message; once it is handed to NATS, returns the future of its sequence once stored (or of
+    /// Publishes a chat message; once it is handed to NATS, returns the future of its position once stored (or of
     /// why that is not known).
     pub async fn publish(
         &self,
@@ -190,10 +194,11 @@ impl Gateway {
     ) -> Result<impl Future<Output = Result<u64, PublishError>> + Send + 'static, PublishError> {
         let started = Instant::now();
         let ack = natter_stream::journal::publish(&self.js, room, user_id, stored, PUBLISH_TIMEOUT).await?;
+        let epoch = self.hub.epoch().clone();
         Ok(async move {
-            let seq = ack.await?;
+            let stored = ack.await?;
             metrics::hot().publish_latency.record(started.elapsed().as_secs_f64());
-            Ok(seq)
+            Ok(epoch.position_of(stored).await)
         })
     }
 }

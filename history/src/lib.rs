@@ -1,4 +1,4 @@
-//! The chat history schema in PostgreSQL: the `messages` and `dead_letters` tables.
+//! The chat history schema in PostgreSQL: the `messages` and `dead_letters` tables, keyed by stream epoch and sequence.
 //!
 //! The persister writes them; the auth API reads them (the history routes, and its own schema's references to
 //! them). Both apply these migrations at start-up through [`migrate`]: sqlx holds an advisory lock while it

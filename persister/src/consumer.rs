@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self, AckKind};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -12,6 +11,7 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 
 use crate::metrics;
+use crate::source::{Opened, Source};
 use crate::store::{self, DeadLetter, Row, Rows};
 
 /// Longest pause between two attempts at writing a batch.
@@ -30,9 +30,11 @@ pub struct Batching {
     pub writers: usize,
 }
 
-/// Turns a stream message into a row, or into a dead letter with the reason it can never be stored.
-pub fn decode(seq: u64, subject: &str, payload: &[u8]) -> Result<Row, DeadLetter> {
+/// Turns a stream message of epoch `epoch` into a row, or into a dead letter with the reason it can never be
+/// stored.
+pub fn decode(epoch: i64, seq: u64, subject: &str, payload: &[u8]) -> Result<Row, DeadLetter> {
     let dead = |reason: String| DeadLetter {
+        epoch,
         seq: i64::try_from(seq).unwrap_or(i64::MAX),
         subject: subject.to_owned(),
         payload: payload.to_vec(),
@@ -86,16 +88,16 @@ struct Waiting {
     held_back: std::sync::atomic::AtomicBool,
 }
 
-/// Consumes until `stop` turns true; batches in hand are finished (written and acked) first. `stream` is the
-/// consumer's stream, whose size is reported as metrics.
-pub async fn run(
-    consumer: PullConsumer,
-    stream: jetstream::stream::Stream,
-    db: PgPool,
-    batching: Batching,
-    stop: watch::Receiver<bool>,
-) {
-    let (batches, to_write) = tokio::sync::mpsc::channel::<Vec<jetstream::Message>>(FETCH_AHEAD);
+/// Messages read together from one epoch of the stream, to be written in one transaction.
+struct Batch {
+    epoch: u64,
+    messages: Vec<jetstream::Message>,
+}
+
+/// Consumes `opened` until `stop` turns true, opening `source` again whenever reading breaks; batches in hand are
+/// finished (written and acked) first.
+pub async fn run(source: Source, opened: Opened, db: PgPool, batching: Batching, stop: watch::Receiver<bool>) {
+    let (batches, to_write) = tokio::sync::mpsc::channel::<Batch>(FETCH_AHEAD);
     let to_write = std::sync::Arc::new(tokio::sync::Mutex::new(to_write));
     let writers: Vec<_> = (0..batching.writers.max(1))
         .map(|_| {
@@ -103,16 +105,14 @@ pub async fn run(
             tokio::spawn(async move {
                 loop {
                     let next = to_write.lock().await.recv().await;
-                    let Some(messages) = next else { return };
-                    handle_batch(&db, &messages, batching).await;
+                    let Some(batch) = next else { return };
+                    handle_batch(&db, batch.epoch, &batch.messages, batching).await;
                 }
             })
         })
         .collect();
     let waiting = std::sync::Arc::new(Waiting::default());
-    let lag = tokio::spawn(report_pending(consumer.clone(), stream, waiting.clone()));
-    fetch_loop(consumer, batching, stop, batches, &waiting).await;
-    lag.abort();
+    fetch_loop(&source, opened, batching, stop, batches, &waiting).await;
     // The sender is gone: the writers finish what was fetched and end.
     for writer in writers {
         let _ = writer.await;
@@ -129,19 +129,46 @@ pub async fn run(
 /// `max_wait`) were tried first: with 20,000 clients loading the machine, each fetch took about 4.5 s to end
 /// (nats-server 2.9.10), so the persister wrote about 70 messages per fetch while 200 a second arrived, and
 /// history fell minutes behind until the load stopped.
+///
+/// When reading breaks (a stream error, a pull that cannot be opened), the stream and the consumer are opened
+/// again, created if missing: a stream deleted and recreated is read from its start, in its new epoch.
 async fn fetch_loop(
-    consumer: PullConsumer,
+    source: &Source,
+    mut opened: Opened,
     batching: Batching,
     mut stop: watch::Receiver<bool>,
-    batches: tokio::sync::mpsc::Sender<Vec<jetstream::Message>>,
-    waiting: &Waiting,
+    batches: tokio::sync::mpsc::Sender<Batch>,
+    waiting: &std::sync::Arc<Waiting>,
 ) {
     let mut backoff = Duration::from_millis(100);
+    let mut report = tokio::spawn(report_pending(opened.clone(), waiting.clone()));
+    let mut broken = false;
     loop {
         if *stop.borrow() {
+            report.abort();
             return;
         }
-        let stream = consumer
+        if std::mem::take(&mut broken) {
+            match source.open().await {
+                Ok(reopened) => {
+                    if reopened.epoch != opened.epoch {
+                        tracing::warn!(
+                            old = opened.epoch,
+                            new = reopened.epoch,
+                            "the chat stream was recreated; reading the new epoch from its start"
+                        );
+                        ::metrics::counter!(metrics::STREAM_RECREATED).increment(1);
+                    }
+                    opened = reopened;
+                    report.abort();
+                    report = tokio::spawn(report_pending(opened.clone(), waiting.clone()));
+                }
+                Err(err) => tracing::warn!(error = %err, "opening the chat stream failed; retrying"),
+            }
+        }
+        let epoch = opened.epoch;
+        let stream = opened
+            .consumer
             .stream()
             .max_messages_per_batch(batching.size)
             .expires(PULL_EXPIRES)
@@ -154,6 +181,7 @@ async fn fetch_loop(
                 tracing::warn!(error = %err, "reading the chat stream failed; retrying");
                 wait_or_stop(&mut stop, backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
+                broken = true;
                 continue;
             }
         };
@@ -161,7 +189,10 @@ async fn fetch_loop(
             // A batch starts with its first message, however long that takes, unless the stream has stalled.
             let waiting_since = tokio::time::Instant::now();
             let first = tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stop.wait_for(|s| *s) => {
+                    report.abort();
+                    return;
+                }
                 next = messages.next() => next,
                 () = tokio::time::sleep_until(waiting_since + STALL_AFTER) => {
                     let pending = waiting.pending.load(std::sync::atomic::Ordering::Relaxed);
@@ -180,6 +211,7 @@ async fn fetch_loop(
                     tracing::warn!(error = %err, "the chat stream broke; reopening it");
                     wait_or_stop(&mut stop, backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
+                    broken = true;
                     break;
                 }
                 None => break,
@@ -212,8 +244,11 @@ async fn fetch_loop(
             }
             backoff = Duration::from_millis(100);
             match permit {
-                Ok(permit) => permit.send(batch),
-                Err(_) => return,
+                Ok(permit) => permit.send(Batch { epoch, messages: batch }),
+                Err(_) => {
+                    report.abort();
+                    return;
+                }
             }
         }
     }
@@ -226,12 +261,15 @@ async fn wait_or_stop(stop: &mut watch::Receiver<bool>, pause: Duration) {
     }
 }
 
-/// Publishes the consumer's backlog and the stream's size every [`INFO_EVERY`] (asking JetStream is a round trip).
-async fn report_pending(
-    mut consumer: PullConsumer,
-    mut stream: jetstream::stream::Stream,
-    waiting: std::sync::Arc<Waiting>,
-) {
+/// Publishes the consumer's backlog and the stream's size and epoch every [`INFO_EVERY`] (asking JetStream is a
+/// round trip).
+async fn report_pending(opened: Opened, waiting: std::sync::Arc<Waiting>) {
+    let Opened {
+        mut consumer,
+        mut stream,
+        epoch,
+    } = opened;
+    ::metrics::gauge!(metrics::STREAM_EPOCH).set(epoch as f64);
     let mut tick = tokio::time::interval(INFO_EVERY);
     loop {
         tick.tick().await;
@@ -257,9 +295,10 @@ async fn report_pending(
     }
 }
 
-/// Writes one batch until it is committed, then acks every message in it.
-async fn handle_batch(db: &PgPool, messages: &[jetstream::Message], batching: Batching) {
-    let mut rows = Rows::with_capacity(messages.len());
+/// Writes one batch of epoch `epoch` until it is committed, then acks every message in it.
+async fn handle_batch(db: &PgPool, epoch: u64, messages: &[jetstream::Message], batching: Batching) {
+    let epoch = i64::try_from(epoch).unwrap_or(i64::MAX);
+    let mut rows = Rows::with_capacity(epoch, messages.len());
     let mut dead = Vec::new();
     for message in messages {
         let (seq, delivered) = match message.info() {
@@ -269,7 +308,7 @@ async fn handle_batch(db: &PgPool, messages: &[jetstream::Message], batching: Ba
         if delivered > 1 {
             ::metrics::counter!(metrics::REDELIVERIES).increment(1);
         }
-        match decode(seq, &message.subject, &message.payload) {
+        match decode(epoch, seq, &message.subject, &message.payload) {
             Ok(row) => rows.push(row),
             Err(letter) => dead.push(letter),
         }
@@ -351,20 +390,20 @@ mod tests {
     #[test]
     fn decodes_stored_messages_and_dead_letters_the_rest() {
         let payload = br#"{"id":"m1","user":{"id":"u1","name":"alice"},"body":"hi","ts":"2026-01-01T00:00:00.000Z"}"#;
-        let row = decode(7, "chat.v1.room.lobby.msg", payload).expect("decodes");
+        let row = decode(1, 7, "chat.v1.room.lobby.msg", payload).expect("decodes");
         assert_eq!(
             (row.seq, row.room_id.as_str(), row.client_id.as_str(), row.body.as_str()),
             (7, "lobby", "m1", "hi")
         );
         assert!(
-            decode(8, "chat.v1.room.lobby.msg", b"not json")
+            decode(1, 8, "chat.v1.room.lobby.msg", b"not json")
                 .expect_err("poison")
                 .reason
                 .contains("undecodable")
         );
         let bad_ts = br#"{"id":"m1","user":{"id":"u1","name":"a"},"body":"hi","ts":"yesterday"}"#;
         assert!(
-            decode(9, "chat.v1.room.lobby.msg", bad_ts)
+            decode(1, 9, "chat.v1.room.lobby.msg", bad_ts)
                 .expect_err("bad ts")
                 .reason
                 .contains("timestamp")

@@ -20,6 +20,11 @@ pub const WRITE_FAILURES: &str = "natter_persister_write_failures_total";
 pub const ACK_PENDING: &str = "natter_persister_consumer_ack_pending";
 /// Pull streams reopened because they delivered nothing while the consumer had messages waiting.
 pub const STALLS: &str = "natter_persister_stream_stalls_total";
+/// Times the chat stream was found recreated (a new epoch) and reading went on in it.
+pub const STREAM_RECREATED: &str = "natter_persister_stream_recreations_total";
+/// The chat stream's epoch: its creation time in Unix microseconds (gauge; it changes when the stream is
+/// recreated).
+pub const STREAM_EPOCH: &str = "natter_stream_epoch";
 /// Seconds between a gateway accepting the newest message of the last batch written and its commit; 0 once
 /// nothing is pending (gauge).
 pub const LAG: &str = "natter_persister_lag_seconds";
@@ -33,7 +38,7 @@ pub const STREAM_FIRST_SEQ: &str = "natter_stream_first_seq";
 pub const STREAM_LAST_SEQ: &str = "natter_stream_last_seq";
 
 /// Every metric a persister exports besides the shared `process_*` and `natter_nats_*` ones, each from start-up.
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 18] = [
     BATCH_SIZE,
     INSERT_LATENCY,
     ROWS_WRITTEN,
@@ -44,7 +49,9 @@ pub const ALL: [&str; 16] = [
     WRITE_FAILURES,
     ACK_PENDING,
     STALLS,
+    STREAM_RECREATED,
     LAG,
+    STREAM_EPOCH,
     STREAM_MESSAGES,
     STREAM_BYTES,
     STREAM_FIRST_SEQ,
@@ -69,6 +76,11 @@ pub fn register() {
         STALLS,
         "Pull streams reopened for delivering nothing while messages waited."
     );
+    describe_counter!(
+        STREAM_RECREATED,
+        "Times the chat stream was found recreated (a new epoch)."
+    );
+    describe_gauge!(STREAM_EPOCH, "The chat stream's creation time in Unix microseconds.");
     describe_gauge!(
         LAG,
         Unit::Seconds,
@@ -86,6 +98,7 @@ pub fn register() {
         REDELIVERIES,
         WRITE_FAILURES,
         STALLS,
+        STREAM_RECREATED,
     ] {
         ::metrics::counter!(name).absolute(0);
     }
@@ -93,6 +106,7 @@ pub fn register() {
         PENDING,
         ACK_PENDING,
         LAG,
+        STREAM_EPOCH,
         STREAM_MESSAGES,
         STREAM_BYTES,
         STREAM_FIRST_SEQ,

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use async_nats::jetstream::consumer::{self, AckPolicy, PullConsumer};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -18,13 +17,14 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::consumer::Batching;
+use crate::source::{Opened, Source};
 
 /// A built persister: connected and bound, not yet consuming.
 pub struct Application {
     db: PgPool,
     nats: async_nats::Client,
-    stream: async_nats::jetstream::stream::Stream,
-    consumer: PullConsumer,
+    source: Source,
+    opened: Opened,
     listener: TcpListener,
     batching: Batching,
 }
@@ -49,25 +49,8 @@ impl Application {
             .await
             .with_context(|| format!("failed to connect to NATS at {}", config.nats_url))?;
         natter_service::nats_connected();
-        let js = async_nats::jetstream::new(nats.clone());
-        let stream = natter_stream::ensure(&js, config.stream_max_age, config.stream_replicas.into()).await?;
-        let consumer: PullConsumer = stream
-            .get_or_create_consumer(
-                &config.consumer,
-                consumer::pull::Config {
-                    durable_name: Some(config.consumer.clone()),
-                    description: Some("writes chat history to PostgreSQL".into()),
-                    ack_policy: AckPolicy::Explicit,
-                    ack_wait: config.ack_wait,
-                    // Room for every batch in flight per persister (one per writer, one waiting, one gathering),
-                    // several persisters sharing it.
-                    max_ack_pending: i64::try_from(config.batch_size * (config.writers + 2) * 4).unwrap_or(i64::MAX),
-                    filter_subject: natter_proto::subject::all_room_messages(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("failed to create the durable consumer {}: {e}", config.consumer))?;
+        let source = Source::new(async_nats::jetstream::new(nats.clone()), &config);
+        let opened = source.open().await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("failed to listen on {}", config.listen))?;
@@ -80,8 +63,8 @@ impl Application {
         Ok(Self {
             db,
             nats,
-            stream,
-            consumer,
+            source,
+            opened,
             listener,
             batching,
         })
@@ -98,8 +81,8 @@ impl Application {
         let Self {
             db,
             nats,
-            stream,
-            consumer,
+            source,
+            opened,
             listener,
             batching,
         } = self;
@@ -110,7 +93,7 @@ impl Application {
             .with_state((db.clone(), nats.clone()));
         let http = tokio::spawn(async move { axum::serve(listener, app).await });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut consuming = tokio::spawn(crate::consumer::run(consumer, stream, db.clone(), batching, stop_rx));
+        let mut consuming = tokio::spawn(crate::consumer::run(source, opened, db.clone(), batching, stop_rx));
         tokio::select! {
             _ = &mut consuming => anyhow::bail!("the consume loop ended"),
             () = shutdown => {

@@ -1,5 +1,5 @@
 //! Writing batches to PostgreSQL: one transaction, one bulk `INSERT … SELECT FROM UNNEST` of the batch's columns,
-//! idempotent on the stream sequence.
+//! idempotent on the stream epoch and sequence.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -23,10 +23,12 @@ pub struct Row {
     pub sent_at: DateTime<Utc>,
 }
 
-/// A batch of rows as the columns they are bound as: each row's fields are moved in once, and every attempt at
-/// writing the batch binds the columns by reference (no per-field copies).
+/// A batch of rows of one stream epoch, as the columns they are bound as: each row's fields are moved in once,
+/// and every attempt at writing the batch binds the columns by reference (no per-field copies).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Rows {
+    /// The epoch of the stream the rows were read from (natter-stream's `epoch`).
+    epoch: i64,
     seq: Vec<i64>,
     room_id: Vec<String>,
     client_id: Vec<String>,
@@ -37,9 +39,10 @@ pub struct Rows {
 }
 
 impl Rows {
-    /// Room for `n` rows.
-    pub fn with_capacity(n: usize) -> Self {
+    /// Room for `n` rows of epoch `epoch`.
+    pub fn with_capacity(epoch: i64, n: usize) -> Self {
         Self {
+            epoch,
             seq: Vec::with_capacity(n),
             room_id: Vec::with_capacity(n),
             client_id: Vec::with_capacity(n),
@@ -79,6 +82,7 @@ impl Rows {
     /// Row `i` alone (for writing row by row).
     fn one(&self, i: usize) -> Rows {
         Rows {
+            epoch: self.epoch,
             seq: vec![self.seq[i]],
             room_id: vec![self.room_id[i].clone()],
             client_id: vec![self.client_id[i].clone()],
@@ -93,6 +97,8 @@ impl Rows {
 /// A stream message that can never be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
+    /// The stream's epoch.
+    pub epoch: i64,
     /// Stream sequence.
     pub seq: i64,
     /// The subject it was published to.
@@ -129,11 +135,12 @@ async fn insert_rows(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, rows: &Rows
         return Ok(0);
     }
     let result = sqlx::query(
-        "INSERT INTO messages (seq, room_id, client_id, user_id, user_name, body, sent_at) \
-         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                              $7::timestamptz[]) \
-         ON CONFLICT (seq) DO NOTHING",
+        "INSERT INTO messages (epoch, seq, room_id, client_id, user_id, user_name, body, sent_at) \
+         SELECT $1, u.* FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                                    $8::timestamptz[]) AS u \
+         ON CONFLICT (epoch, seq) DO NOTHING",
     )
+    .bind(rows.epoch)
     .bind(&rows.seq[..])
     .bind(&rows.room_id[..])
     .bind(&rows.client_id[..])
@@ -149,9 +156,10 @@ async fn insert_rows(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, rows: &Rows
 async fn insert_dead(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, dead: &[DeadLetter]) -> Result<(), sqlx::Error> {
     for letter in dead {
         sqlx::query(
-            "INSERT INTO dead_letters (seq, subject, payload, reason) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (seq) DO NOTHING",
+            "INSERT INTO dead_letters (epoch, seq, subject, payload, reason) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (epoch, seq) DO NOTHING",
         )
+        .bind(letter.epoch)
         .bind(letter.seq)
         .bind(&letter.subject)
         .bind(&letter.payload)
@@ -194,6 +202,7 @@ pub async fn write_one_by_one(
             Err(err) if is_data_error(&err) => {
                 sqlx::query("ROLLBACK TO SAVEPOINT one_row").execute(&mut *tx).await?;
                 refused.push(DeadLetter {
+                    epoch: rows.epoch,
                     seq: row.seq[0],
                     subject: natter_proto::subject::room_messages(
                         &natter_proto::RoomId::parse(&row.room_id[0])

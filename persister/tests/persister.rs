@@ -125,11 +125,14 @@ async fn a_redelivery_after_commit_stores_nothing_twice() {
     // A persister committed the first ten and died before acking: the rows are there, the acks never came.
     let pool = PgPool::connect(db.url()).await.expect("db");
     natter_history::migrate(&pool).await.expect("migrate");
+    let mut stream = js.get_stream("CHAT").await.expect("stream");
+    let epoch = natter_stream::epoch::of(stream.info().await.expect("stream info"));
     for (i, seq) in seqs.iter().take(10).enumerate() {
         sqlx::query(
-            "INSERT INTO messages (seq, room_id, client_id, user_id, user_name, body, sent_at) \
-                     VALUES ($1, 'lobby', $2, 'u1', 'alice', 'x', now())",
+            "INSERT INTO messages (epoch, seq, room_id, client_id, user_id, user_name, body, sent_at) \
+                     VALUES ($1, $2, 'lobby', $3, 'u1', 'alice', 'x', now())",
         )
+        .bind(epoch as i64)
         .bind(*seq as i64)
         .bind(format!("m{i}"))
         .execute(&pool)
@@ -246,4 +249,54 @@ async fn every_series_exists_from_start_up_and_the_stream_size_is_reported() {
     assert_eq!(metric("natter_stream_last_seq"), Some(3.0));
     assert_eq!(metric("natter_stream_messages"), Some(3.0));
     assert_eq!(metric("natter_persister_rows_written_total"), Some(3.0));
+}
+
+#[tokio::test]
+async fn a_stream_recreated_under_a_running_persister_is_a_new_epoch_stored_beside_the_old() {
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let js = stream_context(&nats).await;
+    let _p = persister(&nats, db.url(), &[]).await;
+    let old = publish(&js, "lobby", (0..10).map(|i| payload(i, "old"))).await;
+    wait_count(db.url(), "SELECT count(*) FROM messages", 10).await;
+
+    // Deleted and created again: the same sequences, 1 to 10, come back with other messages.
+    js.delete_stream("CHAT").await.expect("deleted");
+    let _ = js
+        .get_or_create_stream(natter_stream::config(Duration::from_secs(3600), 1))
+        .await
+        .expect("recreated");
+    let new = publish(&js, "lobby", (10..20).map(|i| payload(i, "new"))).await;
+    assert_eq!(new, old, "the new stream numbers its messages from the start again");
+    wait_count(db.url(), "SELECT count(*) FROM messages", 20).await;
+
+    let pool = PgPool::connect(db.url()).await.expect("db");
+    let rows: Vec<(i64, i64, String, String)> =
+        sqlx::query_as("SELECT epoch, seq, client_id, body FROM messages ORDER BY position")
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+    let epochs: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    assert!(
+        epochs[0] > 0 && epochs[10] > epochs[0],
+        "two epochs, the new one later: {epochs:?}"
+    );
+    for (i, (epoch, seq, id, body)) in rows.iter().enumerate() {
+        let (want_epoch, want_body) = if i < 10 {
+            (epochs[0], "old")
+        } else {
+            (epochs[10], "new")
+        };
+        assert_eq!(
+            (*epoch, *seq as u64, id.as_str(), body.as_str()),
+            (want_epoch, old[i % 10], format!("m{i}").as_str(), want_body),
+            "nothing of the old epoch overwritten, nothing of the new one dropped"
+        );
+    }
+    let mut stream = js.get_stream("CHAT").await.expect("stream");
+    assert_eq!(
+        natter_stream::epoch::of(stream.info().await.expect("info")),
+        epochs[10] as u64,
+        "rows carry the stream's epoch"
+    );
 }

@@ -30,17 +30,25 @@ impl PublishError {
     }
 }
 
+/// JetStream's stored-ack of a published message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// The message's stream sequence.
+    pub seq: u64,
+    /// Whether it was a resend of a message already stored (`seq` is then the first one's).
+    pub duplicate: bool,
+}
+
 /// Publishes a chat message under its author's dedup id (a resend with the same id is stored once). Resolves once
 /// the message is handed to the connection (in call order: two publishes from one caller are stored in that
-/// order), to a future of JetStream's stored-ack that resolves to the message's stream sequence. Both steps
-/// together take at most `timeout`.
+/// order), to a future of JetStream's stored-ack. Both steps together take at most `timeout`.
 pub async fn publish(
     js: &jetstream::Context,
     room: &RoomId,
     user_id: &str,
     stored: &StoredMessage,
     timeout: Duration,
-) -> Result<impl Future<Output = Result<u64, PublishError>> + Send + 'static, PublishError> {
+) -> Result<impl Future<Output = Result<Stored, PublishError>> + Send + 'static, PublishError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let payload = serde_json::to_vec(stored).map_err(|_| PublishError::Encode)?;
     let mut headers = async_nats::HeaderMap::new();
@@ -64,7 +72,10 @@ pub async fn publish(
     let room = room.clone();
     Ok(async move {
         match tokio::time::timeout_at(deadline, ack).await {
-            Ok(Ok(ack)) => Ok(ack.sequence),
+            Ok(Ok(ack)) => Ok(Stored {
+                seq: ack.sequence,
+                duplicate: ack.duplicate,
+            }),
             Ok(Err(err)) => {
                 tracing::warn!(room = %room, error = %err, "publish not confirmed");
                 Err(PublishError::Refused)

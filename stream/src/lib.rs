@@ -2,6 +2,7 @@
 //! relies on it (gateways publish and read it, persisters consume it), and the reads and writes of messages in
 //! it ([`journal`]).
 
+pub mod epoch;
 pub mod journal;
 
 use async_nats::jetstream::{self, stream};

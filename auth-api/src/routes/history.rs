@@ -1,4 +1,5 @@
-//! Chat history, as the persister stored it: keyset pages by per-room sequence.
+//! Chat history, as the persister stored it: keyset pages of a room by position (`seq`: the stream's epoch plus
+//! the message's sequence in it, increasing across recreations of the stream; see docs/protocol.md).
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -28,7 +29,7 @@ pub struct HistoryQuery {
 /// A stored chat message.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct HistoryMessage {
-    /// Position in the room (the stream sequence).
+    /// Position in history: the stream's epoch plus the stream sequence, the same `seq` as on the WebSocket.
     pub seq: i64,
     /// The id the author's client chose.
     pub id: String,
@@ -90,12 +91,22 @@ pub async fn room_messages(
         ));
     }
     visible_room(&state, user.id, &room).await?;
-    const COLUMNS: &str = "SELECT seq, client_id, user_id, user_name, body, sent_at FROM messages WHERE room_id = $1";
+    const COLUMNS: &str =
+        "SELECT position, client_id, user_id, user_name, body, sent_at FROM messages WHERE room_id = $1";
     // One more than the page: whether it came tells if there is more.
     let (sql, cursor) = match (query.before, query.after) {
-        (_, Some(after)) => (format!("{COLUMNS} AND seq > $2 ORDER BY seq ASC LIMIT $3"), after),
-        (Some(before), None) => (format!("{COLUMNS} AND seq < $2 ORDER BY seq DESC LIMIT $3"), before),
-        (None, None) => (format!("{COLUMNS} AND seq < $2 ORDER BY seq DESC LIMIT $3"), i64::MAX),
+        (_, Some(after)) => (
+            format!("{COLUMNS} AND position > $2 ORDER BY position ASC LIMIT $3"),
+            after,
+        ),
+        (Some(before), None) => (
+            format!("{COLUMNS} AND position < $2 ORDER BY position DESC LIMIT $3"),
+            before,
+        ),
+        (None, None) => (
+            format!("{COLUMNS} AND position < $2 ORDER BY position DESC LIMIT $3"),
+            i64::MAX,
+        ),
     };
     let mut rows: Vec<Row> = sqlx::query_as(&sql)
         .bind(room.as_str())

@@ -61,7 +61,7 @@ pub struct Room {
     pub join_code: Option<String>,
     /// When the room was created.
     pub created_at: DateTime<Utc>,
-    /// The sequence of the room's newest stored message (0 when it has none).
+    /// The position (`seq`) of the room's newest stored message (0 when it has none).
     pub last_seq: i64,
     /// The caller's read cursor: the highest sequence they have seen here (0 when not a member).
     pub read_seq: i64,
@@ -122,11 +122,11 @@ fn room_select() -> String {
          (SELECT count(*) FROM memberships m WHERE m.room_id = r.id) AS member_count, \
          me.user_id IS NOT NULL AS joined, \
          CASE WHEN r.owner_id = $1 THEN r.join_code END AS join_code, r.created_at, \
-         (SELECT coalesce(max(msg.seq), 0) FROM messages msg WHERE msg.room_id = r.id) AS last_seq, \
+         (SELECT coalesce(max(msg.position), 0) FROM messages msg WHERE msg.room_id = r.id) AS last_seq, \
          coalesce(me.read_seq, 0) AS read_seq, \
          CASE WHEN me.user_id IS NULL THEN 0 ELSE (SELECT count(*) FILTER (WHERE n.user_id <> $1::text) \
-           FROM (SELECT msg.user_id FROM messages msg WHERE msg.room_id = r.id AND msg.seq > me.read_seq \
-           ORDER BY msg.seq LIMIT {UNREAD_MAX}) n) END AS unread \
+           FROM (SELECT msg.user_id FROM messages msg WHERE msg.room_id = r.id AND msg.position > me.read_seq \
+           ORDER BY msg.position LIMIT {UNREAD_MAX}) n) END AS unread \
          FROM rooms r LEFT JOIN memberships me ON me.room_id = r.id AND me.user_id = $1"
     )
 }
@@ -312,7 +312,7 @@ pub async fn join_room(
     // A new member has read everything stored so far: only what arrives after joining is unread.
     sqlx::query(
         "INSERT INTO memberships (room_id, user_id, role, read_seq) \
-         VALUES ($1, $2, 'member', (SELECT coalesce(max(seq), 0) FROM messages WHERE room_id = $1)) \
+         VALUES ($1, $2, 'member', (SELECT coalesce(max(position), 0) FROM messages WHERE room_id = $1)) \
          ON CONFLICT DO NOTHING",
     )
     .bind(id.as_str())

@@ -267,26 +267,10 @@ async fn messages_sent_through_a_gateway_are_readable_from_the_history_api() {
     for i in 0..10 {
         acked.push(kim.say(&room, &format!("h{i}"), &format!("kept {i}")).await);
     }
-    let mut page = serde_json::Value::Null;
-    for _ in 0..100 {
-        page = stack
-            .get_with(&format!("/api/rooms/{room}/messages?after=0"), &token)
-            .await;
-        if page["messages"].as_array().is_some_and(|m| m.len() == 10) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let stored: Vec<(u64, String)> = page["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .map(|m| {
-            (
-                m["seq"].as_u64().expect("seq"),
-                m["body"].as_str().expect("body").to_owned(),
-            )
-        })
+    let stored: Vec<(u64, String)> = history_of(&stack, &room, &token, 10)
+        .await
+        .into_iter()
+        .map(|(seq, _, body)| (seq, body))
         .collect();
     let expected: Vec<(u64, String)> = acked
         .iter()
@@ -376,4 +360,120 @@ async fn pipelined_sends_are_stored_in_the_order_written_and_each_acked_once() {
             "acked with its seq"
         );
     }
+}
+
+/// The room's stored history, oldest first, once it holds `count` messages: (seq, id, body) of each.
+async fn history_of(stack: &Stack, room: &str, token: &str, count: usize) -> Vec<(u64, String, String)> {
+    let mut page = serde_json::Value::Null;
+    for _ in 0..150 {
+        page = stack
+            .get_with(&format!("/api/rooms/{room}/messages?after=0&limit=200"), token)
+            .await;
+        if page["messages"].as_array().is_some_and(|m| m.len() >= count) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    page["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            (
+                m["seq"].as_u64().expect("seq"),
+                m["id"].as_str().expect("id").to_owned(),
+                m["body"].as_str().expect("body").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_recreated_stream_is_a_new_epoch_that_overwrites_nothing_and_positions_keep_growing() {
+    let stack = Stack::start().await;
+    let gw = stack.gateway(&[]).await;
+    let _persister = stack.persister().await;
+    let (alice_token, _) = stack.user("lena").await;
+    let (bob_token, _) = stack.user("mats").await;
+    let room = stack.room(&alice_token, false).await;
+    let mut alice = Client::connect(&gw, &alice_token).await;
+    alice.join(&room, None).await;
+    let mut bob = Client::connect(&gw, &bob_token).await;
+    bob.join(&room, None).await;
+    let mut old = Vec::new();
+    for i in 0..5 {
+        let seq = alice.say(&room, &format!("old{i}"), &format!("before {i}")).await;
+        assert_eq!(bob.recv_type("message").await["seq"].as_u64(), Some(seq));
+        old.push((seq, format!("old{i}"), format!("before {i}")));
+    }
+    assert_eq!(history_of(&stack, &room, &alice_token, 5).await, old);
+
+    // The operator deletes the stream and creates it again: its sequences start over at 1.
+    let js = jetstream::new(async_nats::connect(stack.nats.url()).await.expect("NATS"));
+    js.delete_stream(natter_proto::bus::CHAT_STREAM)
+        .await
+        .expect("stream deleted");
+    let _ = js
+        .get_or_create_stream(natter_stream::config(std::time::Duration::from_secs(3600), 1))
+        .await
+        .expect("stream recreated");
+
+    // Members are sent to rejoin; a position from the old epoch cannot be replayed from the new stream.
+    assert_eq!(bob.closed().await, Some(1012), "members rejoin in the new epoch");
+    assert_eq!(alice.closed().await, Some(1012));
+    let last_old = old.last().expect("old messages").0;
+    let mut alice = Client::connect(&gw, &alice_token).await;
+    let joined = alice.join(&room, Some(last_old)).await;
+    assert_eq!(joined["recovered"], false, "{joined}");
+    let mut bob = Client::connect(&gw, &bob_token).await;
+    assert_eq!(bob.join(&room, Some(last_old)).await["recovered"], false);
+
+    // New messages are acked after every old one, delivered, stored next to the old ones and readable.
+    let mut new = Vec::new();
+    let mut prev = 0;
+    for i in 0..3 {
+        let seq = alice.say(&room, &format!("new{i}"), &format!("after {i}")).await;
+        assert!(seq > last_old, "position {seq} after the old epoch's {last_old}");
+        let msg = bob.recv_type("message").await;
+        assert_eq!(
+            (msg["seq"].as_u64(), msg["prev"].as_u64()),
+            (Some(seq), Some(prev)),
+            "{msg}"
+        );
+        prev = seq;
+        new.push((seq, format!("new{i}"), format!("after {i}")));
+    }
+    let mut everything = old.clone();
+    everything.extend(new.iter().cloned());
+    assert_eq!(
+        history_of(&stack, &room, &alice_token, 8).await,
+        everything,
+        "the old epoch's rows are untouched, and the new ones follow them"
+    );
+    // Paging back from the new epoch reaches the old one.
+    let page = stack
+        .get_with(
+            &format!("/api/rooms/{room}/messages?before={}&limit=2", new[0].0),
+            &alice_token,
+        )
+        .await;
+    let seqs: Vec<u64> = page["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["seq"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!(seqs, vec![old[4].0, old[3].0], "{page}");
+    // A rejoin from a position of the new epoch is recovered.
+    drop(bob);
+    let mut bob = Client::connect(&gw, &bob_token).await;
+    let joined = bob.join(&room, Some(new[0].0)).await;
+    assert_eq!(joined["recovered"], true, "{joined}");
+    assert_eq!(bob.recv_type("message").await["seq"].as_u64(), Some(new[1].0));
+    let metrics = gw.metrics().await;
+    assert_eq!(
+        natter_test_support::metrics_page::value(&metrics, "natter_gateway_stream_recreations_total"),
+        Some(1.0),
+        "{metrics}"
+    );
 }
