@@ -375,12 +375,45 @@ pub async fn delete_room(
             "only the room's owner can delete it",
         ));
     }
+    // The room and its history go together.
+    let mut tx = state.db.begin().await?;
     sqlx::query("DELETE FROM rooms WHERE id = $1 AND owner_id = $2")
         .bind(id.as_str())
         .bind(user.id)
-        .execute(&state.db)
+        .execute(&mut *tx)
         .await?;
+    sqlx::query("DELETE FROM messages WHERE room_id = $1")
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    if let Some(nats) = &state.nats {
+        purge_from_stream(nats, &id).await;
+    }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes a deleted room's messages from the chat stream too, so no gateway replays them. If the stream cannot be
+/// reached they age out with its retention; the room is gone either way (its history reads answer 404).
+async fn purge_from_stream(nats: &async_nats::Client, room: &natter_proto::RoomId) {
+    let js = async_nats::jetstream::new(nats.clone());
+    let purged = async {
+        js.get_stream(natter_proto::bus::CHAT_STREAM)
+            .await?
+            .purge()
+            .filter(natter_proto::subject::room_messages(room))
+            .await
+            .map_err(anyhow::Error::from)
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(5), purged).await {
+        Ok(Ok(done)) => {
+            tracing::info!(room = %room, messages = done.purged, "deleted room purged from the chat stream")
+        }
+        Ok(Err(err)) => {
+            tracing::warn!(room = %room, error = %err, "cannot purge the deleted room from the chat stream")
+        }
+        Err(_) => tracing::warn!(room = %room, "purging the deleted room from the chat stream timed out"),
+    }
 }
 
 /// Move the caller's read cursor in a room forward to `seq`; answers the cursor and the room's unread count.

@@ -6,18 +6,27 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, spawn_app};
 
 async fn store(app: &TestApp, room: &str, seq: i64) {
+    store_in(app, room, 0, seq).await;
+}
+
+/// Stores a message at `seq` of the stream epoch `epoch`; its position (`seq` in the API) is `epoch + seq`.
+async fn store_in(app: &TestApp, room: &str, epoch: i64, seq: i64) {
     sqlx::query(
-        "INSERT INTO messages (seq, room_id, client_id, user_id, user_name, body, sent_at) \
-         VALUES ($1, $2, $3, 'u1', 'alice', $4, now())",
+        "INSERT INTO messages (epoch, seq, room_id, client_id, user_id, user_name, body, sent_at) \
+         VALUES ($1, $2, $3, $4, 'u1', 'alice', $5, now())",
     )
+    .bind(epoch)
     .bind(seq)
     .bind(room)
-    .bind(format!("m{seq}"))
+    .bind(format!("m{epoch}-{seq}"))
     .bind(format!("body {seq}"))
     .execute(&app.db)
     .await
     .expect("insert a message");
 }
+
+/// A stream epoch (its creation time in Unix microseconds) after the rows of epoch 0.
+const LATER_EPOCH: i64 = 1_795_456_800_000_000;
 
 fn seqs(page: &Value) -> Vec<i64> {
     page["messages"]
@@ -39,14 +48,16 @@ async fn pages_cover_every_message_once_in_order_both_ways() {
         .as_str()
         .expect("id")
         .to_owned();
-    // 120 messages in the room, interleaved with another room's (sequences are stream-wide).
+    // 120 messages in the room, interleaved with another room's (sequences are stream-wide), over two epochs of
+    // the stream: the second one's sequences start again at 1, its positions after every one of the first.
     let mut expected = Vec::new();
     for i in 1..=240 {
+        let (epoch, seq) = if i <= 120 { (0, i) } else { (LATER_EPOCH, i - 120) };
         if i % 2 == 0 {
-            store(&app, &room, i).await;
-            expected.push(i);
+            store_in(&app, &room, epoch, seq).await;
+            expected.push(epoch + seq);
         } else {
-            store(&app, "elsewhere", i).await;
+            store_in(&app, "elsewhere", epoch, seq).await;
         }
     }
 
@@ -95,7 +106,7 @@ async fn pages_cover_every_message_once_in_order_both_ways() {
         .body["messages"][0];
     assert_eq!(
         (first["id"].as_str(), first["user"]["name"].as_str()),
-        (Some("m2"), Some("alice"))
+        (Some("m0-2"), Some("alice"))
     );
 }
 
@@ -135,4 +146,36 @@ async fn history_checks_its_input_and_private_rooms() {
     app.get("/api/rooms/nosuch/messages", Some(&owner))
         .await
         .assert_error(404, "room_not_found");
+}
+
+#[tokio::test]
+async fn deleting_a_room_deletes_its_history_and_no_other_room_s() {
+    let app = spawn_app().await;
+    let token = app.token_for("ines").await;
+    let mut rooms = Vec::new();
+    for name in ["gone", "kept"] {
+        let created = app
+            .call(Method::POST, "/api/rooms", Some(&token), Some(json!({"name": name})))
+            .await;
+        rooms.push(created.body["id"].as_str().expect("id").to_owned());
+    }
+    for seq in 1..=6 {
+        store(&app, &rooms[(seq % 2) as usize], seq).await;
+    }
+    let deleted = app
+        .call(Method::DELETE, &format!("/api/rooms/{}", rooms[0]), Some(&token), None)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let left: Vec<(String, i64)> = sqlx::query_as("SELECT room_id, seq FROM messages ORDER BY seq")
+        .fetch_all(&app.db)
+        .await
+        .expect("rows");
+    assert_eq!(
+        left,
+        vec![(rooms[1].clone(), 1), (rooms[1].clone(), 3), (rooms[1].clone(), 5)]
+    );
+    let page = app
+        .get(&format!("/api/rooms/{}/messages", rooms[1]), Some(&token))
+        .await;
+    assert_eq!(seqs(&page.body), vec![5, 3, 1]);
 }

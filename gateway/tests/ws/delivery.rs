@@ -477,3 +477,34 @@ async fn a_recreated_stream_is_a_new_epoch_that_overwrites_nothing_and_positions
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn deleting_a_room_purges_its_messages_from_the_stream() {
+    let stack = Stack::start().await;
+    let gw = stack.gateway(&[]).await;
+    let (token, _) = stack.user("nora").await;
+    let room = stack.room(&token, false).await;
+    let other = stack.room(&token, false).await;
+    let mut nora = Client::connect(&gw, &token).await;
+    nora.join(&room, None).await;
+    nora.join(&other, None).await;
+    for i in 0..3 {
+        nora.say(&room, &format!("d{i}"), "deleted with its room").await;
+    }
+    nora.say(&other, "k", "kept").await;
+    let js = jetstream::new(async_nats::connect(stack.nats.url()).await.expect("NATS"));
+    let stream = js.get_stream(natter_proto::bus::CHAT_STREAM).await.expect("stream");
+    let subject = |room: &str| format!("chat.v1.room.{room}.msg");
+    assert!(stream.direct_get_last_for_subject(subject(&room)).await.is_ok());
+
+    assert_eq!(stack.delete_with(&format!("/api/rooms/{room}"), &token).await, 204);
+    let gone = stream.direct_get_last_for_subject(subject(&room)).await;
+    assert!(
+        gone.is_err_and(|err| matches!(err.kind(), jetstream::stream::DirectGetErrorKind::NotFound)),
+        "no gateway can replay a deleted room"
+    );
+    assert!(
+        stream.direct_get_last_for_subject(subject(&other)).await.is_ok(),
+        "other rooms keep theirs"
+    );
+}

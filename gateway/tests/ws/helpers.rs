@@ -158,6 +158,18 @@ impl Stack {
             .expect("JSON")
     }
 
+    /// DELETE with a bearer token; the status.
+    pub async fn delete_with(&self, path: &str, token: &str) -> u16 {
+        self.http
+            .delete(format!("{}{path}", self.api))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+            .status()
+            .as_u16()
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http
             .get(format!("{}{path}", self.api))
