@@ -49,9 +49,10 @@ fn args() -> Args {
     args
 }
 
-fn payload(i: u64) -> bytes::Bytes {
+/// A message accepted at `ts` (now, so that its row lands in today's partition as a live one would).
+fn payload(i: u64, ts: &str) -> bytes::Bytes {
     json!({"id": format!("b{i}"), "user": {"id": "u-bench", "name": "bench"},
-           "body": "a chat message of ordinary length, about sixty bytes long", "ts": "2026-11-23T12:00:00.000Z"})
+           "body": "a chat message of ordinary length, about sixty bytes long", "ts": ts})
     .to_string()
     .into()
 }
@@ -70,9 +71,13 @@ async fn main() {
     let args = args();
     let nats = async_nats::connect(&args.nats_url).await.expect("nats");
     let js = async_nats::jetstream::new(nats);
-    natter_stream::ensure(&js, Duration::from_secs(7 * 86_400), 1)
+    let stream = natter_stream::ensure(&js, Duration::from_secs(7 * 86_400), 1)
         .await
         .expect("stream");
+    // Rows are looked up by their key, which starts with the stream's epoch.
+    let epoch = i64::try_from(natter_stream::epoch::of(stream.cached_info())).expect("epoch fits");
+    let now = || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let ts = now();
     let db = PgPool::connect(&args.database_url).await.expect("db");
 
     // The backlog.
@@ -80,7 +85,7 @@ async fn main() {
     let mut in_flight = std::collections::VecDeque::new();
     for i in 0..args.messages {
         let subject = format!("chat.v1.room.bench{}.msg", i % args.rooms);
-        in_flight.push_back(js.publish(subject, payload(i)).await.expect("publish"));
+        in_flight.push_back(js.publish(subject, payload(i, &ts)).await.expect("publish"));
         if in_flight.len() >= 4096 {
             in_flight.pop_front().expect("non-empty").await.expect("stored");
         }
@@ -124,7 +129,8 @@ async fn main() {
     // few hundred milliseconds took a quarter of a core from the persister. Then counted once to be sure.
     let last_seq = i64::try_from(last_seq).expect("seq fits");
     loop {
-        let newest: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM messages")
+        let newest: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM messages WHERE epoch = $1")
+            .bind(epoch)
             .fetch_one(&db)
             .await
             .expect("newest row");
@@ -158,7 +164,7 @@ async fn main() {
     let mut after_ack = Vec::new();
     for i in 0..200u64 {
         let id = format!("e2e{i}");
-        let body = json!({"id": id, "user": {"id": "u-bench", "name": "bench"}, "body": "timed", "ts": "2026-11-23T12:00:00.000Z"});
+        let body = json!({"id": id, "user": {"id": "u-bench", "name": "bench"}, "body": "timed", "ts": now()});
         let sent = Instant::now();
         let ack = js
             .publish("chat.v1.room.latency.msg", body.to_string().into())
@@ -171,7 +177,8 @@ async fn main() {
         // the scan rather than the persister.
         let seq = i64::try_from(ack.sequence).expect("seq fits");
         loop {
-            let found: Option<i64> = sqlx::query_scalar("SELECT seq FROM messages WHERE seq = $1")
+            let found: Option<i64> = sqlx::query_scalar("SELECT seq FROM messages WHERE epoch = $1 AND seq = $2")
+                .bind(epoch)
                 .bind(seq)
                 .fetch_optional(&db)
                 .await

@@ -53,6 +53,11 @@ pub struct Config {
     #[arg(long, env = "NATTER_PERSISTER_ACK_WAIT", default_value = "30s", value_parser = parse_duration)]
     pub ack_wait: Duration,
 
+    /// How long chat history is kept in PostgreSQL (off: for ever). Whole days go at once, so history is kept at
+    /// least this long and at most a day longer; at least 1d.
+    #[arg(long, env = "NATTER_HISTORY_RETENTION", value_parser = parse_duration)]
+    pub history_retention: Option<Duration>,
+
     /// Retention of the chat stream, used when this process creates it.
     #[arg(long, env = "NATTER_STREAM_MAX_AGE", default_value = "7d", value_parser = parse_duration)]
     pub stream_max_age: Duration,
@@ -79,6 +84,9 @@ impl natter_service::Validate for Config {
         }
         if self.max_wait >= self.ack_wait.min(Duration::from_secs(10)) {
             return Err("--max-wait must be shorter than --ack-wait and than 10s".into());
+        }
+        if self.history_retention.is_some_and(|r| r < Duration::from_secs(86_400)) {
+            return Err("--history-retention must be at least 1d: history goes a day's partition at a time".into());
         }
         if self.consumer.is_empty()
             || !self
@@ -109,5 +117,9 @@ mod tests {
         assert!(config(&["--max-wait", "1m", "--ack-wait", "30s"]).validate().is_err());
         assert!(config(&["--consumer", "a.b"]).validate().is_err());
         assert!(config(&["--database-url", "mysql://x"]).validate().is_err());
+        assert!(config(&["--history-retention", "12h"]).validate().is_err());
+        config(&["--history-retention", "30d"])
+            .validate()
+            .expect("a month of history");
     }
 }

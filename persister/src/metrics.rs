@@ -25,6 +25,8 @@ pub const STREAM_RECREATED: &str = "natter_persister_stream_recreations_total";
 /// The chat stream's epoch: its creation time in Unix microseconds (gauge; it changes when the stream is
 /// recreated).
 pub const STREAM_EPOCH: &str = "natter_stream_epoch";
+/// Day partitions of history dropped for being older than `--history-retention`.
+pub const PARTITIONS_DROPPED: &str = "natter_persister_history_partitions_dropped_total";
 /// Seconds between a gateway accepting the newest message of the last batch written and its commit; 0 once
 /// nothing is pending (gauge).
 pub const LAG: &str = "natter_persister_lag_seconds";
@@ -38,7 +40,7 @@ pub const STREAM_FIRST_SEQ: &str = "natter_stream_first_seq";
 pub const STREAM_LAST_SEQ: &str = "natter_stream_last_seq";
 
 /// Every metric a persister exports besides the shared `process_*` and `natter_nats_*` ones, each from start-up.
-pub const ALL: [&str; 18] = [
+pub const ALL: [&str; 19] = [
     BATCH_SIZE,
     INSERT_LATENCY,
     ROWS_WRITTEN,
@@ -50,6 +52,7 @@ pub const ALL: [&str; 18] = [
     ACK_PENDING,
     STALLS,
     STREAM_RECREATED,
+    PARTITIONS_DROPPED,
     LAG,
     STREAM_EPOCH,
     STREAM_MESSAGES,
@@ -80,6 +83,10 @@ pub fn register() {
         STREAM_RECREATED,
         "Times the chat stream was found recreated (a new epoch)."
     );
+    describe_counter!(
+        PARTITIONS_DROPPED,
+        "Day partitions of history dropped for being older than the retention."
+    );
     describe_gauge!(STREAM_EPOCH, "The chat stream's creation time in Unix microseconds.");
     describe_gauge!(
         LAG,
@@ -99,6 +106,7 @@ pub fn register() {
         WRITE_FAILURES,
         STALLS,
         STREAM_RECREATED,
+        PARTITIONS_DROPPED,
     ] {
         ::metrics::counter!(name).absolute(0);
     }

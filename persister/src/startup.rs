@@ -27,6 +27,8 @@ pub struct Application {
     opened: Opened,
     listener: TcpListener,
     batching: Batching,
+    /// How long history is kept (`None`: for ever).
+    retention: Option<Duration>,
 }
 
 impl Application {
@@ -67,6 +69,7 @@ impl Application {
             opened,
             listener,
             batching,
+            retention: config.history_retention,
         })
     }
 
@@ -85,6 +88,7 @@ impl Application {
             opened,
             listener,
             batching,
+            retention,
         } = self;
         let app = Router::new()
             .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
@@ -94,6 +98,7 @@ impl Application {
         let http = tokio::spawn(async move { axum::serve(listener, app).await });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut consuming = tokio::spawn(crate::consumer::run(source, opened, db.clone(), batching, stop_rx));
+        let partitions = tokio::spawn(maintain_partitions(db.clone(), retention));
         tokio::select! {
             _ = &mut consuming => anyhow::bail!("the consume loop ended"),
             () = shutdown => {
@@ -103,8 +108,30 @@ impl Application {
             }
         }
         http.abort();
+        partitions.abort();
         db.close().await;
         Ok(())
+    }
+}
+
+/// Keeps the days ahead's history partitions made and, with a retention, drops those older than it: at start and
+/// every [`natter_history::partitions::EVERY`].
+async fn maintain_partitions(db: PgPool, retention: Option<Duration>) {
+    let mut tick = tokio::time::interval(natter_history::partitions::EVERY);
+    loop {
+        tick.tick().await;
+        match natter_history::partitions::maintain(&db, chrono::Utc::now(), retention).await {
+            Ok(done) => {
+                for partition in &done.created {
+                    tracing::info!(partition = %partition, "history partition created");
+                }
+                for partition in &done.dropped {
+                    tracing::info!(partition = %partition, "history partition dropped (older than the retention)");
+                }
+                ::metrics::counter!(crate::metrics::PARTITIONS_DROPPED).increment(done.dropped.len() as u64);
+            }
+            Err(err) => tracing::warn!(error = %err, "maintaining the history partitions failed; retrying in an hour"),
+        }
     }
 }
 

@@ -138,7 +138,7 @@ async fn insert_rows(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, rows: &Rows
         "INSERT INTO messages (epoch, seq, room_id, client_id, user_id, user_name, body, sent_at) \
          SELECT $1, u.* FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
                                     $8::timestamptz[]) AS u \
-         ON CONFLICT (epoch, seq) DO NOTHING",
+         ON CONFLICT (epoch, seq, sent_at) DO NOTHING",
     )
     .bind(rows.epoch)
     .bind(&rows.seq[..])

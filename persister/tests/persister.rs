@@ -122,7 +122,8 @@ async fn a_redelivery_after_commit_stores_nothing_twice() {
     let db = TestDb::create().await;
     let js = stream_context(&nats).await;
     let seqs = publish(&js, "lobby", (0..20).map(|i| payload(i, "x"))).await;
-    // A persister committed the first ten and died before acking: the rows are there, the acks never came.
+    // A persister committed the first ten and died before acking: the rows are there (as it writes them: its
+    // epoch, its sequence, the acceptance time in the payload), the acks never came.
     let pool = PgPool::connect(db.url()).await.expect("db");
     natter_history::migrate(&pool).await.expect("migrate");
     let mut stream = js.get_stream("CHAT").await.expect("stream");
@@ -130,7 +131,7 @@ async fn a_redelivery_after_commit_stores_nothing_twice() {
     for (i, seq) in seqs.iter().take(10).enumerate() {
         sqlx::query(
             "INSERT INTO messages (epoch, seq, room_id, client_id, user_id, user_name, body, sent_at) \
-                     VALUES ($1, $2, 'lobby', $3, 'u1', 'alice', 'x', now())",
+                     VALUES ($1, $2, 'lobby', $3, 'u1', 'alice', 'x', '2026-11-23T12:00:00Z')",
         )
         .bind(epoch as i64)
         .bind(*seq as i64)
