@@ -157,6 +157,19 @@ impl Drift {
     }
 }
 
+/// History pages read during the send phase (`--history-readers`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HistoryReads {
+    /// Readers.
+    pub readers: usize,
+    /// Pages the API answered.
+    pub pages: u64,
+    /// Reads that failed (an error status, no answer, a page that did not parse).
+    pub errors: u64,
+    /// From when each read was due to its page parsed.
+    pub latency: Quantiles,
+}
+
 /// One SLO bound and how the run did against it.
 #[derive(Debug, Clone, Serialize)]
 pub struct SloCheck {
@@ -245,6 +258,9 @@ pub struct Report {
     pub close_codes: BTreeMap<String, u64>,
     /// `--verify-history`'s findings.
     pub history: Option<HistoryCheck>,
+    /// `--history-readers`' figures.
+    #[serde(default)]
+    pub history_reads: Option<HistoryReads>,
     /// Gateway-side figures.
     pub gateway_metrics: GatewayFigures,
     /// Latency and memory at the start and the end of the send phase.
@@ -328,6 +344,14 @@ impl Report {
                     h.checked, h.missing, h.duplicated, h.waited_secs
                 ),
             );
+        }
+        if let Some(h) = &self.history_reads {
+            row(
+                &mut out,
+                "history reads",
+                format!("{} pages by {} readers, {} failed", h.pages, h.readers, h.errors),
+            );
+            row(&mut out, "history page latency", fmt_q(&h.latency));
         }
         let g = &self.gateway_metrics;
         if let Some(per) = g.memory_per_connection_bytes {

@@ -17,7 +17,9 @@ use tokio::sync::mpsc;
 use crate::client::unix_micros;
 use crate::latency::Latencies;
 use crate::plan::{FromWorker, Schedule, ToWorker, UserPlan, WorkerPlan, WorkerResult};
-use crate::report::{Connects, Drift, FaultCounts, GatewayFigures, Messages, Quantiles, Report, Second, SloCheck};
+use crate::report::{
+    Connects, Drift, FaultCounts, GatewayFigures, HistoryReads, Messages, Quantiles, Report, Second, SloCheck,
+};
 use crate::scrape;
 use crate::setup::Api;
 use crate::worker::decode;
@@ -213,6 +215,15 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_duration)]
     #[serde(with = "secs_opt")]
     pub scrape_every: Option<Duration>,
+
+    /// History readers during the send phase: each reads the newest page of 50 of one room after another (as a
+    /// client opening a room does), one page every 100 ms, timed from when each read was due.
+    #[arg(long, default_value_t = 0)]
+    pub history_readers: usize,
+
+    /// SLO: fail if the --history-readers' page p99 is above this many milliseconds.
+    #[arg(long)]
+    pub max_history_p99_ms: Option<f64>,
 
     /// After the run, check through the history API that every acknowledged message was stored exactly once.
     #[arg(long)]
@@ -626,6 +637,7 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
     let mut bucket: Option<(u64, Second, Latencies)> = None;
     let mut go_at: Option<Instant> = None;
     let mut drained_gateway = false;
+    let mut readers: Vec<tokio::task::JoinHandle<(Latencies, u64)>> = Vec::new();
     let mut next_scrape = settings.scrape_every.map(|every| Instant::now() + every);
     let tick = tokio::time::sleep(Duration::from_millis(500));
     tokio::pin!(tick);
@@ -686,6 +698,13 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
                             for worker in &mut workers {
                                 tell(worker, &ToWorker::Go { start_unix_ms: start }).await?;
                             }
+                            let until = Instant::now() + Duration::from_secs(1) + settings.duration;
+                            readers = (0..args.history_readers)
+                                .map(|i| {
+                                    let (api, token) = (api.clone(), users[0].access_token.clone());
+                                    tokio::spawn(read_history(api, token, rooms.clone(), i, until))
+                                })
+                                .collect();
                         }
                     }
                     FromWorker::Acked { acked: part } => {
@@ -751,6 +770,23 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
         .samples
         .extend(scrape::scrape_all(&http, &args.metrics, connect_started.elapsed().as_secs_f64()).await);
 
+    let history_reads = if args.history_readers > 0 {
+        let mut reads = HistoryReads {
+            readers: args.history_readers,
+            ..HistoryReads::default()
+        };
+        let mut latency = Latencies::new();
+        for reader in readers {
+            let (part, errors) = reader.await.context("a history reader failed")?;
+            latency.merge(&part)?;
+            reads.errors += errors;
+        }
+        reads.pages = latency.count();
+        reads.latency = Quantiles::of(&latency);
+        Some(reads)
+    } else {
+        None
+    };
     let history = if args.verify_history {
         say("checking the history API for every acknowledged message");
         Some(
@@ -835,6 +871,7 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
         error_codes: total.error_codes,
         close_codes: total.close_codes,
         history,
+        history_reads,
         drift: Drift::of(&timeline, &figures),
         gateway_metrics: figures,
         timeline,
@@ -989,6 +1026,14 @@ fn slo_checks(args: &RunArgs, report: &Report) -> Vec<SloCheck> {
             passed: actual >= bound,
         });
     }
+    if let (Some(bound), Some(reads)) = (args.max_history_p99_ms, &report.history_reads) {
+        checks.push(SloCheck {
+            flag: "--max-history-p99-ms".into(),
+            bound,
+            actual: reads.latency.p99_ms,
+            passed: reads.latency.p99_ms <= bound && reads.errors == 0,
+        });
+    }
     if let Some(h) = &report.history {
         checks.push(SloCheck {
             flag: "--verify-history".into(),
@@ -998,6 +1043,31 @@ fn slo_checks(args: &RunArgs, report: &Report) -> Vec<SloCheck> {
         });
     }
     checks
+}
+
+/// How often one history reader reads a page.
+const HISTORY_READ_EVERY: Duration = Duration::from_millis(100);
+
+/// History reader `index`: the newest page of each of `rooms` in turn (starting at its own), one every
+/// [`HISTORY_READ_EVERY`] until `until`. Each read is timed from when it was due, so a slow answer delays the next
+/// without hiding it. Returns the latencies and the failed reads.
+async fn read_history(api: Api, token: String, rooms: Vec<String>, index: usize, until: Instant) -> (Latencies, u64) {
+    let mut latency = Latencies::new();
+    let mut errors = 0;
+    let mut due = Instant::now();
+    for room in rooms.iter().cycle().skip(index % rooms.len().max(1)) {
+        if due >= until {
+            break;
+        }
+        tokio::time::sleep_until(due.into()).await;
+        if api.newest_page(&token, room).await {
+            latency.record(due.elapsed());
+        } else {
+            errors += 1;
+        }
+        due += HISTORY_READ_EVERY;
+    }
+    (latency, errors)
 }
 
 /// The machine's description for the report.

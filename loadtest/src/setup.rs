@@ -59,6 +59,7 @@ struct HistoryUser {
 }
 
 /// A client of the auth API.
+#[derive(Clone)]
 pub struct Api {
     base: String,
     http: reqwest::Client,
@@ -196,6 +197,21 @@ impl Api {
                 return Ok(check);
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Reads a room's newest page of 50 messages, as a client opening the room does; whether the API answered
+    /// with the page.
+    pub async fn newest_page(&self, token: &str, room: &str) -> bool {
+        let answer = self
+            .http
+            .get(format!("{}/api/rooms/{room}/messages?limit=50", self.base))
+            .bearer_auth(token)
+            .send()
+            .await;
+        match answer {
+            Ok(response) if response.status().is_success() => response.json::<HistoryPage>().await.is_ok(),
+            _ => false,
         }
     }
 

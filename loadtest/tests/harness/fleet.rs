@@ -148,6 +148,10 @@ async fn clients_that_drop_and_rejoin_miss_nothing_and_history_holds_every_ack()
             "--reconnect-after",
             "500ms",
             "--verify-history",
+            "--history-readers",
+            "2",
+            "--max-history-p99-ms",
+            "2000",
             "--max-loss",
             "0",
             "--min-connected",
@@ -169,6 +173,20 @@ async fn clients_that_drop_and_rejoin_miss_nothing_and_history_holds_every_ack()
     assert_eq!(report["history"]["checked"], acked);
     assert_eq!(report["history"]["missing"], 0);
     assert_eq!(report["history"]["duplicated"], 0);
+    // Two readers, a page every 100 ms each through the 4 s of sending.
+    let reads = &report["history_reads"];
+    assert!(reads["pages"].as_u64().is_some_and(|p| p >= 20), "{}", said(&output));
+    assert_eq!(reads["errors"], 0, "{}", said(&output));
+    assert!(reads["latency"]["p99_ms"].as_f64().is_some_and(|p| p > 0.0));
+    assert!(
+        report["slo"]
+            .as_array()
+            .expect("slo")
+            .iter()
+            .any(|c| c["flag"] == "--max-history-p99-ms" && c["passed"] == true),
+        "{}",
+        said(&output)
+    );
     let per_conn = report["gateway_metrics"]["memory_per_connection_bytes"].as_f64();
     assert!(
         per_conn.is_some_and(|b| b > 0.0),
