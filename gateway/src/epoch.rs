@@ -1,8 +1,11 @@
 //! The chat stream's epoch as this gateway knows it (see natter-stream's `epoch`): every `seq` a client sees is a
-//! position, the epoch plus the stream sequence. The stream's info is read every [`CHECK_EVERY`], and at once
-//! when an ack reveals a new stream (a new message stored lower than one acked before). A deleted stream is
-//! created again. When the epoch changes, every room closes its members so they rejoin in the new one, where a
-//! `since` from the old epoch is answered `recovered: false`.
+//! position, the epoch plus the stream sequence. The stream's info is read every [`CHECK_EVERY`], and soon (at
+//! most every [`RECHECK_AFTER`]) when an ack hints at a new stream: a new message stored lower than one acked
+//! before. Acks complete out of order under load, so such a hint is common and only asks for a check; it does not
+//! wait for one. A deleted stream is created again. When the epoch changes, every room closes its members so they
+//! rejoin in the new one, where a `since` from the old epoch is answered `recovered: false`. Until the gateway
+//! notices, acks of the new stream carry positions of the old epoch; the rejoin and the history API correct
+//! what a client shows.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -14,6 +17,9 @@ use tokio::sync::watch;
 /// How often the stream's epoch is checked.
 const CHECK_EVERY: Duration = Duration::from_secs(2);
 
+/// The shortest time between two checks asked for by acks.
+const RECHECK_AFTER: Duration = Duration::from_millis(200);
+
 /// The stream's current epoch, shared by the rooms and the sessions of a gateway.
 pub struct Epoch {
     js: jetstream::Context,
@@ -23,8 +29,8 @@ pub struct Epoch {
     /// The highest stream sequence acked in the current epoch.
     highest_ack: AtomicU64,
     current: watch::Sender<u64>,
-    /// One check at a time: an ack that reveals a new stream waits for the check in progress.
-    checking: tokio::sync::Mutex<()>,
+    /// Asks the watch for a check before its next tick.
+    hint: tokio::sync::Notify,
 }
 
 impl Epoch {
@@ -43,7 +49,7 @@ impl Epoch {
             stream_replicas,
             highest_ack: AtomicU64::new(0),
             current: watch::Sender::new(epoch),
-            checking: tokio::sync::Mutex::new(()),
+            hint: tokio::sync::Notify::new(),
         }
     }
 
@@ -57,19 +63,17 @@ impl Epoch {
         self.current.subscribe()
     }
 
-    /// The position of an acked message: a new message stored lower than one acked before means the stream was
-    /// recreated, and its epoch is read before answering.
-    pub async fn position_of(&self, stored: Stored) -> u64 {
-        if !stored.duplicate && stored.seq <= self.highest_ack.load(Ordering::Relaxed) {
-            self.check().await;
+    /// The position of an acked message. A new message stored lower than one acked before may mean the stream
+    /// was recreated: the watch is asked to check soon.
+    pub fn position_of(&self, stored: Stored) -> u64 {
+        if !stored.duplicate && stored.seq <= self.highest_ack.fetch_max(stored.seq, Ordering::Relaxed) {
+            self.hint.notify_one();
         }
-        self.highest_ack.fetch_max(stored.seq, Ordering::Relaxed);
         natter_stream::epoch::position(self.get(), stored.seq)
     }
 
     /// Reads the stream's epoch, creating the stream again if it is gone; tells the rooms of a new one.
-    pub async fn check(&self) {
-        let _one = self.checking.lock().await;
+    async fn check(&self) {
         let mut stream = self.stream.clone();
         let info = match stream.info().await {
             Ok(info) => info.clone(),
@@ -98,13 +102,16 @@ impl Epoch {
         }
     }
 
-    /// Checks the epoch every [`CHECK_EVERY`], for as long as the gateway runs.
+    /// Checks the epoch every [`CHECK_EVERY`], and when an ack hints at a new stream, for as long as the gateway
+    /// runs.
     pub async fn watch(self: std::sync::Arc<Self>) {
-        let mut tick = tokio::time::interval(CHECK_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                () = tokio::time::sleep(CHECK_EVERY) => {}
+                () = self.hint.notified() => {}
+            }
             self.check().await;
+            tokio::time::sleep(RECHECK_AFTER).await;
         }
     }
 }
