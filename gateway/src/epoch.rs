@@ -72,6 +72,11 @@ impl Epoch {
         natter_stream::epoch::position(self.get(), stored.seq)
     }
 
+    /// Asks for a check soon: something seen may be of a new stream.
+    pub fn hint(&self) {
+        self.hint.notify_one();
+    }
+
     /// Reads the stream's epoch, creating the stream again if it is gone; tells the rooms of a new one.
     async fn check(&self) {
         let mut stream = self.stream.clone();

@@ -325,7 +325,12 @@ impl RoomTask {
             return;
         };
         if seq <= self.last_seq {
-            return; // Already delivered (a gap fill got there first).
+            // Already delivered (a gap fill got there first), or the first messages of a recreated stream: the
+            // epoch is checked soon, and the room starts over once it is known.
+            if prev < self.last_seq && seq < self.last_seq {
+                self.shared.epoch.hint();
+            }
+            return;
         }
         if prev > self.last_seq && self.baseline_known {
             self.fill_gap(seq).await;
