@@ -318,8 +318,8 @@ impl RoomTask {
 
     async fn on_live(&mut self, msg: async_nats::Message) {
         let (Some(seq), Some(prev)) = (
-            header_u64(&msg.headers, async_nats::header::NATS_SEQUENCE),
-            header_u64(&msg.headers, async_nats::header::NATS_LAST_SEQUENCE),
+            header_u64(msg.headers.as_ref(), async_nats::header::NATS_SEQUENCE),
+            header_u64(msg.headers.as_ref(), async_nats::header::NATS_LAST_SEQUENCE),
         ) else {
             tracing::warn!(room = %self.room, "live message without sequence headers; dropped");
             return;
@@ -353,7 +353,7 @@ impl RoomTask {
                 .direct_get_next_for_subject(&subject, Some(self.last_seq + 1))
                 .await;
             let Ok(msg) = next else { break };
-            let Some(seq) = header_u64(&msg.headers, async_nats::header::NATS_SEQUENCE) else {
+            let Some(seq) = header_u64(Some(&msg.headers), async_nats::header::NATS_SEQUENCE) else {
                 break;
             };
             if seq >= until {

@@ -139,7 +139,7 @@ pub async fn replay(stream: &jetstream::stream::Stream, room: &RoomId, since: u6
                 return Replay::lost();
             }
         };
-        let Some(seq) = header_u64(&msg.headers, async_nats::header::NATS_SEQUENCE) else {
+        let Some(seq) = header_u64(Some(&msg.headers), async_nats::header::NATS_SEQUENCE) else {
             break;
         };
         if seq > until {
@@ -161,9 +161,6 @@ pub async fn replay(stream: &jetstream::stream::Stream, room: &RoomId, since: u6
 }
 
 /// Reads a numeric NATS header (`Nats-Sequence`, `Nats-Last-Sequence`).
-pub fn header_u64(headers: &Option<async_nats::HeaderMap>, name: async_nats::header::HeaderName) -> Option<u64> {
-    headers
-        .as_ref()?
-        .get(name)
-        .and_then(|v| AsRef::<str>::as_ref(v).parse().ok())
+pub fn header_u64(headers: Option<&async_nats::HeaderMap>, name: async_nats::header::HeaderName) -> Option<u64> {
+    headers?.get(name).and_then(|v| AsRef::<str>::as_ref(v).parse().ok())
 }
