@@ -3,8 +3,8 @@
 //! Hashing is deliberately slow and takes 19 MiB, so it runs on the blocking pool (never stalling the async
 //! workers) and at most two hashes per core run at once: a flood of logins queues instead of exhausting memory.
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::Semaphore;
 
@@ -46,9 +46,9 @@ pub fn check_policy(password: &str) -> Result<(), &'static str> {
 /// Hashes a password into a PHC string.
 pub async fn hash(password: String) -> anyhow::Result<String> {
     run_limited(move || {
-        let salt = SaltString::generate(&mut OsRng);
+        // A random salt of the recommended length, from the operating system.
         argon2()
-            .hash_password(password.as_bytes(), &salt)
+            .hash_password(password.as_bytes())
             .map(|h| h.to_string())
             .map_err(|e| anyhow::anyhow!("failed to hash a password: {e}"))
     })

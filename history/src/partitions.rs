@@ -108,7 +108,10 @@ async fn maintain_locked(
             "CREATE TABLE IF NOT EXISTS {name} PARTITION OF messages FOR VALUES FROM ('{day} 00:00:00+00') TO \
              ('{next} 00:00:00+00')"
         );
-        match sqlx::query(&create).execute(&mut *conn).await {
+        match sqlx::query(sqlx::AssertSqlSafe(create.clone()))
+            .execute(&mut *conn)
+            .await
+        {
             Ok(_) => done.created.push(name),
             // Rows of that day already in the default partition (the job did not run in time) keep it from
             // being created; they stay there, and retention still deletes them in time.
@@ -125,7 +128,7 @@ async fn maintain_locked(
     for name in &partitions {
         let Some(end) = partition_end(name) else { continue };
         if end.and_hms_opt(0, 0, 0).is_some_and(|end| end.and_utc() <= cutoff) {
-            sqlx::query(&format!("DROP TABLE IF EXISTS {name}"))
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {name}")))
                 .execute(&mut *conn)
                 .await?;
             done.dropped.push(name.clone());

@@ -69,12 +69,12 @@ async fn stream_context(nats: &NatsServer) -> jetstream::Context {
     js
 }
 
-async fn count(db: &PgPool, sql: &str) -> i64 {
+async fn count(db: &PgPool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(db).await.unwrap_or(-1)
 }
 
 /// Waits until `sql` counts `want`, failing after 30 s.
-async fn wait_count(db_url: &str, sql: &str, want: i64) {
+async fn wait_count(db_url: &str, sql: &'static str, want: i64) {
     let mut last = -1;
     for _ in 0..300 {
         if let Ok(db) = PgPool::connect(db_url).await {

@@ -77,7 +77,7 @@ impl PgServer {
         let mut conn = sqlx::PgConnection::connect(&self.url("postgres"))
             .await
             .expect("connect to the test cluster");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
             .await
             .expect("create a test database");

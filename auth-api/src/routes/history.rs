@@ -108,7 +108,7 @@ pub async fn room_messages(
             i64::MAX,
         ),
     };
-    let mut rows: Vec<Row> = sqlx::query_as(&sql)
+    let mut rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(room.as_str())
         .bind(cursor)
         .bind(limit + 1)

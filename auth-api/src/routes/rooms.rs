@@ -180,7 +180,7 @@ pub(crate) async fn visible_room(state: &AppState, caller: Uuid, id: &RoomId) ->
 }
 
 async fn load_room(state: &AppState, caller: Uuid, id: &RoomId) -> ApiResult<Room> {
-    let row: Option<RoomRow> = sqlx::query_as(&format!("{} WHERE r.id = $2", room_select()))
+    let row: Option<RoomRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!("{} WHERE r.id = $2", room_select())))
         .bind(caller)
         .bind(id.as_str())
         .fetch_optional(&state.db)
@@ -249,11 +249,11 @@ pub async fn create_room(
 #[utoipa::path(get, path = "/api/rooms", tag = "rooms", security(("bearer" = [])),
     responses((status = 200, description = "Rooms", body = [Room])))]
 pub async fn list_rooms(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<Room>>> {
-    let rows: Vec<RoomRow> = sqlx::query_as(&format!(
+    let rows: Vec<RoomRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{} WHERE NOT r.private OR me.user_id IS NOT NULL \
          ORDER BY joined DESC, r.created_at, r.id LIMIT {LIST_LIMIT}",
         room_select()
-    ))
+    )))
     .bind(user.id)
     .fetch_all(&state.db)
     .await?;

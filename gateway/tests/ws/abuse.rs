@@ -217,16 +217,24 @@ async fn slow_reader_is_cut_off(args: &[&str], count: usize, size: usize) {
     sender.join(&room, None).await;
 
     let body = "x".repeat(size);
-    let reading = tokio::spawn(async move {
-        let mut got = 0;
-        while got < count {
-            let msg = reader.recv_type("message").await;
-            assert!(msg["prev"].as_u64().is_some(), "{msg}");
-            got += 1;
+    let got = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let reading = tokio::spawn({
+        let got = got.clone();
+        async move {
+            while got.load(std::sync::atomic::Ordering::Relaxed) < count {
+                let msg = reader.recv_type("message").await;
+                assert!(msg["prev"].as_u64().is_some(), "{msg}");
+                got.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            got.load(std::sync::atomic::Ordering::Relaxed)
         }
-        got
     });
     for i in 0..count {
+        // The reader reads as fast as it is sent to, however this test's task is scheduled: only the slow client
+        // may fall behind.
+        while i - got.load(std::sync::atomic::Ordering::Relaxed) > 8 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
         sender
             .send(json!({"type": "send", "room": room, "id": format!("s{i}"), "body": body}))
             .await;
