@@ -88,6 +88,23 @@ mod tests {
         assert!(!verify("anything".into(), None).await.expect("dummy verifies"));
     }
 
+    #[tokio::test]
+    async fn hashes_stored_before_the_argon2_upgrade_still_verify() {
+        // Written by argon2 0.5 (this module before the upgrade to 0.6) for "correct horse battery staple".
+        let stored =
+            "$argon2id$v=19$m=19456,t=2,p=1$gaSUV1Oe7TC7Vk2KOpdPZg$z5XaGINI7UaS624cyVtRcjwljj7+wOWhg1ntgJJ8YtQ";
+        assert!(
+            verify("correct horse battery staple".into(), Some(stored.into()))
+                .await
+                .expect("verifies")
+        );
+        assert!(
+            !verify("correct horse battery".into(), Some(stored.into()))
+                .await
+                .expect("verifies")
+        );
+    }
+
     #[test]
     fn policy_bounds_length() {
         assert!(check_policy("short").is_err());
