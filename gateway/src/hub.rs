@@ -77,11 +77,12 @@ impl Hub {
     }
 
     /// For a member whose replay is queued: the live frames held for it since the last call, or none once it
-    /// takes live frames directly (the first call that finds none held releases it).
-    pub async fn release(&self, room: &RoomId, conn: ConnId) -> Vec<Outbound> {
+    /// takes live frames directly (the first call that finds none held releases it). With `last`, the room queues
+    /// what is held itself and releases the member.
+    pub async fn release(&self, room: &RoomId, conn: ConnId, last: bool) -> Vec<Outbound> {
         let (held, frames) = oneshot::channel();
         if let Some(handle) = self.rooms().get(room) {
-            let _ = handle.tx.send(RoomCmd::Release { conn, held });
+            let _ = handle.tx.send(RoomCmd::Release { conn, last, held });
         }
         frames.await.unwrap_or_default()
     }

@@ -55,9 +55,11 @@ pub(crate) enum RoomCmd {
     /// Register a member; its live frames are held until [`RoomCmd::Release`].
     Join { peer: Peer, reply: oneshot::Sender<Joined> },
     /// The member's `joined` frame and replay are queued: hand back the frames held for it since the last
-    /// release, or, when there are none, let live frames flow to it directly from now on.
+    /// release, or, when there are none, let live frames flow to it directly from now on. With `last`, the room
+    /// queues what is held itself (a full queue then counts the member slow) and releases it at once.
     Release {
         conn: ConnId,
+        last: bool,
         held: oneshot::Sender<Vec<Outbound>>,
     },
     /// Remove a member; the reply says it is done.
@@ -279,14 +281,21 @@ impl RoomTask {
                     members: self.online(),
                 });
             }
-            RoomCmd::Release { conn, held } => {
-                let frames = match self.members.get_mut(&conn).map(|member| &mut member.held) {
-                    Some(Some(frames)) if !frames.is_empty() => std::mem::take(frames),
-                    Some(still_held) => {
-                        *still_held = None;
+            RoomCmd::Release { conn, last, held } => {
+                let Some(member) = self.members.get_mut(&conn) else {
+                    let _ = held.send(Vec::new());
+                    return;
+                };
+                let frames = match &mut member.held {
+                    Some(frames) if !frames.is_empty() && !last => std::mem::take(frames),
+                    still_held => {
+                        for frame in still_held.take().unwrap_or_default() {
+                            if !member.peer.push(frame) {
+                                break;
+                            }
+                        }
                         Vec::new()
                     }
-                    None => Vec::new(),
                 };
                 let _ = held.send(frames);
             }

@@ -22,6 +22,9 @@ use crate::room::encode;
 use crate::socket::{Incoming, ReadEnd, Reader};
 use crate::state::Gateway;
 
+/// Rounds of held live frames a joining connection queues patiently after its replay (see `Session::join`).
+const PATIENT_RELEASES: usize = 8;
+
 /// Sends of one connection waiting for JetStream's stored-ack at once; at this many the session reads no more
 /// frames until one is answered.
 const MAX_SENDS_IN_FLIGHT: usize = 32;
@@ -219,11 +222,13 @@ impl Session {
             }
         }
         // Live frames held meanwhile go out the same patient way: a replay that filled the queue must not make
-        // them overflow it. Once none are held, the member takes live frames as every member does.
-        loop {
-            let held = self.gw.hub.release(&room, self.peer.conn).await;
+        // them overflow it. Once none are held, the member takes live frames as every member does. A client that
+        // reads only about as fast as the room speaks would keep this going (and its other frames unread), so
+        // after a few rounds the room queues the rest as fan-out does, counting the client slow if it overflows.
+        for _ in 0..PATIENT_RELEASES {
+            let held = self.gw.hub.release(&room, self.peer.conn, false).await;
             if held.is_empty() {
-                break;
+                return;
             }
             for out in held {
                 if !self.peer.send(out).await {
@@ -231,6 +236,7 @@ impl Session {
                 }
             }
         }
+        self.gw.hub.release(&room, self.peer.conn, true).await;
     }
 
     async fn send(&mut self, room: RoomId, id: ClientMsgId, body: String) {

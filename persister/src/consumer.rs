@@ -201,6 +201,7 @@ async fn fetch_loop(
                     }
                     tracing::warn!(pending, "the chat stream delivered nothing while messages waited; reopening it");
                     ::metrics::counter!(metrics::STALLS).increment(1);
+                    broken = true;
                     break;
                 }
             };
@@ -214,7 +215,10 @@ async fn fetch_loop(
                     broken = true;
                     break;
                 }
-                None => break,
+                None => {
+                    broken = true;
+                    break;
+                }
             };
             let held_until = tokio::time::Instant::now() + batching.max_wait;
             let permit = loop {
@@ -225,11 +229,17 @@ async fn fetch_loop(
                     permit = batches.reserve(), if !held || full => break permit,
                     next = messages.next(), if !full => match next {
                         Some(Ok(message)) => batch.push(message),
+                        // What came before is of this consumer's epoch; the stream is opened again after it
+                        // (a deleted consumer's name may already stand for one on a recreated stream).
                         Some(Err(err)) => {
                             tracing::debug!(error = %err, "the stream reported an error inside a batch");
+                            broken = true;
                             break batches.reserve().await;
                         }
-                        None => break batches.reserve().await,
+                        None => {
+                            broken = true;
+                            break batches.reserve().await;
+                        }
                     },
                     () = tokio::time::sleep_until(held_until), if held && !full => {}
                 }
@@ -249,6 +259,9 @@ async fn fetch_loop(
                     report.abort();
                     return;
                 }
+            }
+            if broken {
+                break;
             }
         }
     }

@@ -375,7 +375,11 @@ pub async fn delete_room(
             "only the room's owner can delete it",
         ));
     }
-    // The room and its history go together.
+    // The room and its history go together. The stream first, so that less of what it still holds reaches the
+    // table after the rows are deleted.
+    if let Some(nats) = &state.nats {
+        purge_from_stream(nats, &id).await;
+    }
     let mut tx = state.db.begin().await?;
     sqlx::query("DELETE FROM rooms WHERE id = $1 AND owner_id = $2")
         .bind(id.as_str())
@@ -387,9 +391,6 @@ pub async fn delete_room(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    if let Some(nats) = &state.nats {
-        purge_from_stream(nats, &id).await;
-    }
     Ok(StatusCode::NO_CONTENT)
 }
 
