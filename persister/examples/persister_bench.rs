@@ -57,6 +57,64 @@ fn payload(i: u64, ts: &str) -> bytes::Bytes {
     .into()
 }
 
+/// CPU seconds (user and system) a process has used, with those of its children it has reaped.
+fn cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which is in parentheses and may hold spaces): utime, stime, cutime and
+    // cstime are the 12th to 15th of them.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: f64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .filter_map(|f| f.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
+}
+
+/// The parent of process `pid`.
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Every process id on the machine.
+fn pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|dir| dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// CPU seconds used so far by the three processes that share the work: NATS (the server listening on `nats_port`),
+/// PostgreSQL (the postmaster serving `db` and all its processes) and this one (the persister).
+async fn cpu_now(db: &PgPool, nats_port: &str) -> [f64; 3] {
+    let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(db)
+        .await
+        .expect("backend pid");
+    let postmaster = parent(u32::try_from(backend).expect("pid")).expect("postmaster");
+    let all = pids();
+    let postgres = cpu_secs(postmaster)
+        + all
+            .iter()
+            .filter(|&&pid| parent(pid) == Some(postmaster))
+            .map(|&pid| cpu_secs(pid))
+            .sum::<f64>();
+    let nats = all
+        .iter()
+        .filter(|&&pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| {
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                cmd.contains("nats-server") && cmd.split_whitespace().any(|arg| arg == nats_port)
+            })
+        })
+        .map(|&pid| cpu_secs(pid))
+        .sum();
+    [nats, postgres, cpu_secs(std::process::id())]
+}
+
 async fn rows(db: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM messages")
         .fetch_one(db)
@@ -122,6 +180,8 @@ async fn main() {
     let app = natter_persister::startup::Application::build(config)
         .await
         .expect("persister");
+    let nats_port = args.nats_url.rsplit(':').next().unwrap_or_default().to_owned();
+    let cpu_before = cpu_now(&db, &nats_port).await;
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     let started = Instant::now();
     let target = before + i64::try_from(args.messages).expect("count fits");
@@ -143,6 +203,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let drain_secs = started.elapsed().as_secs_f64();
+    let cpu_after = cpu_now(&db, &nats_port).await;
     let page = natter_service::metrics_handle().render();
     let counter = |name: &str| {
         page.lines()
@@ -157,6 +218,15 @@ async fn main() {
         args.writers,
         counter(natter_persister::metrics::REDELIVERIES),
         counter(natter_persister::metrics::DUPLICATES),
+    );
+    // Microseconds of CPU per row each process spent while the backlog drained.
+    let per_row = |i: usize| (cpu_after[i] - cpu_before[i]) * 1e6 / args.messages as f64;
+    println!(
+        "drain_cpu_us_per_row nats={:.1} postgres={:.1} persister={:.1} total={:.1}",
+        per_row(0),
+        per_row(1),
+        per_row(2),
+        per_row(0) + per_row(1) + per_row(2)
     );
 
     // Send to row, one message at a time, with the persister idle.
