@@ -1,5 +1,9 @@
-//! Writing batches to PostgreSQL: one transaction, one bulk `INSERT … SELECT FROM UNNEST` of the batch's columns,
-//! idempotent on the stream epoch and sequence.
+//! Writing batches to PostgreSQL, one transaction each, idempotent on the stream epoch and sequence.
+//!
+//! A batch goes in by one binary `COPY` straight into `messages`, encoded here. `COPY` cannot skip a row that is
+//! stored already, so a batch that collides with stored rows (a redelivery: a persister died between commit and
+//! ack) is copied into a temporary table instead and moved over with `INSERT … SELECT … ON CONFLICT DO NOTHING`.
+//! A batch PostgreSQL refuses on its data is written row by row, and the refused rows dead-lettered.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -23,19 +27,13 @@ pub struct Row {
     pub sent_at: DateTime<Utc>,
 }
 
-/// A batch of rows of one stream epoch, as the columns they are bound as: each row's fields are moved in once,
-/// and every attempt at writing the batch binds the columns by reference (no per-field copies).
+/// A batch of rows of one stream epoch. Each row's fields are moved in once; every attempt at writing the batch
+/// encodes them afresh into the `COPY` data (no per-field copies).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Rows {
     /// The epoch of the stream the rows were read from (natter-stream's `epoch`).
     epoch: i64,
-    seq: Vec<i64>,
-    room_id: Vec<String>,
-    client_id: Vec<String>,
-    user_id: Vec<String>,
-    user_name: Vec<String>,
-    body: Vec<String>,
-    sent_at: Vec<DateTime<Utc>>,
+    rows: Vec<Row>,
 }
 
 impl Rows {
@@ -43,55 +41,90 @@ impl Rows {
     pub fn with_capacity(epoch: i64, n: usize) -> Self {
         Self {
             epoch,
-            seq: Vec::with_capacity(n),
-            room_id: Vec::with_capacity(n),
-            client_id: Vec::with_capacity(n),
-            user_id: Vec::with_capacity(n),
-            user_name: Vec::with_capacity(n),
-            body: Vec::with_capacity(n),
-            sent_at: Vec::with_capacity(n),
+            rows: Vec::with_capacity(n),
         }
     }
 
     /// Adds a row.
     pub fn push(&mut self, row: Row) {
-        self.seq.push(row.seq);
-        self.room_id.push(row.room_id);
-        self.client_id.push(row.client_id);
-        self.user_id.push(row.user_id);
-        self.user_name.push(row.user_name);
-        self.body.push(row.body);
-        self.sent_at.push(row.sent_at);
+        self.rows.push(row);
     }
 
     /// Rows held.
     pub fn len(&self) -> usize {
-        self.seq.len()
+        self.rows.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.seq.is_empty()
+        self.rows.is_empty()
     }
 
     /// The newest acceptance time.
     pub fn newest(&self) -> Option<DateTime<Utc>> {
-        self.sent_at.iter().max().copied()
+        self.rows.iter().map(|row| row.sent_at).max()
     }
+}
 
-    /// Row `i` alone (for writing row by row).
-    fn one(&self, i: usize) -> Rows {
-        Rows {
-            epoch: self.epoch,
-            seq: vec![self.seq[i]],
-            room_id: vec![self.room_id[i].clone()],
-            client_id: vec![self.client_id[i].clone()],
-            user_id: vec![self.user_id[i].clone()],
-            user_name: vec![self.user_name[i].clone()],
-            body: vec![self.body[i].clone()],
-            sent_at: vec![self.sent_at[i]],
-        }
+/// The columns every write names, in the order the `COPY` data holds them.
+const COLUMNS: &str = "epoch, seq, room_id, client_id, user_id, user_name, body, sent_at";
+
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 00:00 UTC), where binary timestamps count from.
+const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// `rows` of epoch `epoch` as the data of a binary `COPY` of [`COLUMNS`]: the signature, no flags, no header
+/// extension, a tuple per row (each field its length and its bytes, in network order), and the trailer.
+fn copy_data(epoch: i64, rows: &[Row]) -> Vec<u8> {
+    fn int8(buf: &mut Vec<u8>, value: i64) {
+        buf.extend_from_slice(&8i32.to_be_bytes());
+        buf.extend_from_slice(&value.to_be_bytes());
     }
+    fn text(buf: &mut Vec<u8>, value: &str) {
+        // A chat message is bounded far below 2 GiB by the broker's payload limit.
+        buf.extend_from_slice(&i32::try_from(value.len()).unwrap_or(i32::MAX).to_be_bytes());
+        buf.extend_from_slice(value.as_bytes());
+    }
+    let fields: usize = rows
+        .iter()
+        .map(|r| r.room_id.len() + r.client_id.len() + r.user_id.len() + r.user_name.len() + r.body.len())
+        .sum();
+    let mut buf = Vec::with_capacity(19 + rows.len() * (2 + 8 * 4 + 3 * 8) + fields + 2);
+    buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.extend_from_slice(&0i32.to_be_bytes());
+    buf.extend_from_slice(&0i32.to_be_bytes());
+    for row in rows {
+        buf.extend_from_slice(&8i16.to_be_bytes());
+        int8(&mut buf, epoch);
+        int8(&mut buf, row.seq);
+        text(&mut buf, &row.room_id);
+        text(&mut buf, &row.client_id);
+        text(&mut buf, &row.user_id);
+        text(&mut buf, &row.user_name);
+        text(&mut buf, &row.body);
+        int8(
+            &mut buf,
+            row.sent_at.timestamp_micros().saturating_sub(POSTGRES_EPOCH_MICROS),
+        );
+    }
+    buf.extend_from_slice(&(-1i16).to_be_bytes());
+    buf
+}
+
+/// Copies `rows` into `table` (which has [`COLUMNS`]) inside `tx`; returns the rows copied.
+async fn copy_into(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    table: &str,
+    epoch: i64,
+    rows: &[Row],
+) -> Result<u64, sqlx::Error> {
+    let mut copy = tx
+        .copy_in_raw(&format!("COPY {table} ({COLUMNS}) FROM STDIN (FORMAT binary)"))
+        .await?;
+    if let Err(err) = copy.send(copy_data(epoch, rows)).await {
+        let _ = copy.abort("sending the batch failed").await;
+        return Err(err);
+    }
+    copy.finish().await
 }
 
 /// A stream message that can never be stored.
@@ -118,10 +151,34 @@ pub struct Written {
     pub duplicates: u64,
 }
 
-/// Writes rows and dead letters in one transaction.
+/// Writes rows and dead letters in one transaction: by `COPY` straight into `messages` while none of the rows is
+/// stored yet, else (a redelivery) through a staging table that skips the stored ones.
 pub async fn write(db: &PgPool, rows: &Rows, dead: &[DeadLetter]) -> Result<Written, sqlx::Error> {
+    match write_by(db, rows, dead, Path::Copy).await {
+        Err(err) if is_duplicate(&err) => write_by(db, rows, dead, Path::Staged).await,
+        other => other,
+    }
+}
+
+/// How a batch goes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// `COPY` into `messages`: the fastest, and it fails on a row that is stored already.
+    Copy,
+    /// `COPY` into a temporary table, then `INSERT … SELECT … ON CONFLICT DO NOTHING`.
+    Staged,
+}
+
+async fn write_by(db: &PgPool, rows: &Rows, dead: &[DeadLetter], path: Path) -> Result<Written, sqlx::Error> {
     let mut tx = db.begin().await?;
-    let inserted = insert_rows(&mut tx, rows).await?;
+    let inserted = if rows.is_empty() {
+        0
+    } else {
+        match path {
+            Path::Copy => copy_into(&mut tx, "messages", rows.epoch, &rows.rows).await?,
+            Path::Staged => insert_staged(&mut tx, rows).await?,
+        }
+    };
     insert_dead(&mut tx, dead).await?;
     tx.commit().await?;
     Ok(Written {
@@ -130,29 +187,24 @@ pub async fn write(db: &PgPool, rows: &Rows, dead: &[DeadLetter]) -> Result<Writ
     })
 }
 
-async fn insert_rows(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, rows: &Rows) -> Result<u64, sqlx::Error> {
-    if rows.is_empty() {
-        return Ok(0);
-    }
+/// Copies `rows` into a table of this transaction's own and moves over those not stored yet.
+async fn insert_staged(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, rows: &Rows) -> Result<u64, sqlx::Error> {
+    sqlx::query(
+        "CREATE TEMPORARY TABLE messages_staged (epoch bigint, seq bigint, room_id text, client_id text, \
+         user_id text, user_name text, body text, sent_at timestamptz) ON COMMIT DROP",
+    )
+    .execute(&mut **tx)
+    .await?;
+    copy_into(tx, "messages_staged", rows.epoch, &rows.rows).await?;
     let result = sqlx::query(
         "INSERT INTO messages (epoch, seq, room_id, client_id, user_id, user_name, body, sent_at) \
-         SELECT $1, u.* FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-                                    $8::timestamptz[]) AS u \
+         SELECT epoch, seq, room_id, client_id, user_id, user_name, body, sent_at FROM messages_staged \
          ON CONFLICT (epoch, seq, sent_at) DO NOTHING",
     )
-    .bind(rows.epoch)
-    .bind(&rows.seq[..])
-    .bind(&rows.room_id[..])
-    .bind(&rows.client_id[..])
-    .bind(&rows.user_id[..])
-    .bind(&rows.user_name[..])
-    .bind(&rows.body[..])
-    .bind(&rows.sent_at[..])
     .execute(&mut **tx)
     .await?;
     Ok(result.rows_affected())
 }
-
 async fn insert_dead(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, dead: &[DeadLetter]) -> Result<(), sqlx::Error> {
     for letter in dead {
         sqlx::query(
@@ -170,6 +222,11 @@ async fn insert_dead(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, dead: &[Dea
     Ok(())
 }
 
+/// Whether an error says a row is stored already.
+fn is_duplicate(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+}
+
 /// Whether an error is about the data (a row PostgreSQL refuses), not about reaching the database: retrying the
 /// same batch will never succeed, so its rows are written one by one and the bad ones dead-lettered.
 pub fn is_data_error(err: &sqlx::Error) -> bool {
@@ -182,7 +239,7 @@ pub fn is_data_error(err: &sqlx::Error) -> bool {
 }
 
 /// Writes rows one at a time (each in a savepoint) so that a row PostgreSQL refuses is dead-lettered instead of
-/// blocking the others. Used only after a bulk write failed on its data.
+/// blocking the others, and a row stored already is skipped. Used only after a bulk write failed on its data.
 pub async fn write_one_by_one(
     db: &PgPool,
     rows: &Rows,
@@ -191,24 +248,26 @@ pub async fn write_one_by_one(
     let mut tx = db.begin().await?;
     let mut written = Written::default();
     let mut refused = Vec::new();
-    for i in 0..rows.len() {
-        let row = rows.one(i);
+    for row in &rows.rows {
         sqlx::query("SAVEPOINT one_row").execute(&mut *tx).await?;
-        match insert_rows(&mut tx, &row).await {
+        match copy_into(&mut tx, "messages", rows.epoch, std::slice::from_ref(row)).await {
             Ok(n) => {
                 written.inserted += n;
-                written.duplicates += 1 - n;
+                sqlx::query("RELEASE SAVEPOINT one_row").execute(&mut *tx).await?;
+            }
+            Err(err) if is_duplicate(&err) => {
+                sqlx::query("ROLLBACK TO SAVEPOINT one_row").execute(&mut *tx).await?;
+                written.duplicates += 1;
             }
             Err(err) if is_data_error(&err) => {
                 sqlx::query("ROLLBACK TO SAVEPOINT one_row").execute(&mut *tx).await?;
                 refused.push(DeadLetter {
                     epoch: rows.epoch,
-                    seq: row.seq[0],
+                    seq: row.seq,
                     subject: natter_proto::subject::room_messages(
-                        &natter_proto::RoomId::parse(&row.room_id[0])
-                            .map_err(|e| sqlx::Error::Protocol(e.to_string()))?,
+                        &natter_proto::RoomId::parse(&row.room_id).map_err(|e| sqlx::Error::Protocol(e.to_string()))?,
                     ),
-                    payload: row.body[0].clone().into_bytes(),
+                    payload: row.body.clone().into_bytes(),
                     reason: format!("refused by PostgreSQL: {err}"),
                 });
             }
@@ -219,4 +278,42 @@ pub async fn write_one_by_one(
     insert_dead(&mut tx, &all_dead).await?;
     tx.commit().await?;
     Ok((written, refused))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_data_is_postgres_binary_copy_format() {
+        let row = Row {
+            seq: 7,
+            room_id: "r".into(),
+            client_id: "m1".into(),
+            user_id: "u".into(),
+            user_name: "".into(),
+            body: "hé".into(),
+            sent_at: DateTime::parse_from_rfc3339("2000-01-01T00:00:01.000002Z")
+                .expect("time")
+                .with_timezone(&Utc),
+        };
+        let data = copy_data(3, &[row]);
+        let mut want = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0\0\x08".to_vec();
+        for (len, bytes) in [
+            (8, &3i64.to_be_bytes()[..]),
+            (8, &7i64.to_be_bytes()[..]),
+            (1, b"r"),
+            (2, b"m1"),
+            (1, b"u"),
+            (0, b""),
+            (3, "hé".as_bytes()),
+            // One second and two microseconds after PostgreSQL's epoch.
+            (8, &1_000_002i64.to_be_bytes()[..]),
+        ] {
+            want.extend_from_slice(&i32::to_be_bytes(len));
+            want.extend_from_slice(bytes);
+        }
+        want.extend_from_slice(b"\xff\xff");
+        assert_eq!(data, want);
+    }
 }

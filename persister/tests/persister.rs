@@ -157,6 +157,42 @@ async fn a_redelivery_after_commit_stores_nothing_twice() {
         .expect("consumer");
     let info = info.info().await.expect("info");
     assert_eq!((info.num_pending, info.num_ack_pending), (0, 0), "everything acked");
+    assert_eq!(metric("natter_persister_duplicates_skipped_total"), Some(10.0));
+    assert_eq!(metric("natter_persister_rows_written_total"), Some(10.0));
+}
+
+#[tokio::test]
+async fn a_batch_with_a_stored_row_and_a_refused_one_stores_the_rest_once() {
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let js = stream_context(&nats).await;
+    let seqs = publish(
+        &js,
+        "lobby",
+        (0..10).map(|i| payload(i, if i == 5 { "a\u{0}b" } else { "x" })),
+    )
+    .await;
+    let pool = PgPool::connect(db.url()).await.expect("db");
+    natter_history::migrate(&pool).await.expect("migrate");
+    let mut stream = js.get_stream("CHAT").await.expect("stream");
+    let epoch = natter_stream::epoch::of(stream.info().await.expect("stream info"));
+    // Message 2 was committed by a persister that died before acking it.
+    sqlx::query(
+        "INSERT INTO messages (epoch, seq, room_id, client_id, user_id, user_name, body, sent_at) \
+         VALUES ($1, $2, 'lobby', 'm2', 'u1', 'alice', 'x', '2026-11-23T12:00:00Z')",
+    )
+    .bind(epoch as i64)
+    .bind(seqs[2] as i64)
+    .execute(&pool)
+    .await
+    .expect("insert");
+    let _p = persister(&nats, db.url(), &[]).await;
+    wait_count(db.url(), "SELECT count(*) FROM dead_letters", 1).await;
+    wait_count(db.url(), "SELECT count(*) FROM messages", 9).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count(&pool, "SELECT count(*) FROM messages").await, 9);
+    assert_eq!(count(&pool, "SELECT count(DISTINCT seq) FROM messages").await, 9);
+    assert_eq!(metric("natter_persister_duplicates_skipped_total"), Some(1.0));
 }
 
 #[tokio::test]
