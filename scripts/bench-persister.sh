@@ -4,11 +4,11 @@
 # --persisters 0' on free ports, runs persister/examples/persister_bench.rs, stops the stack, and prints a Markdown
 # block for docs/benchmarks.md.
 #
-#   MESSAGES=1000000 BATCH=1000 WRITERS=2 scripts/bench-persister.sh
+#   MESSAGES=1000000 BATCH=1000 WRITERS=2 PERSISTERS=1 [PG_SOCKET=1] scripts/bench-persister.sh
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-MESSAGES="${MESSAGES:-1000000}" BATCH="${BATCH:-1000}" WRITERS="${WRITERS:-2}"
+MESSAGES="${MESSAGES:-1000000}" BATCH="${BATCH:-1000}" WRITERS="${WRITERS:-2}" PERSISTERS="${PERSISTERS:-1}"
 tmp="$(mktemp -d /tmp/natter-bench.XXXXXX)"
 chmod 755 "$tmp"
 group=""
@@ -31,9 +31,14 @@ for _ in $(seq 1 900); do [ -s "$tmp/up" ] && break; sleep 0.2; done
 [ -s "$tmp/up" ] || { cat "$tmp/up.err" >&2; echo "the stack did not come up" >&2; exit 1; }
 nats_url="$(jq -r .nats_url "$tmp/up")"
 database_url="$(jq -r .database_url "$tmp/up")"
+# PG_SOCKET=1: reach PostgreSQL over its Unix socket (in the data directory) instead of TCP.
+if [ "${PG_SOCKET:-0}" = 1 ]; then
+  pg_port="${database_url##*:}" pg_port="${pg_port%%/*}"
+  database_url="postgres://postgres@localhost:$pg_port/natter?host=$tmp/data/pg"
+fi
 
 cmd=(target/release/examples/persister_bench --nats-url "$nats_url" --database-url "$database_url"
-     --messages "$MESSAGES" --batch "$BATCH" --writers "$WRITERS")
+     --messages "$MESSAGES" --batch "$BATCH" --writers "$WRITERS" --persisters "$PERSISTERS")
 "${cmd[@]}" | tee "$tmp/result"
 
 cat <<MD
@@ -42,7 +47,7 @@ cat <<MD
 
 Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB,
 $(. /etc/os-release && echo "$PRETTY_NAME"), $(rustc --version), PostgreSQL $(psql --version | awk '{print $3}'),
-$(/usr/sbin/nats-server --version 2>/dev/null || nats-server --version). Command: \`MESSAGES=$MESSAGES BATCH=$BATCH WRITERS=$WRITERS scripts/bench-persister.sh\`
+$(/usr/sbin/nats-server --version 2>/dev/null || nats-server --version). Command: \`MESSAGES=$MESSAGES BATCH=$BATCH WRITERS=$WRITERS PERSISTERS=$PERSISTERS scripts/bench-persister.sh\`
 (release build; NATS, PostgreSQL (default settings, fsync on) and the persister share the machine).
 
 \`\`\`

@@ -2,7 +2,7 @@
 //! message to its row being readable.
 //!
 //! Driven by `scripts/bench-persister.sh` against a stack with no persister running:
-//! publishes `--messages` chat messages over `--rooms` rooms into the stream, then starts one persister in this
+//! publishes `--messages` chat messages over `--rooms` rooms into the stream, then starts `--persisters` (one) in this
 //! process and times the backlog into PostgreSQL; then, with the persister idle, publishes messages one at a time
 //! and times each until its row is there.
 
@@ -22,6 +22,7 @@ struct Args {
     rooms: u64,
     batch: String,
     writers: String,
+    persisters: usize,
 }
 
 fn args() -> Args {
@@ -32,6 +33,7 @@ fn args() -> Args {
         rooms: 100,
         batch: "1000".into(),
         writers: "2".into(),
+        persisters: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -43,6 +45,7 @@ fn args() -> Args {
             "--rooms" => args.rooms = value.parse().expect("a count"),
             "--batch" => args.batch = value,
             "--writers" => args.writers = value,
+            "--persisters" => args.persisters = value.parse().expect("a count"),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -161,28 +164,35 @@ async fn main() {
 
     // One persister drains it.
     let before = rows(&db).await;
-    let config = natter_persister::config::Config::try_parse_from([
-        "natter-persister",
-        "--listen",
-        "127.0.0.1:0",
-        "--nats-url",
-        &args.nats_url,
-        "--database-url",
-        &args.database_url,
-        "--consumer",
-        "bench",
-        "--batch-size",
-        &args.batch,
-        "--writers",
-        &args.writers,
-    ])
-    .expect("config");
-    let app = natter_persister::startup::Application::build(config)
-        .await
-        .expect("persister");
+    let mut apps = Vec::new();
+    for _ in 0..args.persisters.max(1) {
+        let config = natter_persister::config::Config::try_parse_from([
+            "natter-persister",
+            "--listen",
+            "127.0.0.1:0",
+            "--nats-url",
+            &args.nats_url,
+            "--database-url",
+            &args.database_url,
+            "--consumer",
+            "bench",
+            "--batch-size",
+            &args.batch,
+            "--writers",
+            &args.writers,
+        ])
+        .expect("config");
+        apps.push(
+            natter_persister::startup::Application::build(config)
+                .await
+                .expect("persister"),
+        );
+    }
     let nats_port = args.nats_url.rsplit(':').next().unwrap_or_default().to_owned();
     let cpu_before = cpu_now(&db, &nats_port).await;
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    for app in apps {
+        tokio::spawn(app.run_until_stopped(std::future::pending()));
+    }
     let started = Instant::now();
     let target = before + i64::try_from(args.messages).expect("count fits");
     // Watched through the primary key (the newest row), which costs PostgreSQL nothing; counting the table every
@@ -211,11 +221,13 @@ async fn main() {
             .unwrap_or(0.0)
     };
     println!(
-        "drain rows={} secs={drain_secs:.1} rows_per_sec={:.0} batch={} writers={} redelivered={} duplicates={}",
+        "drain rows={} secs={drain_secs:.1} rows_per_sec={:.0} batch={} writers={} persisters={} redelivered={} \
+         duplicates={}",
         args.messages,
         args.messages as f64 / drain_secs,
         args.batch,
         args.writers,
+        args.persisters,
         counter(natter_persister::metrics::REDELIVERIES),
         counter(natter_persister::metrics::DUPLICATES),
     );

@@ -7,12 +7,11 @@ use async_nats::jetstream::{self, AckKind};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use natter_proto::bus::StoredMessage;
-use sqlx::PgPool;
 use tokio::sync::watch;
 
 use crate::metrics;
 use crate::source::{Opened, Source};
-use crate::store::{self, DeadLetter, Row, Rows};
+use crate::store::{self, DeadLetter, Row, Rows, Writer};
 
 /// Longest pause between two attempts at writing a batch.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -50,7 +49,7 @@ pub fn decode(epoch: i64, seq: u64, subject: &str, payload: &[u8]) -> Result<Row
         .with_timezone(&Utc);
     Ok(Row {
         seq: i64::try_from(seq).map_err(|_| dead("sequence out of range".into()))?,
-        room_id: room.into_string(),
+        room,
         client_id: stored.id.into_string(),
         user_id: stored.user.id,
         user_name: stored.user.name,
@@ -94,19 +93,26 @@ struct Batch {
     messages: Vec<jetstream::Message>,
 }
 
-/// Consumes `opened` until `stop` turns true, opening `source` again whenever reading breaks; batches in hand are
+/// Consumes `opened` with one task per writer until `stop` turns true, opening `source` again whenever reading breaks; batches in hand are
 /// finished (written and acked) first.
-pub async fn run(source: Source, opened: Opened, db: PgPool, batching: Batching, stop: watch::Receiver<bool>) {
+pub async fn run(
+    source: Source,
+    opened: Opened,
+    writers: Vec<Writer>,
+    batching: Batching,
+    stop: watch::Receiver<bool>,
+) {
     let (batches, to_write) = tokio::sync::mpsc::channel::<Batch>(FETCH_AHEAD);
     let to_write = std::sync::Arc::new(tokio::sync::Mutex::new(to_write));
-    let writers: Vec<_> = (0..batching.writers.max(1))
-        .map(|_| {
-            let (db, to_write) = (db.clone(), to_write.clone());
+    let writers: Vec<_> = writers
+        .into_iter()
+        .map(|mut writer| {
+            let to_write = to_write.clone();
             tokio::spawn(async move {
                 loop {
                     let next = to_write.lock().await.recv().await;
                     let Some(batch) = next else { return };
-                    handle_batch(&db, batch.epoch, &batch.messages, batching).await;
+                    handle_batch(&mut writer, batch.epoch, &batch.messages, batching).await;
                 }
             })
         })
@@ -309,7 +315,7 @@ async fn report_pending(opened: Opened, waiting: std::sync::Arc<Waiting>) {
 }
 
 /// Writes one batch of epoch `epoch` until it is committed, then acks every message in it.
-async fn handle_batch(db: &PgPool, epoch: u64, messages: &[jetstream::Message], batching: Batching) {
+async fn handle_batch(writer: &mut Writer, epoch: u64, messages: &[jetstream::Message], batching: Batching) {
     let epoch = i64::try_from(epoch).unwrap_or(i64::MAX);
     let mut rows = Rows::with_capacity(epoch, messages.len());
     let mut dead = Vec::new();
@@ -331,15 +337,13 @@ async fn handle_batch(db: &PgPool, epoch: u64, messages: &[jetstream::Message], 
     let mut last_progress = Instant::now();
     let written = loop {
         let started = Instant::now();
-        let attempt = match store::write(db, &rows, &dead).await {
+        let attempt = match writer.write(&rows, &dead).await {
             Err(err) if store::is_data_error(&err) => {
-                tracing::warn!(error = %err, "a row was refused; writing the batch row by row");
-                store::write_one_by_one(db, &rows, &dead)
-                    .await
-                    .map(|(written, refused)| {
-                        dead.extend(refused);
-                        written
-                    })
+                tracing::warn!(error = %store::describe(&err), "a row was refused; writing the batch row by row");
+                writer.write_one_by_one(&rows, &dead).await.map(|(written, refused)| {
+                    dead.extend(refused);
+                    written
+                })
             }
             other => other,
         };
@@ -350,7 +354,7 @@ async fn handle_batch(db: &PgPool, epoch: u64, messages: &[jetstream::Message], 
             }
             Err(err) => {
                 ::metrics::counter!(metrics::WRITE_FAILURES).increment(1);
-                tracing::warn!(error = %err, retry_in = ?backoff, "writing a batch failed; nothing acked, retrying");
+                tracing::warn!(error = %store::describe(&err), retry_in = ?backoff, "writing a batch failed; nothing acked, retrying");
                 // Keep the batch ours while PostgreSQL is away: without this, JetStream would hand it to
                 // another persister after the ack wait and both would be retrying it.
                 if last_progress.elapsed() >= batching.ack_wait / 3 {
@@ -405,7 +409,7 @@ mod tests {
         let payload = br#"{"id":"m1","user":{"id":"u1","name":"alice"},"body":"hi","ts":"2026-01-01T00:00:00.000Z"}"#;
         let row = decode(1, 7, "chat.v1.room.lobby.msg", payload).expect("decodes");
         assert_eq!(
-            (row.seq, row.room_id.as_str(), row.client_id.as_str(), row.body.as_str()),
+            (row.seq, row.room.as_str(), row.client_id.as_str(), row.body.as_str()),
             (7, "lobby", "m1", "hi")
         );
         assert!(

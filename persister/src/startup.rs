@@ -27,6 +27,8 @@ pub struct Application {
     opened: Opened,
     listener: TcpListener,
     batching: Batching,
+    /// One connection per batch written at once.
+    writers: Vec<crate::store::Writer>,
     /// How long history is kept (`None`: for ever).
     retention: Option<Duration>,
 }
@@ -62,6 +64,10 @@ impl Application {
             ack_wait: config.ack_wait,
             writers: config.writers,
         };
+        let writers = (0..config.writers.max(1))
+            .map(|_| crate::store::Writer::new(&config.database_url))
+            .collect::<Result<_, _>>()
+            .context("--database-url / DATABASE_URL is not a PostgreSQL URL the writers can use")?;
         Ok(Self {
             db,
             nats,
@@ -69,6 +75,7 @@ impl Application {
             opened,
             listener,
             batching,
+            writers,
             retention: config.history_retention,
         })
     }
@@ -88,6 +95,7 @@ impl Application {
             opened,
             listener,
             batching,
+            writers,
             retention,
         } = self;
         let app = Router::new()
@@ -97,7 +105,7 @@ impl Application {
             .with_state((db.clone(), nats.clone()));
         let http = tokio::spawn(async move { axum::serve(listener, app).await });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut consuming = tokio::spawn(crate::consumer::run(source, opened, db.clone(), batching, stop_rx));
+        let mut consuming = tokio::spawn(crate::consumer::run(source, opened, writers, batching, stop_rx));
         let partitions = tokio::spawn(maintain_partitions(db.clone(), retention));
         tokio::select! {
             _ = &mut consuming => anyhow::bail!("the consume loop ended"),

@@ -4,17 +4,27 @@
 //! stored already, so a batch that collides with stored rows (a redelivery: a persister died between commit and
 //! ack) is copied into a temporary table instead and moved over with `INSERT … SELECT … ON CONFLICT DO NOTHING`.
 //! A batch PostgreSQL refuses on its data is written row by row, and the refused rows dead-lettered.
+//!
+//! Each writer has a connection of its own, opened with tokio-postgres (which sets `TCP_NODELAY`): the `COPY`'s
+//! last message is a few bytes sent right after its data, and on a socket that batches small writes (Nagle's
+//! algorithm, which sqlx leaves on) it waited for the server's delayed acknowledgement, about 40 ms a batch.
+
+use std::pin::pin;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use futures::SinkExt;
+use tokio_postgres::{Client, NoTls, Transaction};
+
+/// What writing can fail with.
+pub type Error = tokio_postgres::Error;
 
 /// One chat message as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
     /// Stream sequence.
     pub seq: i64,
-    /// Room id.
-    pub room_id: String,
+    /// The room.
+    pub room: natter_proto::RoomId,
     /// The client-chosen id.
     pub client_id: String,
     /// The author's id.
@@ -86,7 +96,7 @@ fn copy_data(epoch: i64, rows: &[Row]) -> Vec<u8> {
     }
     let fields: usize = rows
         .iter()
-        .map(|r| r.room_id.len() + r.client_id.len() + r.user_id.len() + r.user_name.len() + r.body.len())
+        .map(|r| r.room.as_str().len() + r.client_id.len() + r.user_id.len() + r.user_name.len() + r.body.len())
         .sum();
     let mut buf = Vec::with_capacity(19 + rows.len() * (2 + 8 * 4 + 3 * 8) + fields + 2);
     buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
@@ -96,7 +106,7 @@ fn copy_data(epoch: i64, rows: &[Row]) -> Vec<u8> {
         buf.extend_from_slice(&8i16.to_be_bytes());
         int8(&mut buf, epoch);
         int8(&mut buf, row.seq);
-        text(&mut buf, &row.room_id);
+        text(&mut buf, row.room.as_str());
         text(&mut buf, &row.client_id);
         text(&mut buf, &row.user_id);
         text(&mut buf, &row.user_name);
@@ -111,20 +121,123 @@ fn copy_data(epoch: i64, rows: &[Row]) -> Vec<u8> {
 }
 
 /// Copies `rows` into `table` (which has [`COLUMNS`]) inside `tx`; returns the rows copied.
-async fn copy_into(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    table: &str,
-    epoch: i64,
-    rows: &[Row],
-) -> Result<u64, sqlx::Error> {
-    let mut copy = tx
-        .copy_in_raw(&format!("COPY {table} ({COLUMNS}) FROM STDIN (FORMAT binary)"))
+async fn copy_into(tx: &Transaction<'_>, table: &str, epoch: i64, rows: &[Row]) -> Result<u64, Error> {
+    let sink = tx
+        .copy_in::<_, bytes::Bytes>(&format!("COPY {table} ({COLUMNS}) FROM STDIN (FORMAT binary)"))
         .await?;
-    if let Err(err) = copy.send(copy_data(epoch, rows)).await {
-        let _ = copy.abort("sending the batch failed").await;
-        return Err(err);
+    let mut sink = pin!(sink);
+    sink.send(copy_data(epoch, rows).into()).await?;
+    sink.finish().await
+}
+
+/// A writer's connection to PostgreSQL: opened when first needed, and again after it broke.
+pub struct Writer {
+    config: tokio_postgres::Config,
+    client: Option<Client>,
+}
+
+impl Writer {
+    /// A writer for the database at `url` (a `postgres://` URL or a key=value string); connects on first use.
+    pub fn new(url: &str) -> Result<Self, Error> {
+        Ok(Self {
+            config: url.parse()?,
+            client: None,
+        })
     }
-    copy.finish().await
+
+    async fn client(&mut self) -> Result<&mut Client, Error> {
+        if self.client.as_ref().is_some_and(Client::is_closed) {
+            self.client = None;
+        }
+        if let Some(client) = self.client.take() {
+            return Ok(self.client.insert(client));
+        }
+        let (client, connection) = self.config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "a writer's PostgreSQL connection ended");
+            }
+        });
+        Ok(self.client.insert(client))
+    }
+
+    /// Writes rows and dead letters in one transaction: by `COPY` straight into `messages` while none of the
+    /// rows is stored yet, else (a redelivery) through a staging table that skips the stored ones.
+    pub async fn write(&mut self, rows: &Rows, dead: &[DeadLetter]) -> Result<Written, Error> {
+        match self.write_by(rows, dead, Path::Copy).await {
+            Err(err) if is_duplicate(&err) => self.write_by(rows, dead, Path::Staged).await,
+            other => other,
+        }
+    }
+
+    async fn write_by(&mut self, rows: &Rows, dead: &[DeadLetter], path: Path) -> Result<Written, Error> {
+        let client = self.client().await?;
+        let tx = client.transaction().await?;
+        let inserted = if rows.is_empty() {
+            0
+        } else {
+            match path {
+                Path::Copy => copy_into(&tx, "messages", rows.epoch, &rows.rows).await?,
+                Path::Staged => insert_staged(&tx, rows).await?,
+            }
+        };
+        insert_dead(&tx, dead).await?;
+        tx.commit().await?;
+        Ok(Written {
+            inserted,
+            duplicates: rows.len() as u64 - inserted,
+        })
+    }
+
+    /// Writes rows one at a time (each in a savepoint) so that a row PostgreSQL refuses is dead-lettered instead
+    /// of blocking the others, and a row stored already is skipped. Used only after a bulk write failed on its
+    /// data.
+    pub async fn write_one_by_one(
+        &mut self,
+        rows: &Rows,
+        dead: &[DeadLetter],
+    ) -> Result<(Written, Vec<DeadLetter>), Error> {
+        let client = self.client().await?;
+        let mut tx = client.transaction().await?;
+        let mut written = Written::default();
+        let mut refused = Vec::new();
+        for row in &rows.rows {
+            let one = tx.savepoint("one_row").await?;
+            match copy_into(&one, "messages", rows.epoch, std::slice::from_ref(row)).await {
+                Ok(n) => {
+                    written.inserted += n;
+                    one.commit().await?;
+                }
+                Err(err) if is_duplicate(&err) => {
+                    one.rollback().await?;
+                    written.duplicates += 1;
+                }
+                Err(err) if is_data_error(&err) => {
+                    one.rollback().await?;
+                    refused.push(DeadLetter {
+                        epoch: rows.epoch,
+                        seq: row.seq,
+                        subject: natter_proto::subject::room_messages(&row.room),
+                        payload: row.body.clone().into_bytes(),
+                        reason: format!("refused by PostgreSQL: {}", describe(&err)),
+                    });
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        let all_dead: Vec<DeadLetter> = dead.iter().cloned().chain(refused.iter().cloned()).collect();
+        insert_dead(&tx, &all_dead).await?;
+        tx.commit().await?;
+        Ok((written, refused))
+    }
+}
+
+/// An error with the server's own message, when it sent one.
+pub fn describe(err: &Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => err.to_string(),
+    }
 }
 
 /// A stream message that can never be stored.
@@ -151,15 +264,6 @@ pub struct Written {
     pub duplicates: u64,
 }
 
-/// Writes rows and dead letters in one transaction: by `COPY` straight into `messages` while none of the rows is
-/// stored yet, else (a redelivery) through a staging table that skips the stored ones.
-pub async fn write(db: &PgPool, rows: &Rows, dead: &[DeadLetter]) -> Result<Written, sqlx::Error> {
-    match write_by(db, rows, dead, Path::Copy).await {
-        Err(err) if is_duplicate(&err) => write_by(db, rows, dead, Path::Staged).await,
-        other => other,
-    }
-}
-
 /// How a batch goes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Path {
@@ -169,115 +273,51 @@ enum Path {
     Staged,
 }
 
-async fn write_by(db: &PgPool, rows: &Rows, dead: &[DeadLetter], path: Path) -> Result<Written, sqlx::Error> {
-    let mut tx = db.begin().await?;
-    let inserted = if rows.is_empty() {
-        0
-    } else {
-        match path {
-            Path::Copy => copy_into(&mut tx, "messages", rows.epoch, &rows.rows).await?,
-            Path::Staged => insert_staged(&mut tx, rows).await?,
-        }
-    };
-    insert_dead(&mut tx, dead).await?;
-    tx.commit().await?;
-    Ok(Written {
-        inserted,
-        duplicates: rows.len() as u64 - inserted,
-    })
-}
-
 /// Copies `rows` into a table of this transaction's own and moves over those not stored yet.
-async fn insert_staged(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, rows: &Rows) -> Result<u64, sqlx::Error> {
-    sqlx::query(
+async fn insert_staged(tx: &Transaction<'_>, rows: &Rows) -> Result<u64, Error> {
+    tx.batch_execute(
         "CREATE TEMPORARY TABLE messages_staged (epoch bigint, seq bigint, room_id text, client_id text, \
          user_id text, user_name text, body text, sent_at timestamptz) ON COMMIT DROP",
     )
-    .execute(&mut **tx)
     .await?;
     copy_into(tx, "messages_staged", rows.epoch, &rows.rows).await?;
-    let result = sqlx::query(
+    tx.execute(
         "INSERT INTO messages (epoch, seq, room_id, client_id, user_id, user_name, body, sent_at) \
          SELECT epoch, seq, room_id, client_id, user_id, user_name, body, sent_at FROM messages_staged \
          ON CONFLICT (epoch, seq, sent_at) DO NOTHING",
+        &[],
     )
-    .execute(&mut **tx)
-    .await?;
-    Ok(result.rows_affected())
+    .await
 }
-async fn insert_dead(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, dead: &[DeadLetter]) -> Result<(), sqlx::Error> {
+
+async fn insert_dead(tx: &Transaction<'_>, dead: &[DeadLetter]) -> Result<(), Error> {
     for letter in dead {
-        sqlx::query(
+        tx.execute(
             "INSERT INTO dead_letters (epoch, seq, subject, payload, reason) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (epoch, seq) DO NOTHING",
+            &[
+                &letter.epoch,
+                &letter.seq,
+                &letter.subject,
+                &letter.payload,
+                &letter.reason,
+            ],
         )
-        .bind(letter.epoch)
-        .bind(letter.seq)
-        .bind(&letter.subject)
-        .bind(&letter.payload)
-        .bind(&letter.reason)
-        .execute(&mut **tx)
         .await?;
     }
     Ok(())
 }
 
 /// Whether an error says a row is stored already.
-fn is_duplicate(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+fn is_duplicate(err: &Error) -> bool {
+    err.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
 }
 
 /// Whether an error is about the data (a row PostgreSQL refuses), not about reaching the database: retrying the
 /// same batch will never succeed, so its rows are written one by one and the bad ones dead-lettered.
-pub fn is_data_error(err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
-        _ => false,
-    }
-}
-
-/// Writes rows one at a time (each in a savepoint) so that a row PostgreSQL refuses is dead-lettered instead of
-/// blocking the others, and a row stored already is skipped. Used only after a bulk write failed on its data.
-pub async fn write_one_by_one(
-    db: &PgPool,
-    rows: &Rows,
-    dead: &[DeadLetter],
-) -> Result<(Written, Vec<DeadLetter>), sqlx::Error> {
-    let mut tx = db.begin().await?;
-    let mut written = Written::default();
-    let mut refused = Vec::new();
-    for row in &rows.rows {
-        sqlx::query("SAVEPOINT one_row").execute(&mut *tx).await?;
-        match copy_into(&mut tx, "messages", rows.epoch, std::slice::from_ref(row)).await {
-            Ok(n) => {
-                written.inserted += n;
-                sqlx::query("RELEASE SAVEPOINT one_row").execute(&mut *tx).await?;
-            }
-            Err(err) if is_duplicate(&err) => {
-                sqlx::query("ROLLBACK TO SAVEPOINT one_row").execute(&mut *tx).await?;
-                written.duplicates += 1;
-            }
-            Err(err) if is_data_error(&err) => {
-                sqlx::query("ROLLBACK TO SAVEPOINT one_row").execute(&mut *tx).await?;
-                refused.push(DeadLetter {
-                    epoch: rows.epoch,
-                    seq: row.seq,
-                    subject: natter_proto::subject::room_messages(
-                        &natter_proto::RoomId::parse(&row.room_id).map_err(|e| sqlx::Error::Protocol(e.to_string()))?,
-                    ),
-                    payload: row.body.clone().into_bytes(),
-                    reason: format!("refused by PostgreSQL: {err}"),
-                });
-            }
-            Err(err) => return Err(err),
-        }
-    }
-    let all_dead: Vec<DeadLetter> = dead.iter().cloned().chain(refused.iter().cloned()).collect();
-    insert_dead(&mut tx, &all_dead).await?;
-    tx.commit().await?;
-    Ok((written, refused))
+pub fn is_data_error(err: &Error) -> bool {
+    err.code()
+        .is_some_and(|code| code.code().starts_with("22") || code.code().starts_with("23"))
 }
 
 #[cfg(test)]
@@ -288,7 +328,7 @@ mod tests {
     fn copy_data_is_postgres_binary_copy_format() {
         let row = Row {
             seq: 7,
-            room_id: "r".into(),
+            room: natter_proto::RoomId::parse("r").expect("room"),
             client_id: "m1".into(),
             user_id: "u".into(),
             user_name: "".into(),
