@@ -61,6 +61,11 @@ def table(report, status, memory=True):
         ("closes by code", ", ".join(f"{k} {v}" for k, v in sorted(report["close_codes"].items())) or "none"),
         ("history check", history(h)),
     ]
+    reads = report.get("history_reads")
+    if reads:
+        rows.append(("history pages of 50 read during the run (due to parsed)",
+                     f"{reads['readers']} readers, {reads['pages']:,} pages, {reads['errors']} errors; "
+                     + q(reads["latency"])))
     if memory:
         rows.append(("gateway memory per connection",
                      f"{per_conn / 1024:.1f} KiB (RSS added / connections added, all gateways)" if per_conn

@@ -5,7 +5,7 @@
 # docs/benchmarks.md with the machine, the versions and the command lines.
 #
 #   ./natter bench [--users N] [--gateways N] [--workers N] [--room-size N] [--duration 60s] [--rate R]
-#                  [--reconnect-users N] [--gateway-threads N] [--label NAME] [--no-docs]
+#                  [--reconnect-users N] [--gateway-threads N] [--history-readers N] [--label NAME] [--no-docs]
 #   ./natter bench --saturate [--users 10000] [--gateways 2] [--rate 6] [--duration 15s] ...
 #
 # Suite: (1) fanout with every user connecting at once (the connect storm), one sender per room, zero loss
@@ -22,7 +22,7 @@ cd "$ROOT"
 . "$ROOT/scripts/lib.sh"
 
 users="" gateways="" workers="" room_size=100 duration="" rate="" reconnect_users=5000 label="" docs=1 saturate=0
-threads=""
+threads="" history_readers=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --users) users="${2:?}"; shift ;;
@@ -34,6 +34,7 @@ while [ $# -gt 0 ]; do
     --reconnect-users) reconnect_users="${2:?}"; shift ;;
     --label) label="${2:?}"; shift ;;
     --gateway-threads) threads="${2:?}"; shift ;;
+    --history-readers) history_readers="${2:?}"; shift ;;
     --saturate) saturate=1 ;;
     --no-docs) docs=0 ;;
     -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -53,6 +54,9 @@ if [ -n "$threads" ]; then
   [[ "$threads" =~ ^[0-9]+$ ]] || { echo "bench: --gateway-threads must be a whole number (0: one per core)" >&2; exit 64; }
   export NATTER_GATEWAY_THREADS="$threads"
 fi
+[[ "$history_readers" =~ ^[0-9]+$ ]] || { echo "bench: --history-readers must be a whole number" >&2; exit 64; }
+history_flag=""
+[ "$history_readers" = 0 ] || history_flag=" --history-readers $history_readers"
 for n in "$users" "$gateways" "$room_size" "$reconnect_users"; do
   [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] || { echo "bench: counts must be positive integers" >&2; exit 64; }
 done
@@ -136,7 +140,8 @@ mkdir -p benchmarks
 loadtest=target/release/natter-loadtest
 fanout=(run --scenario fanout --api "$api" "${gateway_flags[@]}" --users "$users" --rooms "$rooms" --senders 1
         --rate "$rate" --duration "$duration" --ramp-up 0 --workers "$workers" --verify-history
-        --max-loss 0 --min-connected 1 --report "benchmarks/fanout-$label.json" --plot "benchmarks/fanout-$label")
+        --max-loss 0 --min-connected 1 --history-readers "$history_readers"
+        --report "benchmarks/fanout-$label.json" --plot "benchmarks/fanout-$label")
 echo "bench: natter-loadtest ${fanout[*]}" >&2
 fanout_status=0
 "$loadtest" "${fanout[@]}" | tee "$tmp/fanout.txt" || fanout_status=$?
@@ -164,7 +169,7 @@ if [ "$docs" = 1 ]; then
   python3 "$ROOT/scripts/bench-fleet-docs.py" --label "$label" --gateways "$gateways" \
     --fanout "benchmarks/fanout-$label.json" --reconnect "benchmarks/reconnect-$label.json" \
     --fanout-status "$fanout_status" --reconnect-status "$reconnect_status" \
-    --command "./natter bench --users $users --gateways $gateways --room-size $room_size --duration $duration --rate $rate --reconnect-users $reconnect_users${label:+ --label $label}" \
+    --command "./natter bench --users $users --gateways $gateways --room-size $room_size --duration $duration --rate $rate --reconnect-users $reconnect_users${threads:+ --gateway-threads $threads}${history_flag}${label:+ --label $label}" \
     --nats "$(/usr/sbin/nats-server --version 2>/dev/null || nats-server --version)" --rustc "$(rustc --version)"
   echo "bench: figures written to docs/benchmarks.md" >&2
 fi

@@ -4,7 +4,8 @@
 # --persisters 0' on free ports, runs persister/examples/persister_bench.rs, stops the stack, and prints a Markdown
 # block for docs/benchmarks.md.
 #
-#   MESSAGES=1000000 BATCH=1000 WRITERS=2 PERSISTERS=1 [PG_SOCKET=1] scripts/bench-persister.sh
+#   MESSAGES=1000000 BATCH=1000 WRITERS=2 PERSISTERS=1 [PG_SOCKET=1] [PG_SETTINGS="wal_compression=on"] \
+#     scripts/bench-persister.sh
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,7 +22,9 @@ cleanup() {
 trap cleanup EXIT
 
 export RUST_LOG=warn
-cargo build --release -q -p natter-persister --example persister_bench
+# A target directory of its own: the example's dev-dependencies unify features differently from the services'
+# build in './natter up', and sharing one directory rebuilt half the workspace on every run.
+cargo build --release -q -p natter-persister --example persister_bench --target-dir target/bench
 set -m
 "$ROOT/natter" up --json --release --gateways 0 --persisters 0 --api-port "$(free_port)" \
   --nats-port "$(free_port)" --pg-port "$(free_port)" --data-dir "$tmp/data" >"$tmp/up" 2>"$tmp/up.err" &
@@ -31,13 +34,18 @@ for _ in $(seq 1 900); do [ -s "$tmp/up" ] && break; sleep 0.2; done
 [ -s "$tmp/up" ] || { cat "$tmp/up.err" >&2; echo "the stack did not come up" >&2; exit 1; }
 nats_url="$(jq -r .nats_url "$tmp/up")"
 database_url="$(jq -r .database_url "$tmp/up")"
+# PG_SETTINGS="name=value ...": PostgreSQL settings to try (ALTER SYSTEM and a reload: only those a reload applies).
+for setting in ${PG_SETTINGS:-}; do
+  psql "$database_url" -qc "ALTER SYSTEM SET ${setting%%=*} = '${setting#*=}'" || exit 1
+done
+[ -z "${PG_SETTINGS:-}" ] || psql "$database_url" -qtAc "SELECT pg_reload_conf()" >/dev/null
 # PG_SOCKET=1: reach PostgreSQL over its Unix socket (in the data directory) instead of TCP.
 if [ "${PG_SOCKET:-0}" = 1 ]; then
   pg_port="${database_url##*:}" pg_port="${pg_port%%/*}"
   database_url="postgres://postgres@localhost:$pg_port/natter?host=$tmp/data/pg"
 fi
 
-cmd=(target/release/examples/persister_bench --nats-url "$nats_url" --database-url "$database_url"
+cmd=(target/bench/release/examples/persister_bench --nats-url "$nats_url" --database-url "$database_url"
      --messages "$MESSAGES" --batch "$BATCH" --writers "$WRITERS" --persisters "$PERSISTERS")
 "${cmd[@]}" | tee "$tmp/result"
 
@@ -47,7 +55,7 @@ cat <<MD
 
 Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB,
 $(. /etc/os-release && echo "$PRETTY_NAME"), $(rustc --version), PostgreSQL $(psql --version | awk '{print $3}'),
-$(/usr/sbin/nats-server --version 2>/dev/null || nats-server --version). Command: \`MESSAGES=$MESSAGES BATCH=$BATCH WRITERS=$WRITERS PERSISTERS=$PERSISTERS scripts/bench-persister.sh\`
+$(/usr/sbin/nats-server --version 2>/dev/null || nats-server --version). Command: \`MESSAGES=$MESSAGES BATCH=$BATCH WRITERS=$WRITERS PERSISTERS=$PERSISTERS${PG_SETTINGS:+ PG_SETTINGS=\"$PG_SETTINGS\"} scripts/bench-persister.sh\`
 (release build; NATS, PostgreSQL (default settings, fsync on) and the persister share the machine).
 
 \`\`\`

@@ -461,13 +461,9 @@ pub fn encode(frame: &ServerFrame) -> Bytes {
 /// The `message` frame for a message stored at `seq` in the stream of epoch `epoch`, after the room's `prev`:
 /// both as positions.
 pub fn message_frame(room: &RoomId, epoch: u64, seq: u64, prev: u64, stored: StoredMessage) -> Bytes {
-    encode(&ServerFrame::Message {
-        room: room.clone(),
-        seq: natter_stream::epoch::position(epoch, seq),
-        prev: natter_stream::epoch::position(epoch, prev),
-        id: stored.id,
-        user: stored.user,
-        body: stored.body,
-        ts: stored.ts,
-    })
+    encode(&stored.into_frame(
+        room.clone(),
+        natter_stream::epoch::position(epoch, seq),
+        natter_stream::epoch::position(epoch, prev),
+    ))
 }

@@ -275,7 +275,7 @@ impl Session {
             id: id.clone(),
             user,
             body,
-            ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            ts: natter_proto::bus::timestamp(chrono::Utc::now()),
         };
         match self.gw.publish(&room, &self.peer.user.id, &stored).await {
             Ok(ack) => {

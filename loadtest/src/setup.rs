@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use natter_proto::bus::HistoryMessage;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -44,18 +45,6 @@ struct GatewayResponse {
 struct HistoryPage {
     messages: Vec<HistoryMessage>,
     has_more: bool,
-}
-
-#[derive(Deserialize)]
-struct HistoryMessage {
-    seq: u64,
-    id: String,
-    user: HistoryUser,
-}
-
-#[derive(Deserialize)]
-struct HistoryUser {
-    id: String,
 }
 
 /// A client of the auth API.
@@ -185,7 +174,7 @@ impl Api {
                 let mut stored_seqs = HashSet::new();
                 for message in &stored {
                     stored_seqs.insert(message.seq);
-                    if !ids.insert((message.user.id.as_str(), message.id.as_str())) {
+                    if !ids.insert((message.message.user.id.as_str(), message.message.id.as_str())) {
                         check.duplicated += 1;
                     }
                 }

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::frame::UserRef;
+use crate::frame::{ServerFrame, UserRef};
 use crate::{ClientMsgId, RoomId};
 
 /// Name of the JetStream stream holding every chat message.
@@ -18,19 +19,61 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// A gateway whose last heartbeat is older than this is no longer assigned to clients.
 pub const GATEWAY_TTL: Duration = Duration::from_secs(10);
 
-/// The payload of a chat message as stored in the stream (subject [`crate::subject::room_messages`]).
+/// A chat message as the gateway accepted it: the payload in the stream (subject
+/// [`crate::subject::room_messages`]), and the part of every later form of it that its author made. The persister
+/// stores it as a row, the history API answers with it ([`HistoryMessage`]), the gateway sends it as a `message`
+/// frame ([`StoredMessage::into_frame`]); a field added here reaches all three.
 ///
 /// Its sequence and its room's previous sequence are not in the payload: they come from JetStream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StoredMessage {
     /// The id the author's client chose.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: ClientMsgId,
     /// The author.
     pub user: UserRef,
     /// The text.
     pub body: String,
-    /// When the gateway accepted it (RFC 3339, UTC).
+    /// When the gateway accepted it (RFC 3339, UTC, to the millisecond: [`timestamp`]).
     pub ts: String,
+}
+
+impl StoredMessage {
+    /// The `message` frame for this message at position `seq` in `room`, whose previous message is at `prev`.
+    pub fn into_frame(self, room: RoomId, seq: u64, prev: u64) -> ServerFrame {
+        ServerFrame::Message {
+            room,
+            seq,
+            prev,
+            id: self.id,
+            user: self.user,
+            body: self.body,
+            ts: self.ts,
+        }
+    }
+
+    /// When the gateway accepted it, or why its `ts` is not a time.
+    pub fn accepted_at(&self) -> Result<DateTime<Utc>, chrono::ParseError> {
+        DateTime::parse_from_rfc3339(&self.ts).map(|ts| ts.with_timezone(&Utc))
+    }
+}
+
+/// A time as messages carry it: RFC 3339 in UTC, to the millisecond (`2026-01-01T00:00:00.000Z`).
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A chat message as history holds it: where it is, and what its author sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HistoryMessage {
+    /// Its position: the stream's epoch plus its sequence in the stream, the same `seq` as on the WebSocket
+    /// (docs/protocol.md).
+    pub seq: u64,
+    /// The message.
+    #[serde(flatten)]
+    pub message: StoredMessage,
 }
 
 /// The `Nats-Msg-Id` of a message: author and client id together, so two users' ids never collide and a resend
@@ -104,4 +147,64 @@ pub struct TypingEvent {
     pub user: UserRef,
     /// The draft; empty clears it.
     pub text: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn stored() -> StoredMessage {
+        StoredMessage {
+            id: ClientMsgId::parse("m1").expect("id"),
+            user: UserRef {
+                id: "u1".into(),
+                name: "alice".into(),
+            },
+            body: "hi".into(),
+            ts: timestamp(DateTime::from_timestamp(1_767_225_600, 5_000_000).expect("time")),
+        }
+    }
+
+    #[test]
+    fn a_stored_message_has_one_shape_in_the_stream_in_history_and_on_the_wire() {
+        let message = stored();
+        assert_eq!(message.ts, "2026-01-01T00:00:00.005Z");
+        assert_eq!(
+            message.accepted_at().expect("a time"),
+            DateTime::from_timestamp(1_767_225_600, 5_000_000).expect("time")
+        );
+        let payload = json!({"id": "m1", "user": {"id": "u1", "name": "alice"}, "body": "hi",
+                             "ts": "2026-01-01T00:00:00.005Z"});
+        assert_eq!(serde_json::to_value(&message).expect("json"), payload);
+
+        let history = HistoryMessage {
+            seq: 9,
+            message: message.clone(),
+        };
+        let mut with_seq = payload.clone();
+        with_seq["seq"] = json!(9);
+        assert_eq!(serde_json::to_value(&history).expect("json"), with_seq);
+        assert_eq!(
+            serde_json::from_value::<HistoryMessage>(with_seq).expect("parses"),
+            history
+        );
+
+        let frame =
+            serde_json::to_value(message.into_frame(RoomId::parse("lobby").expect("room"), 9, 4)).expect("json");
+        let mut want = payload;
+        want["type"] = json!("message");
+        want["room"] = json!("lobby");
+        want["seq"] = json!(9);
+        want["prev"] = json!(4);
+        assert_eq!(frame, want);
+    }
+
+    #[test]
+    fn a_time_that_is_not_rfc_3339_is_refused() {
+        let mut message = stored();
+        message.ts = "yesterday".into();
+        assert!(message.accepted_at().is_err());
+    }
 }

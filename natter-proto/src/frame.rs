@@ -57,6 +57,7 @@ pub enum ClientFrame {
 
 /// A user as shown to other users.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserRef {
     /// The user's stable id.
     pub id: String,

@@ -137,7 +137,7 @@ async fn main() {
         .expect("stream");
     // Rows are looked up by their key, which starts with the stream's epoch.
     let epoch = i64::try_from(natter_stream::epoch::of(stream.cached_info())).expect("epoch fits");
-    let now = || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let now = || natter_proto::bus::timestamp(chrono::Utc::now());
     let ts = now();
     let db = PgPool::connect(&args.database_url).await.expect("db");
 

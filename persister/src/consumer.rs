@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind};
-use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use natter_proto::bus::StoredMessage;
 use tokio::sync::watch;
@@ -42,18 +41,15 @@ pub fn decode(epoch: i64, seq: u64, subject: &str, payload: &[u8]) -> Result<Row
     // chat.v1.room.{room}.msg: the room is the fourth token.
     let room = subject.split('.').nth(3).unwrap_or_default();
     let room = natter_proto::RoomId::parse(room).map_err(|e| dead(format!("bad subject {subject:?}: {e}")))?;
-    let stored: StoredMessage =
+    let message: StoredMessage =
         serde_json::from_slice(payload).map_err(|e| dead(format!("undecodable payload: {e}")))?;
-    let sent_at = DateTime::parse_from_rfc3339(&stored.ts)
-        .map_err(|e| dead(format!("bad timestamp {:?}: {e}", stored.ts)))?
-        .with_timezone(&Utc);
+    let sent_at = message
+        .accepted_at()
+        .map_err(|e| dead(format!("bad timestamp {:?}: {e}", message.ts)))?;
     Ok(Row {
         seq: i64::try_from(seq).map_err(|_| dead("sequence out of range".into()))?,
         room,
-        client_id: stored.id.into_string(),
-        user_id: stored.user.id,
-        user_name: stored.user.name,
-        body: stored.body,
+        message,
         sent_at,
     })
 }
@@ -409,7 +405,12 @@ mod tests {
         let payload = br#"{"id":"m1","user":{"id":"u1","name":"alice"},"body":"hi","ts":"2026-01-01T00:00:00.000Z"}"#;
         let row = decode(1, 7, "chat.v1.room.lobby.msg", payload).expect("decodes");
         assert_eq!(
-            (row.seq, row.room.as_str(), row.client_id.as_str(), row.body.as_str()),
+            (
+                row.seq,
+                row.room.as_str(),
+                row.message.id.as_str(),
+                row.message.body.as_str()
+            ),
             (7, "lobby", "m1", "hi")
         );
         assert!(

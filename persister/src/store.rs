@@ -13,27 +13,22 @@ use std::pin::pin;
 
 use chrono::{DateTime, Utc};
 use futures::SinkExt;
+use natter_proto::bus::StoredMessage;
 use tokio_postgres::{Client, NoTls, Transaction};
 
 /// What writing can fail with.
 pub type Error = tokio_postgres::Error;
 
-/// One chat message as stored.
+/// One chat message as stored: where it is, what its author sent, and when it was accepted (the partition key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
     /// Stream sequence.
     pub seq: i64,
     /// The room.
     pub room: natter_proto::RoomId,
-    /// The client-chosen id.
-    pub client_id: String,
-    /// The author's id.
-    pub user_id: String,
-    /// The author's name.
-    pub user_name: String,
-    /// The text.
-    pub body: String,
-    /// When the gateway accepted it.
+    /// The message as the gateway accepted it.
+    pub message: StoredMessage,
+    /// Its `ts`, parsed.
     pub sent_at: DateTime<Utc>,
 }
 
@@ -96,7 +91,10 @@ fn copy_data(epoch: i64, rows: &[Row]) -> Vec<u8> {
     }
     let fields: usize = rows
         .iter()
-        .map(|r| r.room.as_str().len() + r.client_id.len() + r.user_id.len() + r.user_name.len() + r.body.len())
+        .map(|r| {
+            let m = &r.message;
+            r.room.as_str().len() + m.id.as_str().len() + m.user.id.len() + m.user.name.len() + m.body.len()
+        })
         .sum();
     let mut buf = Vec::with_capacity(19 + rows.len() * (2 + 8 * 4 + 3 * 8) + fields + 2);
     buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
@@ -107,10 +105,10 @@ fn copy_data(epoch: i64, rows: &[Row]) -> Vec<u8> {
         int8(&mut buf, epoch);
         int8(&mut buf, row.seq);
         text(&mut buf, row.room.as_str());
-        text(&mut buf, &row.client_id);
-        text(&mut buf, &row.user_id);
-        text(&mut buf, &row.user_name);
-        text(&mut buf, &row.body);
+        text(&mut buf, row.message.id.as_str());
+        text(&mut buf, &row.message.user.id);
+        text(&mut buf, &row.message.user.name);
+        text(&mut buf, &row.message.body);
         int8(
             &mut buf,
             row.sent_at.timestamp_micros().saturating_sub(POSTGRES_EPOCH_MICROS),
@@ -218,7 +216,7 @@ impl Writer {
                         epoch: rows.epoch,
                         seq: row.seq,
                         subject: natter_proto::subject::room_messages(&row.room),
-                        payload: row.body.clone().into_bytes(),
+                        payload: serde_json::to_vec(&row.message).unwrap_or_default(),
                         reason: format!("refused by PostgreSQL: {}", describe(&err)),
                     });
                 }
@@ -329,10 +327,15 @@ mod tests {
         let row = Row {
             seq: 7,
             room: natter_proto::RoomId::parse("r").expect("room"),
-            client_id: "m1".into(),
-            user_id: "u".into(),
-            user_name: "".into(),
-            body: "hé".into(),
+            message: StoredMessage {
+                id: natter_proto::ClientMsgId::parse("m1").expect("id"),
+                user: natter_proto::frame::UserRef {
+                    id: "u".into(),
+                    name: "".into(),
+                },
+                body: "hé".into(),
+                ts: "2000-01-01T00:00:01.000002Z".into(),
+            },
             sent_at: DateTime::parse_from_rfc3339("2000-01-01T00:00:01.000002Z")
                 .expect("time")
                 .with_timezone(&Utc),

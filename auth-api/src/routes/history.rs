@@ -4,6 +4,9 @@
 use axum::Json;
 use axum::extract::{Query, State};
 use chrono::{DateTime, Utc};
+use natter_proto::ClientMsgId;
+use natter_proto::bus::{HistoryMessage, StoredMessage};
+use natter_proto::frame::UserRef;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -26,30 +29,6 @@ pub struct HistoryQuery {
     pub limit: Option<i64>,
 }
 
-/// A stored chat message.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct HistoryMessage {
-    /// Position in history: the stream's epoch plus the stream sequence, the same `seq` as on the WebSocket.
-    pub seq: i64,
-    /// The id the author's client chose.
-    pub id: String,
-    /// The author.
-    pub user: HistoryUser,
-    /// The text.
-    pub body: String,
-    /// When the gateway accepted it.
-    pub ts: DateTime<Utc>,
-}
-
-/// An author.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct HistoryUser {
-    /// User id.
-    pub id: String,
-    /// User name.
-    pub name: String,
-}
-
 /// One page of history.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct HistoryPage {
@@ -60,6 +39,29 @@ pub struct HistoryPage {
 }
 
 type Row = (i64, String, String, String, String, DateTime<Utc>);
+
+/// A row as the message it holds; `None` (and a warning) for one whose client id is no longer valid.
+fn history_message((seq, id, user_id, user_name, body, ts): Row) -> Option<HistoryMessage> {
+    let id = match ClientMsgId::parse(&id) {
+        Ok(id) => id,
+        Err(err) => {
+            tracing::warn!(seq, error = %err, "a stored message has an invalid id; left out of history");
+            return None;
+        }
+    };
+    Some(HistoryMessage {
+        seq: u64::try_from(seq).unwrap_or_default(),
+        message: StoredMessage {
+            id,
+            user: UserRef {
+                id: user_id,
+                name: user_name,
+            },
+            body,
+            ts: natter_proto::bus::timestamp(ts),
+        },
+    })
+}
 
 /// A room's messages, a page at a time (private rooms: members only).
 #[utoipa::path(get, path = "/api/rooms/{id}/messages", tag = "rooms", security(("bearer" = [])),
@@ -116,18 +118,6 @@ pub async fn room_messages(
         .await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(0));
-    let messages = rows
-        .into_iter()
-        .map(|(seq, id, user_id, user_name, body, ts)| HistoryMessage {
-            seq,
-            id,
-            user: HistoryUser {
-                id: user_id,
-                name: user_name,
-            },
-            body,
-            ts,
-        })
-        .collect();
+    let messages = rows.into_iter().filter_map(history_message).collect();
     Ok(Json(HistoryPage { messages, has_more }))
 }
