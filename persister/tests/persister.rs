@@ -337,3 +337,50 @@ async fn a_stream_recreated_under_a_running_persister_is_a_new_epoch_stored_besi
         "rows carry the stream's epoch"
     );
 }
+
+#[tokio::test]
+async fn two_persisters_store_a_recreated_stream_under_its_new_epoch_once() {
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let js = stream_context(&nats).await;
+    let _a = persister(&nats, db.url(), &["--batch-size", "5"]).await;
+    let _b = persister(&nats, db.url(), &["--batch-size", "5"]).await;
+    publish(&js, "lobby", (0..50).map(|i| payload(i, "old"))).await;
+    wait_count(db.url(), "SELECT count(*) FROM messages", 50).await;
+
+    js.delete_stream("CHAT").await.expect("deleted");
+    let mut stream = js
+        .get_or_create_stream(natter_stream::config(Duration::from_secs(3600), 1))
+        .await
+        .expect("recreated");
+    let new_epoch = natter_stream::epoch::of(stream.info().await.expect("info")) as i64;
+    // Sent a few at a time, so that both persisters' pull requests are open on the new stream.
+    for chunk in 0..10 {
+        publish(
+            &js,
+            "lobby",
+            (50 + chunk * 10..60 + chunk * 10).map(|i| payload(i, "new")),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_count(
+        db.url(),
+        "SELECT count(DISTINCT client_id) FROM messages WHERE body = 'new'",
+        100,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pool = PgPool::connect(db.url()).await.expect("db");
+    let epochs: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT epoch, count(*) FROM messages WHERE body = 'new' GROUP BY epoch")
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+    assert_eq!(
+        epochs,
+        vec![(new_epoch, 100)],
+        "every new message once, under the new epoch"
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM messages").await, 150);
+}
