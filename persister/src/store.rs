@@ -144,10 +144,8 @@ impl Writer {
     }
 
     async fn client(&mut self) -> Result<&mut Client, Error> {
-        if self.client.as_ref().is_some_and(Client::is_closed) {
-            self.client = None;
-        }
-        if let Some(client) = self.client.take() {
+        // Taken and put back, so that the borrow returned does not outlive the check.
+        if let Some(client) = self.client.take().filter(|client| !client.is_closed()) {
             return Ok(self.client.insert(client));
         }
         let (client, connection) = self.config.connect(NoTls).await?;

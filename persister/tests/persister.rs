@@ -116,30 +116,41 @@ async fn stream_messages_are_stored_with_their_sequences() {
     }
 }
 
+/// Stores the rows of messages `m{i}` at stream sequence `seq` as a persister that committed them and died
+/// before acking would have (its epoch, its sequence, the acceptance time in the payload); returns a pool on the
+/// migrated database.
+async fn committed_before_ack(
+    js: &jetstream::Context,
+    db_url: &str,
+    messages: impl IntoIterator<Item = (usize, u64)>,
+) -> PgPool {
+    let pool = PgPool::connect(db_url).await.expect("db");
+    natter_history::migrate(&pool).await.expect("migrate");
+    let mut stream = js.get_stream("CHAT").await.expect("stream");
+    let epoch = natter_stream::epoch::of(stream.info().await.expect("stream info"));
+    for (i, seq) in messages {
+        sqlx::query(
+            "INSERT INTO messages (epoch, seq, room_id, client_id, user_id, user_name, body, sent_at) \
+             VALUES ($1, $2, 'lobby', $3, 'u1', 'alice', 'x', '2026-11-23T12:00:00Z')",
+        )
+        .bind(epoch as i64)
+        .bind(seq as i64)
+        .bind(format!("m{i}"))
+        .execute(&pool)
+        .await
+        .expect("insert");
+    }
+    pool
+}
+
 #[tokio::test]
 async fn a_redelivery_after_commit_stores_nothing_twice() {
     let nats = NatsServer::start();
     let db = TestDb::create().await;
     let js = stream_context(&nats).await;
     let seqs = publish(&js, "lobby", (0..20).map(|i| payload(i, "x"))).await;
-    // A persister committed the first ten and died before acking: the rows are there (as it writes them: its
-    // epoch, its sequence, the acceptance time in the payload), the acks never came.
-    let pool = PgPool::connect(db.url()).await.expect("db");
-    natter_history::migrate(&pool).await.expect("migrate");
-    let mut stream = js.get_stream("CHAT").await.expect("stream");
-    let epoch = natter_stream::epoch::of(stream.info().await.expect("stream info"));
-    for (i, seq) in seqs.iter().take(10).enumerate() {
-        sqlx::query(
-            "INSERT INTO messages (epoch, seq, room_id, client_id, user_id, user_name, body, sent_at) \
-                     VALUES ($1, $2, 'lobby', $3, 'u1', 'alice', 'x', '2026-11-23T12:00:00Z')",
-        )
-        .bind(epoch as i64)
-        .bind(*seq as i64)
-        .bind(format!("m{i}"))
-        .execute(&pool)
-        .await
-        .expect("insert");
-    }
+    // A persister committed the first ten and died before acking: the rows are there, the acks never came.
+    let pool = committed_before_ack(&js, db.url(), seqs.iter().copied().enumerate().take(10)).await;
     let _p = persister(&nats, db.url(), &[]).await;
     wait_count(db.url(), "SELECT count(*) FROM messages", 20).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -172,20 +183,8 @@ async fn a_batch_with_a_stored_row_and_a_refused_one_stores_the_rest_once() {
         (0..10).map(|i| payload(i, if i == 5 { "a\u{0}b" } else { "x" })),
     )
     .await;
-    let pool = PgPool::connect(db.url()).await.expect("db");
-    natter_history::migrate(&pool).await.expect("migrate");
-    let mut stream = js.get_stream("CHAT").await.expect("stream");
-    let epoch = natter_stream::epoch::of(stream.info().await.expect("stream info"));
     // Message 2 was committed by a persister that died before acking it.
-    sqlx::query(
-        "INSERT INTO messages (epoch, seq, room_id, client_id, user_id, user_name, body, sent_at) \
-         VALUES ($1, $2, 'lobby', 'm2', 'u1', 'alice', 'x', '2026-11-23T12:00:00Z')",
-    )
-    .bind(epoch as i64)
-    .bind(seqs[2] as i64)
-    .execute(&pool)
-    .await
-    .expect("insert");
+    let pool = committed_before_ack(&js, db.url(), [(2, seqs[2])]).await;
     let _p = persister(&nats, db.url(), &[]).await;
     wait_count(db.url(), "SELECT count(*) FROM dead_letters", 1).await;
     wait_count(db.url(), "SELECT count(*) FROM messages", 9).await;
