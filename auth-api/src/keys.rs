@@ -131,8 +131,8 @@ impl KeyRing {
         self.access_ttl
     }
 
-    /// Mints an access token for a user.
-    pub fn mint(&self, user_id: &str, name: &str, guest: bool) -> anyhow::Result<String> {
+    /// Mints an access token for a user's session `sid` (a login: its refresh-token family).
+    pub fn mint(&self, user_id: &str, name: &str, guest: bool, sid: &str) -> anyhow::Result<String> {
         let now = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
         let claims = AccessClaims {
             iss: self.issuer.clone(),
@@ -142,6 +142,8 @@ impl KeyRing {
             guest,
             iat: now,
             exp: now + self.access_ttl.as_secs(),
+            nbf: None,
+            sid: sid.to_owned(),
         };
         let snapshot = self.snapshot();
         let mut header = Header::new(ALGORITHM);

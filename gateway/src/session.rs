@@ -138,7 +138,7 @@ impl Session {
                     // Wait until the room has dropped this member: nothing of the room may follow `left`.
                     let _ = self.gw.hub.leave(&room, self.peer.conn).await;
                     self.peer.outbox().forget(&room);
-                    self.push(&ServerFrame::Left { room });
+                    self.push(&ServerFrame::Left { room, reason: None });
                 } else {
                     self.error("not_joined", format!("you are not in room '{room}'"), None);
                 }

@@ -149,6 +149,68 @@ pub struct TypingEvent {
     pub text: String,
 }
 
+/// The NATS KV bucket of revoked sessions: key = the session id (`sid` of its access tokens), value a
+/// [`RevokedSession`]. Entries outlive every access token of the session (the bucket's max age is the access-token
+/// lifetime plus leeway), so a gateway that starts or reconnects later still refuses them.
+pub const REVOKED_SESSIONS_BUCKET: &str = "natter_revoked_sessions";
+
+/// Why a session was revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeReason {
+    /// The user logged out.
+    Logout,
+    /// A spent refresh token of the session was used again: taken as theft, every token of it is revoked.
+    RefreshReuse,
+}
+
+/// A revoked session, as stored in [`REVOKED_SESSIONS_BUCKET`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedSession {
+    /// The session's user (`sub`).
+    pub user: String,
+    /// Why it was revoked.
+    pub reason: RevokeReason,
+}
+
+/// A change to a room that gateways must apply to the sockets already in it, on [`crate::subject::room_events`]
+/// (core NATS; a gateway that was disconnected revalidates its rooms instead of relying on having seen it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RoomEvent {
+    /// The room was deleted: every member is taken out of it.
+    Deleted,
+    /// The user left the room through the API: their sockets are taken out of it too.
+    MemberLeft {
+        /// The user id.
+        user: String,
+    },
+    /// The room's owner removed the user from it.
+    MemberRemoved {
+        /// The user id.
+        user: String,
+    },
+}
+
+impl RoomEvent {
+    /// The user the event is about, or `None` for the whole room.
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Self::Deleted => None,
+            Self::MemberLeft { user } | Self::MemberRemoved { user } => Some(user),
+        }
+    }
+
+    /// The `reason` of the `left` frame the affected sockets get (docs/protocol.md).
+    pub fn left_reason(&self) -> &'static str {
+        match self {
+            Self::Deleted => crate::frame::left_reason::ROOM_DELETED,
+            Self::MemberLeft { .. } => crate::frame::left_reason::MEMBER_LEFT,
+            Self::MemberRemoved { .. } => crate::frame::left_reason::MEMBER_REMOVED,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -199,6 +261,38 @@ mod tests {
         want["seq"] = json!(9);
         want["prev"] = json!(4);
         assert_eq!(frame, want);
+    }
+
+    #[test]
+    fn room_events_and_revocations_have_stable_shapes() {
+        let cases = [
+            (RoomEvent::Deleted, json!({"kind": "deleted"})),
+            (
+                RoomEvent::MemberLeft { user: "u1".into() },
+                json!({"kind": "member_left", "user": "u1"}),
+            ),
+            (
+                RoomEvent::MemberRemoved { user: "u2".into() },
+                json!({"kind": "member_removed", "user": "u2"}),
+            ),
+        ];
+        for (event, want) in cases {
+            assert_eq!(serde_json::to_value(&event).expect("json"), want);
+            assert_eq!(serde_json::from_value::<RoomEvent>(want).expect("parses"), event);
+        }
+        assert_eq!(RoomEvent::Deleted.user(), None);
+        assert_eq!(
+            RoomEvent::MemberRemoved { user: "u2".into() }.left_reason(),
+            "member_removed"
+        );
+        let revoked = RevokedSession {
+            user: "u1".into(),
+            reason: RevokeReason::RefreshReuse,
+        };
+        assert_eq!(
+            serde_json::to_value(&revoked).expect("json"),
+            json!({"user": "u1", "reason": "refresh_reuse"})
+        );
     }
 
     #[test]

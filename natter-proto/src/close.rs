@@ -16,14 +16,17 @@ pub const UNAVAILABLE: u16 = 1011;
 pub const RESTART: u16 = 1012;
 /// The access token expired and was not replaced with `refresh` in time.
 pub const TOKEN_EXPIRED: u16 = 4001;
+/// The session was revoked (logout, or a refresh token used twice): log in again rather than reconnect.
+pub const SESSION_REVOKED: u16 = 4003;
 /// The client did not read fast enough: its outbound queue overflowed.
 pub const SLOW_CONSUMER: u16 = 4008;
 /// Nothing received (not even a pong to the gateway's pings) for the idle timeout.
 pub const IDLE: u16 = 4009;
 
-/// Whether a client should reconnect after this close (all but a client's own protocol faults).
+/// Whether a client should reconnect after this close (all but a client's own protocol faults and a revoked
+/// session).
 pub fn reconnect_after(code: u16) -> bool {
-    !matches!(code, PROTOCOL_ERROR | INVALID_DATA | POLICY | TOO_BIG)
+    !matches!(code, PROTOCOL_ERROR | INVALID_DATA | POLICY | TOO_BIG | SESSION_REVOKED)
 }
 
 #[cfg(test)]
@@ -35,7 +38,7 @@ mod tests {
         for code in [NORMAL, UNAVAILABLE, RESTART, TOKEN_EXPIRED, SLOW_CONSUMER, IDLE] {
             assert!(reconnect_after(code), "{code}");
         }
-        for code in [PROTOCOL_ERROR, INVALID_DATA, POLICY, TOO_BIG] {
+        for code in [PROTOCOL_ERROR, INVALID_DATA, POLICY, TOO_BIG, SESSION_REVOKED] {
             assert!(!reconnect_after(code), "{code}");
         }
     }

@@ -55,6 +55,18 @@ pub enum ClientFrame {
     },
 }
 
+/// Why a connection was taken out of a room: the `reason` of a [`ServerFrame::Left`] it did not ask for.
+pub mod left_reason {
+    /// The room was deleted.
+    pub const ROOM_DELETED: &str = "room_deleted";
+    /// The user left the room through the API (another tab or device).
+    pub const MEMBER_LEFT: &str = "member_left";
+    /// The room's owner removed the user.
+    pub const MEMBER_REMOVED: &str = "member_removed";
+    /// Asked again after the gateway lost NATS for a while, the auth API no longer lets the user in.
+    pub const ACCESS_REVOKED: &str = "access_revoked";
+}
+
 /// A user as shown to other users.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -135,10 +147,14 @@ pub enum ServerFrame {
         /// The draft; empty when cleared.
         text: String,
     },
-    /// The room was left.
+    /// The room was left: asked for by the client (no `reason`), or the connection was taken out of it.
     Left {
         /// The room.
         room: RoomId,
+        /// Why the connection was taken out of the room (one of [`left_reason`]); absent for the client's own
+        /// `leave`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Answer to a ping.
     Pong {
@@ -283,8 +299,18 @@ mod tests {
             json!({"type":"typing","room":"lobby","user":{"id":"u1","name":"alice"},"text":"dr"}),
         );
         round_trip(
-            ServerFrame::Left { room: room() },
+            ServerFrame::Left {
+                room: room(),
+                reason: None,
+            },
             json!({"type":"left","room":"lobby"}),
+        );
+        round_trip(
+            ServerFrame::Left {
+                room: room(),
+                reason: Some(left_reason::ROOM_DELETED.into()),
+            },
+            json!({"type":"left","room":"lobby","reason":"room_deleted"}),
         );
         round_trip(ServerFrame::Pong { id: "p".into() }, json!({"type":"pong","id":"p"}));
         round_trip(

@@ -9,6 +9,7 @@ pub mod duration;
 pub mod frame;
 pub mod id;
 pub mod subject;
+pub mod text;
 pub mod token;
 
 pub use id::{ClientMsgId, IdError, RoomId, RoomName, Username};

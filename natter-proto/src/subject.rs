@@ -59,6 +59,16 @@ pub fn room_access() -> String {
     format!("{PREFIX}.auth.room_access")
 }
 
+/// The subject the auth API announces a room's lifecycle changes on ([`crate::bus::RoomEvent`], core NATS).
+pub fn room_events(room: &RoomId) -> String {
+    format!("{PREFIX}.events.room.{room}")
+}
+
+/// The filter matching every room's lifecycle events: what each gateway subscribes to once.
+pub fn all_room_events() -> String {
+    format!("{PREFIX}.events.room.*")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,12 +90,15 @@ mod tests {
         assert_eq!(room_presence_sync(&r), "chat.v1.ephemeral.lobby.sync");
         assert_eq!(gateway_heartbeat(), "chat.v1.gateway.heartbeat");
         assert_eq!(room_access(), "chat.v1.auth.room_access");
+        assert_eq!(room_events(&r), "chat.v1.events.room.lobby");
+        assert_eq!(all_room_events(), "chat.v1.events.room.*");
         for subject in [
             room_messages(&r),
             room_live(&r),
             room_typing(&r),
             room_presence(&r),
             room_presence_sync(&r),
+            room_events(&r),
         ] {
             assert!(subject.split('.').all(|t| !t.is_empty() && t != "*" && t != ">"));
         }

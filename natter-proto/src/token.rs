@@ -35,6 +35,12 @@ pub struct AccessClaims {
     pub iat: u64,
     /// Expires at, seconds since the Unix epoch.
     pub exp: u64,
+    /// Not before, seconds since the Unix epoch: checked when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// The session (login) the token belongs to: every token refreshed from one login shares it, and revoking the
+    /// session (logout, a refresh token used twice) refuses them all before they expire.
+    pub sid: String,
 }
 
 /// Why a token was refused. Callers branch on the kind: an unknown key may mean the JWKS should be refetched.
@@ -55,24 +61,32 @@ pub enum TokenError {
     /// The token has expired.
     #[error("the token has expired")]
     Expired,
+    /// The token's `nbf` lies in the future.
+    #[error("the token is not valid yet")]
+    NotYetValid,
     /// The token was issued by someone else, or for someone else.
     #[error("the token's issuer or audience is wrong")]
     WrongIssuerOrAudience,
     /// A required claim is missing or of the wrong type.
     #[error("the token lacks a required claim")]
     MissingClaim,
+    /// The token's session was revoked (logout, or a refresh token used twice).
+    #[error("the token's session was revoked; log in again")]
+    Revoked,
 }
 
 impl TokenError {
     /// Every [`code`](Self::code), for registering metrics labels up front.
-    pub const CODES: [&'static str; 7] = [
+    pub const CODES: [&'static str; 9] = [
         "token_malformed",
         "token_wrong_algorithm",
         "token_unknown_key",
         "token_bad_signature",
         "token_expired",
+        "token_not_yet_valid",
         "token_wrong_issuer_or_audience",
         "token_missing_claim",
+        "token_revoked",
     ];
 
     /// A stable code for API responses and metrics labels.
@@ -83,8 +97,10 @@ impl TokenError {
             Self::UnknownKey => "token_unknown_key",
             Self::BadSignature => "token_bad_signature",
             Self::Expired => "token_expired",
+            Self::NotYetValid => "token_not_yet_valid",
             Self::WrongIssuerOrAudience => "token_wrong_issuer_or_audience",
             Self::MissingClaim => "token_missing_claim",
+            Self::Revoked => "token_revoked",
         }
     }
 }
@@ -98,6 +114,7 @@ impl From<jsonwebtoken::errors::Error> for TokenError {
             }
             K::InvalidSignature | K::InvalidEddsaKey | K::InvalidKeyFormat => Self::BadSignature,
             K::ExpiredSignature => Self::Expired,
+            K::ImmatureSignature => Self::NotYetValid,
             K::InvalidIssuer | K::InvalidAudience => Self::WrongIssuerOrAudience,
             K::MissingRequiredClaim(_) | K::InvalidClaimFormat(_) => Self::MissingClaim,
             // Well-formed JSON that does not fit the claims: a claim is missing or has the wrong type.
@@ -143,6 +160,7 @@ impl Verifier {
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
         validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
         Self { keys, validation }
     }
 
@@ -220,6 +238,8 @@ mod tests {
             guest: false,
             iat: now,
             exp: now.saturating_add_signed(exp_offset),
+            nbf: None,
+            sid: "s1".into(),
         }
     }
 
@@ -270,5 +290,32 @@ mod tests {
             .expect("claims part");
         let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIiwia2lkIjoiazEifQ.{claims_part}.");
         assert_eq!(verifier.verify(&none), Err(TokenError::WrongAlgorithm));
+    }
+
+    #[test]
+    fn nbf_is_checked_when_present_and_sid_is_required() {
+        let k1 = key(1);
+        let verifier = Verifier::from_jwks(&jwks("k1", &k1), "natter", "natter-chat");
+        let now = jsonwebtoken::get_current_timestamp();
+        let started = AccessClaims {
+            nbf: Some(now - 10),
+            ..claims(60)
+        };
+        assert_eq!(verifier.verify(&sign("k1", &k1, &started)), Ok(started.clone()));
+        let future = AccessClaims {
+            nbf: Some(now + 600),
+            ..claims(60)
+        };
+        assert_eq!(verifier.verify(&sign("k1", &k1, &future)), Err(TokenError::NotYetValid));
+        let mut header = Header::new(ALGORITHM);
+        header.kid = Some("k1".into());
+        let mut text_nbf = serde_json::to_value(claims(60)).expect("json");
+        text_nbf["nbf"] = serde_json::json!("0");
+        let token = jsonwebtoken::encode(&header, &text_nbf, &k1).expect("signs");
+        assert_eq!(verifier.verify(&token), Err(TokenError::MissingClaim));
+        let mut no_sid = serde_json::to_value(claims(60)).expect("json");
+        no_sid.as_object_mut().expect("object").remove("sid");
+        let token = jsonwebtoken::encode(&header, &no_sid, &k1).expect("signs");
+        assert_eq!(verifier.verify(&token), Err(TokenError::MissingClaim));
     }
 }

@@ -135,11 +135,14 @@ async fn serve<S: Service>(config: S::Config) -> ExitCode {
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `default_filter`).
+/// Logs to stderr, filtered by `RUST_LOG` (default `default_filter`); coloured only when stderr is a terminal, so
+/// log files and collectors get plain text.
 pub fn init_logging(default_filter: &str) {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 

@@ -4,6 +4,7 @@
 
 pub mod epoch;
 pub mod journal;
+pub mod sessions;
 
 use async_nats::jetstream::{self, stream};
 use natter_proto::bus::{CHAT_STREAM, DUPLICATE_WINDOW};

@@ -119,7 +119,9 @@ async fn issue_tokens(
     .bind(expires_at)
     .execute(&mut **tx)
     .await?;
-    let access_token = state.keys.mint(&user.id.to_string(), &user.name, user.guest)?;
+    let access_token = state
+        .keys
+        .mint(&user.id.to_string(), &user.name, user.guest, &family.to_string())?;
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer".into(),

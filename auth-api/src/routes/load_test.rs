@@ -144,7 +144,9 @@ pub async fn bulk_guests(
             Ok(BulkGuest {
                 id,
                 name: name.to_owned(),
-                access_token: state.keys.mint(&id.to_string(), name, true)?,
+                access_token: state
+                    .keys
+                    .mint(&id.to_string(), name, true, &Uuid::new_v4().to_string())?,
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

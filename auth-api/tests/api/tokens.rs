@@ -38,7 +38,7 @@ fn now() -> i64 {
 
 fn claims(user: &Value) -> Value {
     json!({"iss": "natter", "aud": "natter", "sub": user["id"], "name": user["name"], "guest": false,
-           "iat": now(), "exp": now() + 600})
+           "iat": now(), "exp": now() + 600, "sid": uuid::Uuid::new_v4().to_string()})
 }
 
 #[tokio::test]
