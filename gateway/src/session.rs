@@ -270,6 +270,10 @@ impl Session {
                 reference,
             );
         }
+        // Refused here, before anything is acknowledged: history could not hold it.
+        if let Err(err) = natter_proto::text::storable(&body) {
+            return self.error("invalid_body", err.to_string(), reference);
+        }
         let user = self.peer.user.clone();
         let stored = StoredMessage {
             id: id.clone(),
@@ -293,9 +297,14 @@ impl Session {
             Ok(seq) => self.push(&ServerFrame::Ack { room, id, seq }),
             Err(reason) => {
                 ::metrics::counter!(metrics::PUBLISH_FAILURES, "reason" => reason.reason()).increment(1);
+                warn_publish_failed(&room, reason.reason());
+                // The client library keeps what it could not send and sends it after a reconnect, so the message
+                // may be stored (and delivered) after all: only a resend with the same id settles it.
                 self.error(
                     "publish_failed",
-                    "the message was not stored; send it again with the same id".into(),
+                    "the message's outcome is unknown (it may have been stored); send it again with the same id, \
+                     which stores it at most once"
+                        .into(),
                     Some(id.to_string()),
                 );
             }
@@ -315,6 +324,9 @@ impl Session {
         }
         if text.chars().count() > self.gw.config.max_body_chars {
             return self.error("invalid_body", "the draft is longer than a message may be".into(), None);
+        }
+        if let Err(err) = natter_proto::text::storable(&text) {
+            return self.error("invalid_body", err.to_string(), None);
         }
         let event = TypingEvent {
             user: self.peer.user.clone(),
@@ -356,6 +368,22 @@ impl Session {
             // No need to wait: this connection will receive nothing more.
             drop(self.gw.hub.leave(&room, self.peer.conn));
         }
+    }
+}
+
+/// Logs an unconfirmed publish at WARN: the first of each second, with how many were left unlogged before it, so
+/// an outage is visible in the log without one line per send.
+fn warn_publish_failed(room: &RoomId, reason: &'static str) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LOGGED_AT: AtomicU64 = AtomicU64::new(0);
+    static UNLOGGED: AtomicU64 = AtomicU64::new(0);
+    let now = u64::try_from(crate::peer::unix_now()).unwrap_or(0);
+    let last = LOGGED_AT.load(Ordering::Relaxed);
+    if now > last && LOGGED_AT.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        let unlogged = UNLOGGED.swap(0, Ordering::Relaxed);
+        tracing::warn!(%room, reason, unlogged, "a send was not confirmed by JetStream; its outcome is unknown");
+    } else {
+        UNLOGGED.fetch_add(1, Ordering::Relaxed);
     }
 }
 
