@@ -119,6 +119,7 @@ mod tests {
             url: format!("ws://{id}/ws"),
             connections,
             draining,
+            instance: String::new(),
         });
     }
 

@@ -120,6 +120,30 @@ impl AccessChecks {
         access.map_err(anyhow::Error::msg)
     }
 
+    /// Forgets what was learnt about `room` (it was deleted), or about `user` in it (they left or were removed),
+    /// so the next join asks again.
+    pub fn forget(&self, room: &RoomId, user: Option<&str>) {
+        let mut state = self.state();
+        match user {
+            Some(user) => {
+                state.trusted.remove(&(room.clone(), user.to_owned()));
+            }
+            None => {
+                state.trusted.retain(|(r, _), _| r != room);
+                state.private.remove(room);
+            }
+        }
+        state.asking.remove(room);
+    }
+
+    /// Forgets every answer (events may have been missed while NATS was away).
+    pub fn clear(&self) {
+        let mut state = self.state();
+        state.trusted.clear();
+        state.private.clear();
+        state.asking.clear();
+    }
+
     /// A question about `user` joining `room`, asked when first awaited.
     fn ask(&self, room: &RoomId, user: &str) -> Answer {
         ask(self.nats.clone(), room.clone(), user.to_owned()).boxed().shared()

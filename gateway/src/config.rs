@@ -91,6 +91,20 @@ pub struct Config {
     #[arg(long, env = "NATTER_MAX_CONNECTIONS", default_value_t = 18_000)]
     pub max_connections: usize,
 
+    /// Accepted connections that have not upgraded to a WebSocket yet (still sending or idle in HTTP), in all;
+    /// past it, new ones get a 503 and are closed at once.
+    #[arg(long, env = "NATTER_MAX_PENDING_CONNECTIONS", default_value_t = 2048)]
+    pub max_pending_connections: usize,
+
+    /// Such connections from one client address; 0 for no per-address cap (behind a proxy or load balancer every
+    /// client shares its address).
+    #[arg(long, env = "NATTER_MAX_PENDING_PER_ADDRESS", default_value_t = 256)]
+    pub max_pending_per_address: usize,
+
+    /// How long a new connection has to send its whole HTTP request head (slow or idle sockets are dropped).
+    #[arg(long, env = "NATTER_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
     /// Rooms one connection may be in at once.
     #[arg(long, env = "NATTER_MAX_ROOMS_PER_CONNECTION", default_value_t = 64)]
     pub max_rooms_per_connection: usize,
@@ -177,6 +191,12 @@ impl natter_service::Validate for Config {
         }
         if self.max_connections == 0 || self.max_connections_per_user == 0 || self.max_rooms_per_connection == 0 {
             return fail("connection and room limits must be at least 1");
+        }
+        if self.max_pending_connections == 0 {
+            return fail("--max-pending-connections must be at least 1");
+        }
+        if self.header_timeout < Duration::from_millis(100) || self.header_timeout > Duration::from_secs(300) {
+            return fail("--header-timeout must be between 100ms and 300s");
         }
         if self.idle_timeout <= self.ping_interval {
             return fail("--idle-timeout must be longer than --ping-interval");

@@ -37,7 +37,7 @@ pub async fn serve(gw: Gateway, tcp: TcpStream, prefix: Bytes, claims: AccessCla
     };
     let outbox = Outbox::new(tcp.clone(), gw.config.outbound_queue);
     let expires = i64::try_from(claims.exp).unwrap_or(i64::MAX);
-    let peer = Peer::new(conn, user.clone(), outbox, expires);
+    let peer = Peer::new(conn, user.clone(), &claims.sid, outbox, expires);
     gw.register(conn, peer.clone());
     // An upgrade that passed the draining check just before the drain began would otherwise miss it.
     if gw.draining.load(Ordering::Relaxed) {

@@ -3,7 +3,7 @@
 //! taken as dead: every room drops the presence of its users. The auth API reads the same heartbeats to hand out
 //! the least-loaded gateway.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -19,6 +19,7 @@ pub fn info(gw: &Gateway, url: &str) -> GatewayInfo {
         url: url.to_owned(),
         connections: gw.open_connections() as u64,
         draining: gw.draining.load(std::sync::atomic::Ordering::Relaxed),
+        instance: gw.instance.clone(),
     }
 }
 
@@ -42,7 +43,9 @@ pub async fn announce(gw: Gateway, url: String) {
     }
 }
 
-/// Watches the other gateways' heartbeats and reports the ones that fall silent.
+/// Watches the other gateways' heartbeats and reports the ones that fall silent. Presence heals itself: when a
+/// gateway taken for dead speaks again (NATS froze, or it was cut off), or one comes back restarted under the same
+/// id, every room asks the fleet again who is online in it.
 pub async fn watch(gw: Gateway) {
     let mut beats = match gw.hub.nats().subscribe(subject::gateway_heartbeat()).await {
         Ok(sub) => sub,
@@ -52,26 +55,93 @@ pub async fn watch(gw: Gateway) {
         }
     };
     let silence = gw.config.heartbeat_interval * 3;
-    let mut seen: HashMap<String, Instant> = HashMap::new();
+    let mut fleet = Fleet::default();
     let mut check = tokio::time::interval(gw.config.heartbeat_interval.min(Duration::from_secs(1)));
     loop {
         tokio::select! {
             Some(msg) = beats.next() => {
                 if let Ok(info) = serde_json::from_slice::<GatewayInfo>(&msg.payload)
                     && info.id != gw.id
+                    && fleet.heard(&info.id, &info.instance, Instant::now())
                 {
-                    seen.insert(info.id, Instant::now());
+                    tracing::info!(gateway = %info.id, "gateway back (or restarted); resyncing presence");
+                    gw.hub.resync_presence();
                 }
             }
             _ = check.tick() => {
-                let dead: Vec<String> =
-                    seen.iter().filter(|(_, at)| at.elapsed() > silence).map(|(id, _)| id.clone()).collect();
-                for id in dead {
-                    seen.remove(&id);
-                    tracing::info!(gateway = %id, "gateway fell silent; expiring its users' presence");
+                for id in fleet.silent(silence, Instant::now()) {
+                    tracing::warn!(gateway = %id, "gateway fell silent; expiring its users' presence");
                     gw.hub.gateway_gone(&id);
                 }
             }
         }
+    }
+}
+
+/// What a gateway knows of the others from their heartbeats.
+#[derive(Debug, Default)]
+struct Fleet {
+    /// Gateway id → when it was last heard and its instance.
+    seen: HashMap<String, (Instant, String)>,
+    /// Gateways taken for dead (and not heard since).
+    dead: HashSet<String>,
+}
+
+impl Fleet {
+    /// Notes a heartbeat. Returns whether presence needs resyncing: the gateway was taken for dead, or it is a new
+    /// instance under a known id.
+    fn heard(&mut self, id: &str, instance: &str, now: Instant) -> bool {
+        let returned = self.dead.remove(id);
+        let previous = self.seen.insert(id.to_owned(), (now, instance.to_owned()));
+        let restarted = previous.is_some_and(|(_, before)| before != instance);
+        returned || restarted
+    }
+
+    /// Gateways silent for longer than `silence`, taken for dead from now.
+    fn silent(&mut self, silence: Duration, now: Instant) -> Vec<String> {
+        let dead: Vec<String> = self
+            .seen
+            .iter()
+            .filter(|(_, (at, _))| now.duration_since(*at) > silence)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &dead {
+            self.seen.remove(id);
+            self.dead.insert(id.clone());
+        }
+        dead
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gateway_back_from_the_dead_or_restarted_asks_for_a_resync_and_a_steady_one_does_not() {
+        let mut fleet = Fleet::default();
+        let start = Instant::now();
+        let silence = Duration::from_secs(6);
+        assert!(!fleet.heard("g2", "a", start), "first heard: nothing to heal");
+        assert!(!fleet.heard("g2", "a", start + Duration::from_secs(2)));
+        assert!(fleet.silent(silence, start + Duration::from_secs(5)).is_empty());
+        assert_eq!(
+            fleet.silent(silence, start + Duration::from_secs(9)),
+            vec!["g2".to_owned()]
+        );
+        assert!(
+            fleet.silent(silence, start + Duration::from_secs(10)).is_empty(),
+            "reported once"
+        );
+        assert!(
+            fleet.heard("g2", "a", start + Duration::from_secs(11)),
+            "back from the dead"
+        );
+        assert!(!fleet.heard("g2", "a", start + Duration::from_secs(12)));
+        assert!(
+            fleet.heard("g2", "b", start + Duration::from_secs(13)),
+            "restarted under the same id"
+        );
+        assert!(!fleet.heard("g2", "b", start + Duration::from_secs(14)));
     }
 }

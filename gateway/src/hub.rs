@@ -116,6 +116,15 @@ impl Hub {
         }
     }
 
+    /// Has every room ask the fleet again who is online in it (see [`RoomCmd::Resync`]).
+    pub fn resync_presence(&self) {
+        for handle in self.rooms().values() {
+            let _ = handle.tx.send(RoomCmd::Resync {
+                me: handle.tx.downgrade(),
+            });
+        }
+    }
+
     /// Number of rooms with local members.
     pub fn room_count(&self) -> usize {
         self.rooms().len()

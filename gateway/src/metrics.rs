@@ -55,9 +55,21 @@ pub const OUTBOUND_QUEUE_MAX: &str = "natter_gateway_outbound_queue_max";
 /// Times this gateway found the chat stream recreated (a new epoch) and sent its rooms' members to rejoin.
 pub const STREAM_RECREATED: &str = "natter_gateway_stream_recreations_total";
 
+/// Connections taken out of a room by the gateway, by `reason` (a `left` frame's reason: `room_deleted`,
+/// `member_left`, `member_removed`, `access_revoked`).
+pub const EVICTIONS: &str = "natter_gateway_room_evictions_total";
+/// Accepted TCP connections that have not yet upgraded to a WebSocket (gauge; capped by
+/// `--max-pending-connections` and `--max-pending-per-address`).
+pub const PENDING: &str = "natter_gateway_pending_connections";
+/// Accepted TCP connections closed at once because too many were pending, by `scope` (`gateway`, `address`).
+pub const PENDING_REFUSED: &str = "natter_gateway_pending_refused_total";
+
 /// Every metric this gateway exports besides the shared `process_*` and `natter_nats_*` ones, each from start-up.
-pub const ALL: [&str; 25] = [
+pub const ALL: [&str; 28] = [
     CONNECTIONS,
+    EVICTIONS,
+    PENDING,
+    PENDING_REFUSED,
     CONNECTIONS_OPENED,
     CONNECTIONS_CLOSED,
     AUTH_FAILURES,
@@ -85,7 +97,7 @@ pub const ALL: [&str; 25] = [
 ];
 
 /// Close codes a gateway closes with or sees, registered at 0 from start-up.
-const CLOSE_CODES: [u16; 11] = [
+const CLOSE_CODES: [u16; 12] = [
     close::NORMAL,
     1001,
     close::PROTOCOL_ERROR,
@@ -95,6 +107,7 @@ const CLOSE_CODES: [u16; 11] = [
     close::UNAVAILABLE,
     close::RESTART,
     close::TOKEN_EXPIRED,
+    close::SESSION_REVOKED,
     close::SLOW_CONSUMER,
     close::IDLE,
 ];
@@ -163,11 +176,29 @@ pub fn register() {
         "Times the chat stream was found recreated (a new epoch)."
     );
     describe_gauge!(OUTBOUND_QUEUE_MAX, "Frames in the deepest outbound queue, each second.");
+    describe_counter!(EVICTIONS, "Connections taken out of a room by the gateway, by reason.");
+    describe_gauge!(PENDING, "Accepted connections not yet upgraded to a WebSocket.");
+    describe_counter!(
+        PENDING_REFUSED,
+        "Connections closed at once because too many were pending, by scope."
+    );
     describe_gauge!(natter_service::MAX_FDS, "The most files this process may hold open.");
     ::metrics::gauge!(CONNECTIONS).set(0.0);
     ::metrics::gauge!(ROOMS_SUBSCRIBED).set(0.0);
     ::metrics::gauge!(DRAINING).set(0.0);
     ::metrics::gauge!(OUTBOUND_QUEUE_MAX).set(0.0);
+    ::metrics::gauge!(PENDING).set(0.0);
+    for reason in [
+        natter_proto::frame::left_reason::ROOM_DELETED,
+        natter_proto::frame::left_reason::MEMBER_LEFT,
+        natter_proto::frame::left_reason::MEMBER_REMOVED,
+        natter_proto::frame::left_reason::ACCESS_REVOKED,
+    ] {
+        ::metrics::counter!(EVICTIONS, "reason" => reason).absolute(0);
+    }
+    for scope in ["gateway", "address"] {
+        ::metrics::counter!(PENDING_REFUSED, "scope" => scope).absolute(0);
+    }
     for name in [
         CONNECTIONS_OPENED,
         JOINS,

@@ -1,7 +1,7 @@
 //! What the rest of the gateway holds of a connection: its user, its outbox, and when it was last heard from.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -33,6 +33,21 @@ pub enum Outbound {
     Frame(Bytes),
 }
 
+/// Something the rest of the gateway asks of a connection's session, applied between the client's frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Take the connection out of `room` (if it is in it), telling the client why (a `left` frame's `reason`).
+    Evict {
+        /// The room.
+        room: RoomId,
+        /// One of `natter_proto::frame::left_reason`.
+        reason: &'static str,
+    },
+    /// Ask the auth API again whether the user may still be in each of the connection's rooms (room events may
+    /// have been missed while NATS was away), and leave those it may not.
+    Revalidate,
+}
+
 /// A handle to a connection, held by the rooms it is in and by the gateway's sweep. Cheap to clone.
 #[derive(Clone)]
 pub struct Peer {
@@ -45,7 +60,12 @@ pub struct PeerInner {
     pub conn: ConnId,
     /// Its user.
     pub user: UserRef,
+    /// The session (login) its token belongs to: revoking it closes the connection.
+    pub sid: Box<str>,
     outbox: Outbox,
+    /// What the session is asked to do, and the wake-up for it (see [`Control`]).
+    controls: Mutex<Vec<Control>>,
+    control_ready: tokio::sync::Notify,
     /// Unix seconds when the client last sent anything (a frame, a pong).
     heard: AtomicU64,
     /// Unix seconds when its access token expires (moved on by an in-band refresh).
@@ -65,13 +85,17 @@ pub fn unix_now() -> i64 {
 }
 
 impl Peer {
-    /// A connection of `user`, writing through `outbox`, whose token expires at `expires` (Unix seconds).
-    pub fn new(conn: ConnId, user: UserRef, outbox: Outbox, expires: i64) -> Self {
+    /// A connection of `user` in session `sid`, writing through `outbox`, whose token expires at `expires` (Unix
+    /// seconds).
+    pub fn new(conn: ConnId, user: UserRef, sid: &str, outbox: Outbox, expires: i64) -> Self {
         Self {
             inner: Arc::new(PeerInner {
                 conn,
                 user,
+                sid: sid.into(),
                 outbox,
+                controls: Mutex::new(Vec::new()),
+                control_ready: tokio::sync::Notify::new(),
                 heard: AtomicU64::new(u64::try_from(unix_now()).unwrap_or(0)),
                 expires: AtomicI64::new(expires),
             }),
@@ -103,6 +127,29 @@ impl Peer {
         match out {
             Outbound::Message { room, seq, frame, .. } => self.outbox.push_patiently(Some((&room, seq)), frame).await,
             Outbound::Frame(frame) => self.outbox.push_patiently(None, frame).await,
+        }
+    }
+
+    /// Asks the connection's session to do `control` (it does, between the client's frames).
+    pub fn control(&self, control: Control) {
+        let mut controls = self.controls.lock().unwrap_or_else(|p| p.into_inner());
+        // A connection asked to revalidate twice before it got to it needs to do so once.
+        if control == Control::Revalidate && controls.contains(&Control::Revalidate) {
+            return;
+        }
+        controls.push(control);
+        drop(controls);
+        self.control_ready.notify_one();
+    }
+
+    /// Waits for controls and takes them (for the connection's session only).
+    pub async fn controls(&self) -> Vec<Control> {
+        loop {
+            let taken = std::mem::take(&mut *self.controls.lock().unwrap_or_else(|p| p.into_inner()));
+            if !taken.is_empty() {
+                return taken;
+            }
+            self.control_ready.notified().await;
         }
     }
 

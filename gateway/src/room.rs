@@ -66,6 +66,14 @@ pub(crate) enum RoomCmd {
     Leave { conn: ConnId, done: oneshot::Sender<()> },
     /// A gateway stopped heartbeating: its users are gone.
     GatewayGone { gateway: String },
+    /// Ask the fleet again who is online in the room and take its answers as the truth (events may have been
+    /// missed: NATS was away, or a gateway was wrongly taken for dead). `me` is the room's own command channel,
+    /// for the answers.
+    Resync { me: mpsc::WeakUnboundedSender<RoomCmd> },
+    /// A gateway's answer to this room's resync.
+    Snapshot(natter_proto::bus::PresenceSnapshot),
+    /// The resync's answers are all in: gateways that did not answer have no users in the room.
+    ResyncDone,
 }
 
 /// What every room task of a gateway shares.
@@ -119,6 +127,8 @@ pub(crate) struct RoomTask {
     local: HashMap<String, (UserRef, usize)>,
     /// Users online in the room on other gateways.
     remote: HashMap<String, HashMap<String, UserRef>>,
+    /// While a presence resync collects answers: the gateways that answered so far.
+    resyncing: Option<std::collections::HashSet<String>>,
     /// Users with a live draft, and when it was last updated.
     typing: HashMap<String, (UserRef, Instant)>,
     /// Message frames of the batch being delivered, with their positions, in order (see [`RoomTask::flush`]).
@@ -144,6 +154,7 @@ impl RoomTask {
             members: HashMap::new(),
             local: HashMap::new(),
             remote: HashMap::new(),
+            resyncing: None,
             typing: HashMap::new(),
             outgoing: Vec::new(),
             batch_accepted_ms: None,
@@ -315,6 +326,9 @@ impl RoomTask {
                     }
                 }
             }
+            RoomCmd::Resync { me } => self.resync_presence(me).await,
+            RoomCmd::Snapshot(snapshot) => self.apply_snapshot(snapshot),
+            RoomCmd::ResyncDone => self.finish_resync(),
             RoomCmd::GatewayGone { gateway } => {
                 if let Some(users) = self.remote.remove(&gateway) {
                     for user in users.into_values() {

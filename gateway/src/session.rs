@@ -10,14 +10,14 @@ use natter_stream::journal::PublishError;
 
 use natter_proto::bus::{RoomAccess, StoredMessage, TypingEvent};
 use natter_proto::close;
-use natter_proto::frame::{ClientFrame, ServerFrame};
+use natter_proto::frame::{ClientFrame, ServerFrame, left_reason};
 use natter_proto::{ClientMsgId, RoomId, subject};
 
 use crate::frame::{self, OpCode};
 use crate::limit::Bucket;
 use crate::metrics;
 use crate::outbox::CloseReason;
-use crate::peer::{Outbound, Peer};
+use crate::peer::{Control, Outbound, Peer};
 use crate::room::encode;
 use crate::socket::{Incoming, ReadEnd, Reader};
 use crate::state::Gateway;
@@ -80,6 +80,12 @@ impl Session {
                     self.answer_send(room, id, read_at, outcome);
                     continue;
                 }
+                controls = self.peer.controls() => {
+                    for control in controls {
+                        Box::pin(self.apply(control)).await;
+                    }
+                    continue;
+                }
                 next = reader.next(), if waiting < MAX_SENDS_IN_FLIGHT => next,
             };
             let incoming = match next {
@@ -134,27 +140,71 @@ impl Session {
             // state, not room for the largest of these futures (the JWKS refetch alone is kilobytes).
             ClientFrame::Join { room, since } => Box::pin(self.join(room, since)).await,
             ClientFrame::Leave { room } => {
-                if self.rooms.remove(&room).is_some() {
-                    // Wait until the room has dropped this member: nothing of the room may follow `left`.
-                    let _ = self.gw.hub.leave(&room, self.peer.conn).await;
-                    self.peer.outbox().forget(&room);
-                    self.push(&ServerFrame::Left { room, reason: None });
-                } else {
+                if !self.leave(room.clone(), None).await {
                     self.error("not_joined", format!("you are not in room '{room}'"), None);
                 }
             }
             ClientFrame::Send { room, id, body } => Box::pin(self.send(room, id, body)).await,
             ClientFrame::Typing { room, text } => Box::pin(self.typing(room, text)).await,
             ClientFrame::Ping { id } => self.push(&ServerFrame::Pong { id }),
-            ClientFrame::Refresh { token } => match Box::pin(self.gw.verifier.verify(&token)).await {
-                Ok(claims) if claims.sub == self.peer.user.id => {
+            ClientFrame::Refresh { token } => match Box::pin(self.gw.verify(&token)).await {
+                Ok(claims) if claims.sub == self.peer.user.id && *claims.sid == *self.peer.sid => {
                     self.peer.set_expires(i64::try_from(claims.exp).unwrap_or(i64::MAX));
                 }
+                Ok(claims) if claims.sub == self.peer.user.id => self.error(
+                    "token_wrong_session",
+                    "the new token is of another login; connect again with it".into(),
+                    None,
+                ),
                 Ok(_) => self.error("token_wrong_user", "the new token is for another user".into(), None),
                 Err(err) => self.error(err.code(), err.to_string(), None),
             },
         }
         None
+    }
+
+    /// Takes the connection out of `room` and tells the client (with `reason` when it did not ask). Returns
+    /// whether it was in the room.
+    async fn leave(&mut self, room: RoomId, reason: Option<&'static str>) -> bool {
+        if self.rooms.remove(&room).is_none() {
+            return false;
+        }
+        // Wait until the room has dropped this member: nothing of the room may follow `left`.
+        self.gw.hub.leave(&room, self.peer.conn).await;
+        self.peer.outbox().forget(&room);
+        if let Some(reason) = reason {
+            ::metrics::counter!(metrics::EVICTIONS, "reason" => reason).increment(1);
+        }
+        self.push(&ServerFrame::Left {
+            room,
+            reason: reason.map(str::to_owned),
+        });
+        true
+    }
+
+    /// Does what the rest of the gateway asked of this connection.
+    async fn apply(&mut self, control: Control) {
+        match control {
+            Control::Evict { room, reason } => {
+                self.leave(room, Some(reason)).await;
+            }
+            Control::Revalidate => {
+                let rooms: Vec<RoomId> = self.rooms.keys().cloned().collect();
+                for room in rooms {
+                    let reason = match self.gw.room_access(&room, &self.peer.user.id).await {
+                        Ok(RoomAccess::Public | RoomAccess::Allowed) => continue,
+                        Ok(RoomAccess::Denied) => left_reason::ACCESS_REVOKED,
+                        Ok(RoomAccess::NotFound) => left_reason::ROOM_DELETED,
+                        // Cannot tell now: the connection stays, and the next reconnect asks again.
+                        Err(err) => {
+                            tracing::warn!(%room, error = %err, "cannot revalidate room access");
+                            continue;
+                        }
+                    };
+                    self.leave(room, Some(reason)).await;
+                }
+            }
+        }
     }
 
     async fn join(&mut self, room: RoomId, since: Option<u64>) {
@@ -379,7 +429,11 @@ fn warn_publish_failed(room: &RoomId, reason: &'static str) {
     static UNLOGGED: AtomicU64 = AtomicU64::new(0);
     let now = u64::try_from(crate::peer::unix_now()).unwrap_or(0);
     let last = LOGGED_AT.load(Ordering::Relaxed);
-    if now > last && LOGGED_AT.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+    if now > last
+        && LOGGED_AT
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
         let unlogged = UNLOGGED.swap(0, Ordering::Relaxed);
         tracing::warn!(%room, reason, unlogged, "a send was not confirmed by JetStream; its outcome is unknown");
     } else {

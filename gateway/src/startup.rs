@@ -28,6 +28,8 @@ pub struct Application {
     listener: TcpListener,
     gw: Gateway,
     url: String,
+    room_events: async_nats::Subscriber,
+    revocations: async_nats::jetstream::kv::Store,
 }
 
 impl Application {
@@ -60,9 +62,17 @@ impl Application {
             config.stream_max_age,
             config.stream_replicas.into(),
         ));
+        let room_events = crate::lifecycle::subscribe_rooms(&nats).await?;
+        let revocations = natter_stream::sessions::bucket(&js).await?;
         let hub = Hub::new(id.clone(), nats, stream, epoch, Arc::new(Load::new(config.shed_lag)));
         let gw = Gateway::new(id, config, verifier, hub, js);
-        Ok(Self { listener, gw, url })
+        Ok(Self {
+            listener,
+            gw,
+            url,
+            room_events,
+            revocations,
+        })
     }
 
     /// The bound address.
@@ -84,7 +94,13 @@ impl Application {
     /// Serves until `shutdown` completes, then drains: stops accepting, closes every client with 1012 spread
     /// over the jitter window, and returns once all are gone or the grace period is over.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, gw, url } = self;
+        let Self {
+            listener,
+            gw,
+            url,
+            room_events,
+            revocations,
+        } = self;
         let app = Router::new()
             .route("/ws", get(crate::upgrade::upgrade))
             .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
@@ -95,10 +111,22 @@ impl Application {
         let watcher = tokio::spawn(crate::fleet::watch(gw.clone()));
         let sweeper = tokio::spawn(crate::sweep::run(gw.clone()));
         let epoch_watch = tokio::spawn(gw.hub.epoch().clone().watch());
+        let lifecycle = [
+            tokio::spawn(crate::lifecycle::follow_rooms(gw.clone(), room_events)),
+            tokio::spawn(crate::lifecycle::follow_revocations(gw.clone(), revocations)),
+            tokio::spawn(crate::lifecycle::catch_up_after_reconnects(gw.clone())),
+        ];
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let send_buffer = gw.config.socket_send_buffer;
-        let mut serve = std::pin::pin!(serve_http(listener, app, send_buffer, stop_rx));
+        let accepting = Accepting {
+            send_buffer: gw.config.socket_send_buffer,
+            header_timeout: gw.config.header_timeout,
+            pending: crate::pending::PendingLimits::new(
+                gw.config.max_pending_connections,
+                gw.config.max_pending_per_address,
+            ),
+        };
+        let mut serve = std::pin::pin!(serve_http(listener, app, accepting, stop_rx));
         tokio::select! {
             () = &mut serve => anyhow::bail!("the HTTP server stopped"),
             () = shutdown => {}
@@ -120,6 +148,9 @@ impl Application {
         watcher.abort();
         sweeper.abort();
         epoch_watch.abort();
+        for task in lifecycle {
+            task.abort();
+        }
         // NATS may be gone already (a whole stack stopping at once): do not wait for it.
         let _ = tokio::time::timeout(Duration::from_secs(1), gw.hub.nats().flush()).await;
         Ok(())
@@ -161,8 +192,18 @@ async fn drain(gw: &Gateway, url: &str) {
     tracing::info!("drained");
 }
 
-/// Accepts connections and serves each with HTTP/1.1 and upgrades, until `stop` turns true. A `send_buffer`
-/// other than 0 fixes each socket's kernel send buffer at that many bytes.
+/// How new connections are taken.
+struct Accepting {
+    /// Other than 0: each socket's kernel send buffer, in bytes.
+    send_buffer: usize,
+    /// How long a connection has to send its request head.
+    header_timeout: Duration,
+    /// Caps on connections not yet upgraded.
+    pending: Arc<crate::pending::PendingLimits>,
+}
+
+/// Accepts connections and serves each with HTTP/1.1 and upgrades, until `stop` turns true. Each holds a pending
+/// place until it upgrades or ends; one over a cap is answered 503 and closed.
 ///
 /// Not `axum::serve`: its protocol auto-detection wraps every socket in a private rewind type, so an upgraded
 /// WebSocket could not be unwrapped to the bare TCP stream, and each idle connection would keep the HTTP read
@@ -170,7 +211,7 @@ async fn drain(gw: &Gateway, url: &str) {
 async fn serve_http(
     listener: TcpListener,
     app: Router,
-    send_buffer: usize,
+    accepting: Accepting,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use tower::ServiceExt;
@@ -189,10 +230,20 @@ async fn serve_http(
                 continue;
             }
         };
+        let pending = match accepting.pending.admit(peer.ip()) {
+            Ok(pending) => pending,
+            Err(full) => {
+                ::metrics::counter!(crate::metrics::PENDING_REFUSED, "scope" => full.scope()).increment(1);
+                // Best effort, without waiting: the socket is closed either way.
+                let _ = tcp.try_write(crate::pending::FULL_RESPONSE);
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
-        if send_buffer > 0 {
-            set_send_buffer(&tcp, send_buffer);
+        if accepting.send_buffer > 0 {
+            set_send_buffer(&tcp, accepting.send_buffer);
         }
+        let header_timeout = accepting.header_timeout;
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
@@ -202,12 +253,14 @@ async fn serve_http(
             let conn = hyper::server::conn::http1::Builder::new()
                 // A socket that never finishes its request headers is dropped, not kept forever.
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
+                .header_read_timeout(header_timeout)
                 .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
                 .with_upgrades();
             if let Err(err) = conn.await {
                 tracing::debug!(%peer, error = %err, "HTTP connection ended with an error");
             }
+            // Upgraded (the WebSocket now counts in the connection limits) or gone.
+            drop(pending);
         });
     }
 }
@@ -245,20 +298,36 @@ fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// How long NATS has to answer a readiness check.
+const READY_WITHIN: Duration = Duration::from_secs(1);
+
+/// Ready while NATS answers (not just while the connection looks up: a frozen server keeps it open), the revoked
+/// sessions are loaded (until then a revoked token could pass), and the gateway is not draining.
 async fn readyz(State(gw): State<Gateway>) -> impl IntoResponse {
-    let nats = matches!(
-        gw.hub.nats().connection_state(),
-        async_nats::connection::State::Connected
-    );
     let draining = gw.draining.load(Ordering::Relaxed);
-    let status = if nats && !draining {
+    // A draining gateway answers at once: it is leaving whatever NATS says.
+    let nats = if draining {
+        matches!(
+            gw.hub.nats().connection_state(),
+            async_nats::connection::State::Connected
+        )
+    } else {
+        natter_service::nats_answers(gw.hub.nats(), READY_WITHIN).await
+    };
+    let revocations = gw.revoked.loaded();
+    let status = if nats && revocations && !draining {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (
         status,
-        axum::Json(json!({"nats": nats, "draining": draining, "connections": gw.open_connections()})),
+        axum::Json(json!({
+            "nats": nats,
+            "revocations_loaded": revocations,
+            "draining": draining,
+            "connections": gw.open_connections(),
+        })),
     )
 }
 

@@ -7,15 +7,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use natter_proto::RoomId;
-use natter_proto::bus::{RoomAccess, StoredMessage};
+use natter_proto::bus::{RoomAccess, RoomEvent, StoredMessage};
+use natter_proto::token::{AccessClaims, TokenError};
 use natter_stream::journal::PublishError;
+use natter_stream::sessions::Revoked;
 
 use crate::access::AccessChecks;
 use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::metrics;
-use crate::peer::{ConnId, Peer};
+use crate::peer::{ConnId, Control, Peer};
 use crate::room::message_frame;
 
 /// How long a send waits for JetStream's stored-ack before the client is told the outcome is unknown.
@@ -31,6 +33,8 @@ pub struct Gateway {
 pub struct Inner {
     /// This gateway's id.
     pub id: String,
+    /// Random per process start (see [`natter_proto::bus::GatewayInfo::instance`]).
+    pub instance: String,
     /// Its settings.
     pub config: Config,
     /// Token verification.
@@ -47,6 +51,8 @@ pub struct Inner {
     /// Open connections, so a drain can close each.
     peers: Mutex<HashMap<ConnId, Peer>>,
     access: AccessChecks,
+    /// Sessions revoked before their tokens expire, followed from NATS KV (see [`natter_stream::sessions`]).
+    pub revoked: Arc<Revoked>,
 }
 
 impl std::ops::Deref for Gateway {
@@ -90,6 +96,7 @@ impl Gateway {
         let access = AccessChecks::new(hub.nats().clone());
         let inner = Inner {
             id,
+            instance: format!("{:016x}", rand::random::<u64>()),
             config,
             verifier,
             hub,
@@ -100,6 +107,7 @@ impl Gateway {
             per_user: Mutex::new(HashMap::new()),
             peers: Mutex::new(HashMap::new()),
             access,
+            revoked: Arc::new(Revoked::default()),
         };
         Self { inner: Arc::new(inner) }
     }
@@ -160,6 +168,51 @@ impl Gateway {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// Verifies an access token (see [`TokenVerifier::verify`]) and that its session was not revoked.
+    pub async fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let claims = self.verifier.verify(token).await?;
+        if self.revoked.contains(&claims.sid) {
+            return Err(TokenError::Revoked);
+        }
+        Ok(claims)
+    }
+
+    /// Closes every connection of revoked session `sid` with 4003.
+    pub fn session_revoked(&self, sid: &str) {
+        for peer in self.peers() {
+            if *peer.sid == *sid {
+                peer.close(natter_proto::close::SESSION_REVOKED, "session revoked; log in again");
+            }
+        }
+    }
+
+    /// Applies a room's lifecycle event: forgets what the access checks remember of it, and takes the connections
+    /// it concerns out of the room.
+    pub fn room_event(&self, room: &RoomId, event: &RoomEvent) {
+        let user = event.user();
+        self.access.forget(room, user);
+        let reason = event.left_reason();
+        for peer in self.peers() {
+            if user.is_none_or(|user| peer.user.id == user) {
+                peer.control(Control::Evict {
+                    room: room.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+
+    /// After NATS came back: forgets every access answer (room events may have been missed), has every
+    /// connection ask again about its rooms, and every room ask the fleet again who is online in it (presence
+    /// events may have been missed too).
+    pub fn revalidate(&self) {
+        self.access.clear();
+        for peer in self.peers() {
+            peer.control(Control::Revalidate);
+        }
+        self.hub.resync_presence();
     }
 
     /// Whether `user` may join `room` (see [`crate::access`]).

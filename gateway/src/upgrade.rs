@@ -68,7 +68,7 @@ pub async fn upgrade(
             "pass the access token as ?token= or a subprotocol",
         );
     };
-    let claims = match gw.verifier.verify(&token).await {
+    let claims = match gw.verify(&token).await {
         Ok(claims) => claims,
         Err(err) => return refuse(StatusCode::UNAUTHORIZED, err.code(), &err.to_string()),
     };

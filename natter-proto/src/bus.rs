@@ -115,6 +115,10 @@ pub struct GatewayInfo {
     pub connections: u64,
     /// Whether it is draining (takes no new clients).
     pub draining: bool,
+    /// Random per process start: a gateway restarted under the same id has a new one, so the fleet knows its
+    /// users from before are gone.
+    #[serde(default)]
+    pub instance: String,
 }
 
 /// A gateway's question to the auth-api: may this user join this room?

@@ -195,6 +195,7 @@ pub fn nats_options(name: impl Into<String>) -> async_nats::ConnectOptions {
                 async_nats::Event::Connected => {
                     if NATS_STATE.swap(NATS_UP, Ordering::Relaxed) == NATS_LOST {
                         metrics::counter!(NATS_RECONNECTS).increment(1);
+                        nats_reconnects_sender().send_modify(|n| *n += 1);
                     }
                     metrics::gauge!(NATS_CONNECTED).set(1.0);
                     tracing::info!("connected to NATS");
@@ -209,6 +210,32 @@ pub fn nats_options(name: impl Into<String>) -> async_nats::ConnectOptions {
                 other => tracing::warn!(event = %other, "NATS"),
             }
         })
+}
+
+fn nats_reconnects_sender() -> &'static tokio::sync::watch::Sender<u64> {
+    static RECONNECTS: std::sync::OnceLock<tokio::sync::watch::Sender<u64>> = std::sync::OnceLock::new();
+    RECONNECTS.get_or_init(|| tokio::sync::watch::channel(0).0)
+}
+
+/// Changes each time this process's NATS connection comes back after it was lost (the value counts the returns):
+/// what a process that keeps state learnt over core NATS waits on, to catch up on what it may have missed.
+pub fn nats_reconnects() -> tokio::sync::watch::Receiver<u64> {
+    nats_reconnects_sender().subscribe()
+}
+
+/// Whether the NATS server answers within `within`: a request nobody serves, which a live server answers at once
+/// with "no responders". A connection that looks up can still lead to a server that is frozen or cut off; this
+/// is what readiness asks.
+pub async fn nats_answers(nats: &async_nats::Client, within: std::time::Duration) -> bool {
+    if !matches!(nats.connection_state(), async_nats::connection::State::Connected) {
+        return false;
+    }
+    use async_nats::client::RequestErrorKind;
+    match tokio::time::timeout(within, nats.request("_NATTER.ROUND_TRIP", Default::default())).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(err)) => err.kind() == RequestErrorKind::NoResponders,
+        Err(_) => false,
+    }
 }
 
 /// The NATS connection: never up yet, up, or lost (and not back yet).

@@ -17,26 +17,33 @@ use natter_proto::bus::{REVOKED_SESSIONS_BUCKET, RevokedSession};
 pub const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// Opens the bucket of revoked sessions, creating it if missing.
+///
+/// The bucket's stream is made here with the settings of a KV bucket rather than by `create_key_value`: the
+/// client's KV creation asks for settings newer than nats-server 2.9, whose answer it then cannot read.
 pub async fn bucket(js: &jetstream::Context) -> anyhow::Result<kv::Store> {
     if let Ok(store) = js.get_key_value(REVOKED_SESSIONS_BUCKET).await {
         return Ok(store);
     }
-    let config = kv::Config {
-        bucket: REVOKED_SESSIONS_BUCKET.to_owned(),
-        description: "Natter sessions revoked before their access tokens expire".to_owned(),
-        history: 1,
+    let config = jetstream::stream::Config {
+        name: format!("KV_{REVOKED_SESSIONS_BUCKET}"),
+        description: Some("Natter sessions revoked before their access tokens expire".to_owned()),
+        subjects: vec![format!("$KV.{REVOKED_SESSIONS_BUCKET}.>")],
+        max_messages_per_subject: 1,
         max_age: MAX_AGE,
         storage: jetstream::stream::StorageType::File,
+        discard: jetstream::stream::DiscardPolicy::New,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        num_replicas: 1,
         ..Default::default()
     };
-    match js.create_key_value(config).await {
-        Ok(store) => Ok(store),
-        // Another process made it meanwhile.
-        Err(create) => js
-            .get_key_value(REVOKED_SESSIONS_BUCKET)
-            .await
-            .map_err(|_| anyhow::anyhow!("failed to create or open the {REVOKED_SESSIONS_BUCKET} bucket: {create}")),
-    }
+    js.get_or_create_stream(config)
+        .await
+        .map_err(|e| anyhow::anyhow!("failed to create the {REVOKED_SESSIONS_BUCKET} bucket: {e}"))?;
+    js.get_key_value(REVOKED_SESSIONS_BUCKET)
+        .await
+        .map_err(|e| anyhow::anyhow!("failed to open the {REVOKED_SESSIONS_BUCKET} bucket: {e}"))
 }
 
 /// Records that session `sid` is revoked.

@@ -67,6 +67,16 @@ impl NatsServer {
         self.service.crash();
     }
 
+    /// Freezes the server (SIGSTOP): clients stay connected and get no answers, as with a hung server.
+    pub fn pause(&mut self) {
+        self.service.pause();
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub fn resume(&mut self) {
+        self.service.resume();
+    }
+
     /// Starts the server again on the same port with the same store. Panics if it does not come up.
     pub fn restart(&mut self) {
         self.service.restart();

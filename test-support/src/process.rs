@@ -176,6 +176,20 @@ impl Service {
         }
     }
 
+    /// Freezes it (SIGSTOP): its sockets stay open and nothing answers, as with a hung server.
+    pub fn pause(&mut self) {
+        if let Some(child) = &self.child {
+            signal(child.id(), "STOP");
+        }
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub fn resume(&mut self) {
+        if let Some(child) = &self.child {
+            signal(child.id(), "CONT");
+        }
+    }
+
     /// Starts it again on the same port with the same data. Panics if it does not come up.
     pub fn restart(&mut self) {
         self.crash();
@@ -192,6 +206,8 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
+        // A frozen server would not act on the stop signal.
+        self.resume();
         if let Some(mut child) = self.child.take() {
             stop(&mut child, self.recipe.stop_signal, Duration::from_secs(5));
         }

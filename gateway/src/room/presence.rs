@@ -1,7 +1,7 @@
 //! A room's presence (local users with a count of their connections and, per remote gateway, that gateway's
 //! users, learned from a sync at start and from presence events after) and its live drafts.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -10,36 +10,81 @@ use natter_proto::bus::{PresenceEvent, PresenceSnapshot, TypingEvent};
 use natter_proto::frame::{ServerFrame, UserRef};
 use natter_proto::subject;
 
-use super::{PRESENCE_SYNC_WINDOW, RoomTask, TYPING_EXPIRY, encode};
+use natter_proto::RoomId;
+use tokio::sync::mpsc;
+
+use super::{PRESENCE_SYNC_WINDOW, RoomCmd, RoomTask, TYPING_EXPIRY, encode};
 use crate::peer::Outbound;
 
 impl RoomTask {
-    /// Asks every gateway for its users in this room and waits briefly for the answers.
+    /// Asks every gateway for its users in this room and waits briefly for the answers (at the room's start,
+    /// before it serves anyone).
     pub(super) async fn sync_presence(&mut self) {
-        let nats = &self.shared.nats;
-        let inbox = nats.new_inbox();
-        let Ok(mut replies) = nats.subscribe(inbox.clone()).await else {
-            return;
-        };
-        if nats
-            .publish_with_reply(subject::room_presence_sync(&self.room), inbox, Bytes::new())
-            .await
-            .is_err()
-        {
+        let me = self.shared.gateway.clone();
+        let mut answers = Vec::new();
+        collect_snapshots(&self.shared.nats, &self.room, |snapshot| answers.push(snapshot)).await;
+        for snapshot in answers.into_iter().filter(|s| s.gateway != me) {
+            let users = snapshot.users.into_iter().map(|u| (u.id.clone(), u)).collect();
+            self.remote.insert(snapshot.gateway, users);
+        }
+    }
+
+    /// Asks the fleet again who is online and takes the answers as the truth: members hear of everyone who
+    /// appeared or vanished meanwhile. The answers come back to the room as commands ([`Self::apply_snapshot`],
+    /// then [`Self::finish_resync`]), so the room goes on serving (and answering other gateways' resyncs) while
+    /// they are collected.
+    pub(super) async fn resync_presence(&mut self, me: mpsc::WeakUnboundedSender<RoomCmd>) {
+        // This gateway's own users go to the fleet first: others resyncing now ask for them.
+        self.publish_fleet_changes().await;
+        self.resyncing = Some(HashSet::new());
+        let nats = self.shared.nats.clone();
+        let room = self.room.clone();
+        tokio::spawn(async move {
+            collect_snapshots(&nats, &room, |snapshot| {
+                if let Some(tx) = me.upgrade() {
+                    let _ = tx.send(RoomCmd::Snapshot(snapshot));
+                }
+            })
+            .await;
+            if let Some(tx) = me.upgrade() {
+                let _ = tx.send(RoomCmd::ResyncDone);
+            }
+        });
+    }
+
+    /// Takes a gateway's answer as its users in the room, telling members of the differences.
+    pub(super) fn apply_snapshot(&mut self, snapshot: PresenceSnapshot) {
+        if snapshot.gateway == self.shared.gateway {
             return;
         }
-        let deadline = tokio::time::sleep(PRESENCE_SYNC_WINDOW);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                () = &mut deadline => break,
-                Some(msg) = replies.next() => {
-                    if let Ok(snapshot) = serde_json::from_slice::<PresenceSnapshot>(&msg.payload)
-                        && snapshot.gateway != self.shared.gateway
-                    {
-                        let users = snapshot.users.into_iter().map(|u| (u.id.clone(), u)).collect();
-                        self.remote.insert(snapshot.gateway, users);
-                    }
+        if let Some(answered) = &mut self.resyncing {
+            answered.insert(snapshot.gateway.clone());
+        }
+        let gateway = snapshot.gateway;
+        let now: HashMap<String, UserRef> = snapshot.users.into_iter().map(|u| (u.id.clone(), u)).collect();
+        let before = self.remote.insert(gateway.clone(), now.clone()).unwrap_or_default();
+        for (id, user) in &before {
+            if !now.contains_key(id) {
+                self.user_disappeared(user);
+            }
+        }
+        for (id, user) in now {
+            if !before.contains_key(&id) && !self.online_elsewhere(&id, Some(&gateway)) {
+                self.tell(&user, true);
+            }
+        }
+    }
+
+    /// Ends a resync: the gateways that did not answer have no users in the room.
+    pub(super) fn finish_resync(&mut self) {
+        let Some(answered) = self.resyncing.take() else {
+            return;
+        };
+        let silent: Vec<String> = self.remote.keys().filter(|g| !answered.contains(*g)).cloned().collect();
+        for gateway in silent {
+            if let Some(users) = self.remote.remove(&gateway) {
+                for user in users.into_values() {
+                    self.user_disappeared(&user);
                 }
             }
         }
@@ -235,6 +280,33 @@ impl RoomTask {
                 text: String::new(),
             };
             self.broadcast(encode(&frame), Some(&user.id));
+        }
+    }
+}
+
+/// Asks every gateway for its users in `room` and hands each answer to `answer`, for the sync window.
+async fn collect_snapshots(nats: &async_nats::Client, room: &RoomId, mut answer: impl FnMut(PresenceSnapshot)) {
+    let inbox = nats.new_inbox();
+    let Ok(mut replies) = nats.subscribe(inbox.clone()).await else {
+        return;
+    };
+    if nats
+        .publish_with_reply(subject::room_presence_sync(room), inbox, Bytes::new())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let deadline = tokio::time::sleep(PRESENCE_SYNC_WINDOW);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            () = &mut deadline => break,
+            Some(msg) = replies.next() => {
+                if let Ok(snapshot) = serde_json::from_slice::<PresenceSnapshot>(&msg.payload) {
+                    answer(snapshot);
+                }
+            }
         }
     }
 }

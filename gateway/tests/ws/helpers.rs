@@ -158,6 +158,17 @@ impl Stack {
             .expect("JSON")
     }
 
+    /// POST a JSON body (with a bearer token, if given); the status and the JSON answer (`null` when none).
+    pub async fn post_with(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut request = self.http.post(format!("{}{path}", self.api)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// DELETE with a bearer token; the status.
     pub async fn delete_with(&self, path: &str, token: &str) -> u16 {
         self.http

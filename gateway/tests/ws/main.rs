@@ -5,5 +5,6 @@ mod abuse;
 mod delivery;
 mod fleet;
 mod helpers;
+mod lifecycle;
 mod metrics;
 mod rfc6455;
