@@ -2,6 +2,7 @@
 //! processes, driven by tokio-tungstenite (a WebSocket client this project did not write).
 
 mod abuse;
+mod attacks;
 mod delivery;
 mod fleet;
 mod helpers;
