@@ -96,6 +96,17 @@ check_stopped "Ctrl-C"
 # start reuses the data directory, as a developer's next 'natter up' would.
 start_stack --no-build
 curl -fsS "$api/readyz" >/dev/null || fail "readyz is not OK after a restart"
+# A service that dies is reported and started again; the others keep serving meanwhile.
+gw_pid="$(ss -ltnpH "sport = :$gateway_port" | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2)"
+[ -n "$gw_pid" ] || fail "no process listens on the first gateway's port $gateway_port"
+kill -KILL "$gw_pid"
+curl -fsS "http://127.0.0.1:$((gateway_port + 1))/readyz" >/dev/null || fail "the second gateway stopped serving"
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$gateway_port/readyz" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+curl -fsS "http://127.0.0.1:$gateway_port/readyz" >/dev/null || fail "the killed gateway was not started again"
+grep -q "gateway 1 exited with status 137; restarting it" "$tmp/err" || fail "the restart was not reported: $(cat "$tmp/err")"
 kill -TERM "$up_pid"
 check_stopped "SIGTERM"
-echo "natter up: started, served the README examples, stopped cleanly on Ctrl-C and on SIGTERM"
+echo "natter up: started, served the README examples, restarted a killed gateway, stopped cleanly on Ctrl-C and on SIGTERM"
