@@ -946,3 +946,53 @@ async fn a_body_or_draft_holding_nul_is_refused_never_acked_nor_delivered() {
         .collect();
     assert!(leaked.is_empty(), "{leaked:?}");
 }
+
+#[tokio::test]
+async fn the_gateway_wide_connection_cap_and_the_room_cap_hold_and_free_up() {
+    let stack = Stack::start().await;
+    let gw = stack
+        .gateway(&["--max-connections", "3", "--max-rooms-per-connection", "2"])
+        .await;
+    let mut tokens = Vec::new();
+    for name in ["cap1", "cap2", "cap3", "cap4"] {
+        tokens.push(stack.user(name).await.0);
+    }
+    let mut first = Client::connect(&gw, &tokens[0]).await;
+    let second = Client::connect(&gw, &tokens[1]).await;
+    let _third = Client::connect(&gw, &tokens[2]).await;
+    // Full: a fourth user, with a token of their own, is refused before the upgrade.
+    let (status, body) = upgrade_status(request(&gw.ws_url(&tokens[3]), &[])).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("too_many_connections"), "{body}");
+    // A place frees up when a connection goes.
+    drop(second);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, _) = upgrade_status(request(&gw.ws_url(&tokens[3]), &[])).await;
+        if status == 101 {
+            break;
+        }
+        assert_eq!(status, 429);
+        assert!(
+            Instant::now() < deadline,
+            "the closed connection's place never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Two rooms at once, and not a third until one is left.
+    let rooms = [
+        stack.room(&tokens[0], false).await,
+        stack.room(&tokens[0], false).await,
+        stack.room(&tokens[0], false).await,
+    ];
+    first.join(&rooms[0], None).await;
+    first.join(&rooms[1], None).await;
+    first.send(json!({"type": "join", "room": rooms[2]})).await;
+    assert_eq!(first.recv_type("error").await["code"], "too_many_rooms");
+    first.send(json!({"type": "leave", "room": rooms[0]})).await;
+    first.recv_type("left").await;
+    first.join(&rooms[2], None).await;
+    let seq = first.say(&rooms[2], "third", "room").await;
+    assert_eq!(first.recv_type("message").await["seq"].as_u64(), Some(seq));
+}
