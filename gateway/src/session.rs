@@ -29,6 +29,9 @@ const PATIENT_RELEASES: usize = 8;
 /// frames until one is answered.
 const MAX_SENDS_IN_FLIGHT: usize = 32;
 
+/// How long a revalidation that got no answer waits before it asks again (doubling each time, up to 32 times this).
+const REVALIDATE_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// A send handed to JetStream: its room and id, and its outcome once known.
 /// A send waiting for its stored-ack: its room, id, when its frame was read, and the outcome.
 type InFlight = Pin<Box<dyn Future<Output = (RoomId, ClientMsgId, Instant, Result<u64, PublishError>)> + Send>>;
@@ -188,20 +191,32 @@ impl Session {
             Control::Evict { room, reason } => {
                 self.leave(room, Some(reason)).await;
             }
-            Control::Revalidate => {
+            Control::Revalidate { attempt } => {
                 let rooms: Vec<RoomId> = self.rooms.keys().cloned().collect();
+                let mut unanswered = false;
                 for room in rooms {
                     let reason = match self.gw.room_access(&room, &self.peer.user.id).await {
                         Ok(RoomAccess::Public | RoomAccess::Allowed) => continue,
                         Ok(RoomAccess::Denied) => left_reason::ACCESS_REVOKED,
                         Ok(RoomAccess::NotFound) => left_reason::ROOM_DELETED,
-                        // Cannot tell now: the connection stays, and the next reconnect asks again.
+                        // Cannot tell now: the connection stays in the room and asks again in a while.
                         Err(err) => {
-                            tracing::warn!(%room, error = %err, "cannot revalidate room access");
+                            if attempt == 0 {
+                                tracing::warn!(%room, error = %err, "cannot revalidate room access yet; retrying");
+                            }
+                            unanswered = true;
                             continue;
                         }
                     };
                     self.leave(room, Some(reason)).await;
+                }
+                if unanswered {
+                    let peer = self.peer.clone();
+                    let wait = REVALIDATE_RETRY.saturating_mul(2u32.saturating_pow(attempt.min(5)));
+                    tokio::spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        peer.control(Control::Revalidate { attempt: attempt + 1 });
+                    });
                 }
             }
         }

@@ -210,7 +210,7 @@ impl Gateway {
     pub fn revalidate(&self) {
         self.access.clear();
         for peer in self.peers() {
-            peer.control(Control::Revalidate);
+            peer.control(Control::Revalidate { attempt: 0 });
         }
         self.hub.resync_presence();
     }

@@ -290,3 +290,39 @@ async fn idle_sockets_past_the_pending_caps_get_503_and_websockets_still_connect
     client.send(json!({"type": "ping", "id": "p"})).await;
     assert_eq!(client.recv_type("pong").await["id"], "p");
 }
+
+#[tokio::test]
+async fn a_gateway_back_from_a_nats_outage_asks_again_about_its_rooms_and_evicts_whoever_lost_access() {
+    let mut stack = Stack::start().await;
+    let gw = stack.gateway(&[]).await;
+    let (owner, _) = stack.user("rita").await;
+    let (member, member_id) = stack.user("sam").await;
+    let room = stack.room(&owner, true).await;
+    let info = stack.get_with(&format!("/api/rooms/{room}"), &owner).await;
+    let code = info["join_code"].as_str().expect("the owner sees the join code");
+    let (status, _) = stack
+        .post_with(&format!("/api/rooms/{room}/join"), Some(&member), json!({"code": code}))
+        .await;
+    assert_eq!(status, 200);
+    let mut sam = Client::connect(&gw, &member).await;
+    sam.join(&room, None).await;
+    let mut rita = Client::connect(&gw, &owner).await;
+    rita.join(&room, None).await;
+
+    // NATS goes down; meanwhile the membership ends where no event can announce it (straight in the database).
+    stack.nats.kill();
+    let db = sqlx::PgPool::connect(&stack.db_url).await.expect("database");
+    sqlx::query("DELETE FROM memberships WHERE room_id = $1 AND user_id = $2::uuid")
+        .bind(&room)
+        .bind(&member_id)
+        .execute(&db)
+        .await
+        .expect("membership removed");
+    stack.nats.restart();
+    let left = sam.recv_type("left").await;
+    assert_eq!(left, json!({"type": "left", "room": room, "reason": "access_revoked"}));
+    // The owner's access still holds: asked again, kept.
+    rita.send(json!({"type": "ping", "id": "still-in"})).await;
+    assert_eq!(rita.recv_type("pong").await["id"], "still-in");
+    assert!(rita.queued("left").is_empty(), "the owner stays in the room");
+}
