@@ -92,7 +92,7 @@ DASHBOARDS = {
                   (f"sum by (instance) (rate(natter_gateway_connections_closed_total{{{GW}}}[{RATE}]))",
                    "{{instance}} closed")),
             panel("Closes by code", "Closed connections per second by close code (1012 drain, 4001 token expired, "
-                  "4008 slow consumer, 4009 idle).", "ops",
+                  "4003 session revoked, 4008 slow consumer, 4009 idle).", "ops",
                   (f"sum by (code) (rate(natter_gateway_connections_closed_total{{{GW}}}[{RATE}]))", "{{code}}")),
             panel("Joins and rooms", "Room joins per second, and rooms with local members.", "short",
                   (f"sum by (instance) (rate(natter_gateway_joins_total{{{GW}}}[{RATE}]))", "{{instance}} joins/s"),
@@ -120,6 +120,15 @@ DASHBOARDS = {
                   (f"sum by (kind) (rate(natter_gateway_rate_limited_total{{{GW}}}[{RATE}]))", "rate limited {{kind}}")),
             panel("Draining", "1 while a gateway drains (from SIGTERM until it exits).", "short",
                   (f"natter_gateway_draining{{{GW}}}", "{{instance}}")),
+            panel("Connections not yet upgraded", "Accepted sockets still in HTTP (capped by "
+                  "--max-pending-connections and --max-pending-per-address), and those refused with 503 "
+                  "because a cap was reached.", "short",
+                  (f"natter_gateway_pending_connections{{{GW}}}", "{{instance}} pending"),
+                  (f"sum by (scope) (rate(natter_gateway_pending_refused_total{{{GW}}}[{RATE}]))",
+                   "refused/s ({{scope}} cap)")),
+            panel("Room evictions", "Connections taken out of a room by the gateway: room deleted, member left "
+                  "or removed through the API, access revoked after a NATS outage.", "ops",
+                  (f"sum by (reason) (rate(natter_gateway_room_evictions_total{{{GW}}}[{RATE}]))", "{{reason}}")),
         ],
     },
     "persistence": {
