@@ -97,8 +97,8 @@ export class FakeServer {
   ];
   readonly requests: { method: string; path: string; body?: unknown }[] = [];
   refreshes = 0;
-  /** Requests to fail: path prefix, method, the status to answer, how many times. */
-  private failures: { prefix: string; method: string; status: number; times: number }[] = [];
+  /** Requests to fail: path prefix, method, the status and error code to answer, how many times. */
+  private failures: { prefix: string; method: string; status: number; times: number; code?: string }[] = [];
   /** Answers to hold back until released: GET /api/rooms listings. */
   holdListings = false;
   private held: (() => void)[] = [];
@@ -143,9 +143,9 @@ export class FakeServer {
     };
   }
 
-  /** Answers the next `times` `method` requests to paths starting with `prefix` with `status`. */
-  fail(prefix: string, method: string, status: number, times = 1): void {
-    this.failures.push({ prefix, method, status, times });
+  /** Answers the next `times` `method` requests to paths starting with `prefix` with `status` (and `code`). */
+  fail(prefix: string, method: string, status: number, times = 1, code?: string): void {
+    this.failures.push({ prefix, method, status, times, code });
   }
 
   /** Lets held room listings answer. */
@@ -173,7 +173,7 @@ export class FakeServer {
     const failure = this.failures.find((f) => f.times > 0 && path.startsWith(f.prefix) && f.method === method);
     if (failure) {
       failure.times -= 1;
-      return error(failure.status, failure.status >= 500 ? "unavailable" : "refused");
+      return error(failure.status, failure.code ?? (failure.status >= 500 ? "unavailable" : "refused"));
     }
     if (path === "/api/gateway") {
       const avoid = (url.searchParams.get("avoid") ?? "").split(",");

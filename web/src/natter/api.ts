@@ -85,6 +85,8 @@ export type TokenSource = () => Promise<string>;
 
 /** Calls the auth API at `base` ("" for the page's own origin). */
 export class Api {
+  private readonly unauthorized = new Set<(err: ApiError, token: string) => void>();
+
   constructor(
     readonly base: string,
     private readonly fetchImpl: typeof fetch = (...args) => globalThis.fetch(...args),
@@ -160,13 +162,23 @@ export class Api {
     return this.call("GET", `/api/gateway${query}`, {});
   }
 
+  /**
+   * Listens to calls made with an access token that the API refused with 401 (`token_revoked`: the token's
+   * session was logged out), with the token they carried; returns how to stop.
+   */
+  onUnauthorized(listener: (err: ApiError, token: string) => void): () => void {
+    this.unauthorized.add(listener);
+    return () => this.unauthorized.delete(listener);
+  }
+
   private async call<T>(
     method: string,
     path: string,
     options: { token?: TokenSource; body?: unknown },
   ): Promise<T> {
     const headers: Record<string, string> = {};
-    if (options.token) headers.authorization = `Bearer ${await options.token()}`;
+    const token = options.token ? await options.token() : undefined;
+    if (token !== undefined) headers.authorization = `Bearer ${token}`;
     if (options.body !== undefined) headers["content-type"] = "application/json";
     let response: Response;
     try {
@@ -190,12 +202,16 @@ export class Api {
     if (!response.ok) {
       const error = (body as { error?: { code?: string; message?: string } } | undefined)?.error;
       const retryAfter = Number(response.headers.get("retry-after")) || undefined;
-      throw new ApiError(
+      const failure = new ApiError(
         response.status,
         error?.code ?? `http_${response.status}`,
         error?.message ?? `the server answered ${response.status}`,
         retryAfter,
       );
+      if (failure.status === 401 && token !== undefined) {
+        for (const listener of [...this.unauthorized]) listener(failure, token);
+      }
+      throw failure;
     }
     return body as T;
   }

@@ -194,6 +194,8 @@ export class NatterClient {
       onHello: () => this.onHello(),
       onFrame: (frame) => this.onFrame(frame),
       onStatus: (status) => this.onStatus(status),
+      // A revoked session is a sign-out: the session ends, and its listeners (this client among them) stop.
+      onSessionRevoked: (token) => this.session.revoked(token),
       backoff: options.backoff,
       pingIntervalMs: options.pingIntervalMs,
       silenceTimeoutMs: options.silenceTimeoutMs,
@@ -631,6 +633,11 @@ export class NatterClient {
       // Nothing written here can be sent any more.
       this.failPending(state, state.notice);
       this.refreshRoomsSoon();
+      return;
+    }
+    if (code === "token_revoked") {
+      // The in-band refresh was refused because the session was logged out: no new token will be taken either.
+      this.session.revoked(this.connection.token);
       return;
     }
     if (code.startsWith("token_")) {

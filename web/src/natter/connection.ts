@@ -47,6 +47,11 @@ export interface ConnectionOptions {
   /** A connection is up and greeted: time to (re)join rooms. */
   onHello: (hello: Hello) => void;
   onStatus: (status: ConnectionStatus) => void;
+  /**
+   * The gateway closed with 4003: the session of `token` (the one the socket was opened with) was revoked. The
+   * connection has stopped for good; the owner of the session signs out.
+   */
+  onSessionRevoked?: (token: string | undefined) => void;
   backoff?: BackoffOptions;
   /** How long to wait for `hello` after asking for a socket (ms). */
   helloTimeoutMs?: number;
@@ -56,7 +61,7 @@ export interface ConnectionOptions {
   silenceTimeoutMs?: number;
 }
 
-/** Close codes after which reconnecting would only repeat the problem (a client bug). */
+/** Close codes after which reconnecting would only repeat the problem (a client bug). 4003 stops too, but is no bug. */
 const FATAL = new Set<number>([Close.ProtocolError, Close.InvalidData, Close.Policy, Close.TooBig]);
 
 export class Connection {
@@ -217,6 +222,14 @@ export class Connection {
     if (FATAL.has(code)) {
       this.running = false;
       this.setStatus({ state: "offline", reason: `disconnected by the server: ${reason || code}` });
+      return;
+    }
+    if (code === Close.SessionRevoked) {
+      // No token of this session will be accepted again: reconnecting would only be refused.
+      this.running = false;
+      clearTimeout(this.retryTimer);
+      this.setStatus({ state: "offline", reason: "the session was ended" });
+      this.options.onSessionRevoked?.(this.openedWith);
       return;
     }
     if (code === Close.TokenExpired) {

@@ -39,9 +39,25 @@ export type ServerFrame =
   | { type: "ack"; room: string; id: string; seq: number }
   | { type: "presence"; room: string; joined: UserRef[]; left: UserRef[] }
   | { type: "typing"; room: string; user: UserRef; text: string }
-  | { type: "left"; room: string }
+  | { type: "left"; room: string; reason?: LeftReason }
   | { type: "pong"; id: string }
   | { type: "error"; code: string; message: string; ref?: string };
+
+/**
+ * Why the gateway took a connection out of a room it did not ask to leave (the `reason` of a `left` frame; absent
+ * when the frame answers the client's own `leave`). A client must not rejoin on its own after one of these.
+ */
+export type LeftReason =
+  /** The room was deleted. */
+  | "room_deleted"
+  /** The user left the room through the API (another tab or device). */
+  | "member_left"
+  /** The room's owner removed the user. */
+  | "member_removed"
+  /** Checked again after the gateway lost NATS for a while, the user no longer has access. */
+  | "access_revoked"
+  /** A reason this client does not know yet: treated like the others (out of the room, no rejoin). */
+  | (string & {});
 
 /** The subprotocol offered next to the access token (browsers cannot set headers on a WebSocket). */
 export const SUBPROTOCOL = "natter.v1";
@@ -64,6 +80,11 @@ export const Close = {
   Restart: 1012,
   /** The access token expired: refresh it, then reconnect. */
   TokenExpired: 4001,
+  /**
+   * The session was revoked (logged out elsewhere, or its refresh token was used twice): not a client bug, but
+   * no token of this session will be accepted again. Do not reconnect; sign in again.
+   */
+  SessionRevoked: 4003,
   /** The client read too slowly: reconnect and recover with `since`. */
   SlowConsumer: 4008,
   /** Nothing received for too long: reconnect. */

@@ -51,8 +51,12 @@ export class MemorySessionStore implements SessionStore {
   }
 }
 
-/** Why a session ended. */
-export type SignOutReason = "logout" | "expired" | "elsewhere";
+/**
+ * Why a session ended: signed out here (`logout`); the refresh token ran out or was refused (`expired`); signed
+ * out in another tab of this browser (`elsewhere`); or the server revoked the session (`revoked`: logged out on
+ * another device, or its refresh token was used twice).
+ */
+export type SignOutReason = "logout" | "expired" | "elsewhere" | "revoked";
 
 type SessionEvent =
   | { type: "tokens"; accessToken: string }
@@ -61,12 +65,16 @@ type SessionEvent =
 /** An access token valid for less than this is refreshed before use. */
 const MIN_VALIDITY_MS = 30_000;
 
+/** Refresh refusals that mean the session was revoked rather than that it ran out. */
+const REVOKED_REFRESH = new Set(["refresh_token_revoked", "refresh_token_reused"]);
+
 export class Session {
   private current: StoredSession | undefined;
   private inflight: Promise<string> | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private readonly listeners = new Set<(event: SessionEvent) => void>();
   private readonly unwatch: (() => void) | undefined;
+  private readonly unwatchApi: () => void;
 
   constructor(
     private readonly api: Api,
@@ -74,6 +82,10 @@ export class Session {
   ) {
     this.current = store.load();
     this.unwatch = store.watch?.((session) => this.adopt(session));
+    // Any call refused because its session was revoked ends the session, whichever part of the app made it.
+    this.unwatchApi = api.onUnauthorized((err, token) => {
+      if (err.code === "token_revoked") this.revoked(token);
+    });
     this.schedule();
   }
 
@@ -125,7 +137,9 @@ export class Session {
           this.store.save(this.current);
           return this.current.access_token;
         } catch (err) {
-          if (err instanceof ApiError && (err.status === 401 || err.status === 403)) this.end("expired");
+          if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
+            this.end(REVOKED_REFRESH.has(err.code) ? "revoked" : "expired");
+          }
           throw err;
         }
       })
@@ -140,11 +154,37 @@ export class Session {
     return this.inflight;
   }
 
-  /** Signs out: revokes the refresh token (best effort) and forgets the session everywhere. */
+  /**
+   * Signs out: forgets the session everywhere and revokes it on the server (best effort). The API answers 503
+   * when the session is revoked but its open connections could not be told yet; asking again completes it.
+   */
   async logout(): Promise<void> {
     const stored = this.current;
     this.end("logout");
-    if (stored) await this.api.logout(stored.refresh_token).catch(() => undefined);
+    if (!stored) return;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        await this.api.logout(stored.refresh_token);
+        return;
+      } catch (err) {
+        if (!(err instanceof ApiError && err.transient)) return;
+        await new Promise((resolve) => setTimeout(resolve, 1_000 * 2 ** attempt));
+      }
+    }
+  }
+
+  /**
+   * The server says the session that `token` belongs to was revoked (a gateway closed with 4003, or the API
+   * answered `token_revoked`): signs out. Unless the store holds another session by then (signed in again in
+   * another tab): that one is kept.
+   */
+  revoked(token?: string): void {
+    const stored = this.store.load();
+    if (stored && token !== undefined && !sameSession(stored.access_token, token)) {
+      this.adopt(stored);
+      return;
+    }
+    this.end("revoked");
   }
 
   /** Listens to new tokens and sign-outs; returns how to stop. */
@@ -157,6 +197,7 @@ export class Session {
   close(): void {
     clearTimeout(this.timer);
     this.unwatch?.();
+    this.unwatchApi();
     this.listeners.clear();
   }
 
@@ -201,6 +242,29 @@ export class Session {
 
   private emit(event: SessionEvent): void {
     for (const listener of [...this.listeners]) listener(event);
+  }
+}
+
+/**
+ * Whether two access tokens belong to one session (their `sid` claims agree). Read without verifying: this only
+ * decides whose sign-out a revocation is. A token whose session cannot be read counts as the same session.
+ */
+export function sameSession(a: string, b: string): boolean {
+  if (a === b) return true;
+  const first = sessionId(a);
+  const second = sessionId(b);
+  return first === undefined || second === undefined || first === second;
+}
+
+function sessionId(token: string): string | undefined {
+  const payload = token.split(".")[1];
+  if (!payload) return undefined;
+  try {
+    const json = atob(payload.replace(/-/g, "+").replace(/_/g, "/"));
+    const sid = (JSON.parse(json) as { sid?: unknown }).sid;
+    return typeof sid === "string" ? sid : undefined;
+  } catch {
+    return undefined;
   }
 }
 

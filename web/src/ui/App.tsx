@@ -4,14 +4,15 @@ import { useEffect, useState } from "preact/hooks";
 
 import type { Api } from "../natter/api";
 import { NatterClient } from "../natter/client";
-import type { Session } from "../natter/session";
+import type { Session, SignOutReason } from "../natter/session";
 import { browserSocket } from "./browser";
 import { Chat } from "./Chat";
 import { Login } from "./Login";
 
-const ENDED: Record<string, string> = {
+const ENDED: Record<SignOutReason, string> = {
   expired: "Your session has ended. Sign in again.",
   elsewhere: "You signed out in another tab.",
+  revoked: "You were signed out: this session was ended (logged out elsewhere). Sign in again.",
   logout: "",
 };
 
