@@ -47,7 +47,8 @@ pub struct Config {
     #[arg(long, env = "NATTER_JWT_AUDIENCE", default_value = "natter")]
     pub audience: String,
 
-    /// Lifetime of an access token (e.g. 900s, 15m).
+    /// Lifetime of an access token (e.g. 900s, 15m); at most 24h less the 5s clock leeway, since revoked sessions
+    /// are remembered for 24h.
     #[arg(long, env = "NATTER_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = parse_duration)]
     pub access_token_ttl: Duration,
 
@@ -124,8 +125,20 @@ impl natter_service::Validate for Config {
         if self.issuer.trim().is_empty() || self.audience.trim().is_empty() {
             return fail("--issuer and --audience must not be empty".into());
         }
-        if self.access_token_ttl < Duration::from_secs(10) || self.access_token_ttl > Duration::from_secs(24 * 3600) {
-            return fail("--access-token-ttl must be between 10s and 24h".into());
+        if self.access_token_ttl < Duration::from_secs(10) {
+            return fail("--access-token-ttl must be at least 10s".into());
+        }
+        // Gateways learn of a revoked session from a bucket that forgets it after MAX_AGE: a token living longer
+        // (its lifetime plus the verifiers' clock leeway) would be accepted again once its revocation is forgotten.
+        let longest = natter_stream::sessions::MAX_AGE - Duration::from_secs(natter_proto::token::LEEWAY_SECS);
+        if self.access_token_ttl > longest {
+            return fail(format!(
+                "--access-token-ttl must be at most {}s: revoked sessions are remembered for {}s, and tokens are \
+                 accepted for {}s past their expiry",
+                longest.as_secs(),
+                natter_stream::sessions::MAX_AGE.as_secs(),
+                natter_proto::token::LEEWAY_SECS
+            ));
         }
         if self.refresh_token_ttl <= self.access_token_ttl {
             return fail("--refresh-token-ttl must be longer than --access-token-ttl".into());
@@ -200,6 +213,7 @@ mod tests {
                 .is_err()
         );
         assert!(config(&["--database-url", "mysql://x"]).validate().is_err());
+        assert!(config(&["--access-token-ttl", "9s"]).validate().is_err());
         assert!(config(&["--issuer", " "]).validate().is_err());
         assert!(config(&["--client-ip-header", "bad header"]).validate().is_err());
         assert!(config(&["--load-test-key", "short"]).validate().is_err());
@@ -207,6 +221,20 @@ mod tests {
         config(&["--load-test-key", "long-enough-load-test-key"])
             .validate()
             .expect("a 25-character key is fine");
+    }
+
+    #[test]
+    fn access_tokens_cannot_outlive_the_memory_of_revoked_sessions() {
+        let longest = natter_stream::sessions::MAX_AGE - Duration::from_secs(natter_proto::token::LEEWAY_SECS);
+        let at_most = format!("{}s", longest.as_secs());
+        config(&["--access-token-ttl", &at_most])
+            .validate()
+            .expect("the longest lifetime is accepted");
+        let over = format!("{}s", longest.as_secs() + 1);
+        let err = config(&["--access-token-ttl", &over])
+            .validate()
+            .expect_err("a second longer is refused");
+        assert!(err.contains("revoked sessions are remembered"), "{err}");
     }
 
     #[test]

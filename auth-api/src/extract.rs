@@ -37,7 +37,8 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
-/// The caller, authenticated by a valid access token in `Authorization: Bearer …`.
+/// The caller, authenticated by a valid access token in `Authorization: Bearer …` whose session (`sid`, a token
+/// family) has not been revoked.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     /// The user's id (`sub`).
@@ -69,8 +70,23 @@ impl FromRequestParts<AppState> for AuthUser {
             crate::metrics::auth_failure(err.code());
             ApiError::unauthorized(err.code(), err.to_string())
         })?;
+        let refuse = |err: TokenError, message: &str| {
+            crate::metrics::auth_failure(err.code());
+            ApiError::unauthorized(err.code(), message)
+        };
         let id = Uuid::parse_str(&claims.sub)
-            .map_err(|_| ApiError::unauthorized("token_missing_claim", "the token's subject is not a user id"))?;
+            .map_err(|_| refuse(TokenError::MissingClaim, "the token's subject is not a user id"))?;
+        let sid = Uuid::parse_str(&claims.sid)
+            .map_err(|_| refuse(TokenError::MissingClaim, "the token's session id is not a session id"))?;
+        // A session without a row (a load-test token's) cannot be logged out, so it is never revoked.
+        let revoked: Option<bool> =
+            sqlx::query_scalar("SELECT revoked_at IS NOT NULL FROM token_families WHERE id = $1")
+                .bind(sid)
+                .fetch_optional(&state.db)
+                .await?;
+        if revoked == Some(true) {
+            return Err(refuse(TokenError::Revoked, &TokenError::Revoked.to_string()));
+        }
         Ok(Self { id, claims })
     }
 }

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod metrics;
 pub mod password;
 pub mod rate_limit;
+pub mod revocation;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::keys::KeyRing;
 use crate::rate_limit::RateLimiter;
+use crate::revocation::Revocations;
 use crate::state::{AppState, Settings};
 
 /// A built application: connected to the database, migrated, bound to its port, not yet serving.
@@ -61,6 +62,14 @@ impl Application {
             ),
             None => None,
         };
+        let revocations = nats.clone().map(|nats| Arc::new(Revocations::new(nats)));
+        if let Some(revocations) = &revocations {
+            // Opened now so a broken bucket shows at start; if NATS is not reachable yet, the first logout opens it.
+            match revocations.open().await {
+                Ok(()) => tracing::info!("recording revoked sessions in NATS KV"),
+                Err(err) => tracing::warn!(error = %err, "cannot open the revoked-sessions bucket yet"),
+            }
+        }
         let window = Duration::from_secs(60);
         let state = AppState {
             db,
@@ -87,6 +96,7 @@ impl Application {
                 window,
             )),
             nats,
+            revocations,
             gateways: Default::default(),
         };
         let listener = TcpListener::bind(config.listen)

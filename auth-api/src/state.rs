@@ -24,6 +24,8 @@ pub struct AppState {
     pub auth_per_address: Arc<RateLimiter>,
     /// NATS, when configured.
     pub nats: Option<async_nats::Client>,
+    /// Where revoked sessions are recorded for the gateways: with NATS only (without it there are no gateways).
+    pub revocations: Option<Arc<crate::revocation::Revocations>>,
     /// Gateways heard from on NATS.
     pub gateways: crate::fleet::GatewayTable,
 }

@@ -7,6 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use natter_proto::Username;
+use natter_proto::bus::RevokeReason;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -17,6 +18,7 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ClientAddr};
 use crate::metrics;
 use crate::password;
+use crate::revocation::{self, reason_from_column};
 use crate::state::AppState;
 
 /// Credentials for register and login.
@@ -261,12 +263,15 @@ pub async fn guest(
 }
 
 /// Trade a refresh token for new tokens. The old refresh token is spent; presenting a spent token again after
-/// `--refresh-reuse-grace` (10 s) is treated as theft and revokes every token of its family.
+/// `--refresh-reuse-grace` (10 s) is treated as theft and revokes every token of its family, access tokens
+/// included. A token of a revoked family records the revocation again for the gateways, as a logout does.
 #[utoipa::path(post, path = "/api/refresh", tag = "auth", request_body = RefreshRequest,
     responses(
         (status = 200, description = "New tokens", body = TokenResponse),
         (status = 401, description = "`invalid_refresh_token`, `refresh_token_expired`, `refresh_token_revoked`, \
             `refresh_token_reused`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the session was revoked (reuse, or an earlier logout) but its \
+            live connections could not be told yet; retry", body = ErrorBody),
     ))]
 pub async fn refresh(
     State(state): State<AppState>,
@@ -287,13 +292,24 @@ pub async fn refresh(
         metrics::login("refresh", "invalid_refresh_token");
         return Err(ApiError::unauthorized("invalid_refresh_token", "unknown refresh token"));
     };
-    let revoked: Option<chrono::DateTime<Utc>> =
-        sqlx::query_scalar("SELECT revoked_at FROM token_families WHERE id = $1 FOR UPDATE")
+    let (revoked, reason): (Option<chrono::DateTime<Utc>>, Option<String>) =
+        sqlx::query_as("SELECT revoked_at, revoked_reason FROM token_families WHERE id = $1 FOR UPDATE")
             .bind(family)
             .fetch_one(&mut *tx)
             .await?;
-    if revoked.is_some() {
+    if let Some(revoked_at) = revoked {
+        // Unlocked before NATS is waited for.
+        drop(tx);
         metrics::login("refresh", "refresh_token_revoked");
+        // Told again: the write when the session ended may have failed.
+        tell_gateways(
+            &state,
+            family,
+            user_id,
+            revoked_at,
+            reason_from_column(reason.as_deref()),
+        )
+        .await?;
         return Err(ApiError::unauthorized(
             "refresh_token_revoked",
             "this session was logged out; log in again",
@@ -305,14 +321,18 @@ pub async fn refresh(
     let grace = chrono::Duration::from_std(state.settings.refresh_reuse_grace).unwrap_or_default();
     let within_grace = used_at.is_some_and(|used| Utc::now() - used < grace);
     if used_at.is_some() && !within_grace {
-        sqlx::query("UPDATE token_families SET revoked_at = now() WHERE id = $1")
-            .bind(family)
-            .execute(&mut *tx)
-            .await?;
+        let revoked_at: chrono::DateTime<Utc> = sqlx::query_scalar(
+            "UPDATE token_families SET revoked_at = now(), revoked_reason = $2 WHERE id = $1 RETURNING revoked_at",
+        )
+        .bind(family)
+        .bind(revocation::REFRESH_REUSE)
+        .fetch_one(&mut *tx)
+        .await?;
         tx.commit().await?;
         ::metrics::counter!(crate::metrics::REFRESH_REUSE).increment(1);
         metrics::login("refresh", "refresh_token_reused");
         tracing::warn!(%user_id, %family, "refresh token reused; token family revoked");
+        tell_gateways(&state, family, user_id, revoked_at, RevokeReason::RefreshReuse).await?;
         return Err(ApiError::unauthorized(
             "refresh_token_reused",
             "this refresh token was already used; every session from it is revoked, log in again",
@@ -355,17 +375,60 @@ pub async fn refresh(
     Ok(Json(tokens))
 }
 
-/// Log out: revoke the refresh token and every token rotated from the same login. Answers 204 whether or not
-/// the token was known, so it cannot be used to test tokens.
+/// Log out: revoke the refresh token and every token rotated from the same login, and tell the gateways, which
+/// then refuse the session's access tokens and close its connections. Answers 204 whether or not the token was
+/// known, so it cannot be used to test tokens. Logging out again records the revocation again: a logout answered
+/// 503 (the gateways could not be told) is completed by retrying it.
 #[utoipa::path(post, path = "/api/logout", tag = "auth", request_body = RefreshRequest,
-    responses((status = 204, description = "Logged out")))]
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 503, description = "`unavailable`: the session is ended for refresh, but its live connections \
+            could not be told yet; retry", body = ErrorBody),
+    ))]
 pub async fn logout(State(state): State<AppState>, ApiJson(body): ApiJson<RefreshRequest>) -> ApiResult<StatusCode> {
-    sqlx::query(
-        "UPDATE token_families SET revoked_at = now() WHERE revoked_at IS NULL AND id = \
-         (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)",
+    type FamilyRow = (Uuid, Uuid, chrono::DateTime<Utc>, Option<String>);
+    let row: Option<FamilyRow> = sqlx::query_as(
+        "UPDATE token_families SET revoked_at = coalesce(revoked_at, now()), \
+         revoked_reason = CASE WHEN revoked_at IS NULL THEN $2 ELSE revoked_reason END \
+         WHERE id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1) \
+         RETURNING id, user_id, revoked_at, revoked_reason",
     )
     .bind(hash_refresh(&body.refresh_token))
-    .execute(&state.db)
+    .bind(revocation::LOGOUT)
+    .fetch_optional(&state.db)
     .await?;
+    if let Some((family, user, revoked_at, reason)) = row {
+        tell_gateways(&state, family, user, revoked_at, reason_from_column(reason.as_deref())).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Records the revoked session `family` where the gateways follow it, unless it was revoked longer ago than any
+/// access token lives (none is minted after the revocation, and the configuration keeps every lifetime within
+/// the bucket's [`natter_stream::sessions::MAX_AGE`]). Without NATS there are no gateways to tell.
+async fn tell_gateways(
+    state: &AppState,
+    family: Uuid,
+    user: Uuid,
+    revoked_at: chrono::DateTime<Utc>,
+    reason: RevokeReason,
+) -> ApiResult<()> {
+    let Some(revocations) = &state.revocations else {
+        return Ok(());
+    };
+    if (Utc::now() - revoked_at)
+        .to_std()
+        .is_ok_and(|since| since > natter_stream::sessions::MAX_AGE)
+    {
+        return Ok(());
+    }
+    revocations.record(family, user, reason).await.map_err(|err| {
+        tracing::warn!(%user, session = %family, ?reason, error = %err,
+            "session revoked but the gateways could not be told; its connections stay open until a retry");
+        ApiError::Unavailable(
+            "the session is ended (its refresh tokens no longer work), but its live connections could not be told \
+             yet; retry"
+                .into(),
+        )
+    })
 }

@@ -3,7 +3,7 @@
 use natter_auth_api::config::Config;
 use natter_auth_api::startup::Application;
 use natter_service::Validate;
-use natter_test_support::TestDb;
+use natter_test_support::{NatsServer, TestDb};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -15,6 +15,8 @@ pub struct TestApp {
     pub db_url: String,
     pub db: sqlx::PgPool,
     pub http: reqwest::Client,
+    /// The NATS server the app uses, if started with one.
+    pub nats: Option<NatsServer>,
     /// Stops the server when dropped.
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -60,6 +62,18 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
 
+/// Starts the app with its own NATS server, with the default configuration plus `args`.
+pub async fn spawn_app_with_nats(args: &[&str]) -> TestApp {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let mut all = vec!["--nats-url", url.as_str()];
+    all.extend_from_slice(args);
+    let db = TestDb::create().await;
+    let mut app = spawn_app_on(db.url().to_owned(), &all).await;
+    app.nats = Some(nats);
+    app
+}
+
 /// Starts the app against an existing database URL.
 pub async fn spawn_app_on(db_url: String, args: &[&str]) -> TestApp {
     let mut argv = vec!["natter-auth-api", "--listen", "127.0.0.1:0", "--database-url", &db_url];
@@ -78,6 +92,7 @@ pub async fn spawn_app_on(db_url: String, args: &[&str]) -> TestApp {
         db_url,
         db,
         http: reqwest::Client::new(),
+        nats: None,
         _stop: stop,
     }
 }
@@ -127,6 +142,23 @@ impl TestApp {
             .expect("metrics page is text")
     }
 
+    /// A client of the app's NATS server (the app must have been started with one).
+    pub async fn nats_client(&self) -> async_nats::Client {
+        let nats = self.nats.as_ref().expect("the app was started with NATS");
+        async_nats::connect(nats.url())
+            .await
+            .expect("connects to the test's NATS")
+    }
+
+    /// Logs `name` in with the password [`TestApp::register`] gives; returns the token response.
+    pub async fn login(&self, name: &str) -> Value {
+        let reply = self
+            .post("/api/login", json!({"username": name, "password": "correct horse"}))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "login {name}: {}", reply.body);
+        reply.body
+    }
+
     /// Registers `name` with a good password; returns the token response.
     pub async fn register(&self, name: &str) -> Value {
         let reply = self
@@ -143,6 +175,21 @@ impl TestApp {
             .expect("access token")
             .to_owned()
     }
+}
+
+/// The claims of a token, read without verifying it.
+pub fn claims_of(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT has a payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("the payload is base64url");
+    serde_json::from_slice(&bytes).expect("the payload is JSON")
+}
+
+/// The access token of a token response.
+pub fn access(tokens: &Value) -> &str {
+    tokens["access_token"].as_str().expect("an access token")
 }
 
 async fn read(resp: reqwest::Response) -> Reply {

@@ -7,6 +7,7 @@ mod history;
 mod load_test;
 mod operations;
 mod read_cursor;
+mod revocation;
 mod rooms;
 mod tokens;
 mod web;
