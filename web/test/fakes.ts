@@ -102,6 +102,8 @@ export class FakeServer {
   /** Answers to hold back until released: GET /api/rooms listings. */
   holdListings = false;
   private held: (() => void)[] = [];
+  /** Requests to hold back until their gate opens: path prefix, method, the gate. */
+  private gates: { prefix: string; method: string; open: Promise<void> }[] = [];
   private tokenCounter = 0;
 
   room(id: string, extra: Partial<RoomInfo> = {}): RoomInfo {
@@ -148,6 +150,14 @@ export class FakeServer {
     this.failures.push({ prefix, method, status, times, code });
   }
 
+  /** Holds the answer to the next `method` request to a path starting with `prefix`; returns how to let it go. */
+  hold(prefix: string, method: string): () => void {
+    let release = () => undefined as void;
+    const open = new Promise<void>((resolve) => (release = resolve));
+    this.gates.push({ prefix, method, open });
+    return release;
+  }
+
   /** Lets held room listings answer. */
   release(): void {
     for (const go of this.held.splice(0)) go();
@@ -164,12 +174,14 @@ export class FakeServer {
     const body = init?.body ? JSON.parse(String(init.body)) : undefined;
     this.requests.push({ method, path: url.pathname + url.search, body });
     const json = (status: number, value: unknown) =>
-      new Response(value === undefined ? "" : JSON.stringify(value), {
+      new Response(value === undefined ? null : JSON.stringify(value), {
         status,
         headers: { "content-type": "application/json" },
       });
     const error = (status: number, code: string) => json(status, { error: { code, message: code } });
     const path = url.pathname;
+    const gate = this.gates.findIndex((g) => path.startsWith(g.prefix) && g.method === method);
+    if (gate >= 0) await this.gates.splice(gate, 1)[0].open;
     const failure = this.failures.find((f) => f.times > 0 && path.startsWith(f.prefix) && f.method === method);
     if (failure) {
       failure.times -= 1;
@@ -221,6 +233,16 @@ export class FakeServer {
     if (one && method === "GET") {
       const info = this.rooms.get(one[1]);
       return info ? json(200, info) : error(404, "room_not_found");
+    }
+    if (one && method === "DELETE") {
+      return this.rooms.delete(one[1]) ? json(204, undefined) : error(404, "room_not_found");
+    }
+    const membership = /^\/api\/rooms\/([^/]+)\/(join|leave)$/.exec(path);
+    if (membership && method === "POST") {
+      const info = this.rooms.get(membership[1]);
+      if (!info) return error(404, "room_not_found");
+      info.joined = membership[2] === "join";
+      return membership[2] === "join" ? json(200, info) : json(204, undefined);
     }
     return error(404, "not_found");
   };

@@ -10,7 +10,14 @@
 import { Api, ApiError, type HistoryPage, type ReadCursor, type RoomInfo } from "./api";
 import type { BackoffOptions } from "./backoff";
 import { Connection, type ConnectionStatus, type SocketFactory } from "./connection";
-import { newMessageId, type ClientFrame, type MessageFrame, type ServerFrame, type UserRef } from "./frames";
+import {
+  newMessageId,
+  type ClientFrame,
+  type LeftReason,
+  type MessageFrame,
+  type ServerFrame,
+  type UserRef,
+} from "./frames";
 import type { Session } from "./session";
 import { RoomTimeline } from "./timeline";
 
@@ -67,9 +74,21 @@ export interface RoomView {
   filling: boolean;
   /** Something the person should know about this room. */
   notice?: string;
+  /**
+   * Why the gateway took the user out of this room (`left` with a reason: deleted, left elsewhere, removed by
+   * the owner, access revoked): it is no longer joined, not rejoined, and nothing more can be sent to it.
+   */
+  ended?: LeftReason;
 }
 
-export type ClientEvent = { type: "change" } | { type: "error"; message: string };
+/**
+ * What the client tells its UI: state changed; an action failed (`error`); or something happened to a room the
+ * person is not looking at (`notice`: it was deleted, they were removed from it).
+ */
+export type ClientEvent =
+  | { type: "change" }
+  | { type: "error"; message: string }
+  | { type: "notice"; room: string; message: string };
 
 interface RoomState {
   info: RoomInfo;
@@ -89,6 +108,8 @@ interface RoomState {
   loadingOlder: boolean;
   filling: boolean;
   notice?: string;
+  /** Taken out of the room by the gateway, for this reason: it is not joined again until the person asks. */
+  ended?: LeftReason;
   draftTimer?: ReturnType<typeof setTimeout>;
   draftSentAt: number;
   draftQueued?: string;
@@ -119,6 +140,21 @@ interface RoomState {
 
 /** Errors whose frame is a join (they carry no `ref`): the oldest outstanding join failed. */
 const JOIN_ERRORS = new Set(["room_not_found", "room_private", "too_many_rooms", "unavailable", "already_joined"]);
+
+/** What the person reads in a room the gateway took them out of, by the `left` frame's reason. */
+const ENDED_NOTICES: Record<string, string> = {
+  room_deleted: "This room was deleted.",
+  member_left: "You left this room in another window.",
+  member_removed: "You were removed from this room by its owner.",
+  access_revoked: "You no longer have access to this room.",
+};
+
+/** The same, about a room that is not open (`name` is the room's name). */
+const ENDED_ALERTS: Record<string, (name: string) => string> = {
+  room_deleted: (name) => `The room “${name}” was deleted.`,
+  member_removed: (name) => `You were removed from “${name}” by its owner.`,
+  access_revoked: (name) => `You no longer have access to “${name}”.`,
+};
 
 /** Most attempts at a send that failed on the server's side before it is shown as failed. */
 const MAX_SEND_ATTEMPTS = 5;
@@ -154,8 +190,13 @@ export class NatterClient {
   /** Room listings asked for so far, and the latest one applied. */
   private listingsAsked = 0;
   private listingApplied = 0;
-  /** Changes to membership made here (create, join, leave, delete): a listing asked for before one is stale. */
+  /**
+   * Changes to membership made or learnt here (create, join, leave, delete; a `left` with a reason): a listing
+   * asked for before one is stale.
+   */
   private memberships = 0;
+  /** Rooms this client is leaving or deleting through the API: the gateway's `left` for them is no news. */
+  private readonly leaving = new Set<string>();
   private listTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly ackTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private openId: string | undefined;
@@ -310,6 +351,8 @@ export class NatterClient {
     if (previous && previous !== id) {
       const state = this.rooms.get(previous);
       if (state && !state.info.joined) this.leaveLive(state);
+      // Kept while it was on screen to show why it ended; no longer listed, it goes now.
+      if (state?.ended && !this.order.includes(previous)) this.dropRoom(state);
     }
     if (!id) {
       this.emit();
@@ -330,6 +373,11 @@ export class NatterClient {
         this.emit();
         return;
       }
+    }
+    if (state.ended && previous !== id) {
+      // Opened afresh, as the person asked: a public room may be previewed again; a gone one says so on joining.
+      state.ended = undefined;
+      state.notice = undefined;
     }
     if (state.ws === "idle" && this.liveCount() >= this.options.maxLiveRooms) this.leaveOneBackgroundRoom();
     this.joinLive(state);
@@ -383,6 +431,8 @@ export class NatterClient {
         state: "failed",
         error: `too long (${length} characters; at most ${this.options.maxBodyChars})`,
       });
+    } else if (state.ended) {
+      state.timeline.updatePending(pending.id, { state: "failed", error: endedNotice(state.ended) });
     } else {
       this.pump(state);
     }
@@ -393,7 +443,8 @@ export class NatterClient {
   /** Sends a failed message again, with the same id (so it is stored once even if the first try was). */
   retry(roomId: string, id: string): void {
     const state = this.rooms.get(roomId);
-    if (!state?.timeline.findPending(id)) return;
+    // A room the user was taken out of takes nothing more: the message stays failed, with its reason.
+    if (!state?.timeline.findPending(id) || state.ended) return;
     state.timeline.updatePending(id, { state: "sending", error: undefined, attempts: 0 });
     this.pump(state);
     this.emit();
@@ -470,7 +521,12 @@ export class NatterClient {
 
   /** Leaves a room (members; the owner deletes instead). */
   async leave(id: string): Promise<void> {
-    await this.api.leaveRoom(this.token, id);
+    this.leaving.add(id);
+    try {
+      await this.api.leaveRoom(this.token, id);
+    } finally {
+      this.leaving.delete(id);
+    }
     this.memberships += 1;
     const state = this.rooms.get(id);
     if (state) this.dropRoom(state);
@@ -480,7 +536,12 @@ export class NatterClient {
 
   /** Deletes a room (owner only). */
   async remove(id: string): Promise<void> {
-    await this.api.deleteRoom(this.token, id);
+    this.leaving.add(id);
+    try {
+      await this.api.deleteRoom(this.token, id);
+    } finally {
+      this.leaving.delete(id);
+    }
     this.memberships += 1;
     const state = this.rooms.get(id);
     if (state) this.dropRoom(state);
@@ -521,6 +582,11 @@ export class NatterClient {
         this.answered(frame.room);
         const state = this.rooms.get(frame.room);
         if (!state) return;
+        if (state.ended) {
+          // A join sent before the user was taken out of the room, answered after: not to be live.
+          this.connection.send({ type: "leave", room: frame.room });
+          return;
+        }
         state.ws = "joined";
         state.online = new Map(frame.members.map((u) => [u.id, u]));
         // With `recovered`, the replayed messages follow this frame, before any live one.
@@ -560,9 +626,15 @@ export class NatterClient {
       }
       case "left": {
         const state = this.rooms.get(frame.room);
-        // The answer to a leave; a rejoin sent since is still on its way and decides.
+        if (!state) return;
+        if (frame.reason !== undefined && !this.leaving.has(frame.room)) {
+          this.ended(state, frame.reason);
+          break;
+        }
+        // The answer to a leave (or the gateway's news of one made here); a rejoin sent since is still on its
+        // way and decides.
         const rejoining = this.joinQueue.some((entry) => entry.room === frame.room && !entry.cancelled);
-        if (state && !rejoining) state.ws = "idle";
+        if (!rejoining) state.ws = "idle";
         break;
       }
       case "error":
@@ -923,7 +995,7 @@ export class NatterClient {
   }
 
   private joinLive(state: RoomState): void {
-    if (state.ws !== "idle" || !this.connection.online || !this.rooms.has(state.info.id)) return;
+    if (state.ws !== "idle" || state.ended || !this.connection.online || !this.rooms.has(state.info.id)) return;
     const since = state.timeline.head;
     if (this.connection.send({ type: "join", room: state.info.id, since })) {
       state.ws = "joining";
@@ -939,6 +1011,44 @@ export class NatterClient {
     state.ws = "idle";
     state.online.clear();
     state.drafts.clear();
+  }
+
+  /**
+   * The gateway took the user out of a room (`left` with a reason): it is not joined any more and is not joined
+   * again by itself, what was still to be sent there fails with the reason, and the room leaves the user's list
+   * (deleted or private rooms at once; a public one stays among the public rooms). The open room stays on screen
+   * with a notice until the person moves on; another room is dropped with an alert.
+   */
+  private ended(state: RoomState, reason: LeftReason): void {
+    const id = state.info.id;
+    const notice = endedNotice(reason);
+    state.ended = reason;
+    state.ws = "idle";
+    state.online.clear();
+    state.drafts.clear();
+    for (const entry of this.joinQueue) if (entry.room === id) entry.cancelled = true;
+    clearTimeout(state.joinTimer);
+    state.joinTimer = undefined;
+    this.failPending(state, notice);
+    // A listing asked for before this could still call the room joined.
+    this.memberships += 1;
+    const info = state.info;
+    state.info = {
+      ...info,
+      joined: false,
+      join_code: undefined,
+      member_count: info.joined ? Math.max(0, info.member_count - 1) : info.member_count,
+    };
+    const gone = reason === "room_deleted" || info.private;
+    if (id === this.openId) {
+      state.notice = notice;
+      if (gone) this.order = this.order.filter((room) => room !== id);
+    } else {
+      if (gone) this.dropRoom(state);
+      const alert = ENDED_ALERTS[reason];
+      if (alert) this.tell(id, alert(info.name));
+    }
+    this.refreshRoomsSoon();
   }
 
   /** A join of `room` was answered: its entry leaves the queue. */
@@ -1002,6 +1112,11 @@ export class NatterClient {
   private updateInfo(state: RoomState, info: RoomInfo): void {
     const wasMember = state.info.joined;
     state.info = info;
+    if (info.joined && state.ended) {
+      // A member again (joined here, or on another device since): live as any other room.
+      state.ended = undefined;
+      state.notice = undefined;
+    }
     this.applyCursor(state, { room: info.id, read_seq: info.read_seq, last_seq: info.last_seq, unread: info.unread });
     if (wasMember && !info.joined && info.id !== this.openId) this.leaveLive(state);
   }
@@ -1118,6 +1233,7 @@ export class NatterClient {
       loadingOlder: state.loadingOlder,
       filling: state.filling,
       notice: state.notice,
+      ended: state.ended,
     };
     state.viewGeneration = this.generation;
     return state.view;
@@ -1132,10 +1248,18 @@ export class NatterClient {
     }
   }
 
+  private tell(room: string, message: string): void {
+    for (const listener of [...this.listeners]) listener({ type: "notice", room, message });
+  }
+
   private emit(): void {
     this.generation += 1;
     for (const listener of [...this.listeners]) listener({ type: "change" });
   }
+}
+
+function endedNotice(reason: LeftReason): string {
+  return ENDED_NOTICES[reason] ?? "You are no longer in this room.";
 }
 
 function sleep(ms: number): Promise<void> {

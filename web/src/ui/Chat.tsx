@@ -27,6 +27,8 @@ export function Chat({ client, session }: { client: NatterClient; session: Sessi
     () =>
       client.subscribe((event) => {
         if (event.type === "error") alert(sentence(event.message));
+        // Something happened to a room not on screen (deleted, the user removed from it): worth a word.
+        else if (event.type === "notice") alert(event.message);
       }),
     [client],
   );

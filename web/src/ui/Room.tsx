@@ -28,7 +28,8 @@ export function RoomPane({
   const [confirmDelete, setConfirmDelete] = useState(false);
   const [showPeople, setShowPeople] = useState(false);
   const me = client.me;
-  const owner = room.info.owner_id === me.id;
+  // A room the user was taken out of offers nothing but a way back.
+  const owner = room.info.owner_id === me.id && !room.ended;
   const code = inviteCode(room.info);
   useEffect(() => {
     setShowInvite(false);
@@ -78,7 +79,7 @@ export function RoomPane({
               Invite
             </button>
           )}
-          {room.info.joined && !owner && (
+          {room.info.joined && !owner && !room.ended && (
             <button type="button" onClick={() => act(() => client.leave(room.info.id), () => navigate({}))}>
               Leave room
             </button>
@@ -105,7 +106,7 @@ export function RoomPane({
         </div>
       </header>
       {showInvite && code && <InvitePanel code={code} />}
-      {room.notice && <p class="notice">{room.notice}</p>}
+      {room.notice && !room.ended && <p class="notice">{room.notice}</p>}
       <div class="room-body">
         <MessageList client={client} room={room} />
         <aside id="online-list" class={showPeople ? "people shown" : "people"} aria-label={`Online in ${room.info.name}`}>
@@ -124,7 +125,19 @@ export function RoomPane({
           </ul>
         </aside>
       </div>
-      {room.info.joined ? (
+      {room.ended ? (
+        <div class="composer ended-bar">
+          <p aria-live="polite">{room.notice}</p>
+          {room.ended === "member_left" && !room.info.private && (
+            <button type="button" onClick={() => act(() => client.join(room.info.id))}>
+              Join again
+            </button>
+          )}
+          <button type="button" class="primary" onClick={() => navigate({})}>
+            Back to rooms
+          </button>
+        </div>
+      ) : room.info.joined ? (
         <Composer client={client} room={room} />
       ) : (
         <div class="composer join-bar">
