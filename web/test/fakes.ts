@@ -88,6 +88,8 @@ export function message(room: string, seq: number, prev: number, user: UserRef =
 /** The auth API's behaviour, in memory. */
 export class FakeServer {
   readonly rooms = new Map<string, RoomInfo>();
+  /** Members of each room besides its owner. */
+  readonly members = new Map<string, UserRef[]>();
   /** Stored history per room, oldest first. */
   readonly history = new Map<string, HistoryMessage[]>();
   /** Gateways by id; assignment takes the first not avoided. */
@@ -236,6 +238,28 @@ export class FakeServer {
     }
     if (one && method === "DELETE") {
       return this.rooms.delete(one[1]) ? json(204, undefined) : error(404, "room_not_found");
+    }
+    const members = /^\/api\/rooms\/([^/]+)\/members$/.exec(path);
+    if (members && method === "GET") {
+      const info = this.rooms.get(members[1]);
+      if (!info) return error(404, "room_not_found");
+      const owner = { id: info.owner_id, name: info.owner_id === ME.id ? ME.name : "owner", role: "owner" };
+      const others = (this.members.get(info.id) ?? []).map((u) => ({ ...u, role: "member" }));
+      return json(
+        200,
+        [owner, ...others].map((m) => ({ ...m, joined_at: "2026-12-01T00:00:00Z" })),
+      );
+    }
+    const removal = /^\/api\/rooms\/([^/]+)\/members\/([^/]+)\/remove$/.exec(path);
+    if (removal && method === "POST") {
+      const info = this.rooms.get(removal[1]);
+      if (!info) return error(404, "room_not_found");
+      if (info.owner_id !== ME.id) return error(403, "not_room_owner");
+      const list = this.members.get(info.id) ?? [];
+      if (!list.some((u) => u.id === removal[2])) return error(404, "member_not_found");
+      this.members.set(info.id, list.filter((u) => u.id !== removal[2]));
+      info.member_count -= 1;
+      return json(204, undefined);
     }
     const membership = /^\/api\/rooms\/([^/]+)\/(join|leave)$/.exec(path);
     if (membership && method === "POST") {

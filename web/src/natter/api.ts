@@ -31,6 +31,15 @@ export interface RoomInfo {
   unread: number;
 }
 
+/** A member of a room, as `GET /api/rooms/{id}/members` lists them (the owner first). */
+export interface Member {
+  id: string;
+  name: string;
+  /** `owner` or `member`. */
+  role: string;
+  joined_at: string;
+}
+
 /** The caller's read cursor in a room. */
 export interface ReadCursor {
   room: string;
@@ -137,6 +146,18 @@ export class Api {
 
   deleteRoom(token: TokenSource, id: string): Promise<void> {
     return this.call("DELETE", `/api/rooms/${encodeURIComponent(id)}`, { token });
+  }
+
+  /** A room's members, the owner first (a private room's: members only). */
+  members(token: TokenSource, id: string): Promise<Member[]> {
+    return this.call("GET", `/api/rooms/${encodeURIComponent(id)}/members`, { token });
+  }
+
+  /** Removes a member from a room (owner only); the gateways take the member out of it. */
+  removeMember(token: TokenSource, id: string, user: string): Promise<void> {
+    return this.call("POST", `/api/rooms/${encodeURIComponent(id)}/members/${encodeURIComponent(user)}/remove`, {
+      token,
+    });
   }
 
   markRead(token: TokenSource, id: string, seq: number): Promise<ReadCursor> {

@@ -7,7 +7,7 @@
  * across devices. No DOM: the UI subscribes and reads the state; Node runs it under test.
  */
 
-import { Api, ApiError, type HistoryPage, type ReadCursor, type RoomInfo } from "./api";
+import { Api, ApiError, type HistoryPage, type Member, type ReadCursor, type RoomInfo } from "./api";
 import type { BackoffOptions } from "./backoff";
 import { Connection, type ConnectionStatus, type SocketFactory } from "./connection";
 import {
@@ -547,6 +547,18 @@ export class NatterClient {
     if (state) this.dropRoom(state);
     if (this.openId === id) this.openId = undefined;
     await this.refreshRooms().catch(() => undefined);
+  }
+
+  /** A room's members, the owner first, as the API has them now. */
+  members(id: string): Promise<Member[]> {
+    return this.api.members(this.token, id);
+  }
+
+  /** Removes a member from a room the user owns; the room's member count follows from the API. */
+  async removeMember(roomId: string, userId: string): Promise<void> {
+    await this.api.removeMember(this.token, roomId, userId);
+    const state = this.rooms.get(roomId);
+    if (state) this.refreshRoomSoon(state);
   }
 
   // ----------------------------------------------------------------------------------------------------------

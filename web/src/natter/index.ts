@@ -12,7 +12,7 @@
  */
 
 export { Api, ApiError } from "./api";
-export type { GatewayAssignment, HistoryMessage, HistoryPage, ReadCursor, RoomInfo, TokenResponse } from "./api";
+export type { GatewayAssignment, HistoryMessage, HistoryPage, Member, ReadCursor, RoomInfo, TokenResponse } from "./api";
 export { backoffDelay, DEFAULT_BACKOFF } from "./backoff";
 export type { BackoffOptions } from "./backoff";
 export { inviteCode, NatterClient, parseInvite } from "./client";
@@ -20,7 +20,7 @@ export type { ClientEvent, ClientOptions, Draft, RoomView } from "./client";
 export { Connection } from "./connection";
 export type { ConnectionOptions, ConnectionStatus, Hello, SocketFactory, SocketLike } from "./connection";
 export { Close, newMessageId, parseServerFrame, SUBPROTOCOL } from "./frames";
-export type { ClientFrame, MessageFrame, ServerFrame, UserRef } from "./frames";
+export type { ClientFrame, LeftReason, MessageFrame, ServerFrame, UserRef } from "./frames";
 export { MemorySessionStore, Session } from "./session";
 export type { SessionStore, SignOutReason, StoredSession } from "./session";
 export { messageKey, RoomTimeline } from "./timeline";

@@ -1,7 +1,11 @@
-/** An open room: its header (invite, leave, delete), who is online, the messages, live drafts and the composer. */
+/**
+ * An open room: its header (invite, members, leave, delete), its members (the owner can remove them), who is
+ * online, the messages, live drafts and the composer.
+ */
 
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 
+import type { Member } from "../natter/api";
 import { inviteCode, type NatterClient, type RoomView } from "../natter/client";
 import type { TimelineItem } from "../natter/timeline";
 import { describe } from "./errors";
@@ -27,6 +31,7 @@ export function RoomPane({
   const [showInvite, setShowInvite] = useState(false);
   const [confirmDelete, setConfirmDelete] = useState(false);
   const [showPeople, setShowPeople] = useState(false);
+  const [showMembers, setShowMembers] = useState(false);
   const me = client.me;
   // A room the user was taken out of offers nothing but a way back.
   const owner = room.info.owner_id === me.id && !room.ended;
@@ -34,6 +39,7 @@ export function RoomPane({
   useEffect(() => {
     setShowInvite(false);
     setConfirmDelete(false);
+    setShowMembers(false);
   }, [room.info.id]);
 
   const act = async (work: () => Promise<unknown>, after?: () => void) => {
@@ -58,7 +64,19 @@ export function RoomPane({
           <p class="room-meta">
             <span>{room.info.private ? "Private" : "Public"}</span>
             <span>
-              {room.info.member_count} member{room.info.member_count === 1 ? "" : "s"}
+              {room.ended ? (
+                members(room.info.member_count)
+              ) : (
+                <button
+                  type="button"
+                  class="link"
+                  aria-expanded={showMembers}
+                  aria-controls="member-list"
+                  onClick={() => setShowMembers(!showMembers)}
+                >
+                  {members(room.info.member_count)}
+                </button>
+              )}
             </span>
             <span>
               <button
@@ -106,6 +124,9 @@ export function RoomPane({
         </div>
       </header>
       {showInvite && code && <InvitePanel code={code} />}
+      {showMembers && !room.ended && (
+        <MembersPanel client={client} room={room} owner={owner} onClose={() => setShowMembers(false)} />
+      )}
       {room.notice && !room.ended && <p class="notice">{room.notice}</p>}
       <div class="room-body">
         <MessageList client={client} room={room} />
@@ -147,6 +168,111 @@ export function RoomPane({
           </button>
         </div>
       )}
+    </section>
+  );
+}
+
+function members(count: number): string {
+  return `${count} member${count === 1 ? "" : "s"}`;
+}
+
+/** The room's members from the API; beside each other member, the owner has *Remove* (confirmed first). */
+function MembersPanel({
+  client,
+  room,
+  owner,
+  onClose,
+}: {
+  client: NatterClient;
+  room: RoomView;
+  owner: boolean;
+  onClose: () => void;
+}) {
+  const [list, setList] = useState<Member[]>();
+  const [error, setError] = useState<string>();
+  const [confirming, setConfirming] = useState<string>();
+  const [busy, setBusy] = useState(false);
+  const me = client.me;
+  const id = room.info.id;
+
+  // Read again when the count moves (someone joined, left or was removed).
+  useEffect(() => {
+    let current = true;
+    client.members(id).then(
+      (members) => current && setList(members),
+      (err) => current && setError(`Cannot list the members: ${describe(err)}`),
+    );
+    return () => {
+      current = false;
+    };
+  }, [id, room.info.member_count]);
+
+  const remove = async (member: Member) => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      await client.removeMember(id, member.id);
+      setList((members) => members?.filter((m) => m.id !== member.id));
+      setConfirming(undefined);
+    } catch (err) {
+      setError(`Could not remove ${member.name}: ${describe(err)}`);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <section id="member-list" class="members" aria-label={`Members of ${room.info.name}`}>
+      <div class="members-head">
+        <h3>Members</h3>
+        <button type="button" class="link" aria-label="Close the member list" onClick={onClose}>
+          ×
+        </button>
+      </div>
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
+      {list === undefined ? (
+        !error && <p class="hint">Loading members…</p>
+      ) : (
+        <ul>
+          {list.map((member) => (
+            <li key={member.id}>
+              <span class="member-name">
+                {member.name}
+                {member.role === "owner" ? " (owner)" : ""}
+                {member.id === me.id ? " (you)" : ""}
+              </span>
+              {owner && member.role !== "owner" && member.id !== me.id &&
+                (confirming === member.id ? (
+                  <span class="confirm" role="group" aria-label={`Confirm removing ${member.name}`}>
+                    <button type="button" class="danger" disabled={busy} onClick={() => void remove(member)}>
+                      Remove from room
+                    </button>
+                    <button type="button" disabled={busy} onClick={() => setConfirming(undefined)}>
+                      Cancel
+                    </button>
+                  </span>
+                ) : (
+                  <button
+                    type="button"
+                    class="link danger"
+                    aria-label={`Remove ${member.name}`}
+                    onClick={() => {
+                      setError(undefined);
+                      setConfirming(member.id);
+                    }}
+                  >
+                    Remove
+                  </button>
+                ))}
+            </li>
+          ))}
+        </ul>
+      )}
+      {owner && <p class="hint">A removed member can join again: a public room as anyone can, a private one with its invite code.</p>}
     </section>
   );
 }

@@ -12,6 +12,15 @@ export function describe(err: unknown): string {
         return "There is no such room (it may have been deleted).";
       case "invalid_invite":
         return "Paste an invite code (room.code) or an invite link.";
+      case "not_room_owner":
+        return "Only the room's owner can do that.";
+      case "owner_cannot_be_removed":
+        return "The owner cannot be removed from their room; delete the room instead.";
+      case "member_not_found":
+        return "They are not a member of this room any more.";
+      case "not_found":
+        // An endpoint this server does not have (yet): an older API than the page.
+        return "The server cannot do that yet.";
       case "rate_limited":
         return `Too many attempts; try again in ${err.retryAfter ?? 60} seconds.`;
       case "network":
