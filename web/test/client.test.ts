@@ -569,6 +569,52 @@ describe("NatterClient sending through leaves and refusals", () => {
     env.client.stop();
   });
 
+  it("resends a message whose outcome is unknown (publish_failed) with the same id until acked with its seq", async () => {
+    const env = start((s) => s.server.room("lobby"));
+    const socket = await online(env);
+    const id = env.client.send("lobby", "did it land?") as string;
+    const next = env.client.send("lobby", "after it") as string;
+    const pending = () => env.client.room("lobby")?.timeline.findPending(id);
+    for (let i = 0; i < 3; i++) {
+      socket.deliver({ type: "error", code: "publish_failed", message: "outcome unknown", ref: id });
+      // Still shown as on its way, never as not sent.
+      expect(pending()?.state).toBe("sending");
+      expect(pending()?.error).toBeUndefined();
+      // The gateway answers every attempt: wait for the resend only.
+      const before = socket.frames("send").length;
+      for (let waited = 0; socket.frames("send").length === before && waited < 10_000; waited += 100) await tick(100);
+    }
+    // Every attempt carried the same id, and nothing overtook it.
+    expect(socket.frames("send").map((f) => f.id)).toEqual([id, id, id, id]);
+    // The first attempt was stored after all: the resend is acked with the original seq.
+    socket.deliver({ type: "ack", room: "lobby", id, seq: 7 });
+    expect(pending()).toMatchObject({ state: "sent", seq: 7 });
+    expect(socket.frames("send").at(-1)?.id).toBe(next);
+    socket.deliver(message("lobby", 7, 0, ME, id));
+    const items = env.client.room("lobby")?.timeline.items() ?? [];
+    expect(items[0]).toMatchObject({ kind: "message", mine: true, sent: true, message: { seq: 7, id } });
+    env.client.stop();
+  });
+
+  it("shows a message never confirmed as such, and as sent once it turns up after all", async () => {
+    const env = start((s) => s.server.room("lobby"));
+    const socket = await online(env);
+    const id = env.client.send("lobby", "into the void") as string;
+    for (let i = 0; i < 5; i++) {
+      socket.deliver({ type: "error", code: "publish_failed", message: "outcome unknown", ref: id });
+      const before = socket.frames("send").length;
+      for (let waited = 0; socket.frames("send").length === before && waited < 10_000; waited += 100) await tick(100);
+    }
+    expect(socket.frames("send").map((f) => f.id)).toEqual([id, id, id, id, id]);
+    const timeline = env.client.room("lobby")?.timeline;
+    expect(timeline?.findPending(id)).toMatchObject({ state: "failed", unconfirmed: true });
+    // NATS is back and the message was stored after all: it arrives in the room's order.
+    socket.deliver(message("lobby", 3, 0, ME, id));
+    expect(timeline?.pending).toHaveLength(0);
+    expect(timeline?.items()).toEqual([expect.objectContaining({ kind: "message", mine: true, sent: true })]);
+    env.client.stop();
+  });
+
   it("marks what was written in a room that turned out to be gone as failed", async () => {
     const env = start((s) => s.server.room("gone"));
     await env.client.start();

@@ -445,7 +445,7 @@ export class NatterClient {
     const state = this.rooms.get(roomId);
     // A room the user was taken out of takes nothing more: the message stays failed, with its reason.
     if (!state?.timeline.findPending(id) || state.ended) return;
-    state.timeline.updatePending(id, { state: "sending", error: undefined, attempts: 0 });
+    state.timeline.updatePending(id, { state: "sending", error: undefined, unconfirmed: undefined, attempts: 0 });
     this.pump(state);
     this.emit();
   }
@@ -773,7 +773,7 @@ export class NatterClient {
         if (state.inFlight !== id) return;
         const still = state.timeline.findPending(id);
         if (still && still.state === "sending" && still.attempts >= MAX_SEND_ATTEMPTS) {
-          state.timeline.updatePending(id, { state: "failed", error: "no answer from the server" });
+          state.timeline.updatePending(id, { state: "failed", error: "no answer from the server", unconfirmed: true });
           this.done(state, id);
           this.emit();
         } else if (still && still.state === "sending") {
@@ -845,8 +845,15 @@ export class NatterClient {
         return;
       case "publish_failed":
       case "unavailable":
+        // publish_failed: the outcome is unknown (it may be stored yet). The same id again settles it: stored at
+        // most once, acked with the original seq.
         if (pending.attempts < MAX_SEND_ATTEMPTS) {
           this.putLater(state, id, 500 * 2 ** pending.attempts);
+          return;
+        }
+        if (code === "publish_failed") {
+          state.timeline.updatePending(id, { state: "failed", error: "not confirmed by the server", unconfirmed: true });
+          this.done(state, id);
           return;
         }
         break;

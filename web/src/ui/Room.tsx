@@ -474,7 +474,20 @@ function Message({
   if (item.kind === "pending") {
     const p = item.message;
     status =
-      p.state === "failed" ? (
+      p.state === "failed" && p.unconfirmed ? (
+        // The server may have stored it: not "failed", and a retry cannot make a duplicate.
+        <span class="state failed">
+          Not confirmed: it may still arrive.{" "}
+          <button
+            type="button"
+            class="link"
+            title="Sends it again; it is stored at most once"
+            onClick={() => client.retry(room.info.id, p.id)}
+          >
+            Retry
+          </button>
+        </span>
+      ) : p.state === "failed" ? (
         <span class="state failed">
           Failed{p.error ? `: ${p.error}` : ""}{" "}
           <button type="button" class="link" onClick={() => client.retry(room.info.id, p.id)}>
