@@ -173,6 +173,27 @@ impl<S: Send + Sync> FromRequestParts<S> for RoomPath {
     }
 }
 
+/// A room id and a user id from a path such as `/api/rooms/{id}/members/{user}/…`, validated: a bad room id is a
+/// 400 `invalid_room_id`, a user id that is not a UUID a 400 `invalid_user_id`.
+#[derive(Debug, Clone)]
+pub struct MemberPath(pub natter_proto::RoomId, pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for MemberPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path((room, user)) =
+            axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::bad_request("invalid_room_id", e.body_text()))?;
+        let room =
+            natter_proto::RoomId::parse(&room).map_err(|e| ApiError::bad_request("invalid_room_id", e.to_string()))?;
+        let user = Uuid::parse_str(&user)
+            .map_err(|_| ApiError::bad_request("invalid_user_id", "the user id is not a UUID"))?;
+        Ok(Self(room, user))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod password;
 pub mod rate_limit;
 pub mod revocation;
+pub mod room_events;
 pub mod routes;
 pub mod startup;
 pub mod state;

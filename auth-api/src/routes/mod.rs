@@ -66,6 +66,7 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .routes(routes!(rooms::leave_room))
         .routes(routes!(rooms::mark_read))
         .routes(routes!(rooms::room_members))
+        .routes(routes!(rooms::remove_member))
         .routes(routes!(history::room_messages))
         .routes(routes!(jwks))
         .routes(routes!(gateway::assign_gateway))

@@ -19,7 +19,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{ApiJson, AuthUser, OptionalJson, RoomPath};
+use natter_proto::bus::RoomEvent;
+
+use crate::extract::{ApiJson, AuthUser, MemberPath, OptionalJson, RoomPath};
+use crate::room_events;
 use crate::state::AppState;
 
 /// A new room.
@@ -179,6 +182,18 @@ pub(crate) async fn visible_room(state: &AppState, caller: Uuid, id: &RoomId) ->
     Ok(room)
 }
 
+/// Loads a room the caller must own to `act` on: as [`visible_room`], and 403 `not_room_owner` for anyone else.
+async fn owned_room(state: &AppState, caller: Uuid, id: &RoomId, act: &str) -> ApiResult<Room> {
+    let room = visible_room(state, caller, id).await?;
+    if room.owner_id != caller {
+        return Err(ApiError::forbidden(
+            "not_room_owner",
+            format!("only the room's owner can {act}"),
+        ));
+    }
+    Ok(room)
+}
+
 async fn load_room(state: &AppState, caller: Uuid, id: &RoomId) -> ApiResult<Room> {
     let row: Option<RoomRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!("{} WHERE r.id = $2", room_select())))
         .bind(caller)
@@ -327,7 +342,9 @@ pub async fn join_room(
     Ok(Json(load_room(&state, user.id, &id).await?))
 }
 
-/// Leave a room. The owner cannot leave (delete the room instead). Leaving a room one is not in is a no-op.
+/// Leave a room. The owner cannot leave (delete the room instead). Leaving a room one is not in changes nothing.
+/// Either way the gateways are told (a `member_left` room event) and take the caller's sockets out of the room;
+/// a public room can be joined again at any time.
 #[utoipa::path(post, path = "/api/rooms/{id}/leave", tag = "rooms", security(("bearer" = [])),
     params(("id" = String, Path, description = "Room id")),
     responses(
@@ -352,10 +369,64 @@ pub async fn leave_room(
         .bind(user.id)
         .execute(&state.db)
         .await?;
+    room_events::publish(
+        state.nats.as_ref(),
+        &id,
+        RoomEvent::MemberLeft {
+            user: user.id.to_string(),
+        },
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Delete a room (owner only).
+/// Remove a member from a room (owner only). The gateways take the member's sockets out of the room (a
+/// `member_removed` room event). There is no ban list yet: a removed user can join a public room again, and a
+/// private one with its join code.
+#[utoipa::path(post, path = "/api/rooms/{id}/members/{user}/remove", tag = "rooms", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Room id"), ("user" = Uuid, Path, description = "The member's user id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "`invalid_room_id`, `invalid_user_id`", body = ErrorBody),
+        (status = 403, description = "`not_room_owner`, `room_private`", body = ErrorBody),
+        (status = 404, description = "`room_not_found`, `member_not_found`", body = ErrorBody),
+        (status = 409, description = "`owner_cannot_be_removed`", body = ErrorBody),
+    ))]
+pub async fn remove_member(
+    State(state): State<AppState>,
+    user: AuthUser,
+    MemberPath(id, member): MemberPath,
+) -> ApiResult<StatusCode> {
+    let room = owned_room(&state, user.id, &id, "remove members").await?;
+    if member == room.owner_id {
+        return Err(ApiError::conflict(
+            "owner_cannot_be_removed",
+            "the owner cannot be removed from their room; delete it instead",
+        ));
+    }
+    let removed = sqlx::query("DELETE FROM memberships WHERE room_id = $1 AND user_id = $2 AND role <> 'owner'")
+        .bind(id.as_str())
+        .bind(member)
+        .execute(&state.db)
+        .await?;
+    if removed.rows_affected() == 0 {
+        return Err(ApiError::not_found(
+            "member_not_found",
+            format!("user {member} is not a member of room '{id}'"),
+        ));
+    }
+    room_events::publish(
+        state.nats.as_ref(),
+        &id,
+        RoomEvent::MemberRemoved {
+            user: member.to_string(),
+        },
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Delete a room (owner only). The gateways take every socket out of it (a `deleted` room event).
 #[utoipa::path(delete, path = "/api/rooms/{id}", tag = "rooms", security(("bearer" = [])),
     params(("id" = String, Path, description = "Room id")),
     responses(
@@ -368,13 +439,7 @@ pub async fn delete_room(
     user: AuthUser,
     RoomPath(id): RoomPath,
 ) -> ApiResult<StatusCode> {
-    let room = visible_room(&state, user.id, &id).await?;
-    if room.owner_id != user.id {
-        return Err(ApiError::forbidden(
-            "not_room_owner",
-            "only the room's owner can delete it",
-        ));
-    }
+    owned_room(&state, user.id, &id, "delete it").await?;
     // The room and its history go together. The stream first, so that less of what it still holds reaches the
     // table after the rows are deleted.
     if let Some(nats) = &state.nats {
@@ -391,6 +456,7 @@ pub async fn delete_room(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    room_events::publish(state.nats.as_ref(), &id, RoomEvent::Deleted).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -168,6 +168,30 @@ impl TestApp {
         reply.body
     }
 
+    /// Creates a room as the holder of `token`; returns the room.
+    pub async fn create_room(&self, token: &str, name: &str, private: bool) -> Value {
+        let reply = self
+            .call(
+                Method::POST,
+                "/api/rooms",
+                Some(token),
+                Some(json!({"name": name, "private": private})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body
+    }
+
+    /// POSTs to `path` with `token` and no body.
+    pub async fn post_as(&self, token: &str, path: &str) -> Reply {
+        self.call(Method::POST, path, Some(token), None).await
+    }
+
+    /// DELETEs `path` with `token`.
+    pub async fn delete_as(&self, token: &str, path: &str) -> Reply {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
     /// Registers `name` and returns its access token.
     pub async fn token_for(&self, name: &str) -> String {
         self.register(name).await["access_token"]

@@ -85,6 +85,7 @@ async fn openapi_document_lists_every_route() {
         ("/api/rooms/{id}/join", "post"),
         ("/api/rooms/{id}/leave", "post"),
         ("/api/rooms/{id}/members", "get"),
+        ("/api/rooms/{id}/members/{user}/remove", "post"),
         ("/.well-known/jwks.json", "get"),
         ("/api/gateway", "get"),
         ("/api/rooms/{id}/messages", "get"),
@@ -112,6 +113,7 @@ fn bad_configuration_exits_64_with_one_line() {
     for args in [
         vec!["--listen", "not-an-address"],
         vec!["--access-token-ttl", "1h", "--refresh-token-ttl", "30m"],
+        vec!["--access-token-ttl", "25h"],
         vec!["--database-url", "postgres://user:hunter2@host:badport/db"],
         vec!["--no-such-flag"],
     ] {

@@ -3,20 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app};
-
-async fn create(app: &TestApp, token: &str, name: &str, private: bool) -> Value {
-    let reply = app
-        .call(
-            Method::POST,
-            "/api/rooms",
-            Some(token),
-            Some(json!({"name": name, "private": private})),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
-    reply.body
-}
+use crate::helpers::spawn_app;
 
 fn ids(list: &Value) -> Vec<String> {
     list.as_array()
@@ -32,7 +19,7 @@ async fn public_room_lifecycle() {
     let owner = app.token_for("olive").await;
     let guest = app.token_for("gus").await;
 
-    let room = create(&app, &owner, "  General  ", false).await;
+    let room = app.create_room(&owner, "  General  ", false).await;
     let id = room["id"].as_str().expect("id").to_owned();
     assert_eq!(room["name"], "General");
     assert_eq!(room["private"], false);
@@ -102,7 +89,7 @@ async fn private_rooms_are_for_members_only() {
     let outsider = app.token_for("quentin").await;
     let invited = app.token_for("rita").await;
 
-    let room = create(&app, &owner, "Secret", true).await;
+    let room = app.create_room(&owner, "Secret", true).await;
     let id = room["id"].as_str().expect("id").to_owned();
     let code = room["join_code"]
         .as_str()
@@ -187,7 +174,7 @@ async fn room_input_is_validated() {
         .assert_error(400, "invalid_room_id");
 
     // The optional join body follows the same rules as every other body.
-    let room = create(&app, &token, "Joinable", false).await;
+    let room = app.create_room(&token, "Joinable", false).await;
     let join = format!("/api/rooms/{}/join", room["id"].as_str().expect("id"));
     let other = app.token_for("sue").await;
     app.call(Method::POST, &join, Some(&other), Some(json!({"code": 5})))
@@ -216,7 +203,7 @@ async fn room_input_is_validated() {
     let joined = app.call(Method::POST, &join, Some(&other), None).await;
     assert_eq!(joined.status, StatusCode::OK, "{}", joined.body);
     // SQL-looking names are just names.
-    let room = create(&app, &token, "'); DROP TABLE rooms; --", false).await;
+    let room = app.create_room(&token, "'); DROP TABLE rooms; --", false).await;
     assert_eq!(room["name"], "'); DROP TABLE rooms; --");
     let listed = app.get("/api/rooms", Some(&token)).await.body;
     assert_eq!(
