@@ -70,9 +70,14 @@ pub struct Config {
     #[arg(long, env = "NATTER_GUESTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub guests: bool,
 
-    /// Login attempts allowed per username per minute.
-    #[arg(long, env = "NATTER_LOGIN_ATTEMPTS_PER_USER", default_value_t = 10)]
-    pub login_attempts_per_user: u32,
+    /// Failed logins allowed per user name per client address per minute. Successful logins do not count.
+    #[arg(long, env = "NATTER_LOGIN_FAILURES_PER_USER_ADDRESS", default_value_t = 10)]
+    pub login_failures_per_user_address: u32,
+
+    /// Failed logins allowed per user name per hour over all client addresses, except addresses the user logged
+    /// in from within the last 30 days (so guessing from many addresses cannot lock the user out of their own).
+    #[arg(long, env = "NATTER_LOGIN_FAILURES_PER_USER", default_value_t = 100)]
+    pub login_failures_per_user: u32,
 
     /// Login, register and guest attempts allowed per client address per minute.
     #[arg(long, env = "NATTER_AUTH_ATTEMPTS_PER_ADDRESS", default_value_t = 60)]
@@ -152,8 +157,17 @@ impl natter_service::Validate for Config {
         if self.db_max_connections == 0 {
             return fail("--db-max-connections must be at least 1".into());
         }
-        if self.login_attempts_per_user == 0 || self.auth_attempts_per_address == 0 {
-            return fail("rate limits must allow at least one attempt per minute".into());
+        if self.login_failures_per_user_address == 0 || self.login_failures_per_user == 0 {
+            return fail("--login-failures-per-user-address and --login-failures-per-user must be at least 1".into());
+        }
+        if self.login_failures_per_user_address > self.login_failures_per_user {
+            return fail(
+                "--login-failures-per-user-address must not exceed --login-failures-per-user (the hourly budget)"
+                    .into(),
+            );
+        }
+        if self.auth_attempts_per_address == 0 {
+            return fail("--auth-attempts-per-address must allow at least one attempt per minute".into());
         }
         if !(256..=1024 * 1024).contains(&self.max_body_bytes) {
             return fail("--max-body-bytes must be between 256 and 1048576".into());
@@ -214,6 +228,17 @@ mod tests {
         );
         assert!(config(&["--database-url", "mysql://x"]).validate().is_err());
         assert!(config(&["--access-token-ttl", "9s"]).validate().is_err());
+        assert!(config(&["--login-failures-per-user", "0"]).validate().is_err());
+        assert!(
+            config(&[
+                "--login-failures-per-user-address",
+                "20",
+                "--login-failures-per-user",
+                "10"
+            ])
+            .validate()
+            .is_err()
+        );
         assert!(config(&["--issuer", " "]).validate().is_err());
         assert!(config(&["--client-ip-header", "bad header"]).validate().is_err());
         assert!(config(&["--load-test-key", "short"]).validate().is_err());

@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod fleet;
 pub mod keys;
+pub mod login_limits;
 pub mod metrics;
 pub mod password;
 pub mod rate_limit;

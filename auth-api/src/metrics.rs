@@ -78,7 +78,11 @@ pub fn register() {
     for (kind, outcome) in LOGIN_OUTCOMES {
         metrics::counter!(LOGINS, "kind" => kind, "outcome" => outcome).absolute(0);
     }
-    for limit in ["login_per_user", "auth_per_address"] {
+    for limit in [
+        "login_failures_per_user_address",
+        "login_failures_per_user",
+        "auth_per_address",
+    ] {
         metrics::counter!(RATE_LIMITED, "limit" => limit).absolute(0);
     }
     for name in [LOAD_TEST_GUESTS, REFRESH_REUSE, TOKENS_ISSUED, KEY_ROTATIONS] {

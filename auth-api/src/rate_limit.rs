@@ -1,4 +1,4 @@
-//! Fixed-window rate limits keyed by a string (a user name, a client address).
+//! Fixed-window rate limits keyed by a string (a user name, a client address), whose hits can be taken back.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -50,6 +50,28 @@ impl RateLimiter {
 
     /// Records a hit for `key`. Returns the time until the next allowed hit when over the limit.
     pub fn hit(&self, key: &str) -> Result<(), Duration> {
+        self.take(key).map(|_| ())
+    }
+
+    /// Takes back a hit [`RateLimiter::take`] counted for `key`, unless its window has ended since (a new window
+    /// started from zero without it).
+    pub fn refund(&self, key: &str, hit: Hit) {
+        let mut windows = self.hits.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((start, count)) = windows.by_key.get_mut(key)
+            && *start == hit.window
+        {
+            *count = count.saturating_sub(1);
+        }
+    }
+
+    /// Forgets every hit of `key`.
+    pub fn reset(&self, key: &str) {
+        self.hits.lock().unwrap_or_else(|p| p.into_inner()).by_key.remove(key);
+    }
+
+    /// Records a hit for `key` that may be taken back with [`RateLimiter::refund`]. Returns the time until the
+    /// next allowed hit when over the limit.
+    pub fn take(&self, key: &str) -> Result<Hit, Duration> {
         let now = Instant::now();
         // A poisoned lock only means another request panicked mid-update; the counts are still usable.
         let mut windows = self.hits.lock().unwrap_or_else(|p| p.into_inner());
@@ -76,8 +98,14 @@ impl RateLimiter {
             return Err(self.window.saturating_sub(now.duration_since(entry.0)));
         }
         entry.1 += 1;
-        Ok(())
+        Ok(Hit { window: entry.0 })
     }
+}
+
+/// A hit counted by [`RateLimiter::take`]: which window it went into.
+#[derive(Debug, Clone, Copy)]
+pub struct Hit {
+    window: Instant,
 }
 
 #[cfg(test)]
@@ -94,6 +122,30 @@ mod tests {
         assert!(limiter.hit("b").is_ok(), "keys are independent");
         std::thread::sleep(Duration::from_millis(220));
         assert!(limiter.hit("a").is_ok(), "a new window allows hits again");
+    }
+
+    #[test]
+    fn a_refunded_hit_is_not_counted_and_a_reset_forgets_the_key() {
+        let limiter = RateLimiter::new("test", 2, Duration::from_secs(60));
+        for _ in 0..5 {
+            let hit = limiter.take("a").expect("refunded hits leave room");
+            limiter.refund("a", hit);
+        }
+        limiter.hit("a").expect("one");
+        limiter.hit("a").expect("two");
+        assert!(limiter.hit("a").is_err(), "the limit holds for hits kept");
+        limiter.reset("a");
+        assert!(limiter.hit("a").is_ok(), "a reset key starts again");
+    }
+
+    #[test]
+    fn a_refund_after_its_window_ended_does_not_lower_the_new_window() {
+        let limiter = RateLimiter::new("test", 1, Duration::from_millis(100));
+        let old = limiter.take("a").expect("first");
+        std::thread::sleep(Duration::from_millis(120));
+        limiter.hit("a").expect("a new window");
+        limiter.refund("a", old);
+        assert!(limiter.hit("a").is_err(), "the new window's hit still counts");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::keys::KeyRing;
+use crate::login_limits::LoginLimits;
 use crate::rate_limit::RateLimiter;
 use crate::revocation::Revocations;
 use crate::state::{AppState, Settings};
@@ -85,10 +86,9 @@ impl Application {
                     .as_ref()
                     .map(|key| sha2::Sha256::digest(key.as_bytes()).into()),
             }),
-            login_per_user: Arc::new(RateLimiter::new(
-                "login_per_user",
-                config.login_attempts_per_user,
-                window,
+            logins: Arc::new(LoginLimits::new(
+                config.login_failures_per_user_address,
+                config.login_failures_per_user,
             )),
             auth_per_address: Arc::new(RateLimiter::new(
                 "auth_per_address",

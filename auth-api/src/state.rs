@@ -18,8 +18,8 @@ pub struct AppState {
     pub keys: KeyRing,
     /// Settings handlers read.
     pub settings: Arc<Settings>,
-    /// Login attempts per user name.
-    pub login_per_user: Arc<RateLimiter>,
+    /// Failed-login budgets per user and per (user, address), and the addresses users logged in from.
+    pub logins: Arc<crate::login_limits::LoginLimits>,
     /// Login, register and guest attempts per client address.
     pub auth_per_address: Arc<RateLimiter>,
     /// NATS, when configured.

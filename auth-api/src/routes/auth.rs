@@ -188,7 +188,10 @@ pub async fn register(
     let name = parse_username(&body.username)?;
     password::check_policy(&body.password).map_err(|m| ApiError::validation("invalid_password", m))?;
     let hash = password::hash(body.password).await?;
+    let key = name.key();
     let tokens = create_user(&state, name, Some(hash)).await?;
+    // The account's first sign-in: its address is one it logs in from.
+    state.logins.remember(&key, addr);
     metrics::login("register", "ok");
     Ok((StatusCode::CREATED, Json(tokens)))
 }
@@ -198,7 +201,9 @@ pub async fn register(
     responses(
         (status = 200, description = "Logged in", body = TokenResponse),
         (status = 401, description = "`invalid_credentials`", body = ErrorBody),
-        (status = 429, description = "`rate_limited` (per user name and per client address)", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many failed logins for this user name from this \
+            address, or from addresses it has not logged in from lately, or too many attempts from this address",
+            body = ErrorBody),
     ))]
 pub async fn login(
     State(state): State<AppState>,
@@ -208,16 +213,19 @@ pub async fn login(
     let invalid = || ApiError::unauthorized("invalid_credentials", "wrong user name or password");
     state.auth_per_address.hit(&addr.to_string()).map_err(limited)?;
     // A malformed name cannot exist: it gets the same answer and the same work as a wrong password, but no
-    // per-user limiter entry (that map should hold names, not whatever a client sends).
-    let row: Option<(Uuid, String, Option<String>)> = match Username::parse(&body.username) {
+    // per-user limiter entry (those maps should hold names, not whatever a client sends). Names that exist and
+    // names that do not are limited alike, so a 429 does not tell which is which.
+    let (attempt, row) = match Username::parse(&body.username) {
         Ok(name) => {
-            state.login_per_user.hit(&name.key()).map_err(limited)?;
-            sqlx::query_as("SELECT id, username, password_hash FROM users WHERE username_key = $1")
-                .bind(name.key())
-                .fetch_optional(&state.db)
-                .await?
+            let attempt = state.logins.begin(&name.key(), addr).map_err(limited)?;
+            let row: Option<(Uuid, String, Option<String>)> =
+                sqlx::query_as("SELECT id, username, password_hash FROM users WHERE username_key = $1")
+                    .bind(name.key())
+                    .fetch_optional(&state.db)
+                    .await?;
+            (Some(attempt), row)
         }
-        Err(_) => None,
+        Err(_) => (None, None),
     };
     let (id, name, stored) = match row {
         Some((id, name, stored)) => (Some(id), name, stored),
@@ -228,6 +236,9 @@ pub async fn login(
         return Err(invalid());
     }
     let id = id.ok_or_else(invalid)?;
+    if let Some(attempt) = attempt {
+        attempt.succeeded();
+    }
     let mut tx = state.db.begin().await?;
     let tokens = issue_tokens(&state, &mut tx, UserInfo { id, name, guest: false }, None).await?;
     tx.commit().await?;

@@ -115,6 +115,17 @@ impl TestApp {
         self.call(Method::POST, path, None, Some(body)).await
     }
 
+    /// POSTs JSON from the client address `from` (a loopback address: the client socket is bound to it, so the
+    /// API sees it as the peer address).
+    pub async fn post_from(&self, from: std::net::IpAddr, path: &str, body: Value) -> Reply {
+        let client = reqwest::Client::builder()
+            .local_address(from)
+            .build()
+            .expect("a client bound to the address");
+        let req = client.post(format!("{}{path}", self.base)).json(&body);
+        read(req.send().await.expect("request reaches the server")).await
+    }
+
     /// Sends raw bytes with a content type.
     pub async fn post_raw(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Reply {
         let req = self

@@ -5,6 +5,7 @@ mod errors;
 mod helpers;
 mod history;
 mod load_test;
+mod login_limits;
 mod members;
 mod operations;
 mod read_cursor;

@@ -1,0 +1,190 @@
+//! Login guessing is slowed per (user, address) and per user, without locking the user out: each client here
+//! has its own loopback address (127.0.0.0/8 is all local), which the API sees as the peer address.
+
+use std::net::IpAddr;
+
+use natter_test_support::metrics_page::value;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{Reply, TestApp, spawn_app_with};
+
+fn addr(last: u8) -> IpAddr {
+    IpAddr::from([127, 0, 0, last])
+}
+
+async fn login_from(app: &TestApp, from: IpAddr, name: &str, password: &str) -> Reply {
+    app.post_from(from, "/api/login", json!({"username": name, "password": password}))
+        .await
+}
+
+/// Registers `name` from an address no test logs in from, so no address of the test is known for it yet.
+async fn register_elsewhere(app: &TestApp, name: &str) {
+    let reply = app
+        .post_from(
+            addr(250),
+            "/api/register",
+            json!({"username": name, "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+}
+
+fn retry_after(reply: &Reply) -> u64 {
+    reply.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds")
+}
+
+#[tokio::test]
+async fn bad_passwords_from_one_address_do_not_stop_the_right_one_from_another() {
+    let app = spawn_app_with(&[
+        "--login-failures-per-user-address",
+        "3",
+        "--login-failures-per-user",
+        "50",
+    ])
+    .await;
+    register_elsewhere(&app, "ines").await;
+    for attempt in 0..10 {
+        let reply = login_from(&app, addr(2), "ines", "wrong horse").await;
+        let want = if attempt < 3 {
+            (401, "invalid_credentials")
+        } else {
+            (429, "rate_limited")
+        };
+        reply.assert_error(want.0, want.1);
+    }
+    let limited = login_from(&app, addr(2), "ines", "correct horse").await;
+    limited.assert_error(429, "rate_limited");
+    assert!((1..=60).contains(&retry_after(&limited)), "{}", retry_after(&limited));
+
+    let owner = login_from(&app, addr(3), "ines", "correct horse").await;
+    assert_eq!(owner.status, StatusCode::OK, "{}", owner.body);
+    // The guesser's address is limited for this user only.
+    login_from(&app, addr(2), "someone-else", "wrong horse")
+        .await
+        .assert_error(401, "invalid_credentials");
+}
+
+#[tokio::test]
+async fn guessing_from_many_addresses_is_stopped_by_the_per_user_budget() {
+    let app = spawn_app_with(&[
+        "--login-failures-per-user-address",
+        "3",
+        "--login-failures-per-user",
+        "5",
+    ])
+    .await;
+    register_elsewhere(&app, "jonas").await;
+    for last in 10..15 {
+        login_from(&app, addr(last), "jonas", "wrong horse")
+            .await
+            .assert_error(401, "invalid_credentials");
+    }
+    for last in 15..18 {
+        let reply = login_from(&app, addr(last), "jonas", "wrong horse").await;
+        reply.assert_error(429, "rate_limited");
+        assert!((1..=3600).contains(&retry_after(&reply)), "{}", retry_after(&reply));
+    }
+    // A name that does not exist is limited the same way, so a 429 does not tell names apart.
+    for last in 10..15 {
+        login_from(&app, addr(last), "nobody-here", "wrong horse")
+            .await
+            .assert_error(401, "invalid_credentials");
+    }
+    login_from(&app, addr(15), "nobody-here", "wrong horse")
+        .await
+        .assert_error(429, "rate_limited");
+    // The budget is the user's: another user from the same addresses is not affected.
+    register_elsewhere(&app, "karla").await;
+    let other = login_from(&app, addr(15), "karla", "correct horse").await;
+    assert_eq!(other.status, StatusCode::OK, "{}", other.body);
+}
+
+#[tokio::test]
+async fn an_address_the_user_logged_in_from_is_not_held_to_the_per_user_budget() {
+    let app = spawn_app_with(&[
+        "--login-failures-per-user-address",
+        "3",
+        "--login-failures-per-user",
+        "4",
+    ])
+    .await;
+    register_elsewhere(&app, "lotte").await;
+    let home = login_from(&app, addr(20), "lotte", "correct horse").await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+
+    for last in 30..34 {
+        login_from(&app, addr(last), "lotte", "wrong horse")
+            .await
+            .assert_error(401, "invalid_credentials");
+    }
+    // The budget is spent: the right password from a new address waits too.
+    login_from(&app, addr(34), "lotte", "correct horse")
+        .await
+        .assert_error(429, "rate_limited");
+    // From home, a typo is still only a typo, and the right password works.
+    login_from(&app, addr(20), "lotte", "wrong horse")
+        .await
+        .assert_error(401, "invalid_credentials");
+    let again = login_from(&app, addr(20), "lotte", "correct horse").await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    // So does the address the account was registered from.
+    let registered = login_from(&app, addr(250), "lotte", "correct horse").await;
+    assert_eq!(registered.status, StatusCode::OK, "{}", registered.body);
+}
+
+#[tokio::test]
+async fn successful_logins_consume_no_failure_budget() {
+    let app = spawn_app_with(&[
+        "--login-failures-per-user-address",
+        "2",
+        "--login-failures-per-user",
+        "2",
+    ])
+    .await;
+    register_elsewhere(&app, "mads").await;
+    // Each from a new address, so each goes through the per-user budget before its password is checked.
+    for last in 40..46 {
+        let reply = login_from(&app, addr(last), "mads", "correct horse").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    for _ in 0..4 {
+        let reply = login_from(&app, addr(40), "mads", "correct horse").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    // Both budgets are whole.
+    for last in [50, 51] {
+        login_from(&app, addr(last), "mads", "wrong horse")
+            .await
+            .assert_error(401, "invalid_credentials");
+    }
+    login_from(&app, addr(52), "mads", "wrong horse")
+        .await
+        .assert_error(429, "rate_limited");
+    let page = app.metrics_text().await;
+    let refused = "natter_api_rate_limited_total{limit=\"login_failures_per_user\"}";
+    assert_eq!(value(&page, refused), Some(1.0), "{page}");
+}
+
+#[tokio::test]
+async fn every_attempt_from_an_address_counts_against_its_own_limit() {
+    let app = spawn_app_with(&["--auth-attempts-per-address", "8"]).await;
+    app.register("ivan").await;
+    for i in 0..7 {
+        app.post("/api/login", json!({"username": format!("other{i}"), "password": "x"}))
+            .await
+            .assert_error(401, "invalid_credentials");
+    }
+    app.post("/api/login", json!({"username": "ivan", "password": "correct horse"}))
+        .await
+        .assert_error(429, "rate_limited");
+    app.post("/api/guest", json!({"username": "someone"}))
+        .await
+        .assert_error(429, "rate_limited");
+    let elsewhere = login_from(&app, addr(60), "ivan", "correct horse").await;
+    assert_eq!(elsewhere.status, StatusCode::OK, "{}", elsewhere.body);
+}
