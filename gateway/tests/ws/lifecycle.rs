@@ -326,3 +326,41 @@ async fn a_gateway_back_from_a_nats_outage_asks_again_about_its_rooms_and_evicts
     assert_eq!(rita.recv_type("pong").await["id"], "still-in");
     assert!(rita.queued("left").is_empty(), "the owner stays in the room");
 }
+
+#[tokio::test]
+async fn a_member_the_owner_removes_is_taken_out_at_once_and_cannot_rejoin_a_private_room() {
+    let stack = Stack::start().await;
+    let gw = stack.gateway(&[]).await;
+    let (owner, _) = stack.user("ona").await;
+    let (member, member_id) = stack.user("moe").await;
+    let room = stack.room(&owner, true).await;
+    let info = stack.get_with(&format!("/api/rooms/{room}"), &owner).await;
+    let code = info["join_code"].as_str().expect("the owner sees the join code");
+    let (status, _) = stack
+        .post_with(&format!("/api/rooms/{room}/join"), Some(&member), json!({"code": code}))
+        .await;
+    assert_eq!(status, 200);
+    let mut mo = Client::connect(&gw, &member).await;
+    mo.join(&room, None).await;
+    let mut ona = Client::connect(&gw, &owner).await;
+    ona.join(&room, None).await;
+
+    let (status, answer) = stack
+        .post_with(
+            &format!("/api/rooms/{room}/members/{member_id}/remove"),
+            Some(&owner),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 204, "{answer}");
+    let left = mo.recv_type("left").await;
+    assert_eq!(left, json!({"type": "left", "room": room, "reason": "member_removed"}));
+    mo.send(json!({"type": "send", "room": room, "id": "late", "body": "still here?"}))
+        .await;
+    assert_eq!(mo.recv_type("error").await["code"], "not_joined");
+    mo.send(json!({"type": "join", "room": room})).await;
+    assert_eq!(mo.recv_type("error").await["code"], "room_private");
+    // The owner stays, and hears that the removed member went.
+    let gone = ona.recv_type("presence").await;
+    assert_eq!(gone["left"][0]["id"], member_id, "{gone}");
+}
