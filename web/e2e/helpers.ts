@@ -232,3 +232,25 @@ export async function pairInRoom(
   await expect(second.page.getByRole("textbox", { name: `Message ${room}` })).toBeVisible();
   return { first, second, room };
 }
+
+/** The session the page keeps in localStorage (its tokens), as the app stored it. */
+export async function storedSession(page: Page): Promise<{ access_token: string; refresh_token: string } | null> {
+  return page.evaluate(() => JSON.parse(localStorage.getItem("natter.session") ?? "null"));
+}
+
+/** The id of the room the page shows (from its address). */
+export function roomIdOf(page: Page): string {
+  return new URL(page.url()).pathname.split("/").pop() as string;
+}
+
+/** The sum over the stack's gateways of their connections closed with `code`. */
+export async function closedWith(code: number): Promise<number> {
+  let total = 0;
+  for (const gateway of loadState().gateways) {
+    const text = await (await fetch(`http://127.0.0.1:${gateway.port}/metrics`)).text();
+    for (const line of text.split("\n")) {
+      if (line.startsWith(`natter_gateway_connections_closed_total{code="${code}"}`)) total += Number(line.split(" ").pop());
+    }
+  }
+  return total;
+}
