@@ -1,5 +1,6 @@
 //! Integration tests of the auth API against a real PostgreSQL over real sockets.
 
+mod attacks;
 mod auth;
 mod errors;
 mod helpers;
