@@ -30,8 +30,9 @@ pub struct Config {
     )]
     pub database_url: String,
 
-    /// NATS server URL. With it, the API answers gateways' room-access checks and hands out gateway
-    /// assignments (`GET /api/gateway`); without it, both are unavailable.
+    /// NATS server URL. With it, the API answers gateways' room-access checks, hands out gateway assignments
+    /// (`GET /api/gateway`), publishes room events and records revoked sessions for the gateways; without it,
+    /// none of these happen (set it wherever gateways run).
     #[arg(long, env = "NATS_URL")]
     pub nats_url: Option<String>,
 
