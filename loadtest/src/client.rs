@@ -646,7 +646,8 @@ fn on_delivery(shared: &Shared, reception: &mut Reception, seq: u64, body: &str)
 }
 
 /// Accounts for one frame from the gateway. Returns the id of a send refused for now (`overloaded`,
-/// `rate_limited`): it stays pending, to be sent again after a pause.
+/// `rate_limited`) or of unknown outcome (`publish_failed`): it stays pending, to be sent again with its id after a
+/// pause.
 fn on_frame(
     shared: &Shared,
     text: &str,
@@ -684,7 +685,9 @@ fn on_frame(
         }
         ServerFrame::Error { code, reference, .. } => {
             let mut stats = shared.stats();
-            let for_now = code == "overloaded" || code == "rate_limited";
+            // `publish_failed`: the outcome is unknown (the message may be stored after all); a resend with the
+            // same id settles it, stored at most once.
+            let for_now = matches!(code.as_str(), "overloaded" | "rate_limited" | "publish_failed");
             *stats.error_codes.entry(code).or_default() += 1;
             stats.interval[4] += 1;
             let id = reference.filter(|id| pending.contains_key(id))?;

@@ -429,6 +429,23 @@ fn drops(i: usize, share: f64) -> bool {
     (i as f64 * 0.618_033_988_75).fract() < share
 }
 
+/// Where each user (laid out room by room, `(room, sender)`) runs: its worker and its first gateway. Senders and
+/// receivers are each dealt round-robin on their own, so both spread evenly over the workers and the gateways
+/// (dealt together, with one sender at the head of each room and even room sizes, every sender would land on the
+/// first worker and the first gateway).
+fn deal(room_of: &[(usize, bool)], workers: usize, gateways: usize) -> Vec<(usize, usize)> {
+    let (mut senders, mut receivers) = (0usize, 0usize);
+    room_of
+        .iter()
+        .map(|(_, sender)| {
+            let n = if *sender { &mut senders } else { &mut receivers };
+            let placed = (*n % workers.max(1), *n % gateways.max(1));
+            *n += 1;
+            placed
+        })
+        .collect()
+}
+
 /// Which users (laid out room by room) are slow readers: `count` receivers (or as many as there are), the last
 /// member of each room first, then the next to last, and so on, so they spread over the rooms.
 fn slow_readers(sizes: &[usize], senders: usize, count: usize) -> Vec<bool> {
@@ -560,13 +577,15 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
             schedule: schedule.clone(),
         })
         .collect();
+    let placed = deal(&room_of, settings.workers, gateways.len());
     for (i, (user, (room, sender))) in users.iter().zip(&room_of).enumerate() {
-        plans[i % settings.workers].users.push(UserPlan {
+        let (worker, gateway) = placed[i];
+        plans[worker].users.push(UserPlan {
             name: user.name.clone(),
             token: user.access_token.clone(),
             room: rooms[*room].clone(),
             sender: *sender,
-            gateway: i % gateways.len(),
+            gateway,
             // A slow reader does not also drop: its drop would come before it read the 4008 waiting for it.
             drops: settings.reconnect_share > 0.0 && drops(i, settings.reconnect_share) && !slow[i],
             stalls: slow[i],
@@ -1129,6 +1148,33 @@ mod tests {
             "ranges are capped"
         );
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn senders_and_receivers_each_spread_evenly_over_workers_and_gateways() {
+        for (rooms, size, senders, workers, gateways) in [(10, 50, 1, 2, 2), (8, 100, 2, 4, 4), (7, 50, 3, 3, 2)] {
+            let room_of: Vec<(usize, bool)> = (0..rooms)
+                .flat_map(|room| (0..size).map(move |k| (room, k < senders)))
+                .collect();
+            let placed = deal(&room_of, workers, gateways);
+            for sending in [true, false] {
+                let mut per_worker = vec![0usize; workers];
+                let mut per_gateway = vec![0usize; gateways];
+                for ((_, sender), (worker, gateway)) in room_of.iter().zip(&placed) {
+                    if *sender == sending {
+                        per_worker[*worker] += 1;
+                        per_gateway[*gateway] += 1;
+                    }
+                }
+                for counts in [&per_worker, &per_gateway] {
+                    let (min, max) = (counts.iter().min(), counts.iter().max());
+                    assert!(
+                        max.zip(min).is_some_and(|(max, min)| max - min <= 1),
+                        "senders {sending}: {counts:?} ({rooms} rooms of {size}, {senders} senders each)"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -31,6 +31,10 @@ enum Fault {
     Refuse,
     /// Each message is refused with `overloaded` the first time it is sent, and taken when sent again.
     RefuseOnce,
+    /// Each message is stored and delivered, but its sender is told `publish_failed` (the outcome unknown, as
+    /// when NATS came back after the gateway gave up waiting); a resend with the same id is acked with the stored
+    /// seq and delivered no second time, as JetStream's dedup does.
+    UnknownOutcome,
 }
 
 #[derive(Default)]
@@ -49,6 +53,8 @@ struct Server {
     rooms: Mutex<HashMap<String, Room>>,
     /// Message ids refused once ([`Fault::RefuseOnce`]).
     refused: Mutex<std::collections::HashSet<String>>,
+    /// Stored message ids and their seqs ([`Fault::UnknownOutcome`]).
+    stored: Mutex<HashMap<String, u64>>,
 }
 
 async fn guests(State(_): State<Arc<Server>>, body: axum::Json<Value>) -> impl IntoResponse {
@@ -129,6 +135,17 @@ async fn serve(server: Arc<Server>, socket: WebSocket, user: String) {
                 let error = json!({"type": "error", "code": "overloaded", "message": "later", "ref": frame["id"]});
                 let _ = tx.send(error.to_string());
             }
+            Some("send")
+                if server.fault == Fault::UnknownOutcome
+                    && let Some(seq) = server
+                        .stored
+                        .lock()
+                        .expect("stored lock")
+                        .get(frame["id"].as_str().unwrap_or_default())
+                        .copied() =>
+            {
+                let _ = tx.send(json!({"type": "ack", "room": room_id, "id": frame["id"], "seq": seq}).to_string());
+            }
             Some("send") => {
                 let seq = server.seq.fetch_add(1, Ordering::SeqCst) + 1;
                 let prev = std::mem::replace(&mut room.last_seq, seq);
@@ -137,7 +154,14 @@ async fn serve(server: Arc<Server>, socket: WebSocket, user: String) {
                 let message = json!({"type": "message", "room": room_id, "seq": seq, "prev": prev, "id": id,
                     "user": {"id": user, "name": user}, "body": frame["body"], "ts": "2026-01-01T00:00:00Z"})
                 .to_string();
-                let _ = tx.send(json!({"type": "ack", "room": room_id, "id": id, "seq": seq}).to_string());
+                if server.fault == Fault::UnknownOutcome {
+                    server.stored.lock().expect("stored lock").insert(id.to_owned(), seq);
+                    let error = json!({"type": "error", "code": "publish_failed", "message": "outcome unknown",
+                        "ref": id});
+                    let _ = tx.send(error.to_string());
+                } else {
+                    let _ = tx.send(json!({"type": "ack", "room": room_id, "id": id, "seq": seq}).to_string());
+                }
                 let count = room.count;
                 if server.fault == Fault::Vanish && count > 3 {
                     server.gone.send_replace(true);
@@ -181,6 +205,7 @@ async fn start(fault: Fault) -> String {
         ids: AtomicU64::new(1),
         rooms: Mutex::default(),
         refused: Mutex::default(),
+        stored: Mutex::default(),
     });
     let app = Router::new()
         .route("/api/load-test/guests", post(guests))
@@ -384,4 +409,18 @@ async fn a_send_refused_for_now_is_sent_again_and_its_pause_is_told_apart_from_d
             quantile("accepted_latency", q)
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_of_unknown_outcome_is_sent_again_with_its_id_and_counted_once() {
+    // Every message is stored and delivered, but its sender hears `publish_failed`: only the resend's ack tells
+    // the harness the message was taken, and the receivers must see each message once.
+    let (output, report) = run_against(Fault::UnknownOutcome).await;
+    assert!(output.status.success(), "{}", said(&output));
+    let m = &report["messages"];
+    assert_eq!(m["acked"], 10, "every send settled by its resend: {}", said(&output));
+    assert_eq!(m["unacked"], 0, "{}", said(&output));
+    assert_eq!(m["delivered"], 60, "each message delivered once to each member");
+    assert_eq!(report["error_codes"]["publish_failed"], 10);
+    assert_eq!(faults(&report), (0, 0, 0), "{}", said(&output));
 }
