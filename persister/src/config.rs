@@ -49,7 +49,8 @@ pub struct Config {
     #[arg(long, env = "NATTER_PERSISTER_MAX_WAIT", default_value = "0ms", value_parser = parse_duration)]
     pub max_wait: Duration,
 
-    /// How long JetStream waits for an ack before redelivering (extended while a batch is being retried).
+    /// How long JetStream waits for an ack before redelivering; what a persister holds (gathering, waiting for a
+    /// writer, retried while PostgreSQL is away) is marked in progress every third of it. At least 1s.
     #[arg(long, env = "NATTER_PERSISTER_ACK_WAIT", default_value = "30s", value_parser = parse_duration)]
     pub ack_wait: Duration,
 
@@ -81,6 +82,11 @@ impl natter_service::Validate for Config {
         }
         if !(1..=16).contains(&self.writers) {
             return Err("--writers must be between 1 and 16".into());
+        }
+        // What a persister holds is marked in progress every third of the ack wait: a shorter one would be a
+        // stream of marks, and would leave a batch's write no time before JetStream handed it out again.
+        if self.ack_wait < Duration::from_secs(1) {
+            return Err("--ack-wait must be at least 1s".into());
         }
         if self.max_wait >= self.ack_wait.min(Duration::from_secs(10)) {
             return Err("--max-wait must be shorter than --ack-wait and than 10s".into());
@@ -115,6 +121,7 @@ mod tests {
         config(&[]).validate().expect("defaults validate");
         assert!(config(&["--batch-size", "0"]).validate().is_err());
         assert!(config(&["--max-wait", "1m", "--ack-wait", "30s"]).validate().is_err());
+        assert!(config(&["--ack-wait", "500ms"]).validate().is_err());
         assert!(config(&["--consumer", "a.b"]).validate().is_err());
         assert!(config(&["--database-url", "mysql://x"]).validate().is_err());
         assert!(config(&["--history-retention", "12h"]).validate().is_err());

@@ -1,19 +1,30 @@
-//! The consume loop: fetch a batch, decode it, write it, ack it; retry a failed write with backoff, never acking
-//! what is not committed.
+//! The consume loop: fetch a batch, decode it, write it, ack it; keep a batch whose write failed and retry it
+//! with backoff until it is written, never acking what is not committed.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::consumer::pull::MessagesErrorKind;
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use natter_proto::bus::StoredMessage;
 use tokio::sync::watch;
 
+use crate::health::Health;
+use crate::keep_alive::{self, KeepAlive};
 use crate::metrics;
 use crate::source::{Opened, Source};
 use crate::store::{self, DeadLetter, Row, Rows, Writer};
 
-/// Longest pause between two attempts at writing a batch.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// First pause before writing a failed batch again; it doubles up to [`WRITE_BACKOFF_MAX`].
+const WRITE_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Longest pause between two attempts at writing a batch: once PostgreSQL answers again, what was held is written
+/// within this.
+const WRITE_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Longest pause between two attempts at opening the chat stream.
+const READ_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Settings of the loop.
 #[derive(Debug, Clone, Copy)]
@@ -22,7 +33,7 @@ pub struct Batching {
     pub size: usize,
     /// How long a batch may wait for more messages after its first while the writer is free (0: not at all).
     pub max_wait: Duration,
-    /// The consumer's ack wait: retries send progress acks well within it.
+    /// The consumer's ack wait: what the persister holds is marked in progress well within it.
     pub ack_wait: Duration,
     /// Batches written at once, each in its own transaction.
     pub writers: usize,
@@ -86,29 +97,35 @@ struct Waiting {
 /// Messages read together from one epoch of the stream, to be written in one transaction.
 struct Batch {
     epoch: u64,
-    messages: Vec<jetstream::Message>,
+    messages: Arc<Vec<jetstream::Message>>,
+    /// Marks `messages` in progress while the batch waits for a writer and while its write is retried; dropped
+    /// once it is committed, before the acks.
+    alive: KeepAlive,
 }
 
-/// Consumes `opened` with one task per writer until `stop` turns true, opening `source` again whenever reading breaks; batches in hand are
-/// finished (written and acked) first.
+/// Consumes `opened` with one task per writer until `stop` turns true, opening `source` again whenever reading
+/// breaks; batches in hand are finished (written and acked) first. Each writer reports to `health` whether it
+/// can write.
 pub async fn run(
     source: Source,
     opened: Opened,
     writers: Vec<Writer>,
     batching: Batching,
+    health: Arc<Health>,
     stop: watch::Receiver<bool>,
 ) {
     let (batches, to_write) = tokio::sync::mpsc::channel::<Batch>(FETCH_AHEAD);
-    let to_write = std::sync::Arc::new(tokio::sync::Mutex::new(to_write));
+    let to_write = Arc::new(tokio::sync::Mutex::new(to_write));
     let writers: Vec<_> = writers
         .into_iter()
         .map(|mut writer| {
             let to_write = to_write.clone();
+            let health = health.clone();
             tokio::spawn(async move {
                 loop {
                     let next = to_write.lock().await.recv().await;
                     let Some(batch) = next else { return };
-                    handle_batch(&mut writer, batch.epoch, &batch.messages, batching).await;
+                    handle_batch(&mut writer, &health, batch).await;
                 }
             })
         })
@@ -182,7 +199,7 @@ async fn fetch_loop(
             Err(err) => {
                 tracing::warn!(error = %err, "reading the chat stream failed; retrying");
                 wait_or_stop(&mut stop, backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff = (backoff * 2).min(READ_BACKOFF_MAX);
                 broken = true;
                 continue;
             }
@@ -209,11 +226,17 @@ async fn fetch_loop(
             };
             let mut batch = match first {
                 Some(Ok(message)) => vec![message],
+                Some(Err(err))
+                    if err.kind() == MessagesErrorKind::MissingHeartbeat && unchanged(source, epoch).await =>
+                {
+                    tracing::debug!("a heartbeat was missed on an unchanged stream; reading on");
+                    continue;
+                }
                 Some(Err(err)) => {
                     // Messages in flight to the dropped stream come back after the ack wait; none is lost.
                     tracing::warn!(error = %err, "the chat stream broke; reopening it");
                     wait_or_stop(&mut stop, backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff = (backoff * 2).min(READ_BACKOFF_MAX);
                     broken = true;
                     break;
                 }
@@ -223,14 +246,26 @@ async fn fetch_loop(
                 }
             };
             let held_until = tokio::time::Instant::now() + batching.max_wait;
+            // The batch is ours from its first message on: kept in progress while it waits for a writer.
+            let every = keep_alive::every(batching.ack_wait);
+            let mut alive_until = tokio::time::Instant::now() + every;
             let permit = loop {
                 let held = tokio::time::Instant::now() < held_until;
                 let full = batch.len() >= batching.size;
                 tokio::select! {
                     biased;
                     permit = batches.reserve(), if !held || full => break permit,
+                    () = tokio::time::sleep_until(alive_until) => {
+                        keep_alive::progress(&batch).await;
+                        alive_until = tokio::time::Instant::now() + every;
+                    }
                     next = messages.next(), if !full => match next {
                         Some(Ok(message)) => batch.push(message),
+                        // What the pull stream holds stays with it: dropping it would leave those messages to
+                        // come back only after the ack wait.
+                        Some(Err(err)) if err.kind() == MessagesErrorKind::MissingHeartbeat && unchanged(source, epoch).await => {
+                            tracing::debug!("a heartbeat was missed on an unchanged stream; reading on");
+                        }
                         // What came before is of this consumer's epoch; the stream is opened again after it
                         // (a deleted consumer's name may already stand for one on a recreated stream).
                         Some(Err(err)) => {
@@ -256,7 +291,11 @@ async fn fetch_loop(
             }
             backoff = Duration::from_millis(100);
             match permit {
-                Ok(permit) => permit.send(Batch { epoch, messages: batch }),
+                Ok(permit) => {
+                    let messages = Arc::new(batch);
+                    let alive = KeepAlive::start(messages.clone(), every, alive_until);
+                    permit.send(Batch { epoch, messages, alive });
+                }
                 Err(_) => {
                     report.abort();
                     return;
@@ -266,6 +305,21 @@ async fn fetch_loop(
                 break;
             }
         }
+    }
+}
+
+/// Whether the chat stream read as epoch `epoch` is still there under that epoch, after its pull stream missed a
+/// heartbeat. A missed heartbeat alone does not break a pull stream: the client renews its pull requests by
+/// itself, and the messages the stream already received are still in it, whereas a stream dropped takes them
+/// along and JetStream hands them out again only after the ack wait. (Pull streams do miss heartbeats now and
+/// then against nats-server 2.9.10 under load; a run whose stream was dropped on an error just after a PostgreSQL
+/// outage stored its last messages only after its 60 s ack wait.) Only a recreated stream (a new epoch, whose
+/// consumer is new too) needs the stream opened again; when JetStream does not answer the question, the stream is
+/// kept, to reconnect with the client.
+async fn unchanged(source: &Source, epoch: u64) -> bool {
+    match source.open().await {
+        Ok(opened) => opened.epoch == epoch,
+        Err(_) => true,
     }
 }
 
@@ -310,12 +364,16 @@ async fn report_pending(opened: Opened, waiting: std::sync::Arc<Waiting>) {
     }
 }
 
-/// Writes one batch of epoch `epoch` until it is committed, then acks every message in it.
-async fn handle_batch(writer: &mut Writer, epoch: u64, messages: &[jetstream::Message], batching: Batching) {
+/// Writes one batch until it is committed, then acks every message in it. A write that fails for any reason but
+/// the data (PostgreSQL unreachable, restarting, out of connections) keeps the batch and tries again after a pause
+/// of 100 ms doubling to 2 s, for as long as it takes, while the batch's keep-alive holds it in progress at
+/// JetStream; the writer tells `health` when it starts failing and when it writes again.
+async fn handle_batch(writer: &mut Writer, health: &Health, batch: Batch) {
+    let Batch { epoch, messages, alive } = batch;
     let epoch = i64::try_from(epoch).unwrap_or(i64::MAX);
     let mut rows = Rows::with_capacity(epoch, messages.len());
     let mut dead = Vec::new();
-    for message in messages {
+    for message in messages.iter() {
         let (seq, delivered) = match message.info() {
             Ok(info) => (info.stream_sequence, info.delivered),
             Err(_) => continue,
@@ -329,8 +387,8 @@ async fn handle_batch(writer: &mut Writer, epoch: u64, messages: &[jetstream::Me
         }
     }
 
-    let mut backoff = Duration::from_millis(100);
-    let mut last_progress = Instant::now();
+    let mut backoff = WRITE_BACKOFF;
+    let mut failing = false;
     let written = loop {
         let started = Instant::now();
         let attempt = match writer.write(&rows, &dead).await {
@@ -346,26 +404,28 @@ async fn handle_batch(writer: &mut Writer, epoch: u64, messages: &[jetstream::Me
         match attempt {
             Ok(written) => {
                 ::metrics::histogram!(metrics::INSERT_LATENCY).record(started.elapsed().as_secs_f64());
+                if failing {
+                    health.writer_recovered();
+                }
                 break written;
             }
             Err(err) => {
                 ::metrics::counter!(metrics::WRITE_FAILURES).increment(1);
-                tracing::warn!(error = %store::describe(&err), retry_in = ?backoff, "writing a batch failed; nothing acked, retrying");
-                // Keep the batch ours while PostgreSQL is away: without this, JetStream would hand it to
-                // another persister after the ack wait and both would be retrying it.
-                if last_progress.elapsed() >= batching.ack_wait / 3 {
-                    for message in messages {
-                        let _ = message.ack_with(AckKind::Progress).await;
-                    }
-                    last_progress = Instant::now();
+                let cause = store::describe(&err);
+                // Logged once per outage by `health`, not once per attempt.
+                if !std::mem::replace(&mut failing, true) {
+                    health.writer_failed(&cause);
                 }
+                tracing::debug!(error = %cause, retry_in = ?backoff, "writing a batch failed; nothing acked, retrying");
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff = (backoff * 2).min(WRITE_BACKOFF_MAX);
             }
         }
     };
 
-    // Committed: now, and only now, ack. Dead letters are terminated (never redelivered).
+    // Committed: now, and only now, ack, and stop marking the batch in progress. Dead letters are terminated
+    // (never redelivered).
+    drop(alive);
     let dead_seqs: std::collections::HashSet<i64> = dead.iter().map(|d| d.seq).collect();
     let acks = messages.iter().map(|message| {
         let dead = message

@@ -7,6 +7,8 @@
 
 pub mod config;
 pub mod consumer;
+pub mod health;
+pub mod keep_alive;
 pub mod metrics;
 pub mod source;
 pub mod startup;

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::consumer::Batching;
+use crate::health::Health;
 use crate::source::{Opened, Source};
 
 /// A built persister: connected and bound, not yet consuming.
@@ -98,14 +99,19 @@ impl Application {
             writers,
             retention,
         } = self;
+        let health = std::sync::Arc::new(Health::default());
         let app = Router::new()
             .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
             .route("/readyz", get(readyz))
             .route("/metrics", get(natter_service::metrics_page))
-            .with_state((db.clone(), nats.clone()));
+            .with_state(Ready {
+                db: db.clone(),
+                nats: nats.clone(),
+                health: health.clone(),
+            });
         let http = tokio::spawn(async move { axum::serve(listener, app).await });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut consuming = tokio::spawn(crate::consumer::run(source, opened, writers, batching, stop_rx));
+        let mut consuming = tokio::spawn(crate::consumer::run(source, opened, writers, batching, health, stop_rx));
         let partitions = tokio::spawn(maintain_partitions(db.clone(), retention));
         tokio::select! {
             _ = &mut consuming => anyhow::bail!("the consume loop ended"),
@@ -143,17 +149,32 @@ async fn maintain_partitions(db: PgPool, retention: Option<Duration>) {
     }
 }
 
-async fn readyz(State((db, nats)): State<(PgPool, async_nats::Client)>) -> impl IntoResponse {
-    let nats_ok = matches!(nats.connection_state(), async_nats::connection::State::Connected);
-    let db_ok = tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&db))
+/// What `/readyz` looks at.
+#[derive(Clone)]
+struct Ready {
+    db: PgPool,
+    nats: async_nats::Client,
+    health: std::sync::Arc<Health>,
+}
+
+/// 200 while NATS is connected, PostgreSQL answers within 2 s and no writer holds a batch it failed to write;
+/// else 503, with the JSON saying which. The writers' own state covers what a lone `SELECT 1` can miss (a
+/// database that answers queries but refuses the writes), and clears by itself once the held batches are written.
+async fn readyz(State(ready): State<Ready>) -> impl IntoResponse {
+    let nats_ok = matches!(ready.nats.connection_state(), async_nats::connection::State::Connected);
+    let db_ok = tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&ready.db))
         .await
         .is_ok_and(|r| r.is_ok());
-    let status = if nats_ok && db_ok {
+    let writing = !ready.health.failing();
+    let status = if nats_ok && db_ok && writing {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, axum::Json(json!({"nats": nats_ok, "database": db_ok})))
+    (
+        status,
+        axum::Json(json!({"nats": nats_ok, "database": db_ok, "writing": writing})),
+    )
 }
 
 impl natter_service::Service for Application {

@@ -10,6 +10,7 @@
 //! algorithm, which sqlx leaves on) it waited for the server's delayed acknowledgement, about 40 ms a batch.
 
 use std::pin::pin;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::SinkExt;
@@ -128,6 +129,9 @@ async fn copy_into(tx: &Transaction<'_>, table: &str, epoch: i64, rows: &[Row]) 
     sink.finish().await
 }
 
+/// Longest wait for a writer's connection to be set up, when the URL sets none.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A writer's connection to PostgreSQL: opened when first needed, and again after it broke.
 pub struct Writer {
     config: tokio_postgres::Config,
@@ -136,11 +140,14 @@ pub struct Writer {
 
 impl Writer {
     /// A writer for the database at `url` (a `postgres://` URL or a key=value string); connects on first use.
+    /// Connecting gives up after [`CONNECT_TIMEOUT`] unless the URL says otherwise, so that a database host that
+    /// does not answer at all fails the attempt (to be retried) instead of holding it for the system's TCP timeout.
     pub fn new(url: &str) -> Result<Self, Error> {
-        Ok(Self {
-            config: url.parse()?,
-            client: None,
-        })
+        let mut config: tokio_postgres::Config = url.parse()?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        Ok(Self { config, client: None })
     }
 
     async fn client(&mut self) -> Result<&mut Client, Error> {

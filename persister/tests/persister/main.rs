@@ -1,5 +1,7 @@
 //! The persister against real NATS and real PostgreSQL: every stream message stored exactly once, through
-//! redeliveries, a database outage, poison messages and a second instance.
+//! redeliveries, a database outage (`outage`), poison messages and a second instance.
+
+mod outage;
 
 use std::time::Duration;
 
@@ -7,12 +9,14 @@ use async_nats::jetstream;
 use clap::Parser;
 use natter_persister::config::Config;
 use natter_persister::startup::Application;
-use natter_test_support::{NatsServer, PgServer, TestDb};
+use natter_test_support::{NatsServer, TestDb};
 use serde_json::json;
 use sqlx::PgPool;
 
 /// A running persister, stopped when dropped.
 struct Persister {
+    /// Where its `/healthz`, `/readyz` and `/metrics` are served.
+    addr: std::net::SocketAddr,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -31,11 +35,12 @@ async fn persister(nats: &NatsServer, db_url: &str, args: &[&str]) -> Persister 
     let app = Application::build(Config::try_parse_from(argv).expect("config"))
         .await
         .expect("persister builds");
+    let addr = app.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
     }));
-    Persister { _stop: stop }
+    Persister { addr, _stop: stop }
 }
 
 fn payload(i: u64, body: &str) -> bytes::Bytes {
@@ -216,26 +221,6 @@ async fn poison_messages_are_dead_lettered_and_do_not_block_the_stream() {
         .expect("rows");
     assert!(reasons[0].contains("undecodable"), "{reasons:?}");
     assert!(reasons[1].contains("refused by PostgreSQL"), "{reasons:?}");
-}
-
-#[tokio::test]
-async fn an_outage_of_postgres_loses_and_doubles_nothing() {
-    let nats = NatsServer::start();
-    let mut pg = PgServer::start();
-    let db_url = pg.create_database().await;
-    let js = stream_context(&nats).await;
-    let _p = persister(&nats, &db_url, &["--ack-wait", "3s"]).await;
-    publish(&js, "lobby", (0..100).map(|i| payload(i, "before"))).await;
-    wait_count(&db_url, "SELECT count(*) FROM messages", 100).await;
-
-    pg.kill();
-    publish(&js, "lobby", (100..300).map(|i| payload(i, "during"))).await;
-    // Longer than the ack wait: the persister must keep the batch (progress acks) and not lose it.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    pg.restart();
-    publish(&js, "lobby", (300..400).map(|i| payload(i, "after"))).await;
-    wait_count(&db_url, "SELECT count(*) FROM messages", 400).await;
-    wait_count(&db_url, "SELECT count(DISTINCT client_id) FROM messages", 400).await;
 }
 
 #[tokio::test]
