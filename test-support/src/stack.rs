@@ -1,0 +1,466 @@
+//! A whole Natter stack for a test, every piece a real process: `nats-server` with JetStream, PostgreSQL (a cluster
+//! of the stack's own, or a fresh database on the test process's shared one), the auth API, N gateways and M
+//! persisters, each service the workspace's own binary on a free port.
+//!
+//! ```no_run
+//! # async fn example() {
+//! use natter_test_support::stack::Stack;
+//! let mut stack = Stack::builder().gateways(2).persisters(1).load_test_key("a-key-of-16-chars+").start().await;
+//! stack.gateway(0).kill(); // SIGKILL, as a crash
+//! stack.nats_mut().kill(); // and NATS too
+//! stack.nats_mut().restart(); // same port, same store
+//! stack.gateway(0).restart().await; // same port, same flags
+//! # }
+//! ```
+//!
+//! Each process can be killed (SIGKILL), stopped (SIGTERM), frozen (SIGSTOP) and started again on its port;
+//! [`Stack::supervise`] starts a supervisor that restarts whatever a test killed, as an orchestrator would. [`cut::Cut`] cuts a process off from
+//! NATS on the network. Dropping the stack kills every process it started.
+//!
+//! The service binaries are found next to the test executable (`target/<profile>/`), or in `$NATTER_BIN_DIR`:
+//! `cargo nextest run --workspace` (and `./natter test`) builds them; a test of one crate needs them built first
+//! (`cargo build --bins`).
+
+pub mod cut;
+mod program;
+mod supervisor;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+pub use program::{Exit, Program};
+use supervisor::{Members, Supervisor};
+
+use crate::{NatsServer, PgServer};
+
+/// The gateway binary's name.
+pub const GATEWAY_BIN: &str = "natter-gateway";
+/// The persister binary's name.
+pub const PERSISTER_BIN: &str = "natter-persister";
+/// The auth API binary's name.
+pub const AUTH_API_BIN: &str = "natter-auth-api";
+
+/// What a stack is made of; [`StackBuilder::start`] brings it up.
+#[derive(Debug, Clone)]
+pub struct StackBuilder {
+    gateways: usize,
+    persisters: usize,
+    gateway_args: Vec<String>,
+    persister_args: Vec<String>,
+    api_args: Vec<String>,
+    load_test_key: Option<String>,
+    own_postgres: bool,
+}
+
+impl Default for StackBuilder {
+    fn default() -> Self {
+        Self {
+            gateways: 1,
+            persisters: 0,
+            gateway_args: Vec::new(),
+            persister_args: Vec::new(),
+            api_args: Vec::new(),
+            load_test_key: None,
+            own_postgres: false,
+        }
+    }
+}
+
+fn owned(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| (*s).to_owned()).collect()
+}
+
+impl StackBuilder {
+    /// Gateway processes to start (1 by default).
+    pub fn gateways(mut self, n: usize) -> Self {
+        self.gateways = n;
+        self
+    }
+
+    /// Persister processes to start (none by default).
+    pub fn persisters(mut self, n: usize) -> Self {
+        self.persisters = n;
+        self
+    }
+
+    /// Extra flags for every gateway, after the stack's own (`--listen`, `--id`, `--nats-url`, `--jwks-url`, a
+    /// 250 ms `--heartbeat-interval` and a 300 ms `--drain-jitter`, which these may override).
+    pub fn gateway_args(mut self, args: &[&str]) -> Self {
+        self.gateway_args = owned(args);
+        self
+    }
+
+    /// Extra flags for every persister, after `--listen`, `--nats-url` and `--database-url`.
+    pub fn persister_args(mut self, args: &[&str]) -> Self {
+        self.persister_args = owned(args);
+        self
+    }
+
+    /// Extra flags for the auth API, after `--listen`, `--database-url` and `--nats-url`.
+    pub fn api_args(mut self, args: &[&str]) -> Self {
+        self.api_args = owned(args);
+        self
+    }
+
+    /// Turns on the auth API's load-test mode with `key` (at least 16 characters), for the harness.
+    pub fn load_test_key(mut self, key: &str) -> Self {
+        self.load_test_key = Some(key.to_owned());
+        self
+    }
+
+    /// A PostgreSQL cluster of the stack's own, which the test may kill and restart ([`Stack::postgres_mut`]),
+    /// instead of a database on the test process's shared cluster.
+    pub fn own_postgres(mut self) -> Self {
+        self.own_postgres = true;
+        self
+    }
+
+    /// Starts NATS and PostgreSQL, then the auth API, the gateways and the persisters, each ready (its `/readyz`
+    /// answering 200) before the next. Panics when a piece does not come up, with its log.
+    pub async fn start(self) -> Stack {
+        let dir = tempfile::Builder::new()
+            .prefix("natter-stack-")
+            .tempdir()
+            .expect("create a temp dir for the stack's logs");
+        let nats = NatsServer::start();
+        let (postgres, db_url) = if self.own_postgres {
+            let server = PgServer::start();
+            let url = server.create_database().await;
+            (Some(server), url)
+        } else {
+            (None, PgServer::shared().create_database().await)
+        };
+        let mut api_args = vec![
+            "--database-url".to_owned(),
+            db_url.clone(),
+            "--nats-url".to_owned(),
+            nats.url(),
+        ];
+        if let Some(key) = &self.load_test_key {
+            api_args.extend(["--load-test-key".to_owned(), key.clone()]);
+        }
+        api_args.extend(self.api_args.iter().cloned());
+        let api = Program::start("auth-api".into(), binary(AUTH_API_BIN), api_args, dir.path()).await;
+        let stack = Stack {
+            nats,
+            postgres,
+            db_url,
+            api: Arc::new(Mutex::new(vec![Arc::new(api)])),
+            gateways: Members::default(),
+            persisters: Members::default(),
+            spec: self,
+            dir,
+            supervisors: Mutex::default(),
+        };
+        for _ in 0..stack.spec.gateways {
+            stack.add_gateway(&[]).await;
+        }
+        for _ in 0..stack.spec.persisters {
+            stack.add_persister(&[]).await;
+        }
+        stack
+    }
+}
+
+/// A running stack; dropping it kills every process it started.
+pub struct Stack {
+    nats: NatsServer,
+    /// The stack's own cluster, if it was asked for one; else the database is on the shared cluster.
+    postgres: Option<PgServer>,
+    db_url: String,
+    /// The auth API, alone in its list (a list so that a supervisor watches it like the others).
+    api: Members,
+    /// Every gateway started, replacements included, in order of start.
+    gateways: Members,
+    /// Every persister started, in order of start.
+    persisters: Members,
+    spec: StackBuilder,
+    /// Holds every process's log; removed on drop.
+    dir: tempfile::TempDir,
+    /// Supervisors started by [`Stack::supervise`], stopped on drop before the processes are.
+    supervisors: Mutex<Vec<Supervisor>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The lists are only pushed to; a panic elsewhere cannot leave one half-changed.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Stack {
+    /// A builder: one gateway, no persister, the shared PostgreSQL cluster, unless told otherwise.
+    pub fn builder() -> StackBuilder {
+        StackBuilder::default()
+    }
+
+    /// The NATS server.
+    pub fn nats(&self) -> &NatsServer {
+        &self.nats
+    }
+
+    /// The NATS server, to kill, restart, pause or resume.
+    pub fn nats_mut(&mut self) -> &mut NatsServer {
+        &mut self.nats
+    }
+
+    /// The stack's own PostgreSQL cluster, to kill and restart. Panics when the stack uses the shared cluster
+    /// ([`StackBuilder::own_postgres`] was not asked for): killing that would break other tests.
+    pub fn postgres_mut(&mut self) -> &mut PgServer {
+        self.postgres
+            .as_mut()
+            .expect("the stack uses the shared PostgreSQL cluster; ask the builder for own_postgres()")
+    }
+
+    /// The URL of the stack's database.
+    pub fn db_url(&self) -> &str {
+        &self.db_url
+    }
+
+    /// The auth API process.
+    pub fn api(&self) -> Arc<Program> {
+        lock(&self.api)[0].clone()
+    }
+
+    /// The auth API's base URL, `http://127.0.0.1:PORT`.
+    pub fn api_url(&self) -> String {
+        self.api().http_url("")
+    }
+
+    /// The JWKS URL gateways verify tokens against.
+    pub fn jwks_url(&self) -> String {
+        self.api().http_url("/.well-known/jwks.json")
+    }
+
+    /// The `i`th gateway started (replacements count, in order of start).
+    pub fn gateway(&self, i: usize) -> Arc<Program> {
+        lock(&self.gateways)[i].clone()
+    }
+
+    /// Every gateway started, replacements included.
+    pub fn gateways(&self) -> Vec<Arc<Program>> {
+        lock(&self.gateways).clone()
+    }
+
+    /// The `i`th persister started.
+    pub fn persister(&self, i: usize) -> Arc<Program> {
+        lock(&self.persisters)[i].clone()
+    }
+
+    /// Every persister started.
+    pub fn persisters(&self) -> Vec<Arc<Program>> {
+        lock(&self.persisters).clone()
+    }
+
+    /// The distinct gateway ports, in order of first use: what a client (or the harness) is given to connect to.
+    pub fn gateway_ports(&self) -> Vec<u16> {
+        let mut ports = Vec::new();
+        for gateway in lock(&self.gateways).iter() {
+            if !ports.contains(&gateway.port()) {
+                ports.push(gateway.port());
+            }
+        }
+        ports
+    }
+
+    fn gateway_command(&self, id: &str, args: &[&str]) -> Vec<String> {
+        let mut all = owned(&[
+            "--id",
+            id,
+            "--nats-url",
+            &self.nats.url(),
+            "--jwks-url",
+            &self.jwks_url(),
+            "--heartbeat-interval",
+            "250ms",
+            "--drain-jitter",
+            "300ms",
+        ]);
+        all.extend(self.spec.gateway_args.iter().cloned());
+        all.extend(owned(args));
+        all
+    }
+
+    /// Starts one more gateway on a free port, with the stack's gateway flags plus `args`, and waits until it is
+    /// ready.
+    pub async fn add_gateway(&self, args: &[&str]) -> Arc<Program> {
+        let (name, args) = self.next_gateway(args);
+        let gateway = Program::start(name, binary(GATEWAY_BIN), args, self.dir.path()).await;
+        self.keep_gateway(gateway)
+    }
+
+    /// Starts one more gateway on `port`, which a running gateway may share (SO_REUSEPORT): a replacement in a
+    /// rolling restart. Its readiness is taken from a 200 on `/readyz`, so any gateway still on the port must be
+    /// draining (answering 503) while it starts.
+    pub async fn add_gateway_on(&self, port: u16, args: &[&str]) -> Arc<Program> {
+        let (name, args) = self.next_gateway(args);
+        let gateway = Program::start_on(name, binary(GATEWAY_BIN), args, port, self.dir.path()).await;
+        self.keep_gateway(gateway)
+    }
+
+    /// The next gateway's name and flags (a new `--id` each).
+    fn next_gateway(&self, args: &[&str]) -> (String, Vec<String>) {
+        let n = lock(&self.gateways).len() + 1;
+        let id = format!("gw{n}-{}", uuid::Uuid::new_v4().simple());
+        (format!("gateway-{n}"), self.gateway_command(&id, args))
+    }
+
+    fn keep_gateway(&self, gateway: Program) -> Arc<Program> {
+        let gateway = Arc::new(gateway);
+        lock(&self.gateways).push(gateway.clone());
+        gateway
+    }
+
+    /// Starts one more persister, with the stack's persister flags plus `args`, and waits until it is ready.
+    pub async fn add_persister(&self, args: &[&str]) -> Arc<Program> {
+        let n = lock(&self.persisters).len() + 1;
+        let mut all = owned(&["--nats-url", &self.nats.url(), "--database-url", &self.db_url]);
+        all.extend(self.spec.persister_args.iter().cloned());
+        all.extend(owned(args));
+        let persister = Program::start(format!("persister-{n}"), binary(PERSISTER_BIN), all, self.dir.path()).await;
+        let persister = Arc::new(persister);
+        lock(&self.persisters).push(persister.clone());
+        persister
+    }
+
+    /// Every service process: the auth API, the gateways, the persisters.
+    pub fn programs(&self) -> Vec<Arc<Program>> {
+        let mut all = vec![self.api()];
+        all.extend(self.gateways());
+        all.extend(self.persisters());
+        all
+    }
+
+    /// Starts a supervisor that starts again, `restart_after` after it died, every service process that is wanted
+    /// and not running (killed, or dead by itself); one stopped with SIGTERM is left alone. It runs until the stack
+    /// is dropped.
+    pub fn supervise(&self, restart_after: Duration) {
+        let lists = vec![self.api.clone(), self.gateways.clone(), self.persisters.clone()];
+        lock(&self.supervisors).push(Supervisor::start(lists, restart_after));
+    }
+
+    /// Every exit of every service process that the test did not cause (a crash, a non-zero exit after SIGTERM),
+    /// as `name: exit` lines; empty when every process only ever died of what the test did to it.
+    pub fn unexpected_exits(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for program in self.programs() {
+            for exit in program.exits() {
+                if !exit.expected {
+                    found.push(format!("{}: {exit}", program.name()));
+                }
+            }
+        }
+        found
+    }
+
+    /// The end of every process's log (services, NATS, the stack's PostgreSQL), for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for program in self.programs() {
+            let tail = program.log_tail(40);
+            if !tail.is_empty() {
+                out.push_str(&format!("--- {} (last 40 lines)\n{tail}\n", program.name()));
+            }
+        }
+        let nats = self.nats.log();
+        let nats: Vec<&str> = nats.lines().collect();
+        out.push_str(&format!(
+            "--- nats-server (last 20 lines)\n{}\n",
+            nats[nats.len().saturating_sub(20)..].join("\n")
+        ));
+        out
+    }
+
+    /// The sum over the gateways that answer of the metric series `series` (a name with its labels, as the page
+    /// writes them).
+    pub async fn gateway_metric_sum(&self, series: &str) -> f64 {
+        let mut sum = 0.0;
+        for gateway in self.gateways() {
+            if let Some(page) = gateway.metrics().await {
+                sum += crate::metrics_page::value(&page, series).unwrap_or(0.0);
+            }
+        }
+        sum
+    }
+
+    /// Waits until the gateways together have had `count` sends stored by JetStream (acknowledged), polling their
+    /// metrics; panics after `within`. Tests use it to inject a fault once traffic is flowing.
+    pub async fn wait_for_acks(&self, count: u64, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let acks = self
+                .gateway_metric_sum("natter_gateway_publish_latency_seconds_count")
+                .await;
+            if acks >= count as f64 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {acks} sends acknowledged after {within:?}, waiting for {count}; logs:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The rows in the history (`messages`) by stream epoch, oldest epoch first: what the persisters stored, read
+    /// from PostgreSQL directly.
+    pub async fn history_rows_by_epoch(&self) -> Vec<(i64, i64)> {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect(&self.db_url)
+            .await
+            .expect("connect to the stack's database");
+        let rows: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT epoch, count(*) FROM messages GROUP BY epoch ORDER BY epoch")
+                .fetch_all(&mut conn)
+                .await
+                .expect("count the history's rows");
+        let _ = conn.close().await;
+        rows
+    }
+
+    /// Deletes the JetStream stream `name` (the chat stream is `natter_proto::bus::CHAT_STREAM`), as an operator's
+    /// mistake would; the services create it again by themselves.
+    pub async fn delete_stream(&self, name: &str) {
+        let client = async_nats::connect(self.nats.url()).await.expect("connect to NATS");
+        let js = async_nats::jetstream::new(client);
+        js.delete_stream(name).await.expect("delete the stream");
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // Supervisors first, so none starts a process again while the rest are being killed.
+        lock(&self.supervisors).clear();
+        for program in self.programs() {
+            program.kill();
+        }
+    }
+}
+
+/// The path of a workspace binary: in `$NATTER_BIN_DIR` if set, else next to the test executable (an
+/// integration test runs from `target/<profile>/deps/`, the binaries are in `target/<profile>/`). Panics when it
+/// is not built.
+pub fn binary(name: &str) -> PathBuf {
+    let dir = match std::env::var_os("NATTER_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let exe = std::env::current_exe().expect("the test executable's path");
+            let mut dir = exe
+                .parent()
+                .expect("the test executable is in a directory")
+                .to_path_buf();
+            if dir.ends_with("deps") {
+                dir.pop();
+            }
+            dir
+        }
+    };
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{name} is not built at {}: build the workspace's binaries first (`cargo build --workspace --bins`; \
+         `cargo nextest run --workspace` and `./natter test` build them), or point NATTER_BIN_DIR at them",
+        path.display()
+    );
+    path
+}
