@@ -1,6 +1,8 @@
-//! The harness itself under test: its accounting against a server that injects faults, and a whole run against a
-//! real fleet (NATS, PostgreSQL, auth API, two gateways, persister).
+//! The harness itself under test: its accounting against a server that injects faults, a whole run against a
+//! real fleet (NATS, PostgreSQL, auth API, two gateways, persister), and the fault suite (`chaos`): runs against a
+//! stack of real processes while one of them is killed, frozen, cut off or its stream deleted.
 
+mod chaos;
 mod faults;
 mod fleet;
 
