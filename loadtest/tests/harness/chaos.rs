@@ -134,10 +134,10 @@ fn figures(fault: &str, report: &Value, extra: &str) {
     );
 }
 
-/// The pass criteria every fault but the stream's recreation shares: the harness met `--max-loss 0` (nothing lost,
-/// repeated, reordered or unrecovered, every send acknowledged in the end), enough was sent, every acknowledged
-/// message is in the history exactly once, and no process died of anything but what the test did to it.
-fn assert_held(output: &Output, report: &Value, stack: &Stack, secs: u64) {
+/// The pass criteria every fault shares: nothing acknowledged lost (outside ranges a rejoin reported
+/// unrecovered), repeated or reordered, every send acknowledged in the end, enough sent, every acknowledged message
+/// in the history exactly once, and no process dead of anything but what the test did to it.
+fn assert_accounted(output: &Output, report: &Value, stack: &Stack, secs: u64) {
     let why = || evidence(output, stack);
     let f = &report["faults"];
     let m = &report["messages"];
@@ -145,7 +145,6 @@ fn assert_held(output: &Output, report: &Value, stack: &Stack, secs: u64) {
     assert_eq!(count(&f["lost"]), 0, "acknowledged messages lost: {}", why());
     assert_eq!(count(&f["duplicates"]), 0, "messages delivered twice: {}", why());
     assert_eq!(count(&f["reordered"]), 0, "messages out of order: {}", why());
-    assert_eq!(count(&f["unrecovered"]), 0, "rejoins not recovered: {}", why());
     assert_eq!(count(&m["unacked"]), 0, "sends never acknowledged: {}", why());
     let acked = count(&m["acked"]);
     assert!(
@@ -166,13 +165,26 @@ fn assert_held(output: &Output, report: &Value, stack: &Stack, secs: u64) {
         why()
     );
     assert_eq!(count(&h["duplicated"]), 0, "messages stored twice: {}", why());
-    assert!(output.status.success(), "the harness's SLOs: {}", why());
     assert_eq!(
         stack.unexpected_exits(),
         Vec::<String>::new(),
         "processes that died by themselves: {}",
         why()
     );
+}
+
+/// The pass criteria of every fault but the stream's recreation: those above, no rejoin unrecovered, and so the
+/// harness met `--max-loss 0` and every other SLO (exit 0).
+fn assert_held(output: &Output, report: &Value, stack: &Stack, secs: u64) {
+    assert_accounted(output, report, stack, secs);
+    let why = || evidence(output, stack);
+    assert_eq!(
+        count(&report["faults"]["unrecovered"]),
+        0,
+        "rejoins not recovered: {}",
+        why()
+    );
+    assert!(output.status.success(), "the harness's SLOs: {}", why());
 }
 
 /// Waits until `program` runs and answers `/readyz` with 200.
@@ -493,34 +505,15 @@ async fn the_chat_stream_deleted_and_recreated_nothing_vanishes_silently() {
         &report,
         &format!(" | gateway recreations seen {recreations} | history rows by epoch {epochs:?}"),
     );
+    assert_accounted(&output, &report, &stack, secs);
     let why = || evidence(&output, &stack);
     let f = &report["faults"];
-    let m = &report["messages"];
-    let h = &report["history"];
     assert!(recreations >= 1.0, "the gateways saw the new epoch: {}", why());
     assert!(
         count(&f["unrecovered"]) >= 1,
         "rejoins from the old epoch said recovered: false: {}",
         why()
     );
-    assert_eq!(
-        count(&f["lost"]),
-        0,
-        "acknowledged messages neither delivered nor reported unrecovered: {}",
-        why()
-    );
-    assert_eq!(count(&f["duplicates"]), 0, "{}", why());
-    assert_eq!(count(&f["reordered"]), 0, "{}", why());
-    assert_eq!(count(&m["unacked"]), 0, "{}", why());
-    assert!(count(&m["acked"]) >= min_acked(secs), "{}", why());
-    assert_eq!(count(&h["checked"]), count(&m["acked"]), "{}", why());
-    assert_eq!(
-        count(&h["missing"]),
-        0,
-        "acknowledged messages missing from the history: {}",
-        why()
-    );
-    assert_eq!(count(&h["duplicated"]), 0, "{}", why());
     // The run fails its loss SLO by exactly the unrecovered rejoins, and nothing else.
     let slo = report["slo"].as_array().expect("slo checks");
     let loss = slo
@@ -539,5 +532,4 @@ async fn the_chat_stream_deleted_and_recreated_nothing_vanishes_silently() {
         "an SLO missed, by the unrecovered rejoins: {}",
         why()
     );
-    assert_eq!(stack.unexpected_exits(), Vec::<String>::new(), "{}", why());
 }
