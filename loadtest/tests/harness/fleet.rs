@@ -2,113 +2,35 @@
 //! a persister. Nothing may be lost while clients drop and rejoin, or while a gateway drains; every acknowledged
 //! message must be in the history exactly once.
 
-use clap::Parser;
-use natter_test_support::{NatsServer, TestDb};
+use natter_test_support::stack::Stack;
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 use crate::{run_harness, said};
 
 const KEY: &str = "fleet-test-load-test-key";
 
-struct Fleet {
-    _nats: NatsServer,
-    api: String,
-    gateways: Vec<(String, String)>,
-    stops: Vec<oneshot::Sender<()>>,
-    gateway_stops: Vec<Option<oneshot::Sender<()>>>,
-}
-
-fn stopper() -> (oneshot::Sender<()>, impl Future<Output = ()> + Send + 'static) {
-    let (tx, rx) = oneshot::channel::<()>();
-    (tx, async move {
-        let _ = rx.await;
-    })
-}
-
-async fn fleet() -> Fleet {
-    let nats = NatsServer::start();
-    let db = TestDb::create().await;
-    let mut stops = Vec::new();
-    let api_config = natter_auth_api::config::Config::try_parse_from([
-        "natter-auth-api",
-        "--listen",
-        "127.0.0.1:0",
-        "--database-url",
-        db.url(),
-        "--nats-url",
-        &nats.url(),
-        "--load-test-key",
-        KEY,
-    ])
-    .expect("auth-api config");
-    let api = natter_auth_api::startup::Application::build(api_config)
+/// NATS, PostgreSQL, the auth API in load-test mode, two gateways and a persister, each a process.
+async fn fleet() -> Stack {
+    Stack::builder()
+        .gateways(2)
+        .persisters(1)
+        .load_test_key(KEY)
+        .start()
         .await
-        .expect("auth-api builds");
-    let api_url = format!("http://127.0.0.1:{}", api.port());
-    let (stop, stopped) = stopper();
-    tokio::spawn(api.run_until_stopped(stopped));
-    stops.push(stop);
-
-    let persister_config = natter_persister::config::Config::try_parse_from([
-        "natter-persister",
-        "--listen",
-        "127.0.0.1:0",
-        "--nats-url",
-        &nats.url(),
-        "--database-url",
-        db.url(),
-    ])
-    .expect("persister config");
-    let persister = natter_persister::startup::Application::build(persister_config)
-        .await
-        .expect("persister builds");
-    let (stop, stopped) = stopper();
-    tokio::spawn(persister.run_until_stopped(stopped));
-    stops.push(stop);
-
-    let mut gateways = Vec::new();
-    let mut gateway_stops = Vec::new();
-    for _ in 0..2 {
-        let config = natter_gateway::config::Config::try_parse_from([
-            "natter-gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--nats-url",
-            &nats.url(),
-            "--jwks-url",
-            &format!("{api_url}/.well-known/jwks.json"),
-            "--heartbeat-interval",
-            "250ms",
-            "--drain-jitter",
-            "300ms",
-        ])
-        .expect("gateway config");
-        let gateway = natter_gateway::startup::Application::build(config)
-            .await
-            .expect("gateway builds");
-        let metrics = format!("http://{}/metrics", gateway.local_addr());
-        gateways.push((gateway.url().to_owned(), metrics));
-        let (stop, stopped) = stopper();
-        tokio::spawn(gateway.run_until_stopped(stopped));
-        gateway_stops.push(Some(stop));
-    }
-    Fleet {
-        _nats: nats,
-        api: api_url,
-        gateways,
-        stops,
-        gateway_stops,
-    }
 }
 
-fn args(fleet: &Fleet, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = ["--api", &fleet.api, "--load-test-key", KEY]
+fn args(fleet: &Stack, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["--api", &fleet.api_url(), "--load-test-key", KEY]
         .iter()
         .map(|s| s.to_string())
         .collect();
-    for (ws, metrics) in &fleet.gateways {
-        args.extend(["--gateway".into(), ws.clone(), "--metrics".into(), metrics.clone()]);
+    for gateway in fleet.gateways() {
+        args.extend([
+            "--gateway".into(),
+            gateway.ws_url(),
+            "--metrics".into(),
+            gateway.http_url("/metrics"),
+        ]);
     }
     args.extend(extra.iter().map(|s| s.to_string()));
     args
@@ -194,12 +116,11 @@ async fn clients_that_drop_and_rejoin_miss_nothing_and_history_holds_every_ack()
         said(&output)
     );
     assert!(!report["timeline"].as_array().expect("timeline").is_empty());
-    drop(fleet.stops);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_drained_under_load_loses_nothing() {
-    let mut fleet = fleet().await;
+    let fleet = fleet().await;
     let args = args(
         &fleet,
         &[
@@ -221,13 +142,18 @@ async fn a_gateway_drained_under_load_loses_nothing() {
             "0",
         ],
     );
-    let stop = fleet.gateway_stops[0].take().expect("first gateway's stop");
+    let draining = fleet.gateway(0);
     let harness = tokio::spawn(async move { run_harness(&args).await });
     // Half-way through the send phase (after setup and the ramp-up), the first gateway drains: its clients are
     // closed with 1012 and rejoin the other from their last seq.
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
-    drop(stop);
+    draining.terminate();
     let (output, report) = harness.await.expect("harness task");
+    let exit = draining.wait_exit(std::time::Duration::from_secs(10)).await;
+    assert!(
+        exit.as_ref().is_some_and(|e| e.expected),
+        "the drained gateway exited 0: {exit:?}"
+    );
     assert!(output.status.success(), "{}", said(&output));
     assert!(clean(&report), "{}", said(&output));
     assert!(
@@ -236,5 +162,4 @@ async fn a_gateway_drained_under_load_loses_nothing() {
         said(&output)
     );
     assert!(report["reconnects"].as_u64().unwrap_or(0) >= 1, "{}", said(&output));
-    drop(fleet.stops);
 }
