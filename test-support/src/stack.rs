@@ -7,8 +7,8 @@
 //! use natter_test_support::stack::Stack;
 //! let mut stack = Stack::builder().gateways(2).persisters(1).load_test_key("a-key-of-16-chars+").start().await;
 //! stack.gateway(0).kill(); // SIGKILL, as a crash
-//! stack.nats_mut().kill(); // and NATS too
-//! stack.nats_mut().restart(); // same port, same store
+//! stack.nats.kill(); // and NATS too
+//! stack.nats.restart(); // same port, same store
 //! stack.gateway(0).restart().await; // same port, same flags
 //! # }
 //! ```
@@ -84,8 +84,9 @@ impl StackBuilder {
         self
     }
 
-    /// Extra flags for every gateway, after the stack's own (`--listen`, `--id`, `--nats-url`, `--jwks-url`, a
-    /// 250 ms `--heartbeat-interval` and a 300 ms `--drain-jitter`, which these may override).
+    /// Extra flags for every gateway, after the stack's own: `--listen`, `--nats-url`, `--jwks-url`, and unless
+    /// given here (or to [`Stack::add_gateway`]) a unique `--id`, a 250 ms `--heartbeat-interval` and a 300 ms
+    /// `--drain-jitter`.
     pub fn gateway_args(mut self, args: &[&str]) -> Self {
         self.gateway_args = owned(args);
         self
@@ -165,7 +166,8 @@ impl StackBuilder {
 
 /// A running stack; dropping it kills every process it started.
 pub struct Stack {
-    nats: NatsServer,
+    /// The NATS server, to kill, restart, pause or resume.
+    pub nats: NatsServer,
     /// The stack's own cluster, if it was asked for one; else the database is on the shared cluster.
     postgres: Option<PgServer>,
     db_url: String,
@@ -191,16 +193,6 @@ impl Stack {
     /// A builder: one gateway, no persister, the shared PostgreSQL cluster, unless told otherwise.
     pub fn builder() -> StackBuilder {
         StackBuilder::default()
-    }
-
-    /// The NATS server.
-    pub fn nats(&self) -> &NatsServer {
-        &self.nats
-    }
-
-    /// The NATS server, to kill, restart, pause or resume.
-    pub fn nats_mut(&mut self) -> &mut NatsServer {
-        &mut self.nats
     }
 
     /// The stack's own PostgreSQL cluster, to kill and restart. Panics when the stack uses the shared cluster
@@ -263,20 +255,20 @@ impl Stack {
     }
 
     fn gateway_command(&self, id: &str, args: &[&str]) -> Vec<String> {
-        let mut all = owned(&[
-            "--id",
-            id,
-            "--nats-url",
-            &self.nats.url(),
-            "--jwks-url",
-            &self.jwks_url(),
-            "--heartbeat-interval",
-            "250ms",
-            "--drain-jitter",
-            "300ms",
-        ]);
-        all.extend(self.spec.gateway_args.iter().cloned());
-        all.extend(owned(args));
+        let mut given = self.spec.gateway_args.clone();
+        given.extend(owned(args));
+        let mut all = owned(&["--nats-url", &self.nats.url(), "--jwks-url", &self.jwks_url()]);
+        // Test defaults, each left out when the test gives the flag itself (the services refuse a flag twice).
+        for (flag, value) in [
+            ("--id", id),
+            ("--heartbeat-interval", "250ms"),
+            ("--drain-jitter", "300ms"),
+        ] {
+            if !given.iter().any(|g| g == flag || g.starts_with(&format!("{flag}="))) {
+                all.extend(owned(&[flag, value]));
+            }
+        }
+        all.extend(given);
         all
     }
 
@@ -431,6 +423,10 @@ impl Drop for Stack {
     fn drop(&mut self) {
         // Supervisors first, so none starts a process again while the rest are being killed.
         lock(&self.supervisors).clear();
+        // A failing test loses the logs with the stack's directory: show their ends first.
+        if std::thread::panicking() {
+            eprintln!("the stack's logs at the failure:\n{}", self.logs());
+        }
         for program in self.programs() {
             program.kill();
         }

@@ -1,11 +1,11 @@
-//! A test stack (NATS, PostgreSQL, auth API, gateway processes) and a WebSocket test client.
+//! A test stack (NATS, PostgreSQL, auth API, gateway processes; natter-test-support's `stack`) and a WebSocket
+//! test client.
 
-use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use futures::{SinkExt, StreamExt};
-use natter_test_support::{NatsServer, TestDb, free_port};
+use natter_test_support::stack::Program;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -13,13 +13,27 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 /// How long a test waits for any one expected frame.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// NATS, the auth API (in this process) and gateway processes.
+/// NATS, PostgreSQL, the auth API and gateway processes (`natter_test_support::stack::Stack`, which this derefs to:
+/// `stack.nats` is the NATS server), with the auth API's routes as helpers.
 pub struct Stack {
-    pub nats: NatsServer,
+    inner: natter_test_support::stack::Stack,
     pub api: String,
     pub db_url: String,
     http: reqwest::Client,
-    _stop_api: tokio::sync::oneshot::Sender<()>,
+}
+
+impl std::ops::Deref for Stack {
+    type Target = natter_test_support::stack::Stack;
+
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Stack {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.inner
+    }
 }
 
 impl Stack {
@@ -29,48 +43,27 @@ impl Stack {
 
     /// A stack whose auth API gets extra flags.
     pub async fn start_with(api_args: &[&str]) -> Self {
-        let nats = NatsServer::start();
-        let db = TestDb::create().await;
-        let config = natter_auth_api::config::Config::try_parse_from(
-            [
-                "natter-auth-api",
-                "--listen",
-                "127.0.0.1:0",
-                "--database-url",
-                db.url(),
-                "--nats-url",
-                &nats.url(),
-            ]
-            .into_iter()
-            .chain(api_args.iter().copied()),
-        )
-        .expect("auth-api config");
-        let app = natter_auth_api::startup::Application::build(config)
-            .await
-            .expect("auth-api builds");
-        let api = format!("http://127.0.0.1:{}", app.port());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(app.run_until_stopped(async move {
-            let _ = stopped.await;
-        }));
+        let inner = natter_test_support::stack::Stack::builder()
+            .gateways(0)
+            .api_args(api_args)
+            .start()
+            .await;
         Self {
-            nats,
-            api,
-            db_url: db.url().to_owned(),
+            api: inner.api_url(),
+            db_url: inner.db_url().to_owned(),
+            inner,
             http: reqwest::Client::new(),
-            _stop_api: stop,
         }
     }
 
     /// Starts a gateway process with the test defaults plus `args`.
     pub async fn gateway(&self, args: &[&str]) -> GatewayProc {
-        GatewayProc::start(&self.nats.url(), &format!("{}/.well-known/jwks.json", self.api), args).await
+        GatewayProc::new(self.inner.add_gateway(&with_drain_jitter(args)).await)
     }
 
     /// Starts a gateway process on a given port (several may share one: SO_REUSEPORT).
     pub async fn gateway_on(&self, port: u16, args: &[&str]) -> GatewayProc {
-        let jwks = format!("{}/.well-known/jwks.json", self.api);
-        GatewayProc::start_on(port, &self.nats.url(), &jwks, args).await
+        GatewayProc::new(self.inner.add_gateway_on(port, &with_drain_jitter(args)).await)
     }
 
     /// A guest user's access token and id.
@@ -123,26 +116,9 @@ impl Stack {
         reply["id"].as_str().expect("room id").to_owned()
     }
 
-    /// Starts a persister in this process, writing to the stack's database; stopped when the sender drops.
-    pub async fn persister(&self) -> tokio::sync::oneshot::Sender<()> {
-        let config = natter_persister::config::Config::try_parse_from([
-            "natter-persister",
-            "--listen",
-            "127.0.0.1:0",
-            "--nats-url",
-            &self.nats.url(),
-            "--database-url",
-            &self.db_url,
-        ])
-        .expect("persister config");
-        let app = natter_persister::startup::Application::build(config)
-            .await
-            .expect("persister builds");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(app.run_until_stopped(async move {
-            let _ = stopped.await;
-        }));
-        stop
+    /// Starts a persister process writing to the stack's database; killed when the handle drops.
+    pub async fn persister(&self) -> PersisterProc {
+        PersisterProc(self.inner.add_persister(&[]).await)
     }
 
     /// GET with a bearer token.
@@ -190,55 +166,36 @@ impl Stack {
     }
 }
 
+/// A short drain unless the test sets its own.
+fn with_drain_jitter<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = args.to_vec();
+    if !args.contains(&"--drain-jitter") {
+        all.extend(["--drain-jitter", "200ms"]);
+    }
+    all
+}
+
+/// A persister process, killed on drop.
+pub struct PersisterProc(Arc<Program>);
+
+impl Drop for PersisterProc {
+    fn drop(&mut self) {
+        self.0.kill();
+    }
+}
+
 /// A gateway process, killed on drop.
 pub struct GatewayProc {
-    child: Child,
+    program: Arc<Program>,
     pub port: u16,
 }
 
 impl GatewayProc {
-    async fn start(nats_url: &str, jwks_url: &str, args: &[&str]) -> Self {
-        Self::start_on(free_port(), nats_url, jwks_url, args).await
-    }
-
-    async fn start_on(port: u16, nats_url: &str, jwks_url: &str, args: &[&str]) -> Self {
-        let id = format!("gw-{}", uuid::Uuid::new_v4().simple());
-        let child = Command::new(env!("CARGO_BIN_EXE_natter-gateway"))
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--id",
-                &id,
-                "--nats-url",
-                nats_url,
-            ])
-            .args(["--jwks-url", jwks_url, "--heartbeat-interval", "250ms"])
-            // A short drain unless the test sets its own.
-            .args(if args.contains(&"--drain-jitter") {
-                &[][..]
-            } else {
-                &["--drain-jitter", "200ms"][..]
-            })
-            .args(args)
-            .env(
-                "RUST_LOG",
-                std::env::var("NATTER_TEST_GATEWAY_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start the gateway binary");
-        let gw = Self { child, port };
-        // Async waits: the auth API serving the JWKS runs on this test's runtime.
-        for _ in 0..400 {
-            let ready = reqwest::get(gw.http("/readyz"))
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                return gw;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    fn new(program: Arc<Program>) -> Self {
+        Self {
+            port: program.port(),
+            program,
         }
-        panic!("gateway on port {} did not come up", gw.port);
     }
 
     pub fn ws_url(&self, token: &str) -> String {
@@ -246,41 +203,28 @@ impl GatewayProc {
     }
 
     pub fn http(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        self.program.http_url(path)
     }
 
     /// The text of its `/metrics` page.
     pub async fn metrics(&self) -> String {
-        reqwest::get(self.http("/metrics"))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text")
+        self.program.metrics().await.expect("metrics")
     }
 
     /// SIGKILL: the gateway dies without a word, as in a crash.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.program.kill();
     }
 
     /// SIGTERM: the gateway drains.
     pub fn terminate(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        self.program.terminate();
     }
 
     /// Waits for the process to exit; returns its exit code.
     pub async fn wait(&mut self) -> Option<i32> {
-        for _ in 0..400 {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
+        let exit = self.program.wait_exit(Duration::from_secs(20)).await?;
+        exit.status.code()
     }
 }
 

@@ -1,7 +1,8 @@
 //! The fault suite: the harness drives a real stack (NATS, PostgreSQL, the auth API, gateways and persisters, each
 //! a process of the workspace's binaries) with `--verify-history --max-loss 0` while one fault is injected, and
 //! every acknowledged message must reach every receiver of its room once and in order, and be in the history
-//! once. docs/faults.md says what each fault proves, how it is injected and what the runs measured.
+//! once. docs/faults.md says what each fault proves, how it is injected and what the runs measured. A failing
+//! test shows the harness's output, and the stack prints the end of every service's log as it is dropped.
 
 use std::process::Output;
 use std::sync::Arc;
@@ -96,11 +97,6 @@ fn harness(args: Vec<String>) -> tokio::task::JoinHandle<(Output, Value)> {
     tokio::spawn(async move { run_harness(&args).await })
 }
 
-/// What a failed assertion shows: the harness's output and the end of every service's log.
-fn evidence(output: &Output, stack: &Stack) -> String {
-    format!("{}\nservice logs:\n{}", said(output), stack.logs())
-}
-
 fn count(value: &Value) -> u64 {
     value.as_u64().unwrap_or(0)
 }
@@ -138,7 +134,7 @@ fn figures(fault: &str, report: &Value, extra: &str) {
 /// unrecovered), repeated or reordered, every send acknowledged in the end, enough sent, every acknowledged message
 /// in the history exactly once, and no process dead of anything but what the test did to it.
 fn assert_accounted(output: &Output, report: &Value, stack: &Stack, secs: u64) {
-    let why = || evidence(output, stack);
+    let why = || said(output);
     let f = &report["faults"];
     let m = &report["messages"];
     let h = &report["history"];
@@ -177,7 +173,7 @@ fn assert_accounted(output: &Output, report: &Value, stack: &Stack, secs: u64) {
 /// harness met `--max-loss 0` and every other SLO (exit 0).
 fn assert_held(output: &Output, report: &Value, stack: &Stack, secs: u64) {
     assert_accounted(output, report, stack, secs);
-    let why = || evidence(output, stack);
+    let why = || said(output);
     assert_eq!(
         count(&report["faults"]["unrecovered"]),
         0,
@@ -268,7 +264,7 @@ async fn a_persister_killed_mid_batch_and_restarted_loses_and_repeats_nothing() 
     assert!(
         redelivered >= 1.0,
         "what a killed run held was delivered again: {}",
-        evidence(&output, &stack)
+        said(&output)
     );
 }
 
@@ -296,9 +292,9 @@ async fn nats_outage(fault: &str, span: Duration, down: fn(&mut NatsServer), up:
     let run = harness(load(&stack, secs));
     stack.wait_for_acks(TRAFFIC, TRAFFIC_WITHIN).await;
     // Killing and restarting wait for the server, blocking: the runtime's other thread serves the harness.
-    tokio::task::block_in_place(|| down(stack.nats_mut()));
+    tokio::task::block_in_place(|| down(&mut stack.nats));
     let refused = watch_readiness(&stack.gateways(), span).await;
-    tokio::task::block_in_place(|| up(stack.nats_mut()));
+    tokio::task::block_in_place(|| up(&mut stack.nats));
     let (output, report) = run.await.expect("harness task");
     figures(
         fault,
@@ -309,7 +305,7 @@ async fn nats_outage(fault: &str, span: Duration, down: fn(&mut NatsServer), up:
     assert!(
         count(&report["error_codes"]["publish_failed"]) >= 1,
         "sends during the outage were refused: {}",
-        evidence(&output, &stack)
+        said(&output)
     );
     assert!(refused.iter().all(|r| *r), "gateways unready without NATS: {refused:?}");
 }
@@ -361,13 +357,9 @@ async fn a_gateway_killed_its_clients_rejoin_elsewhere_and_miss_nothing() {
     assert!(
         count(&report["reconnects"]) >= 50,
         "its clients reconnected: {}",
-        evidence(&output, &stack)
+        said(&output)
     );
-    assert!(
-        count(&report["close_codes"]["abnormal"]) >= 50,
-        "{}",
-        evidence(&output, &stack)
-    );
+    assert!(count(&report["close_codes"]["abnormal"]) >= 50, "{}", said(&output));
 }
 
 /// 5a. nats-server frozen (SIGSTOP) for 10 s: gateways answer sends with errors (never a false ack) and report
@@ -400,7 +392,7 @@ async fn a_gateway_cut_off_from_nats_gives_errors_not_false_acks_and_recovers() 
     stack.wait_for_acks(TRAFFIC, TRAFFIC_WITHIN).await;
     let cut_off = stack.gateway(0);
     let pid = cut_off.pid().expect("the gateway runs");
-    let cut = Cut::process_from_nats(pid, stack.nats().port()).expect("cut the gateway off from NATS");
+    let cut = Cut::process_from_nats(pid, stack.nats.port()).expect("cut the gateway off from NATS");
     let refused = watch_readiness(&stack.gateways(), Duration::from_secs(10)).await;
     let ports = cut.ports().to_vec();
     cut.heal();
@@ -414,7 +406,7 @@ async fn a_gateway_cut_off_from_nats_gives_errors_not_false_acks_and_recovers() 
     assert!(
         count(&report["error_codes"]["publish_failed"]) >= 1,
         "sends through the cut gateway were refused: {}",
-        evidence(&output, &stack)
+        said(&output)
     );
     assert_eq!(refused, [true, false], "only the cut gateway is unready");
 }
@@ -445,7 +437,7 @@ async fn a_rolling_restart_of_every_gateway_loses_nothing() {
     assert!(
         count(&report["close_codes"]["1012"]) >= 150,
         "drains closed clients: {}",
-        evidence(&output, &stack)
+        said(&output)
     );
 }
 
@@ -478,7 +470,7 @@ async fn random_gateway_kills_lose_nothing() {
     figures("chaos", &report, &format!(" | seed {seed} | killed {kills:?}"));
     assert_held(&output, &report, &stack, secs);
     assert!(kills.len() >= 3, "{kills:?}");
-    assert!(count(&report["reconnects"]) >= 50, "{}", evidence(&output, &stack));
+    assert!(count(&report["reconnects"]) >= 50, "{}", said(&output));
 }
 
 /// 7. The chat stream deleted while running: gateways and the persister create it again (a new epoch), rooms close
@@ -506,7 +498,7 @@ async fn the_chat_stream_deleted_and_recreated_nothing_vanishes_silently() {
         &format!(" | gateway recreations seen {recreations} | history rows by epoch {epochs:?}"),
     );
     assert_accounted(&output, &report, &stack, secs);
-    let why = || evidence(&output, &stack);
+    let why = || said(&output);
     let f = &report["faults"];
     assert!(recreations >= 1.0, "the gateways saw the new epoch: {}", why());
     assert!(
