@@ -66,6 +66,8 @@ pub struct Stats {
     pub acked: u64,
     /// Messages never acked.
     pub unacked: u64,
+    /// Sends sent again with the same id, by cause (see [`Resend`]).
+    pub resent: std::collections::BTreeMap<String, u64>,
     /// Arrivals at receivers.
     pub delivered: u64,
     /// Rejoins answered with `recovered: false`.
@@ -91,6 +93,46 @@ impl Stats {
     fn closed(&mut self, code: &str) {
         *self.close_codes.entry(code.to_owned()).or_default() += 1;
         self.interval[4] += 1;
+    }
+
+    fn count_resend(&mut self, cause: Resend) {
+        *self.resent.entry(cause.as_str().to_owned()).or_default() += 1;
+    }
+}
+
+/// Why a sender sends a message again under its id. Every resend is safe: the stream's deduplication stores a
+/// message once, and a resend of a stored one is acked with its first seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resend {
+    /// Refused for now: the gateway sheds load (`overloaded`).
+    Overloaded,
+    /// Refused for now: the sender is over its rate (`rate_limited`).
+    RateLimited,
+    /// Outcome unknown: JetStream did not confirm in time (`publish_failed`); the message may be stored.
+    PublishFailed,
+    /// Unacked when the connection was lost: sent again after the rejoin.
+    Rejoin,
+}
+
+impl Resend {
+    /// The cause an error frame's code gives for sending again, if it is one.
+    fn of_code(code: &str) -> Option<Self> {
+        match code {
+            "overloaded" => Some(Self::Overloaded),
+            "rate_limited" => Some(Self::RateLimited),
+            "publish_failed" => Some(Self::PublishFailed),
+            _ => None,
+        }
+    }
+
+    /// Its name in the report: the error code, or `rejoin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Overloaded => "overloaded",
+            Self::RateLimited => "rate_limited",
+            Self::PublishFailed => "publish_failed",
+            Self::Rejoin => "rejoin",
+        }
     }
 }
 
@@ -269,7 +311,8 @@ async fn join_now(ws: &mut Ws, room: &RoomId, since: Option<u64>) -> Result<(u64
 struct Pending {
     due_micros: u64,
     body: String,
-    /// Refusals it met (`overloaded`, `rate_limited`), each answered by sending it again later with its id.
+    /// Refusals it met (`overloaded`, `rate_limited`) and unknown outcomes (`publish_failed`), each answered by
+    /// sending it again later with its id.
     refusals: u32,
 }
 
@@ -345,8 +388,8 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
     let run_over = stopped_owned(shared.stop.clone());
     tokio::pin!(run_over);
     let mut expect_changed = Box::pin(changed_owned(expect.clone()));
-    // Refused sends to send again, with when.
-    let mut retries: VecDeque<(Instant, String)> = VecDeque::new();
+    // Sends to send again, with when and why.
+    let mut retries: VecDeque<(Instant, String, Resend)> = VecDeque::new();
 
     loop {
         let start = *go.borrow_and_update();
@@ -415,8 +458,9 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
                     Err(_) => Ended::Lost,
                 }
             }
-            () = sleep_until_opt(retries.front().map(|(at, _)| *at)) => {
-                let Some((_, id)) = retries.pop_front() else { continue };
+            () = sleep_until_opt(retries.front().map(|(at, _, _)| *at)) => {
+                let Some((_, id, cause)) = retries.pop_front() else { continue };
+                // Acked meanwhile (by another attempt under the same id), or given up on: nothing to send.
                 let Some(waiting) = pending.get_mut(&id) else { continue };
                 // The same id and due time; the attempt time is this one's, so a receiver can tell the gateway's
                 // delay from the pauses the refusals cost.
@@ -425,7 +469,10 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
                 waiting.body = body;
                 let frame = send_message(&room, &id, &waiting.body);
                 match send_frame(&mut ws, &frame).await {
-                    Ok(()) => continue,
+                    Ok(()) => {
+                        shared.stats().count_resend(cause);
+                        continue;
+                    }
                     Err(_) => Ended::Lost,
                 }
             }
@@ -441,14 +488,14 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
             }
             frame = ws.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
-                    if let Some(id) = on_frame(&shared, &text, &mut reception, &mut pending, &user.room)
+                    if let Some((id, cause)) = on_frame(&shared, &text, &mut reception, &mut pending, &user.room)
                         && let Some(refused) = pending.get_mut(&id)
                     {
                         refused.refusals += 1;
                         let at = Instant::now() + retry_pause(refused.refusals);
                         // Pauses only grow per message; keep the queue in time order anyway.
-                        let place = retries.partition_point(|(t, _)| *t <= at);
-                        retries.insert(place, (at, id));
+                        let place = retries.partition_point(|(t, _, _)| *t <= at);
+                        retries.insert(place, (at, id, cause));
                     }
                     continue;
                 }
@@ -544,6 +591,7 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
                     if send_frame(&mut ws, &frame).await.is_err() {
                         break;
                     }
+                    shared.stats().count_resend(Resend::Rejoin);
                 }
             }
         }
@@ -646,15 +694,16 @@ fn on_delivery(shared: &Shared, reception: &mut Reception, seq: u64, body: &str)
 }
 
 /// Accounts for one frame from the gateway. Returns the id of a send refused for now (`overloaded`,
-/// `rate_limited`) or of unknown outcome (`publish_failed`): it stays pending, to be sent again with its id after a
-/// pause.
+/// `rate_limited`) or of unknown outcome (`publish_failed`), with that cause: it stays pending, to be sent again
+/// with its id after a pause. A send counts as unacked only once it is given up on: refused for good here, or
+/// still pending when its sender finishes.
 fn on_frame(
     shared: &Shared,
     text: &str,
     reception: &mut Reception,
     pending: &mut HashMap<String, Pending>,
     room: &str,
-) -> Option<String> {
+) -> Option<(String, Resend)> {
     // Messages are nearly every frame: read the four fields the accounting needs, borrowed, before falling back
     // to the whole frame.
     if let Ok(delivery) = serde_json::from_str::<Delivery<'_>>(text)
@@ -687,12 +736,12 @@ fn on_frame(
             let mut stats = shared.stats();
             // `publish_failed`: the outcome is unknown (the message may be stored after all); a resend with the
             // same id settles it, stored at most once.
-            let for_now = matches!(code.as_str(), "overloaded" | "rate_limited" | "publish_failed");
+            let resend = Resend::of_code(&code);
             *stats.error_codes.entry(code).or_default() += 1;
             stats.interval[4] += 1;
             let id = reference.filter(|id| pending.contains_key(id))?;
-            if for_now {
-                return Some(id);
+            if let Some(cause) = resend {
+                return Some((id, cause));
             }
             // Refused for good: it will never be acked.
             pending.remove(&id);

@@ -167,6 +167,10 @@ pub struct WorkerResult {
     pub acked: u64,
     /// Messages never acknowledged.
     pub unacked: u64,
+    /// Sends sent again with the same id, by cause: `overloaded`, `rate_limited` (refused for now),
+    /// `publish_failed` (outcome unknown), `rejoin` (unacked when the connection was lost).
+    #[serde(default)]
+    pub resent: BTreeMap<String, u64>,
     /// Messages delivered to receivers, counting duplicates.
     pub delivered: u64,
     /// Expected deliveries: each receiver times the acknowledged messages of its room.
@@ -210,6 +214,7 @@ impl WorkerResult {
         self.stalls += other.stalls;
         add_each(&mut self.connect_failures, &other.connect_failures);
         add_each(&mut self.error_codes, &other.error_codes);
+        add_each(&mut self.resent, &other.resent);
         add_each(&mut self.close_codes, &other.close_codes);
         for (room, faults) in &other.faulty_rooms {
             let entry = self.faulty_rooms.entry(room.clone()).or_default();

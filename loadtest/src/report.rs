@@ -70,8 +70,14 @@ pub struct Messages {
     pub sent: u64,
     /// Acknowledged.
     pub acked: u64,
-    /// Never acknowledged.
+    /// Never acknowledged: refused for good, or still without an ack when its sender finished. A send acked after
+    /// any number of resends is acked, not unacked.
     pub unacked: u64,
+    /// Sends sent again with the same id, by cause: `overloaded`, `rate_limited` (refused for now),
+    /// `publish_failed` (outcome unknown: JetStream did not confirm in time), `rejoin` (unacked when the
+    /// connection was lost). The stream's deduplication makes each safe: a resend of a stored message is acked
+    /// with its first seq and delivered no second time.
+    pub resent: BTreeMap<String, u64>,
     /// Arrivals at receivers, duplicates included.
     pub delivered: u64,
     /// Arrivals that should have happened: receivers × acknowledged messages of their room.
@@ -306,6 +312,9 @@ impl Report {
             "messages",
             format!("{} sent, {} acked, {} unacked", m.sent, m.acked, m.unacked),
         );
+        if !m.resent.is_empty() {
+            row(&mut out, "sent again", fmt_map(&m.resent));
+        }
         row(
             &mut out,
             "deliveries",

@@ -870,6 +870,7 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
             sent: total.sent,
             acked: total.acked,
             unacked: total.unacked,
+            resent: total.resent,
             delivered: total.delivered,
             expected: total.expected,
             deliveries_per_sec: total.delivered as f64 / send_secs,
@@ -1152,7 +1153,20 @@ mod tests {
 
     #[test]
     fn senders_and_receivers_each_spread_evenly_over_workers_and_gateways() {
-        for (rooms, size, senders, workers, gateways) in [(10, 50, 1, 2, 2), (8, 100, 2, 4, 4), (7, 50, 3, 3, 2)] {
+        let mut cases = vec![(7, 50, 3, 3, 2)];
+        for gateways in [2, 4] {
+            for size in [50, 100] {
+                for senders in [1, 2] {
+                    for workers in [1, 2, 3, 4] {
+                        cases.push((8, size, senders, workers, gateways));
+                        cases.push((9, size, senders, workers, gateways));
+                    }
+                }
+            }
+        }
+        for (rooms, size, senders, workers, gateways) in cases {
+            let case =
+                format!("{rooms} rooms of {size}, {senders} senders each, {workers} workers, {gateways} gateways");
             let room_of: Vec<(usize, bool)> = (0..rooms)
                 .flat_map(|room| (0..size).map(move |k| (room, k < senders)))
                 .collect();
@@ -1166,13 +1180,31 @@ mod tests {
                         per_gateway[*gateway] += 1;
                     }
                 }
+                // Within one of each other: closer than the one room's worth of senders a fair share allows.
                 for counts in [&per_worker, &per_gateway] {
                     let (min, max) = (counts.iter().min(), counts.iter().max());
                     assert!(
                         max.zip(min).is_some_and(|(max, min)| max - min <= 1),
-                        "senders {sending}: {counts:?} ({rooms} rooms of {size}, {senders} senders each)"
+                        "senders {sending}: {counts:?} ({case})"
                     );
                 }
+                assert!(
+                    per_gateway.iter().all(|n| *n > 0),
+                    "every gateway has some: {per_gateway:?} ({case})"
+                );
+            }
+            // And every room spans the gateways: its receivers are on each of them.
+            for room in 0..rooms {
+                let mut on = vec![false; gateways];
+                for ((r, sender), (_, gateway)) in room_of.iter().zip(&placed) {
+                    if *r == room && !sender {
+                        on[*gateway] = true;
+                    }
+                }
+                assert!(
+                    on.iter().all(|on| *on),
+                    "room {room}'s receivers on every gateway ({case})"
+                );
             }
         }
     }

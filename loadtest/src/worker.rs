@@ -190,6 +190,7 @@ async fn run_plan(plan: WorkerPlan, lines: &mut tokio::io::Lines<BufReader<tokio
         sent: stats.sent,
         acked: stats.acked,
         unacked: stats.unacked,
+        resent: stats.resent.clone(),
         delivered: stats.delivered,
         expected: expected_deliveries,
         lost: total.lost,

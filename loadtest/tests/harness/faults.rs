@@ -31,10 +31,26 @@ enum Fault {
     Refuse,
     /// Each message is refused with `overloaded` the first time it is sent, and taken when sent again.
     RefuseOnce,
-    /// Each message is stored and delivered, but its sender is told `publish_failed` (the outcome unknown, as
-    /// when NATS came back after the gateway gave up waiting); a resend with the same id is acked with the stored
-    /// seq and delivered no second time, as JetStream's dedup does.
-    UnknownOutcome,
+    /// Every other message is stored and delivered, but its sender is told `publish_failed` (the outcome unknown,
+    /// as when NATS came back after the gateway gave up waiting). With each of the `publish_failed` faults, a
+    /// resend of a stored message is acked with its stored seq and delivered no second time, as JetStream's
+    /// dedup does.
+    UnknownOutcomeStored,
+    /// Every other message is answered `publish_failed` the first time it is sent and not stored (JetStream never
+    /// got it); sent again, it is stored, acked and delivered.
+    UnknownOutcomeLost,
+    /// Every other message is answered `publish_failed` each time it is sent and never stored.
+    NeverConfirmed,
+}
+
+impl Fault {
+    /// Whether the server deduplicates by message id, as JetStream does, under this fault.
+    fn dedups(self) -> bool {
+        matches!(
+            self,
+            Fault::UnknownOutcomeStored | Fault::UnknownOutcomeLost | Fault::NeverConfirmed
+        )
+    }
 }
 
 #[derive(Default)]
@@ -51,10 +67,36 @@ struct Server {
     seq: AtomicU64,
     ids: AtomicU64,
     rooms: Mutex<HashMap<String, Room>>,
-    /// Message ids refused once ([`Fault::RefuseOnce`]).
-    refused: Mutex<std::collections::HashSet<String>>,
-    /// Stored message ids and their seqs ([`Fault::UnknownOutcome`]).
+    /// Message ids sent at least once.
+    seen: Mutex<std::collections::HashSet<String>>,
+    /// Message ids the fault hits: every other one, in the order they are first sent.
+    hit: Mutex<std::collections::HashSet<String>>,
+    /// Stored message ids and their seqs, when the server deduplicates ([`Fault::dedups`]).
     stored: Mutex<HashMap<String, u64>>,
+}
+
+impl Server {
+    /// Counts one attempt at sending `id`: whether it is the first, and whether the fault hits the message (every
+    /// other one, in the order they are first sent).
+    fn attempt(&self, id: &str) -> Attempt {
+        let mut seen = self.seen.lock().expect("seen lock");
+        let mut hit = self.hit.lock().expect("hit lock");
+        let first = seen.insert(id.to_owned());
+        if first && seen.len() % 2 == 1 {
+            hit.insert(id.to_owned());
+        }
+        Attempt {
+            first,
+            hit: hit.contains(id),
+        }
+    }
+}
+
+/// One attempt at sending a message, as the server sees it.
+#[derive(Clone, Copy, Default)]
+struct Attempt {
+    first: bool,
+    hit: bool,
 }
 
 async fn guests(State(_): State<Arc<Server>>, body: axum::Json<Value>) -> impl IntoResponse {
@@ -110,6 +152,10 @@ async fn serve(server: Arc<Server>, socket: WebSocket, user: String) {
             continue;
         };
         let room_id = frame["room"].as_str().unwrap_or_default().to_owned();
+        let attempt = match frame["type"].as_str() {
+            Some("send") => server.attempt(frame["id"].as_str().unwrap_or_default()),
+            _ => Attempt::default(),
+        };
         let mut rooms = server.rooms.lock().expect("rooms lock");
         let room = rooms.entry(room_id.clone()).or_default();
         match frame["type"].as_str() {
@@ -124,19 +170,12 @@ async fn serve(server: Arc<Server>, socket: WebSocket, user: String) {
                     json!({"type": "error", "code": "rate_limited", "message": "slow down", "ref": frame["id"]});
                 let _ = tx.send(error.to_string());
             }
-            Some("send")
-                if server.fault == Fault::RefuseOnce
-                    && server
-                        .refused
-                        .lock()
-                        .expect("refused lock")
-                        .insert(frame["id"].as_str().unwrap_or_default().to_owned()) =>
-            {
+            Some("send") if server.fault == Fault::RefuseOnce && attempt.first => {
                 let error = json!({"type": "error", "code": "overloaded", "message": "later", "ref": frame["id"]});
                 let _ = tx.send(error.to_string());
             }
             Some("send")
-                if server.fault == Fault::UnknownOutcome
+                if server.fault.dedups()
                     && let Some(seq) = server
                         .stored
                         .lock()
@@ -146,16 +185,32 @@ async fn serve(server: Arc<Server>, socket: WebSocket, user: String) {
             {
                 let _ = tx.send(json!({"type": "ack", "room": room_id, "id": frame["id"], "seq": seq}).to_string());
             }
+            Some("send")
+                if attempt.hit
+                    && (server.fault == Fault::NeverConfirmed
+                        || (server.fault == Fault::UnknownOutcomeLost && attempt.first)) =>
+            {
+                // Not stored: JetStream never got this attempt.
+                let error = json!({"type": "error", "code": "publish_failed", "message": "outcome unknown", "ref": frame["id"]});
+                let _ = tx.send(error.to_string());
+            }
             Some("send") => {
                 let seq = server.seq.fetch_add(1, Ordering::SeqCst) + 1;
                 let prev = std::mem::replace(&mut room.last_seq, seq);
                 room.count += 1;
+                if server.fault == Fault::Vanish && room.count > 3 {
+                    // Gone before the fourth message is acked or delivered: exactly three acks reach the sender.
+                    server.gone.send_replace(true);
+                    continue;
+                }
                 let id = frame["id"].as_str().unwrap_or_default();
                 let message = json!({"type": "message", "room": room_id, "seq": seq, "prev": prev, "id": id,
                     "user": {"id": user, "name": user}, "body": frame["body"], "ts": "2026-01-01T00:00:00Z"})
                 .to_string();
-                if server.fault == Fault::UnknownOutcome {
+                if server.fault.dedups() {
                     server.stored.lock().expect("stored lock").insert(id.to_owned(), seq);
+                }
+                if server.fault == Fault::UnknownOutcomeStored && attempt.hit {
                     let error = json!({"type": "error", "code": "publish_failed", "message": "outcome unknown",
                         "ref": id});
                     let _ = tx.send(error.to_string());
@@ -163,10 +218,6 @@ async fn serve(server: Arc<Server>, socket: WebSocket, user: String) {
                     let _ = tx.send(json!({"type": "ack", "room": room_id, "id": id, "seq": seq}).to_string());
                 }
                 let count = room.count;
-                if server.fault == Fault::Vanish && count > 3 {
-                    server.gone.send_replace(true);
-                    continue;
-                }
                 let held = if count == 4 { room.held.take() } else { None };
                 for (i, member) in room.members.iter().enumerate() {
                     let victim = i == 0;
@@ -204,7 +255,8 @@ async fn start(fault: Fault) -> String {
         seq: AtomicU64::new(0),
         ids: AtomicU64::new(1),
         rooms: Mutex::default(),
-        refused: Mutex::default(),
+        seen: Mutex::default(),
+        hit: Mutex::default(),
         stored: Mutex::default(),
     });
     let app = Router::new()
@@ -262,6 +314,11 @@ fn faults(report: &Value) -> (u64, u64, u64) {
         f["duplicates"].as_u64().expect("duplicates"),
         f["reordered"].as_u64().expect("reordered"),
     )
+}
+
+/// How many sends went again with their id for `cause`, as the report says.
+fn resent(report: &Value, cause: &str) -> u64 {
+    report["messages"]["resent"][cause].as_u64().unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -376,6 +433,12 @@ async fn refused_sends_count_against_the_loss_bound() {
         "each refused send went again: {refusals} refusals; {}",
         said(&output)
     );
+    let resends = resent(&report, "rate_limited");
+    assert!(
+        resends >= refusals - 10 && resends <= refusals,
+        "a resend per refusal but the last of each: {resends} resends, {refusals} refusals; {}",
+        said(&output)
+    );
     assert_eq!(
         output.status.code(),
         Some(1),
@@ -397,6 +460,12 @@ async fn a_send_refused_for_now_is_sent_again_and_its_pause_is_told_apart_from_d
     );
     assert_eq!(m["delivered"], 60);
     assert_eq!(report["error_codes"]["overloaded"], 10);
+    assert_eq!(
+        report["messages"]["resent"],
+        json!({"overloaded": 10}),
+        "{}",
+        said(&output)
+    );
     // Each message waited at least the 250 ms pause before it went again: that counts from when it was due, not
     // from the send that was taken.
     let quantile = |name: &str, q: &str| m[name][q].as_f64().expect("a latency quantile");
@@ -412,15 +481,77 @@ async fn a_send_refused_for_now_is_sent_again_and_its_pause_is_told_apart_from_d
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_send_of_unknown_outcome_is_sent_again_with_its_id_and_counted_once() {
-    // Every message is stored and delivered, but its sender hears `publish_failed`: only the resend's ack tells
-    // the harness the message was taken, and the receivers must see each message once.
-    let (output, report) = run_against(Fault::UnknownOutcome).await;
-    assert!(output.status.success(), "{}", said(&output));
+async fn a_send_of_unknown_outcome_that_was_stored_is_sent_again_and_counted_once() {
+    // Every other message is stored and delivered, but its sender hears `publish_failed`: only the resend's ack
+    // (with the stored seq) tells the harness the message was taken, and the receivers must see each message once.
+    let (output, report) = run_against(Fault::UnknownOutcomeStored).await;
+    assert!(output.status.success(), "a clean run: {}", said(&output));
     let m = &report["messages"];
-    assert_eq!(m["acked"], 10, "every send settled by its resend: {}", said(&output));
+    assert_eq!(
+        m["acked"],
+        10,
+        "every send acked, half of them after a resend: {}",
+        said(&output)
+    );
     assert_eq!(m["unacked"], 0, "{}", said(&output));
     assert_eq!(m["delivered"], 60, "each message delivered once to each member");
-    assert_eq!(report["error_codes"]["publish_failed"], 10);
+    assert_eq!(report["error_codes"]["publish_failed"], 5);
+    assert_eq!(
+        m["resent"],
+        json!({"publish_failed": 5}),
+        "each unknown outcome sent again once, nothing else: {}",
+        said(&output)
+    );
     assert_eq!(faults(&report), (0, 0, 0), "{}", said(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .any(|line| line.trim_start().starts_with("sent again") && line.ends_with(" publish_failed 5")),
+        "the summary shows the resends: {}",
+        said(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_of_unknown_outcome_that_was_not_stored_is_stored_by_its_resend() {
+    // Every other message is answered `publish_failed` and not stored; its resend is what gets stored.
+    let (output, report) = run_against(Fault::UnknownOutcomeLost).await;
+    assert!(output.status.success(), "a clean run: {}", said(&output));
+    let m = &report["messages"];
+    assert_eq!(m["acked"], 10, "{}", said(&output));
+    assert_eq!(m["unacked"], 0, "{}", said(&output));
+    assert_eq!(m["expected"], 60);
+    assert_eq!(
+        m["delivered"], 60,
+        "each message delivered once, after its resend stored it"
+    );
+    assert_eq!(m["resent"], json!({"publish_failed": 5}), "{}", said(&output));
+    assert_eq!(faults(&report), (0, 0, 0), "{}", said(&output));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_sends_never_acked_count_as_unacked() {
+    // Every other message is answered `publish_failed` however often it is sent again; the rest are acked at once.
+    let (output, report) = run_against(Fault::NeverConfirmed).await;
+    let m = &report["messages"];
+    assert_eq!(m["acked"], 5, "{}", said(&output));
+    assert_eq!(
+        m["unacked"],
+        5,
+        "exactly the five never acked, however often they went: {}",
+        said(&output)
+    );
+    assert!(
+        resent(&report, "publish_failed") > 5,
+        "each went again until its sender gave up: {}",
+        said(&output)
+    );
+    assert_eq!(m["expected"], 30, "receivers expect the acked messages only");
+    assert_eq!(faults(&report), (0, 0, 0), "{}", said(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "--max-loss 0 counts the unacked sends: {}",
+        said(&output)
+    );
 }
