@@ -3,9 +3,10 @@
 //! most every [`RECHECK_AFTER`]) when an ack hints at a new stream: a new message stored lower than one acked
 //! before. Acks complete out of order under load, so such a hint is common and only asks for a check; it does not
 //! wait for one. A deleted stream is created again. When the epoch changes, every room closes its members so they
-//! rejoin in the new one, where a `since` from the old epoch is answered `recovered: false`. Until the gateway
-//! notices, acks of the new stream carry positions of the old epoch; the rejoin and the history API correct
-//! what a client shows.
+//! rejoin in the new one, where a `since` from the old epoch is answered `recovered: false`. An ack far below the
+//! highest one before waits for the check, so it is not given a position of the old epoch; one only a little
+//! below (an old stream that held few messages) could still be, until the check: the rejoin and the history API
+//! correct what a client shows.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -31,6 +32,8 @@ pub struct Epoch {
     current: watch::Sender<u64>,
     /// Asks the watch for a check before its next tick.
     hint: tokio::sync::Notify,
+    /// Held by an ack waiting for a check of its own, so a burst of them reads the stream's info once.
+    checking: tokio::sync::Mutex<()>,
 }
 
 impl Epoch {
@@ -50,6 +53,7 @@ impl Epoch {
             highest_ack: AtomicU64::new(0),
             current: watch::Sender::new(epoch),
             hint: tokio::sync::Notify::new(),
+            checking: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -64,10 +68,22 @@ impl Epoch {
     }
 
     /// The position of an acked message. A new message stored lower than one acked before may mean the stream
-    /// was recreated: the watch is asked to check soon.
-    pub fn position_of(&self, stored: Stored) -> u64 {
-        if !stored.duplicate && stored.seq <= self.highest_ack.fetch_max(stored.seq, Ordering::Relaxed) {
-            self.hint.notify_one();
+    /// was recreated. Acks complete out of order, so a little lower only asks the watch to check soon; stored at
+    /// most half as high as the highest ack, it is taken for a new stream's, and the epoch is read again before
+    /// its position is given, so the sender is not told a position of the old epoch.
+    pub async fn position_of(&self, stored: Stored) -> u64 {
+        let highest = self.highest_ack.fetch_max(stored.seq, Ordering::Relaxed);
+        if !stored.duplicate && stored.seq <= highest {
+            if stored.seq <= highest / 2 {
+                let before = self.get();
+                let _one_at_a_time = self.checking.lock().await;
+                // Another ack's check may have found the new epoch meanwhile.
+                if self.get() == before {
+                    self.check().await;
+                }
+            } else {
+                self.hint.notify_one();
+            }
         }
         natter_stream::epoch::position(self.get(), stored.seq)
     }

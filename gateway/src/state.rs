@@ -251,7 +251,7 @@ impl Gateway {
         Ok(async move {
             let stored = ack.await?;
             metrics::hot().publish_latency.record(started.elapsed().as_secs_f64());
-            Ok(epoch.position_of(stored))
+            Ok(epoch.position_of(stored).await)
         })
     }
 }
