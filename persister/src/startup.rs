@@ -157,14 +157,14 @@ struct Ready {
     health: std::sync::Arc<Health>,
 }
 
-/// 200 while NATS is connected, PostgreSQL answers within 2 s and no writer holds a batch it failed to write;
+/// 200 while NATS answers a round trip within 1 s (a frozen server keeps the connection looking up), PostgreSQL
+/// answers within 2 s and no writer holds a batch it failed to write;
 /// else 503, with the JSON saying which. The writers' own state covers what a lone `SELECT 1` can miss (a
 /// database that answers queries but refuses the writes), and clears by itself once the held batches are written.
 async fn readyz(State(ready): State<Ready>) -> impl IntoResponse {
-    let nats_ok = matches!(ready.nats.connection_state(), async_nats::connection::State::Connected);
-    let db_ok = tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&ready.db))
-        .await
-        .is_ok_and(|r| r.is_ok());
+    let db = tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&ready.db));
+    let (nats_ok, db_ok) = tokio::join!(natter_service::nats_answers(&ready.nats, Duration::from_secs(1)), db);
+    let db_ok = db_ok.is_ok_and(|r| r.is_ok());
     let writing = !ready.health.failing();
     let status = if nats_ok && db_ok && writing {
         StatusCode::OK
