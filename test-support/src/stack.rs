@@ -410,6 +410,20 @@ impl Stack {
         rows
     }
 
+    /// The messages of stream `stream` that durable consumer `consumer` has not had acked yet: waiting to be
+    /// delivered, or delivered and not acked. 0 means whoever reads through it (the persisters) holds nothing
+    /// unfinished.
+    pub async fn consumer_backlog(&self, stream: &str, consumer: &str) -> u64 {
+        let client = async_nats::connect(self.nats.url()).await.expect("connect to NATS");
+        let js = async_nats::jetstream::new(client);
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+            .get_consumer_from_stream(consumer, stream)
+            .await
+            .expect("the consumer exists");
+        let info = consumer.info().await.expect("the consumer's info");
+        info.num_pending + info.num_ack_pending as u64
+    }
+
     /// Deletes the JetStream stream `name` (the chat stream is `natter_proto::bus::CHAT_STREAM`), as an operator's
     /// mistake would; the services create it again by themselves.
     pub async fn delete_stream(&self, name: &str) {
