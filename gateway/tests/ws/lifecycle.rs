@@ -24,6 +24,18 @@ fn access(tokens: &serde_json::Value) -> String {
     tokens["access_token"].as_str().expect("access token").to_owned()
 }
 
+/// A private room `owner` made, which `member` joined with its code.
+async fn private_room_with(stack: &Stack, owner: &str, member: &str) -> String {
+    let room = stack.room(owner, true).await;
+    let info = stack.get_with(&format!("/api/rooms/{room}"), owner).await;
+    let code = info["join_code"].as_str().expect("the owner sees the join code");
+    let (status, _) = stack
+        .post_with(&format!("/api/rooms/{room}/join"), Some(member), json!({"code": code}))
+        .await;
+    assert_eq!(status, 200);
+    room
+}
+
 /// Sends until acked, again after each `overloaded`; returns the acked seq.
 async fn resend_until_acked(client: &mut Client, room: &str, id: &str, body: &str) -> u64 {
     for _ in 0..50 {
@@ -96,13 +108,7 @@ async fn a_member_who_leaves_a_private_room_through_the_api_is_taken_out_and_can
     let gw = stack.gateway(&[]).await;
     let (owner, _) = stack.user("pam").await;
     let (member, _) = stack.user("max").await;
-    let room = stack.room(&owner, true).await;
-    let info = stack.get_with(&format!("/api/rooms/{room}"), &owner).await;
-    let code = info["join_code"].as_str().expect("the owner sees the join code");
-    let (status, _) = stack
-        .post_with(&format!("/api/rooms/{room}/join"), Some(&member), json!({"code": code}))
-        .await;
-    assert_eq!(status, 200);
+    let room = private_room_with(&stack, &owner, &member).await;
     let mut max = Client::connect(&gw, &member).await;
     max.join(&room, None).await;
 
@@ -297,13 +303,7 @@ async fn a_gateway_back_from_a_nats_outage_asks_again_about_its_rooms_and_evicts
     let gw = stack.gateway(&[]).await;
     let (owner, _) = stack.user("rita").await;
     let (member, member_id) = stack.user("sam").await;
-    let room = stack.room(&owner, true).await;
-    let info = stack.get_with(&format!("/api/rooms/{room}"), &owner).await;
-    let code = info["join_code"].as_str().expect("the owner sees the join code");
-    let (status, _) = stack
-        .post_with(&format!("/api/rooms/{room}/join"), Some(&member), json!({"code": code}))
-        .await;
-    assert_eq!(status, 200);
+    let room = private_room_with(&stack, &owner, &member).await;
     let mut sam = Client::connect(&gw, &member).await;
     sam.join(&room, None).await;
     let mut rita = Client::connect(&gw, &owner).await;
@@ -333,13 +333,7 @@ async fn a_member_the_owner_removes_is_taken_out_at_once_and_cannot_rejoin_a_pri
     let gw = stack.gateway(&[]).await;
     let (owner, _) = stack.user("ona").await;
     let (member, member_id) = stack.user("moe").await;
-    let room = stack.room(&owner, true).await;
-    let info = stack.get_with(&format!("/api/rooms/{room}"), &owner).await;
-    let code = info["join_code"].as_str().expect("the owner sees the join code");
-    let (status, _) = stack
-        .post_with(&format!("/api/rooms/{room}/join"), Some(&member), json!({"code": code}))
-        .await;
-    assert_eq!(status, 200);
+    let room = private_room_with(&stack, &owner, &member).await;
     let mut mo = Client::connect(&gw, &member).await;
     mo.join(&room, None).await;
     let mut ona = Client::connect(&gw, &owner).await;
