@@ -24,23 +24,23 @@ USER natter
 FROM runtime AS auth-api
 COPY --from=build /src/target/release/natter-auth-api /usr/local/bin/natter-auth-api
 COPY --from=web /web/dist /srv/natter-web
-ENV NATTER_API_LISTEN=0.0.0.0:8080 NATTER_WEB_DIR=/srv/natter-web
-EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
+ENV NATTER_API_LISTEN=0.0.0.0:8080 NATTER_API_ADMIN_LISTEN=0.0.0.0:9180 NATTER_WEB_DIR=/srv/natter-web
+EXPOSE 8080 9180
+HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD curl -fsS http://127.0.0.1:9180/healthz || exit 1
 ENTRYPOINT ["/usr/local/bin/natter-auth-api"]
 
 FROM runtime AS gateway
 COPY --from=build /src/target/release/natter-gateway /usr/local/bin/natter-gateway
-ENV NATTER_GATEWAY_LISTEN=0.0.0.0:9001
-EXPOSE 9001
-HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD curl -fsS http://127.0.0.1:9001/healthz || exit 1
+ENV NATTER_GATEWAY_LISTEN=0.0.0.0:9001 NATTER_GATEWAY_ADMIN_LISTEN=0.0.0.0:9190
+EXPOSE 9001 9190
+HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD curl -fsS http://127.0.0.1:9190/healthz || exit 1
 # Drain on SIGTERM: give it longer than --drain-grace (30 s) before the kill (compose: stop_grace_period).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/natter-gateway"]
 
 FROM runtime AS persister
 COPY --from=build /src/target/release/natter-persister /usr/local/bin/natter-persister
-ENV NATTER_PERSISTER_LISTEN=0.0.0.0:9100
+ENV NATTER_PERSISTER_ADMIN_LISTEN=0.0.0.0:9100
 EXPOSE 9100
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD curl -fsS http://127.0.0.1:9100/healthz || exit 1
 ENTRYPOINT ["/usr/local/bin/natter-persister"]

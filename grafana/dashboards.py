@@ -121,19 +121,46 @@ DASHBOARDS = {
             panel("Draining", "1 while a gateway drains (from SIGTERM until it exits).", "short",
                   (f"natter_gateway_draining{{{GW}}}", "{{instance}}")),
             panel("Connections not yet upgraded", "Accepted sockets still in HTTP (capped by "
-                  "--max-pending-connections and --max-pending-per-address), and those refused with 503 "
-                  "because a cap was reached.", "short",
+                  "--max-pending-connections and --max-pending-per-address), those refused with 503 "
+                  "over an address's cap, and those shed to let newcomers into a full pool (an attack of "
+                  "unfinished connections shows here).", "short",
                   (f"natter_gateway_pending_connections{{{GW}}}", "{{instance}} pending"),
                   (f"sum by (scope) (rate(natter_gateway_pending_refused_total{{{GW}}}[{RATE}]))",
-                   "refused/s ({{scope}} cap)")),
+                   "refused/s ({{scope}} cap)"),
+                  (f"sum by (reason) (rate(natter_gateway_pending_shed_total{{{GW}}}[{RATE}]))",
+                   "shed/s ({{reason}})")),
+            panel("Per-user cap across the fleet", "Upgrades refused because the user's connections on other "
+                  "gateways brought the fleet total to --max-connections-per-user; the connection-count messages "
+                  "gateways exchange for it (updates every 100 ms, syncs when one starts); users with "
+                  "connections elsewhere as each gateway knows them.", "short",
+                  (f"sum(rate(natter_gateway_user_cap_fleet_refused_total{{{GW}}}[{RATE}]))", "refused/s"),
+                  (f"sum by (kind) (rate(natter_gateway_user_counts_sent_total{{{GW}}}[{RATE}]))",
+                   "sent/s ({{kind}})"),
+                  (f"sum(rate(natter_gateway_user_counts_received_total{{{GW}}}[{RATE}]))", "received/s"),
+                  (f"natter_gateway_remote_users{{{GW}}}", "{{instance}} remote users")),
             panel("Room evictions", "Connections taken out of a room by the gateway: room deleted, member left "
-                  "or removed through the API, access revoked after a NATS outage.", "ops",
+                  "or removed through the API, access revoked (found by the periodic re-check or the catch-up "
+                  "after missed room events).", "ops",
                   (f"sum by (reason) (rate(natter_gateway_room_evictions_total{{{GW}}}[{RATE}]))", "{{reason}}")),
+            panel("Room access questions", "Questions asked of the auth API about room access, by answer: for "
+                  "joins and for the periodic re-checks of members already in a room; catch-ups (every room asked "
+                  "again after NATS came back or dropped messages); JWKS refetches on unknown key ids.", "ops",
+                  (f"sum by (answer) (rate(natter_gateway_access_questions_total{{{GW}}}[{RATE}]))",
+                   "asked: {{answer}}"),
+                  (f"sum by (answer) (rate(natter_gateway_access_rechecks_total{{{GW}}}[{RATE}]))",
+                   "re-checks: {{answer}}"),
+                  (f"sum by (cause) (rate(natter_gateway_access_catch_ups_total{{{GW}}}[{RATE}]))",
+                   "catch-ups: {{cause}}"),
+                  (f"sum by (outcome) (rate(natter_gateway_jwks_refetches_total{{{GW}}}[{RATE}]))",
+                   "JWKS refetches: {{outcome}}")),
+            panel("Bad frames", "Invalid frames counted against --max-bad-frames, by the error that answered "
+                  "them (a join of a room that does not exist counts as one).", "ops",
+                  (f"sum by (code) (rate(natter_gateway_bad_frames_total{{{GW}}}[{RATE}]))", "{{code}}")),
         ],
     },
     "persistence": {
         "title": "Natter / Persistence",
-        "description": "The persisters: rows per second, batches, commit latency, backlog, dead letters.",
+        "description": "The persisters: rows per second, batches, commit latency, backlog, dead letters, partitions.",
         "variables": [],
         "panels": [
             panel("Rows per second", "New rows written to PostgreSQL, every persister.", "ops",
@@ -154,8 +181,32 @@ DASHBOARDS = {
                   (f"sum(rate(natter_persister_write_failures_total[{RATE}]))", "write failures"),
                   (f"sum(rate(natter_persister_redeliveries_total[{RATE}]))", "redeliveries"),
                   (f"sum(rate(natter_persister_duplicates_skipped_total[{RATE}]))", "duplicates")),
+            panel("Partitions owned", "Partitions of the chat stream whose leases each persister holds (16 in all "
+                  "once settled; a standby holds none).", "short",
+                  ("natter_persister_partitions_owned", "{{instance}}"),
+                  ("sum(natter_persister_partitions_owned)", "all")),
+            panel("Partition leases", "Per second: leases taken (vacant: its holder died; released: handed over), "
+                  "handed over (rebalance, shutdown) and lost (superseded, unconfirmed: should stay at 0).", "ops",
+                  (f"sum by (reason) (rate(natter_persister_leases_taken_total[{RATE}]))", "taken: {{reason}}"),
+                  (f"sum by (reason) (rate(natter_persister_leases_handed_over_total[{RATE}]))",
+                   "handed over: {{reason}}"),
+                  (f"sum by (reason) (rate(natter_persister_leases_lost_total[{RATE}]))", "lost: {{reason}}")),
             panel("PostgreSQL connections", "Backends by state, from the PostgreSQL exporter.", "short",
                   ("sum by (state) (pg_stat_activity_count)", "{{state}}")),
+            panel("Sends waiting for history", "Gateways with --ack-after persisted: sends stored by JetStream "
+                  "and waiting for a persister's confirmation (capped by --max-waiting-sends; near the send rate "
+                  "times the timeout while no persister can write).", "short",
+                  ("sum by (instance) (natter_gateway_sends_awaiting_persistence)", "{{instance}}")),
+            panel("Persistence confirmations", "Per second: sends confirmed in PostgreSQL by a commit notice or "
+                  "by asking; sends given up on (publish_failed) or refused for too many waiting; notices the "
+                  "persisters published and asks they answered.", "ops",
+                  (f"sum by (via) (rate(natter_gateway_persisted_confirmations_total[{RATE}]))",
+                   "confirmed by {{via}}"),
+                  (f"sum(rate(natter_gateway_publish_failures_total{{reason=\"not_persisted\"}}[{RATE}]))",
+                   "not persisted in time"),
+                  (f"sum(rate(natter_gateway_persisted_waiting_refused_total[{RATE}]))", "refused: too many waiting"),
+                  (f"sum(rate(natter_persister_persisted_notices_total[{RATE}]))", "notices"),
+                  (f"sum(rate(natter_persister_persisted_asks_total[{RATE}]))", "asks answered")),
         ],
     },
     "auth-api": {
@@ -205,9 +256,11 @@ DASHBOARDS = {
                   (p99("natter_gateway_publish_latency_seconds"), "p99"),
                   (p99("natter_gateway_publish_latency_seconds", q="0.5"), "p50")),
             panel("Publish failures and gap fills", "Publishes not confirmed, by reason; messages fetched from "
-                  "the stream to fill a gap in a live feed.", "ops",
+                  "the stream to fill a gap in a live feed; gaps the stream could not fill within 15 s "
+                  "(receivers see them through prev).", "ops",
                   (f"sum by (reason) (rate(natter_gateway_publish_failures_total[{RATE}]))", "failed: {{reason}}"),
-                  (f"sum(rate(natter_gateway_gap_fill_messages_total[{RATE}]))", "gap fills")),
+                  (f"sum(rate(natter_gateway_gap_fill_messages_total[{RATE}]))", "gap fills"),
+                  (f"sum(rate(natter_gateway_gap_fill_failures_total[{RATE}]))", "gaps left unfilled")),
         ],
     },
     "runtime": {

@@ -82,7 +82,9 @@ trap cleanup EXIT
 
 api_port="$(free_port)"
 gw_port=$((30000 + RANDOM % 20000))
-for ((i = 0; i < gateways; i++)); do busy $((gw_port + i)) && { echo "bench: port $((gw_port + i)) is busy; retry" >&2; exit 1; }; done
+# The auth API's admin port right after the gateways' ports, and each gateway's admin port after it.
+admin_port=$((gw_port + gateways))
+for ((i = 0; i < 2 * gateways + 1; i++)); do busy $((gw_port + i)) && { echo "bench: port $((gw_port + i)) is busy; retry" >&2; exit 1; }; done
 
 # The auth API's load-test mode hands the harness its tokens; gateways may hold 19,000 sockets each.
 NATTER_LOAD_TEST_KEY="bench-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -94,7 +96,7 @@ echo "bench: building (release)" >&2
 cargo build --release -q -p natter-auth-api -p natter-gateway -p natter-persister -p natter-loadtest
 set -m
 "$ROOT/natter" up --json --release --no-build --gateways "$gateways" --api-port "$api_port" --gateway-port "$gw_port" \
-  --persister-port "$(free_port)" --nats-port "$(free_port)" --pg-port "$(free_port)" --data-dir "$tmp/data" \
+  --admin-port "$admin_port" --persister-port "$(free_port)" --nats-port "$(free_port)" --pg-port "$(free_port)" --data-dir "$tmp/data" \
   >"$tmp/up" 2>"$tmp/up.err" &
 group=$!
 set +m
@@ -105,7 +107,7 @@ api="http://127.0.0.1:$api_port"
 gateway_flags=()
 for ((i = 0; i < gateways; i++)); do
   p=$((gw_port + i))
-  gateway_flags+=(--gateway "ws://127.0.0.1:$p/ws" --metrics "http://127.0.0.1:$p/metrics")
+  gateway_flags+=(--gateway "ws://127.0.0.1:$p/ws" --metrics "http://127.0.0.1:$((admin_port + i + 1))/metrics")
 done
 
 if [ "$saturate" = 1 ]; then

@@ -22,7 +22,8 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-api_port="$(free_port)"; gw_port="$(free_port)"
+api_port="$(free_port)"; gw_port="$(free_port)"; admin_port="$(free_port)"
+while busy $((admin_port + 1)); do admin_port="$(free_port)"; done
 
 # Bench settings: one user holds every connection, and sends are not rate limited.
 export NATTER_MAX_CONNECTIONS_PER_USER=100000 NATTER_SENDS_PER_SECOND=1000000 NATTER_MAX_CONNECTIONS=19500
@@ -33,7 +34,7 @@ cargo build --release -q -p natter-gateway --example gateway_bench
 cargo build --release -q -p natter-gateway ${GATEWAY_FEATURES:+--features "$GATEWAY_FEATURES"}
 set -m
 "$ROOT/natter" up --json --release --no-build --no-web --gateways 1 --api-port "$api_port" --gateway-port "$gw_port" \
-  --nats-port "$(free_port)" --pg-port "$(free_port)" --data-dir "$tmp/data" >"$tmp/up" 2>"$tmp/up.err" &
+  --admin-port "$admin_port" --nats-port "$(free_port)" --pg-port "$(free_port)" --data-dir "$tmp/data" >"$tmp/up" 2>"$tmp/up.err" &
 group=$!
 set +m
 for _ in $(seq 1 900); do [ -s "$tmp/up" ] && break; sleep 0.2; done
@@ -54,7 +55,7 @@ cmd=(target/release/examples/gateway_bench --url "ws://127.0.0.1:$gw_port/ws" --
 SCRAPES="${SCRAPES:-1000}"
 ticks() { awk '{print $14 + $15}' "/proc/$gw_pid/stat"; }
 before="$(ticks)"; started="$(date +%s%N)"
-for _ in $(seq 1 "$SCRAPES"); do curl -fsS -o "$tmp/page" "http://127.0.0.1:$gw_port/metrics"; done
+for _ in $(seq 1 "$SCRAPES"); do curl -fsS -o "$tmp/page" "http://127.0.0.1:$((admin_port + 1))/metrics"; done
 elapsed_ns=$(( $(date +%s%N) - started )); scrape_ticks=$(( $(ticks) - before ))
 before="$(ticks)"; sleep "$(awk -v ns="$elapsed_ns" 'BEGIN {printf "%.3f", ns / 1e9}')"; idle_ticks=$(( $(ticks) - before ))
 awk -v n="$SCRAPES" -v t="$scrape_ticks" -v idle="$idle_ticks" -v hz="$(getconf CLK_TCK)" -v ns="$elapsed_ns" \

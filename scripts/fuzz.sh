@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Fuzzes what the gateway parses from clients with cargo-fuzz (libFuzzer), each target for SECONDS:
 #
-#   frame_decoder  the WebSocket frame decoder and reassembly      (gateway/fuzz/fuzz_targets/frame_decoder.rs)
-#   client_frame   the client-frame JSON parser and subject safety (gateway/fuzz/fuzz_targets/client_frame.rs)
-#   token          the access-token verifier and key-id reader     (gateway/fuzz/fuzz_targets/token.rs)
+#   frame_decoder       the WebSocket frame decoder and reassembly (gateway/fuzz/fuzz_targets/frame_decoder.rs)
+#   frame_differential  the same, against fastwebsockets' server side, cases made by frame::differential's
+#                       generator from libFuzzer's bytes   (gateway/fuzz/fuzz_targets/frame_differential.rs)
+#   client_frame        the client-frame JSON parser and subject safety (gateway/fuzz/fuzz_targets/client_frame.rs)
+#   token               the access-token verifier and key-id reader (gateway/fuzz/fuzz_targets/token.rs)
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]    default 60 s per target, every target
 #

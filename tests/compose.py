@@ -7,7 +7,9 @@ PyYAML to; the binaries must be built in target/debug):
   `--help`), so a misspelt setting cannot be silently ignored, and the binary's own `--check-config` accepts
   that environment;
 - the addresses line up: the hosts in NATS, PostgreSQL and JWKS URLs are compose services; every Prometheus
-  target and HAProxy server is a service listening on that port; every image that is built names its stage.
+  target and HAProxy server is a service listening on that port; every image that is built names its stage;
+- every NATS server is pinned to a release of 2.10 or later and loads a configuration file, mounted from this
+  repository, that sets JetStream's `sync_interval: always` (fsync before acknowledging; 2.9.x cannot).
 """
 
 import pathlib
@@ -20,12 +22,38 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BINARIES = {"auth-api": "natter-auth-api", "gateway": "natter-gateway", "persister": "natter-persister"}
-LISTEN = {"auth-api": "NATTER_API_LISTEN", "gateway": "NATTER_GATEWAY_LISTEN", "persister": "NATTER_PERSISTER_LISTEN"}
+LISTEN = {"auth-api": "NATTER_API_LISTEN", "gateway": "NATTER_GATEWAY_LISTEN", "persister": "NATTER_PERSISTER_ADMIN_LISTEN"}
+ADMIN_LISTEN = {"auth-api": "NATTER_API_ADMIN_LISTEN", "gateway": "NATTER_GATEWAY_ADMIN_LISTEN",
+                "persister": "NATTER_PERSISTER_ADMIN_LISTEN"}
 DEFAULT_PORTS = {"auth-api": 8080, "gateway": 9001, "persister": 9100}
 
 
 def fail(errors, message):
     errors.append(message)
+
+
+def check_nats(errors, name, service):
+    """A NATS server: a pinned release >= 2.10 that reads a mounted file with `sync_interval: always`."""
+    tag = service["image"].partition(":")[2]
+    version = re.match(r"(\d+)\.(\d+)\.(\d+)", tag)
+    if not version:
+        fail(errors, f"{name}: image {service['image']} is not pinned to a release (x.y.z)")
+    elif tuple(map(int, version.groups())) < (2, 10, 0):
+        fail(errors, f"{name}: nats-server {tag} cannot set sync_interval (2.10 or later needed)")
+    command = service.get("command", [])
+    config = command[command.index("-c") + 1] if "-c" in command[:-1] else None
+    if config is None:
+        fail(errors, f"{name}: no -c configuration file, so JetStream keeps its 2-minute fsync interval")
+        return
+    # Compose renders a bind mount as HOST:CONTAINER[:MODE] with HOST absolute.
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in service.get("volumes", []) if isinstance(v, str)}
+    source = mounts.get(config)
+    if source is None or not pathlib.Path(source).is_file():
+        fail(errors, f"{name}: its configuration {config} is not a file mounted from this repository")
+        return
+    text = "\n".join(line.split("#", 1)[0] for line in pathlib.Path(source).read_text().splitlines())
+    if not re.search(r"^\s*jetstream\s*\{[^}]*\bsync_interval\s*:\s*always\b", text, re.M):
+        fail(errors, f"{name}: {source} does not set JetStream's sync_interval: always")
 
 
 def main():
@@ -45,6 +73,7 @@ def main():
         env_names[kind] = set(re.findall(r"\[env: ([A-Z0-9_]+)", help_text))
 
     ports = {}  # service -> the port it listens on inside its container
+    admin_ports = {}  # service -> its admin port (/healthz, /readyz, /metrics)
     for name, service in services.items():
         kind = service.get("build", {}).get("target")
         if "build" in service and kind not in dockerfile_stages:
@@ -63,6 +92,11 @@ def main():
             fail(errors, f"{name}: {BINARIES[kind]} --check-config refuses its environment: {checked.stderr.strip()}")
         listen = env.get(LISTEN[kind], f"0.0.0.0:{DEFAULT_PORTS[kind]}")
         ports[name] = int(listen.rsplit(":", 1)[1])
+        admin = env.get(ADMIN_LISTEN[kind])
+        if admin is None:
+            fail(errors, f"{name}: no {ADMIN_LISTEN[kind]}: health checks and metrics would share the public port")
+        else:
+            admin_ports[name] = int(admin.rsplit(":", 1)[1])
         for var in ("NATS_URL", "DATABASE_URL", "NATTER_JWKS_URL"):
             for url in filter(None, str(env.get(var, "")).split(",")):
                 host = urllib.parse.urlsplit(url).hostname
@@ -71,26 +105,33 @@ def main():
                 if var == "NATTER_JWKS_URL" and host in ports and urllib.parse.urlsplit(url).port != ports[host]:
                     fail(errors, f"{name}: {var} uses port {urllib.parse.urlsplit(url).port}, {host} listens on "
                                  f"{ports[host]}")
-    ports["postgres-exporter"] = 9187
+    ports["postgres-exporter"] = admin_ports["postgres-exporter"] = 9187
+    for name, service in services.items():
+        if str(service.get("image", "")).startswith("nats:"):
+            check_nats(errors, name, service)
 
-    def check_target(where, target):
+    def check_target(where, target, listening=ports):
         host, _, port = target.partition(":")
         if host not in services:
             fail(errors, f"{where}: '{host}' is not a compose service")
-        elif host in ports and int(port) != ports[host]:
-            fail(errors, f"{where}: {host} listens on {ports[host]}, not {port}")
+        elif host in listening and int(port) != listening[host]:
+            fail(errors, f"{where}: {host} listens on {listening[host]}, not {port}")
 
     prometheus = yaml.safe_load((ROOT / "prometheus/prometheus.compose.yml").read_text())
     for job in prometheus["scrape_configs"]:
         for static in job.get("static_configs", []):
             for target in static["targets"]:
-                check_target(f"prometheus job {job['job_name']}", target)
+                check_target(f"prometheus job {job['job_name']} (admin ports)", target, admin_ports)
     haproxy = (ROOT / "deploy/haproxy/haproxy.cfg").read_text()
     servers = re.findall(r"^\s*server \S+ (\S+)", haproxy, re.M)
     if not servers:
         fail(errors, "deploy/haproxy/haproxy.cfg names no server")
     for target in servers:
         check_target("haproxy", target)
+    for check_port in re.findall(r"^\s*server \S+ (\S+):\d+ check port (\d+)", haproxy, re.M):
+        check_target("haproxy health check (admin ports)", ":".join(check_port), admin_ports)
+    if len(re.findall(r"^\s*server .* check port \d+", haproxy, re.M)) != len(servers):
+        fail(errors, "haproxy: every server's health check must go to its admin port (check port N)")
     gateways = {name for name, s in services.items() if s.get("build", {}).get("target") == "gateway"}
     if {t.partition(":")[0] for t in servers} != gateways:
         fail(errors, f"haproxy balances {sorted(t.partition(':')[0] for t in servers)}, compose runs {sorted(gateways)}")

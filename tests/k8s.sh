@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deploy/k8s renders with kustomize (base and the example overlay), validates offline against the Kubernetes
 # schemas (kubernetes-validate, from PyPI, in a virtualenv under target/), and each container's environment is
-# accepted by its binary's --check-config (secrets and pod fields replaced by stand-ins of the same shape).
+# accepted by its binary's --check-config (secrets and pod fields replaced by stand-ins of the same shape); the NATS
+# Helm values pin a 2.10+ server that fsyncs every JetStream write (sync_interval: always).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -59,3 +60,20 @@ sys.exit(1 if problems else 0)
 PY
   echo "k8s: $dir renders, validates and its environments pass --check-config"
 done
+
+# The NATS Helm values: a pinned server of 2.10 or later, with JetStream fsyncing every write before acknowledging.
+"$venv/bin/python" - "$ROOT/deploy/k8s/nats/values.yaml" <<'PY'
+import re, sys, yaml
+values = yaml.safe_load(open(sys.argv[1]))
+tag = str(values.get("container", {}).get("image", {}).get("tag", ""))
+version = re.match(r"(\d+)\.(\d+)\.(\d+)", tag)
+problems = []
+if not version or tuple(map(int, version.groups())) < (2, 10, 0):
+    problems.append(f"container.image.tag '{tag}' is not a pinned release of 2.10 or later")
+if values.get("config", {}).get("jetstream", {}).get("merge", {}).get("sync_interval") != "always":
+    problems.append("config.jetstream.merge.sync_interval is not 'always'")
+for p in problems:
+    print(f"k8s: deploy/k8s/nats/values.yaml: {p}", file=sys.stderr)
+sys.exit(1 if problems else 0)
+PY
+echo "k8s: deploy/k8s/nats/values.yaml pins a 2.10 server with sync_interval always"

@@ -18,18 +18,13 @@ start_stack() {
   # which a trap then cannot undo) and leads its own process group, as a job started from a terminal does.
   set -m
   "$ROOT/natter" up --json --api-port "$api_port" --nats-port "$nats_port" --pg-port "$pg_port" \
-    --gateway-port "$gateway_port" --gateways 2 --persister-port "$persister_port" \
+    --gateway-port "$gateway_port" --gateways 2 --persister-port "$persister_port" --admin-port "$admin_port" \
     --data-dir "$tmp/data" "$@" >"$tmp/out" 2>"$tmp/err" &
   up_pid=$!
   group="$up_pid"
   set +m
   # The JSON line appears once everything is ready (the first run may build).
-  for _ in $(seq 1 1800); do
-    [ -s "$tmp/out" ] && break
-    kill -0 "$up_pid" 2>/dev/null || fail "'natter up' exited before it was ready"
-    sleep 0.2
-  done
-  [ -s "$tmp/out" ] || fail "'natter up' printed no endpoints"
+  wait_endpoints "$*"
 }
 
 # Waits for './natter up' to exit 0 after a signal, then checks nothing it started is left.
@@ -47,7 +42,8 @@ check_stopped() {
   leftover="$( (pgrep -a -g "$group"; pgrep -af "$tmp") || true)"
   [ -z "$leftover" ] || fail "processes left behind after $1: $leftover"
   local p
-  for p in "$api_port" "$nats_port" "$pg_port" "$persister_port" "$gateway_port" $((gateway_port + 1)); do
+  for p in "$api_port" "$nats_port" "$pg_port" "$persister_port" "$gateway_port" $((gateway_port + 1)) \
+    "$admin_port" $((admin_port + 1)) $((admin_port + 2)); do
     if busy "$p"; then fail "port $p still open after $1"; fi
   done
 }
@@ -59,7 +55,11 @@ api="$(jq -er .api <<<"$endpoints")" || fail "no api in: $endpoints"
 jq -e '(.gateways | type == "array") and (.nats_url | startswith("nats://")) and
        (.database_url | startswith("postgres://")) and (.metrics | length >= 1)' <<<"$endpoints" >/dev/null \
   || fail "endpoints lack keys: $endpoints"
-curl -fsS "$api/readyz" >/dev/null || fail "readyz is not OK"
+curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null || fail "readyz is not OK on the admin port"
+# The public port serves only clients.
+# (The web client's pages answer every other path there, /metrics included: what must not be there is the metrics.)
+if curl -fsS "$api/metrics" | grep -q '^natter_api_'; then fail "the metrics are served on the API's public port"; fi
+curl -fsS "http://127.0.0.1:$admin_port/metrics" | grep -q '^natter_api_' || fail "no metrics on the API's admin port"
 # The address a person opens serves the web client.
 web="$(jq -er .web <<<"$endpoints")" || fail "no web client URL in: $endpoints"
 [ "$web" = "http://127.0.0.1:$api_port/" ] || fail "web is $web"
@@ -95,17 +95,17 @@ check_stopped "Ctrl-C"
 # SIGTERM to the script alone (a service manager, or 'kill'): it must stop what it started by itself. The second
 # start reuses the data directory, as a developer's next 'natter up' would.
 start_stack --no-build
-curl -fsS "$api/readyz" >/dev/null || fail "readyz is not OK after a restart"
+curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null || fail "readyz is not OK after a restart"
 # A service that dies is reported and started again; the others keep serving meanwhile.
 gw_pid="$(ss -ltnpH "sport = :$gateway_port" | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2)"
 [ -n "$gw_pid" ] || fail "no process listens on the first gateway's port $gateway_port"
 kill -KILL "$gw_pid"
-curl -fsS "http://127.0.0.1:$((gateway_port + 1))/readyz" >/dev/null || fail "the second gateway stopped serving"
+curl -fsS "http://127.0.0.1:$((admin_port + 2))/readyz" >/dev/null || fail "the second gateway stopped serving"
 for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$gateway_port/readyz" >/dev/null 2>&1 && break
+  curl -fsS "http://127.0.0.1:$((admin_port + 1))/readyz" >/dev/null 2>&1 && break
   sleep 0.2
 done
-curl -fsS "http://127.0.0.1:$gateway_port/readyz" >/dev/null || fail "the killed gateway was not started again"
+curl -fsS "http://127.0.0.1:$((admin_port + 1))/readyz" >/dev/null || fail "the killed gateway was not started again"
 grep -q "gateway 1 exited with status 137; restarting it" "$tmp/err" || fail "the restart was not reported: $(cat "$tmp/err")"
 kill -TERM "$up_pid"
 check_stopped "SIGTERM"

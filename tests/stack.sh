@@ -1,6 +1,6 @@
 # Sourced by the tests that run './natter up' on free ports and a temporary data directory: set TEST to the
 # test's name first. Gives ROOT, tmp, the ports (api_port, nats_port, pg_port, persister_port, gateway_port with
-# the next one free too), fail, stack_up (starts './natter up --json --no-web' with those ports and the given
+# the next one free too, admin_port with the next two free too), fail, wait_endpoints, stack_up (starts './natter up --json --no-web' with those ports and the given
 # flags, and waits for its endpoints in $tmp/out) and stack_down (Ctrl-C, then nothing it started may be left).
 # Whatever happens, everything under $tmp is killed and removed at exit.
 
@@ -32,21 +32,30 @@ trap cleanup EXIT
 api_port="$(free_port)"; nats_port="$(free_port)"; pg_port="$(free_port)"; persister_port="$(free_port)"
 gateway_port="$(free_port)"
 while busy $((gateway_port + 1)); do gateway_port="$(free_port)"; done
+# The auth API's admin port, and the two gateways' after it.
+admin_port="$(free_port)"
+while busy $((admin_port + 1)) || busy $((admin_port + 2)); do admin_port="$(free_port)"; done
 
 stack_up() { # extra './natter up' flags...
   # Job control: the stack leads its own process group, so cleanup can kill all of it.
   set -m
   "$ROOT/natter" up --json --no-web --gateways 2 --api-port "$api_port" --nats-port "$nats_port" \
     --pg-port "$pg_port" --gateway-port "$gateway_port" --persister-port "$persister_port" \
-    --data-dir "$tmp/data" "$@" >"$tmp/out" 2>"$tmp/err" &
+    --admin-port "$admin_port" --data-dir "$tmp/data" "$@" >"$tmp/out" 2>"$tmp/err" &
   up_pid=$!
   set +m
+  wait_endpoints "$*"
+}
+
+# Waits for the endpoints line (in $tmp/out) of the 'natter up' running as up_pid, which may build first:
+# `wait_endpoints FLAGS` (for messages).
+wait_endpoints() {
   for _ in $(seq 1 1800); do
     [ -s "$tmp/out" ] && return 0
-    kill -0 "$up_pid" 2>/dev/null || fail "'natter up $*' exited before it was ready"
+    kill -0 "$up_pid" 2>/dev/null || fail "'natter up $1' exited before it was ready"
     sleep 0.2
   done
-  fail "'natter up $*' printed no endpoints"
+  fail "'natter up $1' printed no endpoints"
 }
 
 stack_down() {

@@ -21,6 +21,12 @@ pub struct Config {
     #[arg(long, env = "NATTER_API_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Where `/healthz`, `/readyz` and `/metrics` are served, on a listener of their own so scrapes and health
+    /// checks work whatever the public port suffers; the public port then serves only the API and the web client.
+    /// Unset: they are served on the public port.
+    #[arg(long, env = "NATTER_API_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+
     /// PostgreSQL connection URL. The schema is migrated on start.
     #[arg(
         long,
@@ -30,11 +36,16 @@ pub struct Config {
     )]
     pub database_url: String,
 
-    /// NATS server URL. With it, the API answers gateways' room-access checks, hands out gateway assignments
+    /// NATS server URL, or several separated by commas (every node of a cluster). With it, the API answers gateways' room-access checks, hands out gateway assignments
     /// (`GET /api/gateway`), publishes room events and records revoked sessions for the gateways; without it,
     /// none of these happen (set it wherever gateways run).
     #[arg(long, env = "NATS_URL")]
     pub nats_url: Option<String>,
+
+    /// Copies of the revoked-sessions bucket JetStream keeps, when this process creates it: 1 on a single NATS
+    /// server, 3 on a cluster of three (as the gateways' and persisters' `--stream-replicas`).
+    #[arg(long, env = "NATTER_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub stream_replicas: u8,
 
     /// Most connections held to PostgreSQL.
     #[arg(long, env = "NATTER_DB_MAX_CONNECTIONS", default_value_t = 16)]
@@ -57,8 +68,15 @@ pub struct Config {
     #[arg(long, env = "NATTER_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]
     pub refresh_token_ttl: Duration,
 
+    /// The longest a session (a sign-in and every refresh token rotated from it) lasts, however often it is
+    /// refreshed: past it, a refresh is refused with `session_expired` and the user signs in again. Refresh tokens
+    /// minted near the end expire with the session.
+    #[arg(long, env = "NATTER_REFRESH_FAMILY_MAX_AGE", default_value = "90d", value_parser = parse_duration)]
+    pub refresh_family_max_age: Duration,
+
     /// How long after its first use a refresh token may be presented again without counting as stolen: the
-    /// second tab of a browser refreshing the same session, or a retry after a lost response, gets a new pair.
+    /// second tab of a browser refreshing the same session, or a retry after a lost response, gets the same new
+    /// refresh token its first use got (one chain, never two).
     /// Later reuse revokes the session. 0s makes every reuse a theft.
     #[arg(long, env = "NATTER_REFRESH_REUSE_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub refresh_reuse_grace: Duration,
@@ -83,6 +101,24 @@ pub struct Config {
     /// Login, register and guest attempts allowed per client address per minute.
     #[arg(long, env = "NATTER_AUTH_ATTEMPTS_PER_ADDRESS", default_value_t = 60)]
     pub auth_attempts_per_address: u32,
+
+    /// Requests a signed-in user may make per minute, over every authenticated route together (a token bucket: up
+    /// to this many at once, then this many a minute). Over it: 429 `rate_limited` with `Retry-After`.
+    #[arg(long, env = "NATTER_USER_REQUESTS_PER_MINUTE", default_value_t = 600)]
+    pub user_requests_per_minute: u32,
+
+    /// Room listings (`GET /api/rooms`, the costliest read) a user may make per minute, within the budget above.
+    #[arg(long, env = "NATTER_USER_ROOM_LISTINGS_PER_MINUTE", default_value_t = 120)]
+    pub user_room_listings_per_minute: u32,
+
+    /// Rooms a user may create per hour (up to this many at once, then evenly over the hour).
+    #[arg(long, env = "NATTER_USER_ROOM_CREATIONS_PER_HOUR", default_value_t = 30)]
+    pub user_room_creations_per_hour: u32,
+
+    /// Joins, leaves, member removals and room deletions a user may make per minute (each leave and removal is
+    /// an event every gateway hears).
+    #[arg(long, env = "NATTER_USER_MEMBERSHIP_CHANGES_PER_MINUTE", default_value_t = 120)]
+    pub user_membership_changes_per_minute: u32,
 
     /// Header holding the client address when behind a trusted proxy (e.g. x-forwarded-for); off by default,
     /// since a client could otherwise pick its own address and dodge the rate limit.
@@ -122,11 +158,8 @@ impl natter_service::Validate for Config {
                 redact(&err.to_string())
             ));
         }
-        if let Some(url) = &self.nats_url
-            && !url.starts_with("nats://")
-            && !url.starts_with("tls://")
-        {
-            return fail("--nats-url / NATS_URL must start with nats:// or tls://".into());
+        if let Some(url) = &self.nats_url {
+            natter_service::nats_servers(url)?;
         }
         if self.issuer.trim().is_empty() || self.audience.trim().is_empty() {
             return fail("--issuer and --audience must not be empty".into());
@@ -149,6 +182,9 @@ impl natter_service::Validate for Config {
         if self.refresh_token_ttl <= self.access_token_ttl {
             return fail("--refresh-token-ttl must be longer than --access-token-ttl".into());
         }
+        if self.refresh_family_max_age <= self.access_token_ttl {
+            return fail("--refresh-family-max-age must be longer than --access-token-ttl".into());
+        }
         if self.refresh_reuse_grace > Duration::from_secs(60) {
             return fail("--refresh-reuse-grace must be at most 60s".into());
         }
@@ -169,6 +205,17 @@ impl natter_service::Validate for Config {
         }
         if self.auth_attempts_per_address == 0 {
             return fail("--auth-attempts-per-address must allow at least one attempt per minute".into());
+        }
+        if self.user_requests_per_minute == 0
+            || self.user_room_listings_per_minute == 0
+            || self.user_room_creations_per_hour == 0
+            || self.user_membership_changes_per_minute == 0
+        {
+            return fail(
+                "--user-requests-per-minute, --user-room-listings-per-minute, --user-room-creations-per-hour and \
+                 --user-membership-changes-per-minute must each allow at least 1"
+                    .into(),
+            );
         }
         if !(256..=1024 * 1024).contains(&self.max_body_bytes) {
             return fail("--max-body-bytes must be between 256 and 1048576".into());
@@ -229,6 +276,7 @@ mod tests {
         );
         assert!(config(&["--database-url", "mysql://x"]).validate().is_err());
         assert!(config(&["--access-token-ttl", "9s"]).validate().is_err());
+        assert!(config(&["--refresh-family-max-age", "15m"]).validate().is_err());
         assert!(config(&["--login-failures-per-user", "0"]).validate().is_err());
         assert!(
             config(&[
@@ -241,9 +289,15 @@ mod tests {
             .is_err()
         );
         assert!(config(&["--issuer", " "]).validate().is_err());
+        assert!(config(&["--user-room-creations-per-hour", "0"]).validate().is_err());
         assert!(config(&["--client-ip-header", "bad header"]).validate().is_err());
         assert!(config(&["--load-test-key", "short"]).validate().is_err());
         assert!(config(&["--web-dir", "/nonexistent/web/dist"]).validate().is_err());
+        for replicas in ["0", "6", "three"] {
+            let parsed = Config::try_parse_from(["natter-auth-api", "--stream-replicas", replicas]);
+            assert!(parsed.is_err(), "--stream-replicas {replicas}");
+        }
+        assert_eq!(config(&["--stream-replicas", "3"]).stream_replicas, 3);
         config(&["--load-test-key", "long-enough-load-test-key"])
             .validate()
             .expect("a 25-character key is fine");

@@ -188,6 +188,17 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+impl From<crate::login_limits::LoginLimitError> for ApiError {
+    fn from(err: crate::login_limits::LoginLimitError) -> Self {
+        match err {
+            crate::login_limits::LoginLimitError::Limited(wait) => Self::RateLimited {
+                retry_after_secs: wait.as_secs().max(1),
+            },
+            crate::login_limits::LoginLimitError::Database(err) => err.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();

@@ -38,13 +38,30 @@ impl From<JsonRejection> for ApiError {
 }
 
 /// The caller, authenticated by a valid access token in `Authorization: Bearer …` whose session (`sid`, a token
-/// family) has not been revoked.
+/// family) has not been revoked, within the user's request budget (429 `rate_limited` past it).
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     /// The user's id (`sub`).
     pub id: Uuid,
     /// The verified claims.
     pub claims: AccessClaims,
+    /// Whether the user's budgets apply: to everyone but the load-test mode's guests while that mode is on.
+    budgeted: bool,
+}
+
+impl AuthUser {
+    /// Spends from the caller's bucket of `budget` (one of [`crate::state::UserBudgets`]).
+    pub fn spend(&self, budget: &crate::rate_limit::TokenBuckets) -> Result<(), ApiError> {
+        if !self.budgeted {
+            return Ok(());
+        }
+        budget
+            .spend(&self.id.to_string())
+            .map_err(|wait| ApiError::RateLimited {
+                // Rounded up: a client that waits what it is told finds a token.
+                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            })
+    }
 }
 
 impl FromRequestParts<AppState> for AuthUser {
@@ -78,6 +95,14 @@ impl FromRequestParts<AppState> for AuthUser {
             .map_err(|_| refuse(TokenError::MissingClaim, "the token's subject is not a user id"))?;
         let sid = Uuid::parse_str(&claims.sid)
             .map_err(|_| refuse(TokenError::MissingClaim, "the token's session id is not a session id"))?;
+        let user = Self {
+            id,
+            claims,
+            budgeted: !(state.settings.load_test_key.is_some() && crate::routes::load_test::is_load_test_session(sid)),
+        };
+        // Spent before the database is asked about the session: a flood is refused without costing a connection.
+        // (So a revoked session's tokens still spend their user's budget until they expire.)
+        user.spend(&state.budgets.requests)?;
         // A session without a row (a load-test token's) cannot be logged out, so it is never revoked.
         let revoked: Option<bool> =
             sqlx::query_scalar("SELECT revoked_at IS NOT NULL FROM token_families WHERE id = $1")
@@ -87,7 +112,7 @@ impl FromRequestParts<AppState> for AuthUser {
         if revoked == Some(true) {
             return Err(refuse(TokenError::Revoked, &TokenError::Revoked.to_string()));
         }
-        Ok(Self { id, claims })
+        Ok(user)
     }
 }
 
@@ -117,6 +142,35 @@ impl FromRequestParts<AppState> for ClientAddr {
             .map(|ConnectInfo(addr)| addr.ip())
             .unwrap_or(IpAddr::from([0, 0, 0, 0]));
         Ok(Self(limit_key(peer)))
+    }
+}
+
+/// The client's `User-Agent`, kept with its session so the user can tell their sessions apart: at most
+/// [`UserAgent::MAX_CHARS`] characters, control characters dropped; `None` when absent or empty.
+#[derive(Debug, Clone)]
+pub struct UserAgent(pub Option<String>);
+
+impl UserAgent {
+    /// The longest user agent kept, in characters.
+    pub const MAX_CHARS: usize = 256;
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for UserAgent {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let agent = parts
+            .headers
+            .get(axum::http::header::USER_AGENT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .map(|v| {
+                v.chars()
+                    .filter(|c| !c.is_control())
+                    .take(Self::MAX_CHARS)
+                    .collect::<String>()
+            })
+            .filter(|v| !v.trim().is_empty());
+        Ok(Self(agent))
     }
 }
 

@@ -1,7 +1,7 @@
 //! The auth API's side of the gateway fleet, over NATS: answering gateways' room-access checks, and following
 //! gateway heartbeats to hand clients the least-loaded gateway.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -66,10 +66,33 @@ pub async fn room_access(db: &PgPool, request: &RoomAccessRequest) -> Result<Roo
     })
 }
 
-/// Gateways heard from recently, by id, with when.
+/// Gateways heard from recently, by id, with when; and the origins of every gateway heard since start.
 #[derive(Clone, Default)]
 pub struct GatewayTable {
     seen: Arc<Mutex<HashMap<String, (GatewayInfo, Instant)>>>,
+    /// The origins (`wss://host:port`) of the gateways heard, the most recently heard last, at most
+    /// [`MAX_ORIGINS`].
+    origins: Arc<Mutex<VecDeque<String>>>,
+}
+
+/// Most gateway origins remembered for the page's Content-Security-Policy.
+pub const MAX_ORIGINS: usize = 64;
+
+/// The origin of a gateway's WebSocket URL (`wss://gw1.example/ws` → `wss://gw1.example`), fit to be a CSP source:
+/// `None` for anything but a `ws:` or `wss:` URL with a plain host (letters, digits, `.`, `-`, an IPv6 address in
+/// brackets) and an optional port.
+pub fn ws_origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "ws" && scheme != "wss" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
+    if authority.is_empty() || !authority.chars().all(plain) || authority.starts_with(':') {
+        return None;
+    }
+    Some(format!("{scheme}://{}", authority.to_ascii_lowercase()))
 }
 
 impl GatewayTable {
@@ -104,14 +127,67 @@ impl GatewayTable {
 
     /// Notes a gateway's heartbeat.
     pub fn record(&self, info: GatewayInfo) {
+        match ws_origin(&info.url) {
+            Some(origin) => {
+                let mut origins = self.origins.lock().unwrap_or_else(|p| p.into_inner());
+                if origins.back() != Some(&origin) {
+                    origins.retain(|known| *known != origin);
+                    origins.push_back(origin);
+                    if origins.len() > MAX_ORIGINS {
+                        origins.pop_front();
+                    }
+                }
+            }
+            None => tracing::warn!(gateway = %info.id, url = %info.url,
+                "a gateway's URL is not a plain ws: or wss: URL; browsers are not allowed to connect to it"),
+        }
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         seen.insert(info.id.clone(), (info, Instant::now()));
+    }
+
+    /// The origins of every gateway heard since start (the [`MAX_ORIGINS`] most recently heard), for the page's
+    /// `connect-src`.
+    pub fn origins(&self) -> Vec<String> {
+        let origins = self.origins.lock().unwrap_or_else(|p| p.into_inner());
+        origins.iter().cloned().collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gateway_origins_are_plain_and_remembered_once_each() {
+        assert_eq!(ws_origin("wss://GW1.example/ws").as_deref(), Some("wss://gw1.example"));
+        assert_eq!(
+            ws_origin("ws://127.0.0.1:9000/ws?x=1").as_deref(),
+            Some("ws://127.0.0.1:9000")
+        );
+        assert_eq!(ws_origin("ws://[::1]:9000/ws").as_deref(), Some("ws://[::1]:9000"));
+        for bad in [
+            "https://gw.example/ws",
+            "ws://",
+            "ws://user@gw.example/ws",
+            "ws://gw.example; script-src *",
+            "ws://gw example/ws",
+            "ws://*.example/ws",
+            "gw.example",
+            "ws://:9000/ws",
+        ] {
+            assert_eq!(ws_origin(bad), None, "{bad}");
+        }
+        let table = GatewayTable::default();
+        beat(&table, "a", 0, false);
+        beat(&table, "b", 0, false);
+        beat(&table, "a", 1, false);
+        assert_eq!(table.origins(), vec!["ws://b".to_owned(), "ws://a".to_owned()]);
+        for i in 0..100 {
+            beat(&table, &format!("g{i}"), 0, false);
+        }
+        assert_eq!(table.origins().len(), MAX_ORIGINS);
+        assert_eq!(table.origins().last().map(String::as_str), Some("ws://g99"));
+    }
 
     fn beat(table: &GatewayTable, id: &str, connections: u64, draining: bool) {
         table.record(GatewayInfo {

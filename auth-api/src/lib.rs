@@ -13,6 +13,7 @@ pub mod login_limits;
 pub mod metrics;
 pub mod password;
 pub mod rate_limit;
+pub mod refresh_cookie;
 pub mod revocation;
 pub mod room_events;
 pub mod routes;

@@ -44,7 +44,7 @@ pub const ALL: [&str; 10] = [
 ];
 
 /// Login outcomes by kind, registered at 0 from start-up.
-const LOGIN_OUTCOMES: [(&str, &str); 10] = [
+const LOGIN_OUTCOMES: [(&str, &str); 11] = [
     ("guest", "ok"),
     ("password", "ok"),
     ("password", "invalid_credentials"),
@@ -55,6 +55,7 @@ const LOGIN_OUTCOMES: [(&str, &str); 10] = [
     ("refresh", "refresh_token_reused"),
     ("refresh", "refresh_token_revoked"),
     ("refresh", "reused_within_grace"),
+    ("refresh", "session_expired"),
 ];
 
 /// Describes every metric and registers each series at zero. Called once at start-up.
@@ -82,6 +83,10 @@ pub fn register() {
         "login_failures_per_user_address",
         "login_failures_per_user",
         "auth_per_address",
+        "user_requests",
+        "user_room_listings",
+        "user_room_creations",
+        "user_membership_changes",
     ] {
         metrics::counter!(RATE_LIMITED, "limit" => limit).absolute(0);
     }

@@ -1,4 +1,6 @@
-//! Fixed-window rate limits keyed by a string (a user name, a client address), whose hits can be taken back.
+//! Rate limits keyed by a string (a user name, a client address, a user id): fixed windows whose hits can be
+//! taken back ([`RateLimiter`], for login budgets), and token buckets ([`TokenBuckets`], for per-user budgets on
+//! authenticated routes). Both hold a bounded number of keys.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -108,9 +110,140 @@ pub struct Hit {
     window: Instant,
 }
 
+/// A token bucket per key: each key may spend `capacity` at once, and gets `capacity` back per `period`, evenly
+/// (so a steady `capacity` per `period`, with bursts up to `capacity`).
+#[derive(Debug)]
+pub struct TokenBuckets {
+    name: &'static str,
+    capacity: f64,
+    /// Tokens added per second.
+    refill: f64,
+    /// How long an empty bucket takes to fill.
+    period: Duration,
+    /// Most keys held at all (`MAX_KEYS` outside tests).
+    max_keys: usize,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Debug)]
+struct Buckets {
+    /// Key → (when its level was last updated, its level then).
+    by_key: HashMap<String, (Instant, f64)>,
+    /// When full buckets were last dropped (a full bucket is the same as none).
+    pruned_at: Instant,
+}
+
+impl TokenBuckets {
+    /// Buckets named `name` (the metrics label) of `capacity` tokens, filled in `period`.
+    pub fn new(name: &'static str, capacity: u32, period: Duration) -> Self {
+        let capacity = f64::from(capacity.max(1));
+        Self {
+            name,
+            capacity,
+            refill: capacity / period.as_secs_f64().max(f64::MIN_POSITIVE),
+            period,
+            max_keys: MAX_KEYS,
+            buckets: Mutex::new(Buckets {
+                by_key: HashMap::new(),
+                pruned_at: Instant::now(),
+            }),
+        }
+    }
+
+    /// The limit's name (the metrics label).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Spends a token of `key`'s bucket. Returns the time until one is back when it is empty.
+    pub fn spend(&self, key: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        // A poisoned lock only means another request panicked mid-update; the levels are still usable.
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let Buckets { by_key, pruned_at } = &mut *buckets;
+        if by_key.len() >= PRUNE_AT.min(self.max_keys) && !by_key.contains_key(key) {
+            if now.duration_since(*pruned_at) >= self.period / 10 {
+                let (capacity, refill) = (self.capacity, self.refill);
+                by_key.retain(|_, (at, level)| *level + now.duration_since(*at).as_secs_f64() * refill < capacity);
+                *pruned_at = now;
+            }
+            if by_key.len() >= self.max_keys {
+                metrics::counter!(crate::metrics::RATE_LIMITED, "limit" => self.name).increment(1);
+                return Err(self.wait_for(0.0));
+            }
+        }
+        let (at, level) = by_key.entry(key.to_owned()).or_insert((now, self.capacity));
+        let current = (*level + now.duration_since(*at).as_secs_f64() * self.refill).min(self.capacity);
+        *at = now;
+        if current < 1.0 {
+            *level = current;
+            metrics::counter!(crate::metrics::RATE_LIMITED, "limit" => self.name).increment(1);
+            return Err(self.wait_for(current));
+        }
+        *level = current - 1.0;
+        Ok(())
+    }
+
+    /// How long a bucket at `level` takes to hold a whole token.
+    fn wait_for(&self, level: f64) -> Duration {
+        Duration::from_secs_f64(((1.0 - level) / self.refill).max(0.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_capacity_at_once_then_its_refill_rate() {
+        let buckets = TokenBuckets::new("test", 3, Duration::from_millis(300));
+        for _ in 0..3 {
+            buckets.spend("a").expect("a full bucket");
+        }
+        let wait = buckets.spend("a").expect_err("empty");
+        assert!(wait <= Duration::from_millis(100) && wait > Duration::ZERO, "{wait:?}");
+        buckets.spend("b").expect("keys are independent");
+        std::thread::sleep(Duration::from_millis(110));
+        buckets.spend("a").expect("one token back after a third of the period");
+        assert!(buckets.spend("a").is_err(), "only one");
+        std::thread::sleep(Duration::from_millis(400));
+        for _ in 0..3 {
+            buckets.spend("a").expect("full again, never fuller");
+        }
+        assert!(buckets.spend("a").is_err());
+    }
+
+    #[test]
+    fn refused_spends_cost_nothing() {
+        let buckets = TokenBuckets::new("test", 1, Duration::from_millis(100));
+        buckets.spend("a").expect("one");
+        for _ in 0..100 {
+            assert!(buckets.spend("a").is_err());
+        }
+        std::thread::sleep(Duration::from_millis(110));
+        buckets
+            .spend("a")
+            .expect("a flood of refusals does not push the next token back");
+    }
+
+    #[test]
+    fn full_buckets_are_dropped_and_a_flood_of_keys_is_bounded() {
+        let buckets = TokenBuckets {
+            max_keys: 100,
+            ..TokenBuckets::new("test", 2, Duration::from_millis(50))
+        };
+        for i in 0..100 {
+            buckets.spend(&format!("k{i}")).expect("room for it");
+        }
+        assert!(
+            buckets.spend("one-too-many").is_err(),
+            "new keys wait while the map is full"
+        );
+        buckets.spend("k1").expect("known keys keep their own bucket");
+        std::thread::sleep(Duration::from_millis(60));
+        buckets.spend("new").expect("full buckets were dropped");
+        assert_eq!(buckets.buckets.lock().expect("not poisoned").by_key.len(), 1);
+    }
 
     #[test]
     fn allows_max_hits_per_window_per_key() {

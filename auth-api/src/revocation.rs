@@ -16,6 +16,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The revoked-sessions bucket, opened at start-up or, if NATS was not reachable then, at the first write.
 pub struct Revocations {
     js: jetstream::Context,
+    /// Copies of the bucket, when this process creates it (`--stream-replicas`).
+    replicas: usize,
     /// Set once the bucket is open; stays set for the life of the process (the handle survives reconnects).
     store: OnceCell<kv::Store>,
 }
@@ -26,10 +28,12 @@ pub struct Revocations {
 pub struct NotRecorded(String);
 
 impl Revocations {
-    /// Revocations written through `nats`; nothing is opened yet.
-    pub fn new(nats: async_nats::Client) -> Self {
+    /// Revocations written through `nats` into a bucket of `replicas` copies (when this process creates it);
+    /// nothing is opened yet.
+    pub fn new(nats: async_nats::Client, replicas: usize) -> Self {
         Self {
             js: jetstream::new(nats),
+            replicas,
             store: OnceCell::new(),
         }
     }
@@ -42,7 +46,8 @@ impl Revocations {
     async fn store(&self) -> Result<&kv::Store, NotRecorded> {
         let opened = tokio::time::timeout(
             WRITE_TIMEOUT,
-            self.store.get_or_try_init(|| natter_stream::sessions::bucket(&self.js)),
+            self.store
+                .get_or_try_init(|| natter_stream::sessions::bucket(&self.js, self.replicas)),
         )
         .await;
         match opened {
@@ -85,6 +90,12 @@ pub fn reason_from_column(column: Option<&str>) -> RevokeReason {
 pub const LOGOUT: &str = "logout";
 /// `token_families.revoked_reason` of a refresh token used twice.
 pub const REFRESH_REUSE: &str = "refresh_reuse";
+/// `token_families.revoked_reason` of a session ended by its user's password change (every session but the one
+/// that changed it). Told to the gateways as a logout.
+pub const PASSWORD_CHANGE: &str = "password_change";
+/// `token_families.revoked_reason` of a session its user ended from the list of their sessions. Told to the
+/// gateways as a logout.
+pub const ENDED: &str = "ended";
 
 #[cfg(test)]
 mod tests {
@@ -95,5 +106,7 @@ mod tests {
         assert_eq!(reason_from_column(Some(LOGOUT)), RevokeReason::Logout);
         assert_eq!(reason_from_column(Some(REFRESH_REUSE)), RevokeReason::RefreshReuse);
         assert_eq!(reason_from_column(None), RevokeReason::Logout);
+        assert_eq!(reason_from_column(Some(PASSWORD_CHANGE)), RevokeReason::Logout);
+        assert_eq!(reason_from_column(Some(ENDED)), RevokeReason::Logout);
     }
 }

@@ -20,6 +20,8 @@ use crate::state::{AppState, Settings};
 /// A built application: connected to the database, migrated, bound to its port, not yet serving.
 pub struct Application {
     listener: TcpListener,
+    /// `--admin-listen`'s listener, if any.
+    admin: Option<TcpListener>,
     state: AppState,
     max_body_bytes: usize,
     shutdown_grace: Duration,
@@ -57,13 +59,19 @@ impl Application {
                 natter_service::nats_options("natter-auth-api")
                     // Start even while NATS is down; the client connects in the background.
                     .retry_on_initial_connect()
-                    .connect(url)
+                    .connect(natter_service::nats_servers(url).map_err(anyhow::Error::msg)?)
                     .await
                     .with_context(|| format!("failed to set up the NATS connection to {url}"))?,
             ),
             None => None,
         };
-        let revocations = nats.clone().map(|nats| Arc::new(Revocations::new(nats)));
+        if let Some(nats) = &nats {
+            // Detached: it lives as long as the process, as the connection does.
+            drop(natter_service::watch_quorum(nats.clone()));
+        }
+        let revocations = nats
+            .clone()
+            .map(|nats| Arc::new(Revocations::new(nats, config.stream_replicas.into())));
         if let Some(revocations) = &revocations {
             // Opened now so a broken bucket shows at start; if NATS is not reachable yet, the first logout opens it.
             match revocations.open().await {
@@ -73,12 +81,13 @@ impl Application {
         }
         let window = Duration::from_secs(60);
         let state = AppState {
-            db,
+            db: db.clone(),
             keys,
             settings: Arc::new(Settings {
                 guests: config.guests,
                 refresh_ttl: config.refresh_token_ttl,
                 refresh_reuse_grace: config.refresh_reuse_grace,
+                refresh_family_max_age: config.refresh_family_max_age,
                 client_ip_header: config.client_ip_header.clone(),
                 web_dir: config.web_dir.clone(),
                 load_test_key: config
@@ -87,6 +96,7 @@ impl Application {
                     .map(|key| sha2::Sha256::digest(key.as_bytes()).into()),
             }),
             logins: Arc::new(LoginLimits::new(
+                db.clone(),
                 config.login_failures_per_user_address,
                 config.login_failures_per_user,
             )),
@@ -95,6 +105,7 @@ impl Application {
                 config.auth_attempts_per_address,
                 window,
             )),
+            budgets: Arc::new(crate::state::UserBudgets::new(&config)),
             nats,
             revocations,
             gateways: Default::default(),
@@ -102,12 +113,14 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("failed to listen on {}", config.listen))?;
+        let admin = natter_service::bind_admin(config.admin_listen).await?;
         match &config.web_dir {
             Some(dir) => tracing::info!(dir = %dir.display(), "serving the web client at /"),
             None => tracing::info!("no --web-dir: serving the API only"),
         }
         Ok(Self {
             listener,
+            admin,
             state,
             max_body_bytes: config.max_body_bytes,
             shutdown_grace: config.shutdown_grace,
@@ -134,17 +147,37 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Self {
             listener,
+            admin,
             state,
             max_body_bytes,
             shutdown_grace,
         } = self;
-        let app = crate::routes::app(state.clone(), max_body_bytes);
+        let (app, admin) = crate::routes::app(state.clone(), max_body_bytes, admin);
 
         let fleet = state.nats.clone().map(|nats| {
             let responder = tokio::spawn(crate::fleet::answer_room_access(nats.clone(), state.db.clone()));
             let follower = tokio::spawn(state.gateways.clone().follow(nats));
             (responder, follower)
         });
+        let cleaner = {
+            let logins = state.logins.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(crate::login_limits::CLEAN_EVERY);
+                // Logged once per outage, not every minute of it.
+                let mut failing = false;
+                loop {
+                    tick.tick().await;
+                    match logins.clean().await {
+                        Ok(_) => failing = false,
+                        Err(err) if !failing => {
+                            failing = true;
+                            tracing::warn!(error = %err, "failed to delete old login budgets; will retry");
+                        }
+                        Err(_) => {}
+                    }
+                }
+            })
+        };
         let refresher = {
             let state = state.clone();
             tokio::spawn(async move {
@@ -181,6 +214,10 @@ impl Application {
             }
         }
         refresher.abort();
+        cleaner.abort();
+        if let Some(admin) = admin {
+            admin.abort();
+        }
         if let Some((responder, follower)) = fleet {
             responder.abort();
             follower.abort();

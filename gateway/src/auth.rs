@@ -71,7 +71,10 @@ impl TokenVerifier {
             *at = Instant::now();
         }
         let inner = &self.inner;
-        match fetch_verifier(&inner.http, &inner.url, &inner.issuer, &inner.audience).await {
+        let fetched = fetch_verifier(&inner.http, &inner.url, &inner.issuer, &inner.audience).await;
+        let outcome = if fetched.is_ok() { "ok" } else { "error" };
+        ::metrics::counter!(crate::metrics::JWKS_REFETCHES, "outcome" => outcome).increment(1);
+        match fetched {
             Ok(verifier) => {
                 *inner.verifier.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(verifier);
                 true

@@ -14,7 +14,14 @@ pub struct Config {
     #[arg(long, env = "NATTER_GATEWAY_LISTEN", default_value = "127.0.0.1:9000")]
     pub listen: SocketAddr,
 
-    /// NATS server URL.
+    /// Where `/healthz`, `/readyz` and `/metrics` are served, on a listener of their own so scrapes and health
+    /// checks work whatever the public port suffers; the public port then serves only `/ws`. Unset: they are
+    /// served on the public port beside `/ws`.
+    #[arg(long, env = "NATTER_GATEWAY_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// NATS server URL, or several separated by commas: every node of a cluster, so the gateway moves to another
+    /// when its node goes.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
 
@@ -83,7 +90,8 @@ pub struct Config {
     #[arg(long, env = "NATTER_MAX_BAD_FRAMES", default_value_t = 10)]
     pub max_bad_frames: u32,
 
-    /// Connections one user may hold on this gateway.
+    /// Connections one user may hold over the whole gateway fleet (this gateway's and those the others report;
+    /// racing connects on several gateways can pass it by at most one per other gateway, for a moment).
     #[arg(long, env = "NATTER_MAX_CONNECTIONS_PER_USER", default_value_t = 16)]
     pub max_connections_per_user: usize,
 
@@ -104,6 +112,11 @@ pub struct Config {
     /// How long a new connection has to send its whole HTTP request head (slow or idle sockets are dropped).
     #[arg(long, env = "NATTER_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
+
+    /// The header timeout while the pending pool is at least half full: idle connections older than this are
+    /// closed as newcomers arrive, so sockets that never finish their request cannot hold the pool.
+    #[arg(long, env = "NATTER_HEADER_TIMEOUT_UNDER_PRESSURE", default_value = "2s", value_parser = parse_duration)]
+    pub header_timeout_under_pressure: Duration,
 
     /// Rooms one connection may be in at once.
     #[arg(long, env = "NATTER_MAX_ROOMS_PER_CONNECTION", default_value_t = 64)]
@@ -156,14 +169,50 @@ pub struct Config {
     /// sharing the port with SO_REUSEPORT), 0 one thread per core.
     #[arg(long, env = "NATTER_GATEWAY_THREADS", default_value_t = 0)]
     pub threads: usize,
+
+    /// How often the auth API is asked again whether each user with a connection in a room may still be in it
+    /// (one question per room for a public room, one per local user for a private one; rooms are spread over the
+    /// interval). Removals reach gateways as room events at once; this bounds how long a member whose removal
+    /// event was lost stays in.
+    #[arg(long, env = "NATTER_ACCESS_RECHECK_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub access_recheck_interval: Duration,
+
+    /// Joins (and leaves of rooms it is not in) one connection may send per second, after a burst of
+    /// `--max-rooms-per-connection` (or twice the rate, if more) so a reconnecting client rejoins all its rooms
+    /// at once; over it, `rate_limited`.
+    #[arg(long, env = "NATTER_JOINS_PER_SECOND", default_value_t = 5)]
+    pub joins_per_second: u32,
+
+    /// When a send is acked: `stored`, once JetStream stored it (in memory on a majority of its replicas; nats-server
+    /// 2.9 acks before fsync); `persisted`, once a persister has also committed it to PostgreSQL, so an ack means
+    /// "in the database" (docs/protocol.md). `persisted` costs a wait per send and needs a persister running.
+    #[arg(long, env = "NATTER_GATEWAY_ACK_AFTER", value_enum, default_value_t = AckAfter::Stored)]
+    pub ack_after: AckAfter,
+
+    /// With `--ack-after persisted`: how long a send waits for the persister's confirmation before it is answered
+    /// `publish_failed` (outcome unknown; the client resends with the same id).
+    #[arg(long, env = "NATTER_PERSISTED_ACK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub persisted_ack_timeout: Duration,
+
+    /// With `--ack-after persisted`: most sends of this gateway waiting for the persister at once; further sends
+    /// are refused with `overloaded` (each connection has at most 32 sends in flight in any mode).
+    #[arg(long, env = "NATTER_MAX_WAITING_SENDS", default_value_t = 20_000)]
+    pub max_waiting_sends: usize,
+}
+
+/// When a gateway acks a send (`--ack-after`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AckAfter {
+    /// Once JetStream stored it.
+    Stored,
+    /// Once a persister committed it to PostgreSQL.
+    Persisted,
 }
 
 impl natter_service::Validate for Config {
     fn validate(&self) -> Result<(), String> {
         let fail = |msg: &str| Err(msg.to_owned());
-        if !self.nats_url.starts_with("nats://") && !self.nats_url.starts_with("tls://") {
-            return fail("--nats-url / NATS_URL must start with nats:// or tls://");
-        }
+        natter_service::nats_servers(&self.nats_url)?;
         if !self.jwks_url.starts_with("http://") && !self.jwks_url.starts_with("https://") {
             return fail("--jwks-url must be an http(s) URL");
         }
@@ -198,11 +247,32 @@ impl natter_service::Validate for Config {
         if self.header_timeout < Duration::from_millis(100) || self.header_timeout > Duration::from_secs(300) {
             return fail("--header-timeout must be between 100ms and 300s");
         }
+        if self.header_timeout_under_pressure < Duration::from_millis(100)
+            || self.header_timeout_under_pressure > self.header_timeout
+        {
+            return fail("--header-timeout-under-pressure must be at least 100ms and at most --header-timeout");
+        }
         if self.idle_timeout <= self.ping_interval {
             return fail("--idle-timeout must be longer than --ping-interval");
         }
         if self.heartbeat_interval < Duration::from_millis(100) {
             return fail("--heartbeat-interval must be at least 100ms");
+        }
+        if self.access_recheck_interval < Duration::from_secs(1)
+            || self.access_recheck_interval > Duration::from_secs(3600)
+        {
+            return fail("--access-recheck-interval must be between 1s and 1h");
+        }
+        if self.joins_per_second == 0 {
+            return fail("--joins-per-second must be at least 1");
+        }
+        // Shorter than JetStream's own 5 s publish timeout would answer sends before their stored-ack could come.
+        if self.persisted_ack_timeout < Duration::from_secs(5) || self.persisted_ack_timeout > Duration::from_secs(300)
+        {
+            return fail("--persisted-ack-timeout must be between 5s and 300s");
+        }
+        if self.max_waiting_sends == 0 {
+            return fail("--max-waiting-sends must be at least 1");
         }
         if self.allowed_origins.iter().any(|o| o.trim().is_empty()) {
             return fail("--allowed-origins has an empty entry");
@@ -248,6 +318,15 @@ mod tests {
         assert!(config(&["--id", "a.b"]).validate().is_err());
         assert!(config(&["--max-message-bytes", "10"]).validate().is_err());
         assert!(config(&["--socket-send-buffer", "1000"]).validate().is_err());
+        assert!(config(&["--access-recheck-interval", "500ms"]).validate().is_err());
+        assert!(config(&["--joins-per-second", "0"]).validate().is_err());
+        assert!(config(&["--persisted-ack-timeout", "1s"]).validate().is_err());
+        assert!(config(&["--max-waiting-sends", "0"]).validate().is_err());
+        assert!(Config::try_parse_from(["natter-gateway", "--ack-after", "fsynced"]).is_err());
+        assert_eq!(config(&[]).ack_after, AckAfter::Stored, "off by default");
+        config(&["--ack-after", "persisted", "--persisted-ack-timeout", "30s"])
+            .validate()
+            .expect("acks after persistence");
         config(&["--socket-send-buffer", "16384"])
             .validate()
             .expect("a fixed send buffer");

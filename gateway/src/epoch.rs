@@ -100,7 +100,7 @@ impl Epoch {
             Ok(info) => info.clone(),
             Err(err) => {
                 tracing::warn!(error = %err, "cannot read the chat stream's info; making sure it exists");
-                match natter_stream::ensure(&self.js, self.stream_max_age, self.stream_replicas).await {
+                match natter_stream::recreate(&self.js, self.stream_max_age, self.stream_replicas).await {
                     Ok(stream) => stream.cached_info().clone(),
                     Err(err) => {
                         tracing::warn!(error = %err, "cannot create the chat stream");

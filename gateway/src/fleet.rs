@@ -1,7 +1,7 @@
 //! The gateway fleet: each gateway announces itself on a core-NATS heartbeat every interval (its id, public URL,
 //! load and whether it is draining), and watches the others' heartbeats. A gateway silent for three intervals is
-//! taken as dead: every room drops the presence of its users. The auth API reads the same heartbeats to hand out
-//! the least-loaded gateway.
+//! taken as dead: every room drops the presence of its users, and the per-user connection cap stops counting its
+//! connections ([`crate::census`]). The auth API reads the same heartbeats to hand out the least-loaded gateway.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -64,14 +64,18 @@ pub async fn watch(gw: Gateway) {
                     && info.id != gw.id
                     && fleet.heard(&info.id, &info.instance, Instant::now())
                 {
-                    tracing::info!(gateway = %info.id, "gateway back (or restarted); resyncing presence");
+                    tracing::info!(gateway = %info.id, "gateway back (or restarted); resyncing presence and connection counts");
                     gw.hub.resync_presence();
+                    // Its counts from before are stale (a restart's connections are gone); ask for them afresh.
+                    gw.census.gateway_gone(&info.id);
+                    gw.census.resync();
                 }
             }
             _ = check.tick() => {
                 for id in fleet.silent(silence, Instant::now()) {
                     tracing::warn!(gateway = %id, "gateway fell silent; expiring its users' presence");
                     gw.hub.gateway_gone(&id);
+                    gw.census.gateway_gone(&id);
                 }
             }
         }

@@ -111,7 +111,8 @@ pub struct RawFrame {
 }
 
 /// Decodes the frame at the start of `buf`, unmasking its payload in place. `Ok(None)`: the frame is not all
-/// there yet. `max` caps a single frame's payload, so a header announcing a huge one is refused at once.
+/// there yet. `max` caps a single frame's payload (the reader gives its message cap: no frame over it can be part
+/// of a message under it), so a header announcing a larger one is refused at once, before its payload arrives.
 pub fn decode(buf: &mut [u8], max: usize) -> Result<Option<RawFrame>, FrameError> {
     if buf.len() < 2 {
         return Ok(None);
@@ -165,18 +166,11 @@ pub fn decode(buf: &mut [u8], max: usize) -> Result<Option<RawFrame>, FrameError
     }))
 }
 
-/// XORs `data` with the 4-byte mask, as both masking and unmasking do.
+/// XORs `data` with the 4-byte mask, as both masking and unmasking do: fastwebsockets' `unmask`, a pure
+/// function over the caller's bytes (no buffer of its own), word by word on aligned memory (see
+/// `benches/unmask.rs` and docs/benchmarks.md for how it compares with the loop the codec had).
 fn unmask(data: &mut [u8], mask: [u8; 4]) {
-    let word = u32::from_ne_bytes(mask);
-    let mut chunks = data.chunks_exact_mut(4);
-    for chunk in &mut chunks {
-        let mut raw = [0u8; 4];
-        raw.copy_from_slice(chunk);
-        chunk.copy_from_slice(&(u32::from_ne_bytes(raw) ^ word).to_ne_bytes());
-    }
-    for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
-        *byte ^= mask[i];
-    }
+    fastwebsockets::unmask(data, mask);
 }
 
 /// What a complete message (or control frame) is.
@@ -197,8 +191,35 @@ pub enum Message<'a> {
 /// Puts messages together from their fragments, capping the whole message, not just each frame.
 #[derive(Debug, Default)]
 pub struct Reassembly {
-    /// The message being put together: its opcode and the bytes so far. Empty (no allocation) between messages.
-    partial: Option<(OpCode, Vec<u8>)>,
+    /// The message being put together. Empty (no allocation) between messages.
+    partial: Option<Partial>,
+}
+
+/// A fragmented message under way.
+#[derive(Debug)]
+struct Partial {
+    /// Its first frame's opcode (text or binary).
+    opcode: OpCode,
+    /// The payload so far.
+    data: Vec<u8>,
+    /// For text, how much of `data` is known to be whole, valid UTF-8 (a character cut at a fragment's end
+    /// waits for the next fragment): a fragment with invalid UTF-8 fails at once, not when the message ends.
+    checked: usize,
+}
+
+impl Partial {
+    /// Checks the text added since the last check; a character cut at the end is left for the next fragment.
+    fn check_text(&mut self) -> Result<(), FrameError> {
+        if self.opcode != OpCode::Text {
+            return Ok(());
+        }
+        match std::str::from_utf8(&self.data[self.checked..]) {
+            Ok(_) => self.checked = self.data.len(),
+            Err(err) if err.error_len().is_none() => self.checked += err.valid_up_to(),
+            Err(_) => return Err(FrameError::InvalidUtf8),
+        }
+        Ok(())
+    }
 }
 
 impl Reassembly {
@@ -209,7 +230,7 @@ impl Reassembly {
 
     /// Bytes held for a message under way.
     pub fn held(&self) -> usize {
-        self.partial.as_ref().map_or(0, |(_, data)| data.capacity())
+        self.partial.as_ref().map_or(0, |partial| partial.data.capacity())
     }
 
     /// Takes one frame; returns the message it completes, if any. `payload` is the frame's unmasked payload.
@@ -226,6 +247,11 @@ impl Reassembly {
             OpCode::Close => close_payload(payload).map(|close| Some(Message::Close(close))),
             OpCode::Text | OpCode::Binary => {
                 if self.partial.is_some() {
+                    // Two faults in one frame: the text's is named first, as fastwebsockets does (it checks a
+                    // whole text frame before the fragment order).
+                    if opcode == OpCode::Text && fin && std::str::from_utf8(payload).is_err() {
+                        return Err(FrameError::InvalidUtf8);
+                    }
                     return Err(FrameError::Fragments);
                 }
                 if payload.len() > max {
@@ -234,24 +260,31 @@ impl Reassembly {
                 if fin {
                     return whole(opcode, Cow::Borrowed(payload)).map(Some);
                 }
-                self.partial = Some((opcode, payload.to_vec()));
+                let mut partial = Partial {
+                    opcode,
+                    data: payload.to_vec(),
+                    checked: 0,
+                };
+                partial.check_text()?;
+                self.partial = Some(partial);
                 Ok(None)
             }
             OpCode::Continuation => {
-                let Some((_, data)) = self.partial.as_mut() else {
+                let Some(partial) = self.partial.as_mut() else {
                     return Err(FrameError::Fragments);
                 };
-                if data.len() + payload.len() > max {
+                if partial.data.len() + payload.len() > max {
                     return Err(FrameError::TooLarge);
                 }
-                data.extend_from_slice(payload);
+                partial.data.extend_from_slice(payload);
+                partial.check_text()?;
                 if !fin {
                     return Ok(None);
                 }
-                let Some((first, data)) = self.partial.take() else {
+                let Some(Partial { opcode, data, .. }) = self.partial.take() else {
                     return Err(FrameError::Fragments);
                 };
-                whole(first, Cow::Owned(data)).map(Some)
+                whole(opcode, Cow::Owned(data)).map(Some)
             }
         }
     }
@@ -269,20 +302,29 @@ fn whole(opcode: OpCode, data: Cow<'_, [u8]>) -> Result<Message<'_>, FrameError>
 }
 
 /// A close frame's payload: nothing, or a code the peer may send and a UTF-8 reason (RFC 6455 §5.5.1, §7.4).
+///
+/// The codes allowed are those RFC 6455 §7.4.1 defines for an endpoint to send, those IANA's registry added since
+/// (1012 service restart, 1013 try again later, 1014 bad gateway), and the ranges for libraries (3000–3999) and
+/// applications (4000–4999). The reason is checked before the code, as fastwebsockets does, so a frame with both
+/// faults is named the same by both.
 fn close_payload(payload: &[u8]) -> Result<Option<(u16, &str)>, FrameError> {
     match payload {
         [] => Ok(None),
         [_] => Err(FrameError::BadClose),
         [hi, lo, reason @ ..] => {
+            let reason = std::str::from_utf8(reason).map_err(|_| FrameError::InvalidUtf8)?;
             let code = u16::from_be_bytes([*hi, *lo]);
-            let allowed = matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999);
-            if !allowed {
+            if !close_code_allowed(code) {
                 return Err(FrameError::BadClose);
             }
-            let reason = std::str::from_utf8(reason).map_err(|_| FrameError::InvalidUtf8)?;
             Ok(Some((code, reason)))
         }
     }
+}
+
+/// Whether a peer may send `code` in a close frame (see [`close_payload`]).
+fn close_code_allowed(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 /// Encodes a whole server frame (unmasked, FIN set): header and payload in one buffer, ready to write.
@@ -357,6 +399,9 @@ pub fn put_header(out: &mut impl BufMut, opcode: OpCode, len: usize) {
         }
     }
 }
+
+#[cfg(any(test, feature = "differential"))]
+pub mod differential;
 
 #[cfg(test)]
 mod tests;

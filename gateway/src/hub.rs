@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_nats::jetstream;
 use natter_proto::RoomId;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::access::AccessChecks;
 use crate::epoch::Epoch;
 use crate::load::Load;
 use crate::metrics;
@@ -32,21 +34,26 @@ struct HubInner {
 }
 
 impl Hub {
-    /// A hub for gateway `gateway`, over the chat stream of epoch `epoch`.
+    /// A hub for gateway `gateway`, over the chat stream of epoch `epoch`, whose rooms ask again about their
+    /// members' access every `recheck_every`.
     pub fn new(
         gateway: String,
         nats: async_nats::Client,
         stream: jetstream::stream::Stream,
         epoch: Arc<Epoch>,
         load: Arc<Load>,
+        recheck_every: Duration,
     ) -> Self {
         let inner = HubInner {
             shared: Arc::new(RoomShared {
                 gateway,
+                access: AccessChecks::new(nats.clone()),
                 nats,
                 stream,
                 epoch,
                 load,
+                recheck_every,
+                rechecks: tokio::sync::Semaphore::new(crate::room::RECHECKS_AT_ONCE),
             }),
             rooms: Mutex::new(HashMap::new()),
         };
@@ -123,6 +130,19 @@ impl Hub {
                 me: handle.tx.downgrade(),
             });
         }
+    }
+
+    /// Has every room ask again at once whether its members may still be in it (room events may have been
+    /// dropped); see [`RoomCmd::Recheck`].
+    pub fn recheck_all(&self) {
+        for handle in self.rooms().values() {
+            let _ = handle.tx.send(RoomCmd::Recheck);
+        }
+    }
+
+    /// The room-access checks.
+    pub fn access(&self) -> &AccessChecks {
+        &self.inner.shared.access
     }
 
     /// Number of rooms with local members.

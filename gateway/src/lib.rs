@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod census;
 pub mod config;
 pub mod connection;
 pub mod epoch;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod peer;
 pub mod pending;
+pub mod persisted;
 pub mod room;
 pub mod session;
 pub mod socket;

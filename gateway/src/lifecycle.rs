@@ -2,11 +2,15 @@
 //! removed, through the auth API), revoked sessions (logout, a refresh token used twice), and catching up on both
 //! after NATS was away.
 //!
-//! Room events travel on core NATS, so a gateway that was disconnected may have missed some: when its connection
-//! comes back, it forgets every access answer and has each connection ask again about its rooms. Revocations live
-//! in a KV bucket the gateway follows, so none is missed.
+//! Room events travel on core NATS, so a gateway may miss some: while it was disconnected, when the NATS client
+//! dropped messages for a subscription that fell behind, or when the auth API could not publish one. When its
+//! connection comes back or messages were dropped, it forgets every access answer and has every room ask again
+//! about its users at once; and every room asks again every `--access-recheck-interval` anyway (see
+//! [`crate::room`]), which bounds how long a lost event goes unnoticed. Revocations live in a KV bucket the
+//! gateway follows, so none is missed.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use natter_proto::bus::RoomEvent;
@@ -48,11 +52,39 @@ pub async fn follow_revocations(gw: Gateway, store: async_nats::jetstream::kv::S
     natter_stream::sessions::follow(store, revoked, on_revoke).await;
 }
 
-/// After each NATS reconnect, has the gateway catch up on what it may have missed (see [`Gateway::revalidate`]).
-pub async fn catch_up_after_reconnects(gw: Gateway) {
+/// Least time between two catch-ups after dropped messages: a gateway under load may have room subscriptions
+/// fall behind again and again, and each catch-up asks the auth API about every room.
+const SLOW_CONSUMER_CATCH_UP_GAP: Duration = Duration::from_secs(10);
+
+/// After each NATS reconnect, and after messages were dropped for a subscription that fell behind (at most once
+/// per [`SLOW_CONSUMER_CATCH_UP_GAP`], then once more for what was dropped meanwhile), has the gateway catch up on
+/// what it may have missed (see [`Gateway::catch_up`]).
+pub async fn catch_up_after_missed_events(gw: Gateway) {
     let mut reconnects = natter_service::nats_reconnects();
-    while reconnects.changed().await.is_ok() {
-        tracing::info!("NATS is back; revalidating room access and presence");
-        gw.revalidate();
+    let mut slow = natter_service::nats_slow_consumers();
+    let mut slow_caught_up: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            changed = reconnects.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                tracing::info!("NATS is back; revalidating room access and presence");
+                gw.catch_up("reconnect");
+            }
+            changed = slow.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                if let Some(at) = slow_caught_up {
+                    tokio::time::sleep_until((at + SLOW_CONSUMER_CATCH_UP_GAP).into()).await;
+                }
+                // Whatever was dropped until now is covered by this catch-up.
+                slow.borrow_and_update();
+                tracing::warn!("NATS dropped messages for a subscription; revalidating room access and presence");
+                gw.catch_up("slow_consumer");
+                slow_caught_up = Some(Instant::now());
+            }
+        }
     }
 }

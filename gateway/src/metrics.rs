@@ -28,6 +28,9 @@ pub const PUBLISH_FAILURES: &str = "natter_gateway_publish_failures_total";
 pub const SLOW_CONSUMERS: &str = "natter_gateway_slow_consumer_disconnects_total";
 /// Messages fetched from the stream to fill a gap in a room's live feed.
 pub const GAP_FILLS: &str = "natter_gateway_gap_fill_messages_total";
+/// Gaps a room could not fill from the stream within its patience (a stream without a leader or replica that
+/// has the messages for 15 s): receivers then see the gap through `prev`.
+pub const GAP_FILL_FAILURES: &str = "natter_gateway_gap_fill_failures_total";
 /// Messages replayed to rejoining clients.
 pub const REPLAYED: &str = "natter_gateway_replayed_messages_total";
 /// Seconds from a gateway accepting a message to its frame being handed to this gateway's members, for the last
@@ -37,7 +40,7 @@ pub const DELIVERY_LAG: &str = "natter_gateway_delivery_lag_seconds";
 pub const SENDS_SHED: &str = "natter_gateway_sends_shed_total";
 /// The share of new sends being refused with `overloaded` (gauge, 0 to 1): 0 up to `--shed-lag`, 1 from twice it.
 pub const SHED_SHARE: &str = "natter_gateway_shed_share";
-/// Frames refused by a rate limit, by `kind` (`send`, `typing`).
+/// Frames refused by a rate limit, by `kind` (`send`, `typing`, `join`, `leave`).
 pub const RATE_LIMITED: &str = "natter_gateway_rate_limited_total";
 /// Seconds from a gateway accepting a message (its `ts`) to its frame being handed to this gateway's members,
 /// one sample per delivered batch (its oldest message).
@@ -63,13 +66,54 @@ pub const EVICTIONS: &str = "natter_gateway_room_evictions_total";
 pub const PENDING: &str = "natter_gateway_pending_connections";
 /// Accepted TCP connections closed at once because too many were pending, by `scope` (`gateway`, `address`).
 pub const PENDING_REFUSED: &str = "natter_gateway_pending_refused_total";
+/// Pending connections the gateway closed to let a newcomer in or because they were slow while the pool was under
+/// pressure, by `reason` (`busiest_address`, `oldest`, `slow_under_pressure`).
+pub const PENDING_SHED: &str = "natter_gateway_pending_shed_total";
+
+/// Invalid frames, each counted against `--max-bad-frames`, by the `code` of the error that answered it
+/// (`bad_frame`, `binary_frame`, `room_not_found`: a join of a room that does not exist).
+pub const BAD_FRAMES: &str = "natter_gateway_bad_frames_total";
+/// Room-access questions asked of the auth API, by `answer` (`public`, `allowed`, `denied`, `not_found`, or
+/// `error` when none came).
+pub const ACCESS_QUESTIONS: &str = "natter_gateway_access_questions_total";
+/// Room-access questions about users already in a room, asked again every `--access-recheck-interval` and after
+/// room events may have been missed, by `answer` as [`ACCESS_QUESTIONS`] (which counts them too).
+pub const ACCESS_RECHECKS: &str = "natter_gateway_access_rechecks_total";
+/// Times every room's access was asked about again because room events may have been missed, by `cause`
+/// (`reconnect`: NATS came back; `slow_consumer`: a subscription of this gateway fell behind and NATS dropped
+/// messages for it).
+pub const ACCESS_CATCH_UPS: &str = "natter_gateway_access_catch_ups_total";
+/// Refetches of the auth API's JWKS on a token naming an unknown key (at most one per 2 seconds), by `outcome`
+/// (`ok`, `error`).
+pub const JWKS_REFETCHES: &str = "natter_gateway_jwks_refetches_total";
+/// Sends stored by JetStream and waiting for a persister's confirmation that they are in PostgreSQL, with
+/// `--ack-after persisted` (gauge; capped by `--max-waiting-sends`).
+pub const PERSISTED_WAITING: &str = "natter_gateway_sends_awaiting_persistence";
+/// Sends refused with `overloaded` because `--max-waiting-sends` were already waiting for a persister.
+pub const PERSISTED_REFUSED: &str = "natter_gateway_persisted_waiting_refused_total";
+/// Sends confirmed in PostgreSQL, by `via` (`notice`: a persister's notice after its commit; `ask`: the answer to
+/// this gateway's question, after a missed notice or for a resend JetStream called a duplicate).
+pub const PERSISTED_CONFIRMED: &str = "natter_gateway_persisted_confirmations_total";
+/// Questions asked of the persisters about which sequences history holds, by `outcome` (`answered`, `error`).
+pub const PERSISTED_ASKS: &str = "natter_gateway_persisted_asks_total";
+/// Upgrades refused by the per-user connection cap counted over the fleet: the user's connections here were
+/// under the cap, those on other gateways brought the total to it.
+pub const USER_CAP_FLEET_REFUSED: &str = "natter_gateway_user_cap_fleet_refused_total";
+/// Messages of users' connection counts published to the other gateways, by `kind` (`update`: counts that
+/// changed; `sync`: every count, answering a gateway that asked).
+pub const USER_COUNTS_SENT: &str = "natter_gateway_user_counts_sent_total";
+/// Messages of users' connection counts received from other gateways.
+pub const USER_COUNTS_RECEIVED: &str = "natter_gateway_user_counts_received_total";
+/// Users holding connections on other gateways, as this gateway knows them (gauge).
+pub const REMOTE_USERS: &str = "natter_gateway_remote_users";
 
 /// Every metric this gateway exports besides the shared `process_*` and `natter_nats_*` ones, each from start-up.
-pub const ALL: [&str; 28] = [
+pub const ALL: [&str; 43] = [
     CONNECTIONS,
     EVICTIONS,
     PENDING,
     PENDING_REFUSED,
+    PENDING_SHED,
     CONNECTIONS_OPENED,
     CONNECTIONS_CLOSED,
     AUTH_FAILURES,
@@ -82,6 +126,7 @@ pub const ALL: [&str; 28] = [
     PUBLISH_FAILURES,
     SLOW_CONSUMERS,
     GAP_FILLS,
+    GAP_FILL_FAILURES,
     REPLAYED,
     DELIVERY_LAG,
     SENDS_SHED,
@@ -94,6 +139,19 @@ pub const ALL: [&str; 28] = [
     OUTBOUND_QUEUE_MAX,
     STREAM_RECREATED,
     natter_service::MAX_FDS,
+    BAD_FRAMES,
+    ACCESS_QUESTIONS,
+    ACCESS_RECHECKS,
+    ACCESS_CATCH_UPS,
+    JWKS_REFETCHES,
+    PERSISTED_WAITING,
+    PERSISTED_REFUSED,
+    PERSISTED_CONFIRMED,
+    PERSISTED_ASKS,
+    USER_CAP_FLEET_REFUSED,
+    USER_COUNTS_SENT,
+    USER_COUNTS_RECEIVED,
+    REMOTE_USERS,
 ];
 
 /// Close codes a gateway closes with or sees, registered at 0 from start-up.
@@ -150,6 +208,10 @@ pub fn register() {
         GAP_FILLS,
         "Messages fetched from the stream to fill a gap in a room's live feed."
     );
+    describe_counter!(
+        GAP_FILL_FAILURES,
+        "Gaps in a room's live feed the stream could not fill within 15 s; receivers see them through prev."
+    );
     describe_counter!(REPLAYED, "Messages replayed to rejoining clients.");
     describe_gauge!(
         DELIVERY_LAG,
@@ -157,6 +219,19 @@ pub fn register() {
         "Smoothed delay from acceptance to hand-off to members."
     );
     describe_counter!(SENDS_SHED, "Sends refused with overloaded.");
+    describe_gauge!(
+        PERSISTED_WAITING,
+        "Sends stored by JetStream waiting for a persister's confirmation."
+    );
+    describe_counter!(
+        PERSISTED_REFUSED,
+        "Sends refused with overloaded: too many already wait for a persister."
+    );
+    describe_counter!(PERSISTED_CONFIRMED, "Sends confirmed in PostgreSQL, by how.");
+    describe_counter!(
+        PERSISTED_ASKS,
+        "Questions to the persisters about stored sequences, by outcome."
+    );
     describe_gauge!(SHED_SHARE, "Share of new sends refused with overloaded (0 to 1).");
     describe_counter!(RATE_LIMITED, "Frames refused by a rate limit, by kind.");
     describe_histogram!(
@@ -182,7 +257,48 @@ pub fn register() {
         PENDING_REFUSED,
         "Connections closed at once because too many were pending, by scope."
     );
+    describe_counter!(
+        PENDING_SHED,
+        "Pending connections closed to let newcomers in, or for being slow under pressure, by reason."
+    );
     describe_gauge!(natter_service::MAX_FDS, "The most files this process may hold open.");
+    describe_counter!(
+        BAD_FRAMES,
+        "Invalid frames counted against --max-bad-frames, by error code."
+    );
+    describe_counter!(
+        ACCESS_QUESTIONS,
+        "Room-access questions asked of the auth API, by answer."
+    );
+    describe_counter!(
+        ACCESS_RECHECKS,
+        "Room-access questions about users already in a room, by answer."
+    );
+    describe_counter!(
+        ACCESS_CATCH_UPS,
+        "Times every room's access was asked about again after events may have been missed, by cause."
+    );
+    describe_counter!(JWKS_REFETCHES, "JWKS refetches on unknown key ids, by outcome.");
+    describe_counter!(
+        USER_CAP_FLEET_REFUSED,
+        "Upgrades refused because the user's connections over the whole fleet reached the per-user cap."
+    );
+    describe_counter!(
+        USER_COUNTS_SENT,
+        "Messages of users' connection counts published to the other gateways, by kind."
+    );
+    describe_counter!(
+        USER_COUNTS_RECEIVED,
+        "Messages of users' connection counts received from other gateways."
+    );
+    describe_gauge!(
+        REMOTE_USERS,
+        "Users holding connections on other gateways, as known here."
+    );
+    ::metrics::gauge!(REMOTE_USERS).set(0.0);
+    for kind in ["update", "sync"] {
+        ::metrics::counter!(USER_COUNTS_SENT, "kind" => kind).absolute(0);
+    }
     ::metrics::gauge!(CONNECTIONS).set(0.0);
     ::metrics::gauge!(ROOMS_SUBSCRIBED).set(0.0);
     ::metrics::gauge!(DRAINING).set(0.0);
@@ -199,15 +315,21 @@ pub fn register() {
     for scope in ["gateway", "address"] {
         ::metrics::counter!(PENDING_REFUSED, "scope" => scope).absolute(0);
     }
+    for shed in crate::pending::Shed::ALL {
+        ::metrics::counter!(PENDING_SHED, "reason" => shed.reason()).absolute(0);
+    }
     for name in [
         CONNECTIONS_OPENED,
         JOINS,
         SLOW_CONSUMERS,
         GAP_FILLS,
+        GAP_FILL_FAILURES,
         REPLAYED,
         SENDS_SHED,
         JOINS_UNRECOVERED,
         STREAM_RECREATED,
+        USER_CAP_FLEET_REFUSED,
+        USER_COUNTS_RECEIVED,
     ] {
         ::metrics::counter!(name).absolute(0);
     }
@@ -217,14 +339,50 @@ pub fn register() {
     for reason in REFUSALS.into_iter().chain(natter_proto::token::TokenError::CODES) {
         ::metrics::counter!(AUTH_FAILURES, "reason" => reason).absolute(0);
     }
-    for reason in ["encode", "error", "timeout"] {
+    for reason in ["encode", "error", "timeout", "not_persisted"] {
         ::metrics::counter!(PUBLISH_FAILURES, "reason" => reason).absolute(0);
     }
-    for kind in ["send", "typing"] {
+    for kind in ["send", "typing", "join", "leave"] {
         ::metrics::counter!(RATE_LIMITED, "kind" => kind).absolute(0);
     }
+    for code in ["bad_frame", "binary_frame", "room_not_found"] {
+        ::metrics::counter!(BAD_FRAMES, "code" => code).absolute(0);
+    }
+    for answer in ACCESS_ANSWERS {
+        ::metrics::counter!(ACCESS_QUESTIONS, "answer" => answer).absolute(0);
+        ::metrics::counter!(ACCESS_RECHECKS, "answer" => answer).absolute(0);
+    }
+    for cause in ["reconnect", "slow_consumer"] {
+        ::metrics::counter!(ACCESS_CATCH_UPS, "cause" => cause).absolute(0);
+    }
+    for outcome in ["ok", "error"] {
+        ::metrics::counter!(JWKS_REFETCHES, "outcome" => outcome).absolute(0);
+    }
+    for via in ["notice", "ask"] {
+        ::metrics::counter!(PERSISTED_CONFIRMED, "via" => via).absolute(0);
+    }
+    for outcome in ["answered", "error"] {
+        ::metrics::counter!(PERSISTED_ASKS, "outcome" => outcome).absolute(0);
+    }
+    ::metrics::counter!(PERSISTED_REFUSED).absolute(0);
+    ::metrics::gauge!(PERSISTED_WAITING).set(0.0);
     let _ = ::metrics::histogram!(DELIVERY_LATENCY);
     let _ = ::metrics::histogram!(ACK_LATENCY);
+}
+
+/// The `answer` labels of [`ACCESS_QUESTIONS`] and [`ACCESS_RECHECKS`].
+const ACCESS_ANSWERS: [&str; 5] = ["public", "allowed", "denied", "not_found", "error"];
+
+/// The `answer` label of a room-access question's outcome (`None`: no answer came).
+pub fn access_answer(answer: Option<&natter_proto::bus::RoomAccess>) -> &'static str {
+    use natter_proto::bus::RoomAccess;
+    match answer {
+        Some(RoomAccess::Public) => "public",
+        Some(RoomAccess::Allowed) => "allowed",
+        Some(RoomAccess::Denied) => "denied",
+        Some(RoomAccess::NotFound) => "not_found",
+        None => "error",
+    }
 }
 
 /// Handles of the metrics recorded once per delivery, send or frame, looked up in the registry once per process

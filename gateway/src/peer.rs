@@ -43,13 +43,6 @@ pub enum Control {
         /// One of `natter_proto::frame::left_reason`.
         reason: &'static str,
     },
-    /// Ask the auth API again whether the user may still be in each of the connection's rooms (room events may
-    /// have been missed while NATS was away), and leave those it may not. `attempt` counts the tries that could
-    /// not get an answer (the auth API may come back after the gateway did); each waits longer before the next.
-    Revalidate {
-        /// Tries so far without an answer for every room.
-        attempt: u32,
-    },
 }
 
 /// A handle to a connection, held by the rooms it is in and by the gateway's sweep. Cheap to clone.
@@ -137,9 +130,8 @@ impl Peer {
     /// Asks the connection's session to do `control` (it does, between the client's frames).
     pub fn control(&self, control: Control) {
         let mut controls = self.controls.lock().unwrap_or_else(|p| p.into_inner());
-        // A connection asked to revalidate twice before it got to it needs to do so once.
-        let revalidate = |c: &Control| matches!(c, Control::Revalidate { .. });
-        if revalidate(&control) && controls.iter().any(revalidate) {
+        // Asked twice before it got to it (a room event and a re-check, say), it needs to do it once.
+        if controls.contains(&control) {
             return;
         }
         controls.push(control);

@@ -6,6 +6,12 @@
 //! delivered sequence: a live message whose predecessor is not the last one delivered reveals a gap, which it
 //! fills from the stream before going on, so members always see the room in order with no hole. Presence and
 //! drafts are in [`presence`].
+//!
+//! A room task also asks the auth API again, every `--access-recheck-interval` (each room at its own moment within
+//! it), whether its local users may still be in the room, and takes out those who may not: a removal whose room
+//! event never reached this gateway (the auth API could not publish it, or NATS dropped it for a subscription
+//! that fell behind) still takes effect within the interval. A public room costs one question a round, a
+//! private one a question per local user, and at most [`RECHECKS_AT_ONCE`] are in flight across the gateway.
 
 mod announce;
 mod presence;
@@ -17,16 +23,21 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
-use natter_proto::bus::StoredMessage;
-use natter_proto::frame::{ServerFrame, UserRef};
+use natter_proto::bus::{RoomAccess, StoredMessage};
+use natter_proto::frame::{ServerFrame, UserRef, left_reason};
 use natter_proto::{RoomId, subject};
 use natter_stream::journal::header_u64;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::access::AccessChecks;
 use crate::epoch::Epoch;
 use crate::load::{self, Load};
 use crate::metrics;
-use crate::peer::{ConnId, Outbound, Peer};
+use crate::peer::{ConnId, Control, Outbound, Peer};
+
+/// How long a room task goes on asking the stream for the messages of a gap before it leaves the gap to the
+/// receivers (see `fill_gap`).
+const GAP_FILL_PATIENCE: Duration = Duration::from_secs(15);
 
 /// How long a room task waits for other gateways' presence snapshots when it starts.
 const PRESENCE_SYNC_WINDOW: Duration = Duration::from_millis(150);
@@ -39,6 +50,14 @@ const MAX_HELD: usize = 4096;
 
 /// Most live messages delivered together in one batch.
 const MAX_BATCH: usize = 64;
+
+/// Access re-check questions in flight at once across a gateway's rooms, so that rounds falling due together (or
+/// all at once, after missed events) do not flood the auth API.
+pub(crate) const RECHECKS_AT_ONCE: usize = 8;
+
+/// After a re-check round that got no answer about some user, the next one comes this soon, doubling with each
+/// such round (up to the interval): NATS or the auth API may be just coming back.
+const RECHECK_RETRY: Duration = Duration::from_millis(500);
 
 /// What a joining connection learns.
 #[derive(Debug)]
@@ -70,6 +89,9 @@ pub(crate) enum RoomCmd {
     /// missed: NATS was away, or a gateway was wrongly taken for dead). `me` is the room's own command channel,
     /// for the answers.
     Resync { me: mpsc::WeakUnboundedSender<RoomCmd> },
+    /// Ask the auth API again now whether each local user may still be in the room (room events may have been
+    /// dropped); at once after the round under way, if one is.
+    Recheck,
     /// A gateway's answer to this room's resync.
     Snapshot(natter_proto::bus::PresenceSnapshot),
     /// The resync's answers are all in: gateways that did not answer have no users in the room.
@@ -88,6 +110,12 @@ pub(crate) struct RoomShared {
     pub(crate) epoch: Arc<Epoch>,
     /// The delivery lag meter, told how late each delivered batch is.
     pub(crate) load: Arc<Load>,
+    /// The room-access checks, asked again about each room's users every `recheck_every`.
+    pub(crate) access: AccessChecks,
+    /// How often each room asks again about its users' access.
+    pub(crate) recheck_every: Duration,
+    /// Places for re-check questions in flight ([`RECHECKS_AT_ONCE`]); never closed.
+    pub(crate) rechecks: tokio::sync::Semaphore,
 }
 
 struct Member {
@@ -141,11 +169,25 @@ pub(crate) struct RoomTask {
     fleet: announce::Changes,
     /// When the next announcement is due.
     schedule: announce::Schedule,
+    /// When the room next asks again about its users' access (see [`recheck`]).
+    recheck_at: Instant,
+    /// The re-check round under way, if any (a task of its own, aborted with the room's).
+    rechecking: Option<tokio::task::JoinHandle<Recheck>>,
+    /// A re-check was asked for while a round was under way: the next starts as soon as it ends.
+    recheck_again: bool,
+    /// Re-check rounds in a row that got no answer about some user.
+    unanswered_rounds: u32,
 }
 
 impl RoomTask {
     pub(crate) fn new(room: RoomId, shared: Arc<RoomShared>) -> Self {
+        // Each room at its own moment of the interval: rooms started together do not all ask at once.
+        let phase = shared.recheck_every.mul_f64(rand::random::<f64>());
         Self {
+            recheck_at: Instant::now() + phase,
+            rechecking: None,
+            recheck_again: false,
+            unanswered_rounds: 0,
             room,
             epoch: shared.epoch.get(),
             shared,
@@ -215,8 +257,13 @@ impl RoomTask {
                     self.on_new_epoch(epoch).await;
                 }
                 () = until(self.schedule.due()) => self.announce().await,
+                () = until(self.rechecking.is_none().then_some(self.recheck_at)) => self.start_recheck(),
+                round = rechecked(&mut self.rechecking) => self.end_recheck(round),
                 _ = tick.tick() => self.expire_typing(),
             }
+        }
+        if let Some(round) = self.rechecking.take() {
+            round.abort();
         }
         // Last local member gone: tell the fleet what it was not told yet, and that this gateway's users left.
         self.publish_fleet_changes().await;
@@ -327,6 +374,13 @@ impl RoomTask {
                 }
             }
             RoomCmd::Resync { me } => self.resync_presence(me).await,
+            RoomCmd::Recheck => {
+                if self.rechecking.is_some() {
+                    self.recheck_again = true;
+                } else {
+                    self.recheck_at = Instant::now();
+                }
+            }
             RoomCmd::Snapshot(snapshot) => self.apply_snapshot(snapshot),
             RoomCmd::ResyncDone => self.finish_resync(),
             RoomCmd::GatewayGone { gateway } => {
@@ -356,7 +410,7 @@ impl RoomTask {
             return;
         }
         if prev > self.last_seq && self.baseline_known {
-            self.fill_gap(seq).await;
+            self.fill_gap(prev, seq).await;
         }
         let prev = if self.baseline_known || self.last_seq > 0 {
             self.last_seq.max(prev)
@@ -366,25 +420,50 @@ impl RoomTask {
         self.deliver(seq, prev, &msg.payload);
     }
 
-    /// Fetches and delivers the room's stored messages between the last delivered one and `until`.
-    async fn fill_gap(&mut self, until: u64) {
+    /// Fetches and delivers the room's stored messages between the last delivered one and `until`, the live
+    /// message whose predecessor `prev` revealed the gap: done once `prev` is delivered.
+    ///
+    /// A direct get may be answered by any replica of the stream, and one that is behind (a node back from a
+    /// partition or a restart) does not have the newest messages yet: "not found" before `prev` is reached is such
+    /// an answer, not the end, since `prev` is known to be stored. So are errors of a cluster electing a leader.
+    /// Both are asked again, with a backoff, for up to [`GAP_FILL_PATIENCE`]; only then is the gap left for the
+    /// receivers to see through the next message's `prev` (and counted and logged).
+    async fn fill_gap(&mut self, prev: u64, until: u64) {
         let subject = subject::room_messages(&self.room);
-        loop {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(50);
+        while self.last_seq < prev {
             let next = self
                 .shared
                 .stream
                 .direct_get_next_for_subject(&subject, Some(self.last_seq + 1))
                 .await;
-            let Ok(msg) = next else { break };
-            let Some(seq) = header_u64(Some(&msg.headers), async_nats::header::NATS_SEQUENCE) else {
-                break;
+            let seq = match next {
+                Ok(msg) => match header_u64(Some(&msg.headers), async_nats::header::NATS_SEQUENCE) {
+                    Some(seq) if seq < until => {
+                        ::metrics::counter!(metrics::GAP_FILLS).increment(1);
+                        let prev = self.last_seq;
+                        self.deliver(seq, prev, &msg.payload);
+                        backoff = Duration::from_millis(50);
+                        continue;
+                    }
+                    seq => seq.map(|s| format!("the next stored message is {s}")),
+                },
+                Err(err) => Some(err.to_string()),
             };
-            if seq >= until {
-                break;
+            if started.elapsed() >= GAP_FILL_PATIENCE {
+                ::metrics::counter!(metrics::GAP_FILL_FAILURES).increment(1);
+                tracing::warn!(
+                    room = %self.room,
+                    from = self.last_seq,
+                    to = prev,
+                    error = seq.as_deref().unwrap_or("no sequence header"),
+                    "a gap in the room could not be filled from the stream; receivers see it through prev"
+                );
+                return;
             }
-            ::metrics::counter!(metrics::GAP_FILLS).increment(1);
-            let prev = self.last_seq;
-            self.deliver(seq, prev, &msg.payload);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
         }
     }
 
@@ -456,6 +535,94 @@ impl RoomTask {
                 member.queue(Outbound::Frame(frame.clone()));
             }
         }
+    }
+}
+
+/// What a re-check round found.
+#[derive(Default)]
+struct Recheck {
+    /// Who may no longer be in the room (`None`: nobody, it is gone), and the `left` reason to tell them.
+    lost: Vec<(Option<String>, &'static str)>,
+    /// Whether some user got no answer (asked again sooner).
+    unanswered: bool,
+}
+
+impl RoomTask {
+    /// Starts a round of re-checks about the users with a connection in the room.
+    fn start_recheck(&mut self) {
+        self.recheck_again = false;
+        let users: Vec<String> = self.local.keys().cloned().collect();
+        self.rechecking = Some(tokio::spawn(recheck(self.shared.clone(), self.room.clone(), users)));
+    }
+
+    /// Takes out the connections of those who may no longer be in the room, and sets when the next round is due.
+    fn end_recheck(&mut self, round: Recheck) {
+        self.rechecking = None;
+        for (user, reason) in round.lost {
+            for member in self.members.values() {
+                if user.as_ref().is_none_or(|user| *user == member.peer.user.id) {
+                    member.peer.control(Control::Evict {
+                        room: self.room.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
+        let every = self.shared.recheck_every;
+        let wait = if round.unanswered {
+            if self.unanswered_rounds == 0 {
+                tracing::warn!(room = %self.room, "cannot re-check room access yet; retrying");
+            }
+            self.unanswered_rounds += 1;
+            RECHECK_RETRY
+                .saturating_mul(2u32.pow(self.unanswered_rounds.min(6) - 1))
+                .min(every)
+        } else {
+            self.unanswered_rounds = 0;
+            every
+        };
+        self.recheck_at = Instant::now() + if self.recheck_again { Duration::ZERO } else { wait };
+    }
+}
+
+/// Asks the auth API whether each of `users` may still be in `room`, one question at a time (and at most
+/// [`RECHECKS_AT_ONCE`] across the gateway). A public room answers for everyone with its first question.
+async fn recheck(shared: Arc<RoomShared>, room: RoomId, users: Vec<String>) -> Recheck {
+    let mut round = Recheck::default();
+    for user in users {
+        let answer = {
+            // The semaphore is never closed; were it, there would be nothing to wait for.
+            let Ok(_place) = shared.rechecks.acquire().await else {
+                break;
+            };
+            shared.access.recheck(&room, &user).await
+        };
+        match answer {
+            Ok(RoomAccess::Public) => break,
+            Ok(RoomAccess::Allowed) => {}
+            Ok(RoomAccess::Denied) => round.lost.push((Some(user), left_reason::ACCESS_REVOKED)),
+            Ok(RoomAccess::NotFound) => {
+                round.lost.push((None, left_reason::ROOM_DELETED));
+                break;
+            }
+            Err(err) => {
+                tracing::debug!(%room, %user, error = %err, "no answer to a room-access re-check");
+                round.unanswered = true;
+            }
+        }
+    }
+    round
+}
+
+/// The outcome of the re-check round under way; never completes while none is.
+async fn rechecked(round: &mut Option<tokio::task::JoinHandle<Recheck>>) -> Recheck {
+    match round {
+        // A round that panicked found nothing out: it is retried soon.
+        Some(round) => round.await.unwrap_or(Recheck {
+            lost: Vec::new(),
+            unanswered: true,
+        }),
+        None => std::future::pending().await,
     }
 }
 

@@ -10,7 +10,7 @@ use natter_stream::journal::PublishError;
 
 use natter_proto::bus::{RoomAccess, StoredMessage, TypingEvent};
 use natter_proto::close;
-use natter_proto::frame::{ClientFrame, ServerFrame, left_reason};
+use natter_proto::frame::{ClientFrame, ServerFrame};
 use natter_proto::{ClientMsgId, RoomId, subject};
 
 use crate::frame::{self, OpCode};
@@ -25,15 +25,15 @@ use crate::state::Gateway;
 /// Rounds of held live frames a joining connection queues patiently after its replay (see `Session::join`).
 const PATIENT_RELEASES: usize = 8;
 
-/// Sends of one connection waiting for JetStream's stored-ack at once; at this many the session reads no more
-/// frames until one is answered.
+/// Sends of one connection waiting for JetStream's stored-ack (and, with `--ack-after persisted`, for a
+/// persister's confirmation) at once; at this many the session reads no more frames until one is answered.
 const MAX_SENDS_IN_FLIGHT: usize = 32;
 
-/// How long a revalidation that got no answer waits before it asks again (doubling each time, up to 32 times this).
-const REVALIDATE_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+/// What a send refused for overload is told: nothing was stored.
+const OVERLOADED: &str =
+    "the gateway is overloaded and did not take this message; send it again with the same id in a moment";
 
-/// A send handed to JetStream: its room and id, and its outcome once known.
-/// A send waiting for its stored-ack: its room, id, when its frame was read, and the outcome.
+/// A send waiting for its ack: its room, id, when its frame was read, and the outcome.
 type InFlight = Pin<Box<dyn Future<Output = (RoomId, ClientMsgId, Instant, Result<u64, PublishError>)> + Send>>;
 
 /// A connection's session.
@@ -46,6 +46,8 @@ pub struct Session {
     in_flight: Option<Box<FuturesUnordered<InFlight>>>,
     sends: Bucket,
     typing: Bucket,
+    /// Joins, and leaves of rooms the connection is not in.
+    joins: Bucket,
     bad_frames: u32,
 }
 
@@ -62,6 +64,13 @@ impl Session {
         Self {
             sends: Bucket::new(gw.config.sends_per_second),
             typing: Bucket::new(gw.config.typing_per_second),
+            // A reconnecting client rejoins every room it had at once.
+            joins: Bucket::with_burst(
+                gw.config.joins_per_second,
+                u32::try_from(gw.config.max_rooms_per_connection)
+                    .unwrap_or(u32::MAX)
+                    .max(gw.config.joins_per_second.saturating_mul(2)),
+            ),
             gw,
             peer,
             rooms: HashMap::new(),
@@ -141,9 +150,15 @@ impl Session {
         match frame {
             // The work behind each frame is boxed: an idle connection's task then holds only the small reading
             // state, not room for the largest of these futures (the JWKS refetch alone is kilobytes).
-            ClientFrame::Join { room, since } => Box::pin(self.join(room, since)).await,
+            ClientFrame::Join { room, since } => return Box::pin(self.join(room, since)).await,
             ClientFrame::Leave { room } => {
-                if !self.leave(room.clone(), None).await {
+                // A leave that takes the connection out of a room is never refused: it frees what a join took, and
+                // joins have their budget. One that changes nothing spends from the same budget.
+                if self.rooms.contains_key(&room) {
+                    self.leave(room, None).await;
+                } else if !self.joins.take() {
+                    self.rate_limited("leave", "leaving rooms too fast; slow down");
+                } else {
                     self.error("not_joined", format!("you are not in room '{room}'"), None);
                 }
             }
@@ -191,63 +206,51 @@ impl Session {
             Control::Evict { room, reason } => {
                 self.leave(room, Some(reason)).await;
             }
-            Control::Revalidate { attempt } => {
-                let rooms: Vec<RoomId> = self.rooms.keys().cloned().collect();
-                let mut unanswered = false;
-                for room in rooms {
-                    let reason = match self.gw.room_access(&room, &self.peer.user.id).await {
-                        Ok(RoomAccess::Public | RoomAccess::Allowed) => continue,
-                        Ok(RoomAccess::Denied) => left_reason::ACCESS_REVOKED,
-                        Ok(RoomAccess::NotFound) => left_reason::ROOM_DELETED,
-                        // Cannot tell now: the connection stays in the room and asks again in a while.
-                        Err(err) => {
-                            if attempt == 0 {
-                                tracing::warn!(%room, error = %err, "cannot revalidate room access yet; retrying");
-                            }
-                            unanswered = true;
-                            continue;
-                        }
-                    };
-                    self.leave(room, Some(reason)).await;
-                }
-                if unanswered {
-                    let peer = self.peer.clone();
-                    let wait = REVALIDATE_RETRY.saturating_mul(2u32.saturating_pow(attempt.min(5)));
-                    tokio::spawn(async move {
-                        tokio::time::sleep(wait).await;
-                        peer.control(Control::Revalidate { attempt: attempt + 1 });
-                    });
-                }
-            }
         }
     }
 
-    async fn join(&mut self, room: RoomId, since: Option<u64>) {
+    /// Joins `room`; returns why to close the connection, if it should be.
+    async fn join(&mut self, room: RoomId, since: Option<u64>) -> Option<CloseReason> {
+        if !self.joins.take() {
+            self.rate_limited("join", "joining rooms too fast; slow down");
+            return None;
+        }
         if self.rooms.contains_key(&room) {
-            return self.error("already_joined", format!("you are already in room '{room}'"), None);
+            self.error("already_joined", format!("you are already in room '{room}'"), None);
+            return None;
         }
         if self.rooms.len() >= self.gw.config.max_rooms_per_connection {
-            return self.error("too_many_rooms", "leave a room before joining another".into(), None);
+            self.error("too_many_rooms", "leave a room before joining another".into(), None);
+            return None;
         }
         match self.gw.room_access(&room, &self.peer.user.id).await {
             Ok(RoomAccess::Public | RoomAccess::Allowed) => {}
             Ok(RoomAccess::Denied) => {
-                return self.error(
+                self.error(
                     "room_private",
                     format!("room '{room}' is private; join it through the API"),
                     None,
                 );
+                return None;
             }
-            Ok(RoomAccess::NotFound) => return self.error("room_not_found", format!("no room '{room}'"), None),
+            // Room ids are handed out by the API: a client asking for rooms that do not exist is guessing.
+            Ok(RoomAccess::NotFound) => return self.fault("room_not_found", format!("no room '{room}'"), None),
             Err(err) => {
                 tracing::warn!(room = %room, error = %err, "room access check failed");
-                return self.error(
+                self.error(
                     "unavailable",
                     "cannot check access to the room right now; retry".into(),
                     None,
                 );
+                return None;
             }
         }
+        self.enter(room, since).await;
+        None
+    }
+
+    /// Adds the connection to `room`, which it may join, and queues its `joined` frame and replay.
+    async fn enter(&mut self, room: RoomId, since: Option<u64>) {
         // Recorded before the await: if this connection ends mid-join, `leave_all` still takes it out of the room.
         self.rooms.insert(room.clone(), ());
         let Some(joined) = self.gw.hub.join(&room, self.peer.clone()).await else {
@@ -320,12 +323,7 @@ impl Session {
         }
         if self.gw.hub.load().overloaded() {
             ::metrics::counter!(metrics::SENDS_SHED).increment(1);
-            return self.error(
-                "overloaded",
-                "the gateway is overloaded and did not take this message; send it again with the same id in a moment"
-                    .into(),
-                reference,
-            );
+            return self.error("overloaded", OVERLOADED.into(), reference);
         }
         if body.trim().is_empty() || body.chars().count() > self.gw.config.max_body_chars {
             let max = self.gw.config.max_body_chars;
@@ -339,6 +337,14 @@ impl Session {
         if let Err(err) = natter_proto::text::storable(&body) {
             return self.error("invalid_body", err.to_string(), reference);
         }
+        // Taken before the publish: a send refused here is not stored.
+        let place = match &self.gw.persisted {
+            None => None,
+            Some(persisted) => match persisted.reserve() {
+                Some(place) => Some(place),
+                None => return self.error("overloaded", OVERLOADED.into(), reference),
+            },
+        };
         let user = self.peer.user.clone();
         let stored = StoredMessage {
             id: id.clone(),
@@ -346,7 +352,7 @@ impl Session {
             body,
             ts: natter_proto::bus::timestamp(chrono::Utc::now()),
         };
-        match self.gw.publish(&room, &self.peer.user.id, &stored).await {
+        match self.gw.publish(&room, &self.peer.user.id, &stored, place).await {
             Ok(ack) => {
                 let waiting: InFlight = Box::pin(async move { (room, id, read_at, ack.await) });
                 self.in_flight.get_or_insert_default().push(waiting);
@@ -411,6 +417,12 @@ impl Session {
         self.peer.push(Outbound::Frame(encode(frame)));
     }
 
+    /// Answers a join or leave over the budget (neither frame has an id to refer to).
+    fn rate_limited(&self, kind: &'static str, message: &str) {
+        ::metrics::counter!(metrics::RATE_LIMITED, "kind" => kind).increment(1);
+        self.error("rate_limited", message.to_owned(), None);
+    }
+
     fn error(&self, code: &str, message: String, reference: Option<String>) {
         self.push(&ServerFrame::Error {
             code: code.to_owned(),
@@ -419,9 +431,16 @@ impl Session {
         });
     }
 
-    /// Answers an invalid frame; closes the connection once it has sent too many.
-    fn bad_frame(&mut self, code: &str, message: String, reference: Option<String>) -> Option<CloseReason> {
+    /// Answers a frame that could not be read; closes the connection once it has sent too many bad ones.
+    fn bad_frame(&mut self, code: &'static str, message: String, reference: Option<String>) -> Option<CloseReason> {
         metrics::frame_in("invalid");
+        self.fault(code, message, reference)
+    }
+
+    /// Answers a bad frame (unreadable, or asking for what no well-behaved client asks for); closes the connection
+    /// once it has sent more than `--max-bad-frames`.
+    fn fault(&mut self, code: &'static str, message: String, reference: Option<String>) -> Option<CloseReason> {
+        ::metrics::counter!(metrics::BAD_FRAMES, "code" => code).increment(1);
         self.bad_frames += 1;
         self.error(code, message, reference);
         (self.bad_frames > self.gw.config.max_bad_frames).then(|| reason(close::POLICY, "too many invalid frames"))
@@ -450,7 +469,7 @@ fn warn_publish_failed(room: &RoomId, reason: &'static str) {
             .is_ok()
     {
         let unlogged = UNLOGGED.swap(0, Ordering::Relaxed);
-        tracing::warn!(%room, reason, unlogged, "a send was not confirmed by JetStream; its outcome is unknown");
+        tracing::warn!(%room, reason, unlogged, "a send was not confirmed; its outcome is unknown");
     } else {
         UNLOGGED.fetch_add(1, Ordering::Relaxed);
     }

@@ -26,6 +26,8 @@ use crate::state::Gateway;
 /// A built gateway: connected, bound, not yet serving.
 pub struct Application {
     listener: TcpListener,
+    /// `--admin-listen`'s listener, if any.
+    admin: Option<TcpListener>,
     gw: Gateway,
     url: String,
     room_events: async_nats::Subscriber,
@@ -39,10 +41,12 @@ impl Application {
         crate::metrics::register();
         let id = config.gateway_id();
         let nats = natter_service::nats_options(format!("natter-gateway {id}"))
-            .connect(&config.nats_url)
+            .connect(natter_service::nats_servers(&config.nats_url).map_err(anyhow::Error::msg)?)
             .await
             .with_context(|| format!("failed to connect to NATS at {}", config.nats_url))?;
         natter_service::nats_connected();
+        // Detached: it lives as long as the process, as the connection does.
+        drop(natter_service::watch_quorum(nats.clone()));
         let js = async_nats::jetstream::new(nats.clone());
         let stream = natter_stream::ensure(&js, config.stream_max_age, config.stream_replicas.into()).await?;
         let verifier = TokenVerifier::fetch(
@@ -54,6 +58,7 @@ impl Application {
         .await?;
         let listener = bind(config.listen, config.listen_backlog)
             .with_context(|| format!("failed to listen on {}", config.listen))?;
+        let admin = natter_service::bind_admin(config.admin_listen).await?;
         let addr = listener.local_addr()?;
         let url = config.public_url.clone().unwrap_or_else(|| format!("ws://{addr}/ws"));
         let epoch = Arc::new(Epoch::new(
@@ -63,11 +68,19 @@ impl Application {
             config.stream_replicas.into(),
         ));
         let room_events = crate::lifecycle::subscribe_rooms(&nats).await?;
-        let revocations = natter_stream::sessions::bucket(&js).await?;
-        let hub = Hub::new(id.clone(), nats, stream, epoch, Arc::new(Load::new(config.shed_lag)));
+        let revocations = natter_stream::sessions::bucket(&js, config.stream_replicas.into()).await?;
+        let hub = Hub::new(
+            id.clone(),
+            nats,
+            stream,
+            epoch,
+            Arc::new(Load::new(config.shed_lag)),
+            config.access_recheck_interval,
+        );
         let gw = Gateway::new(id, config, verifier, hub, js);
         Ok(Self {
             listener,
+            admin,
             gw,
             url,
             room_events,
@@ -96,25 +109,34 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Self {
             listener,
+            admin,
             gw,
             url,
             room_events,
             revocations,
         } = self;
-        let app = Router::new()
+        let clients = Router::new()
             .route("/ws", get(crate::upgrade::upgrade))
+            .with_state(gw.clone());
+        let health = Router::new()
             .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
             .route("/readyz", get(readyz))
             .route("/metrics", get(natter_service::metrics_page))
             .with_state(gw.clone());
+        let (app, admin) = natter_service::serve_admin(clients, health, admin);
         let announcer = tokio::spawn(crate::fleet::announce(gw.clone(), url.clone()));
         let watcher = tokio::spawn(crate::fleet::watch(gw.clone()));
+        let census = [
+            tokio::spawn(crate::census::publish(gw.clone())),
+            tokio::spawn(crate::census::follow(gw.clone())),
+        ];
         let sweeper = tokio::spawn(crate::sweep::run(gw.clone()));
         let epoch_watch = tokio::spawn(gw.hub.epoch().clone().watch());
+        let persisted = gw.persisted.clone().map(|persisted| tokio::spawn(persisted.run()));
         let lifecycle = [
             tokio::spawn(crate::lifecycle::follow_rooms(gw.clone(), room_events)),
             tokio::spawn(crate::lifecycle::follow_revocations(gw.clone(), revocations)),
-            tokio::spawn(crate::lifecycle::catch_up_after_reconnects(gw.clone())),
+            tokio::spawn(crate::lifecycle::catch_up_after_missed_events(gw.clone())),
         ];
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -124,6 +146,7 @@ impl Application {
             pending: crate::pending::PendingLimits::new(
                 gw.config.max_pending_connections,
                 gw.config.max_pending_per_address,
+                gw.config.header_timeout_under_pressure,
             ),
         };
         let mut serve = std::pin::pin!(serve_http(listener, app, accepting, stop_rx));
@@ -144,10 +167,19 @@ impl Application {
         }
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut serve).await;
+        if let Some(admin) = admin {
+            admin.abort();
+        }
         announcer.abort();
         watcher.abort();
+        for task in census {
+            task.abort();
+        }
         sweeper.abort();
         epoch_watch.abort();
+        if let Some(persisted) = persisted {
+            persisted.abort();
+        }
         for task in lifecycle {
             task.abort();
         }
@@ -203,7 +235,8 @@ struct Accepting {
 }
 
 /// Accepts connections and serves each with HTTP/1.1 and upgrades, until `stop` turns true. Each holds a pending
-/// place until it upgrades or ends; one over a cap is answered 503 and closed.
+/// place until it upgrades or ends, and is closed if the pool sheds it; one over its address's cap (or arriving
+/// when every pending connection is busy) is answered 503 and closed.
 ///
 /// Not `axum::serve`: its protocol auto-detection wraps every socket in a private rewind type, so an upgraded
 /// WebSocket could not be unwrapped to the bare TCP stream, and each idle connection would keep the HTTP read
@@ -245,9 +278,18 @@ async fn serve_http(
         }
         let header_timeout = accepting.header_timeout;
         let app = app.clone();
+        let pending = Arc::new(pending);
+        let in_service = Arc::clone(&pending);
         let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-            app.clone().oneshot(req.map(axum::body::Body::new))
+            // Answering a request: not to be shed meanwhile.
+            let busy = in_service.busy();
+            let answer = app.clone().oneshot(req.map(axum::body::Body::new));
+            async move {
+                let response = answer.await;
+                drop(busy);
+                response
+            }
         });
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
@@ -256,8 +298,14 @@ async fn serve_http(
                 .header_read_timeout(header_timeout)
                 .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
                 .with_upgrades();
-            if let Err(err) = conn.await {
-                tracing::debug!(%peer, error = %err, "HTTP connection ended with an error");
+            tokio::select! {
+                ended = conn => {
+                    if let Err(err) = ended {
+                        tracing::debug!(%peer, error = %err, "HTTP connection ended with an error");
+                    }
+                }
+                // Shed by the pool to let another in: the socket closes as the connection is dropped.
+                () = pending.shed() => {}
             }
             // Upgraded (the WebSocket now counts in the connection limits) or gone.
             drop(pending);

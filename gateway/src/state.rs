@@ -12,12 +12,12 @@ use natter_proto::token::{AccessClaims, TokenError};
 use natter_stream::journal::PublishError;
 use natter_stream::sessions::Revoked;
 
-use crate::access::AccessChecks;
 use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::metrics;
 use crate::peer::{ConnId, Control, Peer};
+use crate::persisted::{Persisted, Place};
 use crate::room::message_frame;
 
 /// How long a send waits for JetStream's stored-ack before the client is told the outcome is unknown.
@@ -47,12 +47,15 @@ pub struct Inner {
     pub draining: AtomicBool,
     next_conn: AtomicU64,
     open: AtomicUsize,
-    per_user: Mutex<HashMap<String, usize>>,
+    /// Each user's connections here and, as told, on the other gateways (the per-user cap is the fleet's).
+    pub census: crate::census::Census,
     /// Open connections, so a drain can close each.
     peers: Mutex<HashMap<ConnId, Peer>>,
-    access: AccessChecks,
     /// Sessions revoked before their tokens expire, followed from NATS KV (see [`natter_stream::sessions`]).
     pub revoked: Arc<Revoked>,
+    /// With `--ack-after persisted`: the sends waiting for a persister's confirmation (`None`: acks follow
+    /// JetStream's stored-ack).
+    pub persisted: Option<Arc<Persisted>>,
 }
 
 impl std::ops::Deref for Gateway {
@@ -66,20 +69,14 @@ impl std::ops::Deref for Gateway {
 pub struct Slot {
     /// The connection's id.
     pub conn: ConnId,
-    user: String,
+    user: Arc<str>,
     gw: Gateway,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         self.gw.open.fetch_sub(1, Ordering::Relaxed);
-        let mut per_user = self.gw.per_user.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = per_user.get_mut(&self.user) {
-            *n -= 1;
-            if *n == 0 {
-                per_user.remove(&self.user);
-            }
-        }
+        self.gw.census.release(&self.user);
         ::metrics::gauge!(metrics::CONNECTIONS).decrement(1.0);
     }
 }
@@ -93,8 +90,10 @@ impl Gateway {
         hub: Hub,
         js: async_nats::jetstream::Context,
     ) -> Self {
-        let access = AccessChecks::new(hub.nats().clone());
+        let persisted = (config.ack_after == crate::config::AckAfter::Persisted)
+            .then(|| Persisted::new(hub.nats().clone(), config.max_waiting_sends));
         let inner = Inner {
+            persisted,
             id,
             instance: format!("{:016x}", rand::random::<u64>()),
             config,
@@ -104,9 +103,8 @@ impl Gateway {
             draining: AtomicBool::new(false),
             next_conn: AtomicU64::new(1),
             open: AtomicUsize::new(0),
-            per_user: Mutex::new(HashMap::new()),
+            census: crate::census::Census::default(),
             peers: Mutex::new(HashMap::new()),
-            access,
             revoked: Arc::new(Revoked::default()),
         };
         Self { inner: Arc::new(inner) }
@@ -120,27 +118,27 @@ impl Gateway {
             .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
     }
 
-    /// Takes a connection slot for `user`, unless a limit is reached.
+    /// Takes a connection slot for `user`, unless a limit is reached: the gateway's `--max-connections`, or the
+    /// user's `--max-connections-per-user` counted over the fleet (see [`crate::census`]).
     pub fn admit(&self, user: &str) -> Option<Slot> {
-        let mut per_user = self.per_user.lock().unwrap_or_else(|p| p.into_inner());
-        let count = per_user.entry(user.to_owned()).or_insert(0);
-        if *count >= self.config.max_connections_per_user
-            || self.open.load(Ordering::Relaxed) >= self.config.max_connections
-        {
-            if *count == 0 {
-                per_user.remove(user);
+        let admitted = self.census.admit(user, self.config.max_connections_per_user, || {
+            self.open.load(Ordering::Relaxed) >= self.config.max_connections
+        });
+        let user = match admitted {
+            Ok(user) => user,
+            Err(crate::census::Refused::Fleet) => {
+                ::metrics::counter!(metrics::USER_CAP_FLEET_REFUSED).increment(1);
+                return None;
             }
-            return None;
-        }
-        *count += 1;
+            Err(_) => return None,
+        };
         self.open.fetch_add(1, Ordering::Relaxed);
-        drop(per_user);
         ::metrics::gauge!(metrics::CONNECTIONS).increment(1.0);
         ::metrics::counter!(metrics::CONNECTIONS_OPENED).increment(1);
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         Some(Slot {
             conn,
-            user: user.to_owned(),
+            user,
             gw: self.clone(),
         })
     }
@@ -189,11 +187,13 @@ impl Gateway {
     }
 
     /// Applies a room's lifecycle event: forgets what the access checks remember of it, and takes the connections
-    /// it concerns out of the room.
+    /// it concerns out of the room (a member who joined takes nobody out).
     pub fn room_event(&self, room: &RoomId, event: &RoomEvent) {
         let user = event.user();
-        self.access.forget(room, user);
-        let reason = event.left_reason();
+        self.hub.access().forget(room, user);
+        let Some(reason) = event.left_reason() else {
+            return;
+        };
         for peer in self.peers() {
             if user.is_none_or(|user| peer.user.id == user) {
                 peer.control(Control::Evict {
@@ -204,20 +204,19 @@ impl Gateway {
         }
     }
 
-    /// After NATS came back: forgets every access answer (room events may have been missed), has every
-    /// connection ask again about its rooms, and every room ask the fleet again who is online in it (presence
-    /// events may have been missed too).
-    pub fn revalidate(&self) {
-        self.access.clear();
-        for peer in self.peers() {
-            peer.control(Control::Revalidate { attempt: 0 });
-        }
+    /// After room events may have been missed (`cause`: NATS came back after a while away, or dropped messages of
+    /// a subscription that fell behind): forgets every access answer, has every room ask again whether its users
+    /// may still be in it, and ask the fleet again who is online in it (presence events may have been missed too).
+    pub fn catch_up(&self, cause: &'static str) {
+        ::metrics::counter!(metrics::ACCESS_CATCH_UPS, "cause" => cause).increment(1);
+        self.hub.access().clear();
+        self.hub.recheck_all();
         self.hub.resync_presence();
     }
 
     /// Whether `user` may join `room` (see [`crate::access`]).
     pub async fn room_access(&self, room: &RoomId, user: &str) -> anyhow::Result<RoomAccess> {
-        self.access.check(room, user).await
+        self.hub.access().check(room, user).await
     }
 
     /// Replays a room's messages after stream sequence `since` up to `until` of epoch `epoch`, as encoded frames
@@ -238,20 +237,30 @@ impl Gateway {
     }
 
     /// Publishes a chat message; once it is handed to NATS, returns the future of its position once stored (or of
-    /// why that is not known).
+    /// why that is not known). With a `place` (`--ack-after persisted`), the future also waits until a persister
+    /// confirms the message is in PostgreSQL, at most `--persisted-ack-timeout` from now.
     pub async fn publish(
         &self,
         room: &RoomId,
         user_id: &str,
         stored: &StoredMessage,
+        place: Option<Place>,
     ) -> Result<impl Future<Output = Result<u64, PublishError>> + Send + 'static, PublishError> {
         let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + self.config.persisted_ack_timeout;
         let ack = natter_stream::journal::publish(&self.js, room, user_id, stored, PUBLISH_TIMEOUT).await?;
         let epoch = self.hub.epoch().clone();
         Ok(async move {
             let stored = ack.await?;
             metrics::hot().publish_latency.record(started.elapsed().as_secs_f64());
-            Ok(epoch.position_of(stored).await)
+            let position = epoch.position_of(stored).await;
+            if let Some(place) = place {
+                // A position is its epoch plus the sequence: the epoch the persister names it under.
+                let epoch = position.saturating_sub(stored.seq);
+                // Boxed: a send acked after its stored-ack (the default) carries no room for this wait's state.
+                Box::pin(place.wait(epoch, stored.seq, stored.duplicate, deadline)).await?;
+            }
+            Ok(position)
         })
     }
 }

@@ -7,21 +7,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures::{SinkExt, StreamExt};
 use natter_proto::frame::{ClientFrame, ServerFrame};
 use natter_proto::{ClientMsgId, RoomId};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio::sync::{Semaphore, watch};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::accounting::Reception;
 use crate::latency::Latencies;
 use crate::plan::{Schedule, UserPlan};
-
-type Ws = WebSocketStream<TcpStream>;
+use crate::ws::{Inbound, UpgradeError, Ws};
 
 /// Room → seqs acknowledged to senders, sorted.
 pub type Acked = HashMap<String, Vec<u64>>;
@@ -210,38 +204,33 @@ async fn connect(
         }
         let stream = socket.connect(*addr).await.map_err(io_cause)?;
         stream.set_nodelay(true).map_err(io_cause)?;
-        // Small buffers: the harness holds tens of thousands of these, like the gateway does.
-        let config = WebSocketConfig::default()
-            .read_buffer_size(4096)
-            .write_buffer_size(0)
-            .max_message_size(Some(1 << 20));
-        let (mut ws, _) =
-            tokio_tungstenite::client_async_with_config(format!("{url}?token={token}"), stream, Some(config))
-                .await
-                .map_err(|err| match err {
-                    WsError::Http(response) => format!("http_{}", response.status().as_u16()),
-                    WsError::Io(err) => io_cause(err),
-                    _ => "handshake".to_owned(),
-                })?;
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(text)))
-                    if matches!(serde_json::from_str(&text), Ok(ServerFrame::Hello { .. })) =>
-                {
-                    return Ok(ws);
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                Some(Ok(Message::Close(frame))) => {
-                    return Err(format!("closed_{}", frame.map_or(1005, |f| u16::from(f.code))));
-                }
-                _ => return Err("no_hello".to_owned()),
-            }
+        let (host, path) = split_url(url);
+        let mut ws = Ws::upgrade(stream, host, &format!("{path}?token={token}"))
+            .await
+            .map_err(|err| match err {
+                UpgradeError::Io(err) => io_cause(err),
+                other => other.to_string(),
+            })?;
+        // The first message must be the hello (pings before it are answered on the way).
+        match ws.next_text().await {
+            Ok(text) if matches!(serde_json::from_slice(&text), Ok(ServerFrame::Hello { .. })) => Ok(ws),
+            Err(Some(code)) => Err(format!("closed_{code}")),
+            Ok(_) | Err(None) => Err("no_hello".to_owned()),
         }
     };
     let timeout = Duration::from_millis(shared.schedule.connect_timeout_ms);
     tokio::time::timeout(timeout, attempt)
         .await
         .unwrap_or_else(|_| Err("timeout".to_owned()))
+}
+
+/// The `host[:port]` and the path of a `ws://` URL (the whole URL as the path if it is not one).
+fn split_url(url: &str) -> (&str, &str) {
+    let rest = url.strip_prefix("ws://").unwrap_or(url);
+    match rest.find('/') {
+        Some(at) => (&rest[..at], &rest[at..]),
+        None => (rest, "/"),
+    }
 }
 
 /// A short cause for a socket error, for the failure table.
@@ -263,13 +252,17 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// A slow reader's socket receive buffer in bytes (the kernel doubles it for its own bookkeeping).
 const SLOW_READER_BUFFER: u32 = 4096;
 
+/// The write took longer than [`SEND_TIMEOUT`], or failed.
+#[derive(Debug)]
+struct SendFailed;
+
 /// Sends one frame as JSON text.
-async fn send_frame(ws: &mut Ws, frame: &ClientFrame) -> Result<(), WsError> {
+async fn send_frame(ws: &mut Ws, frame: &ClientFrame) -> Result<(), SendFailed> {
     // Client frames are plain data; serializing them cannot fail.
     let text = serde_json::to_string(frame).unwrap_or_default();
-    match tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::text(text))).await {
-        Ok(sent) => sent,
-        Err(_) => Err(WsError::Io(std::io::ErrorKind::TimedOut.into())),
+    match tokio::time::timeout(SEND_TIMEOUT, ws.send_text(text)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(SendFailed),
     }
 }
 
@@ -292,13 +285,8 @@ async fn join_now(ws: &mut Ws, room: &RoomId, since: Option<u64>) -> Result<(u64
     )
     .await
     .map_err(|_| "join_send".to_owned())?;
-    while let Some(frame) = ws.next().await {
-        let text = match frame {
-            Ok(Message::Text(text)) => text,
-            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-            _ => return Err("join_closed".to_owned()),
-        };
-        match serde_json::from_str::<ServerFrame>(&text) {
+    while let Ok(text) = ws.next_text().await {
+        match serde_json::from_slice::<ServerFrame>(&text) {
             Ok(ServerFrame::Joined { seq, recovered, .. }) => return Ok((seq, recovered)),
             Ok(ServerFrame::Error { code, .. }) => return Err(format!("join_{code}")),
             _ => {}
@@ -486,8 +474,8 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
                     continue;
                 }
             }
-            frame = ws.next() => match frame {
-                Some(Ok(Message::Text(text))) => {
+            inbound = ws.recv() => match inbound {
+                Inbound::Text(text) => {
                     if let Some((id, cause)) = on_frame(&shared, &text, &mut reception, &mut pending, &user.room)
                         && let Some(refused) = pending.get_mut(&id)
                     {
@@ -499,12 +487,20 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
                     }
                     continue;
                 }
-                Some(Ok(Message::Close(frame))) => {
-                    shared.stats().closed(&frame.map_or(1005, |f| u16::from(f.code)).to_string());
+                // A pong: written here, in the branch's body, which no timer cuts short.
+                Inbound::Obliged(frame) => match tokio::time::timeout(SEND_TIMEOUT, ws.write(frame)).await {
+                    Ok(Ok(())) => continue,
+                    _ => {
+                        shared.stats().closed("abnormal");
+                        Ended::Lost
+                    }
+                },
+                Inbound::Closed(code, echo) => {
+                    let _ = tokio::time::timeout(SEND_TIMEOUT, ws.write(echo)).await;
+                    shared.stats().closed(&code.to_string());
                     Ended::Lost
                 }
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => {
+                Inbound::Gone => {
                     shared.stats().closed("abnormal");
                     Ended::Lost
                 }
@@ -513,11 +509,7 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
 
         match ended {
             Ended::Stopped => {
-                let close = ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
-                    code: CloseCode::Normal,
-                    reason: "run over".into(),
-                }));
-                let _ = tokio::time::timeout(SEND_TIMEOUT, close).await;
+                let _ = tokio::time::timeout(SEND_TIMEOUT, ws.close(1000, "run over")).await;
                 shared.stats().open -= 1;
                 if !sender_finished {
                     finish_sending(&shared, &mut pending);
@@ -699,14 +691,14 @@ fn on_delivery(shared: &Shared, reception: &mut Reception, seq: u64, body: &str)
 /// still pending when its sender finishes.
 fn on_frame(
     shared: &Shared,
-    text: &str,
+    text: &[u8],
     reception: &mut Reception,
     pending: &mut HashMap<String, Pending>,
     room: &str,
 ) -> Option<(String, Resend)> {
     // Messages are nearly every frame: read the four fields the accounting needs, borrowed, before falling back
     // to the whole frame.
-    if let Ok(delivery) = serde_json::from_str::<Delivery<'_>>(text)
+    if let Ok(delivery) = serde_json::from_slice::<Delivery<'_>>(text)
         && delivery.kind == "message"
     {
         if delivery.room == room {
@@ -714,7 +706,7 @@ fn on_frame(
         }
         return None;
     }
-    let Ok(frame) = serde_json::from_str::<ServerFrame>(text) else {
+    let Ok(frame) = serde_json::from_slice::<ServerFrame>(text) else {
         *shared.stats().error_codes.entry("unparsable_frame".into()).or_default() += 1;
         return None;
     };

@@ -3,7 +3,7 @@
 //!
 //! Modules, in the order a run touches them: [`run`] (flags, phases, merging), [`setup`] (tokens, rooms and
 //! history through the auth API), [`plan`] (what coordinator and workers say to each other), [`worker`] and
-//! [`client`] (the simulated users), [`accounting`] and [`latency`] (what each receiver got, and when),
+//! [`client`] (the simulated users) with [`ws`] (their WebSocket, on fastwebsockets), [`accounting`] and [`latency`] (what each receiver got, and when),
 //! [`scrape`] (gateway metrics), [`report`] and [`plot`] (the output); [`saturate`] runs fan-out steps at a
 //! rising rate to find the highest that holds.
 
@@ -18,3 +18,4 @@ pub mod saturate;
 pub mod scrape;
 pub mod setup;
 pub mod worker;
+pub mod ws;

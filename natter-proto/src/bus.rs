@@ -121,6 +121,21 @@ pub struct GatewayInfo {
     pub instance: String,
 }
 
+/// How many connections some users hold on one gateway, on [`crate::subject::gateway_user_connections`] (the
+/// users whose count changed lately) or in answer to [`crate::subject::gateway_user_connections_sync`] (every
+/// user with a connection there). Counts are absolute, not changes, so a message seen twice does no harm; a user
+/// whose last connection there closed is sent with 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserConnectionCounts {
+    /// The gateway's id.
+    pub gateway: String,
+    /// The gateway's process instance (as in [`GatewayInfo::instance`]): counts of an earlier instance under the
+    /// same id are dropped when a new one speaks.
+    pub instance: String,
+    /// (user id, connections on this gateway) pairs.
+    pub counts: Vec<(String, u32)>,
+}
+
 /// A gateway's question to the auth-api: may this user join this room?
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomAccessRequest {
@@ -177,8 +192,9 @@ pub struct RevokedSession {
     pub reason: RevokeReason,
 }
 
-/// A change to a room that gateways must apply to the sockets already in it, on [`crate::subject::room_events`]
-/// (core NATS; a gateway that was disconnected revalidates its rooms instead of relying on having seen it).
+/// A change to a room that gateways must apply to the sockets already in it, or to what they remember of who may
+/// join it, on [`crate::subject::room_events`] (core NATS; gateways do not rely on having seen it: a gateway that
+/// was disconnected revalidates its rooms, and every gateway asks again about its rooms' users periodically).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RoomEvent {
@@ -194,6 +210,12 @@ pub enum RoomEvent {
         /// The user id.
         user: String,
     },
+    /// The user joined the private room through the API: a gateway that remembers refusing them forgets it
+    /// (nobody is taken out).
+    MemberJoined {
+        /// The user id.
+        user: String,
+    },
 }
 
 impl RoomEvent {
@@ -201,17 +223,73 @@ impl RoomEvent {
     pub fn user(&self) -> Option<&str> {
         match self {
             Self::Deleted => None,
-            Self::MemberLeft { user } | Self::MemberRemoved { user } => Some(user),
+            Self::MemberLeft { user } | Self::MemberRemoved { user } | Self::MemberJoined { user } => Some(user),
         }
     }
 
-    /// The `reason` of the `left` frame the affected sockets get (docs/protocol.md).
-    pub fn left_reason(&self) -> &'static str {
+    /// The `reason` of the `left` frame the affected sockets get (docs/protocol.md), or `None` when the event
+    /// takes nobody out.
+    pub fn left_reason(&self) -> Option<&'static str> {
         match self {
-            Self::Deleted => crate::frame::left_reason::ROOM_DELETED,
-            Self::MemberLeft { .. } => crate::frame::left_reason::MEMBER_LEFT,
-            Self::MemberRemoved { .. } => crate::frame::left_reason::MEMBER_REMOVED,
+            Self::Deleted => Some(crate::frame::left_reason::ROOM_DELETED),
+            Self::MemberLeft { .. } => Some(crate::frame::left_reason::MEMBER_LEFT),
+            Self::MemberRemoved { .. } => Some(crate::frame::left_reason::MEMBER_REMOVED),
+            Self::MemberJoined { .. } => None,
         }
+    }
+}
+
+/// Stream sequences of one epoch of the chat stream, as sorted, disjoint, inclusive ranges: what a persister
+/// committed to history for one room in one batch (on [`crate::subject::persisted_notice`]), what a gateway asks
+/// about on [`crate::subject::persisted_ask`], and the persister's answer (those of them history holds). Ranges,
+/// because a batch's sequences are mostly runs; a set, because writers commit batches out of order, so "everything
+/// up to N" would claim what is not committed yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistedSeqs {
+    /// The stream's epoch (natter-stream's `epoch`): sequences of another epoch are other messages.
+    pub epoch: u64,
+    /// `[first, last]` ranges, ascending; a range whose first is above its last means nothing.
+    pub seqs: Vec<(u64, u64)>,
+}
+
+impl PersistedSeqs {
+    /// Most sequences one ask names: a gateway asks in chunks of at most this many, and a persister looks up no
+    /// more than this many of an ask (a hostile range cannot make it read the whole history).
+    pub const MAX_ASKED: u64 = 4096;
+
+    /// The sequences `seqs` (any order, repeats allowed) of epoch `epoch`, as ranges.
+    pub fn new(epoch: u64, seqs: impl IntoIterator<Item = u64>) -> Self {
+        let mut all: Vec<u64> = seqs.into_iter().collect();
+        all.sort_unstable();
+        all.dedup();
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        for seq in all {
+            match ranges.last_mut() {
+                Some((_, last)) if last.checked_add(1) == Some(seq) => *last = seq,
+                _ => ranges.push((seq, seq)),
+            }
+        }
+        Self { epoch, seqs: ranges }
+    }
+
+    /// Whether `seq` is one of them.
+    pub fn contains(&self, seq: u64) -> bool {
+        self.seqs.iter().any(|&(first, last)| first <= seq && seq <= last)
+    }
+
+    /// How many sequences the ranges name (saturating: a hostile range may name billions).
+    pub fn count(&self) -> u64 {
+        self.seqs
+            .iter()
+            .filter(|(first, last)| first <= last)
+            .fold(0u64, |n, (first, last)| {
+                n.saturating_add(last - first).saturating_add(1)
+            })
+    }
+
+    /// Every sequence named, ascending within each range; the caller bounds it with [`PersistedSeqs::count`].
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.seqs.iter().flat_map(|&(first, last)| first..=last)
     }
 }
 
@@ -268,6 +346,21 @@ mod tests {
     }
 
     #[test]
+    fn user_connection_counts_have_a_stable_shape() {
+        let counts = UserConnectionCounts {
+            gateway: "g1".into(),
+            instance: "00ff".into(),
+            counts: vec![("u1".into(), 2), ("u2".into(), 0)],
+        };
+        let want = json!({"gateway": "g1", "instance": "00ff", "counts": [["u1", 2], ["u2", 0]]});
+        assert_eq!(serde_json::to_value(&counts).expect("json"), want);
+        assert_eq!(
+            serde_json::from_value::<UserConnectionCounts>(want).expect("parses"),
+            counts
+        );
+    }
+
+    #[test]
     fn room_events_and_revocations_have_stable_shapes() {
         let cases = [
             (RoomEvent::Deleted, json!({"kind": "deleted"})),
@@ -279,6 +372,10 @@ mod tests {
                 RoomEvent::MemberRemoved { user: "u2".into() },
                 json!({"kind": "member_removed", "user": "u2"}),
             ),
+            (
+                RoomEvent::MemberJoined { user: "u3".into() },
+                json!({"kind": "member_joined", "user": "u3"}),
+            ),
         ];
         for (event, want) in cases {
             assert_eq!(serde_json::to_value(&event).expect("json"), want);
@@ -287,8 +384,9 @@ mod tests {
         assert_eq!(RoomEvent::Deleted.user(), None);
         assert_eq!(
             RoomEvent::MemberRemoved { user: "u2".into() }.left_reason(),
-            "member_removed"
+            Some("member_removed")
         );
+        assert_eq!(RoomEvent::MemberJoined { user: "u3".into() }.left_reason(), None);
         let revoked = RevokedSession {
             user: "u1".into(),
             reason: RevokeReason::RefreshReuse,
@@ -304,5 +402,24 @@ mod tests {
         let mut message = stored();
         message.ts = "yesterday".into();
         assert!(message.accepted_at().is_err());
+    }
+
+    #[test]
+    fn persisted_sequences_travel_as_ranges() {
+        let seqs = PersistedSeqs::new(9, [7, 3, 4, 5, 5, 10, 11, u64::MAX]);
+        assert_eq!(seqs.seqs, vec![(3, 5), (7, 7), (10, 11), (u64::MAX, u64::MAX)]);
+        assert_eq!(
+            serde_json::to_value(&seqs).expect("json"),
+            json!({"epoch": 9, "seqs": [[3, 5], [7, 7], [10, 11], [u64::MAX, u64::MAX]]})
+        );
+        assert!(seqs.contains(4) && seqs.contains(11) && !seqs.contains(6) && !seqs.contains(2));
+        assert_eq!(seqs.count(), 7);
+        assert_eq!(seqs.iter().take(4).collect::<Vec<_>>(), vec![3, 4, 5, 7]);
+        let back: PersistedSeqs =
+            serde_json::from_str(r#"{"epoch":9,"seqs":[[5,1],[0,18446744073709551615]]}"#).expect("parses");
+        assert!(back.contains(3), "a reversed range names nothing, the other everything");
+        assert_eq!(back.count(), u64::MAX, "saturates");
+        assert!(serde_json::from_str::<PersistedSeqs>(r#"{"epoch":9,"seqs":[[1]]}"#).is_err());
+        assert_eq!(PersistedSeqs::new(1, []).count(), 0);
     }
 }

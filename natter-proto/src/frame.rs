@@ -63,7 +63,8 @@ pub mod left_reason {
     pub const MEMBER_LEFT: &str = "member_left";
     /// The room's owner removed the user.
     pub const MEMBER_REMOVED: &str = "member_removed";
-    /// Asked again after the gateway lost NATS for a while, the auth API no longer lets the user in.
+    /// Asked again (periodically, or after the gateway may have missed room events), the auth API no longer lets the
+    /// user in.
     pub const ACCESS_REVOKED: &str = "access_revoked";
 }
 

@@ -43,6 +43,22 @@ pub enum IdError {
         /// The kind of identifier.
         what: &'static str,
     },
+    /// The name holds a character that would make it show as something else ([`crate::text::plain_name`]).
+    #[error("{what} must not hold {found}: it can make one name look like another")]
+    Hidden {
+        /// The kind of identifier.
+        what: &'static str,
+        /// The first such character.
+        found: crate::text::HiddenChar,
+    },
+}
+
+/// Refuses a name holding a character [`crate::text::plain_name`] refuses.
+fn plain(what: &'static str, value: &str) -> Result<(), IdError> {
+    match crate::text::plain_name(value) {
+        Err(crate::text::TextError::Hidden(found)) => Err(IdError::Hidden { what, found }),
+        _ => Ok(()),
+    }
 }
 
 /// Checks `value` against a length range and an ASCII character class shared by all token-like ids.
@@ -159,6 +175,8 @@ impl Username {
     /// Parses a user name.
     pub fn parse(value: &str) -> Result<Self, IdError> {
         const WHAT: &str = "username";
+        // The character class below keeps these out already; checked first so the error names what was found.
+        plain(WHAT, value)?;
         check_token(
             WHAT,
             value,
@@ -206,7 +224,8 @@ impl ClientMsgId {
 }
 
 string_newtype!(
-    /// A room's display name: 1 to 64 characters after trimming, no control characters.
+    /// A room's display name: 1 to 64 characters after trimming, none of which hides or reorders text (no control,
+    /// direction or invisible characters: [`crate::text::plain_name`]).
     RoomName
 );
 
@@ -221,12 +240,7 @@ impl RoomName {
         if trimmed.is_empty() {
             return Err(IdError::Empty { what: WHAT });
         }
-        if trimmed.chars().any(char::is_control) {
-            return Err(IdError::BadCharacter {
-                what: WHAT,
-                allowed: "printable characters",
-            });
-        }
+        plain(WHAT, trimmed)?;
         if trimmed.chars().count() > Self::MAX_LEN {
             return Err(IdError::TooLong {
                 what: WHAT,
@@ -298,8 +312,39 @@ mod tests {
         );
         assert!(RoomName::parse("   ").is_err());
         assert!(RoomName::parse("a\u{0}b").is_err());
+        assert!(matches!(
+            RoomName::parse("a\u{7}b"),
+            Err(IdError::Hidden { what: "room name", .. })
+        ));
         assert!(RoomName::parse(&"é".repeat(64)).is_ok());
         assert!(RoomName::parse(&"é".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn names_that_could_pass_for_others_are_refused() {
+        for (name, found) in [
+            ("evil\u{202E}gpj.exe", '\u{202E}'),
+            ("\u{2067}lobby\u{2069}", '\u{2067}'),
+            ("admin\u{200B}", '\u{200B}'),
+            ("\u{FEFF}General", '\u{FEFF}'),
+            ("a\u{2060}b", '\u{2060}'),
+            ("\u{3164}", '\u{3164}'),
+        ] {
+            let err = RoomName::parse(name).expect_err(name);
+            assert!(
+                matches!(err, IdError::Hidden { found: f, .. } if f.ch == found),
+                "{name:?}: {err:?}"
+            );
+            assert!(err.to_string().starts_with("room name must not hold U+"), "{err}");
+            let err = Username::parse(name).expect_err(name);
+            assert!(
+                matches!(err, IdError::Hidden { what: "username", .. }),
+                "{name:?}: {err:?}"
+            );
+        }
+        // Only whitespace around a name is trimmed; a zero-width space is not whitespace.
+        assert!(RoomName::parse(" \u{200B} ").is_err());
+        assert!(RoomName::parse("Café ☕ 日本").is_ok());
     }
 
     #[test]

@@ -1,14 +1,142 @@
-//! Free text that is stored (message bodies) or shown beside stored text (drafts): what storage accepts.
+//! Text rules every process shares: what storage accepts ([`storable`], for message bodies and drafts), and what a
+//! name may hold so that it shows as what it is ([`plain_name`], for user and room names).
 //!
 //! PostgreSQL's `text` takes any UTF-8 except the NUL character. A body with one would be acknowledged, delivered
 //! live and then refused by the database: checked here, at the edge, every text is one history can hold.
+//!
+//! A name is shown beside other text and compared by eye: a right-to-left override turns `evil\u{202E}gpj.exe`
+//! into what reads as `evilexe.jpg`, a zero-width space makes `admin\u{200B}` a second "admin", and a control
+//! character can move a terminal's cursor. Names hold none of these.
 
-/// Why a text cannot be stored.
+use std::fmt;
+
+/// Why a text cannot be stored, or cannot be a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TextError {
     /// It holds a NUL character (`\u0000`), which PostgreSQL's `text` refuses.
     #[error("the text holds a NUL character (\\u0000), which cannot be stored")]
     Nul,
+    /// It holds a character that changes how the text around it shows, or shows as nothing.
+    #[error("the text holds {0}, which can make one name look like another")]
+    Hidden(HiddenChar),
+}
+
+/// A character a name may not hold, and what kind it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HiddenChar {
+    /// The character.
+    pub ch: char,
+    /// What kind of character it is.
+    pub kind: HiddenKind,
+}
+
+impl fmt::Display for HiddenChar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "U+{:04X} ({})", u32::from(self.ch), self.kind)
+    }
+}
+
+/// The kinds of characters names may not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HiddenKind {
+    /// A control character (Unicode category Cc: `U+0000`–`U+001F`, `U+007F`–`U+009F`).
+    Control,
+    /// A bidirectional control: the embeddings and overrides `U+202A`–`U+202E`, the isolates `U+2066`–`U+2069`,
+    /// and the marks `U+200E`, `U+200F`, `U+061C`. They reorder the text around them.
+    Direction,
+    /// An invisible format character (the rest of category Cf: zero-width spaces and joiners `U+200B`–`U+200D`,
+    /// word joiner and invisible operators `U+2060`–`U+2064`, the byte-order mark `U+FEFF`, the soft hyphen, tag
+    /// characters, …) or a character that shows as blank space without being one (Hangul fillers, the blank
+    /// Braille pattern, the combining grapheme joiner).
+    Invisible,
+    /// A line or paragraph separator (`U+2028`, `U+2029`).
+    Separator,
+    /// A noncharacter (`U+FDD0`–`U+FDEF`, and the last two code points of every plane).
+    Noncharacter,
+}
+
+impl fmt::Display for HiddenKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Control => "a control character",
+            Self::Direction => "a text direction control",
+            Self::Invisible => "an invisible character",
+            Self::Separator => "a line or paragraph separator",
+            Self::Noncharacter => "a noncharacter",
+        })
+    }
+}
+
+/// Format characters (Unicode category Cf, as of Unicode 16) that are not direction controls.
+const INVISIBLE_FORMAT: &[(u32, u32)] = &[
+    (0x00AD, 0x00AD),
+    (0x0600, 0x0605),
+    (0x06DD, 0x06DD),
+    (0x070F, 0x070F),
+    (0x0890, 0x0891),
+    (0x08E2, 0x08E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200D),
+    (0x2060, 0x2064),
+    (0x206A, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+];
+
+/// Characters outside Cf that show as nothing or as blank space: the combining grapheme joiner, the Hangul
+/// fillers, the Mongolian vowel separator's neighbours (free variation selectors), the blank Braille pattern.
+const INVISIBLE_OTHER: &[(u32, u32)] = &[
+    (0x034F, 0x034F),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180D),
+    (0x180F, 0x180F),
+    (0x2800, 0x2800),
+    (0x3164, 0x3164),
+    (0xFFA0, 0xFFA0),
+];
+
+fn within(ranges: &[(u32, u32)], c: u32) -> bool {
+    ranges.iter().any(|&(low, high)| (low..=high).contains(&c))
+}
+
+/// What kind of character a name may not hold `c` is, or `None` when a name may hold it.
+pub fn hidden_kind(c: char) -> Option<HiddenKind> {
+    let code = u32::from(c);
+    if c.is_control() {
+        Some(HiddenKind::Control)
+    } else if matches!(code, 0x061C | 0x200E | 0x200F | 0x202A..=0x202E | 0x2066..=0x2069) {
+        Some(HiddenKind::Direction)
+    } else if within(INVISIBLE_FORMAT, code) || within(INVISIBLE_OTHER, code) {
+        Some(HiddenKind::Invisible)
+    } else if matches!(code, 0x2028 | 0x2029) {
+        Some(HiddenKind::Separator)
+    } else if (0xFDD0..=0xFDEF).contains(&code) || code & 0xFFFE == 0xFFFE {
+        Some(HiddenKind::Noncharacter)
+    } else {
+        None
+    }
+}
+
+/// Checks that `name` (a user name, a room name) shows as what it is: no control characters, no direction
+/// controls, no invisible or blank-looking format characters, no line separators, no noncharacters. Returns the
+/// first such character. Everything else passes, spaces and emoji (with their variation selectors) included;
+/// emoji joined by U+200D (a zero-width joiner) do not.
+pub fn plain_name(name: &str) -> Result<(), TextError> {
+    match name
+        .chars()
+        .find_map(|ch| hidden_kind(ch).map(|kind| HiddenChar { ch, kind }))
+    {
+        Some(hidden) => Err(TextError::Hidden(hidden)),
+        None => Ok(()),
+    }
 }
 
 /// Checks that `text` can be stored as it is.
@@ -22,6 +150,120 @@ pub fn storable(text: &str) -> Result<(), TextError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refused(name: &str) -> Option<HiddenKind> {
+        match plain_name(name) {
+            Err(TextError::Hidden(hidden)) => Some(hidden.kind),
+            Err(TextError::Nul) => unreachable!("plain_name reports NUL as a control character"),
+            Ok(()) => None,
+        }
+    }
+
+    #[test]
+    fn direction_controls_are_refused_in_names() {
+        for c in [
+            '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+        ]
+        .into_iter()
+        .chain(['\u{200E}', '\u{200F}', '\u{061C}'])
+        {
+            assert_eq!(
+                refused(&format!("evil{c}gpj.exe")),
+                Some(HiddenKind::Direction),
+                "{c:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn invisible_format_characters_are_refused_in_names() {
+        let invisible = [
+            '\u{200B}',
+            '\u{200C}',
+            '\u{200D}',
+            '\u{2060}',
+            '\u{2061}',
+            '\u{2062}',
+            '\u{2063}',
+            '\u{2064}',
+            '\u{FEFF}',
+            '\u{00AD}',
+            '\u{180E}',
+            '\u{206A}',
+            '\u{206F}',
+            '\u{FFF9}',
+            '\u{E0001}',
+            '\u{E0041}',
+            '\u{1D173}',
+            '\u{034F}',
+            '\u{115F}',
+            '\u{3164}',
+            '\u{FFA0}',
+            '\u{2800}',
+        ];
+        for c in invisible {
+            assert_eq!(refused(&format!("admin{c}")), Some(HiddenKind::Invisible), "{c:?}");
+            assert_eq!(refused(&c.to_string()), Some(HiddenKind::Invisible), "{c:?} alone");
+        }
+    }
+
+    #[test]
+    fn control_characters_separators_and_noncharacters_are_refused_in_names() {
+        for c in [
+            '\u{0}', '\u{7}', '\t', '\n', '\r', '\u{1B}', '\u{7F}', '\u{85}', '\u{9F}',
+        ] {
+            assert_eq!(refused(&format!("a{c}b")), Some(HiddenKind::Control), "{c:?}");
+        }
+        assert_eq!(refused("a\u{2028}b"), Some(HiddenKind::Separator));
+        assert_eq!(refused("a\u{2029}b"), Some(HiddenKind::Separator));
+        for c in [
+            '\u{FDD0}',
+            '\u{FDEF}',
+            '\u{FFFE}',
+            '\u{FFFF}',
+            '\u{1FFFF}',
+            '\u{10FFFE}',
+        ] {
+            assert_eq!(refused(&format!("a{c}")), Some(HiddenKind::Noncharacter), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn ordinary_names_of_any_script_pass() {
+        for fine in [
+            "General",
+            "Team chat",
+            "café au lait",
+            "Ελληνικά",
+            "Русский",
+            "עברית",
+            "العربية",
+            "日本語のルーム",
+            "हिन्दी",
+            "ไทย",
+            "emoji 😀 ❤\u{FE0F}",
+            "a-b_c.d (e)",
+            "\u{00A0}no-break",
+        ] {
+            assert_eq!(plain_name(fine), Ok(()), "{fine:?}");
+        }
+    }
+
+    #[test]
+    fn the_first_hidden_character_is_named_in_the_error() {
+        let err = plain_name("ab\u{202E}cd\u{200B}").expect_err("refused");
+        assert_eq!(
+            err,
+            TextError::Hidden(HiddenChar {
+                ch: '\u{202E}',
+                kind: HiddenKind::Direction
+            })
+        );
+        assert_eq!(
+            err.to_string(),
+            "the text holds U+202E (a text direction control), which can make one name look like another"
+        );
+    }
 
     #[test]
     fn only_nul_is_refused() {

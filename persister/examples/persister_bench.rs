@@ -142,10 +142,13 @@ async fn main() {
     let db = PgPool::connect(&args.database_url).await.expect("db");
 
     // The backlog.
+    let rooms: Vec<natter_proto::RoomId> = (0..args.rooms)
+        .map(|i| natter_proto::RoomId::parse(&format!("bench{i}")).expect("room id"))
+        .collect();
     let started = Instant::now();
     let mut in_flight = std::collections::VecDeque::new();
     for i in 0..args.messages {
-        let subject = format!("chat.v1.room.bench{}.msg", i % args.rooms);
+        let subject = natter_proto::subject::room_messages(&rooms[(i % args.rooms) as usize]);
         in_flight.push_back(js.publish(subject, payload(i, &ts)).await.expect("publish"));
         if in_flight.len() >= 4096 {
             in_flight.pop_front().expect("non-empty").await.expect("stored");
@@ -249,7 +252,10 @@ async fn main() {
         let body = json!({"id": id, "user": {"id": "u-bench", "name": "bench"}, "body": "timed", "ts": now()});
         let sent = Instant::now();
         let ack = js
-            .publish("chat.v1.room.latency.msg", body.to_string().into())
+            .publish(
+                natter_proto::subject::room_messages(&natter_proto::RoomId::parse("latency").expect("room id")),
+                body.to_string().into(),
+            )
             .await
             .expect("publish")
             .await
@@ -284,4 +290,19 @@ async fn main() {
             samples.len()
         );
     }
+
+    // Idle: what NATS and the persister spend with nothing to write (pull requests renewed, heartbeats, consumer
+    // and stream info), in CPU milliseconds per second.
+    let idle = Duration::from_secs(30);
+    let before = cpu_now(&db, &nats_port).await;
+    tokio::time::sleep(idle).await;
+    let after = cpu_now(&db, &nats_port).await;
+    let per_sec = |i: usize| (after[i] - before[i]) * 1000.0 / idle.as_secs_f64();
+    println!(
+        "idle_cpu_ms_per_s nats={:.2} postgres={:.2} persister={:.2} (over {} s)",
+        per_sec(0),
+        per_sec(1),
+        per_sec(2),
+        idle.as_secs()
+    );
 }

@@ -14,7 +14,8 @@ use natter_proto::duration::parse as parse_duration;
     about = "Writes Natter's chat stream to PostgreSQL"
 )]
 pub struct Config {
-    /// NATS server URL.
+    /// NATS server URL, or several separated by commas: every node of a cluster, so the persister moves to
+    /// another when its node goes.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
 
@@ -27,13 +28,26 @@ pub struct Config {
     )]
     pub database_url: String,
 
-    /// Where `/healthz`, `/readyz` and `/metrics` are served.
-    #[arg(long, env = "NATTER_PERSISTER_LISTEN", default_value = "127.0.0.1:9100")]
-    pub listen: SocketAddr,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served: the persister's only listener, its admin port
+    /// (`--listen` is the older name of this flag).
+    #[arg(
+        long,
+        alias = "listen",
+        env = "NATTER_PERSISTER_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9100"
+    )]
+    pub admin_listen: SocketAddr,
 
-    /// Name of the durable consumer; persisters sharing it share the work.
+    /// Prefix of the partitions' durable consumers: partition NN is read through `{consumer}-pNN`, by whichever
+    /// persister holds its lease. Every persister of a fleet gives the same.
     #[arg(long, env = "NATTER_PERSISTER_CONSUMER", default_value = "natter-persister")]
     pub consumer: String,
+
+    /// This persister's id in the partition leases: unique among the live persisters (a pod's name, say).
+    /// Random when not given. A persister restarted with the same id takes its own leases back at once instead of
+    /// waiting for them to age out.
+    #[arg(long, env = "NATTER_PERSISTER_ID")]
+    pub id: Option<String>,
 
     /// Most messages written in one transaction.
     #[arg(long, env = "NATTER_PERSISTER_BATCH", default_value_t = 1000)]
@@ -71,9 +85,7 @@ pub struct Config {
 
 impl natter_service::Validate for Config {
     fn validate(&self) -> Result<(), String> {
-        if !self.nats_url.starts_with("nats://") && !self.nats_url.starts_with("tls://") {
-            return Err("--nats-url / NATS_URL must start with nats:// or tls://".into());
-        }
+        natter_service::nats_servers(&self.nats_url)?;
         if !self.database_url.starts_with("postgres://") && !self.database_url.starts_with("postgresql://") {
             return Err("--database-url / DATABASE_URL must start with postgres:// or postgresql://".into());
         }
@@ -94,16 +106,31 @@ impl natter_service::Validate for Config {
         if self.history_retention.is_some_and(|r| r < Duration::from_secs(86_400)) {
             return Err("--history-retention must be at least 1d: history goes a day's partition at a time".into());
         }
-        if self.consumer.is_empty()
-            || !self
-                .consumer
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err("--consumer may only hold letters, digits, '-' and '_'".into());
+        if !is_name(&self.consumer, 60) {
+            return Err("--consumer must be 1 to 60 letters, digits, '-' and '_'".into());
+        }
+        if self.id.as_deref().is_some_and(|id| !is_name(id, 64)) {
+            return Err("--id must be 1 to 64 letters, digits, '-' and '_'".into());
         }
         Ok(())
     }
+}
+
+impl Config {
+    /// This persister's id: `--id`, or a random one.
+    pub fn persister_id(&self) -> String {
+        self.id
+            .clone()
+            .unwrap_or_else(|| format!("persister-{:016x}", rand::random::<u64>()))
+    }
+}
+
+/// Whether `name` is 1 to `max` letters, digits, '-' and '_': safe as a consumer name and a KV key token.
+fn is_name(name: &str, max: usize) -> bool {
+    (1..=max).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]
@@ -123,6 +150,14 @@ mod tests {
         assert!(config(&["--max-wait", "1m", "--ack-wait", "30s"]).validate().is_err());
         assert!(config(&["--ack-wait", "500ms"]).validate().is_err());
         assert!(config(&["--consumer", "a.b"]).validate().is_err());
+        assert!(config(&["--id", "host.1"]).validate().is_err(), "a KV key token");
+        config(&["--id", "persister-0"]).validate().expect("an id");
+        assert_ne!(
+            config(&[]).persister_id(),
+            config(&[]).persister_id(),
+            "random ids differ"
+        );
+        assert_eq!(config(&["--id", "p-7"]).persister_id(), "p-7");
         assert!(config(&["--database-url", "mysql://x"]).validate().is_err());
         assert!(config(&["--history-retention", "12h"]).validate().is_err());
         config(&["--history-retention", "30d"])

@@ -1,19 +1,17 @@
-//! The consume loop: fetch a batch, decode it, write it, ack it; keep a batch whose write failed and retry it
-//! with backoff until it is written, never acking what is not committed.
+//! The writing side of consuming: every partition's reader hands its batches to the writers, which decode each
+//! one, write it, and ack it; a batch whose write failed is kept and retried with backoff until it is written,
+//! never acking what is not committed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::pull::MessagesErrorKind;
 use async_nats::jetstream::{self, AckKind};
-use futures::StreamExt;
 use natter_proto::bus::StoredMessage;
-use tokio::sync::watch;
+use tokio::sync::mpsc;
 
 use crate::health::Health;
-use crate::keep_alive::{self, KeepAlive};
+use crate::keep_alive::KeepAlive;
 use crate::metrics;
-use crate::source::{Opened, Source};
 use crate::store::{self, DeadLetter, Row, Rows, Writer};
 
 /// First pause before writing a failed batch again; it doubles up to [`WRITE_BACKOFF_MAX`].
@@ -22,9 +20,6 @@ const WRITE_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest pause between two attempts at writing a batch: once PostgreSQL answers again, what was held is written
 /// within this.
 const WRITE_BACKOFF_MAX: Duration = Duration::from_secs(2);
-
-/// Longest pause between two attempts at opening the chat stream.
-const READ_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Settings of the loop.
 #[derive(Debug, Clone, Copy)]
@@ -49,7 +44,7 @@ pub fn decode(epoch: i64, seq: u64, subject: &str, payload: &[u8]) -> Result<Row
         payload: payload.to_vec(),
         reason,
     };
-    // chat.v1.room.{room}.msg: the room is the fourth token.
+    // chat.v1.room.{room}.msg.{partition}: the room is the fourth token.
     let room = subject.split('.').nth(3).unwrap_or_default();
     let room = natter_proto::RoomId::parse(room).map_err(|e| dead(format!("bad subject {subject:?}: {e}")))?;
     let message: StoredMessage =
@@ -65,301 +60,62 @@ pub fn decode(epoch: i64, seq: u64, subject: &str, payload: &[u8]) -> Result<Row
     })
 }
 
-/// Batches handed over ahead of the one being written: one waits while another commits, and the next gathers
-/// messages meanwhile. Each is still acked only after its own commit.
+/// Batches handed over ahead of those being written: one waits while the writers commit, and each partition's
+/// next batch gathers messages meanwhile. Each is still acked only after its own commit.
 const FETCH_AHEAD: usize = 1;
 
-/// How long each pull request the consume stream keeps open at the server may last.
-const PULL_EXPIRES: Duration = Duration::from_secs(5);
-
-/// Heartbeat the server sends on an idle pull request; two missed mean the stream is broken.
-const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
-
-/// A pull stream that delivers nothing for this long while the consumer reports messages waiting is reopened.
-/// Seen under load against nats-server 2.9.10: the server went on sending heartbeats but no messages for most of
-/// a minute, with a million messages pending and none awaiting an ack.
-const STALL_AFTER: Duration = Duration::from_secs(3);
-
-/// How often the consumer's and the stream's state are asked for. Working out a consumer's pending count is
-/// expensive in nats-server before 2.9.15, so it is not asked every second; each delivered message's metadata
-/// carries the count too, and each batch's newest message is read for it.
-const INFO_EVERY: Duration = Duration::from_secs(5);
-
-/// What the persister knows of the messages waiting for it.
-#[derive(Default)]
-struct Waiting {
-    /// Messages the consumer has yet to deliver, as of the newest batch or consumer info.
-    pending: std::sync::atomic::AtomicU64,
-    /// Whether the consumer is at its limit of unacked messages (the server then holds the rest back by design).
-    held_back: std::sync::atomic::AtomicBool,
-}
-
-/// Messages read together from one epoch of the stream, to be written in one transaction.
-struct Batch {
-    epoch: u64,
-    messages: Arc<Vec<jetstream::Message>>,
+/// Messages read together from one partition in one epoch of the stream, to be written in one transaction.
+pub struct Batch {
+    /// The epoch of the stream its messages were read from.
+    pub epoch: u64,
+    /// The messages, in delivery order.
+    pub messages: Arc<Vec<jetstream::Message>>,
     /// Marks `messages` in progress while the batch waits for a writer and while its write is retried; dropped
     /// once it is committed, before the acks.
-    alive: KeepAlive,
+    pub alive: KeepAlive,
+    /// Held until the batch is acked: its partition is handed over only once every batch of it let this go.
+    pub acked: mpsc::Sender<()>,
 }
 
-/// Consumes `opened` with one task per writer until `stop` turns true, opening `source` again whenever reading
-/// breaks; batches in hand are finished (written and acked) first. Each writer reports to `health` whether it
-/// can write.
-pub async fn run(
-    source: Source,
-    opened: Opened,
-    writers: Vec<Writer>,
-    batching: Batching,
-    health: Arc<Health>,
-    stop: watch::Receiver<bool>,
-) {
-    let (batches, to_write) = tokio::sync::mpsc::channel::<Batch>(FETCH_AHEAD);
-    let to_write = Arc::new(tokio::sync::Mutex::new(to_write));
-    let writers: Vec<_> = writers
-        .into_iter()
-        .map(|mut writer| {
-            let to_write = to_write.clone();
-            let health = health.clone();
-            tokio::spawn(async move {
-                loop {
-                    let next = to_write.lock().await.recv().await;
-                    let Some(batch) = next else { return };
-                    handle_batch(&mut writer, &health, batch).await;
-                }
+/// The writers: one task per PostgreSQL connection, each taking the next batch from any partition.
+pub struct Writers {
+    /// Where readers send batches; every reader holds a clone. The writers end once every sender is gone.
+    batches: mpsc::Sender<Batch>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Writers {
+    /// Starts one task per writer; each reports to `health` whether it can write.
+    pub fn start(writers: Vec<Writer>, health: Arc<Health>) -> Self {
+        let (batches, to_write) = mpsc::channel::<Batch>(FETCH_AHEAD);
+        let to_write = Arc::new(tokio::sync::Mutex::new(to_write));
+        let tasks = writers
+            .into_iter()
+            .map(|mut writer| {
+                let to_write = to_write.clone();
+                let health = health.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let next = to_write.lock().await.recv().await;
+                        let Some(batch) = next else { return };
+                        handle_batch(&mut writer, &health, batch).await;
+                    }
+                })
             })
-        })
-        .collect();
-    let waiting = std::sync::Arc::new(Waiting::default());
-    fetch_loop(&source, opened, batching, stop, batches, &waiting).await;
-    // The sender is gone: the writers finish what was fetched and end.
-    for writer in writers {
-        let _ = writer.await;
+            .collect();
+        Self { batches, tasks }
     }
-}
 
-/// Reads the consumer as one continuous stream and cuts it into batches of at most `size` messages. A batch goes
-/// to the writer as soon as the writer can take it (after `max_wait`, if set): an idle persister writes a message
-/// the moment it arrives, and while a commit is in progress the next batch gathers what arrives meanwhile, so
-/// batches grow only when messages come faster than commits.
-///
-/// The stream keeps pull requests open at the server and tops them up as messages arrive, all delivered to one
-/// subscription that lives as long as the stream. Short fetches (a new pull request per batch, expiring after
-/// `max_wait`) were tried first: with 20,000 clients loading the machine, each fetch took about 4.5 s to end
-/// (nats-server 2.9.10), so the persister wrote about 70 messages per fetch while 200 a second arrived, and
-/// history fell minutes behind until the load stopped.
-///
-/// When reading breaks (a stream error, a pull that cannot be opened), the stream and the consumer are opened
-/// again, created if missing: a stream deleted and recreated is read from its start, in its new epoch.
-async fn fetch_loop(
-    source: &Source,
-    mut opened: Opened,
-    batching: Batching,
-    mut stop: watch::Receiver<bool>,
-    batches: tokio::sync::mpsc::Sender<Batch>,
-    waiting: &std::sync::Arc<Waiting>,
-) {
-    let mut backoff = Duration::from_millis(100);
-    let mut report = tokio::spawn(report_pending(opened.clone(), waiting.clone()));
-    let mut broken = false;
-    loop {
-        if *stop.borrow() {
-            report.abort();
-            return;
-        }
-        if std::mem::take(&mut broken) {
-            match source.open().await {
-                Ok(reopened) => {
-                    if reopened.epoch != opened.epoch {
-                        tracing::warn!(
-                            old = opened.epoch,
-                            new = reopened.epoch,
-                            "the chat stream was recreated; reading the new epoch from its start"
-                        );
-                        ::metrics::counter!(metrics::STREAM_RECREATED).increment(1);
-                    }
-                    opened = reopened;
-                    report.abort();
-                    report = tokio::spawn(report_pending(opened.clone(), waiting.clone()));
-                }
-                Err(err) => tracing::warn!(error = %err, "opening the chat stream failed; retrying"),
-            }
-        }
-        let epoch = opened.epoch;
-        let stream = opened
-            .consumer
-            .stream()
-            .max_messages_per_batch(batching.size)
-            .expires(PULL_EXPIRES)
-            .heartbeat(PULL_HEARTBEAT)
-            .messages()
-            .await;
-        let mut messages = match stream {
-            Ok(messages) => messages,
-            Err(err) => {
-                tracing::warn!(error = %err, "reading the chat stream failed; retrying");
-                wait_or_stop(&mut stop, backoff).await;
-                backoff = (backoff * 2).min(READ_BACKOFF_MAX);
-                broken = true;
-                continue;
-            }
-        };
-        loop {
-            // A batch starts with its first message, however long that takes, unless the stream has stalled.
-            let waiting_since = tokio::time::Instant::now();
-            let first = tokio::select! {
-                _ = stop.wait_for(|s| *s) => {
-                    report.abort();
-                    return;
-                }
-                next = messages.next() => next,
-                () = tokio::time::sleep_until(waiting_since + STALL_AFTER) => {
-                    let pending = waiting.pending.load(std::sync::atomic::Ordering::Relaxed);
-                    if pending == 0 || waiting.held_back.load(std::sync::atomic::Ordering::Relaxed) {
-                        continue;
-                    }
-                    tracing::warn!(pending, "the chat stream delivered nothing while messages waited; reopening it");
-                    ::metrics::counter!(metrics::STALLS).increment(1);
-                    broken = true;
-                    break;
-                }
-            };
-            let mut batch = match first {
-                Some(Ok(message)) => vec![message],
-                Some(Err(err))
-                    if err.kind() == MessagesErrorKind::MissingHeartbeat && unchanged(source, epoch).await =>
-                {
-                    tracing::debug!("a heartbeat was missed on an unchanged stream; reading on");
-                    continue;
-                }
-                Some(Err(err)) => {
-                    // Messages in flight to the dropped stream come back after the ack wait; none is lost.
-                    tracing::warn!(error = %err, "the chat stream broke; reopening it");
-                    wait_or_stop(&mut stop, backoff).await;
-                    backoff = (backoff * 2).min(READ_BACKOFF_MAX);
-                    broken = true;
-                    break;
-                }
-                None => {
-                    broken = true;
-                    break;
-                }
-            };
-            let held_until = tokio::time::Instant::now() + batching.max_wait;
-            // The batch is ours from its first message on: kept in progress while it waits for a writer.
-            let every = keep_alive::every(batching.ack_wait);
-            let mut alive_until = tokio::time::Instant::now() + every;
-            let permit = loop {
-                let held = tokio::time::Instant::now() < held_until;
-                let full = batch.len() >= batching.size;
-                tokio::select! {
-                    biased;
-                    permit = batches.reserve(), if !held || full => break permit,
-                    () = tokio::time::sleep_until(alive_until) => {
-                        keep_alive::progress(&batch).await;
-                        alive_until = tokio::time::Instant::now() + every;
-                    }
-                    next = messages.next(), if !full => match next {
-                        Some(Ok(message)) => batch.push(message),
-                        // What the pull stream holds stays with it: dropping it would leave those messages to
-                        // come back only after the ack wait.
-                        Some(Err(err)) if err.kind() == MessagesErrorKind::MissingHeartbeat && unchanged(source, epoch).await => {
-                            tracing::debug!("a heartbeat was missed on an unchanged stream; reading on");
-                        }
-                        // What came before is of this consumer's epoch; the stream is opened again after it
-                        // (a deleted consumer's name may already stand for one on a recreated stream).
-                        Some(Err(err)) => {
-                            tracing::debug!(error = %err, "the stream reported an error inside a batch");
-                            broken = true;
-                            break batches.reserve().await;
-                        }
-                        None => {
-                            broken = true;
-                            break batches.reserve().await;
-                        }
-                    },
-                    () = tokio::time::sleep_until(held_until), if held && !full => {}
-                }
-            };
-            // The newest message says how many wait behind it: at the end of a burst, none, so an idle stream is
-            // not taken for a stalled one.
-            if let Some(info) = batch.last().and_then(|message| message.info().ok()) {
-                waiting
-                    .pending
-                    .store(info.pending, std::sync::atomic::Ordering::Relaxed);
-                ::metrics::gauge!(metrics::PENDING).set(info.pending as f64);
-            }
-            backoff = Duration::from_millis(100);
-            match permit {
-                Ok(permit) => {
-                    let messages = Arc::new(batch);
-                    let alive = KeepAlive::start(messages.clone(), every, alive_until);
-                    permit.send(Batch { epoch, messages, alive });
-                }
-                Err(_) => {
-                    report.abort();
-                    return;
-                }
-            }
-            if broken {
-                break;
-            }
-        }
+    /// Where a reader sends its batches.
+    pub fn sender(&self) -> mpsc::Sender<Batch> {
+        self.batches.clone()
     }
-}
 
-/// Whether the chat stream read as epoch `epoch` is still there under that epoch, after its pull stream missed a
-/// heartbeat. A missed heartbeat alone does not break a pull stream: the client renews its pull requests by
-/// itself, and the messages the stream already received are still in it, whereas a stream dropped takes them
-/// along and JetStream hands them out again only after the ack wait. (Pull streams do miss heartbeats now and
-/// then against nats-server 2.9.10 under load; a run whose stream was dropped on an error just after a PostgreSQL
-/// outage stored its last messages only after its 60 s ack wait.) Only a recreated stream (a new epoch, whose
-/// consumer is new too) needs the stream opened again; when JetStream does not answer the question, the stream is
-/// kept, to reconnect with the client.
-async fn unchanged(source: &Source, epoch: u64) -> bool {
-    match source.open().await {
-        Ok(opened) => opened.epoch == epoch,
-        Err(_) => true,
-    }
-}
-
-async fn wait_or_stop(stop: &mut watch::Receiver<bool>, pause: Duration) {
-    tokio::select! {
-        () = tokio::time::sleep(pause) => {},
-        _ = stop.wait_for(|s| *s) => {},
-    }
-}
-
-/// Publishes the consumer's backlog and the stream's size and epoch every [`INFO_EVERY`] (asking JetStream is a
-/// round trip).
-async fn report_pending(opened: Opened, waiting: std::sync::Arc<Waiting>) {
-    let Opened {
-        mut consumer,
-        mut stream,
-        epoch,
-    } = opened;
-    ::metrics::gauge!(metrics::STREAM_EPOCH).set(epoch as f64);
-    let mut tick = tokio::time::interval(INFO_EVERY);
-    loop {
-        tick.tick().await;
-        if let Ok(info) = consumer.info().await {
-            let held_back = info.num_ack_pending >= usize::try_from(info.config.max_ack_pending).unwrap_or(usize::MAX);
-            waiting.held_back.store(held_back, std::sync::atomic::Ordering::Relaxed);
-            waiting
-                .pending
-                .store(info.num_pending, std::sync::atomic::Ordering::Relaxed);
-            ::metrics::gauge!(metrics::PENDING).set(info.num_pending as f64);
-            ::metrics::gauge!(metrics::ACK_PENDING).set(info.num_ack_pending as f64);
-            if info.num_pending == 0 && info.num_ack_pending == 0 {
-                ::metrics::gauge!(metrics::LAG).set(0.0);
-            }
-        }
-        if let Ok(info) = stream.info().await {
-            let state = &info.state;
-            ::metrics::gauge!(metrics::STREAM_MESSAGES).set(state.messages as f64);
-            ::metrics::gauge!(metrics::STREAM_BYTES).set(state.bytes as f64);
-            ::metrics::gauge!(metrics::STREAM_FIRST_SEQ).set(state.first_sequence as f64);
-            ::metrics::gauge!(metrics::STREAM_LAST_SEQ).set(state.last_sequence as f64);
+    /// Writes what every reader sent and ends, once the readers are gone too.
+    pub async fn finish(self) {
+        drop(self.batches);
+        for task in self.tasks {
+            let _ = task.await;
         }
     }
 }
@@ -369,7 +125,13 @@ async fn report_pending(opened: Opened, waiting: std::sync::Arc<Waiting>) {
 /// of 100 ms doubling to 2 s, for as long as it takes, while the batch's keep-alive holds it in progress at
 /// JetStream; the writer tells `health` when it starts failing and when it writes again.
 async fn handle_batch(writer: &mut Writer, health: &Health, batch: Batch) {
-    let Batch { epoch, messages, alive } = batch;
+    // `_acked` lives to the end, after the acks: the batch's partition may be handed over once it is gone.
+    let Batch {
+        epoch,
+        messages,
+        alive,
+        acked: _acked,
+    } = batch;
     let epoch = i64::try_from(epoch).unwrap_or(i64::MAX);
     let mut rows = Rows::with_capacity(epoch, messages.len());
     let mut dead = Vec::new();
@@ -423,8 +185,9 @@ async fn handle_batch(writer: &mut Writer, health: &Health, batch: Batch) {
         }
     };
 
-    // Committed: now, and only now, ack, and stop marking the batch in progress. Dead letters are terminated
-    // (never redelivered).
+    // Committed: now, and only now, tell waiting gateways, ack, and stop marking the batch in progress. Dead
+    // letters are terminated (never redelivered).
+    crate::notice::committed(&rows).await;
     drop(alive);
     let dead_seqs: std::collections::HashSet<i64> = dead.iter().map(|d| d.seq).collect();
     let acks = messages.iter().map(|message| {
@@ -463,7 +226,7 @@ mod tests {
     #[test]
     fn decodes_stored_messages_and_dead_letters_the_rest() {
         let payload = br#"{"id":"m1","user":{"id":"u1","name":"alice"},"body":"hi","ts":"2026-01-01T00:00:00.000Z"}"#;
-        let row = decode(1, 7, "chat.v1.room.lobby.msg", payload).expect("decodes");
+        let row = decode(1, 7, "chat.v1.room.lobby.msg.3", payload).expect("decodes");
         assert_eq!(
             (
                 row.seq,
@@ -474,14 +237,14 @@ mod tests {
             (7, "lobby", "m1", "hi")
         );
         assert!(
-            decode(1, 8, "chat.v1.room.lobby.msg", b"not json")
+            decode(1, 8, "chat.v1.room.lobby.msg.3", b"not json")
                 .expect_err("poison")
                 .reason
                 .contains("undecodable")
         );
         let bad_ts = br#"{"id":"m1","user":{"id":"u1","name":"a"},"body":"hi","ts":"yesterday"}"#;
         assert!(
-            decode(1, 9, "chat.v1.room.lobby.msg", bad_ts)
+            decode(1, 9, "chat.v1.room.lobby.msg.3", bad_ts)
                 .expect_err("bad ts")
                 .reason
                 .contains("timestamp")

@@ -38,9 +38,24 @@ pub const STREAM_BYTES: &str = "natter_stream_bytes";
 pub const STREAM_FIRST_SEQ: &str = "natter_stream_first_seq";
 /// The chat stream's last sequence assigned (gauge).
 pub const STREAM_LAST_SEQ: &str = "natter_stream_last_seq";
+/// Notices published right after a commit, one per room per batch, of the sequences written to history.
+pub const NOTICES: &str = "natter_persister_persisted_notices_total";
+/// Gateways' asks answered (which of some sequences history holds).
+pub const ASKS: &str = "natter_persister_persisted_asks_total";
+
+/// Partitions of the chat stream whose leases this persister holds: read, or being handed over (gauge).
+pub const PARTITIONS_OWNED: &str = "natter_persister_partitions_owned";
+/// Partition leases taken, by `reason`: `vacant` (nobody held it) or `released` (handed over by its holder).
+pub const LEASES_TAKEN: &str = "natter_persister_leases_taken_total";
+/// Partition leases handed over gracefully (read to the end, written, acked, then released), by `reason`:
+/// `rebalance` (more than this persister's share) or `shutdown`.
+pub const LEASES_HANDED_OVER: &str = "natter_persister_leases_handed_over_total";
+/// Partition leases lost, by `reason`: `superseded` (aged out or taken by another) or `unconfirmed` (no refresh got
+/// through in time); reading stopped at once.
+pub const LEASES_LOST: &str = "natter_persister_leases_lost_total";
 
 /// Every metric a persister exports besides the shared `process_*` and `natter_nats_*` ones, each from start-up.
-pub const ALL: [&str; 19] = [
+pub const ALL: [&str; 25] = [
     BATCH_SIZE,
     INSERT_LATENCY,
     ROWS_WRITTEN,
@@ -59,6 +74,12 @@ pub const ALL: [&str; 19] = [
     STREAM_BYTES,
     STREAM_FIRST_SEQ,
     STREAM_LAST_SEQ,
+    NOTICES,
+    ASKS,
+    PARTITIONS_OWNED,
+    LEASES_TAKEN,
+    LEASES_HANDED_OVER,
+    LEASES_LOST,
     natter_service::MAX_FDS,
 ];
 
@@ -97,7 +118,28 @@ pub fn register() {
     describe_gauge!(STREAM_BYTES, Unit::Bytes, "Bytes in the chat stream.");
     describe_gauge!(STREAM_FIRST_SEQ, "The chat stream's first sequence still held.");
     describe_gauge!(STREAM_LAST_SEQ, "The chat stream's last sequence.");
+    describe_counter!(
+        NOTICES,
+        "Notices of the sequences a commit wrote to history, one per room per batch."
+    );
+    describe_counter!(ASKS, "Gateways' asks answered about which sequences history holds.");
     describe_gauge!(natter_service::MAX_FDS, "The most files this process may hold open.");
+    describe_gauge!(
+        PARTITIONS_OWNED,
+        "Partitions of the chat stream whose leases this persister holds."
+    );
+    describe_counter!(LEASES_TAKEN, "Partition leases taken, by why they were free.");
+    describe_counter!(LEASES_HANDED_OVER, "Partition leases handed over gracefully, by why.");
+    describe_counter!(LEASES_LOST, "Partition leases lost (reading stopped at once), by why.");
+    for reason in crate::leases::Taken::ALL {
+        ::metrics::counter!(LEASES_TAKEN, "reason" => reason.label()).absolute(0);
+    }
+    for reason in crate::ownership::Handover::ALL {
+        ::metrics::counter!(LEASES_HANDED_OVER, "reason" => reason.label()).absolute(0);
+    }
+    for reason in crate::leases::Lost::ALL {
+        ::metrics::counter!(LEASES_LOST, "reason" => reason.label()).absolute(0);
+    }
     for name in [
         ROWS_WRITTEN,
         DUPLICATES,
@@ -107,6 +149,8 @@ pub fn register() {
         STALLS,
         STREAM_RECREATED,
         PARTITIONS_DROPPED,
+        NOTICES,
+        ASKS,
     ] {
         ::metrics::counter!(name).absolute(0);
     }
@@ -119,6 +163,7 @@ pub fn register() {
         STREAM_BYTES,
         STREAM_FIRST_SEQ,
         STREAM_LAST_SEQ,
+        PARTITIONS_OWNED,
     ] {
         ::metrics::gauge!(name).set(0.0);
     }

@@ -1,4 +1,5 @@
-//! Building and running a persister: connect, migrate, make sure the stream and the consumer exist, consume.
+//! Building and running a persister: connect, migrate, make sure the stream and the lease bucket exist, then read
+//! the partitions it holds and write them.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,17 +16,21 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
 
+use crate::backlog::Backlog;
 use crate::config::Config;
-use crate::consumer::Batching;
+use crate::consumer::{Batching, Writers};
 use crate::health::Health;
-use crate::source::{Opened, Source};
+use crate::leases::Leases;
+use crate::ownership::Ownership;
+use crate::source::Source;
 
 /// A built persister: connected and bound, not yet consuming.
 pub struct Application {
     db: PgPool,
     nats: async_nats::Client,
     source: Source,
-    opened: Opened,
+    /// This persister's partition leases, none held yet.
+    leases: Leases,
     listener: TcpListener,
     batching: Batching,
     /// One connection per batch written at once.
@@ -35,8 +40,8 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects to PostgreSQL (migrating the schema) and NATS, and creates the stream and the durable consumer
-    /// if they are missing.
+    /// Connects to PostgreSQL (migrating the schema) and NATS, and creates the stream and the lease bucket if
+    /// they are missing. The partitions' consumers are opened as their leases are taken.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         // First, so what start-up records (a key's age, the NATS connection) has a recorder to go to.
         crate::metrics::register();
@@ -50,15 +55,21 @@ impl Application {
             .await
             .context("failed to migrate the history schema")?;
         let nats = natter_service::nats_options("natter-persister")
-            .connect(&config.nats_url)
+            .connect(natter_service::nats_servers(&config.nats_url).map_err(anyhow::Error::msg)?)
             .await
             .with_context(|| format!("failed to connect to NATS at {}", config.nats_url))?;
         natter_service::nats_connected();
-        let source = Source::new(async_nats::jetstream::new(nats.clone()), &config);
-        let opened = source.open().await?;
-        let listener = TcpListener::bind(config.listen)
+        // Detached: it lives as long as the process, as the connection does.
+        drop(natter_service::watch_quorum(nats.clone()));
+        let js = async_nats::jetstream::new(nats.clone());
+        let source = Source::new(js.clone(), &config);
+        source.stream().await?;
+        let id = config.persister_id();
+        let leases = Leases::open(&js, &id, config.stream_replicas.into()).await?;
+        tracing::info!(id, "persister ready to take partitions");
+        let listener = TcpListener::bind(config.admin_listen)
             .await
-            .with_context(|| format!("failed to listen on {}", config.listen))?;
+            .with_context(|| format!("failed to listen on {} (--admin-listen)", config.admin_listen))?;
         let batching = Batching {
             size: config.batch_size,
             max_wait: config.max_wait,
@@ -73,7 +84,7 @@ impl Application {
             db,
             nats,
             source,
-            opened,
+            leases,
             listener,
             batching,
             writers,
@@ -87,13 +98,14 @@ impl Application {
         self.listener.local_addr().expect("bound listener has an address")
     }
 
-    /// Consumes until `shutdown` completes; then finishes the batch in hand and returns.
+    /// Reads the partitions it holds until `shutdown` completes; then hands every one over (what it read is written
+    /// and acked, then the lease released) within 30 s, and returns.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Self {
             db,
             nats,
             source,
-            opened,
+            leases,
             listener,
             batching,
             writers,
@@ -110,19 +122,39 @@ impl Application {
                 health: health.clone(),
             });
         let http = tokio::spawn(async move { axum::serve(listener, app).await });
+        crate::notice::install(nats.clone());
+        let asks = tokio::spawn(crate::notice::answer(nats.clone(), db.clone()));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut consuming = tokio::spawn(crate::consumer::run(source, opened, writers, batching, health, stop_rx));
+        let writers = Writers::start(writers, health);
+        let ownership = Ownership::new(
+            leases,
+            source.clone(),
+            batching,
+            writers.sender(),
+            std::sync::Arc::new(Backlog::default()),
+        );
+        let mut owning = tokio::spawn(ownership.run(stop_rx));
+        let stream_report = tokio::spawn(crate::source::report(source));
         let partitions = tokio::spawn(maintain_partitions(db.clone(), retention));
         tokio::select! {
-            _ = &mut consuming => anyhow::bail!("the consume loop ended"),
+            _ = &mut owning => anyhow::bail!("the partition ownership loop ended"),
             () = shutdown => {
-                tracing::info!("stopping: finishing the batch in hand");
+                tracing::info!("stopping: handing the partitions over");
                 let _ = stop_tx.send(true);
-                let _ = tokio::time::timeout(Duration::from_secs(30), &mut consuming).await;
+                let finished = tokio::time::timeout(Duration::from_secs(30), async {
+                    let _ = (&mut owning).await;
+                    writers.finish().await;
+                })
+                .await;
+                if finished.is_err() {
+                    tracing::warn!("what was held was not all written within 30 s; it comes back to the next holder");
+                }
             }
         }
         http.abort();
+        stream_report.abort();
         partitions.abort();
+        asks.abort();
         db.close().await;
         Ok(())
     }

@@ -70,6 +70,16 @@ impl Rows {
     pub fn newest(&self) -> Option<DateTime<Utc>> {
         self.rows.iter().map(|row| row.sent_at).max()
     }
+
+    /// The epoch of the stream the rows were read from.
+    pub fn epoch(&self) -> i64 {
+        self.epoch
+    }
+
+    /// The rows, in the order they were added.
+    pub fn iter(&self) -> impl Iterator<Item = &Row> {
+        self.rows.iter()
+    }
 }
 
 /// The columns every write names, in the order the `COPY` data holds them.

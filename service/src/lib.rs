@@ -171,16 +171,78 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Binds the admin listener (`--admin-listen`) when one is configured: `/healthz`, `/readyz` and `/metrics` on a
+/// port of their own, so scrapes and health checks work whatever the public port suffers (a flood of connections
+/// that never finish their request, say), and the public port serves only clients.
+pub async fn bind_admin(addr: Option<SocketAddr>) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    use anyhow::Context;
+    match addr {
+        None => Ok(None),
+        Some(addr) => tokio::net::TcpListener::bind(addr)
+            .await
+            .map(Some)
+            .with_context(|| format!("failed to listen on {addr} (--admin-listen)")),
+    }
+}
+
+/// Serves `admin` on its own listener until the returned task is aborted (the service does so last, so health and
+/// metrics answer throughout a drain); without a listener the admin routes are merged into `public` instead.
+pub fn serve_admin(
+    public: axum::Router,
+    admin: axum::Router,
+    listener: Option<tokio::net::TcpListener>,
+) -> (axum::Router, Option<tokio::task::JoinHandle<()>>) {
+    match listener {
+        None => (public.merge(admin), None),
+        Some(listener) => {
+            let task = tokio::spawn(async move {
+                if let Err(err) = axum::serve(listener, admin).await {
+                    tracing::error!(error = %err, "the admin listener failed");
+                }
+            });
+            (public, Some(task))
+        }
+    }
+}
+
 /// Whether this process is connected to NATS (gauge, 1 or 0), for every service that uses NATS.
 pub const NATS_CONNECTED: &str = "natter_nats_connected";
 /// Times this process's NATS connection came back after it was lost.
 pub const NATS_RECONNECTS: &str = "natter_nats_reconnects_total";
 /// Times this process's NATS connection was lost.
 pub const NATS_DISCONNECTS: &str = "natter_nats_disconnects_total";
+/// Times this process moved its NATS connection off a cluster node that had lost the JetStream quorum.
+pub const NATS_QUORUM_MOVES: &str = "natter_nats_quorum_moves_total";
 /// User and system CPU time this process spent, in seconds (a counter read from `/proc` at each scrape).
 pub const CPU_SECONDS: &str = "process_cpu_seconds_total";
 /// The most files this process may hold open (gauge; the soft `RLIMIT_NOFILE`), beside `process_open_fds`.
 pub const MAX_FDS: &str = "process_max_fds";
+
+/// The NATS servers named by `--nats-url` / `NATS_URL`: one `nats://` or `tls://` URL, or several separated by
+/// commas (every node of a cluster, so that a service whose node goes reconnects to another at once rather than
+/// waiting for it). Errors name the entry at fault, never a password it may hold.
+pub fn nats_servers(list: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    let servers: Vec<async_nats::ServerAddr> = list
+        .split(',')
+        .map(str::trim)
+        .enumerate()
+        .map(|(i, url)| {
+            if !url.starts_with("nats://") && !url.starts_with("tls://") {
+                return Err(format!(
+                    "--nats-url / NATS_URL: entry {} must start with nats:// or tls:// (several URLs are separated \
+                     by commas)",
+                    i + 1
+                ));
+            }
+            url.parse()
+                .map_err(|_| format!("--nats-url / NATS_URL: entry {} is not a valid URL", i + 1))
+        })
+        .collect::<Result<_, _>>()?;
+    if servers.is_empty() {
+        return Err("--nats-url / NATS_URL names no server".into());
+    }
+    Ok(servers)
+}
 
 /// NATS connection options every service starts from: the client's `name`, the connection state and its changes
 /// as metrics ([`NATS_CONNECTED`], [`NATS_RECONNECTS`], [`NATS_DISCONNECTS`]), and a lost connection logged as a
@@ -190,6 +252,28 @@ pub fn nats_options(name: impl Into<String>) -> async_nats::ConnectOptions {
     let name = name.into();
     async_nats::ConnectOptions::new()
         .name(name)
+        // Away from a node this process just left for having lost the quorum, while another is in the pool.
+        .reconnect_to_server_callback(|servers, _info| async move {
+            let avoided = avoided_nodes();
+            if avoided.is_empty() {
+                return None;
+            }
+            let mut others: Vec<_> = servers
+                .into_iter()
+                .filter(|s| {
+                    !avoided.iter().any(|(host, port)| {
+                        // A node listening on every interface names none in its INFO: its port alone tells it.
+                        let same_host = s.addr.host() == host || host == "0.0.0.0" || host == "::";
+                        same_host && s.addr.port() == *port
+                    })
+                })
+                .collect();
+            others.sort_by_key(|s| s.failed_attempts);
+            others.first().map(|s| async_nats::ReconnectToServer {
+                addr: s.addr.clone(),
+                delay: Some(std::time::Duration::ZERO),
+            })
+        })
         .event_callback(|event| async move {
             match event {
                 async_nats::Event::Connected => {
@@ -206,7 +290,10 @@ pub fn nats_options(name: impl Into<String>) -> async_nats::ConnectOptions {
                     metrics::counter!(NATS_DISCONNECTS).increment(1);
                     tracing::warn!("lost the connection to NATS; reconnecting");
                 }
-                async_nats::Event::SlowConsumer(sid) => tracing::warn!(sid, "NATS: a subscription fell behind"),
+                async_nats::Event::SlowConsumer(sid) => {
+                    nats_slow_consumers_sender().send_modify(|n| *n += 1);
+                    tracing::warn!(sid, "NATS: a subscription fell behind; messages for it were dropped");
+                }
                 other => tracing::warn!(event = %other, "NATS"),
             }
         })
@@ -217,25 +304,109 @@ fn nats_reconnects_sender() -> &'static tokio::sync::watch::Sender<u64> {
     RECONNECTS.get_or_init(|| tokio::sync::watch::channel(0).0)
 }
 
+fn nats_slow_consumers_sender() -> &'static tokio::sync::watch::Sender<u64> {
+    static SLOW: std::sync::OnceLock<tokio::sync::watch::Sender<u64>> = std::sync::OnceLock::new();
+    SLOW.get_or_init(|| tokio::sync::watch::channel(0).0)
+}
+
+/// Changes each time the NATS client drops messages for one of this process's subscriptions because it fell
+/// behind (the value counts the times): what a process that keeps state learnt over core NATS waits on, as for
+/// [`nats_reconnects`].
+pub fn nats_slow_consumers() -> tokio::sync::watch::Receiver<u64> {
+    nats_slow_consumers_sender().subscribe()
+}
+
 /// Changes each time this process's NATS connection comes back after it was lost (the value counts the returns):
 /// what a process that keeps state learnt over core NATS waits on, to catch up on what it may have missed.
 pub fn nats_reconnects() -> tokio::sync::watch::Receiver<u64> {
     nats_reconnects_sender().subscribe()
 }
 
-/// Whether the NATS server answers within `within`: a request nobody serves, which a live server answers at once
-/// with "no responders". A connection that looks up can still lead to a server that is frozen or cut off; this
-/// is what readiness asks.
+/// Whether NATS answers within `within` and its JetStream is part of a quorum: an account-info request, which a
+/// live server answers at once. A connection that looks up can still lead to a server that is frozen or cut off;
+/// and a node of a cluster cut off from the other nodes answers, but with an error ("JetStream system temporarily
+/// unavailable", once it has seen it lost the quorum), while every publish through it goes unacknowledged. A
+/// service whose readiness asks this is taken out of the load balancer's rotation in both cases.
 pub async fn nats_answers(nats: &async_nats::Client, within: std::time::Duration) -> bool {
     if !matches!(nats.connection_state(), async_nats::connection::State::Connected) {
         return false;
     }
-    use async_nats::client::RequestErrorKind;
-    match tokio::time::timeout(within, nats.request("_NATTER.ROUND_TRIP", Default::default())).await {
-        Ok(Ok(_)) => true,
-        Ok(Err(err)) => err.kind() == RequestErrorKind::NoResponders,
-        Err(_) => false,
+    match tokio::time::timeout(within, nats.request("$JS.API.INFO", Default::default())).await {
+        Ok(Ok(answer)) => jetstream_info_ok(&answer.payload),
+        Ok(Err(_)) | Err(_) => false,
     }
+}
+
+/// Whether a JetStream account-info answer reports the account rather than an error. Only the presence of the
+/// `error` member matters, so the answer is not parsed into a type that would break on a server's new fields.
+fn jetstream_info_ok(payload: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(payload)
+        .is_ok_and(|v| v.get("error").is_none() && v.get("type").is_some())
+}
+
+/// How often [`watch_quorum`] asks, and how many answers in a row saying "JetStream unavailable" make it move.
+const QUORUM_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+const QUORUM_STRIKES: u32 = 3;
+/// How long a node left for having lost the quorum is passed over by reconnects.
+const AVOID_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The nodes left for having lost the quorum (host, port) and when: while a partition heals or a new meta leader
+/// is elected, the node moved to may be without a quorum too, and the one left first must not be the next pick.
+static AVOIDED: std::sync::Mutex<Vec<(String, u16, std::time::Instant)>> = std::sync::Mutex::new(Vec::new());
+
+/// The nodes left within [`AVOID_FOR`]; when every node of the pool is among them, reconnects pick as usual.
+fn avoided_nodes() -> Vec<(String, u16)> {
+    let mut avoided = AVOIDED.lock().unwrap_or_else(|p| p.into_inner());
+    avoided.retain(|(_, _, at)| at.elapsed() < AVOID_FOR);
+    avoided.iter().map(|(host, port, _)| (host.clone(), *port)).collect()
+}
+
+/// Keeps this process's NATS connection on a node that is part of the JetStream quorum. A cluster node cut off
+/// from the others still answers its clients, so their connection looks healthy while every publish and every
+/// JetStream request through it fails; asked every second, a node that answers "JetStream unavailable" three times
+/// in a row is left for another node of the pool (given in `--nats-url` or learnt from the cluster), passed over
+/// by reconnects for 30 s (every node left within that time is, unless that is every node). A lone server in that state is reconnected to (there is no other), which costs nothing.
+/// Timeouts are left to the client's own pings: a frozen node is dropped by them.
+pub fn watch_quorum(nats: async_nats::Client) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut strikes = 0;
+        let mut tick = tokio::time::interval(QUORUM_CHECK_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if !matches!(nats.connection_state(), async_nats::connection::State::Connected) {
+                strikes = 0;
+                continue;
+            }
+            let answer = tokio::time::timeout(
+                std::time::Duration::from_secs(1),
+                nats.request("$JS.API.INFO", Default::default()),
+            )
+            .await;
+            match answer {
+                Ok(Ok(answer)) if !jetstream_info_ok(&answer.payload) => strikes += 1,
+                Ok(Ok(_)) => strikes = 0,
+                _ => {}
+            }
+            if strikes >= QUORUM_STRIKES {
+                strikes = 0;
+                let info = nats.server_info();
+                tracing::warn!(
+                    server = %info.server_name,
+                    "this NATS node has lost the JetStream quorum; moving to another node"
+                );
+                metrics::counter!(NATS_QUORUM_MOVES).increment(1);
+                AVOIDED.lock().unwrap_or_else(|p| p.into_inner()).push((
+                    info.host.clone(),
+                    info.port,
+                    std::time::Instant::now(),
+                ));
+                if let Err(err) = nats.force_reconnect().await {
+                    tracing::warn!(error = %err, "could not reconnect to NATS");
+                }
+            }
+        }
+    })
 }
 
 /// The NATS connection: never up yet, up, or lost (and not back yet).
@@ -265,6 +436,11 @@ fn describe_nats() {
         "Times the NATS connection came back after it was lost."
     );
     metrics::describe_counter!(NATS_DISCONNECTS, "Times the NATS connection was lost.");
+    metrics::describe_counter!(
+        NATS_QUORUM_MOVES,
+        "Times the NATS connection was moved off a cluster node that had lost the JetStream quorum."
+    );
+    metrics::counter!(NATS_QUORUM_MOVES).absolute(0);
     metrics::gauge!(NATS_CONNECTED).set(0.0);
     metrics::counter!(NATS_RECONNECTS).absolute(0);
     metrics::counter!(NATS_DISCONNECTS).absolute(0);
@@ -355,18 +531,48 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_jetstream_answer_with_an_error_is_not_ready() {
+        assert!(jetstream_info_ok(
+            br#"{"type":"io.nats.jetstream.api.v1.account_info_response","memory":0,"streams":1}"#
+        ));
+        assert!(!jetstream_info_ok(
+            br#"{"type":"io.nats.jetstream.api.v1.account_info_response","error":{"code":503,"err_code":10008,"description":"JetStream system temporarily unavailable"}}"#
+        ));
+        assert!(!jetstream_info_ok(b""));
+        assert!(!jetstream_info_ok(b"not json"));
+    }
+
+    #[test]
+    fn a_comma_separated_list_names_every_nats_node_and_a_bad_entry_is_named() {
+        let three = nats_servers("nats://n1:4222, nats://n2:4222,nats://n3:4222").expect("three nodes");
+        assert_eq!(three.len(), 3);
+        assert_eq!(three[1].host(), "n2");
+        assert_eq!(nats_servers("nats://127.0.0.1:4222").expect("one").len(), 1);
+        let err = nats_servers("nats://n1:4222,n2:4222").expect_err("a bare host:port");
+        assert!(err.contains("entry 2"), "{err}");
+        let err = nats_servers("nats://user:secret@n1:notaport").expect_err("a bad port");
+        assert!(err.contains("entry 1") && !err.contains("secret"), "{err}");
+        assert!(nats_servers("").is_err());
+    }
+
+    #[test]
     fn the_metrics_page_carries_the_process_cpu_counter() {
+        // Spins until the kernel has counted 0.1 s of this process's CPU time, however busy the machine (a shared
+        // core may give it a small share of the wall clock); a counter that never moves fails at the minute.
         let before = cpu_seconds().expect("read /proc/self/stat");
         let started = std::time::Instant::now();
         let mut x = 0u64;
-        while started.elapsed() < std::time::Duration::from_millis(300) {
-            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        let mut after = before;
+        while after < before + 0.1 {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "a minute of spinning never showed as CPU time: {before} -> {after}"
+            );
+            for _ in 0..1_000_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+            after = cpu_seconds().expect("read /proc/self/stat");
         }
-        let after = cpu_seconds().expect("read /proc/self/stat");
-        assert!(
-            after >= before + 0.1,
-            "300 ms of spinning shows as CPU time: {before} -> {after}"
-        );
         let page = render_metrics();
         assert!(page.contains("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total "));
     }

@@ -17,6 +17,9 @@ pub enum PublishError {
     Refused,
     /// No stored-ack within the timeout.
     Timeout,
+    /// Stored, but no persister confirmed it in PostgreSQL within the timeout (a gateway acking after
+    /// persistence).
+    NotPersisted,
 }
 
 impl PublishError {
@@ -26,6 +29,7 @@ impl PublishError {
             PublishError::Encode => "encode",
             PublishError::Refused => "error",
             PublishError::Timeout => "timeout",
+            PublishError::NotPersisted => "not_persisted",
         }
     }
 }

@@ -36,21 +36,59 @@ pub fn config(max_age: std::time::Duration, replicas: usize) -> stream::Config {
 
 /// Creates the stream (with `replicas` copies) if it is missing; if it exists, checks the settings the gateway
 /// relies on.
+///
+/// A stream made before messages were partitioned (subject `chat.v1.room.*.msg`) is refused with what to do about
+/// it: nats-server 2.9 does not let an update change a stream's republish ("stream configuration update can not
+/// change RePublish"), so it cannot be moved to the partitioned subjects in place. It is deleted once everything in
+/// it is stored, and made again here as a new epoch (docs/operations.md, "Upgrading to partitioned persisters").
+///
+/// A JetStream that cannot answer yet (a cluster electing the stream's leader after a restart, a node not yet
+/// routed to its peers, the broker itself restarting) is asked again, with a warning each time, for up to
+/// [`ENSURE_PATIENCE`]; a stream that answers with other settings is an error at once.
 pub async fn ensure(
     js: &jetstream::Context,
     max_age: std::time::Duration,
     replicas: usize,
 ) -> anyhow::Result<stream::Stream> {
     let wanted = config(max_age, replicas);
-    let mut stream = js
-        .get_or_create_stream(wanted.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("failed to create or open the {CHAT_STREAM} stream: {e}"))?;
-    let info = stream
-        .info()
-        .await
-        .map_err(|e| anyhow::anyhow!("failed to read the stream's info: {e}"))?;
+    let deadline = tokio::time::Instant::now() + ENSURE_PATIENCE;
+    let mut pause = std::time::Duration::from_millis(250);
+    let (stream, info) = loop {
+        let err = match js.get_or_create_stream(wanted.clone()).await {
+            Ok(mut stream) => match stream.info().await {
+                Ok(info) => {
+                    let info = info.clone();
+                    break (stream, info);
+                }
+                Err(e) if e.kind() == jetstream::context::RequestErrorKind::TimedOut => {
+                    anyhow::anyhow!("failed to read the {CHAT_STREAM} stream's info: {e}")
+                }
+                Err(e) => anyhow::bail!("failed to read the {CHAT_STREAM} stream's info: {e}"),
+            },
+            Err(e) if not_ready(&e) => anyhow::anyhow!("failed to create or open the {CHAT_STREAM} stream: {e}"),
+            Err(e) => anyhow::bail!("failed to create or open the {CHAT_STREAM} stream: {e}"),
+        };
+        if tokio::time::Instant::now() + pause >= deadline {
+            return Err(err.context(format!(
+                "JetStream did not answer within {} s",
+                ENSURE_PATIENCE.as_secs()
+            )));
+        }
+        tracing::warn!(error = %err, retry_in_ms = pause.as_millis() as u64, "JetStream is not ready; asking again");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(2));
+    };
     let have = &info.config;
+    if unpartitioned(have) {
+        anyhow::bail!(
+            "the {CHAT_STREAM} stream was made before messages were partitioned (subject {}); it cannot be updated \
+             in place (nats-server 2.9 cannot change its republish). Stop the gateways, let the old persisters store \
+             everything (natter_persister_consumer_pending and _ack_pending 0), stop them, delete the stream \
+             (nats stream rm {CHAT_STREAM}) and start this version: it makes the stream again, a new epoch, with \
+             history kept (docs/operations.md, \"Upgrading to partitioned persisters\")",
+            subject::unpartitioned_room_messages()
+        );
+    }
     let republish_ok = have
         .republish
         .as_ref()
@@ -67,4 +105,62 @@ pub async fn ensure(
         );
     }
     Ok(stream)
+}
+
+/// How long [`ensure`] keeps asking a JetStream that cannot answer yet before it gives up. A 3-node cluster
+/// restarted at once needs the stream's own leader elected after the meta leader: seconds on nats-server 2.9.10,
+/// more than one request's 5 s timeout under load.
+pub const ENSURE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether `err` is JetStream not able to answer yet rather than an answer: a timeout, no JetStream responding, or
+/// a cluster without a leader, quorum or enough peers for the replicas at this moment.
+fn not_ready(err: &jetstream::context::CreateStreamError) -> bool {
+    use jetstream::ErrorCode;
+    use jetstream::context::CreateStreamErrorKind as Kind;
+    match err.kind() {
+        Kind::TimedOut | Kind::JetStreamUnavailable => true,
+        Kind::JetStream(e) => [
+            ErrorCode::CLUSTER_NOT_AVAILABLE,
+            ErrorCode::CLUSTER_NOT_LEADER,
+            ErrorCode::CLUSTER_NOT_ACTIVE,
+            ErrorCode::CLUSTER_NO_PEERS,
+            ErrorCode::INSUFFICIENT_RESOURCES,
+        ]
+        .contains(&e.error_code()),
+        _ => false,
+    }
+}
+
+/// How long a process that was using the chat stream and finds it gone waits before making it again. nats-server
+/// 2.9 stops listing a deleted stream, and tells its consumers they are gone, before it has removed the stream's
+/// files; a stream made again under the same name meanwhile loses its files to that removal, and its consumers read
+/// nothing ("error looking up message for consumer: open …/msgs/1.blk: no such file or directory"). Measured on
+/// nats-server 2.9.10: a small stream with 16 consumers was unlisted 6 ms after its deletion began, its consumers
+/// told after 6 ms, and its directory removed after 92 ms.
+pub const RECREATE_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// [`ensure`] for a process that was using the stream and lost it (its consumer deleted, its info unreadable):
+/// when the stream is missing, waits [`RECREATE_AFTER`] first, so that a deletion in progress has removed its files
+/// before the stream is made again.
+pub async fn recreate(
+    js: &jetstream::Context,
+    max_age: std::time::Duration,
+    replicas: usize,
+) -> anyhow::Result<stream::Stream> {
+    let missing = matches!(
+        js.get_stream(CHAT_STREAM).await,
+        Err(err) if matches!(err.kind(), jetstream::context::GetStreamErrorKind::JetStream(e)
+            if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+    );
+    if missing {
+        tokio::time::sleep(RECREATE_AFTER).await;
+    }
+    ensure(js, max_age, replicas).await
+}
+
+/// Whether `have` is the chat stream as made before messages were partitioned: the old subject, republished from
+/// it.
+fn unpartitioned(have: &stream::Config) -> bool {
+    let old = subject::unpartitioned_room_messages();
+    have.subjects == [old.clone()] && have.republish.as_ref().is_some_and(|r| r.source == old)
 }

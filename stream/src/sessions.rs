@@ -3,7 +3,8 @@
 //! everywhere before they expire, and its live connections are closed.
 //!
 //! Entries live [`MAX_AGE`], longer than any access token; the bucket is made by whichever process opens it first,
-//! with the same settings.
+//! with the same settings, in as many copies as that process's `--stream-replicas` asks (3 on a cluster of three,
+//! so the bucket survives the loss of a server as the chat stream does).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -16,12 +17,25 @@ use natter_proto::bus::{REVOKED_SESSIONS_BUCKET, RevokedSession};
 /// How long a revocation is kept: longer than any access token lives (the auth API refuses a longer lifetime).
 pub const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
-/// Opens the bucket of revoked sessions, creating it if missing.
+/// Opens the bucket of revoked sessions, creating it with `replicas` copies if missing. An existing bucket is
+/// used as it is; one kept in fewer copies than asked is logged, since it does not survive what the chat stream
+/// survives (it applies when the bucket is created, as for the chat stream).
 ///
 /// The bucket's stream is made here with the settings of a KV bucket rather than by `create_key_value`: the
 /// client's KV creation asks for settings newer than nats-server 2.9, whose answer it then cannot read.
-pub async fn bucket(js: &jetstream::Context) -> anyhow::Result<kv::Store> {
+pub async fn bucket(js: &jetstream::Context, replicas: usize) -> anyhow::Result<kv::Store> {
+    let replicas = replicas.max(1);
     if let Ok(store) = js.get_key_value(REVOKED_SESSIONS_BUCKET).await {
+        if let Ok(mut stream) = js.get_stream(format!("KV_{REVOKED_SESSIONS_BUCKET}")).await
+            && let Ok(info) = stream.info().await
+            && info.config.num_replicas < replicas
+        {
+            tracing::warn!(
+                have = info.config.num_replicas,
+                want = replicas,
+                "the {REVOKED_SESSIONS_BUCKET} bucket keeps fewer copies than --stream-replicas asks"
+            );
+        }
         return Ok(store);
     }
     let config = jetstream::stream::Config {
@@ -35,7 +49,7 @@ pub async fn bucket(js: &jetstream::Context) -> anyhow::Result<kv::Store> {
         allow_rollup: true,
         deny_delete: true,
         allow_direct: true,
-        num_replicas: 1,
+        num_replicas: replicas,
         ..Default::default()
     };
     js.get_or_create_stream(config)

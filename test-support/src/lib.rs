@@ -16,6 +16,6 @@ mod postgres;
 mod process;
 pub mod stack;
 
-pub use nats::NatsServer;
+pub use nats::{NatsCluster, NatsServer};
 pub use postgres::{PgServer, TestDb};
 pub use process::free_port;

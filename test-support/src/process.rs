@@ -3,17 +3,46 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// The ports [`free_port`] hands out: below Linux's ephemeral range (32768–60999), which the kernel draws from for
+/// every outgoing connection and every `bind(0)`. A port taken from that range can be claimed as the local end of
+/// some test's client socket between the probe and the server's bind; one below it can only be taken by another
+/// test picking the same port, which the random start makes rare.
+const TEST_PORTS: std::ops::Range<u32> = 12_000..32_000;
 
 /// A port that was free a moment ago on 127.0.0.1.
 ///
 /// Another process may take it before it is used; the starters below retry with a new port when that happens.
 pub fn free_port() -> u16 {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut state = nanos ^ (u64::from(std::process::id()) << 32) ^ CALLS.fetch_add(1, Ordering::Relaxed);
+    let span = u64::from(TEST_PORTS.end - TEST_PORTS.start);
+    for _ in 0..200 {
+        let port = TEST_PORTS.start as u64 + splitmix(&mut state) % span;
+        let port = u16::try_from(port).expect("the test port range lies below 65536");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
     listener
         .local_addr()
         .expect("a bound socket has a local address")
         .port()
+}
+
+/// One step of SplitMix64: a well-spread next value from a counter-like state.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Whether something accepts TCP connections on 127.0.0.1:`port`.
@@ -130,7 +159,9 @@ impl Service {
             service.port = free_port();
             match service.launch() {
                 Ok(()) => return service,
-                Err(err) if port_open(service.port) => {
+                Err(err)
+                    if port_open(service.port) || service.log().to_lowercase().contains("address already in use") =>
+                {
                     eprintln!(
                         "{} on port {} failed ({err}); trying another port",
                         service.recipe.name, service.port
@@ -162,6 +193,11 @@ impl Service {
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The running process's id, `None` while it is stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Its log so far, for failure messages.

@@ -32,7 +32,7 @@ use std::time::Duration;
 pub use program::{Exit, Program};
 use supervisor::{Members, Supervisor};
 
-use crate::{NatsServer, PgServer};
+use crate::{NatsCluster, NatsServer, PgServer};
 
 /// The gateway binary's name.
 pub const GATEWAY_BIN: &str = "natter-gateway";
@@ -51,6 +51,8 @@ pub struct StackBuilder {
     api_args: Vec<String>,
     load_test_key: Option<String>,
     own_postgres: bool,
+    nats_nodes: usize,
+    apis: usize,
 }
 
 impl Default for StackBuilder {
@@ -63,6 +65,8 @@ impl Default for StackBuilder {
             api_args: Vec::new(),
             load_test_key: None,
             own_postgres: false,
+            nats_nodes: 1,
+            apis: 1,
         }
     }
 }
@@ -78,13 +82,27 @@ impl StackBuilder {
         self
     }
 
+    /// NATS nodes: 1 (the default) is a lone server; 3 is a JetStream cluster on loopback, the shape of
+    /// docker-compose.yml, with every service given every node's URL and the chat stream made in 3 replicas.
+    pub fn nats_nodes(mut self, n: usize) -> Self {
+        self.nats_nodes = n.max(1);
+        self
+    }
+
+    /// Auth API processes on one database (1 by default): room-access questions go to whichever answers first,
+    /// as behind a load balancer; the gateways fetch the token keys from the first.
+    pub fn apis(mut self, n: usize) -> Self {
+        self.apis = n.max(1);
+        self
+    }
+
     /// Persister processes to start (none by default).
     pub fn persisters(mut self, n: usize) -> Self {
         self.persisters = n;
         self
     }
 
-    /// Extra flags for every gateway, after the stack's own: `--listen`, `--nats-url`, `--jwks-url`, and unless
+    /// Extra flags for every gateway, after the stack's own: `--listen`, `--admin-listen`, `--nats-url`, `--jwks-url`, and unless
     /// given here (or to [`Stack::add_gateway`]) a unique `--id`, a 250 ms `--heartbeat-interval` and a 300 ms
     /// `--drain-jitter`.
     pub fn gateway_args(mut self, args: &[&str]) -> Self {
@@ -92,13 +110,14 @@ impl StackBuilder {
         self
     }
 
-    /// Extra flags for every persister, after `--listen`, `--nats-url` and `--database-url`.
+    /// Extra flags for every persister, after `--admin-listen`, `--nats-url` and `--database-url`; unless given
+    /// here (or to [`Stack::add_persister`]), each gets a unique `--id` that its restarts keep.
     pub fn persister_args(mut self, args: &[&str]) -> Self {
         self.persister_args = owned(args);
         self
     }
 
-    /// Extra flags for the auth API, after `--listen`, `--database-url` and `--nats-url`.
+    /// Extra flags for the auth API, after `--listen`, `--admin-listen`, `--database-url` and `--nats-url`.
     pub fn api_args(mut self, args: &[&str]) -> Self {
         self.api_args = owned(args);
         self
@@ -124,7 +143,18 @@ impl StackBuilder {
             .prefix("natter-stack-")
             .tempdir()
             .expect("create a temp dir for the stack's logs");
-        let nats = NatsServer::start();
+        let (nats, nats_peers, route_ports) = if self.nats_nodes > 1 {
+            let (mut nodes, route_ports) = NatsCluster::start(self.nats_nodes).await.into_parts();
+            let first = nodes.remove(0);
+            (first, nodes, route_ports)
+        } else {
+            (NatsServer::start(), Vec::new(), Vec::new())
+        };
+        let nats_urls = std::iter::once(&nats)
+            .chain(&nats_peers)
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",");
         let (postgres, db_url) = if self.own_postgres {
             let server = PgServer::start();
             let url = server.create_database().await;
@@ -136,18 +166,33 @@ impl StackBuilder {
             "--database-url".to_owned(),
             db_url.clone(),
             "--nats-url".to_owned(),
-            nats.url(),
+            nats_urls.clone(),
         ];
         if let Some(key) = &self.load_test_key {
             api_args.extend(["--load-test-key".to_owned(), key.clone()]);
         }
         api_args.extend(self.api_args.iter().cloned());
-        let api = Program::start("auth-api".into(), binary(AUTH_API_BIN), api_args, dir.path()).await;
+        if self.nats_nodes > 1 && !self.api_args.iter().any(|a| a.starts_with("--stream-replicas")) {
+            api_args.extend(["--stream-replicas".to_owned(), self.nats_nodes.to_string()]);
+        }
+        let mut apis = Vec::with_capacity(self.apis);
+        for n in 1..=self.apis {
+            let name = if n == 1 {
+                "auth-api".to_owned()
+            } else {
+                format!("auth-api-{n}")
+            };
+            let api = Program::start(name, binary(AUTH_API_BIN), api_args.clone(), true, dir.path()).await;
+            apis.push(Arc::new(api));
+        }
         let stack = Stack {
             nats,
+            nats_peers,
+            nats_urls,
+            route_ports,
             postgres,
             db_url,
-            api: Arc::new(Mutex::new(vec![Arc::new(api)])),
+            api: Arc::new(Mutex::new(apis)),
             gateways: Members::default(),
             persisters: Members::default(),
             spec: self,
@@ -166,12 +211,19 @@ impl StackBuilder {
 
 /// A running stack; dropping it kills every process it started.
 pub struct Stack {
-    /// The NATS server, to kill, restart, pause or resume.
+    /// The NATS server (a cluster's first node, `n1`), to kill, restart, pause or resume.
     pub nats: NatsServer,
+    /// A cluster's other nodes (`n2`, `n3`, ...); none for a lone server.
+    nats_peers: Vec<NatsServer>,
+    /// Every node's client URL, separated by commas: what every service is given.
+    nats_urls: String,
+    /// A cluster's route ports, by node; none for a lone server.
+    route_ports: Vec<u16>,
     /// The stack's own cluster, if it was asked for one; else the database is on the shared cluster.
     postgres: Option<PgServer>,
     db_url: String,
-    /// The auth API, alone in its list (a list so that a supervisor watches it like the others).
+    /// The auth APIs, the first the one gateways fetch their token keys from (a list so that a supervisor watches
+    /// them like the others).
     api: Members,
     /// Every gateway started, replacements included, in order of start.
     gateways: Members,
@@ -208,9 +260,92 @@ impl Stack {
         &self.db_url
     }
 
-    /// The auth API process.
+    /// The (first) auth API process.
     pub fn api(&self) -> Arc<Program> {
         lock(&self.api)[0].clone()
+    }
+
+    /// Every auth API process.
+    pub fn apis(&self) -> Vec<Arc<Program>> {
+        lock(&self.api).clone()
+    }
+
+    /// Every NATS node's client URL, separated by commas, as the services are given them.
+    pub fn nats_urls(&self) -> &str {
+        &self.nats_urls
+    }
+
+    /// How many NATS nodes the stack runs.
+    pub fn nats_nodes(&self) -> usize {
+        1 + self.nats_peers.len()
+    }
+
+    /// NATS node `i` (0 is [`Stack::nats`]).
+    pub fn nats_node(&self, i: usize) -> &NatsServer {
+        if i == 0 { &self.nats } else { &self.nats_peers[i - 1] }
+    }
+
+    /// NATS node `i`, to kill, restart, freeze or resume.
+    pub fn nats_node_mut(&mut self, i: usize) -> &mut NatsServer {
+        if i == 0 {
+            &mut self.nats
+        } else {
+            &mut self.nats_peers[i - 1]
+        }
+    }
+
+    /// The NATS node leading JetStream stream `stream` (the chat stream is `natter_proto::bus::CHAT_STREAM`), for a
+    /// cluster; `None` while it has none or for a lone server.
+    pub async fn nats_leader_of(&self, stream: &str) -> Option<usize> {
+        crate::nats::leader_of(&self.nats_urls, stream).await
+    }
+
+    /// Cuts NATS node `i` off from the other nodes (its clients stay connected to it): a network partition that
+    /// leaves it a minority of one. Fails for a lone server or where cuts cannot be made ([`cut::Cut::available`]).
+    pub fn cut_nats_node(&self, i: usize) -> Result<cut::Cut, String> {
+        if self.route_ports.is_empty() {
+            return Err("the stack runs a lone NATS server, not a cluster".into());
+        }
+        let pid = self.nats_node(i).pid().ok_or("the node is not running")?;
+        cut::Cut::node_from_cluster(pid, self.route_ports[i], &self.route_ports)
+    }
+
+    /// The NATS node `program` is connected to now, read from its TCP connections (`ss`); `None` when it has none.
+    pub fn nats_node_of(&self, program: &Program) -> Option<usize> {
+        let pid = program.pid()?;
+        (0..self.nats_nodes()).find(|&i| cut::connections(pid, self.nats_node(i).port()).is_ok_and(|c| !c.is_empty()))
+    }
+
+    /// Waits until every replica of JetStream stream `stream` is current (caught up with its leader), as a rolling
+    /// restart must before it takes the next node down: taking a second replica away while the first is still
+    /// catching up would leave the stream without a quorum. Panics after `within`.
+    pub async fn wait_for_replicas(&self, stream: &str, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        let js = async_nats::jetstream::new(self.nats_client().await);
+        loop {
+            let mut state = String::from("no answer");
+            if let Ok(mut s) = js.get_stream(stream).await
+                && let Ok(info) = s.info().await
+                && let Some(cluster) = &info.cluster
+            {
+                let current = cluster.replicas.iter().filter(|r| r.current && !r.offline).count();
+                if cluster.leader.is_some() && current + 1 >= self.nats_nodes() {
+                    return;
+                }
+                state = format!("leader {:?}, {current} current replicas", cluster.leader);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the {stream} stream's replicas did not catch up within {within:?}: {state}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Waits until JetStream answers through NATS node `i` after it was restarted or healed. Panics after
+    /// `within`.
+    pub async fn wait_for_nats_node(&self, i: usize, within: Duration) {
+        crate::nats::wait_for_jetstream(self.nats_node(i), within).await;
     }
 
     /// The auth API's base URL, `http://127.0.0.1:PORT`.
@@ -257,7 +392,8 @@ impl Stack {
     fn gateway_command(&self, id: &str, args: &[&str]) -> Vec<String> {
         let mut given = self.spec.gateway_args.clone();
         given.extend(owned(args));
-        let mut all = owned(&["--nats-url", &self.nats.url(), "--jwks-url", &self.jwks_url()]);
+        let mut all = owned(&["--nats-url", &self.nats_urls, "--jwks-url", &self.jwks_url()]);
+        given.extend(self.replicas(&given));
         // Test defaults, each left out when the test gives the flag itself (the services refuse a flag twice).
         for (flag, value) in [
             ("--id", id),
@@ -272,17 +408,26 @@ impl Stack {
         all
     }
 
+    /// `--stream-replicas N` for a cluster of N nodes, unless `given` has it: the chat stream is made in a replica
+    /// per node, as in docker-compose.yml.
+    fn replicas(&self, given: &[String]) -> Vec<String> {
+        let flag = "--stream-replicas";
+        if self.nats_peers.is_empty() || given.iter().any(|g| g == flag || g.starts_with(&format!("{flag}="))) {
+            return Vec::new();
+        }
+        owned(&[flag, &self.nats_nodes().to_string()])
+    }
+
     /// Starts one more gateway on a free port, with the stack's gateway flags plus `args`, and waits until it is
     /// ready.
     pub async fn add_gateway(&self, args: &[&str]) -> Arc<Program> {
         let (name, args) = self.next_gateway(args);
-        let gateway = Program::start(name, binary(GATEWAY_BIN), args, self.dir.path()).await;
+        let gateway = Program::start(name, binary(GATEWAY_BIN), args, true, self.dir.path()).await;
         self.keep_gateway(gateway)
     }
 
     /// Starts one more gateway on `port`, which a running gateway may share (SO_REUSEPORT): a replacement in a
-    /// rolling restart. Its readiness is taken from a 200 on `/readyz`, so any gateway still on the port must be
-    /// draining (answering 503) while it starts.
+    /// rolling restart. Its readiness is taken from a 200 on `/readyz` of its own admin port.
     pub async fn add_gateway_on(&self, port: u16, args: &[&str]) -> Arc<Program> {
         let (name, args) = self.next_gateway(args);
         let gateway = Program::start_on(name, binary(GATEWAY_BIN), args, port, self.dir.path()).await;
@@ -302,13 +447,29 @@ impl Stack {
         gateway
     }
 
-    /// Starts one more persister, with the stack's persister flags plus `args`, and waits until it is ready.
+    /// Starts one more persister, with the stack's persister flags plus `args` (and a unique `--id` unless they
+    /// give one), and waits until it is ready.
     pub async fn add_persister(&self, args: &[&str]) -> Arc<Program> {
         let n = lock(&self.persisters).len() + 1;
-        let mut all = owned(&["--nats-url", &self.nats.url(), "--database-url", &self.db_url]);
+        let mut all = owned(&["--nats-url", &self.nats_urls, "--database-url", &self.db_url]);
         all.extend(self.spec.persister_args.iter().cloned());
         all.extend(owned(args));
-        let persister = Program::start(format!("persister-{n}"), binary(PERSISTER_BIN), all, self.dir.path()).await;
+        let replicas = self.replicas(&all);
+        all.extend(replicas);
+        // An id of its own that a restart keeps (the same flags), as an orchestrator's stable names would: a
+        // persister started again takes its partition leases back at once instead of waiting for them to age out.
+        if !all.iter().any(|a| a == "--id" || a.starts_with("--id=")) {
+            let id = format!("persister-{n}-{}", uuid::Uuid::new_v4().simple());
+            all.extend(["--id".to_owned(), id]);
+        }
+        let persister = Program::start(
+            format!("persister-{n}"),
+            binary(PERSISTER_BIN),
+            all,
+            false,
+            self.dir.path(),
+        )
+        .await;
         let persister = Arc::new(persister);
         lock(&self.persisters).push(persister.clone());
         persister
@@ -353,12 +514,15 @@ impl Stack {
                 out.push_str(&format!("--- {} (last 40 lines)\n{tail}\n", program.name()));
             }
         }
-        let nats = self.nats.log();
-        let nats: Vec<&str> = nats.lines().collect();
-        out.push_str(&format!(
-            "--- nats-server (last 20 lines)\n{}\n",
-            nats[nats.len().saturating_sub(20)..].join("\n")
-        ));
+        for i in 0..self.nats_nodes() {
+            let nats = self.nats_node(i).log();
+            let nats: Vec<&str> = nats.lines().collect();
+            out.push_str(&format!(
+                "--- nats-server {} (last 20 lines)\n{}\n",
+                i + 1,
+                nats[nats.len().saturating_sub(20)..].join("\n")
+            ));
+        }
         out
     }
 
@@ -410,26 +574,41 @@ impl Stack {
         rows
     }
 
-    /// The messages of stream `stream` that durable consumer `consumer` has not had acked yet: waiting to be
-    /// delivered, or delivered and not acked. 0 means whoever reads through it (the persisters) holds nothing
+    /// The messages of stream `stream` that its durable consumers whose names start with `prefix` have not had
+    /// acked yet: waiting to be delivered, or delivered and not acked. The persisters read through one consumer per
+    /// partition (`natter-persister-p00`…), so `natter-persister-p` counts them all; 0 means they hold nothing
     /// unfinished.
-    pub async fn consumer_backlog(&self, stream: &str, consumer: &str) -> u64 {
-        let client = async_nats::connect(self.nats.url()).await.expect("connect to NATS");
+    pub async fn consumers_backlog(&self, stream: &str, prefix: &str) -> u64 {
+        use futures::TryStreamExt as _;
+        let client = self.nats_client().await;
         let js = async_nats::jetstream::new(client);
-        let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
-            .get_consumer_from_stream(consumer, stream)
-            .await
-            .expect("the consumer exists");
-        let info = consumer.info().await.expect("the consumer's info");
-        info.num_pending + info.num_ack_pending as u64
+        let stream = js.get_stream(stream).await.expect("the stream exists");
+        let infos: Vec<async_nats::jetstream::consumer::Info> =
+            stream.consumers().try_collect().await.expect("the stream's consumers");
+        infos
+            .iter()
+            .filter(|info| info.name.starts_with(prefix))
+            .map(|info| info.num_pending + info.num_ack_pending as u64)
+            .sum()
     }
 
     /// Deletes the JetStream stream `name` (the chat stream is `natter_proto::bus::CHAT_STREAM`), as an operator's
     /// mistake would; the services create it again by themselves.
     pub async fn delete_stream(&self, name: &str) {
-        let client = async_nats::connect(self.nats.url()).await.expect("connect to NATS");
+        let client = self.nats_client().await;
         let js = async_nats::jetstream::new(client);
         js.delete_stream(name).await.expect("delete the stream");
+    }
+}
+
+impl Stack {
+    /// A client of the stack's NATS, connected to whichever node answers.
+    pub async fn nats_client(&self) -> async_nats::Client {
+        let servers: Vec<async_nats::ServerAddr> = self.nats_urls.split(',').filter_map(|u| u.parse().ok()).collect();
+        async_nats::ConnectOptions::new()
+            .connect(servers)
+            .await
+            .expect("connect to the stack's NATS")
     }
 }
 

@@ -160,9 +160,9 @@ export async function expectMessages(page: Page, room: string, expected: string[
  * paced under the gateway's rate limit. Returns the bodies in stored order.
  */
 export async function seedMessages(page: Page, room: string, count: number, prefix: string): Promise<string[]> {
+  const access = await pageAccessToken(page);
   const acks = await page.evaluate(
-    async ({ room, count, prefix }) => {
-      const session = JSON.parse(localStorage.getItem("natter.session") ?? "null");
+    async ({ room, count, prefix, access }) => {
       const { url } = await (await fetch("/api/gateway")).json();
       const sockets = 4;
       const stored: { body: string; seq: number }[] = [];
@@ -173,7 +173,7 @@ export async function seedMessages(page: Page, room: string, count: number, pref
           for (let i = s * per; i < Math.min(count, (s + 1) * per); i++) mine.push(i);
           return new Promise<void>((resolve, reject) => {
             if (!mine.length) return resolve();
-            const ws = new WebSocket(url, ["natter.v1", session.access_token]);
+            const ws = new WebSocket(url, ["natter.v1", access]);
             const body = (i: number) => `${prefix} ${String(i + 1).padStart(3, "0")}`;
             let next = 0;
             let done = 0;
@@ -207,7 +207,7 @@ export async function seedMessages(page: Page, room: string, count: number, pref
       );
       return stored;
     },
-    { room, count, prefix },
+    { room, count, prefix, access },
   );
   return acks.sort((a, b) => a.seq - b.seq).map((a) => a.body);
 }
@@ -233,9 +233,25 @@ export async function pairInRoom(
   return { first, second, room };
 }
 
-/** The session the page keeps in localStorage (its tokens), as the app stored it. */
-export async function storedSession(page: Page): Promise<{ access_token: string; refresh_token: string } | null> {
+/** What the page keeps in localStorage about its session: who is signed in, never a token. */
+export async function storedSession(page: Page): Promise<{ user: { id: string; name: string } } | null> {
   return page.evaluate(() => JSON.parse(localStorage.getItem("natter.session") ?? "null"));
+}
+
+/**
+ * An access token of the page's own session, for acting as the page's user from outside it: asked for from inside
+ * the page, as its app does, through the refresh cookie (which rotates; the app goes on with the new one). The
+ * page's script gets an access token this way, never the refresh token.
+ */
+export async function pageAccessToken(page: Page): Promise<string> {
+  return page.evaluate(async () => {
+    const locks = (navigator as Navigator & { locks: LockManager }).locks;
+    return locks.request("natter.session.refresh", async () => {
+      const response = await fetch("/api/refresh", { method: "POST", headers: { "natter-refresh-token": "cookie" } });
+      if (!response.ok) throw new Error(`refresh through the cookie: ${response.status}`);
+      return ((await response.json()) as { access_token: string }).access_token;
+    });
+  });
 }
 
 /** The id of the room the page shows (from its address). */

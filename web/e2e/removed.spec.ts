@@ -9,12 +9,12 @@ import { expect, test } from "@playwright/test";
 import {
   createRoom,
   expectMessages,
+  pageAccessToken,
   pairInRoom,
   register,
   roomIdOf,
   roomLink,
   say,
-  storedSession,
   uniqueName,
 } from "./helpers";
 
@@ -27,7 +27,7 @@ test("the owner deletes a room through the API while another has it open: the ro
   const id = roomIdOf(owner.page);
 
   // Deleted from outside both pages (another device of the owner, a script).
-  const token = (await storedSession(owner.page))?.access_token;
+  const token = await pageAccessToken(owner.page);
   const deleted = await owner.context.request.delete(`/api/rooms/${id}`, { headers: { authorization: `Bearer ${token}` } });
   expect(deleted.status()).toBe(204);
 
@@ -96,7 +96,7 @@ test("removing someone who has just left says so in the member list", async ({ b
   const list = owner.page.getByRole("region", { name: `Members of ${room}` });
   await list.getByRole("button", { name: `Remove ${member.name}` }).click();
   // The member leaves (from another device) just before the owner confirms.
-  const token = (await storedSession(member.page))?.access_token;
+  const token = await pageAccessToken(member.page);
   const left = await member.context.request.post(`/api/rooms/${id}/leave`, { headers: { authorization: `Bearer ${token}` } });
   expect(left.status()).toBe(204);
   await list.getByRole("button", { name: "Remove from room" }).click();

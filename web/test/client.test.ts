@@ -376,6 +376,28 @@ describe("NatterClient", () => {
     expect(socket.frames("join").filter((j) => j.room === "lobby")).toHaveLength(2);
     env.client.stop();
   });
+
+  it("retries a join over the gateway's budget a moment later, matched to its join", async () => {
+    const env = start((s) => {
+      s.server.room("lobby");
+      s.server.room("second");
+    });
+    await env.client.start();
+    await tick();
+    const socket = env.sockets.last;
+    socket.accept();
+    await tick();
+    const first = socket.frames("join")[0].room;
+    const other = first === "lobby" ? "second" : "lobby";
+    socket.deliver({ type: "error", code: "rate_limited", message: "joining rooms too fast; slow down" });
+    socket.deliver({ type: "joined", room: other, seq: 0, recovered: true, members: [] });
+    await tick();
+    expect(env.client.room(other)?.notice).toBeUndefined();
+    await tick(2_500);
+    expect(socket.frames("join").filter((j) => j.room === first)).toHaveLength(2);
+    expect(socket.frames("join").filter((j) => j.room === other)).toHaveLength(1);
+    env.client.stop();
+  });
 });
 
 describe("NatterClient under stress", () => {

@@ -97,7 +97,9 @@ export class FakeServer {
     { id: "gw-1", url: "ws://gw-1/ws" },
     { id: "gw-2", url: "ws://gw-2/ws" },
   ];
-  readonly requests: { method: string; path: string; body?: unknown }[] = [];
+  readonly requests: { method: string; path: string; body?: unknown; headers: Record<string, string> }[] = [];
+  /** The refresh token the browser's HttpOnly cookie holds (cookie mode), as the real API would set it. */
+  cookie: string | undefined;
   refreshes = 0;
   /** Requests to fail: path prefix, method, the status and error code to answer, how many times. */
   private failures: { prefix: string; method: string; status: number; times: number; code?: string }[] = [];
@@ -166,7 +168,7 @@ export class FakeServer {
   }
 
   /** Requests to paths starting with `prefix`. */
-  calls(prefix: string, method?: string): { method: string; path: string; body?: unknown }[] {
+  calls(prefix: string, method?: string): { method: string; path: string; body?: unknown; headers: Record<string, string> }[] {
     return this.requests.filter((r) => r.path.startsWith(prefix) && (!method || r.method === method));
   }
 
@@ -174,7 +176,17 @@ export class FakeServer {
     const url = new URL(String(input), "http://api.test");
     const method = init?.method ?? "GET";
     const body = init?.body ? JSON.parse(String(init.body)) : undefined;
-    this.requests.push({ method, path: url.pathname + url.search, body });
+    const headers = { ...(init?.headers as Record<string, string> | undefined) };
+    this.requests.push({ method, path: url.pathname + url.search, body, headers });
+    const cookieMode = headers["natter-refresh-token"] === "cookie";
+    /** Tokens as the API answers them: in cookie mode, the refresh token goes in the cookie. */
+    const issue = (status: number) => {
+      const tokens = this.tokens();
+      if (!cookieMode) return json(status, tokens);
+      this.cookie = tokens.refresh_token;
+      const { refresh_token: _kept, ...rest } = tokens;
+      return json(status, rest);
+    };
     const json = (status: number, value: unknown) =>
       new Response(value === undefined ? null : JSON.stringify(value), {
         status,
@@ -195,10 +207,16 @@ export class FakeServer {
       return pick ? json(200, { ...pick, connections: 0 }) : error(503, "no_gateway");
     }
     if (path === "/api/refresh") {
+      const presented = (body as { refresh_token?: string } | undefined)?.refresh_token ?? (cookieMode ? this.cookie : undefined);
+      if (!presented) return error(401, "invalid_refresh_token");
       this.refreshes += 1;
-      return json(200, this.tokens());
+      return issue(200);
     }
-    if (path === "/api/logout") return json(204, undefined);
+    if (path === "/api/login" || path === "/api/register") return issue(path === "/api/login" ? 200 : 201);
+    if (path === "/api/logout") {
+      if (cookieMode) this.cookie = undefined;
+      return json(204, undefined);
+    }
     if (path === "/api/rooms" && method === "GET") {
       // The listing is taken when asked for, whenever it is answered.
       const listing = JSON.parse(JSON.stringify([...this.rooms.values()]));

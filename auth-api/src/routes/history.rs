@@ -71,6 +71,7 @@ fn history_message((seq, id, user_id, user_name, body, ts): Row) -> Option<Histo
         (status = 400, description = "`invalid_room_id`, `invalid_query`", body = ErrorBody),
         (status = 403, description = "`room_private`", body = ErrorBody),
         (status = 404, description = "`room_not_found`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),
     ))]
 pub async fn room_messages(
     State(state): State<AppState>,

@@ -8,6 +8,7 @@ pub mod health;
 pub mod history;
 pub mod load_test;
 pub mod rooms;
+pub mod sessions;
 pub mod web;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -51,14 +52,23 @@ async fn jwks(State(state): State<AppState>) -> Json<JwkSet> {
     Json(state.keys.jwks())
 }
 
-/// Builds the application's router with its state: the API, health checks, metrics and the OpenAPI document.
-pub fn app(state: AppState, max_body_bytes: usize) -> Router {
+/// Builds the application's router with its state: the API, the web client and the OpenAPI document, with the
+/// health checks and metrics beside them, or served on `admin` (the `--admin-listen` listener) by the task
+/// returned.
+pub fn app(
+    state: AppState,
+    max_body_bytes: usize,
+    admin: Option<tokio::net::TcpListener>,
+) -> (Router, Option<tokio::task::JoinHandle<()>>) {
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::register))
         .routes(routes!(auth::login))
         .routes(routes!(auth::guest))
         .routes(routes!(auth::refresh))
         .routes(routes!(auth::logout))
+        .routes(routes!(sessions::list_sessions, sessions::end_all_sessions))
+        .routes(routes!(sessions::end_session))
+        .routes(routes!(sessions::change_password))
         .routes(routes!(load_test::bulk_guests))
         .routes(routes!(rooms::create_room, rooms::list_rooms))
         .routes(routes!(rooms::get_room, rooms::delete_room))
@@ -73,18 +83,23 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .split_for_parts();
     crate::metrics::register_routes(&openapi, &["/api/openapi.json", "/healthz", "/readyz", "/metrics"]);
     let openapi = std::sync::Arc::new(openapi);
-    api.route(
-        "/api/openapi.json",
-        get(move || async move { Json(openapi.as_ref().clone()) }),
-    )
-    .route("/healthz", get(health::healthz))
-    .route("/readyz", get(health::readyz))
-    .route("/metrics", get(natter_service::metrics_page))
-    .fallback(web::fallback)
-    .method_not_allowed_fallback(method_not_allowed)
-    .layer(DefaultBodyLimit::max(max_body_bytes))
-    .layer(axum::middleware::from_fn(crate::metrics::track))
-    .with_state(state)
+    let health = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(natter_service::metrics_page))
+        .layer(axum::middleware::from_fn(crate::metrics::track))
+        .with_state(state.clone());
+    let public = api
+        .route(
+            "/api/openapi.json",
+            get(move || async move { Json(openapi.as_ref().clone()) }),
+        )
+        .fallback(web::fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(crate::metrics::track))
+        .with_state(state);
+    natter_service::serve_admin(public, health, admin)
 }
 
 async fn method_not_allowed() -> ApiError {

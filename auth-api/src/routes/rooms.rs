@@ -226,6 +226,7 @@ fn new_join_code() -> String {
         (status = 201, description = "Room created", body = Room),
         (status = 401, description = "missing or invalid token", body = ErrorBody),
         (status = 422, description = "`invalid_room_name`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),
     ))]
 pub async fn create_room(
     State(state): State<AppState>,
@@ -233,6 +234,7 @@ pub async fn create_room(
     ApiJson(body): ApiJson<CreateRoom>,
 ) -> ApiResult<(StatusCode, Json<Room>)> {
     let name = RoomName::parse(&body.name).map_err(|e| ApiError::validation("invalid_room_name", e.to_string()))?;
+    user.spend(&state.budgets.room_creations)?;
     let id = new_room_id();
     let join_code = body.private.then(new_join_code);
     let mut tx = state.db.begin().await?;
@@ -262,8 +264,12 @@ pub async fn create_room(
 
 /// List the rooms the caller is in, then the other public rooms; oldest first within each (at most 500).
 #[utoipa::path(get, path = "/api/rooms", tag = "rooms", security(("bearer" = [])),
-    responses((status = 200, description = "Rooms", body = [Room])))]
+    responses(
+        (status = 200, description = "Rooms", body = [Room]),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ))]
 pub async fn list_rooms(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<Room>>> {
+    user.spend(&state.budgets.room_listings)?;
     let rows: Vec<RoomRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{} WHERE NOT r.private OR me.user_id IS NOT NULL \
          ORDER BY joined DESC, r.created_at, r.id LIMIT {LIST_LIMIT}",
@@ -283,18 +289,21 @@ pub async fn list_rooms(State(state): State<AppState>, user: AuthUser) -> ApiRes
         (status = 400, description = "`invalid_room_id`", body = ErrorBody),
         (status = 403, description = "`room_private`", body = ErrorBody),
         (status = 404, description = "`room_not_found`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),
     ))]
 pub async fn get_room(State(state): State<AppState>, user: AuthUser, RoomPath(id): RoomPath) -> ApiResult<Json<Room>> {
     Ok(Json(visible_room(&state, user.id, &id).await?))
 }
 
-/// Join a room. Private rooms need their join code in the body: `{"code": "…"}`.
+/// Join a room. Private rooms need their join code in the body: `{"code": "…"}`; a new member of a private room is
+/// announced to the gateways (a `member_joined` room event), which may remember refusing them.
 #[utoipa::path(post, path = "/api/rooms/{id}/join", tag = "rooms", security(("bearer" = [])),
     params(("id" = String, Path, description = "Room id")), request_body(content = Option<JoinRoom>),
     responses(
         (status = 200, description = "Joined (or already a member)", body = Room),
         (status = 403, description = "`invalid_join_code`", body = ErrorBody),
         (status = 404, description = "`room_not_found`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),
     ))]
 pub async fn join_room(
     State(state): State<AppState>,
@@ -303,6 +312,7 @@ pub async fn join_room(
     OptionalJson(request): OptionalJson<JoinRoom>,
 ) -> ApiResult<Json<Room>> {
     let request = request.unwrap_or_default();
+    user.spend(&state.budgets.membership_changes)?;
     let room = load_room(&state, user.id, &id).await?;
     if room.joined {
         return Ok(Json(room));
@@ -325,7 +335,7 @@ pub async fn join_room(
         }
     }
     // A new member has read everything stored so far: only what arrives after joining is unread.
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO memberships (room_id, user_id, role, read_seq) \
          VALUES ($1, $2, 'member', (SELECT coalesce(max(position), 0) FROM messages WHERE room_id = $1)) \
          ON CONFLICT DO NOTHING",
@@ -339,24 +349,33 @@ pub async fn join_room(
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => room_not_found(&id),
         _ => err.into(),
     })?;
+    if room.private && inserted.rows_affected() > 0 {
+        // A gateway may remember refusing this user a moment ago; it forgets that.
+        let event = RoomEvent::MemberJoined {
+            user: user.id.to_string(),
+        };
+        room_events::publish(state.nats.as_ref(), &id, event).await;
+    }
     Ok(Json(load_room(&state, user.id, &id).await?))
 }
 
-/// Leave a room. The owner cannot leave (delete the room instead). Leaving a room one is not in changes nothing.
-/// Either way the gateways are told (a `member_left` room event) and take the caller's sockets out of the room;
-/// a public room can be joined again at any time.
+/// Leave a room. The owner cannot leave (delete the room instead). The gateways are told (a `member_left` room
+/// event) and take the caller's sockets out of the room; a public room can be joined again at any time. Leaving a
+/// room one is not in changes nothing and tells no one.
 #[utoipa::path(post, path = "/api/rooms/{id}/leave", tag = "rooms", security(("bearer" = [])),
     params(("id" = String, Path, description = "Room id")),
     responses(
         (status = 204, description = "Left"),
         (status = 404, description = "`room_not_found`", body = ErrorBody),
         (status = 409, description = "`owner_cannot_leave`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),
     ))]
 pub async fn leave_room(
     State(state): State<AppState>,
     user: AuthUser,
     RoomPath(id): RoomPath,
 ) -> ApiResult<StatusCode> {
+    user.spend(&state.budgets.membership_changes)?;
     let room = load_room(&state, user.id, &id).await?;
     if room.owner_id == user.id {
         return Err(ApiError::conflict(
@@ -364,11 +383,18 @@ pub async fn leave_room(
             "the owner cannot leave a room; delete it instead",
         ));
     }
-    sqlx::query("DELETE FROM memberships WHERE room_id = $1 AND user_id = $2")
+    let left = sqlx::query("DELETE FROM memberships WHERE room_id = $1 AND user_id = $2")
         .bind(id.as_str())
         .bind(user.id)
         .execute(&state.db)
         .await?;
+    if left.rows_affected() == 0 {
+        // Not a member: nothing changed, so nothing is published (a leave repeated in a loop would otherwise be an
+        // event every gateway hears). Gateways let members only into private rooms, and a member who left or was
+        // removed before was taken out then; a socket in a public room without a membership is its client's to
+        // leave with a `leave` frame.
+        return Ok(StatusCode::NO_CONTENT);
+    }
     room_events::publish(
         state.nats.as_ref(),
         &id,
@@ -391,12 +417,14 @@ pub async fn leave_room(
         (status = 403, description = "`not_room_owner`, `room_private`", body = ErrorBody),
         (status = 404, description = "`room_not_found`, `member_not_found`", body = ErrorBody),
         (status = 409, description = "`owner_cannot_be_removed`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),
     ))]
 pub async fn remove_member(
     State(state): State<AppState>,
     user: AuthUser,
     MemberPath(id, member): MemberPath,
 ) -> ApiResult<StatusCode> {
+    user.spend(&state.budgets.membership_changes)?;
     let room = owned_room(&state, user.id, &id, "remove members").await?;
     if member == room.owner_id {
         return Err(ApiError::conflict(
@@ -433,12 +461,14 @@ pub async fn remove_member(
         (status = 204, description = "Deleted"),
         (status = 403, description = "`not_room_owner`, `room_private`", body = ErrorBody),
         (status = 404, description = "`room_not_found`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),
     ))]
 pub async fn delete_room(
     State(state): State<AppState>,
     user: AuthUser,
     RoomPath(id): RoomPath,
 ) -> ApiResult<StatusCode> {
+    user.spend(&state.budgets.membership_changes)?;
     owned_room(&state, user.id, &id, "delete it").await?;
     // The room and its history go together. The stream first, so that less of what it still holds reaches the
     // table after the rows are deleted.
@@ -491,6 +521,7 @@ async fn purge_from_stream(nats: &async_nats::Client, room: &natter_proto::RoomI
         (status = 403, description = "`not_member`, `room_private`", body = ErrorBody),
         (status = 404, description = "`room_not_found`", body = ErrorBody),
         (status = 422, description = "`invalid_seq`, `invalid_body`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),
     ))]
 pub async fn mark_read(
     State(state): State<AppState>,
@@ -542,6 +573,7 @@ pub async fn mark_read(
         (status = 200, description = "Members, owner first", body = [Member]),
         (status = 403, description = "`room_private`", body = ErrorBody),
         (status = 404, description = "`room_not_found`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),
     ))]
 pub async fn room_members(
     State(state): State<AppState>,

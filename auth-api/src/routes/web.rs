@@ -17,11 +17,22 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The page's Content-Security-Policy: only its own scripts and styles, no inline code, no framing. Message
-/// bodies are rendered as text anyway; this keeps a slip from ever running script. WebSockets may go to any
-/// gateway host (`ws:`/`wss:`), which the API hands out.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data:; connect-src 'self' ws: wss:; base-uri 'none'; form-action 'self'; \
-     frame-ancestors 'none'; object-src 'none'";
+/// bodies are rendered as text anyway; this keeps a slip from ever running script, and `connect-src` keeps
+/// anything that did run from sending what it reads anywhere but this origin and the gateways: those this API has
+/// heard from since it started (the URLs it hands out), listed when the page is served.
+fn content_security_policy(state: &AppState) -> HeaderValue {
+    let mut connect = String::from("'self'");
+    for origin in state.gateways.origins() {
+        connect.push(' ');
+        connect.push_str(&origin);
+    }
+    let policy = format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src {connect}; \
+         base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'"
+    );
+    // Gateway origins are checked to be plain (crate::fleet::ws_origin), so this is always a valid value.
+    HeaderValue::from_str(&policy).unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"))
+}
 
 /// Whether `dir` holds a built client (its `index.html`).
 pub fn is_built(dir: &Path) -> bool {
@@ -54,7 +65,7 @@ pub async fn fallback(State(state): State<AppState>, req: Request) -> Response {
             _ => return not_found(),
         }
     };
-    with_headers(response, cache)
+    with_headers(response, cache, content_security_policy(&state))
 }
 
 async fn index(dir: &Path, req: Request) -> Response {
@@ -86,15 +97,12 @@ where
     }
 }
 
-fn with_headers(mut response: Response, cache: &'static str) -> Response {
+fn with_headers(mut response: Response, cache: &'static str, csp: HeaderValue) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     // The same URL answers gzip or not by the request's Accept-Encoding: shared caches must keep both apart.
     headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
+    headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     response

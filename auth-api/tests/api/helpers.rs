@@ -118,12 +118,7 @@ impl TestApp {
     /// POSTs JSON from the client address `from` (a loopback address: the client socket is bound to it, so the
     /// API sees it as the peer address).
     pub async fn post_from(&self, from: std::net::IpAddr, path: &str, body: Value) -> Reply {
-        let client = reqwest::Client::builder()
-            .local_address(from)
-            .build()
-            .expect("a client bound to the address");
-        let req = client.post(format!("{}{path}", self.base)).json(&body);
-        read(req.send().await.expect("request reaches the server")).await
+        post_from(&self.base, from, path, body).await
     }
 
     /// Sends raw bytes with a content type.
@@ -159,6 +154,17 @@ impl TestApp {
         async_nats::connect(nats.url())
             .await
             .expect("connects to the test's NATS")
+    }
+
+    /// What the revoked-sessions bucket holds for session `sid`, if anything.
+    pub async fn revoked_session(&self, sid: &str) -> Option<natter_proto::bus::RevokedSession> {
+        let js = async_nats::jetstream::new(self.nats_client().await);
+        let store = js
+            .get_key_value(natter_proto::bus::REVOKED_SESSIONS_BUCKET)
+            .await
+            .expect("the auth API made the bucket");
+        let entry = store.get(sid).await.expect("the bucket answers")?;
+        Some(serde_json::from_slice(&entry).expect("a revoked session"))
     }
 
     /// Logs `name` in with the password [`TestApp::register`] gives; returns the token response.
@@ -198,6 +204,13 @@ impl TestApp {
         self.call(Method::POST, path, Some(token), None).await
     }
 
+    /// Joins private room `room` with its join `code` as the holder of `token`.
+    pub async fn join_with_code(&self, token: &str, room: &str, code: &str) -> Reply {
+        let path = format!("/api/rooms/{room}/join");
+        self.call(Method::POST, &path, Some(token), Some(json!({"code": code})))
+            .await
+    }
+
     /// DELETEs `path` with `token`.
     pub async fn delete_as(&self, token: &str, path: &str) -> Reply {
         self.call(Method::DELETE, path, Some(token), None).await
@@ -210,6 +223,17 @@ impl TestApp {
             .expect("access token")
             .to_owned()
     }
+}
+
+/// POSTs JSON to the API at `base` (`http://HOST:PORT`, this process's app or another process) from the client
+/// address `from` (a loopback address the client socket is bound to).
+pub async fn post_from(base: &str, from: std::net::IpAddr, path: &str, body: Value) -> Reply {
+    let client = reqwest::Client::builder()
+        .local_address(from)
+        .build()
+        .expect("a client bound to the address");
+    let req = client.post(format!("{base}{path}")).json(&body);
+    read(req.send().await.expect("request reaches the server")).await
 }
 
 /// The claims of a token, read without verifying it.

@@ -1,13 +1,15 @@
 //! Login guessing is slowed per (user, address) and per user, without locking the user out: each client here
-//! has its own loopback address (127.0.0.0/8 is all local), which the API sees as the peer address.
+//! has its own loopback address (127.0.0.0/8 is all local), which the API sees as the peer address. The budgets
+//! and the known addresses are in the database, shared by every instance and kept across restarts.
 
 use std::net::IpAddr;
 
 use natter_test_support::metrics_page::value;
+use natter_test_support::stack::Stack;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{Reply, TestApp, spawn_app_with};
+use crate::helpers::{Reply, TestApp, post_from, spawn_app_on, spawn_app_with};
 
 fn addr(last: u8) -> IpAddr {
     IpAddr::from([127, 0, 0, last])
@@ -187,4 +189,66 @@ async fn every_attempt_from_an_address_counts_against_its_own_limit() {
         .assert_error(429, "rate_limited");
     let elsewhere = login_from(&app, addr(60), "ivan", "correct horse").await;
     assert_eq!(elsewhere.status, StatusCode::OK, "{}", elsewhere.body);
+}
+
+#[tokio::test]
+async fn two_instances_share_the_budgets_and_a_restart_keeps_the_known_addresses() {
+    let limits = [
+        "--login-failures-per-user-address",
+        "3",
+        "--login-failures-per-user",
+        "5",
+    ];
+    // One instance is a separate process (the stack's), the other runs here; both on the stack's database.
+    let stack = Stack::builder().gateways(0).api_args(&limits).start().await;
+    let here = spawn_app_on(stack.db_url().to_owned(), &limits).await;
+    let there = stack.api_url();
+    let instances = [here.base.clone(), there.clone()];
+    let login_at = |base: &str, from: u8, password: &str| {
+        let (base, password) = (base.to_owned(), password.to_owned());
+        async move {
+            post_from(
+                &base,
+                addr(from),
+                "/api/login",
+                json!({"username": "nora", "password": password}),
+            )
+            .await
+        }
+    };
+    register_elsewhere(&here, "nora").await;
+    let home = login_at(&there, 20, "correct horse").await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+
+    // Guesses from one address, alternated between the instances: stopped after 3, as through one instance.
+    for attempt in 0..3 {
+        login_at(&instances[attempt % 2], 2, "wrong horse")
+            .await
+            .assert_error(401, "invalid_credentials");
+    }
+    for base in &instances {
+        login_at(base, 2, "wrong horse").await.assert_error(429, "rate_limited");
+    }
+    // Those 3 count against the user's budget of 5 too: 2 more from other addresses, then none, on either.
+    for (i, from) in [10, 11].into_iter().enumerate() {
+        login_at(&instances[i % 2], from, "wrong horse")
+            .await
+            .assert_error(401, "invalid_credentials");
+    }
+    for (base, from) in instances.iter().zip([12, 13]) {
+        let reply = login_at(base, from, "correct horse").await;
+        reply.assert_error(429, "rate_limited");
+        assert!((61..=3600).contains(&retry_after(&reply)), "{}", retry_after(&reply));
+    }
+
+    // A restart forgets neither the spent budget nor the address the user logged in from.
+    stack.api().restart().await;
+    login_at(&there, 14, "correct horse")
+        .await
+        .assert_error(429, "rate_limited");
+    login_at(&there, 20, "wrong horse")
+        .await
+        .assert_error(401, "invalid_credentials");
+    let again = login_at(&there, 20, "correct horse").await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
 }

@@ -2,16 +2,20 @@
 
 mod attacks;
 mod auth;
+mod budgets;
+mod cookie;
 mod errors;
 mod helpers;
 mod history;
 mod load_test;
 mod login_limits;
 mod members;
+mod names;
 mod operations;
 mod read_cursor;
 mod revocation;
 mod room_events;
 mod rooms;
+mod sessions;
 mod tokens;
 mod web;

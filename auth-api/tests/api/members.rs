@@ -30,14 +30,7 @@ async fn the_owner_removes_a_member_who_then_cannot_read_a_private_room() {
     let room = app.create_room(access(&owner), "Backroom", true).await;
     let room_id = id(&room);
     let code = room["join_code"].as_str().expect("the owner sees the join code");
-    let joined = app
-        .call(
-            reqwest::Method::POST,
-            &format!("/api/rooms/{room_id}/join"),
-            Some(access(&member)),
-            Some(serde_json::json!({"code": code})),
-        )
-        .await;
+    let joined = app.join_with_code(access(&member), room_id, code).await;
     assert_eq!(joined.status, StatusCode::OK, "{}", joined.body);
     let history = format!("/api/rooms/{room_id}/messages");
     assert_eq!(app.get(&history, Some(access(&member))).await.status, StatusCode::OK);

@@ -7,7 +7,7 @@ use natter_test_support::metrics_page::{has, value};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_on};
+use crate::helpers::{spawn_app, spawn_app_on, spawn_app_with};
 
 #[tokio::test]
 async fn health_and_metrics_endpoints_work() {
@@ -32,6 +32,31 @@ async fn health_and_metrics_endpoints_work() {
         text.contains("natter_api_http_request_duration_seconds_bucket"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn with_an_admin_port_health_and_metrics_move_there_and_the_public_port_serves_only_the_api() {
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let admin_addr = admin.local_addr().expect("address");
+    drop(admin);
+    let app = spawn_app_with(&["--admin-listen", &admin_addr.to_string()]).await;
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let public = app.get(path, None).await;
+        assert_eq!(public.status, StatusCode::NOT_FOUND, "{path} on the public port");
+        let answer = reqwest::get(format!("http://{admin_addr}{path}"))
+            .await
+            .expect("the admin port answers");
+        assert_eq!(answer.status(), StatusCode::OK, "{path} on the admin port");
+    }
+    let metrics = reqwest::get(format!("http://{admin_addr}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(has(&metrics, "natter_api_http_requests_total"), "{metrics}");
+    // The API itself is where it was.
+    assert_eq!(app.get("/.well-known/jwks.json", None).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -78,6 +103,10 @@ async fn openapi_document_lists_every_route() {
         ("/api/refresh", "post"),
         ("/api/logout", "post"),
         ("/api/load-test/guests", "post"),
+        ("/api/sessions", "get"),
+        ("/api/sessions", "delete"),
+        ("/api/sessions/{id}", "delete"),
+        ("/api/account/password", "post"),
         ("/api/rooms", "post"),
         ("/api/rooms", "get"),
         ("/api/rooms/{id}", "get"),

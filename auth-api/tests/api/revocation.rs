@@ -7,22 +7,11 @@ use natter_test_support::metrics_page::value;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{TestApp, access, claims_of, spawn_app_with_nats};
+use crate::helpers::{access, claims_of, spawn_app_with_nats};
 
 /// The session id of an access token.
 fn sid(token: &str) -> String {
     claims_of(token)["sid"].as_str().expect("a sid").to_owned()
-}
-
-/// What the bucket holds for session `sid`, if anything.
-async fn recorded(app: &TestApp, sid: &str) -> Option<RevokedSession> {
-    let js = jetstream::new(app.nats_client().await);
-    let store = js
-        .get_key_value(REVOKED_SESSIONS_BUCKET)
-        .await
-        .expect("the auth API made the bucket");
-    let entry = store.get(sid).await.expect("the bucket answers")?;
-    Some(serde_json::from_slice(&entry).expect("a revoked session"))
 }
 
 #[tokio::test]
@@ -63,13 +52,13 @@ async fn a_logged_out_session_is_refused_while_another_session_of_the_user_works
     );
 
     assert_eq!(
-        recorded(&app, &sid(access(&first))).await,
+        app.revoked_session(&sid(access(&first))).await,
         Some(RevokedSession {
             user,
             reason: RevokeReason::Logout
         })
     );
-    assert_eq!(recorded(&app, &sid(access(&second))).await, None);
+    assert_eq!(app.revoked_session(&sid(access(&second))).await, None);
     let page = app.metrics_text().await;
     assert_eq!(value(&page, revoked_metric), Some(refused_before + 2.0), "{page}");
 }
@@ -95,7 +84,7 @@ async fn a_reused_refresh_token_revokes_and_records_the_session() {
             .assert_error(401, "token_revoked");
     }
     assert_eq!(
-        recorded(&app, &session).await,
+        app.revoked_session(&session).await,
         Some(RevokedSession {
             user: first["user"]["id"].as_str().expect("id").to_owned(),
             reason: RevokeReason::RefreshReuse
@@ -107,7 +96,7 @@ async fn a_reused_refresh_token_revokes_and_records_the_session() {
         .await;
     assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.body);
     assert_eq!(
-        recorded(&app, &session).await.map(|s| s.reason),
+        app.revoked_session(&session).await.map(|s| s.reason),
         Some(RevokeReason::RefreshReuse)
     );
 }
@@ -140,14 +129,16 @@ async fn a_logout_the_gateways_could_not_hear_of_answers_503_and_a_retry_records
         .await
         .assert_error(503, "unavailable");
 
-    natter_stream::sessions::bucket(&js).await.expect("the bucket is back");
-    assert_eq!(recorded(&app, &session).await, None);
+    natter_stream::sessions::bucket(&js, 1)
+        .await
+        .expect("the bucket is back");
+    assert_eq!(app.revoked_session(&session).await, None);
     let retried = app
         .post("/api/logout", json!({"refresh_token": tokens["refresh_token"]}))
         .await;
     assert_eq!(retried.status, StatusCode::NO_CONTENT, "{}", retried.body);
     assert_eq!(
-        recorded(&app, &session).await.map(|s| s.reason),
+        app.revoked_session(&session).await.map(|s| s.reason),
         Some(RevokeReason::Logout)
     );
 }
@@ -169,13 +160,13 @@ async fn a_refresh_with_a_logged_out_sessions_token_records_it_again() {
         .purge()
         .await
         .expect("purged");
-    assert_eq!(recorded(&app, &session).await, None);
+    assert_eq!(app.revoked_session(&session).await, None);
 
     app.post("/api/refresh", json!({"refresh_token": tokens["refresh_token"]}))
         .await
         .assert_error(401, "refresh_token_revoked");
     assert_eq!(
-        recorded(&app, &session).await.map(|s| s.reason),
+        app.revoked_session(&session).await.map(|s| s.reason),
         Some(RevokeReason::Logout)
     );
 }

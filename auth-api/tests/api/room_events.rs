@@ -28,7 +28,7 @@ async fn is_member(app: &TestApp, room: &str, user: &str) -> bool {
 }
 
 #[tokio::test]
-async fn leaving_removing_and_deleting_each_publish_their_event() {
+async fn joining_a_private_room_leaving_removing_and_deleting_each_publish_their_event() {
     let app = spawn_app_with_nats(&[]).await;
     let nats = app.nats_client().await;
     let mut events = nats.subscribe(subject::all_room_events()).await.expect("subscribes");
@@ -81,6 +81,15 @@ async fn leaving_removing_and_deleting_each_publish_their_event() {
         .await
         .expect("query");
     assert_eq!(left, 0, "published after the commit");
+
+    // A new member of a private room is announced (gateways may remember refusing them); a public room's is not.
+    let private = app.create_room(access(&owner), "Closed", true).await;
+    let private_id = private["id"].as_str().expect("id").to_owned();
+    let code = private["join_code"].as_str().expect("the owner sees the code");
+    let reply = app.join_with_code(access(&leaver), &private_id, code).await;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.body);
+    let joined = RoomEvent::MemberJoined { user: leaver_id };
+    assert_eq!(next_event(&mut events).await, (private_id, joined));
 }
 
 #[tokio::test]
@@ -108,4 +117,38 @@ async fn room_changes_go_through_while_nats_is_down() {
     app.get(&format!("/api/rooms/{room_id}"), Some(access(&owner)))
         .await
         .assert_error(404, "room_not_found");
+}
+
+#[tokio::test]
+async fn a_leave_that_changes_nothing_publishes_nothing() {
+    let app = spawn_app_with_nats(&[]).await;
+    let nats = app.nats_client().await;
+    let mut events = nats.subscribe(subject::all_room_events()).await.expect("subscribes");
+    nats.flush().await.expect("the subscription is in place");
+    let owner = app.register("dina").await;
+    let stranger = app.register("egon").await;
+    let member = app.register("fritz").await;
+    let room = app.create_room(access(&owner), "Quiet", false).await;
+    let room_id = room["id"].as_str().expect("id").to_owned();
+    app.post_as(access(&member), &format!("/api/rooms/{room_id}/join"))
+        .await;
+
+    // Not a member: 204 as before, and nothing for the gateways; twice over, for a member who already left.
+    let leave = format!("/api/rooms/{room_id}/leave");
+    for _ in 0..3 {
+        let reply = app.post_as(access(&stranger), &leave).await;
+        assert_eq!(reply.status.as_u16(), 204, "{}", reply.body);
+    }
+    let reply = app.post_as(access(&member), &leave).await;
+    assert_eq!(reply.status.as_u16(), 204, "{}", reply.body);
+    let reply = app.post_as(access(&member), &leave).await;
+    assert_eq!(reply.status.as_u16(), 204, "{}", reply.body);
+    // The one leave that changed something is the only event.
+    let member_id = member["user"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        next_event(&mut events).await,
+        (room_id.clone(), RoomEvent::MemberLeft { user: member_id })
+    );
+    let more = tokio::time::timeout(Duration::from_millis(500), events.next()).await;
+    assert!(more.is_err(), "only one event: {more:?}");
 }

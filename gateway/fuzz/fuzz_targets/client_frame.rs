@@ -24,10 +24,16 @@ fn check_room(room: &RoomId) {
     let id = room.as_str();
     assert!(safe_token(id), "room id {id:?} is not a safe subject token");
     assert!(id.len() <= RoomId::MAX_LEN, "room id {id:?} is over-long");
-    // Every subject built from a room has the room as exactly one token, at its place.
+    // Every subject built from a room has the room as exactly one token, at its place, and the room's messages
+    // carry its partition as their last token.
+    let partition = subject::partition(room);
+    assert!(partition < subject::PARTITIONS, "room id {id:?} in partition {partition}");
+    for subject in [subject::room_messages(room), subject::room_live(room)] {
+        assert!(subject.ends_with(&format!(".{partition}")), "{subject:?} ends in its partition");
+    }
     let built = [
-        (subject::room_messages(room), 3, 5),
-        (subject::room_live(room), 4, 5),
+        (subject::room_messages(room), 3, 6),
+        (subject::room_live(room), 4, 6),
         (subject::room_typing(room), 3, 5),
         (subject::room_presence(room), 3, 5),
         (subject::room_presence_sync(room), 3, 5),

@@ -155,7 +155,14 @@ fn close_payloads_are_checked() {
         vec![r#"Close(Some((1000, "bye")))"#]
     );
     assert_eq!(push_all(&[(true, OpCode::Close, &[3])], 64), Err(FrameError::BadClose));
-    for code in [0u16, 999, 1004, 1005, 1006, 1015, 2999, 5000] {
+    // The codes IANA's registry added after RFC 6455 may be sent too (the gateway itself closes with 1012).
+    for code in [1012u16, 1013, 1014, 3000, 4999] {
+        assert_eq!(
+            push_all(&[(true, OpCode::Close, &code.to_be_bytes())], 64).expect("allowed"),
+            vec![format!("Close(Some(({code}, \"\")))")]
+        );
+    }
+    for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
         assert_eq!(
             push_all(&[(true, OpCode::Close, &code.to_be_bytes())], 64),
             Err(FrameError::BadClose),
@@ -166,6 +173,137 @@ fn close_payloads_are_checked() {
         push_all(&[(true, OpCode::Close, &[0x03, 0xe8, 0xff])], 64),
         Err(FrameError::InvalidUtf8)
     );
+    // A bad code and a bad reason: the reason is named, as fastwebsockets names it.
+    assert_eq!(
+        push_all(&[(true, OpCode::Close, &[0x03, 0xec, 0xff])], 64),
+        Err(FrameError::InvalidUtf8)
+    );
+}
+
+#[test]
+fn bad_utf8_in_a_fragment_fails_at_once_and_a_character_cut_at_the_end_fails_at_the_end() {
+    // Found by the differential test: the message used to be checked only once complete, so a client could keep
+    // sending fragments after the first bad byte; fastwebsockets fails at the fragment.
+    let mut messages = Reassembly::default();
+    assert_eq!(messages.push(false, OpCode::Text, b"ok", 64), Ok(None));
+    assert_eq!(
+        messages.push(false, OpCode::Continuation, &[b'a', 0xff], 64),
+        Err(FrameError::InvalidUtf8)
+    );
+    let mut messages = Reassembly::default();
+    assert_eq!(
+        messages.push(false, OpCode::Text, &[0xc0, 0xaf], 64),
+        Err(FrameError::InvalidUtf8)
+    );
+    // A character cut across fragments waits for the rest; one cut at the message's end is refused.
+    let euro = "€".as_bytes();
+    let mut messages = Reassembly::default();
+    assert_eq!(messages.push(false, OpCode::Text, &euro[..1], 64), Ok(None));
+    assert_eq!(messages.push(false, OpCode::Continuation, &euro[1..2], 64), Ok(None));
+    assert_eq!(
+        messages.push(true, OpCode::Continuation, &euro[2..], 64),
+        Ok(Some(Message::Text("€".into())))
+    );
+    assert_eq!(
+        push_all(
+            &[(false, OpCode::Text, b"a"), (true, OpCode::Continuation, &euro[..2])],
+            64
+        ),
+        Err(FrameError::InvalidUtf8)
+    );
+    // A whole text frame inside a fragmented message with bad UTF-8 too: the text is named, as fastwebsockets does.
+    assert_eq!(
+        push_all(&[(false, OpCode::Text, b"a"), (true, OpCode::Text, &[0xff])], 64),
+        Err(FrameError::InvalidUtf8)
+    );
+}
+
+#[test]
+fn messages_before_a_fault_in_the_same_read_are_handed_out_first() {
+    use crate::socket::{Decoder, Incoming};
+    // Found by the differential test: a fault dropped the messages decoded from the same read before it, so what
+    // the gateway handled depended on how TCP cut the bytes.
+    let mut bytes = client(true, 0x1, b"first", MASK);
+    bytes.extend(client(true, 0x9, b"p", MASK));
+    bytes.extend(client(true, 0x3, b"", MASK));
+    bytes.extend(client(true, 0x1, b"never", MASK));
+    let mut decoder = Decoder::new(64);
+    decoder.feed(&mut bytes);
+    assert_eq!(decoder.next_message(), Some(Ok(Incoming::Text("first".into()))));
+    assert_eq!(decoder.next_message(), Some(Ok(Incoming::Ping(b"p".to_vec()))));
+    assert_eq!(decoder.next_message(), Some(Err(FrameError::UnknownOpcode)));
+    assert_eq!(decoder.next_message(), Some(Err(FrameError::UnknownOpcode)));
+    // A frame announcing more than the message cap is refused from its header, before its payload arrives.
+    let mut decoder = Decoder::new(64);
+    let mut header = client(true, 0x1, &[b'a'; 65], MASK);
+    header.truncate(4);
+    decoder.feed(&mut header);
+    assert_eq!(decoder.next_message(), Some(Err(FrameError::TooLarge)));
+    // A close frame ends decoding: what follows it is ignored, and its reason is kept.
+    let mut decoder = Decoder::new(64);
+    let mut close = client(true, 0x8, &[0x03, 0xe8, b'o', b'k'], MASK);
+    close.extend(client(true, 0x1, b"after", MASK));
+    decoder.feed(&mut close);
+    assert_eq!(
+        decoder.next_message(),
+        Some(Ok(Incoming::Close(Some((1000, "ok".into())))))
+    );
+    assert_eq!(decoder.next_message(), None);
+    assert!(decoder.closed());
+}
+
+#[test]
+fn a_close_frame_announcing_more_than_anything_is_a_control_frame_fault_not_a_size_one() {
+    use super::differential::{Case, Difference, check, gateway};
+    // Found by the fuzz target frame_differential: a close frame announcing 2^64-1 bytes. The gateway says what
+    // is wrong with it as a control frame (1002); fastwebsockets, which limits no close frame's length, refuses
+    // it for its size (1009). Both refuse; the difference is the named one for long control frames.
+    let case = Case {
+        bytes: vec![
+            0x88, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x26, 0x0a, 0x0a, 0x0a,
+        ],
+        reads: vec![14],
+    };
+    assert_eq!(gateway(&case).end, super::differential::End::Refused(1002));
+    assert_eq!(
+        check(&case).map_err(|d| d.to_string()),
+        Ok(Some(Difference::LongControl))
+    );
+}
+
+/// The differential property (see `differential`): seeded random cases, the same outcome from the gateway's
+/// codec and from fastwebsockets, or one of the named deliberate differences, each of which must be met.
+#[test]
+fn the_codec_agrees_with_fastwebsockets_on_random_client_streams() {
+    use std::collections::BTreeMap;
+
+    use rand::{Rng, SeedableRng};
+
+    use super::differential::{Case, Choices, Difference, check};
+    const CASES: usize = 6000;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x6e61_7474_6572);
+    let mut met: BTreeMap<Option<Difference>, usize> = BTreeMap::new();
+    let mut disagreements = Vec::new();
+    for _ in 0..CASES {
+        let choices: Vec<u8> = (0..rng.gen_range(0..1500)).map(|_| rng.r#gen()).collect();
+        let case = Case::from_choices(&mut Choices::new(&choices));
+        match check(&case) {
+            Ok(difference) => *met.entry(difference).or_default() += 1,
+            Err(disagreement) => disagreements.push(disagreement),
+        }
+    }
+    let first: Vec<String> = disagreements.iter().take(3).map(ToString::to_string).collect();
+    assert!(
+        disagreements.is_empty(),
+        "{} of {CASES} cases disagree; the first ones:\n{}",
+        disagreements.len(),
+        first.join("\n")
+    );
+    eprintln!("{CASES} cases: {met:?}");
+    assert!(met.get(&None).is_some_and(|&n| n > CASES / 2), "{met:?}");
+    for difference in Difference::ALL {
+        assert!(met.contains_key(&Some(difference)), "never met {difference:?}: {met:?}");
+    }
 }
 
 #[test]

@@ -454,12 +454,20 @@ fn unexpected_subject(subject: &str, rooms: &[&str]) -> Option<String> {
         return Some(format!("token {bad:?}"));
     }
     // Wherever a chat subject appears (itself, or inside a JetStream API subject), it has one of the shapes the
-    // subject builders make, around a room that exists.
+    // subject builders make, around a room that exists (and, for its messages, the room's own partition).
     let at = tokens.windows(2).position(|w| w == ["chat", "v1"])?;
     let room = match &tokens[at + 2..] {
-        ["room", room, "msg"] | ["live", "room", room] | ["events", "room", room] => Some(*room),
+        ["room", room, "msg", partition] | ["live", "room", room, partition] => {
+            let own = natter_proto::RoomId::parse(room)
+                .is_ok_and(|r| natter_proto::subject::partition(&r).to_string() == *partition);
+            if !own {
+                return Some(format!("partition {partition:?} for room {room:?}"));
+            }
+            Some(*room)
+        }
+        ["events", "room", room] => Some(*room),
         ["ephemeral", room, "typing" | "presence" | "sync"] => Some(*room),
-        ["gateway", "heartbeat"] | ["auth", "room_access"] => None,
+        ["gateway", "heartbeat" | "user_connections" | "user_connections_sync"] | ["auth", "room_access"] => None,
         _ => return Some(format!("shape {:?}", &tokens[at..])),
     };
     room.filter(|r| !rooms.contains(r)).map(|r| format!("room {r:?}"))
@@ -468,24 +476,30 @@ fn unexpected_subject(subject: &str, rooms: &[&str]) -> Option<String> {
 #[test]
 fn the_subject_check_catches_what_it_is_for() {
     let rooms = ["lobby"];
+    // "lobby" is in partition 3.
     for fine in [
-        "chat.v1.room.lobby.msg",
-        "chat.v1.live.room.lobby",
+        "chat.v1.room.lobby.msg.3",
+        "chat.v1.live.room.lobby.3",
         "chat.v1.ephemeral.lobby.typing",
-        "$JS.API.DIRECT.GET.CHAT.chat.v1.room.lobby.msg",
+        "$JS.API.DIRECT.GET.CHAT.chat.v1.room.lobby.msg.3",
         "chat.v1.gateway.heartbeat",
+        "chat.v1.gateway.user_connections",
         "_INBOX.abc.def",
     ] {
         assert_eq!(unexpected_subject(fine, &rooms), None, "{fine}");
     }
     for odd in [
-        "chat.v1.room.a.b.msg",
-        "chat.v1.room.other.msg",
-        "chat.v1.room.*.msg",
+        "chat.v1.room.a.b.msg.3",
+        "chat.v1.room.other.msg.3",
+        "chat.v1.room.lobby.msg",
+        "chat.v1.room.lobby.msg.4",
+        "chat.v1.live.room.lobby",
+        "chat.v1.live.room.lobby.4",
+        "chat.v1.room.*.msg.*",
         "chat.v1.room.lobby.>",
-        "chat.v1.room.lobby x.msg",
+        "chat.v1.room.lobby x.msg.3",
         "chat.v1.ephemeral.lobby.typing.more",
-        "$JS.API.DIRECT.GET.CHAT.chat.v1.room.a.msg",
+        "$JS.API.DIRECT.GET.CHAT.chat.v1.room.a.msg.12",
         "chat..v1",
     ] {
         assert!(unexpected_subject(odd, &rooms).is_some(), "{odd}");
@@ -851,7 +865,7 @@ async fn slow_silent_and_idle_http_connections_are_cut_off_while_others_chat() {
         .map(|_| {
             tokio::spawn(hang_up(
                 gw.port,
-                "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                "GET /nothing-here HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
                 limit,
             ))
         })
@@ -882,7 +896,7 @@ async fn slow_silent_and_idle_http_connections_are_cut_off_while_others_chat() {
     for task in idle {
         let answer = String::from_utf8_lossy(&task.await.expect("idle client")).into_owned();
         assert!(
-            answer.starts_with("HTTP/1.1 200 "),
+            answer.starts_with("HTTP/1.1 404 "),
             "the first request was answered: {answer}"
         );
     }
@@ -995,4 +1009,248 @@ async fn the_gateway_wide_connection_cap_and_the_room_cap_hold_and_free_up() {
     first.join(&rooms[2], None).await;
     let seq = first.say(&rooms[2], "third", "room").await;
     assert_eq!(first.recv_type("message").await["seq"].as_u64(), Some(seq));
+}
+
+/// A room id that is valid and names no room.
+fn missing_room() -> String {
+    format!("missing-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Reads `n` frames of `kind` (others stay queued), and counts them by `code`.
+async fn codes(client: &mut Client, kind: &str, n: usize) -> std::collections::BTreeMap<String, usize> {
+    let mut codes = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let frame = client.recv_type(kind).await;
+        *codes
+            .entry(frame["code"].as_str().unwrap_or("").to_owned())
+            .or_default() += 1;
+    }
+    codes
+}
+
+/// The value of `series` on `page`, 0 when absent.
+fn metric(page: &str, series: &str) -> f64 {
+    natter_test_support::metrics_page::value(page, series).unwrap_or(0.0)
+}
+
+/// The sum of every series of metric `name` on `page` whatever its labels.
+fn metric_sum(page: &str, name: &str) -> f64 {
+    page.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} ")))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn join_and_leave_floods_are_rate_limited_and_missing_rooms_count_as_bad_frames_while_others_chat() {
+    let stack = Stack::start().await;
+    // Here the flood's joins of missing rooms do not close its connection, so the budget shows; the second gateway
+    // keeps the default limit of bad frames.
+    let gw = stack.gateway(&["--max-bad-frames", "100000"]).await;
+    let strict = stack.gateway(&[]).await;
+    let (flood_token, _) = stack.user("flo").await;
+    let (alice_token, _) = stack.user("alice").await;
+    let (bob_token, _) = stack.user("bob").await;
+    let room = stack.room(&alice_token, false).await;
+    let mut alice = Client::connect(&gw, &alice_token).await;
+    alice.join(&room, None).await;
+    // Questions asked for joins: the room's periodic re-check may fall in the test too.
+    let join_questions = |page: &str| {
+        metric_sum(page, "natter_gateway_access_questions_total")
+            - metric_sum(page, "natter_gateway_access_rechecks_total")
+    };
+    let questions_before = join_questions(&gw.metrics().await);
+
+    // 500 joins of rooms that do not exist, written without waiting, then 500 leaves of rooms not joined.
+    const FLOOD: usize = 500;
+    let mut flood = Client::connect(&gw, &flood_token).await;
+    let flooding = tokio::spawn(async move {
+        let started = Instant::now();
+        for _ in 0..FLOOD {
+            flood.send(json!({"type": "join", "room": missing_room()})).await;
+        }
+        let joins = codes(&mut flood, "error", FLOOD).await;
+        for _ in 0..FLOOD {
+            flood.send(json!({"type": "leave", "room": missing_room()})).await;
+        }
+        let leaves = codes(&mut flood, "error", FLOOD).await;
+        let took = started.elapsed();
+        // Refused, not closed.
+        flood.send(json!({"type": "ping", "id": "still-here"})).await;
+        assert_eq!(flood.recv_type("pong").await["id"], "still-here");
+        (joins, leaves, took)
+    });
+    // Meanwhile another client joins and chats as usual.
+    let mut bob = Client::connect(&gw, &bob_token).await;
+    bob.join(&room, None).await;
+    let seq = bob.say(&room, "during-the-flood", "hello").await;
+    for client in [&mut alice, &mut bob] {
+        assert_eq!(client.recv_type("message").await["seq"].as_u64(), Some(seq));
+    }
+    let (joins, leaves, took) = flooding.await.expect("the flood ran");
+
+    // The burst (64: a reconnecting client rejoins all its rooms at once) and then 5 a second are asked about.
+    let allowed = 64.0 + 5.0 * took.as_secs_f64() + 1.0;
+    let not_found = joins.get("room_not_found").copied().unwrap_or(0);
+    let limited = joins.get("rate_limited").copied().unwrap_or(0);
+    assert_eq!(not_found + limited, FLOOD, "{joins:?}");
+    assert!(
+        not_found >= 64 && (not_found as f64) <= allowed,
+        "{joins:?} in {took:?}"
+    );
+    let not_joined = leaves.get("not_joined").copied().unwrap_or(0);
+    assert_eq!(
+        not_joined + leaves.get("rate_limited").copied().unwrap_or(0),
+        FLOOD,
+        "{leaves:?}"
+    );
+    assert!(
+        (not_joined as f64) <= 5.0 * took.as_secs_f64() + 1.0,
+        "{leaves:?} in {took:?}"
+    );
+    let page = gw.metrics().await;
+    assert_eq!(
+        metric(&page, "natter_gateway_bad_frames_total{code=\"room_not_found\"}"),
+        not_found as f64,
+        "each join of a missing room counts as a bad frame"
+    );
+    assert_eq!(
+        metric(&page, "natter_gateway_rate_limited_total{kind=\"join\"}"),
+        limited as f64
+    );
+    // One question per join let through (bob's of a room alice's join made known is answered from memory).
+    let asked = join_questions(&page) - questions_before;
+    assert_eq!(asked, not_found as f64, "questions asked");
+
+    // A refusal is remembered: 20 joins of one missing room, from a fresh connection, ask once.
+    let (carol_token, _) = stack.user("carol").await;
+    let mut carol = Client::connect(&gw, &carol_token).await;
+    let missing = missing_room();
+    for _ in 0..20 {
+        carol.send(json!({"type": "join", "room": missing})).await;
+    }
+    assert_eq!(codes(&mut carol, "error", 20).await.get("room_not_found"), Some(&20));
+    let page = gw.metrics().await;
+    assert_eq!(
+        metric(&page, "natter_gateway_access_questions_total{answer=\"not_found\"}"),
+        (not_found + 1) as f64
+    );
+
+    // With the default limit, the eleventh join of a missing room closes the connection as any bad frame does.
+    let mut guesser = Client::connect(&strict, &carol_token).await;
+    for _ in 0..11 {
+        guesser.send(json!({"type": "join", "room": missing_room()})).await;
+    }
+    assert_eq!(codes(&mut guesser, "error", 11).await.get("room_not_found"), Some(&11));
+    assert_eq!(guesser.closed().await, Some(1008));
+    let seq = alice.say(&room, "after-the-flood", "still here").await;
+    assert_eq!(bob.recv_type("message").await["seq"].as_u64(), Some(seq));
+}
+
+#[tokio::test]
+async fn a_flood_of_tokens_with_unknown_kids_refetches_the_jwks_at_most_once_per_2_seconds() {
+    let stack = Stack::start().await;
+    let gw = stack.gateway(&[]).await;
+    // The gateway fetched the key set as it started: from 2 seconds on, an unknown kid may refetch it.
+    let may_refetch = Instant::now() + Duration::from_millis(2100);
+    let forge = Forge::new(&stack, "kidder").await;
+    const JWKS_FETCHES: &str =
+        "natter_api_http_requests_total{method=\"GET\",route=\"/.well-known/jwks.json\",status=\"200\"}";
+    let api = stack.api();
+    let served_before = metric(&api.metrics().await.expect("API metrics"), JWKS_FETCHES);
+    let refetched_before = metric_sum(&gw.metrics().await, "natter_gateway_jwks_refetches_total");
+
+    // 500 upgrades, each with the guest's good claims signed by a foreign key under a fresh random kid.
+    let key = attacker_key();
+    let tokens: Vec<String> = (0..500)
+        .map(|_| {
+            let header = json!({"typ": "JWT", "alg": "EdDSA", "kid": uuid::Uuid::new_v4().to_string()});
+            sign_with(&key, Algorithm::EdDSA, &header, &forge.claims)
+        })
+        .collect();
+    tokio::time::sleep_until(may_refetch.into()).await;
+    let started = Instant::now();
+    let answers: Vec<(u16, String)> = futures::stream::iter(tokens)
+        .map(|token| {
+            let req = request(&gw.ws_url(&token), &[]);
+            upgrade_status(req)
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let took = started.elapsed();
+    for (status, body) in &answers {
+        assert_eq!(*status, 401, "{body}");
+        assert!(body.contains("token_unknown_key"), "{body}");
+    }
+
+    let refetched = metric_sum(&gw.metrics().await, "natter_gateway_jwks_refetches_total") - refetched_before;
+    let served = metric(&api.metrics().await.expect("API metrics"), JWKS_FETCHES) - served_before;
+    // One at the first unknown kid, then at most one per 2 seconds.
+    let limit = (took.as_secs_f64() / 2.0).floor() + 1.0;
+    assert!(
+        refetched >= 1.0 && refetched <= limit,
+        "{refetched} refetches in {took:?}"
+    );
+    assert_eq!(
+        served, refetched,
+        "every refetch, and nothing else, reached the auth API"
+    );
+    // The gateway serves on, the guest's own token included.
+    let mut client = Client::connect(&gw, &forge.token).await;
+    let room = stack.room(&forge.token, false).await;
+    client.join(&room, None).await;
+    let seq = client.say(&room, "after-kids", "fine").await;
+    assert_eq!(client.recv_type("message").await["seq"].as_u64(), Some(seq));
+}
+
+#[tokio::test]
+async fn a_typing_flood_is_cut_to_the_budget_and_the_flooder_stays_connected() {
+    let stack = Stack::start().await;
+    let gw = stack.gateway(&["--typing-per-second", "5"]).await;
+    let (typist_token, typist_id) = stack.user("typhoon").await;
+    let (reader_token, _) = stack.user("reader").await;
+    let room = stack.room(&typist_token, false).await;
+    let mut typist = Client::connect(&gw, &typist_token).await;
+    typist.join(&room, None).await;
+    let mut reader = Client::connect(&gw, &reader_token).await;
+    reader.join(&room, None).await;
+
+    const FLOOD: usize = 500;
+    let started = Instant::now();
+    for i in 0..FLOOD {
+        typist
+            .send(json!({"type": "typing", "room": room, "text": format!("draft {i}")}))
+            .await;
+    }
+    // Drafts over the budget are dropped without an answer (an error for each would be a flood back); a ping
+    // after the flood is answered once every draft before it was handled.
+    typist.send(json!({"type": "ping", "id": "after-drafts"})).await;
+    assert_eq!(typist.recv_type("pong").await["id"], "after-drafts");
+    let took = started.elapsed();
+    assert!(typist.queued("error").is_empty(), "{:?}", typist.queued("error"));
+
+    // The reader sees the drafts that passed: at most the burst (10) and 5 a second, in order, the first among them.
+    let mut seen = Vec::new();
+    while let Ok(frame) = tokio::time::timeout(Duration::from_secs(1), reader.recv_type("typing")).await {
+        if frame["user"]["id"] == typist_id && frame["text"] != "" {
+            seen.push(frame["text"].as_str().expect("text").to_owned());
+        }
+    }
+    let allowed = 10.0 + 5.0 * took.as_secs_f64() + 1.0;
+    assert!(
+        !seen.is_empty() && (seen.len() as f64) <= allowed,
+        "{} drafts in {took:?}",
+        seen.len()
+    );
+    assert_eq!(seen[0], "draft 0");
+    let page = gw.metrics().await;
+    assert_eq!(
+        metric(&page, "natter_gateway_rate_limited_total{kind=\"typing\"}") as usize,
+        FLOOD - seen.len(),
+        "every draft not delivered was refused by the budget"
+    );
+    // Not disconnected: the typist's message still goes through.
+    let seq = typist.say(&room, "typed", "done").await;
+    assert_eq!(reader.recv_type("message").await["seq"].as_u64(), Some(seq));
 }

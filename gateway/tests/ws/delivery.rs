@@ -494,7 +494,8 @@ async fn deleting_a_room_purges_its_messages_from_the_stream() {
     nora.say(&other, "k", "kept").await;
     let js = jetstream::new(async_nats::connect(stack.nats.url()).await.expect("NATS"));
     let stream = js.get_stream(natter_proto::bus::CHAT_STREAM).await.expect("stream");
-    let subject = |room: &str| format!("chat.v1.room.{room}.msg");
+    let subject =
+        |room: &str| natter_proto::subject::room_messages(&natter_proto::RoomId::parse(room).expect("room id"));
     assert!(stream.direct_get_last_for_subject(subject(&room)).await.is_ok());
 
     assert_eq!(stack.delete_with(&format!("/api/rooms/{room}"), &token).await, 204);

@@ -259,7 +259,7 @@ async fn sigterm_drains_clients_with_1012() {
     let mut readiness = serde_json::Value::Null;
     let deadline = tokio::time::Instant::now() + WAIT;
     while tokio::time::Instant::now() < deadline {
-        let response = reqwest::get(gw.http("/readyz"))
+        let response = reqwest::get(gw.admin("/readyz"))
             .await
             .expect("readyz answers while draining");
         if response.status() == 503 {
@@ -306,4 +306,84 @@ async fn gateway_processes_can_share_one_port() {
     let mut after = Client::connect(&second, &token).await;
     after.join(&room, None).await;
     after.say(&room, "after", "still here").await;
+}
+
+/// A gateway's metric, 0 when absent.
+async fn metric(gw: &crate::helpers::GatewayProc, series: &str) -> f64 {
+    natter_test_support::metrics_page::value(&gw.metrics().await, series).unwrap_or(0.0)
+}
+
+/// Waits (generously) until gateway `gw` has received at least `count` messages of other gateways' user
+/// connection counts.
+async fn until_counts_received(gw: &crate::helpers::GatewayProc, count: f64) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let received = metric(gw, "natter_gateway_user_counts_received_total").await;
+        if received >= count {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gateway on port {} received {received} count messages, waited for {count}",
+            gw.port
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_per_user_cap_holds_across_the_fleet_and_forgets_a_dead_gateway() {
+    let stack = Stack::start().await;
+    // A slower heartbeat than the tests' default, so a loaded machine does not take a gateway for dead mid-test.
+    let args = ["--max-connections-per-user", "2", "--heartbeat-interval", "1s"];
+    let mut gws = Vec::new();
+    for _ in 0..3 {
+        gws.push(stack.gateway(&args).await);
+    }
+    let (token, _) = stack.user("una").await;
+
+    // Round-robin: one on the first gateway, one on the second; the third gateway hears of both (each sends one
+    // message of counts) and refuses a third connection as the first two would.
+    let first = Client::connect(&gws[0], &token).await;
+    let _second = Client::connect(&gws[1], &token).await;
+    until_counts_received(&gws[2], 2.0).await;
+    assert_eq!(refused_status(request(&gws[2].ws_url(&token), &[])).await, 429);
+    assert_eq!(
+        metric(&gws[2], "natter_gateway_user_cap_fleet_refused_total").await,
+        1.0
+    );
+    // Another user is not affected.
+    let (other, _) = stack.user("vic").await;
+    let _other = Client::connect(&gws[2], &other).await;
+    // The first gateway has heard of the second's una and of vic before anything else changes, so the third's
+    // next change comes in a message of its own (changes within one publish interval share one).
+    until_counts_received(&gws[0], 2.0).await;
+
+    // Closing the one on the first gateway lets a new one in on the third.
+    drop(first);
+    until_counts_received(&gws[2], 3.0).await;
+    let _third = Client::connect(&gws[2], &token).await;
+    // Now the second and third hold the cap: the first refuses once it has heard of both.
+    until_counts_received(&gws[0], 3.0).await;
+    assert_eq!(refused_status(request(&gws[0].ws_url(&token), &[])).await, 429);
+
+    // The second gateway dies without a word: once its heartbeat is missed, its connection no longer counts.
+    gws[1].kill();
+    let deadline = std::time::Instant::now() + WAIT * 3;
+    let _fourth = loop {
+        match tokio_tungstenite::connect_async(gws[0].ws_url(&token)).await {
+            Ok((ws, _)) => break ws,
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) if resp.status().as_u16() == 429 => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the dead gateway's connection still counts"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(other) => panic!("connect failed: {other}"),
+        }
+    };
+    // And the cap still holds: two connections now, on the first and third gateways.
+    until_counts_received(&gws[2], 4.0).await;
+    assert_eq!(refused_status(request(&gws[2].ws_url(&token), &[])).await, 429);
 }

@@ -43,11 +43,17 @@ impl Stack {
 
     /// A stack whose auth API gets extra flags.
     pub async fn start_with(api_args: &[&str]) -> Self {
-        let inner = natter_test_support::stack::Stack::builder()
-            .gateways(0)
-            .api_args(api_args)
-            .start()
-            .await;
+        Self::start_from(natter_test_support::stack::Stack::builder().api_args(api_args)).await
+    }
+
+    /// A stack with a PostgreSQL cluster of its own, which the test may kill and restart (`postgres_mut`).
+    pub async fn start_own_postgres() -> Self {
+        Self::start_from(natter_test_support::stack::Stack::builder().own_postgres()).await
+    }
+
+    /// The stack `builder` makes, with no gateways (tests start their own).
+    async fn start_from(builder: natter_test_support::stack::StackBuilder) -> Self {
+        let inner = builder.gateways(0).start().await;
         Self {
             api: inner.api_url(),
             db_url: inner.db_url().to_owned(),
@@ -118,7 +124,12 @@ impl Stack {
 
     /// Starts a persister process writing to the stack's database; killed when the handle drops.
     pub async fn persister(&self) -> PersisterProc {
-        PersisterProc(self.inner.add_persister(&[]).await)
+        self.persister_with(&[]).await
+    }
+
+    /// Starts a persister process with extra flags; killed when the handle drops.
+    pub async fn persister_with(&self, args: &[&str]) -> PersisterProc {
+        PersisterProc(self.inner.add_persister(args).await)
     }
 
     /// GET with a bearer token.
@@ -202,8 +213,14 @@ impl GatewayProc {
         format!("ws://127.0.0.1:{}/ws?token={token}", self.port)
     }
 
-    pub fn http(&self, path: &str) -> String {
-        self.program.http_url(path)
+    /// A URL on its admin port (`/healthz`, `/readyz`, `/metrics`).
+    pub fn admin(&self, path: &str) -> String {
+        self.program.admin_url(path)
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        self.program.log()
     }
 
     /// The text of its `/metrics` page.

@@ -163,6 +163,66 @@ async fn logout_closes_that_sessions_sockets_with_4003_and_its_token_is_refused_
 }
 
 #[tokio::test]
+async fn a_password_change_and_logging_out_everywhere_close_every_other_sessions_sockets_with_4003() {
+    let stack = Stack::start().await;
+    let gw = stack.gateway(&[]).await;
+    let laptop_tokens = register(&stack, "ines").await;
+    let login = || async {
+        let (status, tokens) = stack
+            .post_with(
+                "/api/login",
+                None,
+                json!({"username": "ines", "password": "correct horse battery"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{tokens}");
+        tokens
+    };
+    let (phone_tokens, tablet_tokens) = (login().await, login().await);
+    let room = stack.room(&access(&laptop_tokens), false).await;
+    let mut laptop = Client::connect(&gw, &access(&laptop_tokens)).await;
+    let mut phone = Client::connect(&gw, &access(&phone_tokens)).await;
+    let mut tablet = Client::connect(&gw, &access(&tablet_tokens)).await;
+    for client in [&mut laptop, &mut phone, &mut tablet] {
+        client.join(&room, None).await;
+    }
+
+    // A password change from the laptop ends the phone's and the tablet's sessions, not its own.
+    let (status, ended) = stack
+        .post_with(
+            "/api/account/password",
+            Some(&access(&laptop_tokens)),
+            json!({"current_password": "correct horse battery", "new_password": "a brand new passphrase"}),
+        )
+        .await;
+    assert_eq!((status, ended["ended"].as_u64()), (200, Some(2)), "{ended}");
+    assert_eq!(phone.closed().await, Some(4003), "the phone's socket is closed");
+    assert_eq!(tablet.closed().await, Some(4003), "the tablet's socket is closed");
+    laptop.say(&room, "kept", "this session goes on").await;
+
+    // A new sign-in, then "log out everywhere" from it: the laptop's socket goes too, and its own.
+    let (status, desk_tokens) = stack
+        .post_with(
+            "/api/login",
+            None,
+            json!({"username": "ines", "password": "a brand new passphrase"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{desk_tokens}");
+    let mut desk = Client::connect(&gw, &access(&desk_tokens)).await;
+    desk.join(&room, None).await;
+    let status = stack.delete_with("/api/sessions", &access(&desk_tokens)).await;
+    assert_eq!(status, 200, "log out everywhere");
+    assert_eq!(laptop.closed().await, Some(4003), "the laptop's socket is closed");
+    assert_eq!(desk.closed().await, Some(4003), "the caller's own socket is closed too");
+    assert_eq!(
+        refused_status(request(&gw.ws_url(&access(&laptop_tokens)), &[])).await,
+        401,
+        "an ended session's token no longer upgrades"
+    );
+}
+
+#[tokio::test]
 async fn a_frozen_nats_makes_the_gateway_unready_and_sends_unconfirmed_and_presence_heals_after() {
     let mut stack = Stack::start().await;
     let one = stack.gateway(&[]).await;
@@ -183,7 +243,7 @@ async fn a_frozen_nats_makes_the_gateway_unready_and_sends_unconfirmed_and_prese
     let mut unready = serde_json::Value::Null;
     let deadline = tokio::time::Instant::now() + WAIT;
     while tokio::time::Instant::now() < deadline {
-        let response = reqwest::get(one.http("/readyz")).await.expect("readyz answers");
+        let response = reqwest::get(one.admin("/readyz")).await.expect("readyz answers");
         if response.status() == 503 {
             unready = response.json().await.expect("json");
             break;
@@ -212,7 +272,7 @@ async fn a_frozen_nats_makes_the_gateway_unready_and_sends_unconfirmed_and_prese
     seen_again(&mut bob, &alice_id).await;
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let response = reqwest::get(one.http("/readyz")).await.expect("readyz answers");
+        let response = reqwest::get(one.admin("/readyz")).await.expect("readyz answers");
         if response.status() == 200 {
             break;
         }
@@ -239,8 +299,8 @@ async fn a_frozen_nats_makes_the_gateway_unready_and_sends_unconfirmed_and_prese
 }
 
 #[tokio::test]
-async fn idle_sockets_past_the_pending_caps_get_503_and_websockets_still_connect() {
-    use tokio::io::AsyncReadExt;
+async fn idle_sockets_over_an_address_cap_get_503_and_a_full_pool_sheds_the_busiest_address_for_newcomers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let stack = Stack::start().await;
     let gw = stack
         .gateway(&["--max-pending-connections", "8", "--max-pending-per-address", "5"])
@@ -258,43 +318,59 @@ async fn idle_sockets_past_the_pending_caps_get_503_and_websockets_still_connect
                 .expect("TCP connects")
         }
     };
-    let answer = |mut tcp: tokio::net::TcpStream| async move {
+    // What the gateway wrote before closing the socket, or `None` while it stays open for `wait`.
+    async fn answer(tcp: &mut tokio::net::TcpStream, wait: Duration) -> Option<String> {
         let mut buf = vec![0u8; 256];
-        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
-            .await
-            .expect("answered at once")
-            .unwrap_or(0);
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    };
-    let mut idle = Vec::new();
+        let n = tokio::time::timeout(wait, tcp.read(&mut buf)).await.ok()?.unwrap_or(0);
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+    let mut busiest = Vec::new();
     for _ in 0..5 {
-        idle.push(connect_from([127, 0, 0, 2]).await);
+        busiest.push(connect_from([127, 0, 0, 2]).await);
     }
     // Accepted and counted before the next: give the gateway a moment to take each.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let over_address = answer(connect_from([127, 0, 0, 2]).await).await;
-    assert!(over_address.starts_with("HTTP/1.1 503"), "{over_address:?}");
+    let over_address = answer(&mut connect_from([127, 0, 0, 2]).await, WAIT).await;
+    assert!(
+        over_address.as_deref().is_some_and(|a| a.starts_with("HTTP/1.1 503")),
+        "{over_address:?}"
+    );
+    let mut others = Vec::new();
     for _ in 0..3 {
-        idle.push(connect_from([127, 0, 0, 3]).await);
+        others.push(connect_from([127, 0, 0, 3]).await);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let over_gateway = answer(connect_from([127, 0, 0, 4]).await).await;
-    assert!(over_gateway.starts_with("HTTP/1.1 503"), "{over_gateway:?}");
-    // Places come back as the idle sockets go; then even the metrics page can be read again.
-    drop(idle);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The pool is full: a newcomer gets in, and the busiest address's longest-waiting socket is closed for it.
+    let mut newcomer = connect_from([127, 0, 0, 4]).await;
+    assert_eq!(
+        answer(&mut busiest[0], WAIT).await.as_deref(),
+        Some(""),
+        "the busiest address's oldest socket is closed"
+    );
+    for tcp in busiest.iter_mut().skip(1).chain(others.iter_mut()) {
+        assert_eq!(answer(tcp, Duration::from_millis(100)).await, None, "the others stay");
+    }
+    newcomer
+        .write_all(b"GET /nothing-here HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .expect("write");
+    let served = answer(&mut newcomer, WAIT).await;
+    assert!(
+        served.as_deref().is_some_and(|a| a.starts_with("HTTP/1.1 404")),
+        "the newcomer is served: {served:?}"
+    );
     let page = gw.metrics().await;
-    for scope in ["address", "gateway"] {
-        let refused = natter_test_support::metrics_page::value(
-            &page,
-            &format!("natter_gateway_pending_refused_total{{scope=\"{scope}\"}}"),
-        );
-        assert!(refused.is_some_and(|n| n >= 1.0), "{scope}: {refused:?}");
-    }
+    let value = |series: &str| natter_test_support::metrics_page::value(&page, series);
+    let refused = value("natter_gateway_pending_refused_total{scope=\"address\"}");
+    assert!(refused.is_some_and(|n| n >= 1.0), "{refused:?}");
+    let shed = value("natter_gateway_pending_shed_total{reason=\"busiest_address\"}");
+    assert!(shed.is_some_and(|n| n >= 1.0), "{shed:?}");
+    // WebSockets connect meanwhile, and as the idle sockets go.
     let (token, _) = stack.user("wanda").await;
     let mut client = Client::connect(&gw, &token).await;
     client.send(json!({"type": "ping", "id": "p"})).await;
     assert_eq!(client.recv_type("pong").await["id"], "p");
+    drop((busiest, others));
 }
 
 #[tokio::test]
@@ -357,4 +433,93 @@ async fn a_member_the_owner_removes_is_taken_out_at_once_and_cannot_rejoin_a_pri
     // The owner stays, and hears that the removed member went.
     let gone = ona.recv_type("presence").await;
     assert_eq!(gone["left"][0]["id"], member_id, "{gone}");
+}
+
+#[tokio::test]
+async fn members_whose_removal_no_event_announced_are_taken_out_by_the_periodic_recheck() {
+    let stack = Stack::start().await;
+    let gw = stack.gateway(&["--access-recheck-interval", "1s"]).await;
+    let (owner, _) = stack.user("tess").await;
+    let (member, member_id) = stack.user("uma").await;
+    let private = private_room_with(&stack, &owner, &member).await;
+    let public = stack.room(&owner, false).await;
+    let mut uma = Client::connect(&gw, &member).await;
+    uma.join(&private, None).await;
+    let mut tess = Client::connect(&gw, &owner).await;
+    tess.join(&private, None).await;
+    tess.join(&public, None).await;
+    uma.join(&public, None).await;
+
+    // The membership ends, and later the public room goes, straight in the database: no room event is published,
+    // as when the auth API cannot publish one or NATS drops it.
+    let db = sqlx::PgPool::connect(&stack.db_url).await.expect("database");
+    sqlx::query("DELETE FROM memberships WHERE room_id = $1 AND user_id = $2::uuid")
+        .bind(&private)
+        .bind(&member_id)
+        .execute(&db)
+        .await
+        .expect("membership removed");
+    let left = uma.recv_type("left").await;
+    assert_eq!(
+        left,
+        json!({"type": "left", "room": private, "reason": "access_revoked"})
+    );
+    // The re-check's answer replaced the trust the join left behind: a rejoin is refused at once.
+    uma.send(json!({"type": "join", "room": private})).await;
+    assert_eq!(uma.recv_type("error").await["code"], "room_private");
+    // The refusal is remembered for a while, but joining through the API again announces the member: let in at once.
+    let info = stack.get_with(&format!("/api/rooms/{private}"), &owner).await;
+    let code = info["join_code"].as_str().expect("the owner sees the join code");
+    let (status, _) = stack
+        .post_with(
+            &format!("/api/rooms/{private}/join"),
+            Some(&member),
+            json!({"code": code}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // The event and the join frame race to the gateway: a join that got there first is refused; the refusal
+    // itself would be remembered for 5 s, so a second is long enough to tell.
+    let mut tries = 0;
+    loop {
+        uma.send(json!({"type": "join", "room": private})).await;
+        let answer = loop {
+            let frame = uma.recv().await;
+            if frame["type"] == "joined" || frame["type"] == "error" {
+                break frame;
+            }
+        };
+        if answer["type"] == "joined" {
+            break;
+        }
+        assert_eq!(answer["code"], "room_private", "{answer}");
+        tries += 1;
+        assert!(tries < 10, "still refused after the member joined through the API");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    uma.send(json!({"type": "leave", "room": private})).await;
+    uma.recv_type("left").await;
+    tess.send(json!({"type": "ping", "id": "still-in"})).await;
+    assert_eq!(tess.recv_type("pong").await["id"], "still-in");
+    assert!(tess.queued("left").is_empty(), "the owner stays in the room");
+
+    sqlx::query("DELETE FROM rooms WHERE id = $1")
+        .bind(&public)
+        .execute(&db)
+        .await
+        .expect("room deleted");
+    for client in [&mut uma, &mut tess] {
+        let left = client.recv_type("left").await;
+        assert_eq!(left, json!({"type": "left", "room": public, "reason": "room_deleted"}));
+    }
+    let page = gw.metrics().await;
+    let rechecked = |answer: &str| {
+        natter_test_support::metrics_page::value(
+            &page,
+            &format!("natter_gateway_access_rechecks_total{{answer=\"{answer}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(rechecked("denied") >= 1.0 && rechecked("not_found") >= 1.0, "{page}");
+    assert!(rechecked("allowed") >= 1.0, "the owner was asked about and kept");
 }

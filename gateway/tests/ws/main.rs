@@ -2,10 +2,12 @@
 //! processes, driven by tokio-tungstenite (a WebSocket client this project did not write).
 
 mod abuse;
+mod admission;
 mod attacks;
 mod delivery;
 mod fleet;
 mod helpers;
 mod lifecycle;
 mod metrics;
+mod persisted;
 mod rfc6455;

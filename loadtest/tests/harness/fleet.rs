@@ -29,7 +29,7 @@ fn args(fleet: &Stack, extra: &[&str]) -> Vec<String> {
             "--gateway".into(),
             gateway.ws_url(),
             "--metrics".into(),
-            gateway.http_url("/metrics"),
+            gateway.admin_url("/metrics"),
         ]);
     }
     args.extend(extra.iter().map(|s| s.to_string()));

@@ -3,6 +3,7 @@
 //! stack of real processes while one of them is killed, frozen, cut off or its stream deleted.
 
 mod chaos;
+mod cluster;
 mod faults;
 mod fleet;
 

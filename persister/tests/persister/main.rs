@@ -1,7 +1,9 @@
 //! The persister against real NATS and real PostgreSQL: every stream message stored exactly once, through
-//! redeliveries, a database outage (`outage`), poison messages and a second instance.
+//! redeliveries, a database outage (`outage`), poison messages, a second instance, and persisters sharing the
+//! partitions as they come and go (`partitions`).
 
 mod outage;
+mod partitions;
 
 use std::time::Duration;
 
@@ -24,7 +26,7 @@ async fn persister(nats: &NatsServer, db_url: &str, args: &[&str]) -> Persister 
     let nats_url = nats.url();
     let mut argv = vec![
         "natter-persister",
-        "--listen",
+        "--admin-listen",
         "127.0.0.1:0",
         "--nats-url",
         &nats_url,
@@ -51,13 +53,10 @@ fn payload(i: u64, body: &str) -> bytes::Bytes {
 
 /// Publishes to a room's subject and returns the stored sequences.
 async fn publish(js: &jetstream::Context, room: &str, bodies: impl IntoIterator<Item = bytes::Bytes>) -> Vec<u64> {
+    let subject = natter_proto::subject::room_messages(&natter_proto::RoomId::parse(room).expect("room id"));
     let mut acks = Vec::new();
     for body in bodies {
-        acks.push(
-            js.publish(format!("chat.v1.room.{room}.msg"), body)
-                .await
-                .expect("publish"),
-        );
+        acks.push(js.publish(subject.clone(), body).await.expect("publish"));
     }
     let mut seqs = Vec::new();
     for ack in acks {
@@ -164,15 +163,7 @@ async fn a_redelivery_after_commit_stores_nothing_twice() {
         20,
         "each message once"
     );
-    let mut info = js
-        .get_stream("CHAT")
-        .await
-        .expect("stream")
-        .get_consumer::<jetstream::consumer::pull::Config>("natter-persister")
-        .await
-        .expect("consumer");
-    let info = info.info().await.expect("info");
-    assert_eq!((info.num_pending, info.num_ack_pending), (0, 0), "everything acked");
+    assert_eq!(backlog(&js).await, (0, 0), "everything acked");
     assert_eq!(metric("natter_persister_duplicates_skipped_total"), Some(10.0));
     assert_eq!(metric("natter_persister_rows_written_total"), Some(10.0));
 }
@@ -235,6 +226,26 @@ async fn two_persisters_share_the_work_and_store_each_message_once() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pool = PgPool::connect(db.url()).await.expect("db");
     assert_eq!(count(&pool, "SELECT count(*) FROM messages").await, 2000);
+}
+
+/// What the persisters' partition consumers have yet to deliver, and have delivered and not had acked, summed over
+/// every partition.
+async fn backlog(js: &jetstream::Context) -> (u64, usize) {
+    use futures::TryStreamExt;
+    let infos: Vec<jetstream::consumer::Info> = js
+        .get_stream("CHAT")
+        .await
+        .expect("stream")
+        .consumers()
+        .try_collect()
+        .await
+        .expect("consumers");
+    infos
+        .iter()
+        .filter(|info| info.name.starts_with("natter-persister-p"))
+        .fold((0, 0), |(pending, acks), info| {
+            (pending + info.num_pending, acks + info.num_ack_pending)
+        })
 }
 
 /// The value of `series` on this process's metrics page, if it has it.

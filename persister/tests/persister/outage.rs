@@ -10,7 +10,7 @@ use natter_persister::keep_alive::KeepAlive;
 use natter_test_support::{NatsServer, PgServer};
 use sqlx::PgPool;
 
-use super::{count, metric, payload, persister, publish, stream_context, wait_count};
+use super::{backlog, count, metric, payload, persister, publish, stream_context, wait_count};
 
 /// The status `/readyz` at `addr` answers with, if it answers.
 async fn readyz(addr: std::net::SocketAddr) -> Option<u16> {
@@ -23,18 +23,6 @@ async fn readyz(addr: std::net::SocketAddr) -> Option<u16> {
     let mut head = [0u8; 12];
     conn.read_exact(&mut head).await.ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
-}
-
-/// The persisters' durable consumer as JetStream reports it now.
-async fn consumer_info(js: &async_nats::jetstream::Context) -> async_nats::jetstream::consumer::Info {
-    let mut consumer = js
-        .get_stream("CHAT")
-        .await
-        .expect("stream")
-        .get_consumer::<pull::Config>("natter-persister")
-        .await
-        .expect("consumer");
-    consumer.info().await.expect("consumer info").clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,7 +67,7 @@ async fn messages_held_through_an_outage_are_stored_once_as_soon_as_postgres_is_
     publish(&js, "lobby", (10..310).map(|i| payload(i, "during"))).await;
     let mut held = 0;
     for _ in 0..100 {
-        held = consumer_info(&js).await.num_ack_pending;
+        held = backlog(&js).await.1;
         if held >= 40 {
             break;
         }
@@ -136,8 +124,7 @@ async fn messages_held_through_an_outage_are_stored_once_as_soon_as_postgres_is_
     assert_eq!(ready, Some(200), "/readyz recovers by itself");
     let mut acked = (u64::MAX, usize::MAX);
     for _ in 0..50 {
-        let info = consumer_info(&js).await;
-        acked = (info.num_pending, info.num_ack_pending);
+        acked = backlog(&js).await;
         if acked == (0, 0) {
             break;
         }

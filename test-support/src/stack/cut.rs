@@ -78,6 +78,36 @@ impl Cut {
         Ok(Self { table, ports })
     }
 
+    /// Cuts the cluster node `pid`, whose route port is `own_route`, off from the other nodes (route ports
+    /// `route_ports`): every packet of its route connections, both those the others opened to it and those it
+    /// opened to them, is dropped, and no new route connection can be opened while the cut lasts. Its clients stay
+    /// connected to it: the node is a minority of one, as a network partition leaves it.
+    pub fn node_from_cluster(pid: u32, own_route: u16, route_ports: &[u16]) -> Result<Self, String> {
+        Self::available().map_err(|e| e.0)?;
+        let mut outgoing = Vec::new();
+        for port in route_ports.iter().filter(|p| **p != own_route) {
+            outgoing.extend(connections(pid, *port)?);
+        }
+        let table = format!("natter_cut_{pid}_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let routes = route_ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
+        let mut rules = format!(
+            "table inet {table} {{\n\tchain output {{\n\t\ttype filter hook output priority 0; policy accept;\n\
+             \t\ttcp dport {own_route} drop\n\t\ttcp sport {own_route} drop\n\
+             \t\ttcp dport {{ {routes} }} tcp flags & (syn | ack) == syn drop\n"
+        );
+        if !outgoing.is_empty() {
+            let list = outgoing.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
+            rules.push_str(&format!(
+                "\t\ttcp sport {{ {list} }} drop\n\t\ttcp dport {{ {list} }} drop\n"
+            ));
+        }
+        rules.push_str("\t}\n}\n");
+        nft(&["-f", "-"], Some(&rules))?;
+        remove_when_gone(&table);
+        outgoing.push(own_route);
+        Ok(Self { table, ports: outgoing })
+    }
+
     /// The local ports of the connections that were cut.
     pub fn ports(&self) -> &[u16] {
         &self.ports
@@ -114,7 +144,7 @@ fn remove_when_gone(table: &str) {
 }
 
 /// The local ports of `pid`'s established TCP connections to 127.0.0.1:`port`, read from `ss`.
-fn connections(pid: u32, port: u16) -> Result<Vec<u16>, String> {
+pub(crate) fn connections(pid: u32, port: u16) -> Result<Vec<u16>, String> {
     let out = Command::new("ss")
         .args(["-Htnp", "state", "established", "dst", &format!("127.0.0.1:{port}")])
         .output()

@@ -70,25 +70,44 @@ pub struct Program {
     /// Its name in messages and in its log's file name, e.g. `gateway-2`.
     name: String,
     binary: PathBuf,
-    /// Every flag but `--listen`.
+    /// Every flag but `--listen` and `--admin-listen`.
     args: Vec<String>,
+    /// Its public port (for a persister, which has none, its admin port).
     port: u16,
+    /// Its admin port: `/healthz`, `/readyz`, `/metrics` (`--admin-listen`).
+    admin_port: u16,
+    /// Whether it has a public port besides the admin one (gateways and the auth API).
+    public: bool,
     log: PathBuf,
     state: Mutex<State>,
     http: reqwest::Client,
 }
 
 impl Program {
-    /// Starts `binary` with `args` plus `--listen 127.0.0.1:PORT` on a free port, logging to `NAME.log` in `dir`,
-    /// and waits until its `/readyz` answers 200. Tries another port when the one chosen was taken meanwhile; panics
-    /// when the service does not come up, with its log.
-    pub(crate) async fn start(name: String, binary: PathBuf, args: Vec<String>, dir: &Path) -> Self {
+    /// Starts `binary` with `args` plus `--admin-listen 127.0.0.1:ADMIN` on a free port and, when `public`,
+    /// `--listen 127.0.0.1:PORT` on another, logging to `NAME.log` in `dir`, and waits until its `/readyz` answers
+    /// 200. Tries other ports when one chosen was taken meanwhile; panics when the service does not come up, with
+    /// its log.
+    pub(crate) async fn start(name: String, binary: PathBuf, args: Vec<String>, public: bool, dir: &Path) -> Self {
         for _ in 0..5 {
-            let program = Self::new(name.clone(), binary.clone(), args.clone(), free_port(), dir);
+            let admin_port = free_port();
+            let port = if public { free_port() } else { admin_port };
+            let program = Self::new(
+                name.clone(),
+                binary.clone(),
+                args.clone(),
+                (port, admin_port, public),
+                dir,
+            );
             match program.launch().await {
                 Ok(()) => return program,
-                Err(err) if port_open(program.port) && !program.is_running() => {
-                    eprintln!("{name} on port {} failed ({err}); trying another port", program.port);
+                Err(err)
+                    if !program.is_running()
+                        && (program.log().to_lowercase().contains("address already in use")
+                            || port_open(program.port)
+                            || port_open(program.admin_port)) =>
+                {
+                    eprintln!("{name} on port {} failed ({err}); trying other ports", program.port);
                 }
                 Err(err) => panic!("{name} failed to start: {err}; log:\n{}", program.log()),
             }
@@ -96,10 +115,10 @@ impl Program {
         panic!("{name}: no free port after 5 tries")
     }
 
-    /// Starts it on `port`, which another gateway may hold too (SO_REUSEPORT). Its readiness is only taken from a
-    /// `/readyz` answer of 200, so a process already on the port must not answer 200 meanwhile (it is draining).
+    /// Starts a gateway on `port`, which another gateway may hold too (SO_REUSEPORT), with an admin port of its
+    /// own (so its readiness is its own).
     pub(crate) async fn start_on(name: String, binary: PathBuf, args: Vec<String>, port: u16, dir: &Path) -> Self {
-        let program = Self::new(name, binary, args, port, dir);
+        let program = Self::new(name, binary, args, (port, free_port(), true), dir);
         if let Err(err) = program.launch().await {
             panic!(
                 "{} failed to start on port {port}: {err}; log:\n{}",
@@ -110,13 +129,17 @@ impl Program {
         program
     }
 
-    fn new(name: String, binary: PathBuf, args: Vec<String>, port: u16, dir: &Path) -> Self {
+    /// `ports`: the public port, the admin port, and whether there is a public port.
+    fn new(name: String, binary: PathBuf, args: Vec<String>, ports: (u16, u16, bool), dir: &Path) -> Self {
+        let (port, admin_port, public) = ports;
         Self {
             log: dir.join(format!("{name}.log")),
             name,
             binary,
             args,
             port,
+            admin_port,
+            public,
             state: Mutex::new(State {
                 child: None,
                 asked: Asked::Nothing,
@@ -155,9 +178,13 @@ impl Program {
                 .open(&self.log)
                 .map_err(|e| format!("cannot open its log {}: {e}", self.log.display()))?;
             let err_log = log.try_clone().map_err(|e| format!("cannot share its log: {e}"))?;
-            let child = Command::new(&self.binary)
-                .arg("--listen")
-                .arg(format!("127.0.0.1:{}", self.port))
+            let mut command = Command::new(&self.binary);
+            if self.public {
+                command.arg("--listen").arg(format!("127.0.0.1:{}", self.port));
+            }
+            let child = command
+                .arg("--admin-listen")
+                .arg(format!("127.0.0.1:{}", self.admin_port))
                 .args(&self.args)
                 .env(
                     "RUST_LOG",
@@ -225,9 +252,19 @@ impl Program {
         self.port
     }
 
-    /// `http://127.0.0.1:PORT{path}`.
+    /// `http://127.0.0.1:PORT{path}`: its public port.
     pub fn http_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Its admin port: `/healthz`, `/readyz`, `/metrics` are served there only.
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
+    }
+
+    /// `http://127.0.0.1:ADMIN{path}`: its admin port.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
     }
 
     /// For a gateway: `ws://127.0.0.1:PORT/ws`.
@@ -361,7 +398,7 @@ impl Program {
     /// The HTTP status of its `/readyz`, or `None` when it does not answer (in time).
     pub async fn readyz(&self) -> Option<u16> {
         self.http
-            .get(self.http_url("/readyz"))
+            .get(self.admin_url("/readyz"))
             .send()
             .await
             .ok()
@@ -370,7 +407,7 @@ impl Program {
 
     /// Its `/metrics` page, or `None` when it does not answer.
     pub async fn metrics(&self) -> Option<String> {
-        let response = self.http.get(self.http_url("/metrics")).send().await.ok()?;
+        let response = self.http.get(self.admin_url("/metrics")).send().await.ok()?;
         response.text().await.ok()
     }
 

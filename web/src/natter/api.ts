@@ -1,5 +1,5 @@
 /**
- * The auth API over HTTP: accounts, tokens, rooms, read cursors, history and gateway assignment.
+ * The auth API over HTTP: accounts, tokens, sessions, rooms, read cursors, history and gateway assignment.
  *
  * Uses `fetch`, so it runs in browsers and in Node alike. Every failure is an {@link ApiError} carrying the API's
  * stable error code.
@@ -10,7 +10,8 @@ import type { UserRef } from "./frames";
 /** Tokens as the API hands them out. */
 export interface TokenResponse {
   access_token: string;
-  refresh_token: string;
+  /** Absent when the refresh token is kept in an HttpOnly cookie (see {@link ApiOptions.refreshCookie}). */
+  refresh_token?: string;
   expires_in: number;
   token_type: string;
   user: { id: string; name: string; guest: boolean };
@@ -38,6 +39,20 @@ export interface Member {
   /** `owner` or `member`. */
   role: string;
   joined_at: string;
+}
+
+/** One of the caller's sessions (a signed-in device), as `GET /api/sessions` lists them. */
+export interface SessionInfo {
+  /** The session id: the `sid` of its access tokens. */
+  id: string;
+  created_at: string;
+  /** Its sign-in or its latest refresh. */
+  last_used_at: string;
+  expires_at: string;
+  user_agent?: string | null;
+  address?: string | null;
+  /** Whether this is the session of the token that asked. */
+  current: boolean;
 }
 
 /** The caller's read cursor in a room. */
@@ -92,33 +107,83 @@ export class ApiError extends Error {
 /** Supplies the access token for calls that need one. */
 export type TokenSource = () => Promise<string>;
 
+/** How an {@link Api} keeps refresh tokens. */
+export interface ApiOptions {
+  /**
+   * Keep the refresh token in an HttpOnly cookie the page cannot read (browsers on the API's origin): sign-ins
+   * and refreshes then answer without `refresh_token`, and refresh and logout send the cookie instead.
+   */
+  refreshCookie?: boolean;
+}
+
+/** The header that asks the API to keep the refresh token in its cookie. */
+const REFRESH_MODE = { "natter-refresh-token": "cookie" };
+
 /** Calls the auth API at `base` ("" for the page's own origin). */
 export class Api {
   private readonly unauthorized = new Set<(err: ApiError, token: string) => void>();
+  private readonly refreshCookie: boolean;
 
   constructor(
     readonly base: string,
     private readonly fetchImpl: typeof fetch = (...args) => globalThis.fetch(...args),
-  ) {}
+    options: ApiOptions = {},
+  ) {
+    this.refreshCookie = options.refreshCookie ?? false;
+  }
 
   register(username: string, password: string): Promise<TokenResponse> {
-    return this.call("POST", "/api/register", { body: { username, password } });
+    return this.call("POST", "/api/register", { body: { username, password }, headers: this.mode() });
   }
 
   login(username: string, password: string): Promise<TokenResponse> {
-    return this.call("POST", "/api/login", { body: { username, password } });
+    return this.call("POST", "/api/login", { body: { username, password }, headers: this.mode() });
   }
 
   guest(username: string): Promise<TokenResponse> {
-    return this.call("POST", "/api/guest", { body: { username } });
+    return this.call("POST", "/api/guest", { body: { username }, headers: this.mode() });
   }
 
-  refresh(refreshToken: string): Promise<TokenResponse> {
-    return this.call("POST", "/api/refresh", { body: { refresh_token: refreshToken } });
+  /** New tokens for `refreshToken`, or for the one in the cookie when there is none (cookie mode). */
+  refresh(refreshToken?: string): Promise<TokenResponse> {
+    return this.call("POST", "/api/refresh", {
+      body: refreshToken === undefined ? undefined : { refresh_token: refreshToken },
+      headers: this.mode(),
+    });
   }
 
-  logout(refreshToken: string): Promise<void> {
-    return this.call("POST", "/api/logout", { body: { refresh_token: refreshToken } });
+  /** Ends the session of `refreshToken`, or of the one in the cookie when there is none (cookie mode). */
+  logout(refreshToken?: string): Promise<void> {
+    return this.call("POST", "/api/logout", {
+      body: refreshToken === undefined ? undefined : { refresh_token: refreshToken },
+      headers: this.mode(),
+    });
+  }
+
+  /** The caller's live sessions, the most recently used first. */
+  sessions(token: TokenSource): Promise<SessionInfo[]> {
+    return this.call("GET", "/api/sessions", { token });
+  }
+
+  /** Ends one of the caller's sessions (its sockets are closed with 4003). */
+  endSession(token: TokenSource, id: string): Promise<void> {
+    return this.call("DELETE", `/api/sessions/${encodeURIComponent(id)}`, { token });
+  }
+
+  /** Ends every session of the caller's, or with `keepCurrent` every one but the caller's; returns how many. */
+  async endSessions(token: TokenSource, keepCurrent: boolean): Promise<number> {
+    const query = keepCurrent ? "?keep_current=true" : "";
+    const answer = await this.call<{ ended: number }>("DELETE", `/api/sessions${query}`, { token });
+    return answer.ended;
+  }
+
+  /** Changes the caller's password; every other session is ended. Returns how many were. */
+  async changePassword(token: TokenSource, currentPassword: string, newPassword: string): Promise<number> {
+    const answer = await this.call<{ ended: number }>("POST", "/api/account/password", {
+      token,
+      body: { current_password: currentPassword, new_password: newPassword },
+    });
+    return answer.ended;
   }
 
   rooms(token: TokenSource): Promise<RoomInfo[]> {
@@ -192,12 +257,16 @@ export class Api {
     return () => this.unauthorized.delete(listener);
   }
 
+  private mode(): Record<string, string> {
+    return this.refreshCookie ? { ...REFRESH_MODE } : {};
+  }
+
   private async call<T>(
     method: string,
     path: string,
-    options: { token?: TokenSource; body?: unknown },
+    options: { token?: TokenSource; body?: unknown; headers?: Record<string, string> },
   ): Promise<T> {
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = { ...options.headers };
     const token = options.token ? await options.token() : undefined;
     if (token !== undefined) headers.authorization = `Bearer ${token}`;
     if (options.body !== undefined) headers["content-type"] = "application/json";
@@ -206,6 +275,8 @@ export class Api {
       response = await this.fetchImpl(this.base + path, {
         method,
         headers,
+        // The refresh cookie goes to the API's own origin only.
+        credentials: "same-origin",
         body: options.body === undefined ? undefined : JSON.stringify(options.body),
       });
     } catch (err) {

@@ -138,8 +138,17 @@ interface RoomState {
   viewGeneration: number;
 }
 
-/** Errors whose frame is a join (they carry no `ref`): the oldest outstanding join failed. */
-const JOIN_ERRORS = new Set(["room_not_found", "room_private", "too_many_rooms", "unavailable", "already_joined"]);
+/** Errors whose frame is a join (they carry no `ref`): the oldest outstanding join failed. (`rate_limited` without
+ * a `ref` answers a join over the gateway's budget, or a leave of a room the gateway had already taken this
+ * connection out of, which this client sends only for rooms it holds joined.) */
+const JOIN_ERRORS = new Set([
+  "room_not_found",
+  "room_private",
+  "too_many_rooms",
+  "unavailable",
+  "rate_limited",
+  "already_joined",
+]);
 
 /** What the person reads in a room the gateway took them out of, by the `left` frame's reason. */
 const ENDED_NOTICES: Record<string, string> = {
@@ -694,8 +703,9 @@ export class NatterClient {
         return;
       }
       state.ws = "idle";
-      if (code === "unavailable") {
-        // The gateway could not check access right now: try again shortly, if the room is still wanted then.
+      if (code === "unavailable" || code === "rate_limited") {
+        // The gateway could not check access right now, or takes no more joins for a moment: try again shortly,
+        // if the room is still wanted then.
         clearTimeout(state.joinTimer);
         state.joinTimer = setTimeout(
           () => {

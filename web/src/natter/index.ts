@@ -11,8 +11,9 @@
  * ```
  */
 
+export { Account } from "./account";
 export { Api, ApiError } from "./api";
-export type { GatewayAssignment, HistoryMessage, HistoryPage, Member, ReadCursor, RoomInfo, TokenResponse } from "./api";
+export type { GatewayAssignment, HistoryMessage, HistoryPage, Member, ReadCursor, RoomInfo, SessionInfo, TokenResponse } from "./api";
 export { backoffDelay, DEFAULT_BACKOFF } from "./backoff";
 export type { BackoffOptions } from "./backoff";
 export { inviteCode, NatterClient, parseInvite } from "./client";

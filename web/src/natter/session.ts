@@ -3,15 +3,21 @@
  *
  * Refresh tokens are single-use and a reused one revokes the whole session, so two tabs sharing one session
  * must never both spend it: a refresh runs under the store's exclusive lock and first looks whether another
- * holder already refreshed.
+ * holder already refreshed. (The API also answers a token spent moments ago with the same successor.)
+ *
+ * In a browser the refresh token is not held here at all: it lives in an HttpOnly cookie (the {@link Api} in
+ * cookie mode), and the access token lives in this tab's memory only. A session loaded from storage then holds
+ * just its user, with no access token: the first call refreshes through the cookie.
  */
 
 import { Api, ApiError, type TokenResponse } from "./api";
 
 /** What is kept of a session between page loads. */
 export interface StoredSession {
+  /** Empty for a session known only by its user (a page just loaded): the next use refreshes. */
   access_token: string;
-  refresh_token: string;
+  /** Absent when the refresh token is in an HttpOnly cookie. */
+  refresh_token?: string;
   /** When the access token expires (milliseconds since the epoch). */
   expires_at: number;
   user: { id: string; name: string; guest: boolean };
@@ -204,6 +210,13 @@ export class Session {
   private adopt(session: StoredSession | undefined): void {
     if (!session) {
       if (this.current) this.end("elsewhere");
+      return;
+    }
+    if (!session.access_token) {
+      // Signed in anew in another tab, whose tokens this tab cannot see: its own come from the cookie.
+      if (session.user.id === this.current?.user.id && this.current.access_token) return;
+      this.current = session;
+      this.refresh().catch(() => undefined);
       return;
     }
     const changed = session.access_token !== this.current?.access_token;

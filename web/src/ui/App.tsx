@@ -69,5 +69,5 @@ export function App({ api, session }: { api: Api; session: Session }) {
     );
   }
   if (!client) return null;
-  return <Chat client={client} session={session} />;
+  return <Chat api={api} client={client} session={session} />;
 }

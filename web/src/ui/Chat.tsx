@@ -1,9 +1,12 @@
 /** The signed-in page: rooms on the side, the open room in the middle, the connection's status always shown. */
 
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 
+import { Account } from "../natter/account";
+import type { Api } from "../natter/api";
 import type { NatterClient, RoomView } from "../natter/client";
 import type { Session } from "../natter/session";
+import { AccountDialog } from "./Account";
 import { describe, sentence } from "./errors";
 import { RoomMark } from "./icons";
 import { RoomPane } from "./Room";
@@ -11,8 +14,10 @@ import { navigate, useRoute } from "./router";
 import { StatusLine } from "./Status";
 import { useClient } from "./useClient";
 
-export function Chat({ client, session }: { client: NatterClient; session: Session }) {
+export function Chat({ api, client, session }: { api: Api; client: NatterClient; session: Session }) {
   useClient(client);
+  const account = useMemo(() => new Account(api, session), [api, session]);
+  const [showAccount, setShowAccount] = useState(false);
   const route = useRoute();
   const [alerts, setAlerts] = useState<{ id: number; text: string }[]>([]);
   const alertId = useRef(0);
@@ -74,9 +79,14 @@ export function Chat({ client, session }: { client: NatterClient; session: Sessi
             Signed in as <strong>{session.user?.name}</strong>
             {session.user?.guest ? " (guest)" : ""}
           </span>
-          <button type="button" class="link" onClick={() => void session.logout()}>
-            Log out
-          </button>
+          <span class="account-actions">
+            <button type="button" class="link" aria-haspopup="dialog" onClick={() => setShowAccount(true)}>
+              Account
+            </button>
+            <button type="button" class="link" onClick={() => void session.logout()}>
+              Log out
+            </button>
+          </span>
         </footer>
       </aside>
       <main class="main">
@@ -97,6 +107,9 @@ export function Chat({ client, session }: { client: NatterClient; session: Sessi
           </div>
         )}
       </main>
+      {showAccount && (
+        <AccountDialog account={account} guest={session.user?.guest ?? false} onClose={() => setShowAccount(false)} />
+      )}
       <div class="alerts" role="alert" aria-live="assertive">
         {alerts.map((a) => (
           <p key={a.id}>{a.text}</p>

@@ -18,6 +18,12 @@ export function describe(err: unknown): string {
         return "The owner cannot be removed from their room; delete the room instead.";
       case "member_not_found":
         return "They are not a member of this room any more.";
+      case "wrong_password":
+        return "The current password is not right.";
+      case "no_password":
+        return "A guest account has no password to change.";
+      case "session_not_found":
+        return "That session has already ended.";
       case "not_found":
         // An endpoint this server does not have (yet): an older API than the page.
         return "The server cannot do that yet.";

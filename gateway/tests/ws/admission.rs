@@ -1,0 +1,237 @@
+//! Admission under attack: connections that never finish their HTTP request cannot keep newcomers out, floods of
+//! request headers are refused with a status, and the admin port answers whatever the public port suffers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::{Client, GatewayProc, Stack, WAIT};
+
+/// Addresses the attack comes from, and sockets it keeps open from each (under the per-address cap of 256).
+const ATTACK_ADDRESSES: u8 = 12;
+const SOCKETS_PER_ADDRESS: usize = 250;
+
+/// An attacker holding `SOCKETS_PER_ADDRESS` sockets from each of `ATTACK_ADDRESSES` addresses open on the
+/// gateway's public port without ever sending a request: each socket the gateway closes is opened again a second
+/// later, until stopped. Counts the sockets the gateway closed.
+struct Attack {
+    stop: tokio::sync::watch::Sender<bool>,
+    closed: Arc<AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Attack {
+    fn start(port: u16) -> Self {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let closed = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for host in 0..ATTACK_ADDRESSES {
+            let source = std::net::Ipv4Addr::new(127, 0, 0, 2 + host);
+            for _ in 0..SOCKETS_PER_ADDRESS {
+                let (mut stopped, closed) = (stopped.clone(), closed.clone());
+                tasks.push(tokio::spawn(async move {
+                    // Bounded: at most this many sockets per place, however often the gateway closes them.
+                    for _ in 0..100 {
+                        if *stopped.borrow() {
+                            return;
+                        }
+                        let Ok(socket) = tokio::net::TcpSocket::new_v4() else {
+                            return;
+                        };
+                        if socket.bind((source, 0).into()).is_err() {
+                            return;
+                        }
+                        if let Ok(mut tcp) = socket.connect(([127, 0, 0, 1], port).into()).await {
+                            let mut buf = [0u8; 256];
+                            tokio::select! {
+                                _ = tcp.read(&mut buf) => { closed.fetch_add(1, Ordering::Relaxed); }
+                                _ = stopped.wait_for(|stop| *stop) => return,
+                            }
+                        }
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = stopped.wait_for(|stop| *stop) => return,
+                        }
+                    }
+                }));
+            }
+        }
+        Self { stop, closed, tasks }
+    }
+
+    async fn stop(self) -> usize {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.closed.load(Ordering::Relaxed)
+    }
+}
+
+/// A gauge or counter from the gateway's admin port; panics when the page does not answer within a second.
+async fn admin_value(gw: &GatewayProc, series: &str) -> f64 {
+    let page = tokio::time::timeout(Duration::from_secs(1), reqwest::get(gw.admin("/metrics")))
+        .await
+        .expect("/metrics on the admin port answers within a second")
+        .expect("/metrics on the admin port answers");
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.expect("page");
+    natter_test_support::metrics_page::value(&page, series).unwrap_or(0.0)
+}
+
+// Two threads: the attacker's 3,000 sockets do not hold up the newcomers' own client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_thousand_unfinished_connections_from_twelve_addresses_keep_no_newcomer_out() {
+    let stack = Stack::start().await;
+    // The defaults: 2,048 pending in all, 256 per address, 10 s header timeout, 2 s under pressure.
+    let gw = stack.gateway(&[]).await;
+    let (ann, _) = stack.user("ann").await;
+    let room = stack.room(&ann, false).await;
+    let mut listener = Client::connect(&gw, &ann).await;
+    listener.join(&room, None).await;
+
+    let attack = Attack::start(gw.port);
+    // The admin port is watched throughout: every scrape must answer.
+    let watching = Arc::new(AtomicBool::new(true));
+    let scrapes = {
+        let (url, watching) = (gw.admin("/metrics"), watching.clone());
+        tokio::spawn(async move {
+            let (mut answered, mut failed) = (0, Vec::new());
+            while watching.load(Ordering::Relaxed) {
+                match tokio::time::timeout(Duration::from_secs(1), reqwest::get(&url)).await {
+                    Ok(Ok(r)) if r.status() == 200 => answered += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            (answered, failed)
+        })
+    };
+    // With the pool full (or nearly: it sheds the slow while under pressure, and the attacker reopens what was
+    // closed a second later) and the attack going on, newcomers connect, join and chat, each within a second.
+    for n in 0..5 {
+        let (token, _) = stack.user(&format!("newcomer{n}")).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while admin_value(&gw, "natter_gateway_pending_connections").await < 2000.0 {
+            assert!(Instant::now() < deadline, "the attack does not fill the pending pool");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let started = Instant::now();
+        let mut client = Client::connect(&gw, &token).await;
+        client.join(&room, None).await;
+        let id = format!("hello-{n}");
+        client.say(&room, &id, "through the flood").await;
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(1), "newcomer {n} took {took:?}");
+        loop {
+            let message = listener.recv_type("message").await;
+            if message["id"] == id.as_str() {
+                break;
+            }
+        }
+    }
+
+    let shed = admin_value(&gw, "natter_gateway_pending_shed_total{reason=\"busiest_address\"}").await
+        + admin_value(&gw, "natter_gateway_pending_shed_total{reason=\"slow_under_pressure\"}").await;
+    let refused_all = admin_value(&gw, "natter_gateway_pending_refused_total{scope=\"gateway\"}").await;
+    watching.store(false, Ordering::Relaxed);
+    let (answered, failed) = scrapes.await.expect("scraper");
+    let closed = attack.stop().await;
+    assert!(failed.is_empty(), "admin scrapes failed during the attack: {failed:?}");
+    // However short the run: the scrapes before each newcomer (`admin_value`) were made with the pool full.
+    assert!(answered >= 1, "scraped {answered} times");
+    assert!(shed >= 5.0, "idle sockets were shed to let the newcomers in: {shed}");
+    assert!(
+        closed as f64 >= shed * 0.5,
+        "the attacker saw its sockets closed: {closed} of {shed}"
+    );
+    assert_eq!(refused_all, 0.0, "no newcomer was refused for a full pool");
+    // One warning for the whole attack, not one per socket.
+    let log = gw.log();
+    let warnings = log.matches("pending connections are piling up").count();
+    assert!(
+        (1..=3).contains(&warnings),
+        "{warnings} warnings for {shed} sockets shed:\n{log}"
+    );
+}
+
+/// Sends `head` at once and returns the status line the gateway answers with before closing; panics if the
+/// socket is still open after the wait.
+async fn answer_to(port: u16, head: &[u8]) -> String {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    // The gateway may answer and close before the whole head is written: a failed write is not the point.
+    let _ = tcp.write_all(head).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut answer))
+        .await
+        .expect("the gateway answers and closes");
+    String::from_utf8_lossy(&answer).lines().next().unwrap_or("").to_owned()
+}
+
+#[tokio::test]
+async fn header_floods_at_the_upgrade_get_a_status_and_the_gateway_serves_on() {
+    let stack = Stack::start().await;
+    let gw = stack
+        .gateway(&["--header-timeout", "2s", "--header-timeout-under-pressure", "1s"])
+        .await;
+    let (token, _) = stack.user("hedda").await;
+    let upgrade = format!(
+        "GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    );
+    // Many headers: past hyper's 100, a 431.
+    let many: String = (0..5_000).map(|i| format!("X-Flood-{i}: {i}\r\n")).collect();
+    let status = answer_to(gw.port, format!("{upgrade}{many}\r\n").as_bytes()).await;
+    assert!(status.starts_with("HTTP/1.1 431"), "many headers: {status:?}");
+    // One huge header: past the request head's buffer, a 431.
+    let huge = format!("X-Huge: {}\r\n", "a".repeat(1 << 20));
+    let status = answer_to(gw.port, format!("{upgrade}{huge}\r\n").as_bytes()).await;
+    assert!(status.starts_with("HTTP/1.1 431"), "a huge header: {status:?}");
+    // A huge token in the query: refused as a token, not crashed on.
+    let long_url = format!(
+        "GET /ws?token={} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        "e".repeat(64 * 1024)
+    );
+    let status = answer_to(gw.port, long_url.as_bytes()).await;
+    assert!(
+        status.starts_with("HTTP/1.1 401") || status.starts_with("HTTP/1.1 414") || status.starts_with("HTTP/1.1 431"),
+        "a 64 KiB token: {status:?}"
+    );
+    // Slow headers: a head that never ends, a header line every 500 ms, is cut off at the header timeout.
+    let mut slow = TcpStream::connect(("127.0.0.1", gw.port)).await.expect("connect");
+    slow.write_all(upgrade.as_bytes()).await.expect("write");
+    let started = Instant::now();
+    let mut cut = false;
+    for i in 0..40 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if slow.write_all(format!("X-Slow-{i}: {i}\r\n").as_bytes()).await.is_err() {
+            cut = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(Duration::from_millis(1), slow.read(&mut buf)).await {
+            cut = true;
+            break;
+        }
+    }
+    assert!(
+        cut,
+        "a head sent a header every 500 ms is cut off (after {:?})",
+        started.elapsed()
+    );
+    // Through all of it, a client connects and is served.
+    let mut client = Client::connect(&gw, &token).await;
+    client.send(serde_json::json!({"type": "ping", "id": "still"})).await;
+    assert_eq!(client.recv_type("pong").await["id"], "still");
+    // The public port serves only clients; the admin routes answer on the admin port.
+    let public = reqwest::get(format!("http://127.0.0.1:{}/metrics", gw.port))
+        .await
+        .expect("answer");
+    assert_eq!(public.status(), 404, "no /metrics on the public port");
+    let admin = reqwest::get(gw.admin("/healthz")).await.expect("answer");
+    assert_eq!(admin.status(), 200);
+}
