@@ -170,9 +170,9 @@ impl Leases {
                     num_replicas: replicas.max(1),
                     ..Default::default()
                 };
-                js.get_or_create_stream(config)
+                natter_stream::get_or_create(js, config)
                     .await
-                    .map_err(|e| anyhow::anyhow!("failed to create the {BUCKET} bucket: {e}"))?;
+                    .map_err(|e| anyhow::anyhow!("failed to create the {BUCKET} bucket: {e:#}"))?;
                 js.get_key_value(BUCKET)
                     .await
                     .map_err(|e| anyhow::anyhow!("failed to open the {BUCKET} bucket: {e}"))?

@@ -51,34 +51,10 @@ pub async fn ensure(
     replicas: usize,
 ) -> anyhow::Result<stream::Stream> {
     let wanted = config(max_age, replicas);
-    let deadline = tokio::time::Instant::now() + ENSURE_PATIENCE;
-    let mut pause = std::time::Duration::from_millis(250);
-    let (stream, info) = loop {
-        let err = match js.get_or_create_stream(wanted.clone()).await {
-            Ok(mut stream) => match stream.info().await {
-                Ok(info) => {
-                    let info = info.clone();
-                    break (stream, info);
-                }
-                Err(e) if e.kind() == jetstream::context::RequestErrorKind::TimedOut => {
-                    anyhow::anyhow!("failed to read the {CHAT_STREAM} stream's info: {e}")
-                }
-                Err(e) => anyhow::bail!("failed to read the {CHAT_STREAM} stream's info: {e}"),
-            },
-            Err(e) if not_ready(&e) => anyhow::anyhow!("failed to create or open the {CHAT_STREAM} stream: {e}"),
-            Err(e) => anyhow::bail!("failed to create or open the {CHAT_STREAM} stream: {e}"),
-        };
-        if tokio::time::Instant::now() + pause >= deadline {
-            return Err(err.context(format!(
-                "JetStream did not answer within {} s",
-                ENSURE_PATIENCE.as_secs()
-            )));
-        }
-        tracing::warn!(error = %err, retry_in_ms = pause.as_millis() as u64, "JetStream is not ready; asking again");
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(std::time::Duration::from_secs(2));
-    };
-    let have = &info.config;
+    let stream = get_or_create(js, wanted.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("failed to create or open the {CHAT_STREAM} stream: {e:#}"))?;
+    let have = &stream.cached_info().config;
     if unpartitioned(have) {
         anyhow::bail!(
             "the {CHAT_STREAM} stream was made before messages were partitioned (subject {}); it cannot be updated \
@@ -107,10 +83,37 @@ pub async fn ensure(
     Ok(stream)
 }
 
-/// How long [`ensure`] keeps asking a JetStream that cannot answer yet before it gives up. A 3-node cluster
+/// How long [`get_or_create`] keeps asking a JetStream that cannot answer yet before it gives up. A 3-node cluster
 /// restarted at once needs the stream's own leader elected after the meta leader: seconds on nats-server 2.9.10,
 /// more than one request's 5 s timeout under load.
 pub const ENSURE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Opens stream `config.name`, creating it with `config` if it is missing, asking again while JetStream cannot
+/// answer yet (see [`ensure`]) for up to [`ENSURE_PATIENCE`], with a warning each time. Every JetStream asset a
+/// service needs at start (the chat stream, the KV buckets) is opened through here.
+pub async fn get_or_create(js: &jetstream::Context, config: stream::Config) -> anyhow::Result<stream::Stream> {
+    let deadline = tokio::time::Instant::now() + ENSURE_PATIENCE;
+    let mut pause = std::time::Duration::from_millis(250);
+    loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) if not_ready(&e) && tokio::time::Instant::now() + pause < deadline => {
+                tracing::warn!(
+                    stream = %config.name,
+                    error = %e,
+                    retry_in_ms = pause.as_millis() as u64,
+                    "JetStream cannot answer yet; asking again"
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(2));
+            }
+            Err(e) if not_ready(&e) => {
+                anyhow::bail!("{e} (JetStream could not answer for {} s)", ENSURE_PATIENCE.as_secs())
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
 
 /// Whether `err` is JetStream not able to answer yet rather than an answer: a timeout, no JetStream responding, or
 /// a cluster without a leader, quorum or enough peers for the replicas at this moment.

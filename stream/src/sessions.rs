@@ -52,9 +52,9 @@ pub async fn bucket(js: &jetstream::Context, replicas: usize) -> anyhow::Result<
         num_replicas: replicas,
         ..Default::default()
     };
-    js.get_or_create_stream(config)
+    crate::get_or_create(js, config)
         .await
-        .map_err(|e| anyhow::anyhow!("failed to create the {REVOKED_SESSIONS_BUCKET} bucket: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("failed to create the {REVOKED_SESSIONS_BUCKET} bucket: {e:#}"))?;
     js.get_key_value(REVOKED_SESSIONS_BUCKET)
         .await
         .map_err(|e| anyhow::anyhow!("failed to open the {REVOKED_SESSIONS_BUCKET} bucket: {e}"))
