@@ -132,7 +132,8 @@ fi
 # that exits as a failure and stops everything.
 nats_url="$(jq -r .nats_url "$tmp/up")"
 extra_port="$(free_port)"
-NATS_URL="$nats_url" NATTER_GATEWAY_LISTEN="127.0.0.1:$extra_port" NATTER_GATEWAY_ID="gw-drained" \
+NATS_URL="$nats_url" NATS_USER=natter-gateway \
+  NATS_PASSWORD="$(sed -n 's/^NATTER_NATS_GATEWAY_PASSWORD=//p' "$(jq -r .nats_credentials "$tmp/up")")" NATTER_GATEWAY_LISTEN="127.0.0.1:$extra_port" NATTER_GATEWAY_ID="gw-drained" \
   NATTER_JWKS_URL="$api/.well-known/jwks.json" NATTER_DRAIN_JITTER=2s target/release/natter-gateway \
   2>"$tmp/gateway-drained.log" &
 extra_pid=$!

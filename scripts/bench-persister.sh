@@ -33,6 +33,9 @@ set +m
 for _ in $(seq 1 900); do [ -s "$tmp/up" ] && break; sleep 0.2; done
 [ -s "$tmp/up" ] || { cat "$tmp/up.err" >&2; echo "the stack did not come up" >&2; exit 1; }
 nats_url="$(jq -r .nats_url "$tmp/up")"
+# The bench makes and reads the stream as the operator's NATS user (deploy/nats/auth.conf).
+admin_password="$(sed -n 's/^NATTER_NATS_ADMIN_PASSWORD=//p' "$(jq -r .nats_credentials "$tmp/up")")"
+nats_url="nats://natter-admin:$admin_password@${nats_url#nats://}"
 database_url="$(jq -r .database_url "$tmp/up")"
 # PG_SETTINGS="name=value ...": PostgreSQL settings to try (ALTER SYSTEM and a reload: only those a reload applies).
 for setting in ${PG_SETTINGS:-}; do

@@ -251,10 +251,12 @@ cluster_up() {
     self="$(cluster_addr "nats-$1")"
     for m in 1 2 3; do [ "$m" = "$1" ] || routes+=("nats://$(cluster_addr "nats-$m"):6222"); done
     mkdir -p "$data/nats-$1"
-    cluster_run "nats-$1" "$(nats_bin)" --name "nats-$1" -a "$self" -p 4222 -m 8222 -js -sd "$data/nats-$1" \
+    # shellcheck disable=SC2046
+    cluster_run "nats-$1" env $(nats_server_env) "$(nats_bin)" -c "$data/nats-auth.conf" --name "nats-$1" -a "$self" -p 4222 -m 8222 -js -sd "$data/nats-$1" \
       --cluster_name natter --cluster "nats://$self:6222" --routes "$(IFS=,; echo "${routes[*]}")" \
       -l "$data/nats-$1.log" &
   }
+  nats_auth_setup "$data"
   for n in 1 2 3; do
     start_cluster_nats "$n"
     PIDS+=($!) STOP_SIGNALS+=(TERM) && supervised "nats-$n" "$data/nats-$n.log" start_cluster_nats "$n"
@@ -282,7 +284,7 @@ cluster_up() {
     local self
     self="$(cluster_addr "api-$1")"
     cluster_run "api-$1" env "${web_env[@]}" DATABASE_URL="$database_url" NATS_URL="$nats_list" NATTER_STREAM_REPLICAS=3 \
-      NATTER_API_LISTEN="$self:8080" NATTER_API_ADMIN_LISTEN="$self:9180" NATTER_CLIENT_IP_HEADER=x-forwarded-for \
+      NATS_USER=natter-auth-api NATS_PASSWORD="$NATTER_NATS_AUTH_API_PASSWORD" NATTER_API_LISTEN="$self:8080" NATTER_API_ADMIN_LISTEN="$self:9180" NATTER_CLIENT_IP_HEADER=x-forwarded-for \
       RUST_LOG="${RUST_LOG:-info,sqlx=warn}" "$bin_dir/natter-auth-api" 2>>"$data/api-$1.log" &
   }
   cluster_service api 2 start_cluster_api 9180 auth-api
@@ -291,7 +293,7 @@ cluster_up() {
     local self
     self="$(cluster_addr "persister-$1")"
     cluster_run "persister-$1" env DATABASE_URL="$database_url" NATS_URL="$nats_list" NATTER_STREAM_REPLICAS=3 \
-      NATTER_PERSISTER_ID="persister-$1" NATTER_PERSISTER_ADMIN_LISTEN="$self:9100" RUST_LOG="${RUST_LOG:-info,sqlx=warn}" \
+      NATS_USER=natter-persister NATS_PASSWORD="$NATTER_NATS_PERSISTER_PASSWORD" NATTER_PERSISTER_ID="persister-$1" NATTER_PERSISTER_ADMIN_LISTEN="$self:9100" RUST_LOG="${RUST_LOG:-info,sqlx=warn}" \
       "$bin_dir/natter-persister" 2>>"$data/persister-$1.log" &
   }
   cluster_service persister 2 start_cluster_persister 9100 persister
@@ -300,6 +302,7 @@ cluster_up() {
     local self
     self="$(cluster_addr "gateway-$1")"
     cluster_run "gateway-$1" env NATS_URL="$nats_list" NATTER_STREAM_REPLICAS=3 NATTER_GATEWAY_ID="gateway-$1" \
+      NATS_USER=natter-gateway NATS_PASSWORD="$NATTER_NATS_GATEWAY_PASSWORD" \
       NATTER_GATEWAY_LISTEN="$self:9001" NATTER_GATEWAY_ADMIN_LISTEN="$self:9190" \
       NATTER_GATEWAY_PUBLIC_URL="ws://127.0.0.1:$api_port/gateway-$1/ws" NATTER_JWKS_URL="$jwks" \
       NATTER_ALLOWED_ORIGINS="$origins" RUST_LOG="${RUST_LOG:-info}" \

@@ -81,7 +81,7 @@ run_cluster() { # mode: netns or loopback
   api="$(jq -er .api <<<"$endpoints")" && web="$(jq -er .web <<<"$endpoints")" && lb="$(jq -er .lb <<<"$endpoints")" \
     || fail "endpoints lack api, web or lb: $endpoints"
   [ "$api" = "http://127.0.0.1:$api_port" ] || fail "the API is $api, not HAProxy's 127.0.0.1:$api_port"
-  curl -fsS "$web" | grep -q '<title>Natter</title>' || fail "$web does not serve the web client"
+  grep -q '<title>Natter</title>' <<<"$(curl -fsS "$web")" || fail "$web does not serve the web client"
   curl -fsS "$api/api/openapi.json" >/dev/null || fail "the API does not answer through HAProxy"
   curl -fsS "$api/.well-known/jwks.json" | jq -e '.keys | length > 0' >/dev/null || fail "no JWKS through HAProxy"
   [ "$(jq '.metrics | length' <<<"$endpoints")" = 7 ] || fail "not 7 services' metrics: $endpoints"

@@ -8,14 +8,19 @@ PyYAML to; the binaries must be built in target/debug):
   that environment;
 - the addresses line up: the hosts in NATS, PostgreSQL and JWKS URLs are compose services; every Prometheus
   target and HAProxy server is a service listening on that port; every image that is built names its stage;
+- the secrets (NATS passwords, Grafana's admin password) must be set, each service connects to NATS as its own
+  user of deploy/nats/auth.conf, and Prometheus and Grafana are published on loopback only, Grafana without
+  anonymous access;
 - every NATS server is pinned to a release of 2.10 or later and loads a configuration file, mounted from this
   repository, that sets JetStream's `sync_interval: always` (fsync before acknowledging; 2.9.x cannot).
 """
 
+import os
 import pathlib
 import re
 import subprocess
 import sys
+import tempfile
 import urllib.parse
 
 import yaml
@@ -58,8 +63,18 @@ def check_nats(errors, name, service):
 
 def main():
     errors = []
-    rendered = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config"],
-                              capture_output=True, text=True)
+    # A .env of the developer's own would hide what a new user meets: an empty one is read instead.
+    empty_env = tempfile.NamedTemporaryFile("w", suffix=".env")
+    compose = ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "--env-file", empty_env.name, "config"]
+    # The secrets a user must set: without them compose refuses, naming what is missing.
+    secrets = {f"NATTER_NATS_{role}_PASSWORD": f"compose-check-{role.lower()}"
+               for role in ("GATEWAY", "AUTH_API", "PERSISTER", "ADMIN")}
+    secrets["GRAFANA_ADMIN_PASSWORD"] = "compose-check-grafana"
+    bare = {k: v for k, v in os.environ.items() if k not in secrets}
+    refused = subprocess.run(compose, capture_output=True, text=True, env=bare)
+    if refused.returncode == 0 or "set the NATS passwords" not in refused.stderr:
+        fail(errors, f"compose starts without the NATS passwords set ({refused.returncode}): {refused.stderr}")
+    rendered = subprocess.run(compose, capture_output=True, text=True, env={**bare, **secrets})
     if rendered.returncode != 0:
         print(f"compose: docker-compose config failed:\n{rendered.stderr}", file=sys.stderr)
         return 1
@@ -71,6 +86,18 @@ def main():
         help_text = subprocess.run([str(ROOT / "target/debug" / binary), "--help"], capture_output=True,
                                    text=True, check=True).stdout
         env_names[kind] = set(re.findall(r"\[env: ([A-Z0-9_]+)", help_text))
+
+    nats_users = dict(re.findall(r"\{user: (\S+), password: \$(\w+),",
+                                 (ROOT / "deploy/nats/auth.conf").read_text()))
+    for name in ("prometheus", "grafana"):
+        for published in services.get(name, {}).get("ports", []):
+            host_ip = published.get("host_ip") if isinstance(published, dict) else str(published).split(":")[0]
+            if host_ip != "127.0.0.1":
+                fail(errors, f"{name}: published on {host_ip or 'every interface'}, not this host's loopback only")
+    grafana = services.get("grafana", {}).get("environment", {})
+    if str(grafana.get("GF_AUTH_ANONYMOUS_ENABLED", "false")).lower() != "false" \
+            or grafana.get("GF_SECURITY_ADMIN_PASSWORD") != secrets["GRAFANA_ADMIN_PASSWORD"]:
+        fail(errors, "grafana: anonymous access, or an admin password not the one the user sets")
 
     ports = {}  # service -> the port it listens on inside its container
     admin_ports = {}  # service -> its admin port (/healthz, /readyz, /metrics)
@@ -90,6 +117,12 @@ def main():
                                  capture_output=True, text=True)
         if checked.returncode != 0:
             fail(errors, f"{name}: {BINARIES[kind]} --check-config refuses its environment: {checked.stderr.strip()}")
+        # Its own NATS user (deploy/nats/auth.conf), with that user's password.
+        user = env.get("NATS_USER")
+        if user not in nats_users:
+            fail(errors, f"{name}: NATS_USER {user!r} is not a user of deploy/nats/auth.conf {sorted(nats_users)}")
+        elif user != f"natter-{kind}" or env.get("NATS_PASSWORD") != secrets.get(nats_users[user]):
+            fail(errors, f"{name}: connects to NATS as {user} with another role's or no password")
         listen = env.get(LISTEN[kind], f"0.0.0.0:{DEFAULT_PORTS[kind]}")
         ports[name] = int(listen.rsplit(":", 1)[1])
         admin = env.get(ADMIN_LISTEN[kind])

@@ -25,7 +25,8 @@ import subprocess, sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
 # Stand-ins for what the cluster fills in.
-secrets = {("natter-db-app", "uri"): "postgresql://natter:secret@natter-db-rw:5432/natter"}
+secrets = {("natter-db-app", "uri"): "postgresql://natter:secret@natter-db-rw:5432/natter",
+           **{("natter-nats", f"{role}-password"): f"stand-in-{role}" for role in ("gateway", "auth-api", "persister")}}
 fields = {"metadata.name": "natter-gateway-7d4f9-abcde", "status.podIP": "10.0.0.7"}
 binaries = {"auth-api": "natter-auth-api", "gateway": "natter-gateway", "persister": "natter-persister"}
 problems = 0
@@ -62,7 +63,7 @@ PY
 done
 
 # The NATS Helm values: a pinned server of 2.10 or later, with JetStream fsyncing every write before acknowledging.
-"$venv/bin/python" - "$ROOT/deploy/k8s/nats/values.yaml" <<'PY'
+"$venv/bin/python" - "$ROOT/deploy/k8s/nats/values.yaml" "$ROOT/deploy/nats/auth.conf" <<'PY'
 import re, sys, yaml
 values = yaml.safe_load(open(sys.argv[1]))
 tag = str(values.get("container", {}).get("image", {}).get("tag", ""))
@@ -72,8 +73,15 @@ if not version or tuple(map(int, version.groups())) < (2, 10, 0):
     problems.append(f"container.image.tag '{tag}' is not a pinned release of 2.10 or later")
 if values.get("config", {}).get("jetstream", {}).get("merge", {}).get("sync_interval") != "always":
     problems.append("config.jetstream.merge.sync_interval is not 'always'")
+config = values.get("config", {})
+if "auth.conf" not in str(config.get("merge", {}).get("$include", "")):
+    problems.append("config.merge does not $include deploy/nats/auth.conf: anything could connect")
+env = values.get("container", {}).get("env", {})
+for var in sorted(set(re.findall(r"password: \$(\w+)", open(sys.argv[2]).read()))):
+    if "secretKeyRef" not in str(env.get(var, {})):
+        problems.append(f"container.env.{var} (read by auth.conf) is not taken from a secret")
 for p in problems:
     print(f"k8s: deploy/k8s/nats/values.yaml: {p}", file=sys.stderr)
 sys.exit(1 if problems else 0)
 PY
-echo "k8s: deploy/k8s/nats/values.yaml pins a 2.10 server with sync_interval always"
+echo "k8s: deploy/k8s/nats/values.yaml pins a 2.10 server with sync_interval always and deploy/nats/auth.conf's users"

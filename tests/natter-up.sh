@@ -58,8 +58,9 @@ jq -e '(.gateways | type == "array") and (.nats_url | startswith("nats://")) and
 curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null || fail "readyz is not OK on the admin port"
 # The public port serves only clients.
 # (The web client's pages answer every other path there, /metrics included: what must not be there is the metrics.)
-if curl -fsS "$api/metrics" | grep -q '^natter_api_'; then fail "the metrics are served on the API's public port"; fi
-curl -fsS "http://127.0.0.1:$admin_port/metrics" | grep -q '^natter_api_' || fail "no metrics on the API's admin port"
+# (Read whole before grep: `grep -q` leaving early would fail curl's write, and the pipe with it.)
+if grep -q '^natter_api_' <<<"$(curl -fsS "$api/metrics")"; then fail "the metrics are served on the API's public port"; fi
+grep -q '^natter_api_' <<<"$(curl -fsS "http://127.0.0.1:$admin_port/metrics")" || fail "no metrics on the API's admin port"
 # The address a person opens serves the web client.
 web="$(jq -er .web <<<"$endpoints")" || fail "no web client URL in: $endpoints"
 [ "$web" = "http://127.0.0.1:$api_port/" ] || fail "web is $web"

@@ -23,7 +23,8 @@ api="$(jq -r .api "$tmp/out")"
 # One more gateway outside the stack's supervisor (which would stop everything when a gateway exits), scraped
 # with the others, for the run to drain.
 extra_port="$(free_port)"
-NATS_URL="$(jq -r .nats_url "$tmp/out")" NATTER_GATEWAY_LISTEN="127.0.0.1:$extra_port" NATTER_GATEWAY_ID=gw-drained \
+NATS_URL="$(jq -r .nats_url "$tmp/out")" NATS_USER=natter-gateway \
+  NATS_PASSWORD="$(sed -n 's/^NATTER_NATS_GATEWAY_PASSWORD=//p' "$(jq -r .nats_credentials "$tmp/out")")" NATTER_GATEWAY_LISTEN="127.0.0.1:$extra_port" NATTER_GATEWAY_ID=gw-drained \
   NATTER_JWKS_URL="$api/.well-known/jwks.json" NATTER_DRAIN_JITTER=8s "$ROOT/target/debug/natter-gateway" \
   2>"$tmp/gateway-drained.log" &
 extra_pid=$!

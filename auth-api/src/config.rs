@@ -42,6 +42,10 @@ pub struct Config {
     #[arg(long, env = "NATS_URL")]
     pub nats_url: Option<String>,
 
+    /// The NATS user and password (`--nats-user`, `NATS_PASSWORD`).
+    #[command(flatten)]
+    pub nats_auth: natter_service::NatsAuth,
+
     /// Copies of the revoked-sessions bucket JetStream keeps, when this process creates it: 1 on a single NATS
     /// server, 3 on a cluster of three (as the gateways' and persisters' `--stream-replicas`).
     #[arg(long, env = "NATTER_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
@@ -160,6 +164,7 @@ impl natter_service::Validate for Config {
         }
         if let Some(url) = &self.nats_url {
             natter_service::nats_servers(url)?;
+            self.nats_auth.validate()?;
         }
         if self.issuer.trim().is_empty() || self.audience.trim().is_empty() {
             return fail("--issuer and --audience must not be empty".into());

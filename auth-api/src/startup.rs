@@ -56,7 +56,7 @@ impl Application {
         .context("failed to load signing keys")?;
         let nats = match &config.nats_url {
             Some(url) => Some(
-                natter_service::nats_options("natter-auth-api")
+                natter_service::nats_options("natter-auth-api", natter_service::NatsRole::AuthApi, &config.nats_auth)
                     // Start even while NATS is down; the client connects in the background.
                     .retry_on_initial_connect()
                     .connect(natter_service::nats_servers(url).map_err(anyhow::Error::msg)?)

@@ -25,6 +25,10 @@ pub struct Config {
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
 
+    /// The NATS user and password (`--nats-user`, `NATS_PASSWORD`).
+    #[command(flatten)]
+    pub nats_auth: natter_service::NatsAuth,
+
     /// Where the auth API publishes its token keys.
     #[arg(
         long,
@@ -213,6 +217,7 @@ impl natter_service::Validate for Config {
     fn validate(&self) -> Result<(), String> {
         let fail = |msg: &str| Err(msg.to_owned());
         natter_service::nats_servers(&self.nats_url)?;
+        self.nats_auth.validate()?;
         if !self.jwks_url.starts_with("http://") && !self.jwks_url.starts_with("https://") {
             return fail("--jwks-url must be an http(s) URL");
         }

@@ -40,10 +40,14 @@ impl Application {
         // First, so what start-up records (a key's age, the NATS connection) has a recorder to go to.
         crate::metrics::register();
         let id = config.gateway_id();
-        let nats = natter_service::nats_options(format!("natter-gateway {id}"))
-            .connect(natter_service::nats_servers(&config.nats_url).map_err(anyhow::Error::msg)?)
-            .await
-            .with_context(|| format!("failed to connect to NATS at {}", config.nats_url))?;
+        let nats = natter_service::nats_options(
+            format!("natter-gateway {id}"),
+            natter_service::NatsRole::Gateway,
+            &config.nats_auth,
+        )
+        .connect(natter_service::nats_servers(&config.nats_url).map_err(anyhow::Error::msg)?)
+        .await
+        .with_context(|| format!("failed to connect to NATS at {}", config.nats_url))?;
         natter_service::nats_connected();
         // Detached: it lives as long as the process, as the connection does.
         drop(natter_service::watch_quorum(nats.clone()));

@@ -19,6 +19,10 @@ pub struct Config {
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
 
+    /// The NATS user and password (`--nats-user`, `NATS_PASSWORD`).
+    #[command(flatten)]
+    pub nats_auth: natter_service::NatsAuth,
+
     /// PostgreSQL connection URL. The schema is migrated on start.
     #[arg(
         long,
@@ -86,6 +90,7 @@ pub struct Config {
 impl natter_service::Validate for Config {
     fn validate(&self) -> Result<(), String> {
         natter_service::nats_servers(&self.nats_url)?;
+        self.nats_auth.validate()?;
         if !self.database_url.starts_with("postgres://") && !self.database_url.starts_with("postgresql://") {
             return Err("--database-url / DATABASE_URL must start with postgres:// or postgresql://".into());
         }

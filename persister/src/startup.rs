@@ -54,10 +54,14 @@ impl Application {
         natter_history::migrate(&db)
             .await
             .context("failed to migrate the history schema")?;
-        let nats = natter_service::nats_options("natter-persister")
-            .connect(natter_service::nats_servers(&config.nats_url).map_err(anyhow::Error::msg)?)
-            .await
-            .with_context(|| format!("failed to connect to NATS at {}", config.nats_url))?;
+        let nats = natter_service::nats_options(
+            "natter-persister",
+            natter_service::NatsRole::Persister,
+            &config.nats_auth,
+        )
+        .connect(natter_service::nats_servers(&config.nats_url).map_err(anyhow::Error::msg)?)
+        .await
+        .with_context(|| format!("failed to connect to NATS at {}", config.nats_url))?;
         natter_service::nats_connected();
         // Detached: it lives as long as the process, as the connection does.
         drop(natter_service::watch_quorum(nats.clone()));

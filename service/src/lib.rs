@@ -244,14 +244,74 @@ pub fn nats_servers(list: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
     Ok(servers)
 }
 
-/// NATS connection options every service starts from: the client's `name`, the connection state and its changes
+/// Who a service is to NATS: the user it connects as and that user's password (deploy/nats/auth.conf gives each
+/// service a user of its own, allowed only the subjects its role needs). Flattened into each service's settings.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct NatsAuth {
+    /// The NATS user this service connects as (deploy/nats/auth.conf names natter-gateway, natter-auth-api and
+    /// natter-persister, each allowed only what its role needs). Unset: no credentials, which a server configured
+    /// with users refuses.
+    #[arg(long, env = "NATS_USER")]
+    pub nats_user: Option<String>,
+
+    /// The NATS user's password. Prefer the environment variable to the flag: a flag is visible to every user of
+    /// the machine in the process list.
+    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+}
+
+impl NatsAuth {
+    /// Both or neither of the user and the password.
+    pub fn validate(&self) -> Result<(), String> {
+        match (&self.nats_user, &self.nats_password) {
+            (Some(user), _) if user.trim().is_empty() => Err("--nats-user / NATS_USER is empty".into()),
+            (Some(_), None) => Err("--nats-user / NATS_USER is set without NATS_PASSWORD".into()),
+            (None, Some(_)) => Err("NATS_PASSWORD is set without --nats-user / NATS_USER".into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The services' roles towards NATS: each subscribes to replies under an inbox prefix of its own
+/// ([`NatsRole::inbox_prefix`]), so that NATS can let each see only the answers meant for its role
+/// (deploy/nats/auth.conf).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatsRole {
+    /// natter-gateway.
+    Gateway,
+    /// natter-auth-api.
+    AuthApi,
+    /// natter-persister.
+    Persister,
+}
+
+impl NatsRole {
+    /// The prefix of this role's reply subjects: `_INBOX_gateway`, `_INBOX_auth_api`, `_INBOX_persister`.
+    pub fn inbox_prefix(self) -> &'static str {
+        match self {
+            Self::Gateway => "_INBOX_gateway",
+            Self::AuthApi => "_INBOX_auth_api",
+            Self::Persister => "_INBOX_persister",
+        }
+    }
+}
+
+/// NATS connection options every service starts from: the client's `name`, its role's inbox prefix and its
+/// credentials (`auth`), the connection state and its changes
 /// as metrics ([`NATS_CONNECTED`], [`NATS_RECONNECTS`], [`NATS_DISCONNECTS`]), and a lost connection logged as a
 /// warning rather than lost among the info lines. Call [`nats_connected`] once the first connect succeeded.
-pub fn nats_options(name: impl Into<String>) -> async_nats::ConnectOptions {
+pub fn nats_options(name: impl Into<String>, role: NatsRole, auth: &NatsAuth) -> async_nats::ConnectOptions {
     describe_nats();
     let name = name.into();
-    async_nats::ConnectOptions::new()
+    let options = match (&auth.nats_user, &auth.nats_password) {
+        (Some(user), Some(password)) => {
+            async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
+        }
+        _ => async_nats::ConnectOptions::new(),
+    };
+    options
         .name(name)
+        .custom_inbox_prefix(role.inbox_prefix())
         // Away from a node this process just left for having lost the quorum, while another is in the pool.
         .reconnect_to_server_callback(|servers, _info| async move {
             let avoided = avoided_nodes();

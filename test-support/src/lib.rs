@@ -16,6 +16,6 @@ mod postgres;
 mod process;
 pub mod stack;
 
-pub use nats::{NatsCluster, NatsServer};
+pub use nats::{NATS_ADMIN_USER, NatsCluster, NatsServer, nats_credentials, nats_password};
 pub use postgres::{PgServer, TestDb};
 pub use process::free_port;

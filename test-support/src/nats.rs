@@ -32,6 +32,14 @@ impl NatsServer {
         Self::start_in(temp_dir())
     }
 
+    /// Starts a server as deployments run it: a client without credentials is refused (no operator's user for
+    /// anonymous clients, as [`NatsServer::start`] has for tests' convenience).
+    pub fn start_as_deployed() -> Self {
+        let dir = temp_dir();
+        std::fs::write(dir.path().join(AS_DEPLOYED), "").expect("mark the server as deployed");
+        Self::start_in(dir)
+    }
+
     /// Starts a server on a free port storing in `dir`, with the cluster node's configuration file there if one was
     /// written (its name and routes; the client port is still given on the command line).
     fn start_in(dir: tempfile::TempDir) -> Self {
@@ -54,7 +62,9 @@ impl NatsServer {
         self.service.log()
     }
 
-    /// The client URL, `nats://127.0.0.1:PORT`.
+    /// The client URL, `nats://127.0.0.1:PORT`. A client that connects without credentials acts as the operator's
+    /// user (every subject allowed): what a test's own clients do. Services are given their own users
+    /// ([`nats_credentials`]), which deploy/nats/auth.conf allows only what their role needs.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.service.port())
     }
@@ -118,6 +128,31 @@ pub(crate) async fn wait_for_jetstream(node: &NatsServer, within: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// deploy/nats/auth.conf, which every server a test starts includes: the services' users and what each may do.
+const AUTH_CONF: &str = include_str!("../../deploy/nats/auth.conf");
+
+/// Present in a server's directory: started by [`NatsServer::start_as_deployed`].
+const AS_DEPLOYED: &str = "as-deployed";
+
+/// The operator's NATS user, allowed every subject: what tests connect as.
+pub const NATS_ADMIN_USER: &str = "natter-admin";
+
+/// The password of NATS user `user` (one of deploy/nats/auth.conf's) on the servers tests start: fixed, as these
+/// servers listen on loopback only for the length of a test.
+pub fn nats_password(user: &str) -> String {
+    format!("test-password-of-{user}")
+}
+
+/// The flags that make a service connect as NATS user `user`: `--nats-user` and `--nats-password`.
+pub fn nats_credentials(user: &str) -> Vec<String> {
+    vec![
+        "--nats-user".to_owned(),
+        user.to_owned(),
+        "--nats-password".to_owned(),
+        nats_password(user),
+    ]
 }
 
 fn temp_dir() -> tempfile::TempDir {
@@ -233,7 +268,8 @@ impl NatsCluster {
         &self.route_ports
     }
 
-    /// Every node's client URL, separated by commas: what the services are given as `--nats-url`.
+    /// Every node's client URL, separated by commas: what the services are given as `--nats-url` (with their own
+    /// users) and what a test's own clients connect to.
     pub fn urls(&self) -> String {
         self.nodes.iter().map(NatsServer::url).collect::<Vec<_>>().join(",")
     }
@@ -273,9 +309,23 @@ fn command(port: u16, dir: &Path) -> Result<Command, String> {
         }
     }
     let mut cmd = Command::new(binary());
-    let conf = dir.join(CLUSTER_CONF);
-    if conf.exists() {
-        cmd.arg("-c").arg(conf);
+    std::fs::write(dir.join("auth.conf"), AUTH_CONF).map_err(|e| format!("cannot write auth.conf: {e}"))?;
+    let mut conf = String::from("include \"auth.conf\"\n");
+    if !dir.join(AS_DEPLOYED).exists() {
+        conf.push_str(&format!("no_auth_user: {NATS_ADMIN_USER}\n"));
+    }
+    if let Ok(cluster) = std::fs::read_to_string(dir.join(CLUSTER_CONF)) {
+        conf.push_str(&cluster);
+    }
+    std::fs::write(dir.join("nats.conf"), conf).map_err(|e| format!("cannot write nats.conf: {e}"))?;
+    cmd.arg("-c").arg(dir.join("nats.conf"));
+    for (var, user) in [
+        ("NATTER_NATS_GATEWAY_PASSWORD", "natter-gateway"),
+        ("NATTER_NATS_AUTH_API_PASSWORD", "natter-auth-api"),
+        ("NATTER_NATS_PERSISTER_PASSWORD", "natter-persister"),
+        ("NATTER_NATS_ADMIN_PASSWORD", NATS_ADMIN_USER),
+    ] {
+        cmd.env(var, nats_password(user));
     }
     cmd.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
         .arg(dir.join("store"))

@@ -168,6 +168,7 @@ impl StackBuilder {
             "--nats-url".to_owned(),
             nats_urls.clone(),
         ];
+        api_args.extend(crate::nats_credentials("natter-auth-api"));
         if let Some(key) = &self.load_test_key {
             api_args.extend(["--load-test-key".to_owned(), key.clone()]);
         }
@@ -215,7 +216,7 @@ pub struct Stack {
     pub nats: NatsServer,
     /// A cluster's other nodes (`n2`, `n3`, ...); none for a lone server.
     nats_peers: Vec<NatsServer>,
-    /// Every node's client URL, separated by commas: what every service is given.
+    /// Every node's client URL, separated by commas: what every service is given (with its own user).
     nats_urls: String,
     /// A cluster's route ports, by node; none for a lone server.
     route_ports: Vec<u16>,
@@ -270,7 +271,8 @@ impl Stack {
         lock(&self.api).clone()
     }
 
-    /// Every NATS node's client URL, separated by commas, as the services are given them.
+    /// Every NATS node's client URL, separated by commas, as the services are given them (with `--nats-user` and
+    /// `--nats-password` of their role); a test's own client connecting without credentials acts as the operator.
     pub fn nats_urls(&self) -> &str {
         &self.nats_urls
     }
@@ -393,6 +395,7 @@ impl Stack {
         let mut given = self.spec.gateway_args.clone();
         given.extend(owned(args));
         let mut all = owned(&["--nats-url", &self.nats_urls, "--jwks-url", &self.jwks_url()]);
+        all.extend(crate::nats_credentials("natter-gateway"));
         given.extend(self.replicas(&given));
         // Test defaults, each left out when the test gives the flag itself (the services refuse a flag twice).
         for (flag, value) in [
@@ -452,6 +455,7 @@ impl Stack {
     pub async fn add_persister(&self, args: &[&str]) -> Arc<Program> {
         let n = lock(&self.persisters).len() + 1;
         let mut all = owned(&["--nats-url", &self.nats_urls, "--database-url", &self.db_url]);
+        all.extend(crate::nats_credentials("natter-persister"));
         all.extend(self.spec.persister_args.iter().cloned());
         all.extend(owned(args));
         let replicas = self.replicas(&all);

@@ -65,8 +65,11 @@ pub async fn spawn_app() -> TestApp {
 /// Starts the app with its own NATS server, with the default configuration plus `args`.
 pub async fn spawn_app_with_nats(args: &[&str]) -> TestApp {
     let nats = NatsServer::start();
+    // As the auth API is deployed: its own NATS user, allowed only what its role needs.
     let url = nats.url();
+    let credentials = natter_test_support::nats_credentials("natter-auth-api");
     let mut all = vec!["--nats-url", url.as_str()];
+    all.extend(credentials.iter().map(String::as_str));
     all.extend_from_slice(args);
     let db = TestDb::create().await;
     let mut app = spawn_app_on(db.url().to_owned(), &all).await;

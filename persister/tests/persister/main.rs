@@ -23,7 +23,9 @@ struct Persister {
 }
 
 async fn persister(nats: &NatsServer, db_url: &str, args: &[&str]) -> Persister {
+    // As the persister is deployed: its own NATS user, allowed only what its role needs.
     let nats_url = nats.url();
+    let credentials = natter_test_support::nats_credentials("natter-persister");
     let mut argv = vec![
         "natter-persister",
         "--admin-listen",
@@ -33,6 +35,7 @@ async fn persister(nats: &NatsServer, db_url: &str, args: &[&str]) -> Persister 
         "--database-url",
         db_url,
     ];
+    argv.extend(credentials.iter().map(String::as_str));
     argv.extend_from_slice(args);
     let app = Application::build(Config::try_parse_from(argv).expect("config"))
         .await
