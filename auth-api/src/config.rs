@@ -124,10 +124,24 @@ pub struct Config {
     #[arg(long, env = "NATTER_USER_MEMBERSHIP_CHANGES_PER_MINUTE", default_value_t = 120)]
     pub user_membership_changes_per_minute: u32,
 
-    /// Header holding the client address when behind a trusted proxy (e.g. x-forwarded-for); off by default,
-    /// since a client could otherwise pick its own address and dodge the rate limit.
+    /// The gateway URLs this API hands out, as patterns separated by commas, where `*` stands for any run of
+    /// characters other than `/` (e.g. `wss://gw-*.chat.example/ws`). A heartbeat naming any other URL is ignored
+    /// and counted (`natter_api_gateway_heartbeats_refused_total`), so a client on NATS that passes for a gateway
+    /// cannot send browsers, with their tokens, elsewhere. Unset: every URL is accepted, with a warning at start.
+    #[arg(long, env = "NATTER_GATEWAY_URL_PATTERNS", value_delimiter = ',')]
+    pub gateway_url_patterns: Vec<String>,
+
+    /// Header holding the client address when behind a proxy (e.g. x-forwarded-for), read only on requests from
+    /// `--trusted-proxies`; off by default, since a client could otherwise pick its own address and dodge the
+    /// per-address limits.
     #[arg(long, env = "NATTER_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,
+
+    /// The proxies (addresses or blocks, `10.0.0.0/8`, separated by commas) whose `--client-ip-header` is
+    /// believed; a request from any other address is limited by its own address, whatever the header says.
+    /// Required with `--client-ip-header`.
+    #[arg(long, env = "NATTER_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<crate::trusted_proxy::Network>,
 
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "NATTER_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
@@ -225,6 +239,21 @@ impl natter_service::Validate for Config {
         if !(256..=1024 * 1024).contains(&self.max_body_bytes) {
             return fail("--max-body-bytes must be between 256 and 1048576".into());
         }
+        for pattern in &self.gateway_url_patterns {
+            if crate::fleet::ws_origin(&pattern.replace('*', "x")).is_none() {
+                return fail(format!(
+                    "--gateway-url-patterns: {pattern:?} is not a ws:// or wss:// URL (with * for any run of \
+                     characters other than /)"
+                ));
+            }
+        }
+        if self.client_ip_header.is_some() && self.trusted_proxies.is_empty() {
+            return fail(
+                "--client-ip-header needs --trusted-proxies (NATTER_TRUSTED_PROXIES): the header is believed only on \
+                 requests from the proxies that set it"
+                    .into(),
+            );
+        }
         if let Some(header) = &self.client_ip_header
             && axum::http::HeaderName::from_str(header).is_err()
         {
@@ -295,7 +324,25 @@ mod tests {
         );
         assert!(config(&["--issuer", " "]).validate().is_err());
         assert!(config(&["--user-room-creations-per-hour", "0"]).validate().is_err());
-        assert!(config(&["--client-ip-header", "bad header"]).validate().is_err());
+        assert!(
+            config(&["--client-ip-header", "bad header", "--trusted-proxies", "10.0.0.1"])
+                .validate()
+                .is_err()
+        );
+        assert!(
+            config(&["--client-ip-header", "x-forwarded-for"]).validate().is_err(),
+            "no trusted proxies"
+        );
+        assert!(
+            config(&[
+                "--client-ip-header",
+                "x-forwarded-for",
+                "--trusted-proxies",
+                "10.0.0.0/8,::1"
+            ])
+            .validate()
+            .is_ok()
+        );
         assert!(config(&["--load-test-key", "short"]).validate().is_err());
         assert!(config(&["--web-dir", "/nonexistent/web/dist"]).validate().is_err());
         for replicas in ["0", "6", "three"] {

@@ -116,8 +116,9 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-/// The client's address: the peer address, or, behind a trusted proxy, the last address in the configured header
-/// (the one that proxy appended; earlier entries are whatever the client sent). IPv6 addresses are reduced to
+/// The client's address: the peer address, or, on a request from one of `--trusted-proxies`, the rightmost
+/// address in the configured header that no trusted proxy holds (what the proxies appended; earlier entries are
+/// whatever the client sent). IPv6 addresses are reduced to
 /// their /64, the block one subscriber usually holds, so rate limits cannot be dodged by walking a prefix.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub IpAddr);
@@ -126,21 +127,24 @@ impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        if let Some(name) = &state.settings.client_ip_header
-            && let Some(ip) = parts
-                .headers
-                .get(name.as_str())
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit(',').next())
-                .and_then(|v| v.trim().parse().ok())
-        {
-            return Ok(Self(limit_key(ip)));
-        }
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip())
             .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let settings = &state.settings;
+        if let Some(name) = &settings.client_ip_header
+            && settings.trusted_proxies.iter().any(|proxy| proxy.contains(peer))
+        {
+            let values: Vec<&str> = parts
+                .headers
+                .get_all(name.as_str())
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            let client = crate::trusted_proxy::client_address(peer, values.into_iter(), &settings.trusted_proxies);
+            return Ok(Self(limit_key(client)));
+        }
         Ok(Self(limit_key(peer)))
     }
 }

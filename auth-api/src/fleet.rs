@@ -69,6 +69,10 @@ pub async fn room_access(db: &PgPool, request: &RoomAccessRequest) -> Result<Roo
 /// Gateways heard from recently, by id, with when; and the origins of every gateway heard since start.
 #[derive(Clone, Default)]
 pub struct GatewayTable {
+    /// The URLs a gateway may name (`*`: any run of characters other than `/`); empty: any.
+    allowed: Arc<Vec<String>>,
+    /// URLs refused, each logged once.
+    refused: Arc<Mutex<std::collections::HashSet<String>>>,
     seen: Arc<Mutex<HashMap<String, (GatewayInfo, Instant)>>>,
     /// The origins (`wss://host:port`) of the gateways heard, the most recently heard last, at most
     /// [`MAX_ORIGINS`].
@@ -95,7 +99,35 @@ pub fn ws_origin(url: &str) -> Option<String> {
     Some(format!("{scheme}://{}", authority.to_ascii_lowercase()))
 }
 
+/// Whether `url` matches `pattern`, where `*` stands for any run of characters other than `/`; compared without
+/// case, as hosts are.
+pub fn url_matches(pattern: &str, url: &str) -> bool {
+    fn matches(p: &[u8], u: &[u8]) -> bool {
+        match p.split_first() {
+            None => u.is_empty(),
+            Some((b'*', rest)) => (0..=u.len())
+                .take_while(|&i| i == 0 || u[i - 1] != b'/')
+                .any(|i| matches(rest, &u[i..])),
+            Some((c, rest)) => u.first().is_some_and(|b| b.eq_ignore_ascii_case(c)) && matches(rest, &u[1..]),
+        }
+    }
+    matches(pattern.as_bytes(), url.as_bytes())
+}
+
 impl GatewayTable {
+    /// A table that accepts heartbeats only of gateways whose URL matches one of `patterns` (any when empty).
+    pub fn new(patterns: Vec<String>) -> Self {
+        if patterns.is_empty() {
+            tracing::warn!(
+                "--gateway-url-patterns is not set: GET /api/gateway hands out whatever URL a heartbeat on NATS names"
+            );
+        }
+        Self {
+            allowed: Arc::new(patterns),
+            ..Self::default()
+        }
+    }
+
     /// The live, non-draining gateway with the fewest connections, passing over those in `avoid` (gateways a
     /// client just lost, whose heartbeats may not have expired yet) unless no other is left.
     pub fn least_loaded(&self, avoid: &[&str]) -> Option<GatewayInfo> {
@@ -125,8 +157,17 @@ impl GatewayTable {
         }
     }
 
-    /// Notes a gateway's heartbeat.
+    /// Notes a gateway's heartbeat; one naming a URL outside the allowed patterns is counted and dropped.
     pub fn record(&self, info: GatewayInfo) {
+        if !self.allowed.is_empty() && !self.allowed.iter().any(|p| url_matches(p, &info.url)) {
+            metrics::counter!(crate::metrics::GATEWAY_HEARTBEATS_REFUSED).increment(1);
+            let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+            if refused.len() < 1024 && refused.insert(info.url.clone()) {
+                tracing::warn!(gateway = %info.id, url = %info.url,
+                    "a heartbeat names a gateway URL outside --gateway-url-patterns; it is not handed out");
+            }
+            return;
+        }
         match ws_origin(&info.url) {
             Some(origin) => {
                 let mut origins = self.origins.lock().unwrap_or_else(|p| p.into_inner());
@@ -187,6 +228,31 @@ mod tests {
         }
         assert_eq!(table.origins().len(), MAX_ORIGINS);
         assert_eq!(table.origins().last().map(String::as_str), Some("ws://g99"));
+    }
+
+    #[test]
+    fn only_gateways_whose_url_matches_a_pattern_are_handed_out() {
+        for (pattern, url, matches) in [
+            ("wss://gw-*.chat.example/ws", "wss://gw-1.chat.example/ws", true),
+            ("wss://gw-*.chat.example/ws", "WSS://GW-2.Chat.Example/ws", true),
+            (
+                "wss://gw-*.chat.example/ws",
+                "wss://gw-1.evil.example/ws?.chat.example/ws",
+                false,
+            ),
+            ("wss://gw-*.chat.example/ws", "wss://gw-1.chat.example.evil/ws", false),
+            ("wss://gw-*.chat.example/ws", "wss://gw-/x.chat.example/ws", false),
+            ("ws://127.0.0.1:*/ws", "ws://127.0.0.1:9001/ws", true),
+            ("ws://127.0.0.1:*/ws", "ws://127.0.0.1:9001/ws/more", false),
+            ("ws://127.0.0.1:*/ws", "ws://127.0.0.2:9001/ws", false),
+        ] {
+            assert_eq!(url_matches(pattern, url), matches, "{pattern} ~ {url}");
+        }
+        let table = GatewayTable::new(vec!["ws://good-*/ws".into()]);
+        beat(&table, "good-1", 5, false);
+        beat(&table, "evil", 0, false);
+        assert_eq!(table.least_loaded(&[]).map(|g| g.id), Some("good-1".to_owned()));
+        assert_eq!(table.origins(), vec!["ws://good-1".to_owned()]);
     }
 
     fn beat(table: &GatewayTable, id: &str, connections: u64, draining: bool) {

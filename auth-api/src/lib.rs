@@ -19,3 +19,4 @@ pub mod room_events;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod trusted_proxy;

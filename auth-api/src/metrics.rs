@@ -25,12 +25,16 @@ pub const REFRESH_REUSE: &str = "natter_api_refresh_token_reuse_total";
 pub const TOKENS_ISSUED: &str = "natter_api_tokens_issued_total";
 /// Signing keys rotated by this instance.
 pub const KEY_ROTATIONS: &str = "natter_api_key_rotations_total";
+/// Times a rate limiter's table was full and forgot its least recently used tenth to let newcomers in.
+pub const RATE_LIMIT_EVICTIONS: &str = "natter_api_rate_limit_evictions_total";
+/// Gateway heartbeats ignored for naming a URL outside `--gateway-url-patterns`.
+pub const GATEWAY_HEARTBEATS_REFUSED: &str = "natter_api_gateway_heartbeats_refused_total";
 /// Age of the key that signs now, in seconds, as of the last key reload (gauge; reloads are a minute apart).
 pub const SIGNING_KEY_AGE: &str = "natter_api_signing_key_age_seconds";
 
 /// Every metric the auth API exports besides the shared `process_*` and `natter_nats_*` ones, each from start-up
 /// (the request counts by route and documented status; latency histograms appear with a route's first request).
-pub const ALL: [&str; 10] = [
+pub const ALL: [&str; 12] = [
     HTTP_REQUESTS,
     AUTH_FAILURES,
     LOGINS,
@@ -40,6 +44,8 @@ pub const ALL: [&str; 10] = [
     TOKENS_ISSUED,
     KEY_ROTATIONS,
     SIGNING_KEY_AGE,
+    GATEWAY_HEARTBEATS_REFUSED,
+    RATE_LIMIT_EVICTIONS,
     natter_service::MAX_FDS,
 ];
 
@@ -65,6 +71,14 @@ pub fn register() {
     describe_counter!(HTTP_REQUESTS, "Requests served, by method, route and status.");
     describe_histogram!(HTTP_DURATION, Unit::Seconds, "Request latency, by method and route.");
     describe_counter!(AUTH_FAILURES, "Refused access tokens, by reason.");
+    describe_counter!(
+        RATE_LIMIT_EVICTIONS,
+        "Times a rate limiter's table was full and forgot its least recently used tenth to let newcomers in."
+    );
+    describe_counter!(
+        GATEWAY_HEARTBEATS_REFUSED,
+        "Gateway heartbeats ignored for naming a URL outside --gateway-url-patterns."
+    );
     describe_counter!(LOGINS, "Logins, by kind and outcome.");
     describe_counter!(RATE_LIMITED, "Requests refused by a rate limit, by limit.");
     describe_counter!(LOAD_TEST_GUESTS, "Guest accounts made through the load-test mode.");
@@ -90,7 +104,14 @@ pub fn register() {
     ] {
         metrics::counter!(RATE_LIMITED, "limit" => limit).absolute(0);
     }
-    for name in [LOAD_TEST_GUESTS, REFRESH_REUSE, TOKENS_ISSUED, KEY_ROTATIONS] {
+    for name in [
+        LOAD_TEST_GUESTS,
+        REFRESH_REUSE,
+        TOKENS_ISSUED,
+        KEY_ROTATIONS,
+        GATEWAY_HEARTBEATS_REFUSED,
+        RATE_LIMIT_EVICTIONS,
+    ] {
         metrics::counter!(name).absolute(0);
     }
 }

@@ -30,9 +30,32 @@ struct Windows {
 
 /// Keys held before stale ones are pruned.
 const PRUNE_AT: usize = 10_000;
-/// Most keys held at all. Past it, hits for new keys are refused until windows expire: under a flood from that
-/// many distinct keys in one window, refusing is safer for a login endpoint than forgetting the counts.
+/// Most keys held at all. Past it, the tenth of the keys least recently started or used is forgotten to make room
+/// ([`evict_oldest`]): refusing newcomers instead would let a flood of spoofed or IPv6 addresses lock every new
+/// client out of login and sign-up. What is forgotten is the counts of those who have been quiet longest.
 const MAX_KEYS: usize = 200_000;
+
+/// Forgets the tenth of `map`'s keys (at least one) whose instant is oldest: room for newcomers in one pass
+/// every tenth of the map's size, so a flood of new keys costs a constant amortised time per key.
+fn evict_oldest<V>(map: &mut HashMap<String, (Instant, V)>) {
+    let mut times: Vec<Instant> = map.values().map(|(at, _)| *at).collect();
+    if times.is_empty() {
+        return;
+    }
+    let nth = (times.len() / 10).max(1) - 1;
+    let (_, cutoff, _) = times.select_nth_unstable(nth);
+    let cutoff = *cutoff;
+    let mut left = nth + 1;
+    map.retain(|_, (at, _)| {
+        if *at <= cutoff && left > 0 {
+            left -= 1;
+            false
+        } else {
+            true
+        }
+    });
+    metrics::counter!(crate::metrics::RATE_LIMIT_EVICTIONS).increment(1);
+}
 
 impl RateLimiter {
     /// A limiter named `name` (used as the metrics label).
@@ -87,8 +110,7 @@ impl RateLimiter {
                 *pruned_at = now;
             }
             if hits.len() >= self.max_keys {
-                metrics::counter!(crate::metrics::RATE_LIMITED, "limit" => self.name).increment(1);
-                return Err(self.window);
+                evict_oldest(hits);
             }
         }
         let entry = hits.entry(key.to_owned()).or_insert((now, 0));
@@ -168,8 +190,7 @@ impl TokenBuckets {
                 *pruned_at = now;
             }
             if by_key.len() >= self.max_keys {
-                metrics::counter!(crate::metrics::RATE_LIMITED, "limit" => self.name).increment(1);
-                return Err(self.wait_for(0.0));
+                evict_oldest(by_key);
             }
         }
         let (at, level) = by_key.entry(key.to_owned()).or_insert((now, self.capacity));
@@ -235,14 +256,26 @@ mod tests {
         for i in 0..100 {
             buckets.spend(&format!("k{i}")).expect("room for it");
         }
+        buckets
+            .spend("one-too-many")
+            .expect("a newcomer is never refused for a full map");
+        let held = buckets.buckets.lock().expect("not poisoned").by_key.len();
+        assert!(held <= 100, "the map stays bounded ({held} keys)");
         assert!(
-            buckets.spend("one-too-many").is_err(),
-            "new keys wait while the map is full"
+            !buckets.buckets.lock().expect("not poisoned").by_key.contains_key("k0"),
+            "the least recently used went first"
         );
-        buckets.spend("k1").expect("known keys keep their own bucket");
+        buckets.spend("k99").expect("recent keys keep their own bucket");
         std::thread::sleep(Duration::from_millis(60));
+        // Every bucket so far is full again; fresh keys fill the map, and the next newcomer drops the full ones.
+        let len = || buckets.buckets.lock().expect("not poisoned").by_key.len();
+        let mut late = 0;
+        while len() < 100 {
+            buckets.spend(&format!("late{late}")).expect("room for it");
+            late += 1;
+        }
         buckets.spend("new").expect("full buckets were dropped");
-        assert_eq!(buckets.buckets.lock().expect("not poisoned").by_key.len(), 1);
+        assert_eq!(len(), late + 1, "only the buckets not full are kept");
     }
 
     #[test]
@@ -282,7 +315,7 @@ mod tests {
     }
 
     #[test]
-    fn a_flood_of_distinct_keys_is_bounded() {
+    fn a_flood_of_distinct_keys_is_bounded_and_never_locks_a_newcomer_out() {
         let limiter = RateLimiter {
             max_keys: 100,
             ..RateLimiter::new("test", 5, Duration::from_secs(60))
@@ -290,11 +323,17 @@ mod tests {
         for i in 0..100 {
             assert!(limiter.hit(&format!("k{i}")).is_ok());
         }
-        assert!(
-            limiter.hit("one-too-many").is_err(),
-            "new keys are refused once the map is full"
-        );
-        assert!(limiter.hit("k1").is_ok(), "known keys keep their own count");
-        assert_eq!(limiter.hits.lock().expect("not poisoned").by_key.len(), 100);
+        // The newest keys have spent their budget; a flood of newcomers still gets in, each counted.
+        for _ in 0..4 {
+            limiter.hit("k99").expect("within its budget");
+        }
+        for i in 0..1000 {
+            limiter
+                .hit(&format!("flood{i}"))
+                .expect("a newcomer is never refused for a full map");
+            let held = limiter.hits.lock().expect("not poisoned").by_key.len();
+            assert!(held <= 100, "the map stays bounded ({held} keys)");
+        }
+        limiter.hit("flood999").expect("a newcomer's own count goes on");
     }
 }

@@ -89,6 +89,7 @@ impl Application {
                 refresh_reuse_grace: config.refresh_reuse_grace,
                 refresh_family_max_age: config.refresh_family_max_age,
                 client_ip_header: config.client_ip_header.clone(),
+                trusted_proxies: config.trusted_proxies.clone(),
                 web_dir: config.web_dir.clone(),
                 load_test_key: config
                     .load_test_key
@@ -108,7 +109,7 @@ impl Application {
             budgets: Arc::new(crate::state::UserBudgets::new(&config)),
             nats,
             revocations,
-            gateways: Default::default(),
+            gateways: crate::fleet::GatewayTable::new(config.gateway_url_patterns.clone()),
         };
         let listener = TcpListener::bind(config.listen)
             .await

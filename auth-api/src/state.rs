@@ -84,6 +84,8 @@ pub struct Settings {
     pub load_test_key: Option<[u8; 32]>,
     /// Header holding the client address behind a trusted proxy.
     pub client_ip_header: Option<String>,
+    /// The proxies whose `client_ip_header` is believed.
+    pub trusted_proxies: Vec<crate::trusted_proxy::Network>,
     /// The built browser client served at `/`, when configured.
     pub web_dir: Option<PathBuf>,
 }

@@ -24,8 +24,27 @@ use crate::scrape;
 use crate::setup::Api;
 use crate::worker::decode;
 
-/// Most clients one worker process runs: the machine allows 20,000 open files per process.
+/// Most clients one worker process runs: the machines this is measured on allow 20,000 open files per process.
 pub const MAX_CLIENTS_PER_WORKER: usize = 18_000;
+
+/// This process's open-file limit, its soft limit first raised to the hard one (once; the workers it starts
+/// inherit it): a stock machine's soft limit of 1024 would fail a run of a few thousand users with errors that
+/// say nothing of the cause.
+pub fn open_file_limit() -> u64 {
+    static LIMIT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        rlimit::increase_nofile_limit(u64::MAX)
+            .or_else(|_| rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft))
+            .unwrap_or(1024)
+    })
+}
+
+/// Most clients one worker runs here: [`MAX_CLIENTS_PER_WORKER`], or fewer when the open-file limit is lower
+/// (each client holds one file; a worker keeps 200 for itself).
+pub fn clients_per_worker() -> usize {
+    let room = usize::try_from(open_file_limit().saturating_sub(200)).unwrap_or(usize::MAX);
+    MAX_CLIENTS_PER_WORKER.min(room).max(1)
+}
 
 /// What a run exercises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -365,13 +384,13 @@ impl RunArgs {
                 return Err(format!("--gateway '{url}' must be a ws:// URL"));
             }
         }
-        let workers = self
-            .workers
-            .unwrap_or_else(|| self.users.div_ceil(MAX_CLIENTS_PER_WORKER));
-        if workers == 0 || workers > 64 || self.users.div_ceil(workers) > MAX_CLIENTS_PER_WORKER {
+        let per_worker = clients_per_worker();
+        let workers = self.workers.unwrap_or_else(|| self.users.div_ceil(per_worker));
+        if workers == 0 || workers > 64 || self.users.div_ceil(workers) > per_worker {
             return Err(format!(
-                "--workers must be 1 to 64, with at most {MAX_CLIENTS_PER_WORKER} users each (this machine allows \
-                 20,000 open files per process)"
+                "--workers must be 1 to 64, with at most {per_worker} users each (this process may hold {} open \
+                 files, its hard limit; raise it with `ulimit -Hn` or the service manager's LimitNOFILE)",
+                open_file_limit()
             ));
         }
         let source_addrs = match &self.source_addrs {

@@ -115,6 +115,7 @@ pub fn main<S: Service>() -> ExitCode {
 
 async fn serve<S: Service>(config: S::Config) -> ExitCode {
     init_logging(S::LOG_FILTER);
+    raise_open_file_limit();
     let service = match S::build(config).await {
         Ok(service) => service,
         Err(err) => {
@@ -131,6 +132,26 @@ async fn serve<S: Service>(config: S::Config) -> ExitCode {
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "stopped with an error");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Raises this process's soft limit on open files to its hard limit (a stock machine's soft limit, 1024, would
+/// refuse connections long before the machine could serve them) and says at start how many it may hold: every
+/// client connection, NATS connection, database connection and listener is one. Returns the limit now in force.
+pub fn raise_open_file_limit() -> Option<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            tracing::info!(
+                open_files = limit,
+                "open-file limit set to the hard limit: room for about {} connections",
+                limit.saturating_sub(64)
+            );
+            Some(limit)
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, limit = ?max_open_files(), "cannot raise the open-file limit");
+            max_open_files()
         }
     }
 }

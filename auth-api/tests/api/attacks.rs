@@ -448,3 +448,51 @@ async fn huge_headers_and_urls_get_a_clear_4xx_and_the_server_goes_on() {
     let reply = app.get("/api/rooms", Some(&"e".repeat(256 * 1024))).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
 }
+
+/// A client on NATS that passes for a gateway (a stolen gateway password, or a process on a broker without
+/// users) and announces its own URL: with `--gateway-url-patterns`, that URL is never handed to a browser, the
+/// refusal is counted, and the real gateway is handed out although the fake one claims fewer connections.
+#[tokio::test]
+async fn a_heartbeat_naming_a_url_outside_the_patterns_is_never_handed_out() {
+    let app = crate::helpers::spawn_app_with_nats(&["--gateway-url-patterns", "ws://127.0.0.1:*/ws"]).await;
+    let nats = app.nats_client().await;
+    for (id, url, connections) in [
+        ("real", "ws://127.0.0.1:9001/ws", 500),
+        ("fake", "wss://evil.example/ws", 0),
+    ] {
+        let beat = natter_proto::bus::GatewayInfo {
+            id: id.into(),
+            url: url.into(),
+            connections,
+            draining: false,
+            instance: String::new(),
+        };
+        nats.publish(
+            natter_proto::subject::gateway_heartbeat(),
+            serde_json::to_vec(&beat).expect("json").into(),
+        )
+        .await
+        .expect("published");
+    }
+    nats.flush().await.expect("flushed");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let reply = app.get("/api/gateway", None).await;
+        if reply.status == reqwest::StatusCode::OK {
+            assert_eq!(reply.body["url"], "ws://127.0.0.1:9001/ws", "{:?}", reply.body);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no gateway handed out: {:?}",
+            reply.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let metrics = app.metrics_text().await;
+    assert!(
+        metrics.contains("natter_api_gateway_heartbeats_refused_total 1"),
+        "the refused heartbeat is not counted"
+    );
+    assert!(!app.get("/api/gateway", None).await.body.to_string().contains("evil"));
+}

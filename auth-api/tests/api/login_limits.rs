@@ -252,3 +252,53 @@ async fn two_instances_share_the_budgets_and_a_restart_keeps_the_known_addresses
     let again = login_at(&there, 20, "correct horse").await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.body);
 }
+
+/// Sign-ups from `from` (the socket's address) carrying `X-Forwarded-For: forwarded`: the statuses, in order.
+async fn guests_from(app: &TestApp, from: IpAddr, forwarded: &[String], name: &str) -> Vec<StatusCode> {
+    let client = reqwest::Client::builder()
+        .local_address(from)
+        .build()
+        .expect("a client bound to the address");
+    let mut statuses = Vec::new();
+    for (i, xff) in forwarded.iter().enumerate() {
+        let reply = client
+            .post(format!("{}/api/guest", app.base))
+            .header("x-forwarded-for", xff)
+            .json(&json!({"username": format!("{name}{i}")}))
+            .send()
+            .await
+            .expect("request reaches the server");
+        statuses.push(reply.status());
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn a_forwarded_address_is_believed_only_from_a_trusted_proxy() {
+    let app = spawn_app_with(&[
+        "--auth-attempts-per-address",
+        "3",
+        "--client-ip-header",
+        "x-forwarded-for",
+        "--trusted-proxies",
+        "127.0.0.50",
+    ])
+    .await;
+    let created = |n| vec![StatusCode::CREATED; n];
+    // Straight to the API, a new made-up address each time: limited as the one address it comes from.
+    let spoofed: Vec<String> = (0..5).map(|i| format!("198.51.100.{i}")).collect();
+    let statuses = guests_from(&app, addr(60), &spoofed, "spoof").await;
+    assert_eq!(statuses[..3], created(3)[..], "{statuses:?}");
+    assert_eq!(statuses[3..], [StatusCode::TOO_MANY_REQUESTS; 2], "{statuses:?}");
+    // Through the proxy, each client its own budget: what the client wrote itself (left of what the proxy
+    // appended) is not believed either.
+    let through: Vec<String> = (0..5).map(|i| format!("6.6.6.6, 203.0.113.{i}")).collect();
+    assert_eq!(guests_from(&app, addr(50), &through, "proxied").await, created(5));
+    let one_client: Vec<String> = (0..4).map(|i| format!("7.7.7.{i}, 203.0.113.99")).collect();
+    let statuses = guests_from(&app, addr(50), &one_client, "same").await;
+    assert_eq!(
+        statuses,
+        [created(3), vec![StatusCode::TOO_MANY_REQUESTS]].concat(),
+        "one client behind the proxy is limited as itself"
+    );
+}
