@@ -455,26 +455,11 @@ async fn huge_headers_and_urls_get_a_clear_4xx_and_the_server_goes_on() {
 #[tokio::test]
 async fn a_heartbeat_naming_a_url_outside_the_patterns_is_never_handed_out() {
     let app = crate::helpers::spawn_app_with_nats(&["--gateway-url-patterns", "ws://127.0.0.1:*/ws"]).await;
-    let nats = app.nats_client().await;
-    for (id, url, connections) in [
+    app.announce_gateways(&[
         ("real", "ws://127.0.0.1:9001/ws", 500),
         ("fake", "wss://evil.example/ws", 0),
-    ] {
-        let beat = natter_proto::bus::GatewayInfo {
-            id: id.into(),
-            url: url.into(),
-            connections,
-            draining: false,
-            instance: String::new(),
-        };
-        nats.publish(
-            natter_proto::subject::gateway_heartbeat(),
-            serde_json::to_vec(&beat).expect("json").into(),
-        )
-        .await
-        .expect("published");
-    }
-    nats.flush().await.expect("flushed");
+    ])
+    .await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let reply = app.get("/api/gateway", None).await;

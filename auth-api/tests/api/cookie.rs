@@ -207,27 +207,12 @@ async fn the_pages_connect_src_is_this_origin_and_the_gateways_heard_of() {
         "no gateway heard of yet: this origin only"
     );
 
-    let nats = app.nats_client().await;
-    for (id, url) in [
-        ("g1", "ws://127.0.0.1:9001/ws"),
-        ("g2", "wss://gw2.example/ws"),
-        ("bad", "ws://x; script-src *"),
-    ] {
-        let beat = natter_proto::bus::GatewayInfo {
-            id: id.into(),
-            url: url.into(),
-            connections: 0,
-            draining: false,
-            instance: String::new(),
-        };
-        nats.publish(
-            natter_proto::subject::gateway_heartbeat(),
-            serde_json::to_vec(&beat).expect("json").into(),
-        )
-        .await
-        .expect("published");
-    }
-    nats.flush().await.expect("flushed");
+    app.announce_gateways(&[
+        ("g1", "ws://127.0.0.1:9001/ws", 0),
+        ("g2", "wss://gw2.example/ws", 0),
+        ("bad", "ws://x; script-src *", 0),
+    ])
+    .await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let policy = csp().await;

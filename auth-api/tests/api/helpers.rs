@@ -159,6 +159,28 @@ impl TestApp {
             .expect("connects to the test's NATS")
     }
 
+    /// Publishes a gateway heartbeat for each `(id, url, connections)` on the app's NATS, as gateways (or a client
+    /// passing for one) do, and flushes.
+    pub async fn announce_gateways(&self, gateways: &[(&str, &str, u64)]) {
+        let nats = self.nats_client().await;
+        for (id, url, connections) in gateways {
+            let beat = natter_proto::bus::GatewayInfo {
+                id: (*id).into(),
+                url: (*url).into(),
+                connections: *connections,
+                draining: false,
+                instance: String::new(),
+            };
+            nats.publish(
+                natter_proto::subject::gateway_heartbeat(),
+                serde_json::to_vec(&beat).expect("json").into(),
+            )
+            .await
+            .expect("published");
+        }
+        nats.flush().await.expect("flushed");
+    }
+
     /// What the revoked-sessions bucket holds for session `sid`, if anything.
     pub async fn revoked_session(&self, sid: &str) -> Option<natter_proto::bus::RevokedSession> {
         let js = async_nats::jetstream::new(self.nats_client().await);
