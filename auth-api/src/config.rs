@@ -143,6 +143,11 @@ pub struct Config {
     #[arg(long, env = "NATTER_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<crate::trusted_proxy::Network>,
 
+    /// Password hashes (Argon2id, 19 MiB each) run at once; more wait their turn. Unset: two per core, at most 8.
+    /// The process needs about 64 MiB plus 19 MiB per concurrent hash: size a container's memory limit for it.
+    #[arg(long, env = "NATTER_MAX_CONCURRENT_HASHES", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub max_concurrent_hashes: Option<u16>,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "NATTER_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,

@@ -1,7 +1,9 @@
 //! Password hashing with Argon2id at OWASP's recommended cost (m = 19 MiB, t = 2, p = 1).
 //!
 //! Hashing is deliberately slow and takes 19 MiB, so it runs on the blocking pool (never stalling the async
-//! workers) and at most two hashes per core run at once: a flood of logins queues instead of exhausting memory.
+//! workers) and at most `--max-concurrent-hashes` run at once (two per core, at most 8, by default): a flood of
+//! logins queues instead of exhausting memory. The process's memory is about 64 MiB plus 19 MiB per concurrent
+//! hash; a container limit must allow that.
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -19,15 +21,25 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
+static PERMITS: std::sync::OnceLock<Semaphore> = std::sync::OnceLock::new();
+
+/// The default of `--max-concurrent-hashes`: two per core, at most 8 (152 MiB of hashing), so a container sized
+/// for a small machine is not killed for memory on a big node's core count.
+pub fn default_concurrent_hashes() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (cores * 2).min(8)
+}
+
+/// Sets how many hashes may run at once (`--max-concurrent-hashes`); the first call wins, before any hash.
+pub fn set_concurrent_hashes(n: usize) {
+    let _ = PERMITS.set(Semaphore::new(n.max(1)));
+}
+
 /// Runs `work` on the blocking pool once one of the hashing permits is free.
 async fn run_limited<T: Send + 'static>(
     work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
-    static PERMITS: std::sync::OnceLock<Semaphore> = std::sync::OnceLock::new();
-    let permits = PERMITS.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Semaphore::new(cores * 2)
-    });
+    let permits = PERMITS.get_or_init(|| Semaphore::new(default_concurrent_hashes()));
     let _permit = permits.acquire().await?;
     tokio::task::spawn_blocking(work).await?
 }

@@ -32,6 +32,11 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         // First, so what start-up records (a key's age, the NATS connection) has a recorder to go to.
         crate::metrics::register();
+        crate::password::set_concurrent_hashes(
+            config
+                .max_concurrent_hashes
+                .map_or_else(crate::password::default_concurrent_hashes, usize::from),
+        );
         let db = PgPoolOptions::new()
             .max_connections(config.db_max_connections)
             .acquire_timeout(Duration::from_secs(5))
