@@ -285,7 +285,8 @@ cluster_up() {
     self="$(cluster_addr "api-$1")"
     cluster_run "api-$1" env "${web_env[@]}" DATABASE_URL="$database_url" NATS_URL="$nats_list" NATTER_STREAM_REPLICAS=3 \
       NATS_USER=natter-auth-api NATS_PASSWORD="$NATTER_NATS_AUTH_API_PASSWORD" \
-      NATTER_GATEWAY_URL_PATTERNS="ws://127.0.0.1:$api_port/gateway-*/ws" NATTER_API_LISTEN="$self:8080" NATTER_API_ADMIN_LISTEN="$self:9180" NATTER_CLIENT_IP_HEADER=x-forwarded-for \
+      NATTER_GATEWAY_URL_PATTERNS="ws://127.0.0.1:$api_port/gateway-*/ws" NATTER_KEY_ENCRYPTION_KEY="$NATTER_KEY_ENCRYPTION_KEY" \
+      NATTER_API_LISTEN="$self:8080" NATTER_API_ADMIN_LISTEN="$self:9180" NATTER_CLIENT_IP_HEADER=x-forwarded-for \
       NATTER_TRUSTED_PROXIES="$(cluster_addr root),127.0.0.1" \
       RUST_LOG="${RUST_LOG:-info,sqlx=warn}" "$bin_dir/natter-auth-api" 2>>"$data/api-$1.log" &
   }

@@ -70,6 +70,7 @@ def main():
     secrets = {f"NATTER_NATS_{role}_PASSWORD": f"compose-check-{role.lower()}"
                for role in ("GATEWAY", "AUTH_API", "PERSISTER", "ADMIN")}
     secrets["GRAFANA_ADMIN_PASSWORD"] = "compose-check-grafana"
+    secrets["NATTER_KEY_ENCRYPTION_KEY"] = "compose-check-key-encryption-secret-32"
     bare = {k: v for k, v in os.environ.items() if k not in secrets}
     refused = subprocess.run(compose, capture_output=True, text=True, env=bare)
     if refused.returncode == 0 or "set the NATS passwords" not in refused.stderr:
@@ -117,6 +118,8 @@ def main():
                                  capture_output=True, text=True)
         if checked.returncode != 0:
             fail(errors, f"{name}: {BINARIES[kind]} --check-config refuses its environment: {checked.stderr.strip()}")
+        if kind == "auth-api" and env.get("NATTER_KEY_ENCRYPTION_KEY") != secrets["NATTER_KEY_ENCRYPTION_KEY"]:
+            fail(errors, f"{name}: its signing keys are not sealed under the secret the user sets")
         # Its own NATS user (deploy/nats/auth.conf), with that user's password.
         user = env.get("NATS_USER")
         if user not in nats_users:

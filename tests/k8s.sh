@@ -26,6 +26,7 @@ docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
 # Stand-ins for what the cluster fills in.
 secrets = {("natter-db-app", "uri"): "postgresql://natter:secret@natter-db-rw:5432/natter",
+           ("natter-keys", "key-encryption-key"): "stand-in-key-encryption-secret-of-32-bytes",
            **{("natter-nats", f"{role}-password"): f"stand-in-{role}" for role in ("gateway", "auth-api", "persister")}}
 fields = {"metadata.name": "natter-gateway-7d4f9-abcde", "status.podIP": "10.0.0.7"}
 binaries = {"auth-api": "natter-auth-api", "gateway": "natter-gateway", "persister": "natter-persister"}

@@ -143,6 +143,12 @@ pub struct Config {
     #[arg(long, env = "NATTER_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<crate::trusted_proxy::Network>,
 
+    /// A secret (at least 32 bytes: e.g. 32 random letters and digits) under which the signing keys are sealed in
+    /// PostgreSQL, so a copy of the database cannot mint tokens. Keys stored before it was given are sealed at
+    /// start; once given, every instance needs the same one. Unset: keys are stored unencrypted, with a warning.
+    #[arg(long, env = "NATTER_KEY_ENCRYPTION_KEY", hide_env_values = true)]
+    pub key_encryption_key: Option<String>,
+
     /// Password hashes (Argon2id, 19 MiB each) run at once; more wait their turn. Unset: two per core, at most 8.
     /// The process needs about 64 MiB plus 19 MiB per concurrent hash: size a container's memory limit for it.
     #[arg(long, env = "NATTER_MAX_CONCURRENT_HASHES", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -251,6 +257,9 @@ impl natter_service::Validate for Config {
                      characters other than /)"
                 ));
             }
+        }
+        if let Some(secret) = &self.key_encryption_key {
+            crate::sealed_keys::KeySealer::new(secret)?;
         }
         if self.client_ip_header.is_some() && self.trusted_proxies.is_empty() {
             return fail(

@@ -3,7 +3,8 @@
 //! Keys live in PostgreSQL so every auth-api instance signs with the same key and publishes the same set. The
 //! newest unretired key signs. When it is older than the rotation period a new key is made and the old one
 //! retired; a retired key stays in the JWKS until every token it signed has expired, so rotation never logs
-//! anybody out.
+//! anybody out, and is deleted after that. With a key-encryption secret every private key is stored sealed
+//! ([`crate::sealed_keys`]).
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -16,6 +17,8 @@ use jsonwebtoken::{EncodingKey, Header};
 use natter_proto::token::{ALGORITHM, AccessClaims, LEEWAY_SECS, Verifier};
 use rand::RngCore;
 use sqlx::PgPool;
+
+use crate::sealed_keys::{KeySealer, is_sealed};
 
 /// PKCS#8 v1 prefix for a raw 32-byte Ed25519 seed (RFC 8410).
 const PKCS8_ED25519_PREFIX: [u8; 16] = [
@@ -56,6 +59,8 @@ pub struct KeyRing {
     rotation: Duration,
     /// When the key set was last loaded; gates reloads triggered by unknown `kid`s.
     loaded_at: Arc<std::sync::Mutex<std::time::Instant>>,
+    /// Seals keys at rest, when a key-encryption secret was given.
+    sealer: Option<Arc<KeySealer>>,
 }
 
 impl KeyRing {
@@ -66,8 +71,14 @@ impl KeyRing {
         audience: String,
         access_ttl: Duration,
         rotation: Duration,
+        sealer: Option<Arc<KeySealer>>,
     ) -> anyhow::Result<Self> {
-        let snapshot = load_snapshot(pool, &issuer, &audience, access_ttl, rotation).await?;
+        if sealer.is_none() {
+            tracing::warn!(
+                "signing keys are stored in PostgreSQL unencrypted: set NATTER_KEY_ENCRYPTION_KEY to seal them"
+            );
+        }
+        let snapshot = load_snapshot(pool, &issuer, &audience, access_ttl, rotation, sealer.as_deref()).await?;
         Ok(Self {
             current: Arc::new(RwLock::new(Arc::new(snapshot))),
             issuer,
@@ -75,6 +86,7 @@ impl KeyRing {
             access_ttl,
             rotation,
             loaded_at: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
+            sealer,
         })
     }
 
@@ -85,7 +97,15 @@ impl KeyRing {
 
     /// Rotates if due and reloads the key set from the database.
     pub async fn refresh(&self, pool: &PgPool) -> anyhow::Result<()> {
-        let snapshot = load_snapshot(pool, &self.issuer, &self.audience, self.access_ttl, self.rotation).await?;
+        let snapshot = load_snapshot(
+            pool,
+            &self.issuer,
+            &self.audience,
+            self.access_ttl,
+            self.rotation,
+            self.sealer.as_deref(),
+        )
+        .await?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
         *self.loaded_at.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
         Ok(())
@@ -154,17 +174,25 @@ impl KeyRing {
     }
 }
 
-/// Makes a new random key and stores it.
-async fn insert_new_key(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> anyhow::Result<()> {
+/// Makes a new random key and stores it (sealed, with a sealer).
+async fn insert_new_key(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    sealer: Option<&KeySealer>,
+) -> anyhow::Result<()> {
     let mut seed = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut seed);
     let mut der = PKCS8_ED25519_PREFIX.to_vec();
     der.extend_from_slice(&seed);
     let mut kid_bytes = [0u8; 9];
     rand::rngs::OsRng.fill_bytes(&mut kid_bytes);
+    let kid = URL_SAFE_NO_PAD.encode(kid_bytes);
+    let stored = match sealer {
+        Some(sealer) => sealer.seal(&kid, &der)?,
+        None => der,
+    };
     sqlx::query("INSERT INTO signing_keys (kid, private_der) VALUES ($1, $2)")
-        .bind(URL_SAFE_NO_PAD.encode(kid_bytes))
-        .bind(der)
+        .bind(kid)
+        .bind(stored)
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -176,6 +204,7 @@ async fn load_snapshot(
     audience: &str,
     access_ttl: Duration,
     rotation: Duration,
+    sealer: Option<&KeySealer>,
 ) -> anyhow::Result<Snapshot> {
     // Rotate under an advisory lock, so two instances starting together make one key, not two.
     let mut tx = pool.begin().await?;
@@ -193,7 +222,7 @@ async fn load_snapshot(
         sqlx::query("UPDATE signing_keys SET retired_at = now() WHERE retired_at IS NULL")
             .execute(&mut *tx)
             .await?;
-        insert_new_key(&mut tx).await?;
+        insert_new_key(&mut tx, sealer).await?;
         ::metrics::counter!(crate::metrics::KEY_ROTATIONS).increment(1);
         tracing::info!("signing key rotated");
     }
@@ -202,11 +231,34 @@ async fn load_snapshot(
         _ => Duration::ZERO,
     };
     ::metrics::gauge!(crate::metrics::SIGNING_KEY_AGE).set(age.as_secs_f64());
+    // Keys retired within the last token lifetime may still have live tokens. Add the clock leeway, and one reload
+    // period: another instance may go on signing with a key for that long after it was retired. Older ones can
+    // verify nothing still valid: deleted, so no copy of the database holds them.
+    let keep_secs = i64::try_from(access_ttl.as_secs() + LEEWAY_SECS + RELOAD_EVERY.as_secs()).unwrap_or(i64::MAX);
+    let deleted = sqlx::query("DELETE FROM signing_keys WHERE retired_at <= now() - make_interval(secs => $1)")
+        .bind(keep_secs as f64)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if deleted > 0 {
+        tracing::info!(deleted, "retired signing keys whose last token has expired deleted");
+    }
+    // Keys stored before a key-encryption secret was given are sealed now.
+    if let Some(sealer) = sealer {
+        let plain: Vec<(String, Vec<u8>)> = sqlx::query_as("SELECT kid, private_der FROM signing_keys")
+            .fetch_all(&mut *tx)
+            .await?;
+        for (kid, der) in plain.into_iter().filter(|(_, der)| !is_sealed(der)) {
+            sqlx::query("UPDATE signing_keys SET private_der = $2 WHERE kid = $1")
+                .bind(&kid)
+                .bind(sealer.seal(&kid, &der)?)
+                .execute(&mut *tx)
+                .await?;
+            tracing::info!(kid, "a signing key stored unencrypted is now sealed");
+        }
+    }
     tx.commit().await?;
 
-    // Keys retired within the last token lifetime may still have live tokens. Add the clock leeway, and one reload
-    // period: another instance may go on signing with a key for that long after it was retired.
-    let keep_secs = i64::try_from(access_ttl.as_secs() + LEEWAY_SECS + RELOAD_EVERY.as_secs()).unwrap_or(i64::MAX);
     let rows: Vec<(String, Vec<u8>, Option<DateTime<Utc>>)> = sqlx::query_as(
         "SELECT kid, private_der, retired_at FROM signing_keys \
          WHERE retired_at IS NULL OR retired_at > now() - make_interval(secs => $1) \
@@ -218,7 +270,14 @@ async fn load_snapshot(
 
     let mut signing = None;
     let mut keys = Vec::with_capacity(rows.len());
-    for (kid, der, retired_at) in rows {
+    for (kid, stored, retired_at) in rows {
+        let der = match (sealer, is_sealed(&stored)) {
+            (Some(sealer), true) => sealer.open(&kid, &stored)?,
+            (None, true) => anyhow::bail!(
+                "signing key {kid} is sealed: start with the NATTER_KEY_ENCRYPTION_KEY it was sealed under"
+            ),
+            (_, false) => stored,
+        };
         let key = EncodingKey::from_ed_der(&der);
         let mut jwk = Jwk::from_encoding_key(&key, ALGORITHM)?;
         jwk.common.key_id = Some(kid.clone());

@@ -17,6 +17,7 @@ pub mod refresh_cookie;
 pub mod revocation;
 pub mod room_events;
 pub mod routes;
+pub mod sealed_keys;
 pub mod startup;
 pub mod state;
 pub mod trusted_proxy;

@@ -56,6 +56,13 @@ impl Application {
             config.audience.clone(),
             config.access_token_ttl,
             config.key_rotation,
+            config
+                .key_encryption_key
+                .as_deref()
+                .map(crate::sealed_keys::KeySealer::new)
+                .transpose()
+                .map_err(anyhow::Error::msg)?
+                .map(Arc::new),
         )
         .await
         .context("failed to load signing keys")?;

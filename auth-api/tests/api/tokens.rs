@@ -115,6 +115,80 @@ async fn rotation_keeps_old_keys_published_until_their_tokens_expire() {
         .get("/api/rooms", Some(&old_token))
         .await
         .assert_error(401, "token_unknown_key");
+    // And it is gone from the database: no copy of it can mint a token.
+    let left: Vec<(String,)> = sqlx::query_as("SELECT kid FROM signing_keys")
+        .fetch_all(&fourth.db)
+        .await
+        .expect("keys");
+    assert_eq!(
+        left,
+        vec![(new_kid,)],
+        "the retired key whose tokens have expired is deleted"
+    );
+}
+
+/// Why an instance on `db_url` with `args` does not start.
+async fn refused_start(db_url: &str, args: &[&str]) -> String {
+    use clap::Parser;
+    let mut argv = vec!["natter-auth-api", "--listen", "127.0.0.1:0", "--database-url", db_url];
+    argv.extend_from_slice(args);
+    let config = natter_auth_api::config::Config::try_parse_from(argv).expect("parses");
+    match natter_auth_api::startup::Application::build(config).await {
+        Ok(_) => panic!("an instance started with {args:?}"),
+        Err(err) => format!("{err:#}"),
+    }
+}
+
+#[tokio::test]
+async fn signing_keys_are_sealed_at_rest_under_the_environments_secret() {
+    let app = spawn_app().await;
+    let token = app.token_for("uma").await;
+    let row = |db: sqlx::PgPool| async move {
+        sqlx::query_as::<_, (String, Vec<u8>)>("SELECT kid, private_der FROM signing_keys WHERE retired_at IS NULL")
+            .fetch_one(&db)
+            .await
+            .expect("an active key")
+    };
+    let (kid, plain) = row(app.db.clone()).await;
+    let seed = plain[plain.len() - 32..].to_vec();
+
+    // Given a secret, an instance seals the key stored before it, and goes on signing with it.
+    let secret = "a-secret-of-at-least-32-bytes-0123";
+    let sealed = crate::helpers::spawn_app_on(app.db_url.clone(), &["--key-encryption-key", secret]).await;
+    let (same_kid, stored) = row(sealed.db.clone()).await;
+    assert_eq!(same_kid, kid);
+    assert!(stored.starts_with(b"NSK1"), "stored sealed");
+    assert!(
+        !stored.windows(32).any(|w| w == seed.as_slice()),
+        "the private key is not in the row"
+    );
+    assert_eq!(sealed.get("/api/rooms", Some(&token)).await.status, StatusCode::OK);
+    let new_token = sealed.token_for("victor").await;
+    assert_eq!(
+        jsonwebtoken::decode_header(&new_token).expect("header").kid,
+        Some(kid.clone())
+    );
+
+    // Without the secret, or with another, no instance starts: it says why.
+    let err = refused_start(&app.db_url, &[]).await;
+    assert!(err.contains("is sealed"), "{err}");
+    let err = refused_start(
+        &app.db_url,
+        &["--key-encryption-key", "another-secret-of-32-bytes-456789"],
+    )
+    .await;
+    assert!(err.contains("another NATTER_KEY_ENCRYPTION_KEY"), "{err}");
+
+    // A rotation under the secret stores the new key sealed too.
+    sqlx::query("UPDATE signing_keys SET created_at = now() - interval '30 days'")
+        .execute(&app.db)
+        .await
+        .expect("age the key");
+    let rotated = crate::helpers::spawn_app_on(app.db_url.clone(), &["--key-encryption-key", secret]).await;
+    let (new_kid, stored) = row(rotated.db.clone()).await;
+    assert_ne!(new_kid, kid);
+    assert!(stored.starts_with(b"NSK1"), "a new key is stored sealed");
+    assert_eq!(rotated.get("/api/rooms", Some(&token)).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
