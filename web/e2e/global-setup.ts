@@ -17,6 +17,7 @@ export default async function globalSetup(): Promise<void> {
     root: ROOT,
     api,
     natsUrl: String(endpoints.nats_url),
+    natsCredentials: String(endpoints.nats_credentials),
     dataDir,
     binDir: process.env.NATTER_BIN_DIR ?? join(ROOT, "target", "debug"),
     upPid: pid,

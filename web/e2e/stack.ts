@@ -20,6 +20,8 @@ export interface StackState {
   root: string;
   api: string;
   natsUrl: string;
+  /** The file of the NATS users' passwords `natter up` made (`nats_credentials` in its endpoints). */
+  natsCredentials: string;
   dataDir: string;
   binDir: string;
   upPid: number;
@@ -81,6 +83,15 @@ export function alive(pid: number): boolean {
   }
 }
 
+/** The password of NATS role `role` (`GATEWAY`, `AUTH_API`, ...) from the stack's credentials file. */
+function natsPassword(state: StackState, role: string): string {
+  const line = readFileSync(state.natsCredentials, "utf8")
+    .split("\n")
+    .find((l) => l.startsWith(`NATTER_NATS_${role}_PASSWORD=`));
+  if (!line) throw new Error(`no NATS password for ${role} in ${state.natsCredentials}`);
+  return line.slice(line.indexOf("=") + 1);
+}
+
 /** Starts gateway `index` (0-based) on its port with its id (and `env` on top); returns once it is ready. */
 export async function startGateway(state: StackState, index: number, env: Record<string, string> = {}): Promise<void> {
   const gateway = state.gateways[index];
@@ -91,6 +102,9 @@ export async function startGateway(state: StackState, index: number, env: Record
     env: {
       ...process.env,
       NATS_URL: state.natsUrl,
+      // The gateway's own NATS user (deploy/nats/auth.conf), as `natter up` gives its gateways.
+      NATS_USER: "natter-gateway",
+      NATS_PASSWORD: natsPassword(state, "GATEWAY"),
       NATTER_GATEWAY_LISTEN: `127.0.0.1:${gateway.port}`,
       NATTER_GATEWAY_ID: gateway.id,
       NATTER_JWKS_URL: `${state.api}/.well-known/jwks.json`,
