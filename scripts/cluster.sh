@@ -147,14 +147,16 @@ cluster_netns_setup() {
   done
 }
 
-# Polls URL until jq FILTER holds on its JSON, up to 60 s: `cluster_wait_json URL FILTER WHAT LOG`.
+# Polls URL until jq FILTER holds on its JSON, up to 120 s (three nodes started again on the stores of a run that
+# was killed recover every stream's raft group first: over a minute was seen on a loaded machine):
+# `cluster_wait_json URL FILTER WHAT LOG`.
 cluster_wait_json() {
-  local i last="" deadline=$((SECONDS + 60))
+  local i last="" deadline=$((SECONDS + 120))
   while [ "$SECONDS" -lt "$deadline" ]; do
     last="$(curl -fsS --max-time 2 "$1" 2>&1)" && jq -e "$2" >/dev/null 2>&1 <<<"$last" && return 0
     sleep 0.1
   done
-  die "$3 within 60 s (its last answer: $(head -c 600 <<<"$last")); see $4"
+  die "$3 within 120 s (its last answer: $(head -c 600 <<<"$last")); see $4"
 }
 
 # HAProxy's open-file limit: each proxied connection holds two files. Compose's (200,100, for deploy/haproxy's
