@@ -8,7 +8,9 @@ PyYAML to; the binaries must be built in target/debug):
   that environment;
 - the addresses line up: the hosts in NATS, PostgreSQL and JWKS URLs are compose services; every Prometheus
   target and HAProxy server is a service listening on that port; every image that is built names its stage;
-- the secrets (NATS passwords, Grafana's admin password) must be set, each service connects to NATS as its own
+- the secrets (NATS and PostgreSQL role passwords, the key-encryption secret, Grafana's admin password) must be
+  set, the schema is migrated by a one-shot `--migrate-only` as the owner and each service connects to
+  PostgreSQL as its role of least privilege, each service connects to NATS as its own
   user of deploy/nats/auth.conf, and Prometheus and Grafana are published on loopback only, Grafana without
   anonymous access;
 - every NATS server is pinned to a release of 2.10 or later and loads a configuration file, mounted from this
@@ -71,6 +73,8 @@ def main():
                for role in ("GATEWAY", "AUTH_API", "PERSISTER", "ADMIN")}
     secrets["GRAFANA_ADMIN_PASSWORD"] = "compose-check-grafana"
     secrets["NATTER_KEY_ENCRYPTION_KEY"] = "compose-check-key-encryption-secret-32"
+    for role in ("API", "PERSISTER", "EXPORTER"):
+        secrets[f"NATTER_PG_{role}_PASSWORD"] = f"compose-check-pg-{role.lower()}"
     bare = {k: v for k, v in os.environ.items() if k not in secrets}
     refused = subprocess.run(compose, capture_output=True, text=True, env=bare)
     if refused.returncode == 0 or "set the NATS passwords" not in refused.stderr:
@@ -109,6 +113,14 @@ def main():
         if kind not in BINARIES:
             continue
         env = service.get("environment", {})
+        if "--migrate-only" in service.get("command", []):
+            # The one-shot schema migration: the owner's URL, the binary's own check of it, nothing served.
+            checked = subprocess.run([str(ROOT / "target/debug" / BINARIES[kind]), "--migrate-only", "--check-config"],
+                                     env={"PATH": "/usr/bin:/bin", **{k: str(v) for k, v in env.items()}},
+                                     capture_output=True, text=True)
+            if checked.returncode != 0:
+                fail(errors, f"{name}: --migrate-only --check-config refuses its environment: {checked.stderr.strip()}")
+            continue
         for var in env:
             if var not in env_names[kind]:
                 fail(errors, f"{name}: {var} is not a setting {BINARIES[kind]} reads")
@@ -118,6 +130,10 @@ def main():
                                  capture_output=True, text=True)
         if checked.returncode != 0:
             fail(errors, f"{name}: {BINARIES[kind]} --check-config refuses its environment: {checked.stderr.strip()}")
+        # Its own PostgreSQL role of least privilege (deploy/postgres/roles.sql), never the owner.
+        role = {"auth-api": "natter_api", "persister": "natter_persister"}.get(kind)
+        if role and urllib.parse.urlsplit(str(env.get("DATABASE_URL", ""))).username != role:
+            fail(errors, f"{name}: connects to PostgreSQL as another role than {role}")
         if kind == "auth-api" and env.get("NATTER_KEY_ENCRYPTION_KEY") != secrets["NATTER_KEY_ENCRYPTION_KEY"]:
             fail(errors, f"{name}: its signing keys are not sealed under the secret the user sets")
         # Its own NATS user (deploy/nats/auth.conf), with that user's password.

@@ -143,6 +143,12 @@ pub struct Config {
     #[arg(long, env = "NATTER_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<crate::trusted_proxy::Network>,
 
+    /// Apply the database schema's migrations (accounts and history) and exit, serving nothing: what the
+    /// database's owner runs when services connect as roles of least privilege (deploy/postgres/roles.sql), which
+    /// may not change the schema.
+    #[arg(long)]
+    pub migrate_only: bool,
+
     /// A secret (at least 32 bytes: e.g. 32 random letters and digits) under which the signing keys are sealed in
     /// PostgreSQL, so a copy of the database cannot mint tokens. Keys stored before it was given are sealed at
     /// start; once given, every instance needs the same one. Unset: keys are stored unencrypted, with a warning.

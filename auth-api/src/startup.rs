@@ -43,13 +43,7 @@ impl Application {
             .connect(&config.database_url)
             .await
             .context("failed to connect to PostgreSQL (check --database-url / DATABASE_URL)")?;
-        // The history schema first: the accounts schema refers to it.
-        natter_history::migrate(&db)
-            .await
-            .context("failed to migrate the history schema")?;
-        natter_history::run(sqlx::migrate!("./migrations"), &db)
-            .await
-            .context("failed to migrate the accounts schema")?;
+        migrate(&db).await?;
         let keys = KeyRing::load(
             &db,
             config.issuer.clone(),
@@ -237,6 +231,54 @@ impl Application {
         }
         state.db.close().await;
         Ok(())
+    }
+}
+
+/// Applies both schemas' migrations not yet applied: the history's first, since the accounts schema refers to it.
+/// A role that may not change the schema gets an error saying what to do.
+pub async fn migrate(db: &sqlx::PgPool) -> anyhow::Result<()> {
+    const OWNER: &str = "if this service connects as a role of least privilege, run natter-auth-api --migrate-only \
+                         with the database owner's DATABASE_URL first (deploy/postgres/roles.sql)";
+    natter_history::migrate(db)
+        .await
+        .with_context(|| format!("failed to migrate the history schema ({OWNER})"))?;
+    natter_history::run(sqlx::migrate!("./migrations"), db)
+        .await
+        .with_context(|| format!("failed to migrate the accounts schema ({OWNER})"))
+}
+
+/// `natter-auth-api --migrate-only`: applies the migrations with the configured database URL and exits (0 when
+/// the schema is current, 1 on a failure, 64 for bad settings).
+pub fn migrate_only() -> std::process::ExitCode {
+    let config = match natter_service::config::<Config>("natter-auth-api") {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    natter_service::init_logging("info,sqlx=warn");
+    let done = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let db = PgPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(&config.database_url)
+                    .await
+                    .context("failed to connect to PostgreSQL (check --database-url / DATABASE_URL)")?;
+                migrate(&db).await
+            })
+        });
+    match done {
+        Ok(()) => {
+            tracing::info!("the schema is current");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "migration failed");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

@@ -14,6 +14,7 @@ mod names;
 mod operations;
 mod read_cursor;
 mod revocation;
+mod roles;
 mod room_events;
 mod rooms;
 mod sessions;
