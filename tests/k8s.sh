@@ -31,6 +31,7 @@ secrets = {("natter-db-app", "uri"): "postgresql://natter:secret@natter-db-rw:54
 fields = {"metadata.name": "natter-gateway-7d4f9-abcde", "status.podIP": "10.0.0.7"}
 binaries = {"auth-api": "natter-auth-api", "gateway": "natter-gateway", "persister": "natter-persister"}
 problems = 0
+envs = {}
 for d in docs:
     if d["kind"] != "Deployment":
         continue
@@ -58,6 +59,32 @@ for d in docs:
         if out.returncode != 0:
             problems += 1
             print(f"k8s: {d['metadata']['name']}: {out.stderr.strip()}", file=sys.stderr)
+        envs[c["name"]] = env
+
+# A browser can reach the gateways: the URL they register (and the API hands out) is wss:// on the Ingress's
+# host, whose path is routed to the gateway Service; the API hands out only that URL; the page's origin is allowed.
+from urllib.parse import urlsplit
+public = urlsplit(envs["gateway"].get("NATTER_GATEWAY_PUBLIC_URL", ""))
+ingresses = [d for d in docs if d["kind"] == "Ingress"]
+routes = {(r["host"], p["path"]): p["backend"]["service"]["name"]
+          for i in ingresses for r in i["spec"]["rules"] for p in r["http"]["paths"]}
+tls_hosts = {h for i in ingresses for t in i["spec"].get("tls", []) for h in t["hosts"]}
+checks = [
+    (public.scheme == "wss", f"gateways register {public.geturl()!r}: an https page may open only wss://"),
+    (routes.get((public.hostname, public.path)) == "natter-gateway",
+     f"no Ingress route from {public.hostname}{public.path} to the gateways: {routes}"),
+    (public.hostname in tls_hosts, f"the Ingress serves {public.hostname} without TLS"),
+    (envs["auth-api"].get("NATTER_GATEWAY_URL_PATTERNS") == public.geturl(),
+     "the auth API hands out other URLs than the gateways' public one"),
+    (f"https://{public.hostname}" in envs["gateway"].get("NATTER_ALLOWED_ORIGINS", "").split(","),
+     f"the gateways do not allow the page's origin https://{public.hostname}"),
+    (envs["gateway"].get("NATTER_MAX_PENDING_PER_ADDRESS") == "0",
+     "behind the Ingress every client has its address: the per-address pending cap must be off"),
+]
+for ok, problem in checks:
+    if not ok:
+        problems += 1
+        print(f"k8s: {problem}", file=sys.stderr)
 sys.exit(1 if problems else 0)
 PY
   echo "k8s: $dir renders, validates and its environments pass --check-config"
