@@ -134,6 +134,8 @@ cluster_clear_leftovers() {
 cluster_netns_setup() {
   ip link add "$CLUSTER_BRIDGE" type bridge || return 1
   ip addr add "$CLUSTER_NET.1/24" dev "$CLUSTER_BRIDGE" && ip link set "$CLUSTER_BRIDGE" up || return 1
+  # HAProxy's own source address towards the gateways (cluster_lb_source), apart from other tools on the host.
+  ip addr add "$CLUSTER_NET.2/24" dev "$CLUSTER_BRIDGE" || return 1
   local entry host ns veth
   for entry in "${CLUSTER_HOSTS[@]}"; do
     host="${entry%%:*}" ns="$(cluster_ns "${entry%%:*}")" veth="natter-$CLUSTER_TAG-${entry#*:}"
@@ -185,7 +187,11 @@ cluster_haproxy_cfg() {
   # The checks' settings are the gateways backend's in deploy/haproxy/haproxy.cfg, for every backend here.
   local checks
   checks="$(sed -n '/^backend gateways/,/default-server/p' "$ROOT/deploy/haproxy/haproxy.cfg" | grep -E 'httpchk|http-check|default-server')"
-  printf 'backend apis\n  balance roundrobin\n%s\n' "$checks"
+  # The APIs take no PROXY header (they read X-Forwarded-For from HAProxy); the gateways do, from HAProxy's own
+  # source address.
+  printf 'backend apis\n  balance roundrobin\n%s\n' "${checks/ send-proxy-v2/}"
+  checks="$checks
+  source $(cluster_lb_source)"
   for n in 1 2; do printf '  server api-%s %s:8080 check port 9180\n' "$n" "$(cluster_addr "api-$n")"; done
   printf '\nbackend gateways\n  balance leastconn\n%s\n' "$checks"
   for n in 1 2 3; do printf '  server gateway-%s %s:9001 check port 9190\n' "$n" "$(cluster_addr "gateway-$n")"; done
@@ -193,6 +199,12 @@ cluster_haproxy_cfg() {
     printf '\nbackend gateway-%s\n  http-request set-path /ws\n%s\n' "$n" "$checks"
     printf '  server gateway-%s %s:9001 check port 9190\n' "$n" "$(cluster_addr "gateway-$n")"
   done
+}
+
+# The address HAProxy connects to the gateways from, which they take PROXY headers from (--proxy-protocol-from):
+# the bridge's second address, or its loopback twin.
+cluster_lb_source() {
+  printf '%s.2' "$CLUSTER_ADDR_NET"
 }
 
 # Starts hosts KIND-1..COUNT with START (a function taking the number), each supervised and ready on its admin
@@ -308,6 +320,7 @@ cluster_up() {
     self="$(cluster_addr "gateway-$1")"
     cluster_run "gateway-$1" env NATS_URL="$nats_list" NATTER_STREAM_REPLICAS=3 NATTER_GATEWAY_ID="gateway-$1" \
       NATS_USER=natter-gateway NATS_PASSWORD="$NATTER_NATS_GATEWAY_PASSWORD" \
+      NATTER_PROXY_PROTOCOL_FROM="$(cluster_lb_source)" \
       NATTER_GATEWAY_LISTEN="$self:9001" NATTER_GATEWAY_ADMIN_LISTEN="$self:9190" \
       NATTER_GATEWAY_PUBLIC_URL="ws://127.0.0.1:$api_port/gateway-$1/ws" NATTER_JWKS_URL="$jwks" \
       NATTER_ALLOWED_ORIGINS="$origins" RUST_LOG="${RUST_LOG:-info}" \

@@ -184,7 +184,14 @@ def main():
         check_target("haproxy health check (admin ports)", ":".join(check_port), admin_ports)
     if len(re.findall(r"^\s*server .* check port \d+", haproxy, re.M)) != len(servers):
         fail(errors, "haproxy: every server's health check must go to its admin port (check port N)")
+    # The gateways take PROXY headers from the balancer's fixed address, which sends them.
+    lb_address = services.get("lb", {}).get("networks", {}).get("default", {}).get("ipv4_address")
+    if "send-proxy-v2" not in re.sub(r"#.*", "", haproxy):
+        fail(errors, "haproxy: the gateways' servers do not send-proxy-v2: every client would have its address")
     gateways = {name for name, s in services.items() if s.get("build", {}).get("target") == "gateway"}
+    for name in gateways:
+        if services[name].get("environment", {}).get("NATTER_PROXY_PROTOCOL_FROM") != lb_address:
+            fail(errors, f"{name}: NATTER_PROXY_PROTOCOL_FROM is not the balancer's address {lb_address}")
     if {t.partition(":")[0] for t in servers} != gateways:
         fail(errors, f"haproxy balances {sorted(t.partition(':')[0] for t in servers)}, compose runs {sorted(gateways)}")
 

@@ -113,6 +113,13 @@ pub struct Config {
     #[arg(long, env = "NATTER_MAX_PENDING_PER_ADDRESS", default_value_t = 256)]
     pub max_pending_per_address: usize,
 
+    /// Load balancers (addresses or blocks, `10.0.0.0/8`, separated by commas) that begin each connection with a
+    /// PROXY protocol header (v1 or v2; HAProxy's `send-proxy-v2`) naming the client: connections from them are
+    /// capped, counted and logged by that client's address, and one without a valid header is closed. Any other
+    /// connection is taken as it is.
+    #[arg(long, env = "NATTER_PROXY_PROTOCOL_FROM", value_delimiter = ',')]
+    pub proxy_protocol_from: Vec<natter_service::net::Network>,
+
     /// How long a new connection has to send its whole HTTP request head (slow or idle sockets are dropped).
     #[arg(long, env = "NATTER_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,

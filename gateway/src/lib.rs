@@ -20,6 +20,7 @@ pub mod outbox;
 pub mod peer;
 pub mod pending;
 pub mod persisted;
+pub mod proxy_protocol;
 pub mod room;
 pub mod session;
 pub mod socket;

@@ -66,6 +66,9 @@ pub const EVICTIONS: &str = "natter_gateway_room_evictions_total";
 pub const PENDING: &str = "natter_gateway_pending_connections";
 /// Accepted TCP connections closed at once because too many were pending, by `scope` (`gateway`, `address`).
 pub const PENDING_REFUSED: &str = "natter_gateway_pending_refused_total";
+/// Connections from a `--proxy-protocol-from` address closed for want of a valid PROXY header, by `reason`
+/// (`missing`, `malformed`, `closed`, `timeout`).
+pub const PROXY_HEADER_REFUSED: &str = "natter_gateway_proxy_header_refused_total";
 /// Pending connections the gateway closed to let a newcomer in or because they were slow while the pool was under
 /// pressure, by `reason` (`busiest_address`, `oldest`, `slow_under_pressure`).
 pub const PENDING_SHED: &str = "natter_gateway_pending_shed_total";
@@ -108,11 +111,12 @@ pub const USER_COUNTS_RECEIVED: &str = "natter_gateway_user_counts_received_tota
 pub const REMOTE_USERS: &str = "natter_gateway_remote_users";
 
 /// Every metric this gateway exports besides the shared `process_*` and `natter_nats_*` ones, each from start-up.
-pub const ALL: [&str; 43] = [
+pub const ALL: [&str; 44] = [
     CONNECTIONS,
     EVICTIONS,
     PENDING,
     PENDING_REFUSED,
+    PROXY_HEADER_REFUSED,
     PENDING_SHED,
     CONNECTIONS_OPENED,
     CONNECTIONS_CLOSED,
@@ -258,6 +262,10 @@ pub fn register() {
         "Connections closed at once because too many were pending, by scope."
     );
     describe_counter!(
+        PROXY_HEADER_REFUSED,
+        "Connections from the load balancer closed for want of a valid PROXY header, by reason."
+    );
+    describe_counter!(
         PENDING_SHED,
         "Pending connections closed to let newcomers in, or for being slow under pressure, by reason."
     );
@@ -311,6 +319,9 @@ pub fn register() {
         natter_proto::frame::left_reason::ACCESS_REVOKED,
     ] {
         ::metrics::counter!(EVICTIONS, "reason" => reason).absolute(0);
+    }
+    for reason in ["missing", "malformed", "closed", "timeout"] {
+        ::metrics::counter!(PROXY_HEADER_REFUSED, "reason" => reason).absolute(0);
     }
     for scope in ["gateway", "address"] {
         ::metrics::counter!(PENDING_REFUSED, "scope" => scope).absolute(0);

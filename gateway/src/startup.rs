@@ -147,6 +147,7 @@ impl Application {
         let accepting = Accepting {
             send_buffer: gw.config.socket_send_buffer,
             header_timeout: gw.config.header_timeout,
+            proxy_protocol_from: gw.config.proxy_protocol_from.clone(),
             pending: crate::pending::PendingLimits::new(
                 gw.config.max_pending_connections,
                 gw.config.max_pending_per_address,
@@ -234,6 +235,8 @@ struct Accepting {
     send_buffer: usize,
     /// How long a connection has to send its request head.
     header_timeout: Duration,
+    /// Load balancers whose connections begin with a PROXY header naming the client.
+    proxy_protocol_from: Vec<natter_service::net::Network>,
     /// Caps on connections not yet upgraded.
     pending: Arc<crate::pending::PendingLimits>,
 }
@@ -251,7 +254,7 @@ async fn serve_http(
     accepting: Accepting,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    use tower::ServiceExt;
+    let accepting = Arc::new(accepting);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => Some(accepted),
@@ -267,54 +270,87 @@ async fn serve_http(
                 continue;
             }
         };
-        let pending = match accepting.pending.admit(peer.ip()) {
-            Ok(pending) => pending,
-            Err(full) => {
-                ::metrics::counter!(crate::metrics::PENDING_REFUSED, "scope" => full.scope()).increment(1);
-                // Best effort, without waiting: the socket is closed either way.
-                let _ = tcp.try_write(crate::pending::FULL_RESPONSE);
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        if accepting.send_buffer > 0 {
-            set_send_buffer(&tcp, accepting.send_buffer);
-        }
-        let header_timeout = accepting.header_timeout;
-        let app = app.clone();
-        let pending = Arc::new(pending);
-        let in_service = Arc::clone(&pending);
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-            // Answering a request: not to be shed meanwhile.
-            let busy = in_service.busy();
-            let answer = app.clone().oneshot(req.map(axum::body::Body::new));
-            async move {
-                let response = answer.await;
-                drop(busy);
-                response
-            }
-        });
-        tokio::spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new()
-                // A socket that never finishes its request headers is dropped, not kept forever.
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
-                .with_upgrades();
-            tokio::select! {
-                ended = conn => {
-                    if let Err(err) = ended {
-                        tracing::debug!(%peer, error = %err, "HTTP connection ended with an error");
+        if accepting.proxy_protocol_from.iter().any(|lb| lb.contains(peer.ip())) {
+            // The balancer says who the client is before the request; read apart, so that the accept loop never
+            // waits on one socket.
+            let (app, accepting) = (app.clone(), Arc::clone(&accepting));
+            tokio::spawn(async move {
+                let mut tcp = tcp;
+                let header =
+                    tokio::time::timeout(accepting.header_timeout, crate::proxy_protocol::read_header(&mut tcp));
+                let client = match header.await {
+                    Ok(Ok(client)) => client.unwrap_or(peer),
+                    Ok(Err(refused)) => {
+                        ::metrics::counter!(crate::metrics::PROXY_HEADER_REFUSED, "reason" => refused.reason())
+                            .increment(1);
+                        tracing::debug!(%peer, reason = refused.reason(), "no valid PROXY header from a load balancer");
+                        return;
                     }
-                }
-                // Shed by the pool to let another in: the socket closes as the connection is dropped.
-                () = pending.shed() => {}
-            }
-            // Upgraded (the WebSocket now counts in the connection limits) or gone.
-            drop(pending);
-        });
+                    Err(_) => {
+                        ::metrics::counter!(crate::metrics::PROXY_HEADER_REFUSED, "reason" => "timeout").increment(1);
+                        return;
+                    }
+                };
+                admit_and_serve(tcp, client, &app, &accepting);
+            });
+            continue;
+        }
+        admit_and_serve(tcp, peer, &app, &accepting);
     }
+}
+
+/// Takes an accepted connection from `client` (its peer, or the client a load balancer named) into the pending
+/// pool and serves it with HTTP/1.1 and upgrades on a task of its own; one over its address's cap (or arriving when
+/// every pending connection is busy) is answered 503 and closed.
+fn admit_and_serve(tcp: tokio::net::TcpStream, client: SocketAddr, app: &Router, accepting: &Accepting) {
+    use tower::ServiceExt;
+    let pending = match accepting.pending.admit(client.ip()) {
+        Ok(pending) => pending,
+        Err(full) => {
+            ::metrics::counter!(crate::metrics::PENDING_REFUSED, "scope" => full.scope()).increment(1);
+            // Best effort, without waiting: the socket is closed either way.
+            let _ = tcp.try_write(crate::pending::FULL_RESPONSE);
+            return;
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    if accepting.send_buffer > 0 {
+        set_send_buffer(&tcp, accepting.send_buffer);
+    }
+    let header_timeout = accepting.header_timeout;
+    let app = app.clone();
+    let pending = Arc::new(pending);
+    let in_service = Arc::clone(&pending);
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(axum::extract::ConnectInfo(client));
+        // Answering a request: not to be shed meanwhile.
+        let busy = in_service.busy();
+        let answer = app.clone().oneshot(req.map(axum::body::Body::new));
+        async move {
+            let response = answer.await;
+            drop(busy);
+            response
+        }
+    });
+    tokio::spawn(async move {
+        let conn = hyper::server::conn::http1::Builder::new()
+            // A socket that never finishes its request headers is dropped, not kept forever.
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+            .with_upgrades();
+        tokio::select! {
+            ended = conn => {
+                if let Err(err) = ended {
+                    tracing::debug!(%client, error = %err, "HTTP connection ended with an error");
+                }
+            }
+            // Shed by the pool to let another in: the socket closes as the connection is dropped.
+            () = pending.shed() => {}
+        }
+        // Upgraded (the WebSocket now counts in the connection limits) or gone.
+        drop(pending);
+    });
 }
 
 /// Fixes a client socket's kernel send buffer, warning once if the kernel holds it below the size asked for

@@ -1,6 +1,8 @@
 //! What every Natter service process does the same way: read its configuration (exit 64 on a bad setting),
 //! log to stderr, wait for Ctrl-C or SIGTERM, and serve Prometheus metrics from one process-wide recorder.
 
+pub mod net;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;

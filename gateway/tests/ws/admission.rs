@@ -235,3 +235,97 @@ async fn header_floods_at_the_upgrade_get_a_status_and_the_gateway_serves_on() {
     let admin = reqwest::get(gw.admin("/healthz")).await.expect("answer");
     assert_eq!(admin.status(), 200);
 }
+
+/// A socket to the gateway from `source` (a loopback address) that sends `bytes` and then nothing.
+async fn from(source: [u8; 4], port: u16, bytes: &[u8]) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind((std::net::Ipv4Addr::from(source), 0).into())
+        .expect("bind the source");
+    let mut tcp = socket.connect(([127, 0, 0, 1], port).into()).await.expect("connect");
+    tcp.write_all(bytes).await.expect("write");
+    tcp
+}
+
+/// Whether the gateway closed `tcp` within half a second, and what it said first.
+async fn closed_with(tcp: &mut TcpStream) -> Option<String> {
+    let mut answer = Vec::new();
+    match tokio::time::timeout(Duration::from_millis(500), tcp.read_to_end(&mut answer)).await {
+        Ok(_) => Some(String::from_utf8_lossy(&answer).lines().next().unwrap_or("").to_owned()),
+        Err(_) => None,
+    }
+}
+
+/// A PROXY v2 header naming `client` (IPv4, TCP) as the source.
+fn proxy_v2(client: [u8; 4], port: u16) -> Vec<u8> {
+    let mut header = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    header.extend([0x21, 0x11, 0, 12]);
+    header.extend(client);
+    header.extend([127, 0, 0, 1]);
+    header.extend(port.to_be_bytes());
+    header.extend(9001u16.to_be_bytes());
+    header
+}
+
+#[tokio::test]
+async fn behind_a_load_balancer_the_proxy_header_names_the_client_each_cap_counts() {
+    let stack = Stack::start().await;
+    // The balancer is 127.0.0.50; two connections still in HTTP per client address.
+    let gw = stack
+        .gateway(&["--proxy-protocol-from", "127.0.0.50", "--max-pending-per-address", "2"])
+        .await;
+    let lb = [127, 0, 0, 50];
+    // Two clients behind the balancer, each its own cap: the first's third connection is refused, the second's is
+    // not, although every socket comes from the balancer's address.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(from(lb, gw.port, b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 9001\r\n").await);
+    }
+    held.push(from(lb, gw.port, &proxy_v2([203, 0, 113, 8], 6666)).await);
+    for tcp in &mut held {
+        assert_eq!(closed_with(tcp).await, None, "a client under its cap is kept");
+    }
+    let mut third = from(lb, gw.port, &proxy_v2([203, 0, 113, 7], 7777)).await;
+    assert_eq!(
+        closed_with(&mut third).await.as_deref(),
+        Some("HTTP/1.1 503 Service Unavailable"),
+        "the first client's third connection is over its cap"
+    );
+    assert_eq!(
+        admin_value(&gw, r#"natter_gateway_pending_refused_total{scope="address"}"#).await,
+        1.0
+    );
+
+    // From the balancer, a connection without a header is closed without an answer, and counted.
+    let mut bare = from(lb, gw.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(closed_with(&mut bare).await.as_deref(), Some(""));
+    assert_eq!(
+        admin_value(&gw, r#"natter_gateway_proxy_header_refused_total{reason="missing"}"#).await,
+        1.0
+    );
+    // From anyone else, a PROXY header is not believed: it is not HTTP, and answered 400.
+    let mut spoof = from(
+        [127, 0, 0, 51],
+        gw.port,
+        b"PROXY TCP4 198.51.100.1 127.0.0.1 1 2\r\n\r\n",
+    )
+    .await;
+    let answer = closed_with(&mut spoof).await.expect("answered and closed");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+
+    // A WebSocket through the balancer works: the header, then the upgrade, on one socket.
+    let (token, _) = stack.user("pia").await;
+    let mut tcp = from(lb, gw.port, &proxy_v2([203, 0, 113, 9], 8888)).await;
+    let upgrade = format!(
+        "GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    tcp.write_all(upgrade.as_bytes()).await.expect("upgrade");
+    let mut answer = [0u8; 64];
+    let n = tokio::time::timeout(WAIT, tcp.read(&mut answer))
+        .await
+        .expect("answered")
+        .expect("read");
+    let status = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(status.starts_with("HTTP/1.1 101"), "{status:?}");
+}
