@@ -17,6 +17,7 @@ PyYAML to; the binaries must be built in target/debug):
   repository, that sets JetStream's `sync_interval: always` (fsync before acknowledging; 2.9.x cannot).
 """
 
+import json
 import os
 import pathlib
 import re
@@ -65,6 +66,8 @@ def check_nats(errors, name, service):
 
 def main():
     errors = []
+    # What each Natter service is started with, for tests/deployed.sh to start them (target/deployed-envs/).
+    runs = {}
     # A .env of the developer's own would hide what a new user meets: an empty one is read instead.
     empty_env = tempfile.NamedTemporaryFile("w", suffix=".env")
     compose = ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "--env-file", empty_env.name, "config"]
@@ -120,6 +123,8 @@ def main():
                                      capture_output=True, text=True)
             if checked.returncode != 0:
                 fail(errors, f"{name}: --migrate-only --check-config refuses its environment: {checked.stderr.strip()}")
+            runs[f"compose {name}"] = {"binary": BINARIES[kind], "args": ["--migrate-only"],
+                                       "env": {k: str(v) for k, v in env.items()}}
             continue
         for var in env:
             if var not in env_names[kind]:
@@ -142,6 +147,7 @@ def main():
             fail(errors, f"{name}: NATS_USER {user!r} is not a user of deploy/nats/auth.conf {sorted(nats_users)}")
         elif user != f"natter-{kind}" or env.get("NATS_PASSWORD") != secrets.get(nats_users[user]):
             fail(errors, f"{name}: connects to NATS as {user} with another role's or no password")
+        runs[f"compose {name}"] = {"binary": BINARIES[kind], "args": [], "env": {k: str(v) for k, v in env.items()}}
         listen = env.get(LISTEN[kind], f"0.0.0.0:{DEFAULT_PORTS[kind]}")
         ports[name] = int(listen.rsplit(":", 1)[1])
         admin = env.get(ADMIN_LISTEN[kind])
@@ -195,6 +201,9 @@ def main():
     if {t.partition(":")[0] for t in servers} != gateways:
         fail(errors, f"haproxy balances {sorted(t.partition(':')[0] for t in servers)}, compose runs {sorted(gateways)}")
 
+    out = pathlib.Path(os.environ.get("NATTER_ENVS_OUT", ROOT / "target/deployed-envs/compose.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"secrets": secrets, "services": runs}))
     for error in errors:
         print(f"compose: {error}", file=sys.stderr)
     print(f"compose: {len(services)} services checked; {len(errors)} problems")

@@ -20,7 +20,11 @@ for dir in deploy/k8s/base deploy/k8s/overlays/example; do
   kubectl kustomize "$dir" >"$tmp/rendered.yaml"
   # --strict: unknown fields are errors too.
   "$venv/bin/kubernetes-validate" --strict --kubernetes-version 1.31.0 "$tmp/rendered.yaml"
-  "$venv/bin/python" - "$tmp/rendered.yaml" "$ROOT/target/debug" <<'PY'
+  # The example deployment's environments, for tests/deployed.sh to start the binaries with.
+  envs_out=""
+  [ "$dir" = deploy/k8s/overlays/example ] && mkdir -p "$ROOT/target/deployed-envs" \
+    && envs_out="$ROOT/target/deployed-envs/k8s.json"
+  NATTER_ENVS_OUT="$envs_out" "$venv/bin/python" - "$tmp/rendered.yaml" "$ROOT/target/debug" <<'PY'
 import subprocess, sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
@@ -85,6 +89,12 @@ for ok, problem in checks:
     if not ok:
         problems += 1
         print(f"k8s: {problem}", file=sys.stderr)
+# What each container is started with, for tests/deployed.sh (NATTER_ENVS_OUT, for the example deployment).
+import json, os
+if os.environ.get("NATTER_ENVS_OUT"):
+    runs = {f"k8s {name}": {"binary": binaries[name], "args": [], "env": env} for name, env in envs.items()}
+    json.dump({"secrets": {f"{k[0]}/{k[1]}": v for k, v in secrets.items()}, "services": runs},
+              open(os.environ["NATTER_ENVS_OUT"], "w"))
 sys.exit(1 if problems else 0)
 PY
   echo "k8s: $dir renders, validates and its environments pass --check-config"

@@ -42,7 +42,16 @@ async fn a_send_records_its_ack_latency_and_a_rejoin_past_the_stream_counts_unre
     client.join(&room, None).await;
     client.say(&room, "m1", "hello").await;
     client.recv_type("message").await;
-    let text = gw.metrics().await;
+    // The delivery is timed once its frame is written, which may be just after the client read it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let text = loop {
+        let text = gw.metrics().await;
+        let delivered = value(&text, "natter_gateway_delivery_latency_seconds_count").is_some_and(|n| n >= 1.0);
+        if delivered || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(
         value(&text, "natter_gateway_ack_latency_seconds_count"),
         Some(1.0),
