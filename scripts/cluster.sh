@@ -74,11 +74,19 @@ cluster_run() {
 # namespaces. Idempotent: it runs at start (a crashed run's leftovers) and at every exit.
 cluster_teardown() {
   command -v ip >/dev/null || return 0
-  local ns pid link
-  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^natter-$CLUSTER_TAG-" || true); do
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
-    ip netns del "$ns" 2>/dev/null || true
+  local ns pid link namespaces pids=()
+  namespaces="$(ip netns list 2>/dev/null | awk '{print $1}' | grep "^natter-$CLUSTER_TAG-" || true)"
+  # What still runs in them (a run killed outright left it) is stopped as a service manager would: SIGTERM, 10 s,
+  # then SIGKILL. NATS nodes killed all at once can take minutes (nats-server 2.9) to elect their streams'
+  # leaders again when the next run starts on their stores; stopped, they shut JetStream down cleanly.
+  for ns in $namespaces; do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -TERM "$pid" 2>/dev/null && pids+=("$pid"); done
   done
+  if [ "${#pids[@]}" -gt 0 ]; then
+    for _ in $(seq 1 100); do kill -0 "${pids[@]}" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "${pids[@]}" 2>/dev/null || true
+  fi
+  for ns in $namespaces; do ip netns del "$ns" 2>/dev/null || true; done
   # A veth goes with its namespace; one made before its namespace was (a crash in between) is deleted by name.
   for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^natter-$CLUSTER_TAG-" || true); do
     ip link del "$link" 2>/dev/null || true

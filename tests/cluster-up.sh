@@ -129,10 +129,17 @@ run_cluster() { # mode: netns or loopback
   for url in $(jq -r '.nats_urls[]' <<<"$endpoints"); do
     host="${url#nats://}" host="${host%:*}" monitor="http://$host:8222"
     for stream in CHAT KV_natter_revoked_sessions; do
-      curl -fsS "$monitor/jsz?streams=true&config=true" | jq -e --arg s "$stream" \
-        '[.account_details[].stream_detail[] | select(.name == $s)]
-         | length == 1 and .[0].config.num_replicas == 3 and (.[0].cluster.replicas | length) == 2' >/dev/null \
-        || fail "the $stream stream is not kept in 3 replicas: $(curl -s "$monitor/jsz?streams=true&config=true")"
+      # Three peers: the leader and two replicas, or, while a leader is being elected again (nats-server 2.9 after
+      # a restart), three replicas; asked again for up to 30 s.
+      local kept=0
+      for _ in $(seq 1 60); do
+        jq -e --arg s "$stream" '[.account_details[].stream_detail[] | select(.name == $s)]
+          | length == 1 and .[0].config.num_replicas == 3
+            and ((.[0].cluster.replicas | length) + (if .[0].cluster.leader then 1 else 0 end)) == 3' \
+          >/dev/null 2>&1 <<<"$(curl -fsS "$monitor/jsz?streams=true&config=true")" && { kept=1; break; }
+        sleep 0.5
+      done
+      [ "$kept" = 1 ] || fail "the $stream stream is not kept in 3 replicas: $(curl -s "$monitor/jsz?streams=true&config=true")"
     done
     others="$(curl -fsS "$monitor/routez" | jq -r '[.routes[].remote_id] | unique | length')"
     [ "$others" = 2 ] || fail "$host routes to $others other nodes: $(curl -s "$monitor/routez")"
