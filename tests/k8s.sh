@@ -31,15 +31,21 @@ configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"
 # Stand-ins for what the cluster fills in.
 secrets = {("natter-db-app", "uri"): "postgresql://natter:secret@natter-db-rw:5432/natter",
            ("natter-keys", "key-encryption-key"): "stand-in-key-encryption-secret-of-32-bytes",
+           ("natter-db-roles", "api-uri"): "postgresql://natter_api:secret@natter-db-rw:5432/natter",
+           ("natter-db-roles", "persister-uri"): "postgresql://natter_persister:secret@natter-db-rw:5432/natter",
+           **{("natter-db-roles", f"{r}-password"): "secret" for r in ("api", "persister", "exporter")},
            **{("natter-nats", f"{role}-password"): f"stand-in-{role}" for role in ("gateway", "auth-api", "persister")}}
 fields = {"metadata.name": "natter-gateway-7d4f9-abcde", "status.podIP": "10.0.0.7"}
-binaries = {"auth-api": "natter-auth-api", "gateway": "natter-gateway", "persister": "natter-persister"}
+binaries = {"auth-api": "natter-auth-api", "gateway": "natter-gateway", "persister": "natter-persister",
+            "migrate": "natter-auth-api"}
 problems = 0
 envs = {}
 for d in docs:
-    if d["kind"] != "Deployment":
+    if d["kind"] not in ("Deployment", "Job"):
         continue
     for c in d["spec"]["template"]["spec"]["containers"]:
+        if c["name"] not in binaries:
+            continue  # not a Natter binary (the roles Job's psql)
         env = {}
         for source in c.get("envFrom", []):
             env.update(configmaps[source["configMapRef"]["name"]])
@@ -58,7 +64,8 @@ for d in docs:
             else:
                 env[e["name"]] = fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
         binary = binaries[c["name"]]
-        out = subprocess.run([f"{sys.argv[2]}/{binary}", "--check-config"], env={"PATH": "/usr/bin:/bin", **env},
+        out = subprocess.run([f"{sys.argv[2]}/{binary}", *c.get("args", []), "--check-config"],
+                             env={"PATH": "/usr/bin:/bin", **env},
                              capture_output=True, text=True)
         if out.returncode != 0:
             problems += 1
@@ -82,6 +89,10 @@ checks = [
      "the auth API hands out other URLs than the gateways' public one"),
     (f"https://{public.hostname}" in envs["gateway"].get("NATTER_ALLOWED_ORIGINS", "").split(","),
      f"the gateways do not allow the page's origin https://{public.hostname}"),
+    (urlsplit(envs["auth-api"]["DATABASE_URL"]).username == "natter_api"
+     and urlsplit(envs["persister"]["DATABASE_URL"]).username == "natter_persister"
+     and urlsplit(envs["migrate"]["DATABASE_URL"]).username == "natter",
+     "the services do not connect as their PostgreSQL roles (database.yaml), or the migration not as the owner"),
     (envs["gateway"].get("NATTER_MAX_PENDING_PER_ADDRESS") == "0",
      "behind the Ingress every client has its address: the per-address pending cap must be off"),
 ]
@@ -92,7 +103,8 @@ for ok, problem in checks:
 # What each container is started with, for tests/deployed.sh (NATTER_ENVS_OUT, for the example deployment).
 import json, os
 if os.environ.get("NATTER_ENVS_OUT"):
-    runs = {f"k8s {name}": {"binary": binaries[name], "args": [], "env": env} for name, env in envs.items()}
+    runs = {f"k8s {name}": {"binary": binaries[name], "args": ["--migrate-only"] if name == "migrate" else [],
+                            "env": env} for name, env in envs.items()}
     json.dump({"secrets": {f"{k[0]}/{k[1]}": v for k, v in secrets.items()}, "services": runs},
               open(os.environ["NATTER_ENVS_OUT"], "w"))
 sys.exit(1 if problems else 0)
