@@ -72,7 +72,8 @@ def main():
     empty_env = tempfile.NamedTemporaryFile("w", suffix=".env")
     compose = ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "--env-file", empty_env.name, "config"]
     # The secrets a user must set: without them compose refuses, naming what is missing.
-    secrets = {f"NATTER_NATS_{role}_PASSWORD": f"compose-check-{role.lower()}"
+    # (NATS passwords: letters and digits, beginning with a letter, as deploy/nats/auth.conf needs them.)
+    secrets = {f"NATTER_NATS_{role}_PASSWORD": f"composecheck{role.lower().replace('_', '')}"
                for role in ("GATEWAY", "AUTH_API", "PERSISTER", "ADMIN")}
     secrets["GRAFANA_ADMIN_PASSWORD"] = "compose-check-grafana"
     secrets["NATTER_KEY_ENCRYPTION_KEY"] = "compose-check-key-encryption-secret-32"

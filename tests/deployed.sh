@@ -22,6 +22,7 @@ mkdir -p "$tmp/data"
     "$envs/compose.json" >"$tmp/data/nats.env"
   jq -j '.secrets.NATTER_KEY_ENCRYPTION_KEY' "$envs/compose.json" >"$tmp/data/key-encryption.key"
 )
+cp "$tmp/data/nats.env" "$tmp/nats.env.given"
 set -m
 "$ROOT/natter" up --json --no-web --no-build --gateways 0 --persisters 0 --api-port "$api_port" \
   --nats-port "$nats_port" --pg-port "$pg_port" --admin-port "$admin_port" --data-dir "$tmp/data" \
@@ -30,6 +31,7 @@ up_pid=$!
 set +m
 wait_endpoints "--gateways 0 --persisters 0"
 database_url="$(jq -r .database_url "$tmp/out")"
+cmp -s "$tmp/data/nats.env" "$tmp/nats.env.given" || fail "'natter up' did not take the deployments' NATS passwords"
 
 # The roles compose's one-shot `db-roles` gives out, with its passwords.
 jq -r '.secrets | to_entries[] | select(.key | startswith("NATTER_PG_")) | "\(.key)=\(.value)"' "$envs/compose.json" \
