@@ -245,9 +245,12 @@ async fn load_snapshot(
     }
     // Keys stored before a key-encryption secret was given are sealed now.
     if let Some(sealer) = sealer {
-        let plain: Vec<(String, Vec<u8>)> = sqlx::query_as("SELECT kid, private_der FROM signing_keys")
-            .fetch_all(&mut *tx)
-            .await?;
+        // Only those not sealed yet: a reload every minute reads nothing more once all are.
+        let plain: Vec<(String, Vec<u8>)> =
+            sqlx::query_as("SELECT kid, private_der FROM signing_keys WHERE substring(private_der FROM 1 FOR 4) <> $1")
+                .bind(crate::sealed_keys::MAGIC.as_slice())
+                .fetch_all(&mut *tx)
+                .await?;
         for (kid, der) in plain.into_iter().filter(|(_, der)| !is_sealed(der)) {
             sqlx::query("UPDATE signing_keys SET private_der = $2 WHERE kid = $1")
                 .bind(&kid)

@@ -8,7 +8,7 @@ use chacha20poly1305::{AeadCore, ChaCha20Poly1305, Nonce};
 use sha2::{Digest, Sha256};
 
 /// What a sealed key starts with: no PKCS#8 DER does (DER starts with 0x30).
-const MAGIC: &[u8; 4] = b"NSK1";
+pub const MAGIC: &[u8; 4] = b"NSK1";
 const NONCE_LEN: usize = 12;
 
 /// Shortest secret accepted, in bytes: it is the only thing between a database copy and the signing keys.
