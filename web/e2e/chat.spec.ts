@@ -283,6 +283,8 @@ test("unread counts rise in rooms not open, clear when opened, and agree across 
   await say(bob.page, busy, "hello?");
 
   for (const device of [alice, phone]) {
+    // The badge's text, so that a wrong count says what it was.
+    await expect(roomLink(device.page, busy).locator(".badge")).toHaveText("2");
     await expect(roomLink(device.page, busy).getByLabel("2 unread")).toBeVisible();
     await expect(roomLink(device.page, quiet).locator(".badge")).toHaveCount(0);
   }

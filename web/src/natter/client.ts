@@ -973,6 +973,8 @@ export class NatterClient {
       }
     } finally {
       state.filling = false;
+      // What was filled from history is not counted live: the unread count comes from the API.
+      if (state.info.id !== this.openId) this.refreshRoomsSoon();
       this.emit();
     }
   }
