@@ -50,9 +50,9 @@ pub async fn room_access(db: &PgPool, request: &RoomAccessRequest) -> Result<Roo
     let Ok(user) = Uuid::parse_str(&request.user) else {
         return Ok(RoomAccess::Denied);
     };
-    let row: Option<(bool, bool)> = sqlx::query_as(
-        "SELECT r.private, EXISTS (SELECT 1 FROM memberships m WHERE m.room_id = r.id AND m.user_id = $2) \
-         FROM rooms r WHERE r.id = $1",
+    let row: Option<(bool, bool, bool)> = sqlx::query_as(
+        "SELECT r.private, EXISTS (SELECT 1 FROM memberships m WHERE m.room_id = r.id AND m.user_id = $2), \
+         r.owner_id = $2 FROM rooms r WHERE r.id = $1",
     )
     .bind(request.room.as_str())
     .bind(user)
@@ -60,8 +60,9 @@ pub async fn room_access(db: &PgPool, request: &RoomAccessRequest) -> Result<Roo
     .await?;
     Ok(match row {
         None => RoomAccess::NotFound,
-        Some((false, _)) => RoomAccess::Public,
-        Some((true, true)) => RoomAccess::Allowed,
+        Some((_, _, true)) if request.owner => RoomAccess::Owner,
+        Some((false, _, _)) => RoomAccess::Public,
+        Some((true, true, _)) => RoomAccess::Allowed,
         Some(_) => RoomAccess::Denied,
     })
 }

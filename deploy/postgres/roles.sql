@@ -47,6 +47,7 @@ DECLARE
 BEGIN
   ALTER TABLE messages OWNER TO natter_history;
   ALTER TABLE dead_letters OWNER TO natter_history;
+  ALTER TABLE reactions OWNER TO natter_history;
   FOR t IN SELECT inhrelid::regclass FROM pg_inherits WHERE inhparent = 'messages'::regclass LOOP
     EXECUTE format('ALTER TABLE %s OWNER TO natter_history', t);
   END LOOP;
@@ -59,7 +60,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON
   TO natter_api;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO natter_api;
 -- History for the API: reading it, and a deleted room's messages deleted with it.
-GRANT SELECT, DELETE ON messages TO natter_api;
+GRANT SELECT, DELETE ON messages, reactions TO natter_api;
 -- Which migrations ran: read by both, so a service whose schema is current starts without migrating.
 GRANT SELECT ON _sqlx_migrations TO natter_api, natter_persister;
 

@@ -108,6 +108,8 @@ impl State {
             RoomAccess::Public => {
                 insert(&mut self.trusted, whole, now);
             }
+            // Joins do not ask about ownership: an owner answer is never remembered for a room's joins.
+            RoomAccess::Owner => {}
             RoomAccess::Allowed => {
                 self.refused.remove(&member);
                 insert(&mut self.trusted, member, now);
@@ -244,7 +246,15 @@ impl AccessChecks {
 
     /// A question about `user` joining `room`, asked when first awaited.
     fn ask(&self, room: &RoomId, user: &str) -> Answer {
-        ask(self.nats.clone(), room.clone(), user.to_owned()).boxed().shared()
+        ask(self.nats.clone(), room.clone(), user.to_owned(), false)
+            .boxed()
+            .shared()
+    }
+
+    /// Whether `user` owns `room`, asked of the auth API each time (only an owner's deletion of another's message
+    /// asks; ownership is not remembered).
+    pub async fn owns(&self, room: &RoomId, user: &str) -> Result<bool, String> {
+        Ok(ask(self.nats.clone(), room.clone(), user.to_owned(), true).await? == RoomAccess::Owner)
     }
 }
 
@@ -257,8 +267,8 @@ enum Plan {
 }
 
 /// One question to the auth API.
-async fn ask(nats: async_nats::Client, room: RoomId, user: String) -> Result<RoomAccess, String> {
-    let request = RoomAccessRequest { room, user };
+async fn ask(nats: async_nats::Client, room: RoomId, user: String, owner: bool) -> Result<RoomAccess, String> {
+    let request = RoomAccessRequest { room, user, owner };
     let payload = Bytes::from(serde_json::to_vec(&request).map_err(|err| err.to_string())?);
     let answer = async {
         let reply = tokio::time::timeout(ANSWER_WITHIN, nats.request(subject::room_access(), payload))

@@ -392,6 +392,7 @@ pub fn access_answer(answer: Option<&natter_proto::bus::RoomAccess>) -> &'static
         Some(RoomAccess::Allowed) => "allowed",
         Some(RoomAccess::Denied) => "denied",
         Some(RoomAccess::NotFound) => "not_found",
+        Some(RoomAccess::Owner) => "owner",
         None => "error",
     }
 }

@@ -477,8 +477,8 @@ impl RoomTask {
                 return;
             }
         };
-        // The author stopped typing: the message is what they typed.
-        if self.typing.remove(&stored.user.id).is_some() {
+        // The author stopped typing: the message is what they typed (a change to an earlier message is not).
+        if stored.change.is_none() && self.typing.remove(&stored.user.id).is_some() {
             let clear = ServerFrame::Typing {
                 room: self.room.clone(),
                 user: stored.user.clone(),
@@ -599,7 +599,8 @@ async fn recheck(shared: Arc<RoomShared>, room: RoomId, users: Vec<String>) -> R
         };
         match answer {
             Ok(RoomAccess::Public) => break,
-            Ok(RoomAccess::Allowed) => {}
+            // An owner answer is given only when asked for; it lets the user in as a member's does.
+            Ok(RoomAccess::Allowed | RoomAccess::Owner) => {}
             Ok(RoomAccess::Denied) => round.lost.push((Some(user), left_reason::ACCESS_REVOKED)),
             Ok(RoomAccess::NotFound) => {
                 round.lost.push((None, left_reason::ROOM_DELETED));

@@ -6,10 +6,11 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use natter_stream::journal::PublishError;
+use natter_stream::journal::{Lookup, PublishError};
 
-use natter_proto::bus::{RoomAccess, StoredMessage, TypingEvent};
+use natter_proto::bus::{Change, RoomAccess, StoredMessage, TypingEvent};
 use natter_proto::close;
+use natter_proto::error::ErrorCode;
 use natter_proto::frame::{ClientFrame, ServerFrame};
 use natter_proto::{ClientMsgId, RoomId, subject};
 
@@ -113,7 +114,9 @@ impl Session {
                     }
                 }
                 Incoming::Binary => {
-                    if let Some(reason) = self.bad_frame("binary_frame", "frames must be JSON text".into(), None) {
+                    if let Some(reason) =
+                        self.bad_frame(ErrorCode::BinaryFrame, "frames must be JSON text".into(), None)
+                    {
                         return Some(reason);
                     }
                 }
@@ -135,13 +138,16 @@ impl Session {
                 let reference = serde_json::from_str::<serde_json::Value>(data)
                     .ok()
                     .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned));
-                return self.bad_frame("bad_frame", format!("unreadable frame: {err}"), reference);
+                return self.bad_frame(ErrorCode::BadFrame, format!("unreadable frame: {err}"), reference);
             }
         };
         let kind = match &frame {
             ClientFrame::Join { .. } => "join",
             ClientFrame::Leave { .. } => "leave",
             ClientFrame::Send { .. } => "send",
+            ClientFrame::Edit { .. } => "edit",
+            ClientFrame::Delete { .. } => "delete",
+            ClientFrame::React { .. } => "react",
             ClientFrame::Typing { .. } => "typing",
             ClientFrame::Ping { .. } => "ping",
             ClientFrame::Refresh { .. } => "refresh",
@@ -159,10 +165,28 @@ impl Session {
                 } else if !self.joins.take() {
                     self.rate_limited("leave", "leaving rooms too fast; slow down");
                 } else {
-                    self.error("not_joined", format!("you are not in room '{room}'"), None);
+                    self.error(ErrorCode::NotJoined, format!("you are not in room '{room}'"), None);
                 }
             }
-            ClientFrame::Send { room, id, body } => Box::pin(self.send(room, id, body)).await,
+            ClientFrame::Send {
+                room,
+                id,
+                body,
+                reply_to,
+            } => Box::pin(self.send(room, id, body, reply_to)).await,
+            ClientFrame::Edit { room, id, target, body } => {
+                Box::pin(self.change(room, id, body, Change::Edit { target })).await;
+            }
+            ClientFrame::Delete { room, id, target } => {
+                Box::pin(self.change(room, id, String::new(), Change::Delete { target })).await;
+            }
+            ClientFrame::React {
+                room,
+                id,
+                target,
+                emoji,
+                on,
+            } => Box::pin(self.change(room, id, String::new(), Change::React { target, emoji, on })).await,
             ClientFrame::Typing { room, text } => Box::pin(self.typing(room, text)).await,
             ClientFrame::Ping { id } => self.push(&ServerFrame::Pong { id }),
             ClientFrame::Refresh { token } => match Box::pin(self.gw.verify(&token)).await {
@@ -170,12 +194,20 @@ impl Session {
                     self.peer.set_expires(i64::try_from(claims.exp).unwrap_or(i64::MAX));
                 }
                 Ok(claims) if claims.sub == self.peer.user.id => self.error(
-                    "token_wrong_session",
+                    ErrorCode::TokenWrongSession,
                     "the new token is of another login; connect again with it".into(),
                     None,
                 ),
-                Ok(_) => self.error("token_wrong_user", "the new token is for another user".into(), None),
-                Err(err) => self.error(err.code(), err.to_string(), None),
+                Ok(_) => self.error(
+                    ErrorCode::TokenWrongUser,
+                    "the new token is for another user".into(),
+                    None,
+                ),
+                Err(err) => self.push(&ServerFrame::Error {
+                    code: err.code().to_owned(),
+                    message: err.to_string(),
+                    reference: None,
+                }),
             },
         }
         None
@@ -216,29 +248,37 @@ impl Session {
             return None;
         }
         if self.rooms.contains_key(&room) {
-            self.error("already_joined", format!("you are already in room '{room}'"), None);
+            self.error(
+                ErrorCode::AlreadyJoined,
+                format!("you are already in room '{room}'"),
+                None,
+            );
             return None;
         }
         if self.rooms.len() >= self.gw.config.max_rooms_per_connection {
-            self.error("too_many_rooms", "leave a room before joining another".into(), None);
+            self.error(
+                ErrorCode::TooManyRooms,
+                "leave a room before joining another".into(),
+                None,
+            );
             return None;
         }
         match self.gw.room_access(&room, &self.peer.user.id).await {
-            Ok(RoomAccess::Public | RoomAccess::Allowed) => {}
+            Ok(RoomAccess::Public | RoomAccess::Allowed | RoomAccess::Owner) => {}
             Ok(RoomAccess::Denied) => {
                 self.error(
-                    "room_private",
+                    ErrorCode::RoomPrivate,
                     format!("room '{room}' is private; join it through the API"),
                     None,
                 );
                 return None;
             }
             // Room ids are handed out by the API: a client asking for rooms that do not exist is guessing.
-            Ok(RoomAccess::NotFound) => return self.fault("room_not_found", format!("no room '{room}'"), None),
+            Ok(RoomAccess::NotFound) => return self.fault(ErrorCode::RoomNotFound, format!("no room '{room}'"), None),
             Err(err) => {
                 tracing::warn!(room = %room, error = %err, "room access check failed");
                 self.error(
-                    "unavailable",
+                    ErrorCode::Unavailable,
                     "cannot check access to the room right now; retry".into(),
                     None,
                 );
@@ -256,7 +296,11 @@ impl Session {
         let Some(joined) = self.gw.hub.join(&room, self.peer.clone()).await else {
             self.rooms.remove(&room);
             let _ = self.gw.hub.leave(&room, self.peer.conn).await;
-            return self.error("unavailable", "cannot join the room right now; retry".into(), None);
+            return self.error(
+                ErrorCode::Unavailable,
+                "cannot join the room right now; retry".into(),
+                None,
+            );
         };
         ::metrics::counter!(metrics::JOINS).increment(1);
         // `since` is a position: one from an earlier epoch of the stream cannot be replayed from this one.
@@ -307,50 +351,136 @@ impl Session {
         self.gw.hub.release(&room, self.peer.conn, true).await;
     }
 
-    async fn send(&mut self, room: RoomId, id: ClientMsgId, body: String) {
-        let read_at = Instant::now();
-        let reference = Some(id.to_string());
-        if !self.rooms.contains_key(&room) {
-            return self.error(
-                "not_joined",
-                format!("join room '{room}' before sending to it"),
-                reference,
-            );
+    /// Refuses a send or a change that cannot be taken now: the room not joined, the sender over its budget, the
+    /// gateway overloaded.
+    fn admit(&mut self, room: &RoomId) -> Result<(), (ErrorCode, String)> {
+        if !self.rooms.contains_key(room) {
+            return Err((ErrorCode::NotJoined, format!("join room '{room}' before sending to it")));
         }
         if !self.sends.take() {
             ::metrics::counter!(metrics::RATE_LIMITED, "kind" => "send").increment(1);
-            return self.error("rate_limited", "sending too fast; slow down".into(), reference);
+            return Err((ErrorCode::RateLimited, "sending too fast; slow down".into()));
         }
         if self.gw.hub.load().overloaded() {
             ::metrics::counter!(metrics::SENDS_SHED).increment(1);
-            return self.error("overloaded", OVERLOADED.into(), reference);
+            return Err((ErrorCode::Overloaded, OVERLOADED.into()));
         }
+        Ok(())
+    }
+
+    /// The rules of a message's body (a send's, an edit's).
+    fn check_body(&self, body: &str) -> Result<(), (ErrorCode, String)> {
         if body.trim().is_empty() || body.chars().count() > self.gw.config.max_body_chars {
             let max = self.gw.config.max_body_chars;
-            return self.error(
-                "invalid_body",
+            return Err((
+                ErrorCode::InvalidBody,
                 format!("the body must hold 1 to {max} characters"),
-                reference,
-            );
+            ));
         }
         // Refused here, before anything is acknowledged: history could not hold it.
-        if let Err(err) = natter_proto::text::storable(&body) {
-            return self.error("invalid_body", err.to_string(), reference);
+        natter_proto::text::storable(body).map_err(|err| (ErrorCode::InvalidBody, err.to_string()))
+    }
+
+    async fn send(&mut self, room: RoomId, id: ClientMsgId, body: String, reply_to: Option<u64>) {
+        let read_at = Instant::now();
+        let checked = self.admit(&room).and_then(|()| self.check_body(&body));
+        if let Err((code, message)) = checked {
+            return self.error(code, message, Some(id.to_string()));
         }
+        if let Some(target) = reply_to
+            && let Err((code, message)) = Self::target(&self.gw, &room, target).await.map(drop)
+        {
+            return self.error(code, message, Some(id.to_string()));
+        }
+        let stored = StoredMessage::message(id, self.peer.user.clone(), body, reply_to);
+        self.accept(room, read_at, stored).await;
+    }
+
+    /// An edit, a deletion or a reaction: checked against the message it targets (in the stream, no database
+    /// round trip), then stored on the room's chain like a message.
+    async fn change(&mut self, room: RoomId, id: ClientMsgId, body: String, change: Change) {
+        let read_at = Instant::now();
+        let reference = Some(id.to_string());
+        let mut checked = self.admit(&room);
+        match &change {
+            Change::Edit { .. } => checked = checked.and_then(|()| self.check_body(&body)),
+            Change::React { emoji, .. } => {
+                checked = checked.and_then(|()| {
+                    natter_proto::text::single_emoji(emoji).map_err(|why| (ErrorCode::InvalidEmoji, why.to_owned()))
+                });
+            }
+            Change::Delete { .. } => {}
+        }
+        if let Err((code, message)) = checked {
+            return self.error(code, message, reference);
+        }
+        let target = match Self::target(&self.gw, &room, change.target()).await {
+            Ok(target) => target,
+            Err((code, message)) => return self.error(code, message, reference),
+        };
+        let me = &self.peer.user.id;
+        let allowed = match &change {
+            Change::Edit { .. } => Ok(target.user.id == *me),
+            // The author, or the room's owner (asked of the auth API: the only change that costs a question).
+            Change::Delete { .. } if target.user.id == *me => Ok(true),
+            Change::Delete { .. } => self.gw.hub.access().owns(&room, me).await,
+            Change::React { .. } => Ok(true),
+        };
+        match allowed {
+            Ok(true) => {}
+            Ok(false) => {
+                let what = if matches!(change, Change::Edit { .. }) {
+                    "only its author may edit a message"
+                } else {
+                    "only its author or the room's owner may delete a message"
+                };
+                return self.error(ErrorCode::NotAuthor, what.into(), reference);
+            }
+            Err(err) => {
+                tracing::warn!(room = %room, error = %err, "room ownership check failed");
+                return self.error(
+                    ErrorCode::Unavailable,
+                    "cannot check who owns the room right now; retry".into(),
+                    reference,
+                );
+            }
+        }
+        let stored = StoredMessage::change(id, self.peer.user.clone(), body, change);
+        self.accept(room, read_at, stored).await;
+    }
+
+    /// The message of `room` at position `target`, which a reply, an edit, a deletion or a reaction names.
+    async fn target(gw: &Gateway, room: &RoomId, target: u64) -> Result<StoredMessage, (ErrorCode, String)> {
+        let epoch = gw.hub.epoch().get();
+        let not_found = || (ErrorCode::NotFound, format!("no message {target} in room '{room}'"));
+        // A position of an earlier stream epoch: the stream no longer holds it.
+        let Some(seq) = natter_stream::epoch::sequence(epoch, target) else {
+            return Err(not_found());
+        };
+        match natter_stream::journal::lookup(gw.hub.stream(), room, seq).await {
+            Ok(Lookup::Found(stored)) if stored.change.is_none() => Ok(stored),
+            Ok(Lookup::Found(_) | Lookup::Absent) => Err(not_found()),
+            Ok(Lookup::Erased) => Err((ErrorCode::AlreadyDeleted, format!("message {target} was deleted"))),
+            Err(err) => {
+                tracing::warn!(room = %room, target, error = %err, "reading a message from the stream failed");
+                Err((
+                    ErrorCode::Unavailable,
+                    "cannot read the message right now; retry".into(),
+                ))
+            }
+        }
+    }
+
+    /// Publishes an accepted message or change; its ack (or why there is none) follows when JetStream stored it.
+    async fn accept(&mut self, room: RoomId, read_at: Instant, stored: StoredMessage) {
+        let id = stored.id.clone();
         // Taken before the publish: a send refused here is not stored.
         let place = match &self.gw.persisted {
             None => None,
             Some(persisted) => match persisted.reserve() {
                 Some(place) => Some(place),
-                None => return self.error("overloaded", OVERLOADED.into(), reference),
+                None => return self.error(ErrorCode::Overloaded, OVERLOADED.into(), Some(id.to_string())),
             },
-        };
-        let user = self.peer.user.clone();
-        let stored = StoredMessage {
-            id: id.clone(),
-            user,
-            body,
-            ts: natter_proto::bus::timestamp(chrono::Utc::now()),
         };
         match self.gw.publish(&room, &self.peer.user.id, &stored, place).await {
             Ok(ack) => {
@@ -372,7 +502,7 @@ impl Session {
                 // The client library keeps what it could not send and sends it after a reconnect, so the message
                 // may be stored (and delivered) after all: only a resend with the same id settles it.
                 self.error(
-                    "publish_failed",
+                    ErrorCode::PublishFailed,
                     "the message's outcome is unknown (it may have been stored); send it again with the same id, \
                      which stores it at most once"
                         .into(),
@@ -387,17 +517,21 @@ impl Session {
 
     async fn typing(&mut self, room: RoomId, text: String) {
         if !self.rooms.contains_key(&room) {
-            return self.error("not_joined", format!("join room '{room}' first"), None);
+            return self.error(ErrorCode::NotJoined, format!("join room '{room}' first"), None);
         }
         if !self.typing.take() {
             ::metrics::counter!(metrics::RATE_LIMITED, "kind" => "typing").increment(1);
             return;
         }
         if text.chars().count() > self.gw.config.max_body_chars {
-            return self.error("invalid_body", "the draft is longer than a message may be".into(), None);
+            return self.error(
+                ErrorCode::InvalidBody,
+                "the draft is longer than a message may be".into(),
+                None,
+            );
         }
         if let Err(err) = natter_proto::text::storable(&text) {
-            return self.error("invalid_body", err.to_string(), None);
+            return self.error(ErrorCode::InvalidBody, err.to_string(), None);
         }
         let event = TypingEvent {
             user: self.peer.user.clone(),
@@ -420,27 +554,27 @@ impl Session {
     /// Answers a join or leave over the budget (neither frame has an id to refer to).
     fn rate_limited(&self, kind: &'static str, message: &str) {
         ::metrics::counter!(metrics::RATE_LIMITED, "kind" => kind).increment(1);
-        self.error("rate_limited", message.to_owned(), None);
+        self.error(ErrorCode::RateLimited, message.to_owned(), None);
     }
 
-    fn error(&self, code: &str, message: String, reference: Option<String>) {
+    fn error(&self, code: ErrorCode, message: String, reference: Option<String>) {
         self.push(&ServerFrame::Error {
-            code: code.to_owned(),
+            code: code.as_str().to_owned(),
             message,
             reference,
         });
     }
 
     /// Answers a frame that could not be read; closes the connection once it has sent too many bad ones.
-    fn bad_frame(&mut self, code: &'static str, message: String, reference: Option<String>) -> Option<CloseReason> {
+    fn bad_frame(&mut self, code: ErrorCode, message: String, reference: Option<String>) -> Option<CloseReason> {
         metrics::frame_in("invalid");
         self.fault(code, message, reference)
     }
 
     /// Answers a bad frame (unreadable, or asking for what no well-behaved client asks for); closes the connection
     /// once it has sent more than `--max-bad-frames`.
-    fn fault(&mut self, code: &'static str, message: String, reference: Option<String>) -> Option<CloseReason> {
-        ::metrics::counter!(metrics::BAD_FRAMES, "code" => code).increment(1);
+    fn fault(&mut self, code: ErrorCode, message: String, reference: Option<String>) -> Option<CloseReason> {
+        ::metrics::counter!(metrics::BAD_FRAMES, "code" => code.as_str()).increment(1);
         self.bad_frames += 1;
         self.error(code, message, reference);
         (self.bad_frames > self.gw.config.max_bad_frames).then(|| reason(close::POLICY, "too many invalid frames"))

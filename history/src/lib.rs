@@ -7,6 +7,7 @@
 //! table, so their versions are numbered in one sequence (a test keeps them apart), and each service ignores the
 //! versions of the set it does not hold.
 
+pub mod page;
 pub mod partitions;
 
 use sqlx::PgPool;

@@ -28,6 +28,8 @@ pub struct Maintenance {
     pub dropped: Vec<String>,
     /// Rows older than the retention deleted from the default partition.
     pub deleted_from_default: u64,
+    /// Reactions deleted with the messages they were to.
+    pub reactions_deleted: u64,
 }
 
 /// The partition for the day `day`.
@@ -139,6 +141,16 @@ async fn maintain_locked(
         .execute(&mut *conn)
         .await?
         .rows_affected();
+    // Reactions to messages that went with them.
+    if !done.dropped.is_empty() || done.deleted_from_default > 0 {
+        done.reactions_deleted = sqlx::query(
+            "DELETE FROM reactions r WHERE NOT EXISTS \
+             (SELECT 1 FROM messages m WHERE m.room_id = r.room_id AND m.position = r.target)",
+        )
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    }
     Ok(done)
 }
 

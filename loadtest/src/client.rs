@@ -618,6 +618,7 @@ fn send_message(room: &RoomId, id: &str, body: &str) -> ClientFrame {
         // Ids are made of letters and digits above, well under the length cap.
         id: ClientMsgId::parse(id).unwrap_or_else(|_| unreachable!("harness message ids are valid")),
         body: body.to_owned(),
+        reply_to: None,
     }
 }
 

@@ -37,19 +37,137 @@ pub struct StoredMessage {
     pub body: String,
     /// When the gateway accepted it (RFC 3339, UTC, to the millisecond: [`timestamp`]).
     pub ts: String,
+    /// For a message: the position of the message it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<u64>,
+    /// For a change to an earlier message (an edit, a deletion, a reaction) rather than a message: what it
+    /// changes. An edit's new text is `body`; a deletion's and a reaction's `body` is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<Change>,
+}
+
+/// A change to an earlier message of the room, an event on the room's chain like a message. `target` is the
+/// message's position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// The author replaced the text with the event's `body`.
+    Edit {
+        /// The message edited.
+        target: u64,
+    },
+    /// The author or the room's owner deleted the message.
+    Delete {
+        /// The message deleted.
+        target: u64,
+    },
+    /// The event's author added (`on`) or took back a reaction.
+    React {
+        /// The message reacted to.
+        target: u64,
+        /// The emoji.
+        emoji: String,
+        /// Added or taken back.
+        on: bool,
+    },
+}
+
+impl Change {
+    /// The position of the message changed.
+    pub fn target(&self) -> u64 {
+        match self {
+            Change::Edit { target } | Change::Delete { target } | Change::React { target, .. } => *target,
+        }
+    }
+
+    /// The kind as history names it: `edit`, `delete` or `react`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Change::Edit { .. } => "edit",
+            Change::Delete { .. } => "delete",
+            Change::React { .. } => "react",
+        }
+    }
 }
 
 impl StoredMessage {
-    /// The `message` frame for this message at position `seq` in `room`, whose previous message is at `prev`.
+    /// A message (not a change) as the gateway accepts it now.
+    pub fn message(id: ClientMsgId, user: UserRef, body: String, reply_to: Option<u64>) -> Self {
+        Self {
+            id,
+            user,
+            body,
+            ts: timestamp(Utc::now()),
+            reply_to,
+            change: None,
+        }
+    }
+
+    /// A change to an earlier message as the gateway accepts it now.
+    pub fn change(id: ClientMsgId, user: UserRef, body: String, change: Change) -> Self {
+        Self {
+            id,
+            user,
+            body,
+            ts: timestamp(Utc::now()),
+            reply_to: None,
+            change: Some(change),
+        }
+    }
+
+    /// The frame for this event at position `seq` in `room`, whose previous event is at `prev`: a `message`, or
+    /// the `edited`, `deleted` or `reacted` of a change.
     pub fn into_frame(self, room: RoomId, seq: u64, prev: u64) -> ServerFrame {
-        ServerFrame::Message {
-            room,
-            seq,
-            prev,
-            id: self.id,
-            user: self.user,
-            body: self.body,
-            ts: self.ts,
+        let Self {
+            id,
+            user,
+            body,
+            ts,
+            reply_to,
+            change,
+        } = self;
+        match change {
+            None => ServerFrame::Message {
+                room,
+                seq,
+                prev,
+                id,
+                user,
+                body,
+                ts,
+                reply_to,
+            },
+            Some(Change::Edit { target }) => ServerFrame::Edited {
+                room,
+                seq,
+                prev,
+                id,
+                user,
+                target,
+                body,
+                ts,
+            },
+            Some(Change::Delete { target }) => ServerFrame::Deleted {
+                room,
+                seq,
+                prev,
+                id,
+                user,
+                target,
+                ts,
+            },
+            Some(Change::React { target, emoji, on }) => ServerFrame::Reacted {
+                room,
+                seq,
+                prev,
+                id,
+                user,
+                target,
+                emoji,
+                on,
+                ts,
+            },
         }
     }
 
@@ -71,9 +189,62 @@ pub struct HistoryMessage {
     /// Its position: the stream's epoch plus its sequence in the stream, the same `seq` as on the WebSocket
     /// (docs/protocol.md).
     pub seq: u64,
-    /// The message.
+    /// The message (or the change event) as its author sent it; a message's `body` is its current text: the
+    /// newest edit's, or empty once deleted.
     #[serde(flatten)]
     pub message: StoredMessage,
+    /// A message's newest edit folded in, if it was edited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited: Option<EditMark>,
+    /// A deleted message's tombstone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<Tombstone>,
+    /// A message's reactions: each emoji with how many reacted with it and whether the caller did, most first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<ReactionCount>,
+    /// The position of the newest reaction event folded into `reactions` (0: none). A reaction event at or below
+    /// it is counted already.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reactions_seq: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// When a message was last edited, and by which edit event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EditMark {
+    /// The edit event's position: an edit event at or below it is folded in already.
+    pub seq: u64,
+    /// When it was accepted (RFC 3339).
+    pub at: String,
+}
+
+/// What is left of a deleted message: who deleted it and when; its text is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Tombstone {
+    /// The user id of who deleted it (its author, or the room's owner).
+    pub by: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// One emoji's reactions to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReactionCount {
+    /// The emoji.
+    pub emoji: String,
+    /// How many users reacted with it.
+    pub count: u32,
+    /// Whether the caller is one of them.
+    pub me: bool,
+    /// Their user ids, in the order they reacted: a client folding later reaction events needs to know who is
+    /// counted already.
+    pub users: Vec<String>,
 }
 
 /// The `Nats-Msg-Id` of a message: author and client id together, so two users' ids never collide and a resend
@@ -143,6 +314,10 @@ pub struct RoomAccessRequest {
     pub room: RoomId,
     /// The user id (`sub` of their token).
     pub user: String,
+    /// Whether to answer [`RoomAccess::Owner`] when the user owns the room (asked before an owner deletes
+    /// another's message; a join does not ask, so its answer is one a gateway may share for the room).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub owner: bool,
 }
 
 /// The auth-api's answer to a [`RoomAccessRequest`].
@@ -157,6 +332,8 @@ pub enum RoomAccess {
     Denied,
     /// There is no such room.
     NotFound,
+    /// The user owns the room (only when the request asked with `owner`).
+    Owner,
 }
 
 /// A typing update, on [`crate::subject::room_typing`].
@@ -308,6 +485,67 @@ mod tests {
             },
             body: "hi".into(),
             ts: timestamp(DateTime::from_timestamp(1_767_225_600, 5_000_000).expect("time")),
+            reply_to: None,
+            change: None,
+        }
+    }
+
+    #[test]
+    fn changes_travel_in_the_stream_as_events_and_reach_the_wire_as_their_frames() {
+        let room = || RoomId::parse("lobby").expect("room");
+        let reply = StoredMessage {
+            reply_to: Some(3),
+            ..stored()
+        };
+        let wire = json!({"id": "m1", "user": {"id": "u1", "name": "alice"}, "body": "hi",
+                          "ts": "2026-01-01T00:00:00.005Z", "reply_to": 3});
+        assert_eq!(serde_json::to_value(&reply).expect("json"), wire);
+        assert_eq!(serde_json::from_value::<StoredMessage>(wire).expect("parses"), reply);
+        assert!(matches!(
+            reply.into_frame(room(), 9, 4),
+            ServerFrame::Message { reply_to: Some(3), .. }
+        ));
+
+        let cases = [
+            (
+                Change::Edit { target: 3 },
+                "hello",
+                json!({"kind": "edit", "target": 3}),
+                "edited",
+            ),
+            (
+                Change::Delete { target: 3 },
+                "",
+                json!({"kind": "delete", "target": 3}),
+                "deleted",
+            ),
+            (
+                Change::React {
+                    target: 3,
+                    emoji: "👍".into(),
+                    on: true,
+                },
+                "",
+                json!({"kind": "react", "target": 3, "emoji": "👍", "on": true}),
+                "reacted",
+            ),
+        ];
+        for (change, body, change_wire, frame_type) in cases {
+            let event = StoredMessage {
+                body: body.into(),
+                change: Some(change.clone()),
+                ..stored()
+            };
+            let payload = serde_json::to_value(&event).expect("json");
+            assert_eq!(payload["change"], change_wire);
+            assert_eq!(serde_json::from_value::<StoredMessage>(payload).expect("parses"), event);
+            assert_eq!(change.target(), 3);
+            let frame = serde_json::to_value(event.into_frame(room(), 9, 4)).expect("json");
+            assert_eq!(frame["type"], frame_type);
+            assert_eq!(
+                (frame["seq"].as_u64(), frame["prev"].as_u64(), frame["target"].as_u64()),
+                (Some(9), Some(4), Some(3))
+            );
         }
     }
 
@@ -326,6 +564,10 @@ mod tests {
         let history = HistoryMessage {
             seq: 9,
             message: message.clone(),
+            edited: None,
+            deleted: None,
+            reactions: Vec::new(),
+            reactions_seq: 0,
         };
         let mut with_seq = payload.clone();
         with_seq["seq"] = json!(9);

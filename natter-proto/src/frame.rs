@@ -35,6 +35,42 @@ pub enum ClientFrame {
         id: ClientMsgId,
         /// The message text.
         body: String,
+        /// The `seq` of the message of the same room this one answers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<u64>,
+    },
+    /// Replace the text of one of the user's own messages.
+    Edit {
+        /// The room of the message.
+        room: RoomId,
+        /// The client-chosen id of this change; a resend with the same id is stored once.
+        id: ClientMsgId,
+        /// The `seq` of the message to edit.
+        target: u64,
+        /// The new text (the rules of `send`'s body).
+        body: String,
+    },
+    /// Delete a message: the user's own, or any in a room the user owns.
+    Delete {
+        /// The room of the message.
+        room: RoomId,
+        /// The client-chosen id of this change.
+        id: ClientMsgId,
+        /// The `seq` of the message to delete.
+        target: u64,
+    },
+    /// Add (`on`) or take back (`on: false`) the user's reaction with one emoji to a message.
+    React {
+        /// The room of the message.
+        room: RoomId,
+        /// The client-chosen id of this change.
+        id: ClientMsgId,
+        /// The `seq` of the message reacted to.
+        target: u64,
+        /// One emoji ([`crate::text::single_emoji`]).
+        emoji: String,
+        /// Whether the reaction is added (true) or taken back (false).
+        on: bool,
     },
     /// Stream the current draft; an empty text clears it.
     Typing {
@@ -118,12 +154,72 @@ pub enum ServerFrame {
         body: String,
         /// When the gateway accepted it (RFC 3339).
         ts: String,
+        /// The `seq` of the message this one answers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<u64>,
     },
-    /// The client's message was stored with this sequence.
+    /// A message's text was replaced by its author: an event on the room's chain, with its own `seq` and `prev`.
+    Edited {
+        /// The room.
+        room: RoomId,
+        /// This event's position in the room.
+        seq: u64,
+        /// The position of the previous event in the room.
+        prev: u64,
+        /// The id the editor's client chose for the change.
+        id: ClientMsgId,
+        /// The editor (the message's author).
+        user: UserRef,
+        /// The `seq` of the message edited.
+        target: u64,
+        /// The new text.
+        body: String,
+        /// When the gateway accepted the change (RFC 3339).
+        ts: String,
+    },
+    /// A message was deleted: its text is gone everywhere. An event on the room's chain.
+    Deleted {
+        /// The room.
+        room: RoomId,
+        /// This event's position in the room.
+        seq: u64,
+        /// The position of the previous event in the room.
+        prev: u64,
+        /// The id the deleter's client chose for the change.
+        id: ClientMsgId,
+        /// Who deleted it: its author, or the room's owner.
+        user: UserRef,
+        /// The `seq` of the message deleted.
+        target: u64,
+        /// When the gateway accepted the change (RFC 3339).
+        ts: String,
+    },
+    /// A user added or took back a reaction to a message. An event on the room's chain.
+    Reacted {
+        /// The room.
+        room: RoomId,
+        /// This event's position in the room.
+        seq: u64,
+        /// The position of the previous event in the room.
+        prev: u64,
+        /// The id the reacting client chose for the change.
+        id: ClientMsgId,
+        /// Who reacted.
+        user: UserRef,
+        /// The `seq` of the message reacted to.
+        target: u64,
+        /// The emoji.
+        emoji: String,
+        /// Added (true) or taken back (false).
+        on: bool,
+        /// When the gateway accepted the change (RFC 3339).
+        ts: String,
+    },
+    /// The client's message or change was stored with this sequence.
     Ack {
         /// The room.
         room: RoomId,
-        /// The client-chosen id of the acknowledged message.
+        /// The client-chosen id of the acknowledged message or change.
         id: ClientMsgId,
         /// The stored sequence.
         seq: u64,
@@ -226,8 +322,45 @@ mod tests {
                 room: room(),
                 id: ClientMsgId::parse("m1").expect("valid id"),
                 body: "hi".into(),
+                reply_to: None,
             },
             json!({"type":"send","room":"lobby","id":"m1","body":"hi"}),
+        );
+        round_trip(
+            ClientFrame::Send {
+                room: room(),
+                id: ClientMsgId::parse("m2").expect("valid id"),
+                body: "yes".into(),
+                reply_to: Some(9),
+            },
+            json!({"type":"send","room":"lobby","id":"m2","body":"yes","reply_to":9}),
+        );
+        round_trip(
+            ClientFrame::Edit {
+                room: room(),
+                id: ClientMsgId::parse("e1").expect("valid id"),
+                target: 9,
+                body: "fixed".into(),
+            },
+            json!({"type":"edit","room":"lobby","id":"e1","target":9,"body":"fixed"}),
+        );
+        round_trip(
+            ClientFrame::Delete {
+                room: room(),
+                id: ClientMsgId::parse("d1").expect("valid id"),
+                target: 9,
+            },
+            json!({"type":"delete","room":"lobby","id":"d1","target":9}),
+        );
+        round_trip(
+            ClientFrame::React {
+                room: room(),
+                id: ClientMsgId::parse("r1").expect("valid id"),
+                target: 9,
+                emoji: "👍".into(),
+                on: false,
+            },
+            json!({"type":"react","room":"lobby","id":"r1","target":9,"emoji":"👍","on":false}),
         );
         round_trip(
             ClientFrame::Typing {
@@ -271,9 +404,66 @@ mod tests {
                 user: user(),
                 body: "hi".into(),
                 ts: "2026-01-01T00:00:00Z".into(),
+                reply_to: None,
             },
             json!({"type":"message","room":"lobby","seq":9,"prev":4,"id":"m1",
                    "user":{"id":"u1","name":"alice"},"body":"hi","ts":"2026-01-01T00:00:00Z"}),
+        );
+        round_trip(
+            ServerFrame::Message {
+                room: room(),
+                seq: 10,
+                prev: 9,
+                id: ClientMsgId::parse("m2").expect("valid id"),
+                user: user(),
+                body: "yes".into(),
+                ts: "2026-01-01T00:00:00Z".into(),
+                reply_to: Some(9),
+            },
+            json!({"type":"message","room":"lobby","seq":10,"prev":9,"id":"m2",
+                   "user":{"id":"u1","name":"alice"},"body":"yes","ts":"2026-01-01T00:00:00Z","reply_to":9}),
+        );
+        round_trip(
+            ServerFrame::Edited {
+                room: room(),
+                seq: 11,
+                prev: 10,
+                id: ClientMsgId::parse("e1").expect("valid id"),
+                user: user(),
+                target: 9,
+                body: "hello".into(),
+                ts: "2026-01-01T00:00:01Z".into(),
+            },
+            json!({"type":"edited","room":"lobby","seq":11,"prev":10,"id":"e1","user":{"id":"u1","name":"alice"},
+                   "target":9,"body":"hello","ts":"2026-01-01T00:00:01Z"}),
+        );
+        round_trip(
+            ServerFrame::Deleted {
+                room: room(),
+                seq: 12,
+                prev: 11,
+                id: ClientMsgId::parse("d1").expect("valid id"),
+                user: user(),
+                target: 9,
+                ts: "2026-01-01T00:00:02Z".into(),
+            },
+            json!({"type":"deleted","room":"lobby","seq":12,"prev":11,"id":"d1","user":{"id":"u1","name":"alice"},
+                   "target":9,"ts":"2026-01-01T00:00:02Z"}),
+        );
+        round_trip(
+            ServerFrame::Reacted {
+                room: room(),
+                seq: 13,
+                prev: 12,
+                id: ClientMsgId::parse("r1").expect("valid id"),
+                user: user(),
+                target: 10,
+                emoji: "🎉".into(),
+                on: true,
+                ts: "2026-01-01T00:00:03Z".into(),
+            },
+            json!({"type":"reacted","room":"lobby","seq":13,"prev":12,"id":"r1","user":{"id":"u1","name":"alice"},
+                   "target":10,"emoji":"🎉","on":true,"ts":"2026-01-01T00:00:03Z"}),
         );
         round_trip(
             ServerFrame::Ack {
@@ -342,6 +532,10 @@ mod tests {
             r#"{"type":"join","room":"lobby","extra":1}"#,
             r#"{"type":"send","room":"lobby","id":"a b","body":"x"}"#,
             r#"{"type":"join","room":"lobby","since":-1}"#,
+            r#"{"type":"edit","room":"lobby","id":"e1","body":"x"}"#,
+            r#"{"type":"delete","room":"lobby","id":"d1","target":"9"}"#,
+            r#"{"type":"react","room":"lobby","id":"r1","target":9,"emoji":"👍"}"#,
+            r#"{"type":"send","room":"lobby","id":"m1","body":"x","reply_to":-3}"#,
             r#"[1,2]"#,
             "not json",
         ] {

@@ -6,6 +6,7 @@
 pub mod bus;
 pub mod close;
 pub mod duration;
+pub mod error;
 pub mod frame;
 pub mod id;
 pub mod subject;

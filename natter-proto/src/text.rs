@@ -147,9 +147,119 @@ pub fn storable(text: &str) -> Result<(), TextError> {
     Ok(())
 }
 
+/// The emoji a reaction palette offers first; any other [`single_emoji`] is accepted too.
+pub const REACTION_PALETTE: [&str; 6] = ["👍", "❤️", "😂", "🎉", "😮", "😢"];
+
+/// Most bytes one reaction emoji may take (a family of four with skin tones stays below).
+pub const MAX_EMOJI_BYTES: usize = 64;
+
+/// Checks that `text` is one emoji, as a reaction: one pictograph with what may follow it in one emoji
+/// (a variation selector, skin tones, zero-width joins to further pictographs, tag characters of a subdivision
+/// flag), a flag (two regional indicators), or a keycap (`0`–`9`, `#`, `*` with U+20E3). Nothing else: no
+/// letters, no second emoji, no spaces.
+pub fn single_emoji(text: &str) -> Result<(), &'static str> {
+    if text.is_empty() || text.len() > MAX_EMOJI_BYTES {
+        return Err("a reaction is one emoji");
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let regional = |c: char| ('\u{1F1E6}'..='\u{1F1FF}').contains(&c);
+    // A flag: exactly two regional indicators.
+    if chars.iter().all(|&c| regional(c)) {
+        return if chars.len() == 2 {
+            Ok(())
+        } else {
+            Err("a flag is two regional indicators")
+        };
+    }
+    // A keycap.
+    if matches!(chars[0], '0'..='9' | '#' | '*') {
+        return match chars[1..] {
+            ['\u{FE0F}', '\u{20E3}'] | ['\u{20E3}'] => Ok(()),
+            _ => Err("a reaction is one emoji"),
+        };
+    }
+    let mut expect_pictograph = true;
+    for &c in &chars {
+        if expect_pictograph {
+            if !pictograph(c) {
+                return Err("a reaction is one emoji");
+            }
+            expect_pictograph = false;
+            continue;
+        }
+        match c {
+            '\u{FE0F}' | '\u{1F3FB}'..='\u{1F3FF}' | '\u{E0020}'..='\u{E007F}' => {}
+            '\u{200D}' => expect_pictograph = true,
+            _ => return Err("a reaction is one emoji"),
+        }
+    }
+    if expect_pictograph {
+        return Err("a reaction is one emoji");
+    }
+    Ok(())
+}
+
+/// Whether `c` is a pictograph an emoji begins with (the blocks Unicode's Extended_Pictographic covers, and
+/// the older symbols shown as emoji).
+fn pictograph(c: char) -> bool {
+    matches!(c,
+        '\u{00A9}' | '\u{00AE}' | '\u{203C}' | '\u{2049}' | '\u{2122}' | '\u{2139}'
+        | '\u{2194}'..='\u{21AA}'
+        | '\u{231A}'..='\u{23FF}'
+        | '\u{24C2}'
+        | '\u{25AA}'..='\u{25FE}'
+        | '\u{2600}'..='\u{27BF}'
+        | '\u{2934}' | '\u{2935}'
+        | '\u{2B05}'..='\u{2B55}'
+        | '\u{3030}' | '\u{303D}' | '\u{3297}' | '\u{3299}'
+        | '\u{1F000}'..='\u{1F0FF}'
+        | '\u{1F10D}'..='\u{1F1AD}'
+        | '\u{1F201}'..='\u{1F2FF}'
+        | '\u{1F300}'..='\u{1F3FA}'
+        | '\u{1F400}'..='\u{1FAFF}')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_emoji_is_a_reaction_and_anything_else_is_not() {
+        for ok in REACTION_PALETTE.into_iter().chain([
+            "🦀",
+            "👍🏽",
+            "🇫🇷",
+            "1️⃣",
+            "#⃣",
+            "👩‍💻",
+            "👨‍👩‍👧‍👦",
+            "🏳️‍🌈",
+            "🏴\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}",
+            "©️",
+            "☕",
+        ]) {
+            assert_eq!(single_emoji(ok), Ok(()), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "a",
+            "👍👍",
+            "👍 ",
+            " 👍",
+            "ok👍",
+            "🇫",
+            "🇫🇷🇩🇪",
+            "1",
+            "👩‍",
+            "\u{200D}👍",
+            "<b>",
+            "\u{FE0F}",
+            "😀\0",
+        ] {
+            assert!(single_emoji(bad).is_err(), "{bad:?}");
+        }
+        assert!(single_emoji(&"👍\u{FE0F}".repeat(20)).is_err());
+    }
 
     fn refused(name: &str) -> Option<HiddenKind> {
         match plain_name(name) {

@@ -86,7 +86,7 @@ pub struct Writers {
 
 impl Writers {
     /// Starts one task per writer; each reports to `health` whether it can write.
-    pub fn start(writers: Vec<Writer>, health: Arc<Health>) -> Self {
+    pub fn start(writers: Vec<Writer>, health: Arc<Health>, js: jetstream::Context) -> Self {
         let (batches, to_write) = mpsc::channel::<Batch>(FETCH_AHEAD);
         let to_write = Arc::new(tokio::sync::Mutex::new(to_write));
         let tasks = writers
@@ -94,11 +94,12 @@ impl Writers {
             .map(|mut writer| {
                 let to_write = to_write.clone();
                 let health = health.clone();
+                let js = js.clone();
                 tokio::spawn(async move {
                     loop {
                         let next = to_write.lock().await.recv().await;
                         let Some(batch) = next else { return };
-                        handle_batch(&mut writer, &health, batch).await;
+                        handle_batch(&mut writer, &health, &js, batch).await;
                     }
                 })
             })
@@ -124,7 +125,7 @@ impl Writers {
 /// the data (PostgreSQL unreachable, restarting, out of connections) keeps the batch and tries again after a pause
 /// of 100 ms doubling to 2 s, for as long as it takes, while the batch's keep-alive holds it in progress at
 /// JetStream; the writer tells `health` when it starts failing and when it writes again.
-async fn handle_batch(writer: &mut Writer, health: &Health, batch: Batch) {
+async fn handle_batch(writer: &mut Writer, health: &Health, js: &jetstream::Context, batch: Batch) {
     // `_acked` lives to the end, after the acks: the batch's partition may be handed over once it is gone.
     let Batch {
         epoch,
@@ -188,6 +189,7 @@ async fn handle_batch(writer: &mut Writer, health: &Health, batch: Batch) {
     // Committed: now, and only now, tell waiting gateways, ack, and stop marking the batch in progress. Dead
     // letters are terminated (never redelivered).
     crate::notice::committed(&rows).await;
+    erase(js, &written.erase).await;
     drop(alive);
     let dead_seqs: std::collections::HashSet<i64> = dead.iter().map(|d| d.seq).collect();
     let acks = messages.iter().map(|message| {
@@ -216,6 +218,39 @@ async fn handle_batch(writer: &mut Writer, health: &Health, batch: Batch) {
     for letter in &dead {
         tracing::warn!(seq = letter.seq, reason = %letter.reason, "message dead-lettered");
         ::metrics::counter!(metrics::DEAD_LETTERED).increment(1);
+    }
+}
+
+/// Erases deleted messages and their edits from the stream, once their deletion is committed and before it is
+/// acked: until this is done, the batch is not acked, so a persister that dies here erases them on redelivery.
+/// Retried with backoff while NATS cannot do it.
+async fn erase(js: &jetstream::Context, erase: &store::Erase) {
+    if erase.seqs.is_empty() {
+        return;
+    }
+    let mut backoff = WRITE_BACKOFF;
+    let mut left: Vec<u64> = erase.seqs.clone();
+    while !left.is_empty() {
+        match js.get_stream_no_info(natter_proto::bus::CHAT_STREAM).await {
+            Ok(stream) => {
+                let mut failed = Vec::new();
+                for seq in left {
+                    match natter_stream::journal::erase(&stream, seq).await {
+                        Ok(_) => ::metrics::counter!(metrics::ERASED).increment(1),
+                        Err(err) => {
+                            tracing::warn!(seq, error = %err, "erasing a deleted message from the stream failed");
+                            failed.push(seq);
+                        }
+                    }
+                }
+                left = failed;
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot open the chat stream to erase deleted messages"),
+        }
+        if !left.is_empty() {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(WRITE_BACKOFF_MAX);
+        }
     }
 }
 

@@ -8,6 +8,8 @@ pub const INSERT_LATENCY: &str = "natter_persister_insert_latency_seconds";
 pub const ROWS_WRITTEN: &str = "natter_persister_rows_written_total";
 /// Messages already stored (redeliveries), skipped by `ON CONFLICT DO NOTHING`.
 pub const DUPLICATES: &str = "natter_persister_duplicates_skipped_total";
+/// Deleted messages and their edits erased from the chat stream.
+pub const ERASED: &str = "natter_persister_erased_total";
 /// Messages moved to the dead-letter table.
 pub const DEAD_LETTERED: &str = "natter_persister_dead_lettered_total";
 /// Messages the consumer still has to deliver (lag), as last reported by JetStream (gauge).
@@ -55,8 +57,9 @@ pub const LEASES_HANDED_OVER: &str = "natter_persister_leases_handed_over_total"
 pub const LEASES_LOST: &str = "natter_persister_leases_lost_total";
 
 /// Every metric a persister exports besides the shared `process_*` and `natter_nats_*` ones, each from start-up.
-pub const ALL: [&str; 25] = [
+pub const ALL: [&str; 26] = [
     BATCH_SIZE,
+    ERASED,
     INSERT_LATENCY,
     ROWS_WRITTEN,
     DUPLICATES,
@@ -91,6 +94,7 @@ pub fn register() {
     describe_histogram!(INSERT_LATENCY, Unit::Seconds, "Writing and committing one batch.");
     describe_counter!(ROWS_WRITTEN, "Rows written.");
     describe_counter!(DUPLICATES, "Redelivered messages already stored, skipped.");
+    describe_counter!(ERASED, "Deleted messages and their edits erased from the chat stream.");
     describe_counter!(DEAD_LETTERED, "Messages moved to the dead-letter table.");
     describe_gauge!(PENDING, "Messages the consumer has yet to deliver.");
     describe_counter!(REDELIVERIES, "Messages delivered more than once.");
@@ -142,6 +146,7 @@ pub fn register() {
     }
     for name in [
         ROWS_WRITTEN,
+        ERASED,
         DUPLICATES,
         DEAD_LETTERED,
         REDELIVERIES,

@@ -129,7 +129,7 @@ impl Application {
         crate::notice::install(nats.clone());
         let asks = tokio::spawn(crate::notice::answer(nats.clone(), db.clone()));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let writers = Writers::start(writers, health);
+        let writers = Writers::start(writers, health, async_nats::jetstream::new(nats.clone()));
         let ownership = Ownership::new(
             leases,
             source.clone(),

@@ -9,12 +9,13 @@
 //! last message is a few bytes sent right after its data, and on a socket that batches small writes (Nagle's
 //! algorithm, which sqlx leaves on) it waited for the server's delayed acknowledgement, about 40 ms a batch.
 
+use std::collections::HashMap;
 use std::pin::pin;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::SinkExt;
-use natter_proto::bus::StoredMessage;
+use natter_proto::bus::{Change, StoredMessage};
 use tokio_postgres::{Client, NoTls, Transaction};
 
 /// What writing can fail with.
@@ -80,10 +81,200 @@ impl Rows {
     pub fn iter(&self) -> impl Iterator<Item = &Row> {
         self.rows.iter()
     }
+
+    /// A row's position: the epoch plus its sequence, the `seq` clients see.
+    fn position(&self, row: &Row) -> i64 {
+        self.epoch.saturating_add(row.seq)
+    }
+}
+
+/// What applying a batch's changes found to do outside the transaction: the stream sequences (of the batch's
+/// epoch) of deleted messages and of their edits, whose text must go from the stream too.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Erase {
+    /// Stream sequences to erase.
+    pub seqs: Vec<u64>,
+}
+
+/// The changes of a batch, as the arrays their statements take: for each message the newest edit, the first
+/// deletion, and for each user's emoji the newest reaction.
+#[derive(Default)]
+struct Changes {
+    edits: HashMap<(String, i64), (String, String, String, i64)>,
+    deletes: HashMap<(String, i64), (String, String, i64)>,
+    reactions: HashMap<(String, i64, String, String), (bool, i64)>,
+}
+
+impl Changes {
+    fn of(rows: &Rows) -> Option<Self> {
+        let mut changes = Self::default();
+        for row in &rows.rows {
+            let Some(change) = &row.message.change else { continue };
+            let position = rows.position(row);
+            let target = i64::try_from(change.target()).unwrap_or(i64::MAX);
+            let room = row.room.as_str().to_owned();
+            let m = &row.message;
+            match change {
+                Change::Edit { .. } => {
+                    let newest = changes
+                        .edits
+                        .get(&(room.clone(), target))
+                        .is_none_or(|e| e.3 < position);
+                    if newest {
+                        changes.edits.insert(
+                            (room, target),
+                            (m.user.id.clone(), m.body.clone(), m.ts.clone(), position),
+                        );
+                    }
+                }
+                Change::Delete { .. } => {
+                    let first = changes
+                        .deletes
+                        .get(&(room.clone(), target))
+                        .is_none_or(|d| d.2 > position);
+                    if first {
+                        changes
+                            .deletes
+                            .insert((room, target), (m.user.id.clone(), m.ts.clone(), position));
+                    }
+                }
+                Change::React { emoji, on, .. } => {
+                    let key = (room, target, emoji.clone(), m.user.id.clone());
+                    if changes.reactions.get(&key).is_none_or(|r| r.1 < position) {
+                        changes.reactions.insert(key, (*on, position));
+                    }
+                }
+            }
+        }
+        // A message deleted in this batch takes none of its edits.
+        let deletes = &changes.deletes;
+        changes.edits.retain(|target, _| !deletes.contains_key(target));
+        let any = !(changes.edits.is_empty() && changes.deletes.is_empty() && changes.reactions.is_empty());
+        any.then_some(changes)
+    }
+}
+
+/// Applies the changes among `rows` (stored as rows already, in this transaction) to the messages they target:
+/// an edit replaces the text unless a newer edit is applied or the message is deleted; a deletion empties the
+/// text (and its edits'), forgets the edit and keeps who and when; a reaction is set present or taken back unless a newer one of the
+/// same user and emoji is applied. Each is idempotent, so a redelivered batch changes nothing more. Returns what
+/// is to be erased from the stream.
+async fn apply_changes(tx: &Transaction<'_>, rows: &Rows) -> Result<Erase, Error> {
+    let Some(changes) = Changes::of(rows) else {
+        return Ok(Erase::default());
+    };
+    if !changes.edits.is_empty() {
+        let (mut rooms, mut targets, mut users, mut bodies, mut times, mut positions) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for ((room, target), (user, body, ts, position)) in &changes.edits {
+            rooms.push(room);
+            targets.push(*target);
+            users.push(user);
+            bodies.push(body);
+            times.push(ts);
+            positions.push(*position);
+        }
+        tx.execute(
+            "UPDATE messages m SET body = e.body, edited_at = e.ts::timestamptz, edit_position = e.position \
+             FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::int8[]) \
+               AS e(room_id, target, user_id, body, ts, position) \
+             WHERE m.room_id = e.room_id AND m.position = e.target AND m.kind = 'message' AND m.user_id = e.user_id \
+               AND m.deleted_at IS NULL AND (m.edit_position IS NULL OR m.edit_position < e.position)",
+            &[&rooms, &targets, &users, &bodies, &times, &positions],
+        )
+        .await?;
+    }
+    if !changes.deletes.is_empty() {
+        let (mut rooms, mut targets, mut users, mut times) = (vec![], vec![], vec![], vec![]);
+        for ((room, target), (user, ts, _)) in &changes.deletes {
+            rooms.push(room);
+            targets.push(*target);
+            users.push(user);
+            times.push(ts);
+        }
+        tx.execute(
+            "UPDATE messages m SET body = '', deleted_at = d.ts::timestamptz, deleted_by = d.user_id, \
+               edited_at = NULL, edit_position = NULL \
+             FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[]) AS d(room_id, target, user_id, ts) \
+             WHERE m.room_id = d.room_id AND m.position = d.target AND m.kind = 'message' AND m.deleted_at IS NULL",
+            &[&rooms, &targets, &users, &times],
+        )
+        .await?;
+    }
+    if !changes.reactions.is_empty() {
+        let (mut rooms, mut targets, mut emoji, mut users, mut present, mut positions) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for ((room, target, e, user), (on, position)) in &changes.reactions {
+            rooms.push(room);
+            targets.push(*target);
+            emoji.push(e);
+            users.push(user);
+            present.push(*on);
+            positions.push(*position);
+        }
+        tx.execute(
+            "INSERT INTO reactions (room_id, target, emoji, user_id, present, position) \
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::bool[], $6::int8[]) \
+             ON CONFLICT (room_id, target, emoji, user_id) DO UPDATE \
+               SET present = EXCLUDED.present, position = EXCLUDED.position \
+               WHERE reactions.position < EXCLUDED.position",
+            &[&rooms, &targets, &emoji, &users, &present, &positions],
+        )
+        .await?;
+    }
+    // Every message this batch touched that is deleted (now, or before an edit or a reaction to it came): its
+    // edits' text and its reactions go too, and it and its edits are erased from the stream.
+    let (mut rooms, mut targets) = (vec![], vec![]);
+    let touched = changes.edits.keys().chain(changes.deletes.keys()).cloned();
+    let reacted = changes
+        .reactions
+        .keys()
+        .map(|(room, target, _, _)| (room.clone(), *target));
+    for (room, target) in touched.chain(reacted).collect::<std::collections::HashSet<_>>() {
+        rooms.push(room);
+        targets.push(target);
+    }
+    let gone = "SELECT m.room_id, m.position FROM messages m \
+                JOIN unnest($1::text[], $2::int8[]) AS t(room_id, target) \
+                  ON m.room_id = t.room_id AND m.position = t.target \
+                WHERE m.kind = 'message' AND m.deleted_at IS NOT NULL";
+    tx.execute(
+        &format!(
+            "UPDATE messages e SET body = '' FROM ({gone}) g \
+             WHERE e.room_id = g.room_id AND e.target = g.position AND e.kind = 'edit' AND e.body <> ''"
+        ),
+        &[&rooms, &targets],
+    )
+    .await?;
+    tx.execute(
+        &format!("DELETE FROM reactions r USING ({gone}) g WHERE r.room_id = g.room_id AND r.target = g.position"),
+        &[&rooms, &targets],
+    )
+    .await?;
+    let erase = tx
+        .query(
+            &format!(
+                "SELECT m.seq FROM messages m JOIN ({gone}) g ON m.room_id = g.room_id \
+                   AND (m.position = g.position OR (m.kind = 'edit' AND m.target = g.position)) \
+                 WHERE m.epoch = $3"
+            ),
+            &[&rooms, &targets, &rows.epoch],
+        )
+        .await?;
+    Ok(Erase {
+        seqs: erase
+            .iter()
+            .filter_map(|row| u64::try_from(row.get::<_, i64>(0)).ok())
+            .collect(),
+    })
 }
 
 /// The columns every write names, in the order the `COPY` data holds them.
-const COLUMNS: &str = "epoch, seq, room_id, client_id, user_id, user_name, body, sent_at";
+const COLUMNS: &str =
+    "epoch, seq, room_id, client_id, user_id, user_name, body, sent_at, kind, target, reply_to, emoji, reaction_on";
+
+/// Fields of a row in the `COPY` data.
+const FIELDS: i16 = 13;
 
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 00:00 UTC), where binary timestamps count from.
 const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
@@ -100,6 +291,15 @@ fn copy_data(epoch: i64, rows: &[Row]) -> Vec<u8> {
         buf.extend_from_slice(&i32::try_from(value.len()).unwrap_or(i32::MAX).to_be_bytes());
         buf.extend_from_slice(value.as_bytes());
     }
+    fn null(buf: &mut Vec<u8>) {
+        buf.extend_from_slice(&(-1i32).to_be_bytes());
+    }
+    fn position(buf: &mut Vec<u8>, value: Option<u64>) {
+        match value {
+            Some(value) => int8(buf, i64::try_from(value).unwrap_or(i64::MAX)),
+            None => null(buf),
+        }
+    }
     let fields: usize = rows
         .iter()
         .map(|r| {
@@ -107,12 +307,12 @@ fn copy_data(epoch: i64, rows: &[Row]) -> Vec<u8> {
             r.room.as_str().len() + m.id.as_str().len() + m.user.id.len() + m.user.name.len() + m.body.len()
         })
         .sum();
-    let mut buf = Vec::with_capacity(19 + rows.len() * (2 + 8 * 4 + 3 * 8) + fields + 2);
+    let mut buf = Vec::with_capacity(19 + rows.len() * (2 + 13 * 4 + 3 * 8 + 7) + fields + 2);
     buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
     buf.extend_from_slice(&0i32.to_be_bytes());
     buf.extend_from_slice(&0i32.to_be_bytes());
     for row in rows {
-        buf.extend_from_slice(&8i16.to_be_bytes());
+        buf.extend_from_slice(&FIELDS.to_be_bytes());
         int8(&mut buf, epoch);
         int8(&mut buf, row.seq);
         text(&mut buf, row.room.as_str());
@@ -124,6 +324,21 @@ fn copy_data(epoch: i64, rows: &[Row]) -> Vec<u8> {
             &mut buf,
             row.sent_at.timestamp_micros().saturating_sub(POSTGRES_EPOCH_MICROS),
         );
+        let change = row.message.change.as_ref();
+        text(&mut buf, change.map_or("message", Change::kind));
+        position(&mut buf, change.map(Change::target));
+        position(&mut buf, row.message.reply_to);
+        match change {
+            Some(Change::React { emoji, on, .. }) => {
+                text(&mut buf, emoji);
+                buf.extend_from_slice(&1i32.to_be_bytes());
+                buf.push(u8::from(*on));
+            }
+            _ => {
+                null(&mut buf);
+                null(&mut buf);
+            }
+        }
     }
     buf.extend_from_slice(&(-1i16).to_be_bytes());
     buf
@@ -194,11 +409,13 @@ impl Writer {
                 Path::Staged => insert_staged(&tx, rows).await?,
             }
         };
+        let erase = apply_changes(&tx, rows).await?;
         insert_dead(&tx, dead).await?;
         tx.commit().await?;
         Ok(Written {
             inserted,
             duplicates: rows.len() as u64 - inserted,
+            erase,
         })
     }
 
@@ -238,6 +455,7 @@ impl Writer {
                 Err(err) => return Err(err),
             }
         }
+        written.erase = apply_changes(&tx, rows).await?;
         let all_dead: Vec<DeadLetter> = dead.iter().cloned().chain(refused.iter().cloned()).collect();
         insert_dead(&tx, &all_dead).await?;
         tx.commit().await?;
@@ -269,12 +487,14 @@ pub struct DeadLetter {
 }
 
 /// What a write did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Written {
     /// New rows.
     pub inserted: u64,
     /// Rows that were already there (redeliveries).
     pub duplicates: u64,
+    /// What is to be erased from the stream now that the transaction is committed.
+    pub erase: Erase,
 }
 
 /// How a batch goes in.
@@ -290,13 +510,16 @@ enum Path {
 async fn insert_staged(tx: &Transaction<'_>, rows: &Rows) -> Result<u64, Error> {
     tx.batch_execute(
         "CREATE TEMPORARY TABLE messages_staged (epoch bigint, seq bigint, room_id text, client_id text, \
-         user_id text, user_name text, body text, sent_at timestamptz) ON COMMIT DROP",
+         user_id text, user_name text, body text, sent_at timestamptz, kind text, target bigint, reply_to bigint, \
+         emoji text, reaction_on boolean) ON COMMIT DROP",
     )
     .await?;
     copy_into(tx, "messages_staged", rows.epoch, &rows.rows).await?;
     tx.execute(
-        "INSERT INTO messages (epoch, seq, room_id, client_id, user_id, user_name, body, sent_at) \
-         SELECT epoch, seq, room_id, client_id, user_id, user_name, body, sent_at FROM messages_staged \
+        "INSERT INTO messages (epoch, seq, room_id, client_id, user_id, user_name, body, sent_at, kind, target, \
+         reply_to, emoji, reaction_on) \
+         SELECT epoch, seq, room_id, client_id, user_id, user_name, body, sent_at, kind, target, reply_to, emoji, \
+         reaction_on FROM messages_staged \
          ON CONFLICT (epoch, seq, sent_at) DO NOTHING",
         &[],
     )
@@ -350,13 +573,15 @@ mod tests {
                 },
                 body: "hé".into(),
                 ts: "2000-01-01T00:00:01.000002Z".into(),
+                reply_to: None,
+                change: None,
             },
             sent_at: DateTime::parse_from_rfc3339("2000-01-01T00:00:01.000002Z")
                 .expect("time")
                 .with_timezone(&Utc),
         };
         let data = copy_data(3, &[row]);
-        let mut want = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0\0\x08".to_vec();
+        let mut want = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0\0\x0d".to_vec();
         for (len, bytes) in [
             (8, &3i64.to_be_bytes()[..]),
             (8, &7i64.to_be_bytes()[..]),
@@ -367,6 +592,12 @@ mod tests {
             (3, "hé".as_bytes()),
             // One second and two microseconds after PostgreSQL's epoch.
             (8, &1_000_002i64.to_be_bytes()[..]),
+            (7, b"message"),
+            // No target, reply, emoji or reaction: NULLs.
+            (-1, b""),
+            (-1, b""),
+            (-1, b""),
+            (-1, b""),
         ] {
             want.extend_from_slice(&i32::to_be_bytes(len));
             want.extend_from_slice(bytes);

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, stream::DirectGetErrorKind};
+use async_nats::jetstream::{
+    self, ErrorCode,
+    stream::{DeleteMessageErrorKind, DirectGetErrorKind},
+};
 use natter_proto::bus::{StoredMessage, message_dedup_id};
 use natter_proto::{RoomId, subject};
 
@@ -161,6 +164,58 @@ pub async fn replay(stream: &jetstream::stream::Stream, room: &RoomId, since: u6
     Replay {
         recovered: true,
         messages,
+    }
+}
+
+/// What the stream holds at one sequence, for a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The room's event stored there.
+    Found(StoredMessage),
+    /// Nothing is there, though the stream still covers the sequence: it was erased (a deleted message).
+    Erased,
+    /// No event of this room is there: another room's, an unreadable one, or beyond what the stream holds.
+    Absent,
+}
+
+/// Reads the event at stream sequence `seq`, if it is one of `room`'s (the target of an edit, a deletion, a
+/// reaction or a reply). One direct get; a miss also reads the stream's range, to tell an erased message from one
+/// the stream never held or no longer holds.
+pub async fn lookup(stream: &jetstream::stream::Stream, room: &RoomId, seq: u64) -> Result<Lookup, String> {
+    if seq == 0 {
+        return Ok(Lookup::Absent);
+    }
+    match stream.direct_get(seq).await {
+        Ok(msg) if msg.subject.as_str() == subject::room_messages(room) => {
+            Ok(serde_json::from_slice::<StoredMessage>(&msg.payload).map_or(Lookup::Absent, Lookup::Found))
+        }
+        Ok(_) => Ok(Lookup::Absent),
+        Err(err) if matches!(err.kind(), DirectGetErrorKind::NotFound) => {
+            let mut info = stream.clone();
+            let state = info.info().await.map_err(|err| err.to_string())?.state.clone();
+            Ok(if state.first_sequence <= seq && seq <= state.last_sequence {
+                Lookup::Erased
+            } else {
+                Lookup::Absent
+            })
+        }
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+/// Erases the event at stream sequence `seq` from the stream (its bytes overwritten), so no replay serves it
+/// again. Erasing what is gone already is no error: whether something was erased.
+pub async fn erase<I>(stream: &jetstream::stream::Stream<I>, seq: u64) -> Result<bool, String> {
+    match stream.delete_message(seq).await {
+        Ok(done) => Ok(done),
+        // Erased before, or aged out.
+        Err(err)
+            if matches!(err.kind(), DeleteMessageErrorKind::JetStream(ref js)
+                if [ErrorCode::NO_MESSAGE_FOUND, ErrorCode::SEQUENCE_NOT_FOUND].contains(&js.error_code())) =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(err.to_string()),
     }
 }
 

@@ -3,10 +3,8 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use chrono::{DateTime, Utc};
-use natter_proto::ClientMsgId;
-use natter_proto::bus::{HistoryMessage, StoredMessage};
-use natter_proto::frame::UserRef;
+use natter_history::page::Page;
+use natter_proto::bus::HistoryMessage;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -29,38 +27,14 @@ pub struct HistoryQuery {
     pub limit: Option<i64>,
 }
 
-/// One page of history.
+/// One page of history: messages as they are now, and the changes to messages (edits, deletions, reactions) as
+/// events in their places, so a client filling a gap can apply them (see docs/protocol.md, "History").
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct HistoryPage {
-    /// The messages: newest first for `before` (and by default), oldest first for `after`.
+    /// The events: newest first for `before` (and by default), oldest first for `after`.
     pub messages: Vec<HistoryMessage>,
     /// Whether more messages lie beyond this page in the same direction.
     pub has_more: bool,
-}
-
-type Row = (i64, String, String, String, String, DateTime<Utc>);
-
-/// A row as the message it holds; `None` (and a warning) for one whose client id is no longer valid.
-fn history_message((seq, id, user_id, user_name, body, ts): Row) -> Option<HistoryMessage> {
-    let id = match ClientMsgId::parse(&id) {
-        Ok(id) => id,
-        Err(err) => {
-            tracing::warn!(seq, error = %err, "a stored message has an invalid id; left out of history");
-            return None;
-        }
-    };
-    Some(HistoryMessage {
-        seq: u64::try_from(seq).unwrap_or_default(),
-        message: StoredMessage {
-            id,
-            user: UserRef {
-                id: user_id,
-                name: user_name,
-            },
-            body,
-            ts: natter_proto::bus::timestamp(ts),
-        },
-    })
 }
 
 /// A room's messages, a page at a time (private rooms: members only).
@@ -94,31 +68,11 @@ pub async fn room_messages(
         ));
     }
     visible_room(&state, user.id, &room).await?;
-    const COLUMNS: &str =
-        "SELECT position, client_id, user_id, user_name, body, sent_at FROM messages WHERE room_id = $1";
-    // One more than the page: whether it came tells if there is more.
-    let (sql, cursor) = match (query.before, query.after) {
-        (_, Some(after)) => (
-            format!("{COLUMNS} AND position > $2 ORDER BY position ASC LIMIT $3"),
-            after,
-        ),
-        (Some(before), None) => (
-            format!("{COLUMNS} AND position < $2 ORDER BY position DESC LIMIT $3"),
-            before,
-        ),
-        (None, None) => (
-            format!("{COLUMNS} AND position < $2 ORDER BY position DESC LIMIT $3"),
-            i64::MAX,
-        ),
+    let page = match (query.before, query.after) {
+        (_, Some(after)) => Page::After(after),
+        (Some(before), None) => Page::Before(before),
+        (None, None) => Page::Before(i64::MAX),
     };
-    let mut rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(room.as_str())
-        .bind(cursor)
-        .bind(limit + 1)
-        .fetch_all(&state.db)
-        .await?;
-    let has_more = rows.len() as i64 > limit;
-    rows.truncate(usize::try_from(limit).unwrap_or(0));
-    let messages = rows.into_iter().filter_map(history_message).collect();
+    let (messages, has_more) = natter_history::page::read(&state.db, &room, &user.id.to_string(), page, limit).await?;
     Ok(Json(HistoryPage { messages, has_more }))
 }

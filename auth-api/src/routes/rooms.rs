@@ -118,7 +118,8 @@ const MAX_SEQ: i64 = (1 << 53) - 1;
 
 /// The columns of [`Room`] for `caller` ($1), as one SELECT over `rooms r` with the caller's membership `me`.
 /// The last sequence and the unread count are index range scans on `messages (room_id, seq)`; the count looks
-/// at no more than the [`UNREAD_MAX`] messages after the cursor, whoever wrote them, so its cost is bounded.
+/// at no more than the [`UNREAD_MAX`] events after the cursor, whoever wrote them, so its cost is bounded, and
+/// counts others' messages among them (not changes to messages: edits, deletions, reactions).
 fn room_select() -> String {
     format!(
         "SELECT r.id, r.name, r.private, r.owner_id, \
@@ -127,8 +128,8 @@ fn room_select() -> String {
          CASE WHEN r.owner_id = $1 THEN r.join_code END AS join_code, r.created_at, \
          (SELECT coalesce(max(msg.position), 0) FROM messages msg WHERE msg.room_id = r.id) AS last_seq, \
          coalesce(me.read_seq, 0) AS read_seq, \
-         CASE WHEN me.user_id IS NULL THEN 0 ELSE (SELECT count(*) FILTER (WHERE n.user_id <> $1::text) \
-           FROM (SELECT msg.user_id FROM messages msg WHERE msg.room_id = r.id AND msg.position > me.read_seq \
+         CASE WHEN me.user_id IS NULL THEN 0 ELSE (SELECT count(*) FILTER (WHERE n.user_id <> $1::text AND n.kind = 'message') \
+           FROM (SELECT msg.user_id, msg.kind FROM messages msg WHERE msg.room_id = r.id AND msg.position > me.read_seq \
            ORDER BY msg.position LIMIT {UNREAD_MAX}) n) END AS unread \
          FROM rooms r LEFT JOIN memberships me ON me.room_id = r.id AND me.user_id = $1"
     )
@@ -482,6 +483,10 @@ pub async fn delete_room(
         .execute(&mut *tx)
         .await?;
     sqlx::query("DELETE FROM messages WHERE room_id = $1")
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM reactions WHERE room_id = $1")
         .bind(id.as_str())
         .execute(&mut *tx)
         .await?;

@@ -4,6 +4,7 @@
 mod abuse;
 mod admission;
 mod attacks;
+mod changes;
 mod delivery;
 mod fleet;
 mod helpers;

@@ -2,6 +2,7 @@
 //! redeliveries, a database outage (`outage`), poison messages, a second instance, and persisters sharing the
 //! partitions as they come and go (`partitions`).
 
+mod changes;
 mod outage;
 mod partitions;
 

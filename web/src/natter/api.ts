@@ -68,8 +68,24 @@ export interface HistoryMessage {
   seq: number;
   id: string;
   user: UserRef;
+  /** A message's current text (empty once deleted); an edit event's new text. */
   body: string;
   ts: string;
+  /** A reply's: the seq of the message it answers. */
+  reply_to?: number;
+  /** A change event's: what it changes (absent for a message). */
+  change?:
+    | { kind: "edit"; target: number }
+    | { kind: "delete"; target: number }
+    | { kind: "react"; target: number; emoji: string; on: boolean };
+  /** A message's newest edit folded in. */
+  edited?: { seq: number; at: string };
+  /** A deleted message's tombstone. */
+  deleted?: { by: string; at: string };
+  /** A message's reactions, with who reacted. */
+  reactions?: { emoji: string; count: number; me: boolean; users: string[] }[];
+  /** The newest reaction event folded into `reactions`. */
+  reactions_seq?: number;
 }
 
 /** One page of history: newest first for `before`, oldest first for `after`. */

@@ -19,7 +19,7 @@ import {
   type UserRef,
 } from "./frames";
 import type { Session } from "./session";
-import { RoomTimeline } from "./timeline";
+import { RoomTimeline, type OutgoingChange, type PendingMessage } from "./timeline";
 
 export interface ClientOptions {
   api: Api;
@@ -423,8 +423,8 @@ export class NatterClient {
     }
   }
 
-  /** Sends a message; it shows at once as sending. Returns its client id. */
-  send(roomId: string, body: string): string | undefined {
+  /** Sends a message (a reply to `replyTo`, when given); it shows at once as sending. Returns its client id. */
+  send(roomId: string, body: string, replyTo?: number): string | undefined {
     const state = this.rooms.get(roomId);
     const text = body.trim();
     if (!state || !text) return undefined;
@@ -432,8 +432,45 @@ export class NatterClient {
     state.draftTimer = undefined;
     state.draftQueued = undefined;
     state.draftLast = "";
-    const pending = state.timeline.addPending(newMessageId(), text);
-    const length = [...text].length;
+    return this.enqueue(state, text, { replyTo });
+  }
+
+  /** Replaces the text of one of the user's messages. Returns the change's client id. */
+  edit(roomId: string, target: number, body: string): string | undefined {
+    const text = body.trim();
+    if (!text) return undefined;
+    return this.change(roomId, text, { kind: "edit", target, body: text });
+  }
+
+  /** Deletes a message (the user's own, or any in a room the user owns). */
+  deleteMessage(roomId: string, target: number): string | undefined {
+    return this.change(roomId, "", { kind: "delete", target });
+  }
+
+  /** Adds the user's reaction with `emoji` to a message, or takes it back (`on: false`). */
+  react(roomId: string, target: number, emoji: string, on: boolean): string | undefined {
+    return this.change(roomId, "", { kind: "react", target, emoji, on });
+  }
+
+  /** Forgets a failed message or change the person gave up on. */
+  dismiss(roomId: string, id: string): void {
+    const state = this.rooms.get(roomId);
+    const pending = state?.timeline.findPending(id);
+    if (!state || !pending || pending.state !== "failed") return;
+    state.timeline.dismiss(id);
+    this.emit();
+  }
+
+  /** Queues a change behind the room's messages still to be sent: it goes out in the order written, like them. */
+  private change(roomId: string, body: string, change: OutgoingChange): string | undefined {
+    const state = this.rooms.get(roomId);
+    return state && this.enqueue(state, body, { change });
+  }
+
+  /** Adds a message or change to the room's queue, shown at once as sending; returns its client id. */
+  private enqueue(state: RoomState, body: string, extra: { replyTo?: number; change?: OutgoingChange }): string {
+    const pending = state.timeline.addPending(newMessageId(), body, undefined, extra);
+    const length = [...body].length;
     if (length > this.options.maxBodyChars) {
       // Shown, so nothing the person wrote vanishes, but never sent: the gateway would refuse it.
       state.timeline.updatePending(pending.id, {
@@ -618,6 +655,16 @@ export class NatterClient {
       case "message":
         this.onMessage(frame);
         break;
+      case "edited":
+      case "deleted":
+      case "reacted": {
+        const state = this.rooms.get(frame.room);
+        if (!state) return;
+        state.timeline.receiveChange(frame);
+        if (frame.user.id === this.me.id) this.done(state, frame.id);
+        if (state.timeline.hasGap) void this.fillGap(state);
+        break;
+      }
       case "ack": {
         this.clearAckTimer(frame.id);
         const state = this.rooms.get(frame.room);
@@ -763,7 +810,7 @@ export class NatterClient {
       this.release(state);
       return true;
     }
-    const frame = { type: "send", room: state.info.id, id, body: pending.body } as const;
+    const frame = outgoingFrame(state.info.id, pending);
     if (this.tooLarge(frame)) {
       state.timeline.updatePending(id, { state: "failed", error: "too long to send" });
       return false;
@@ -1295,4 +1342,22 @@ function endedNotice(reason: LeftReason): string {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The frame that carries a pending message or change. */
+function outgoingFrame(room: string, pending: PendingMessage): ClientFrame {
+  const change = pending.change;
+  if (!change) {
+    return pending.replyTo === undefined
+      ? { type: "send", room, id: pending.id, body: pending.body }
+      : { type: "send", room, id: pending.id, body: pending.body, reply_to: pending.replyTo };
+  }
+  switch (change.kind) {
+    case "edit":
+      return { type: "edit", room, id: pending.id, target: change.target, body: change.body };
+    case "delete":
+      return { type: "delete", room, id: pending.id, target: change.target };
+    case "react":
+      return { type: "react", room, id: pending.id, target: change.target, emoji: change.emoji, on: change.on };
+  }
 }

@@ -14,7 +14,10 @@ export interface UserRef {
 export type ClientFrame =
   | { type: "join"; room: string; since?: number }
   | { type: "leave"; room: string }
-  | { type: "send"; room: string; id: string; body: string }
+  | { type: "send"; room: string; id: string; body: string; reply_to?: number }
+  | { type: "edit"; room: string; id: string; target: number; body: string }
+  | { type: "delete"; room: string; id: string; target: number }
+  | { type: "react"; room: string; id: string; target: number; emoji: string; on: boolean }
   | { type: "typing"; room: string; text: string }
   | { type: "ping"; id: string }
   | { type: "refresh"; token: string };
@@ -29,13 +32,33 @@ export interface MessageFrame {
   user: UserRef;
   body: string;
   ts: string;
+  /** The seq of the message this one answers. */
+  reply_to?: number;
 }
+
+/** A change to an earlier message: an event on the room's chain, with its own `seq` and `prev`. */
+export type ChangeFrame =
+  | { type: "edited"; room: string; seq: number; prev: number; id: string; user: UserRef; target: number; body: string; ts: string }
+  | { type: "deleted"; room: string; seq: number; prev: number; id: string; user: UserRef; target: number; ts: string }
+  | {
+      type: "reacted";
+      room: string;
+      seq: number;
+      prev: number;
+      id: string;
+      user: UserRef;
+      target: number;
+      emoji: string;
+      on: boolean;
+      ts: string;
+    };
 
 /** Frames a gateway sends. */
 export type ServerFrame =
   | { type: "hello"; conn: string; gateway: string; user: UserRef }
   | { type: "joined"; room: string; seq: number; recovered: boolean; members: UserRef[] }
   | MessageFrame
+  | ChangeFrame
   | { type: "ack"; room: string; id: string; seq: number }
   | { type: "presence"; room: string; joined: UserRef[]; left: UserRef[] }
   | { type: "typing"; room: string; user: UserRef; text: string }

@@ -10,18 +10,37 @@
  */
 
 import type { HistoryMessage } from "./api";
-import type { MessageFrame, UserRef } from "./frames";
+import type { ChangeFrame, MessageFrame, UserRef } from "./frames";
 
-/** A stored message. */
+/** A stored message, as the changes to it left it. */
 export interface ChatMessage {
   seq: number;
-  /** The previous message's seq in the room, when known (0: none). */
+  /** The previous event's seq in the room, when known (0: none). */
   prev?: number;
   id: string;
   user: UserRef;
+  /** Its current text: the newest edit's; empty once deleted. */
   body: string;
   ts: string;
+  /** The seq of the message it answers. */
+  replyTo?: number;
+  /** Its newest edit folded in. */
+  edited?: { seq: number; at: string };
+  /** Who deleted it and when: its text is gone. */
+  deleted?: { by: string; at: string };
+  /** Each emoji's reactions: the ids of the users who reacted with it, in the order they did. */
+  reactions: Map<string, string[]>;
+  /** The newest reaction event history folded in: every reaction event up to it is counted. */
+  reactionsSeq: number;
+  /** Reaction events applied here above `reactionsSeq`: each user's emoji's newest. */
+  reactionSeqs?: Map<string, number>;
 }
+
+/** A change the user asked for, on its way to the room like a message. */
+export type OutgoingChange =
+  | { kind: "edit"; target: number; body: string }
+  | { kind: "delete"; target: number }
+  | { kind: "react"; target: number; emoji: string; on: boolean };
 
 /** Where one of the user's own messages is. */
 export type SendState = "sending" | "sent" | "failed";
@@ -45,11 +64,16 @@ export interface PendingMessage {
   unconfirmed?: boolean;
   /** Transmissions so far. */
   attempts: number;
+  /** A reply's target. */
+  replyTo?: number;
+  /** For a change to an earlier message rather than a message: what it changes. */
+  change?: OutgoingChange;
 }
 
-/** What the UI lists: stored messages in order, then the user's pending ones. */
+/** What the UI lists: stored messages in order (each with the user's changes to it still on their way), then
+ * the user's pending messages. */
 export type TimelineItem =
-  | { kind: "message"; message: ChatMessage; key: string; mine: boolean; sent: boolean }
+  | { kind: "message"; message: ChatMessage; key: string; mine: boolean; sent: boolean; changes: PendingMessage[] }
   | { kind: "pending"; message: PendingMessage; key: string };
 
 /** The key that identifies a message across resends: author and client id (the gateway's dedup id). */
@@ -66,6 +90,8 @@ export class RoomTimeline {
   private pendingList: PendingMessage[] = [];
   /** Own messages confirmed while this timeline watched: shown as sent. */
   private readonly sentHere = new Set<string>();
+  /** Change events seen (author and client id), so that an ack after its event settles the pending change. */
+  private readonly changesSeen = new Set<string>();
   private cachedItems: TimelineItem[] | undefined;
 
   /** Every message up to here (from `floor`) is held. */
@@ -124,19 +150,93 @@ export class RoomTimeline {
       user: frame.user,
       body: frame.body,
       ts: frame.ts,
+      replyTo: frame.reply_to,
+      reactions: new Map(),
+      reactionsSeq: 0,
     };
     const added = this.insert(message);
-    if (frame.seq > this.head) {
-      if (frame.prev <= this.head) {
-        this.head = frame.seq;
+    this.chain(frame.seq, frame.prev);
+    this.changed();
+    return added;
+  }
+
+  /**
+   * A change to an earlier message from the gateway (live or replayed): applied to its target if held (a target
+   * older than what is held has it folded in when history brings it), and a link of the room's chain like a
+   * message. Applying one twice changes nothing.
+   */
+  receiveChange(frame: ChangeFrame): void {
+    const change: HistoryMessage["change"] =
+      frame.type === "edited"
+        ? { kind: "edit", target: frame.target }
+        : frame.type === "deleted"
+          ? { kind: "delete", target: frame.target }
+          : { kind: "react", target: frame.target, emoji: frame.emoji, on: frame.on };
+    this.applyChange(frame.seq, frame.user, frame.id, frame.type === "edited" ? frame.body : "", frame.ts, change);
+    this.chain(frame.seq, frame.prev);
+    this.changed();
+  }
+
+  /** The message held at `seq`, if any. */
+  message(seq: number): ChatMessage | undefined {
+    return this.bySeq.get(seq);
+  }
+
+  /** Folds one change event into the message it targets. */
+  private applyChange(seq: number, user: UserRef, id: string, body: string, ts: string, change: NonNullable<HistoryMessage["change"]>): void {
+    const key = messageKey(user, id);
+    this.changesSeen.add(key);
+    if (user.id === this.me.id && this.findPending(id)) this.removePending(id);
+    const target = this.bySeq.get(change.target);
+    if (!target || target.deleted) return;
+    switch (change.kind) {
+      case "edit":
+        if (seq > (target.edited?.seq ?? 0)) {
+          target.body = body;
+          target.edited = { seq, at: ts };
+        }
+        break;
+      case "delete":
+        target.deleted = { by: user.id, at: ts };
+        target.body = "";
+        target.edited = undefined;
+        target.reactions = new Map();
+        break;
+      case "react": {
+        const key = `${change.emoji}\u0000${user.id}`;
+        if (seq <= target.reactionsSeq || seq <= (target.reactionSeqs?.get(key) ?? 0)) break;
+        target.reactionSeqs = new Map(target.reactionSeqs ?? []).set(key, seq);
+        const users = (target.reactions.get(change.emoji) ?? []).filter((u) => u !== user.id);
+        if (change.on) users.push(user.id);
+        const reactions = new Map(target.reactions);
+        if (users.length) reactions.set(change.emoji, users);
+        else reactions.delete(change.emoji);
+        target.reactions = reactions;
+        break;
+      }
+    }
+    // A new object, so a renderer that compares messages sees the change.
+    this.replace({ ...target });
+  }
+
+  /** Moves the chain along an event at `seq` whose predecessor is `prev`. */
+  private chain(seq: number, prev: number): void {
+    if (seq > this.head) {
+      if (prev <= this.head) {
+        this.head = seq;
       } else {
-        this.ahead.set(frame.prev, frame.seq);
-        this.gapTarget = Math.max(this.gapTarget, frame.prev);
+        this.ahead.set(prev, seq);
+        this.gapTarget = Math.max(this.gapTarget, prev);
       }
       this.advance();
     }
-    this.changed();
-    return added;
+  }
+
+  /** Puts a changed copy of a held message in its place. */
+  private replace(message: ChatMessage): void {
+    this.bySeq.set(message.seq, message);
+    const at = this.ordered.findIndex((m) => m.seq === message.seq);
+    if (at >= 0) this.ordered[at] = message;
   }
 
   /**
@@ -147,9 +247,12 @@ export class RoomTimeline {
     let prev = after;
     let added = 0;
     for (const stored of page) {
-      const message = { ...stored, prev };
-      if (this.insert(message)) added += 1;
-      if (message.seq > this.head && prev <= this.head) this.head = message.seq;
+      if (stored.change) {
+        this.applyChange(stored.seq, stored.user, stored.id, stored.body, stored.ts, stored.change);
+      } else if (this.insert(fromHistory(stored, prev))) {
+        added += 1;
+      }
+      if (stored.seq > this.head && prev <= this.head) this.head = stored.seq;
       this.advance();
       prev = stored.seq;
     }
@@ -165,7 +268,8 @@ export class RoomTimeline {
       const stored = page[i];
       if (stored.seq >= this.floor) continue;
       const prev = i + 1 < page.length ? page[i + 1].seq : hasMore ? undefined : 0;
-      if (this.insert({ ...stored, prev })) added += 1;
+      // A change older than what is held is folded into the messages it changed already.
+      if (!stored.change && this.insert(fromHistory(stored, prev))) added += 1;
       this.floor = Math.min(this.floor, stored.seq);
     }
     if (!hasMore) this.hasOlder = false;
@@ -213,9 +317,14 @@ export class RoomTimeline {
     this.changed();
   }
 
-  /** Adds one of the user's own messages, shown at once as sending. */
-  addPending(id: string, body: string, now: Date = new Date()): PendingMessage {
-    const pending: PendingMessage = { id, user: this.me, body, ts: now.toISOString(), state: "sending", attempts: 0 };
+  /** Adds one of the user's own messages (or changes to one), shown at once as sending. */
+  addPending(
+    id: string,
+    body: string,
+    now: Date = new Date(),
+    extra: { replyTo?: number; change?: OutgoingChange } = {},
+  ): PendingMessage {
+    const pending: PendingMessage = { id, user: this.me, body, ts: now.toISOString(), state: "sending", attempts: 0, ...extra };
     this.pendingList = [...this.pendingList, pending];
     this.changed();
     return pending;
@@ -235,7 +344,7 @@ export class RoomTimeline {
   /** The gateway stored the user's message `id` as `seq`. */
   ack(id: string, seq: number): void {
     const key = messageKey(this.me, id);
-    if (this.keys.has(key)) {
+    if (this.keys.has(key) || this.changesSeen.has(key)) {
       // Seen in the room's order already.
       this.sentHere.add(key);
       this.removePending(id);
@@ -247,13 +356,26 @@ export class RoomTimeline {
   /** What to show: stored messages in order, then pending ones in the order they were written. */
   items(): TimelineItem[] {
     if (this.cachedItems) return this.cachedItems;
+    const changes = new Map<number, PendingMessage[]>();
+    for (const pending of this.pendingList) {
+      if (pending.change) changes.set(pending.change.target, [...(changes.get(pending.change.target) ?? []), pending]);
+    }
     const items: TimelineItem[] = this.ordered.map((message) => {
       const key = messageKey(message.user, message.id);
-      return { kind: "message", message, key, mine: message.user.id === this.me.id, sent: this.sentHere.has(key) };
+      const mine = message.user.id === this.me.id;
+      return { kind: "message", message, key, mine, sent: this.sentHere.has(key), changes: changes.get(message.seq) ?? [] };
     });
-    for (const pending of this.pendingList) items.push({ kind: "pending", message: pending, key: messageKey(pending.user, pending.id) });
+    for (const pending of this.pendingList) {
+      if (!pending.change) items.push({ kind: "pending", message: pending, key: messageKey(pending.user, pending.id) });
+    }
     this.cachedItems = items;
     return items;
+  }
+
+  /** Forgets a failed pending message or change the person dismissed. */
+  dismiss(id: string): void {
+    this.removePending(id);
+    this.changed();
   }
 
   private insert(message: ChatMessage): boolean {
@@ -307,4 +429,21 @@ export class RoomTimeline {
     this.version += 1;
     this.cachedItems = undefined;
   }
+}
+
+/** A history page's message as held: its current state, its reactions by emoji. */
+function fromHistory(stored: HistoryMessage, prev: number | undefined): ChatMessage {
+  return {
+    seq: stored.seq,
+    prev,
+    id: stored.id,
+    user: stored.user,
+    body: stored.body,
+    ts: stored.ts,
+    replyTo: stored.reply_to,
+    edited: stored.edited,
+    deleted: stored.deleted,
+    reactions: new Map((stored.reactions ?? []).map((r) => [r.emoji, [...r.users]])),
+    reactionsSeq: stored.reactions_seq ?? 0,
+  };
 }
