@@ -2,6 +2,7 @@
 //! schedule), drops and rejoins when told to, reconnects when the gateway closes it, and keeps its own reception
 //! for the accounting.
 
+use natter_proto::error::ErrorCode;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -111,10 +112,10 @@ pub enum Resend {
 impl Resend {
     /// The cause an error frame's code gives for sending again, if it is one.
     fn of_code(code: &str) -> Option<Self> {
-        match code {
-            "overloaded" => Some(Self::Overloaded),
-            "rate_limited" => Some(Self::RateLimited),
-            "publish_failed" => Some(Self::PublishFailed),
+        match ErrorCode::parse(code)? {
+            ErrorCode::Overloaded => Some(Self::Overloaded),
+            ErrorCode::RateLimited => Some(Self::RateLimited),
+            ErrorCode::PublishFailed => Some(Self::PublishFailed),
             _ => None,
         }
     }
@@ -122,9 +123,9 @@ impl Resend {
     /// Its name in the report: the error code, or `rejoin`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Overloaded => "overloaded",
-            Self::RateLimited => "rate_limited",
-            Self::PublishFailed => "publish_failed",
+            Self::Overloaded => ErrorCode::Overloaded.as_str(),
+            Self::RateLimited => ErrorCode::RateLimited.as_str(),
+            Self::PublishFailed => ErrorCode::PublishFailed.as_str(),
             Self::Rejoin => "rejoin",
         }
     }

@@ -133,8 +133,12 @@ impl SaturateReport {
             .map(|s| ("", s))
             .chain(self.overload.iter().map(|s| ("overload", s)));
         for (label, s) in rows {
-            let shed =
-                s.error_codes.get("overloaded").copied().unwrap_or(0) + s.close_codes.get("4008").copied().unwrap_or(0);
+            let shed = s
+                .error_codes
+                .get(natter_proto::error::ErrorCode::Overloaded.as_str())
+                .copied()
+                .unwrap_or(0)
+                + s.close_codes.get("4008").copied().unwrap_or(0);
             let _ = writeln!(
                 out,
                 "  {:>8.2} {:>10.0} {:>10.0} {:>9.1} {:>9.1} {:>9.1} {:>8} {:>7} {:>9} {:>11}  {}{}",

@@ -19,6 +19,7 @@ import {
   type UserRef,
 } from "./frames";
 import type { Session } from "./session";
+import type { ErrorCode } from "./errors";
 import { RoomTimeline, type OutgoingChange, type PendingMessage } from "./timeline";
 
 export interface ClientOptions {
@@ -141,7 +142,7 @@ interface RoomState {
 /** Errors whose frame is a join (they carry no `ref`): the oldest outstanding join failed. (`rate_limited` without
  * a `ref` answers a join over the gateway's budget, or a leave of a room the gateway had already taken this
  * connection out of, which this client sends only for rooms it holds joined.) */
-const JOIN_ERRORS = new Set([
+const JOIN_ERRORS = new Set<ErrorCode>([
   "room_not_found",
   "room_private",
   "too_many_rooms",
@@ -741,7 +742,7 @@ export class NatterClient {
         }
       }
     }
-    if (!ref && JOIN_ERRORS.has(code) && this.joinQueue.length) {
+    if (!ref && JOIN_ERRORS.has(code as ErrorCode) && this.joinQueue.length) {
       const entry = this.joinQueue.shift() as { room: string; cancelled: boolean };
       const state = this.rooms.get(entry.room);
       if (!state || entry.cancelled) return;
