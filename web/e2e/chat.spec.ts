@@ -8,6 +8,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 import {
+  act,
   bodies,
   createRoom,
   expectAllSent,
@@ -15,6 +16,7 @@ import {
   expectOnline,
   gatewayOf,
   log,
+  message,
   onDifferentGateways,
   openRoom,
   pairInRoom,
@@ -69,6 +71,30 @@ test("screenshots of the app on a desktop and on a phone", async ({ browser }) =
   await expect(roomLink(maya.page, "Random").getByLabel("2 unread")).toBeVisible();
   await sam.page.goto(`/r/${roomId}`);
   await expectMessages(sam.page, room, shown);
+  // A conversation as people have it: an edit, reactions, a reply, a message taken back.
+  await act(maya.page, room, "48 px", "Edit message");
+  await maya.page.getByRole("textbox", { name: "New text" }).fill("Good call, I'll bump it to 48 px on phones.");
+  await maya.page.getByRole("textbox", { name: "New text" }).press("Enter");
+  for (const [who, emoji] of [
+    [sam, "👍"],
+    [maya, "🎉"],
+  ] as const) {
+    await act(who.page, room, "design folder", "React");
+    await who.page.getByRole("button", { name: `React with ${emoji}` }).click();
+  }
+  await act(sam.page, room, "48 px on phones", "Reply");
+  await say(sam.page, room, "Perfect, thanks!");
+  await say(maya.page, room, "(wrong room, sorry)");
+  await act(maya.page, room, "(wrong room, sorry)", "Delete message");
+  await maya.page.getByRole("group", { name: "Confirm deleting the message" }).getByRole("button", { name: "Delete" }).click();
+  for (const who of [maya, sam]) {
+    await expect(message(who.page, room, "48 px on phones")).toContainText("(edited)");
+    await expect(message(who.page, room, "design folder").getByRole("button", { name: "🎉 1" })).toBeVisible();
+    await expect(message(who.page, room, "Perfect, thanks!").getByRole("button", { name: /^Replying to maya/ })).toBeVisible();
+    await expect(log(who.page, room).getByText("Message deleted")).toBeVisible();
+  }
+  await sam.page.mouse.move(0, 0);
+  await maya.page.mouse.move(0, 0);
   await sam.page.getByRole("textbox", { name: `Message ${room}` }).pressSequentially("Sounds good, I'll sketch one", {
     delay: 30,
   });

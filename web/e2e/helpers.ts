@@ -270,3 +270,17 @@ export async function closedWith(code: number): Promise<number> {
   }
   return total;
 }
+
+/** The message of `room` whose text holds `text` (not one quoting it). */
+export function message(page: Page, room: string, text: string) {
+  return log(page, room)
+    .locator("li.message:not(.draft)")
+    .filter({ has: page.locator(".body", { hasText: text }) });
+}
+
+/** Opens a message's actions (they show on hover or focus) and clicks one. */
+export async function act(page: Page, room: string, text: string, action: string): Promise<void> {
+  const li = message(page, room, text);
+  await li.hover();
+  await li.getByRole("button", { name: action, exact: true }).click();
+}

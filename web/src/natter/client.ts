@@ -492,7 +492,13 @@ export class NatterClient {
     const state = this.rooms.get(roomId);
     // A room the user was taken out of takes nothing more: the message stays failed, with its reason.
     if (!state?.timeline.findPending(id) || state.ended) return;
-    state.timeline.updatePending(id, { state: "sending", error: undefined, unconfirmed: undefined, attempts: 0 });
+    state.timeline.updatePending(id, {
+      state: "sending",
+      error: undefined,
+      errorCode: undefined,
+      unconfirmed: undefined,
+      attempts: 0,
+    });
     this.pump(state);
     this.emit();
   }
@@ -916,7 +922,7 @@ export class NatterClient {
         }
         break;
     }
-    state.timeline.updatePending(id, { state: "failed", error: message });
+    state.timeline.updatePending(id, { state: "failed", error: message, errorCode: code });
     this.done(state, id);
   }
 

@@ -128,6 +128,9 @@ export function parseServerFrame(text: string): ServerFrame | undefined {
     case "hello":
     case "joined":
     case "message":
+    case "edited":
+    case "deleted":
+    case "reacted":
     case "ack":
     case "presence":
     case "typing":

@@ -57,6 +57,8 @@ export interface PendingMessage {
   seq?: number;
   /** Why it failed, for `failed`. */
   error?: string;
+  /** The gateway's error code, when it refused it. */
+  errorCode?: string;
   /**
    * For `failed`: the server never said whether it stored the message (`publish_failed`, or no answer at all),
    * so it may still arrive. Sending it again with the same id stores it at most once.

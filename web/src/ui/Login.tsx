@@ -87,45 +87,47 @@ export function Login({
             </button>
           ))}
         </div>
-        <form id="signin-panel" role="tabpanel" aria-labelledby={`tab-${mode}`} onSubmit={submit}>
-          <label>
-            {mode === "guest" ? "Your name" : "User name"}
-            <input
-              name="username"
-              autocomplete="username"
-              required
-              minLength={3}
-              maxLength={32}
-              pattern="[A-Za-z0-9][A-Za-z0-9_\-]*"
-              title="3 to 32 letters, digits, _ or -, starting with a letter or digit"
-              value={username}
-              onInput={(e) => setUsername(e.currentTarget.value)}
-            />
-          </label>
-          {mode !== "guest" && (
+        <div id="signin-panel" role="tabpanel" aria-labelledby={`tab-${mode}`}>
+          <form onSubmit={submit}>
             <label>
-              Password
+              {mode === "guest" ? "Your name" : "User name"}
               <input
-                type="password"
-                name="password"
-                autocomplete={mode === "login" ? "current-password" : "new-password"}
+                name="username"
+                autocomplete="username"
                 required
-                minLength={mode === "register" ? 8 : 1}
-                value={password}
-                onInput={(e) => setPassword(e.currentTarget.value)}
+                minLength={3}
+                maxLength={32}
+                pattern="[A-Za-z0-9][A-Za-z0-9_\-]*"
+                title="3 to 32 letters, digits, _ or -, starting with a letter or digit"
+                value={username}
+                onInput={(e) => setUsername(e.currentTarget.value)}
               />
             </label>
-          )}
-          {mode === "guest" && <p class="hint">Guests need no password; the name is yours until you sign out.</p>}
-          {error && (
-            <p class="error" role="alert">
-              {error}
-            </p>
-          )}
-          <button type="submit" class="primary" disabled={busy}>
-            {mode === "login" ? "Sign in" : mode === "register" ? "Create account" : "Continue as guest"}
-          </button>
-        </form>
+            {mode !== "guest" && (
+              <label>
+                Password
+                <input
+                  type="password"
+                  name="password"
+                  autocomplete={mode === "login" ? "current-password" : "new-password"}
+                  required
+                  minLength={mode === "register" ? 8 : 1}
+                  value={password}
+                  onInput={(e) => setPassword(e.currentTarget.value)}
+                />
+              </label>
+            )}
+            {mode === "guest" && <p class="hint">Guests need no password; the name is yours until you sign out.</p>}
+            {error && (
+              <p class="error" role="alert">
+                {error}
+              </p>
+            )}
+            <button type="submit" class="primary" disabled={busy}>
+              {mode === "login" ? "Sign in" : mode === "register" ? "Create account" : "Continue as guest"}
+            </button>
+          </form>
+        </div>
       </div>
     </main>
   );

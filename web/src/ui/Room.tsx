@@ -7,17 +7,15 @@ import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 
 import type { Member } from "../natter/api";
 import { inviteCode, type NatterClient, type RoomView } from "../natter/client";
-import type { TimelineItem } from "../natter/timeline";
 import { describe } from "./errors";
 import { RoomMark } from "./icons";
+import { MAX_BODY, Message } from "./Message";
 import { navigate } from "./router";
 
 /** Most messages in the DOM at once: a room with thousands stays fast. */
 export const WINDOW = 150;
 /** How far the window moves when the person scrolls past its edge. */
 const STEP = 50;
-/** Longest message the gateway takes, in characters. */
-const MAX_BODY = 4000;
 
 export function RoomPane({
   client,
@@ -32,6 +30,8 @@ export function RoomPane({
   const [confirmDelete, setConfirmDelete] = useState(false);
   const [showPeople, setShowPeople] = useState(false);
   const [showMembers, setShowMembers] = useState(false);
+  /** The message the person is answering, if any. */
+  const [replyTo, setReplyTo] = useState<number | undefined>(undefined);
   const me = client.me;
   // A room the user was taken out of offers nothing but a way back.
   const owner = room.info.owner_id === me.id && !room.ended;
@@ -40,6 +40,7 @@ export function RoomPane({
     setShowInvite(false);
     setConfirmDelete(false);
     setShowMembers(false);
+    setReplyTo(undefined);
   }, [room.info.id]);
 
   const act = async (work: () => Promise<unknown>, after?: () => void) => {
@@ -129,7 +130,7 @@ export function RoomPane({
       )}
       {room.notice && !room.ended && <p class="notice">{room.notice}</p>}
       <div class="room-body">
-        <MessageList client={client} room={room} />
+        <MessageList client={client} room={room} onReply={setReplyTo} />
         <aside id="online-list" class={showPeople ? "people shown" : "people"} aria-label={`Online in ${room.info.name}`}>
           <h3>Online</h3>
           <button type="button" class="close-people" aria-label="Close the online list" onClick={() => setShowPeople(false)}>
@@ -159,7 +160,7 @@ export function RoomPane({
           </button>
         </div>
       ) : room.info.joined ? (
-        <Composer client={client} room={room} />
+        <Composer client={client} room={room} replyTo={replyTo} onReplyDone={() => setReplyTo(undefined)} />
       ) : (
         <div class="composer join-bar">
           <p>You are previewing this public room.</p>
@@ -304,8 +305,18 @@ function InvitePanel({ code }: { code: string }) {
 }
 
 /** The messages, a bounded window of them in the DOM, older ones loaded on scrolling up. */
-function MessageList({ client, room }: { client: NatterClient; room: RoomView }) {
+function MessageList({
+  client,
+  room,
+  onReply,
+}: {
+  client: NatterClient;
+  room: RoomView;
+  onReply: (seq: number) => void;
+}) {
   const list = useRef<HTMLDivElement>(null);
+  /** A message to bring into view and focus after the next render (a reply's original). */
+  const jumping = useRef<string | null>(null);
   /** The key of the first message shown when the person has scrolled away from the newest; null: following. */
   const [top, setTop] = useState<string | null>(null);
   const anchor = useRef<{ key: string; offset: number } | null>(null);
@@ -372,6 +383,16 @@ function MessageList({ client, room }: { client: NatterClient; room: RoomView })
       const node = el.querySelector<HTMLElement>(`li[data-key="${CSS.escape(anchor.current.key)}"]`);
       if (node) el.scrollTop = node.offsetTop - anchor.current.offset;
     }
+    if (jumping.current) {
+      const node = el.querySelector<HTMLElement>(`li[data-key="${CSS.escape(jumping.current)}"]`);
+      if (node) {
+        el.scrollTop = Math.max(0, node.offsetTop - 48);
+        node.focus({ preventScroll: true });
+        node.classList.add("highlight");
+        setTimeout(() => node.classList.remove("highlight"), 2_000);
+        jumping.current = null;
+      }
+    }
     remember();
     // At the top after a page arrived (a short room, a tall screen, or scrolled all the way): keep going.
     if (el.scrollTop < 40 && !room.loadingOlder && (pinned || !overflows())) atTop();
@@ -400,6 +421,20 @@ function MessageList({ client, room }: { client: NatterClient; room: RoomView })
     anchor.current = null;
   };
 
+  /** Brings message `seq` into view, loading older history until it is held (or the room's start is reached). */
+  const jumpTo = async (seq: number) => {
+    for (let page = 0; page < 50 && !room.timeline.message(seq) && room.timeline.hasOlder; page++) {
+      const floor = room.timeline.floor;
+      await client.loadOlder(room.info.id);
+      if (room.timeline.floor === floor && !room.timeline.message(seq)) await new Promise((r) => setTimeout(r, 300));
+    }
+    const target = room.timeline.items().find((item) => item.kind === "message" && item.message.seq === seq);
+    if (!target) return;
+    jumping.current = target.key;
+    anchor.current = null;
+    setTop(target.key);
+  };
+
   return (
     <div class="messages-wrap">
       <div
@@ -426,6 +461,8 @@ function MessageList({ client, room }: { client: NatterClient; room: RoomView })
               newestSent={item.key === newestSent}
               client={client}
               room={room}
+              onReply={onReply}
+              onJump={(seq) => void jumpTo(seq)}
             />
           ))}
           {end >= total &&
@@ -449,104 +486,17 @@ function MessageList({ client, room }: { client: NatterClient; room: RoomView })
   );
 }
 
-function Message({
-  item,
-  previous,
-  newestSent,
+function Composer({
   client,
   room,
+  replyTo,
+  onReplyDone,
 }: {
-  item: TimelineItem;
-  previous?: TimelineItem;
-  newestSent: boolean;
   client: NatterClient;
   room: RoomView;
+  replyTo?: number;
+  onReplyDone: () => void;
 }) {
-  const m = item.message;
-  const mine = item.kind === "pending" || item.mine;
-  // Consecutive messages of one author within five minutes share a header.
-  const continued =
-    previous !== undefined &&
-    previous.message.user.id === m.user.id &&
-    Date.parse(m.ts) - Date.parse(previous.message.ts) < 5 * 60_000;
-  const seq = item.kind === "message" ? item.message.seq : undefined;
-  let status: preact.ComponentChild = null;
-  if (item.kind === "pending") {
-    const p = item.message;
-    status =
-      p.state === "failed" && p.unconfirmed ? (
-        // The server may have stored it: not "failed", and a retry cannot make a duplicate.
-        <span class="state failed">
-          Not confirmed: it may still arrive.{" "}
-          <button
-            type="button"
-            class="link"
-            title="Sends it again; it is stored at most once"
-            onClick={() => client.retry(room.info.id, p.id)}
-          >
-            Retry
-          </button>
-        </span>
-      ) : p.state === "failed" ? (
-        <span class="state failed">
-          Failed{p.error ? `: ${p.error}` : ""}{" "}
-          <button type="button" class="link" onClick={() => client.retry(room.info.id, p.id)}>
-            Retry
-          </button>
-        </span>
-      ) : p.state === "sending" ? (
-        <span class="state">Sending…</span>
-      ) : newestSent ? (
-        <span class="state">Sent</span>
-      ) : null;
-  } else if (newestSent) {
-    status = <span class="state">Sent</span>;
-  }
-  return (
-    <li
-      class={`message${mine ? " mine" : ""}${continued ? " continued" : ""}${item.kind === "pending" ? ` ${item.message.state}` : ""}`}
-      data-key={item.key}
-      data-seq={seq}
-    >
-      {!continued && (
-        <div class="meta">
-          <span class="author">{m.user.name}</span>{" "}
-          <time class="time" dateTime={m.ts}>
-            {formatTime(m.ts)}
-          </time>
-        </div>
-      )}
-      <p class="body">
-        <Linked text={m.body} />
-      </p>
-      {status}
-    </li>
-  );
-}
-
-/** Web addresses in a message, made into links; everything else stays plain text. */
-const URL_PATTERN = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/g;
-
-function Linked({ text }: { text: string }) {
-  const parts: preact.ComponentChild[] = [];
-  let last = 0;
-  for (const match of text.matchAll(URL_PATTERN)) {
-    const at = match.index ?? 0;
-    if (at > last) parts.push(text.slice(last, at));
-    // Only http(s) can match, so no other scheme (javascript:, data:) ever becomes a link.
-    parts.push(
-      <a href={match[0]} target="_blank" rel="noopener noreferrer nofollow">
-        {match[0]}
-      </a>,
-    );
-    last = at + match[0].length;
-  }
-  if (last === 0) return <>{text}</>;
-  if (last < text.length) parts.push(text.slice(last));
-  return <>{parts}</>;
-}
-
-function Composer({ client, room }: { client: NatterClient; room: RoomView }) {
   const [text, setText] = useState("");
   const input = useRef<HTMLTextAreaElement>(null);
   useEffect(() => {
@@ -559,12 +509,26 @@ function Composer({ client, room }: { client: NatterClient; room: RoomView }) {
     event?.preventDefault();
     // Enter reaches here even while the Send button is disabled.
     if (!text.trim() || length > MAX_BODY) return;
-    client.send(room.info.id, text);
+    client.send(room.info.id, text, replyTo);
     setText("");
+    onReplyDone();
     input.current?.focus();
   };
+  useEffect(() => {
+    if (replyTo !== undefined) input.current?.focus();
+  }, [replyTo]);
+  const answering = replyTo === undefined ? undefined : room.timeline.message(replyTo);
   return (
     <form class="composer" onSubmit={send} aria-label="Write a message">
+      {replyTo !== undefined && (
+        <p class="replying">
+          Replying to {answering ? <strong>{answering.user.name}</strong> : "a message"}
+          {answering && !answering.deleted && <span class="snippet">: {answering.body.split("\n", 1)[0]}</span>}{" "}
+          <button type="button" class="link" aria-label="Cancel the reply" onClick={onReplyDone}>
+            Cancel
+          </button>
+        </p>
+      )}
       <textarea
         ref={input}
         rows={1}
@@ -579,6 +543,7 @@ function Composer({ client, room }: { client: NatterClient; room: RoomView }) {
         }}
         onKeyDown={(e) => {
           if (e.key === "Enter" && !e.shiftKey && !e.isComposing) send(e);
+          if (e.key === "Escape" && replyTo !== undefined) onReplyDone();
         }}
       />
       {length > MAX_BODY && <span class="too-long">{length - MAX_BODY} characters too long</span>}
@@ -587,13 +552,4 @@ function Composer({ client, room }: { client: NatterClient; room: RoomView }) {
       </button>
     </form>
   );
-}
-
-function formatTime(ts: string): string {
-  const date = new Date(ts);
-  if (Number.isNaN(date.getTime())) return "";
-  const time = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  const today = new Date();
-  if (date.toDateString() === today.toDateString()) return time;
-  return `${date.toLocaleDateString([], { month: "short", day: "numeric" })} ${time}`;
 }
