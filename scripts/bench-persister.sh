@@ -4,12 +4,13 @@
 # --persisters 0' on free ports, runs persister/examples/persister_bench.rs, stops the stack, and prints a Markdown
 # block for docs/benchmarks.md.
 #
-#   MESSAGES=1000000 BATCH=1000 WRITERS=2 PERSISTERS=1 [PG_SOCKET=1] [PG_SETTINGS="wal_compression=on"] \
+#   MESSAGES=1000000 BATCH=1000 WRITERS=2 PERSISTERS=1 [CHANGES=20] [PG_SOCKET=1] [PG_SETTINGS="wal_compression=on"] \
 #     scripts/bench-persister.sh
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MESSAGES="${MESSAGES:-1000000}" BATCH="${BATCH:-1000}" WRITERS="${WRITERS:-2}" PERSISTERS="${PERSISTERS:-1}"
+CHANGES="${CHANGES:-0}"
 tmp="$(mktemp -d /tmp/natter-bench.XXXXXX)"
 chmod 755 "$tmp"
 group=""
@@ -49,7 +50,7 @@ if [ "${PG_SOCKET:-0}" = 1 ]; then
 fi
 
 cmd=(target/bench/release/examples/persister_bench --nats-url "$nats_url" --database-url "$database_url"
-     --messages "$MESSAGES" --batch "$BATCH" --writers "$WRITERS" --persisters "$PERSISTERS")
+     --messages "$MESSAGES" --batch "$BATCH" --writers "$WRITERS" --persisters "$PERSISTERS" --changes "$CHANGES")
 "${cmd[@]}" | tee "$tmp/result"
 
 cat <<MD

@@ -53,6 +53,8 @@ pub struct Stats {
     pub ack_latency: Latencies,
     /// The send the gateway took (the last attempt of a refused message) to arrival, whole run.
     pub accepted_latency: Latencies,
+    /// Due time to arrival of changes to messages (edits, deletions, reactions), whole run.
+    pub change_latency: Latencies,
     /// Counters since the last progress line: connected, failed, sent, delivered, errors.
     pub interval: [u64; 5],
     /// Messages sent (first attempts).
@@ -300,9 +302,83 @@ async fn join_now(ws: &mut Ws, room: &RoomId, since: Option<u64>) -> Result<(u64
 struct Pending {
     due_micros: u64,
     body: String,
+    /// A message, or a change to one of the sender's earlier messages.
+    kind: Outgoing,
     /// Refusals it met (`overloaded`, `rate_limited`) and unknown outcomes (`publish_failed`), each answered by
     /// sending it again later with its id.
     refusals: u32,
+}
+
+/// What a send is (`--changes`): a message, or a change to one of the sender's own acknowledged messages (its
+/// position).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outgoing {
+    Message,
+    Reply(u64),
+    Edit(u64),
+    Delete(u64),
+    React(u64, bool),
+}
+
+/// The emoji the harness reacts with.
+const REACTION: &str = "👍";
+
+/// A sender's own acknowledged messages, and where its cycle of changes stands: a reaction, a reply, an edit, the
+/// reaction taken back, a deletion, each to one of its messages still there (the deletion to the oldest kept,
+/// the others to the newest), so no change is ever refused.
+#[derive(Debug, Default)]
+struct Changes {
+    /// Positions of the sender's messages, oldest first (at most [`Changes::KEPT`]).
+    own: VecDeque<u64>,
+    /// Changes made.
+    made: u64,
+    /// The message the last reaction went to, until it is taken back.
+    reacted: Option<u64>,
+}
+
+impl Changes {
+    const KEPT: usize = 16;
+
+    /// Whether send number `sent` is a change, for `percent` of sends spread evenly.
+    fn due(sent: u64, percent: u8) -> bool {
+        let p = u64::from(percent);
+        p > 0 && (sent + 1) * p / 100 > sent * p / 100
+    }
+
+    /// One of the sender's messages was acknowledged at `seq`.
+    fn acked(&mut self, seq: u64) {
+        self.own.push_back(seq);
+        if self.own.len() > Self::KEPT {
+            let dropped = self.own.pop_front();
+            if dropped.is_some() && dropped == self.reacted {
+                self.reacted = None;
+            }
+        }
+    }
+
+    /// The next change, if the sender has messages enough for it.
+    fn next(&mut self) -> Option<Outgoing> {
+        let newest = *self.own.back()?;
+        let change = match self.made % 5 {
+            0 => {
+                self.reacted = Some(newest);
+                Outgoing::React(newest, true)
+            }
+            1 => Outgoing::Reply(newest),
+            2 => Outgoing::Edit(newest),
+            3 => Outgoing::React(self.reacted.take().unwrap_or(newest), false),
+            _ if self.own.len() >= 3 => {
+                let oldest = self.own.pop_front()?;
+                if self.reacted == Some(oldest) {
+                    self.reacted = None;
+                }
+                Outgoing::Delete(oldest)
+            }
+            _ => return None,
+        };
+        self.made += 1;
+        Some(change)
+    }
 }
 
 /// How long a sender waits before sending again a message the gateway refused for now: 250 ms, doubling with
@@ -361,6 +437,7 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
 
     let mut reception = Reception::new();
     let mut pending: HashMap<String, Pending> = HashMap::new();
+    let mut changes = Changes::default();
     let mut sent: u64 = 0;
     let mut sender_finished = !user.sender;
     let mut satisfied = false;
@@ -431,17 +508,28 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
                 let Some((start_micros, _)) = start else { continue };
                 let due_micros = start_micros
                     + u64::try_from((phase + period.mul_f64(sent as f64)).as_micros()).unwrap_or(u64::MAX);
-                let id = format!("w{worker}u{index}m{sent}");
+                let kind = if Changes::due(sent, schedule.changes_percent) {
+                    changes.next().unwrap_or(Outgoing::Message)
+                } else {
+                    Outgoing::Message
+                };
+                // A change's id carries its due time: a deletion or a reaction has no body to carry it.
+                let id = match kind {
+                    Outgoing::Message | Outgoing::Reply(_) => format!("w{worker}u{index}m{sent}"),
+                    _ => format!("w{worker}u{index}c{sent}t{due_micros}"),
+                };
                 let mut body = String::with_capacity(schedule.body_bytes);
-                stamp(&mut body, due_micros, unix_micros(), schedule.body_bytes);
+                if !matches!(kind, Outgoing::Delete(_) | Outgoing::React(..)) {
+                    stamp(&mut body, due_micros, unix_micros(), schedule.body_bytes);
+                }
                 sent += 1;
                 {
                     let mut stats = shared.stats();
                     stats.sent += 1;
                     stats.interval[2] += 1;
                 }
-                let frame = send_message(&room, &id, &body);
-                pending.insert(id, Pending { due_micros, body, refusals: 0 });
+                let frame = outgoing_frame(&room, &id, &body, kind);
+                pending.insert(id, Pending { due_micros, body, kind, refusals: 0 });
                 match send_frame(&mut ws, &frame).await {
                     Ok(()) => continue,
                     Err(_) => Ended::Lost,
@@ -453,10 +541,12 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
                 let Some(waiting) = pending.get_mut(&id) else { continue };
                 // The same id and due time; the attempt time is this one's, so a receiver can tell the gateway's
                 // delay from the pauses the refusals cost.
-                let mut body = std::mem::take(&mut waiting.body);
-                stamp(&mut body, waiting.due_micros, unix_micros(), schedule.body_bytes);
-                waiting.body = body;
-                let frame = send_message(&room, &id, &waiting.body);
+                if !waiting.body.is_empty() {
+                    let mut body = std::mem::take(&mut waiting.body);
+                    stamp(&mut body, waiting.due_micros, unix_micros(), schedule.body_bytes);
+                    waiting.body = body;
+                }
+                let frame = outgoing_frame(&room, &id, &waiting.body, waiting.kind);
                 match send_frame(&mut ws, &frame).await {
                     Ok(()) => {
                         shared.stats().count_resend(cause);
@@ -477,7 +567,8 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
             }
             inbound = ws.recv() => match inbound {
                 Inbound::Text(text) => {
-                    if let Some((id, cause)) = on_frame(&shared, &text, &mut reception, &mut pending, &user.room)
+                    if let Some((id, cause)) =
+                        on_frame(&shared, &text, &mut reception, &mut pending, &mut changes, &user.room)
                         && let Some(refused) = pending.get_mut(&id)
                     {
                         refused.refusals += 1;
@@ -580,7 +671,7 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
                 };
                 // Unacked sends go again under the same ids: the server stores each once and acks with its seq.
                 for (id, pending) in &pending {
-                    let frame = send_message(&room, id, &pending.body);
+                    let frame = outgoing_frame(&room, id, &pending.body, pending.kind);
                     if send_frame(&mut ws, &frame).await.is_err() {
                         break;
                     }
@@ -613,13 +704,33 @@ fn settle(shared: &Shared, outcome: Outcome, sender: bool) -> Outcome {
     outcome
 }
 
-fn send_message(room: &RoomId, id: &str, body: &str) -> ClientFrame {
-    ClientFrame::Send {
-        room: room.clone(),
-        // Ids are made of letters and digits above, well under the length cap.
-        id: ClientMsgId::parse(id).unwrap_or_else(|_| unreachable!("harness message ids are valid")),
-        body: body.to_owned(),
-        reply_to: None,
+fn outgoing_frame(room: &RoomId, id: &str, body: &str, kind: Outgoing) -> ClientFrame {
+    let room = room.clone();
+    // Ids are made of letters and digits above, well under the length cap.
+    let id = ClientMsgId::parse(id).unwrap_or_else(|_| unreachable!("harness message ids are valid"));
+    let body = body.to_owned();
+    match kind {
+        Outgoing::Message => ClientFrame::Send {
+            room,
+            id,
+            body,
+            reply_to: None,
+        },
+        Outgoing::Reply(target) => ClientFrame::Send {
+            room,
+            id,
+            body,
+            reply_to: Some(target),
+        },
+        Outgoing::Edit(target) => ClientFrame::Edit { room, id, target, body },
+        Outgoing::Delete(target) => ClientFrame::Delete { room, id, target },
+        Outgoing::React(target, on) => ClientFrame::React {
+            room,
+            id,
+            target,
+            emoji: REACTION.to_owned(),
+            on,
+        },
     }
 }
 
@@ -645,7 +756,8 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-/// The fields of a `message` frame the accounting reads.
+/// The fields of a `message` frame (or an `edited`, `deleted` or `reacted` one: an event of the room's chain
+/// too) the accounting reads.
 #[derive(serde::Deserialize)]
 struct Delivery<'a> {
     #[serde(rename = "type", borrow)]
@@ -653,8 +765,13 @@ struct Delivery<'a> {
     #[serde(borrow)]
     room: &'a str,
     seq: u64,
-    #[serde(borrow)]
+    #[serde(borrow, default)]
     body: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    id: &'a str,
+    /// A change's target.
+    #[serde(default)]
+    target: u64,
 }
 
 /// Writes a message body: the Unix microsecond it was due, the one it was sent at (this attempt), then padding up
@@ -687,6 +804,21 @@ fn on_delivery(shared: &Shared, reception: &mut Reception, seq: u64, body: &str)
     }
 }
 
+/// Accounts for one change to a message delivered in the client's room: an event of the room's chain, counted as
+/// a delivery; its latency from the due time its id carries.
+fn on_change(shared: &Shared, reception: &mut Reception, seq: u64, id: &str) {
+    reception.received(seq);
+    let now = unix_micros();
+    let mut stats = shared.stats();
+    stats.delivered += 1;
+    stats.interval[3] += 1;
+    if let Some(due) = id.rsplit_once('t').and_then(|(_, due)| due.parse::<u64>().ok()) {
+        stats
+            .change_latency
+            .record(Duration::from_micros(now.saturating_sub(due)));
+    }
+}
+
 /// Accounts for one frame from the gateway. Returns the id of a send refused for now (`overloaded`,
 /// `rate_limited`) or of unknown outcome (`publish_failed`), with that cause: it stays pending, to be sent again
 /// with its id after a pause. A send counts as unacked only once it is given up on: refused for good here, or
@@ -696,17 +828,31 @@ fn on_frame(
     text: &[u8],
     reception: &mut Reception,
     pending: &mut HashMap<String, Pending>,
+    changes: &mut Changes,
     room: &str,
 ) -> Option<(String, Resend)> {
-    // Messages are nearly every frame: read the four fields the accounting needs, borrowed, before falling back
-    // to the whole frame.
-    if let Ok(delivery) = serde_json::from_slice::<Delivery<'_>>(text)
-        && delivery.kind == "message"
-    {
-        if delivery.room == room {
-            on_delivery(shared, reception, delivery.seq, &delivery.body);
+    // Messages are nearly every frame: read the fields the accounting needs, borrowed, before falling back to the
+    // whole frame.
+    if let Ok(delivery) = serde_json::from_slice::<Delivery<'_>>(text) {
+        match delivery.kind {
+            "message" => {
+                if delivery.room == room {
+                    on_delivery(shared, reception, delivery.seq, &delivery.body);
+                }
+                return None;
+            }
+            "edited" | "deleted" | "reacted" => {
+                if delivery.room == room {
+                    on_change(shared, reception, delivery.seq, delivery.id);
+                    // A deleted message is erased from the stream: a rejoin's replay no longer carries it.
+                    if delivery.kind == "deleted" {
+                        reception.excuse(delivery.target.saturating_sub(1), delivery.target);
+                    }
+                }
+                return None;
+            }
+            _ => {}
         }
-        return None;
     }
     let Ok(frame) = serde_json::from_slice::<ServerFrame>(text) else {
         *shared.stats().error_codes.entry("unparsable_frame".into()).or_default() += 1;
@@ -718,6 +864,9 @@ fn on_frame(
         } if from.as_str() == room => on_delivery(shared, reception, seq, &body),
         ServerFrame::Ack { room: to, id, seq } => {
             if let Some(sent) = pending.remove(id.as_str()) {
+                if matches!(sent.kind, Outgoing::Message | Outgoing::Reply(_)) {
+                    changes.acked(seq);
+                }
                 let mut stats = shared.stats();
                 stats.acked += 1;
                 stats

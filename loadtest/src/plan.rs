@@ -68,6 +68,9 @@ pub struct Schedule {
     pub messages_per_sender: u64,
     /// Body size in bytes.
     pub body_bytes: usize,
+    /// The share of sends (percent) that are changes to the sender's earlier messages.
+    #[serde(default)]
+    pub changes_percent: u8,
     /// How long after the send phase a sender waits for its last acks.
     pub ack_timeout_ms: u64,
     /// How long receivers may take to get every acknowledged message once the acks are in.
@@ -161,6 +164,9 @@ pub struct WorkerResult {
     pub ack_latency: String,
     /// Time from the send the gateway took to each arrival (serialized histogram, base64).
     pub accepted_latency: String,
+    /// Time from a change to a message being due to its arrival at each receiver (serialized histogram, base64).
+    #[serde(default)]
+    pub change_latency: String,
     /// Messages sent (first attempts).
     pub sent: u64,
     /// Messages acknowledged.

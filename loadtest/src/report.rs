@@ -88,6 +88,9 @@ pub struct Messages {
     pub peak_deliveries_per_sec: f64,
     /// Due time to arrival, every receiver.
     pub latency: Quantiles,
+    /// Due time to arrival of changes to messages (`--changes`), every receiver.
+    #[serde(default)]
+    pub change_latency: Quantiles,
     /// Due time to ack, every sender.
     pub ack_latency: Quantiles,
     /// The send the gateway took to arrival, every receiver: the system's own delay, without the pauses refused
@@ -326,6 +329,9 @@ impl Report {
         row(&mut out, "end-to-end latency", fmt_q(&m.latency));
         row(&mut out, "ack latency", fmt_q(&m.ack_latency));
         row(&mut out, "after acceptance", fmt_q(&m.accepted_latency));
+        if m.change_latency.count > 0 {
+            row(&mut out, "changes' latency", fmt_q(&m.change_latency));
+        }
         row(
             &mut out,
             "faults",

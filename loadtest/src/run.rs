@@ -167,6 +167,13 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 100)]
     pub size: usize,
 
+    /// The share of sends, in percent, that are changes to the sender's earlier messages rather than new ones:
+    /// in turn a reaction, a reply, an edit, the reaction taken back, a deletion (0: messages only). Each is acked
+    /// and delivered like a message and counted the same way; `--verify-history` also checks that history holds
+    /// each message as the changes left it.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub changes: u8,
+
     /// Time over which connections are opened (0: as fast as --connect-concurrency allows). Default 10s; 0 for
     /// connect-storm.
     #[arg(long, value_parser = parse_duration)]
@@ -580,6 +587,7 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
         rate_per_sender: args.rate,
         messages_per_sender,
         body_bytes: args.size,
+        changes_percent: args.changes,
         ack_timeout_ms: 10_000,
         drain_timeout_ms: args.drain_timeout.as_millis() as u64,
         drop_at_ms: settings.duration.as_millis() as u64 / 3,
@@ -840,12 +848,16 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
     let mut latency = Latencies::new();
     let mut ack_latency = Latencies::new();
     let mut accepted_latency = Latencies::new();
+    let mut change_latency = Latencies::new();
     let mut total = WorkerResult::default();
     for r in &results {
         connect_latency.merge(&decode(&r.connect_latency)?)?;
         latency.merge(&decode(&r.latency)?)?;
         ack_latency.merge(&decode(&r.ack_latency)?)?;
         accepted_latency.merge(&decode(&r.accepted_latency)?)?;
+        if !r.change_latency.is_empty() {
+            change_latency.merge(&decode(&r.change_latency)?)?;
+        }
         total.add_counts(r);
     }
 
@@ -895,6 +907,7 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
             deliveries_per_sec: total.delivered as f64 / send_secs,
             peak_deliveries_per_sec: peak,
             latency: Quantiles::of(&latency),
+            change_latency: Quantiles::of(&change_latency),
             ack_latency: Quantiles::of(&ack_latency),
             accepted_latency: Quantiles::of(&accepted_latency),
         },

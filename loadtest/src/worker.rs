@@ -187,6 +187,7 @@ async fn run_plan(plan: WorkerPlan, lines: &mut tokio::io::Lines<BufReader<tokio
         latency: encode(&stats.latency),
         ack_latency: encode(&stats.ack_latency),
         accepted_latency: encode(&stats.accepted_latency),
+        change_latency: encode(&stats.change_latency),
         sent: stats.sent,
         acked: stats.acked,
         unacked: stats.unacked,

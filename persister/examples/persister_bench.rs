@@ -23,6 +23,8 @@ struct Args {
     batch: String,
     writers: String,
     persisters: usize,
+    /// Percent of the backlog that is changes to earlier messages (edits, reactions, deletions, replies).
+    changes: u64,
 }
 
 fn args() -> Args {
@@ -34,6 +36,7 @@ fn args() -> Args {
         batch: "1000".into(),
         writers: "2".into(),
         persisters: 1,
+        changes: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -46,6 +49,7 @@ fn args() -> Args {
             "--batch" => args.batch = value,
             "--writers" => args.writers = value,
             "--persisters" => args.persisters = value.parse().expect("a count"),
+            "--changes" => args.changes = value.parse().expect("a percentage"),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -58,6 +62,26 @@ fn payload(i: u64, ts: &str) -> bytes::Bytes {
            "body": "a chat message of ordinary length, about sixty bytes long", "ts": ts})
     .to_string()
     .into()
+}
+
+/// Message `i` as a change (`--changes`) to the message of its room at stream position `target`: in turn a
+/// reaction, an edit, the reaction taken back, a deletion, a reply.
+fn change_payload(i: u64, ts: &str, target: u64) -> bytes::Bytes {
+    let mut value = json!({"id": format!("b{i}"), "user": {"id": "u-bench", "name": "bench"}, "body": "", "ts": ts});
+    match i % 5 {
+        0 => value["change"] = json!({"kind": "react", "target": target, "emoji": "👍", "on": true}),
+        1 => {
+            value["change"] = json!({"kind": "edit", "target": target});
+            value["body"] = json!("a chat message of ordinary length, about sixty bytes, edited");
+        }
+        2 => value["change"] = json!({"kind": "react", "target": target, "emoji": "👍", "on": false}),
+        3 => value["change"] = json!({"kind": "delete", "target": target}),
+        _ => {
+            value["reply_to"] = json!(target);
+            value["body"] = json!("a reply of ordinary length, about sixty bytes long, to one");
+        }
+    }
+    value.to_string().into()
 }
 
 /// CPU seconds (user and system) a process has used, with those of its children it has reaped.
@@ -149,7 +173,16 @@ async fn main() {
     let mut in_flight = std::collections::VecDeque::new();
     for i in 0..args.messages {
         let subject = natter_proto::subject::room_messages(&rooms[(i % args.rooms) as usize]);
-        in_flight.push_back(js.publish(subject, payload(i, &ts)).await.expect("publish"));
+        // Spread evenly: message i is a change when the running share of changes steps up at it. Its target is
+        // the message of the same room five rounds back (the stream is new: message i is at sequence i + 1).
+        let change = (i + 1) * args.changes / 100 > i * args.changes / 100 && i >= 5 * args.rooms;
+        let body = if change {
+            let target = u64::try_from(epoch).expect("epoch") + i - 5 * args.rooms + 1;
+            change_payload(i, &ts, target)
+        } else {
+            payload(i, &ts)
+        };
+        in_flight.push_back(js.publish(subject, body).await.expect("publish"));
         if in_flight.len() >= 4096 {
             in_flight.pop_front().expect("non-empty").await.expect("stored");
         }

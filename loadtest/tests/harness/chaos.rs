@@ -233,7 +233,11 @@ async fn a_persister_killed_mid_batch_and_restarted_loses_and_repeats_nothing() 
         .await;
     stack.supervise(Duration::from_secs(1));
     let secs = 20;
-    let run = harness(load(&stack, secs));
+    // Under mixed load: a fifth of the sends are edits, reactions, deletions and replies, applied to history in
+    // the batches the kills cut short, and applied again when they are redelivered.
+    let mut args = load(&stack, secs);
+    args.extend(["--changes".to_owned(), "20".to_owned()]);
+    let run = harness(args);
     let persister = stack.persister(0);
     // Each run's counters, read before it is killed and at the end, summed.
     let (mut redelivered, mut skipped) = (0.0, 0.0);
