@@ -6,6 +6,7 @@ mod chaos;
 mod cluster;
 mod faults;
 mod fleet;
+mod mixed;
 
 use std::process::Output;
 
