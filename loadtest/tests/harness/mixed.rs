@@ -2,8 +2,6 @@
 //! event of its room's chain, acked, delivered and stored like a message. Light enough to share the machine with
 //! other tests (it holds no bound on time), so it is not among the fleet runs that run alone.
 
-use serde_json::Value;
-
 use crate::fleet::{args, clean, fleet};
 use crate::{run_harness, said};
 
