@@ -96,7 +96,8 @@ async fn a_gateways_credentials_cannot_answer_access_questions_write_room_events
     // What a gateway does is allowed: its room subscriptions and sends through JetStream.
     let _live = gateway.subscribe("chat.v1.live.room.r1.3").await.expect("live");
     let js = jetstream::new(gateway.clone());
-    js.publish("chat.v1.room.r1.msg.3", "hello".into())
+    let stored = js
+        .publish("chat.v1.room.r1.msg.3", "hello".into())
         .await
         .expect("publish")
         .await
@@ -121,7 +122,22 @@ async fn a_gateways_credentials_cannot_answer_access_questions_write_room_events
         !matches!(consumer, Ok(Ok(_))),
         "a gateway made a consumer of the stream"
     );
+    // Erasing a message (a deletion's words) is the persisters': a gateway's request is dropped.
+    let stream = js.get_stream_no_info("CHAT").await.expect("a handle");
+    let erased = tokio::time::timeout(Duration::from_secs(1), stream.delete_message(stored.sequence)).await;
+    assert!(!matches!(erased, Ok(Ok(_))), "a gateway erased a message");
+    refused(&mut errors, "Publish to \"$JS.API.STREAM.MSG.DELETE.CHAT\"").await;
     assert!(admin_js.get_stream("CHAT").await.is_ok(), "the stream is still there");
+    assert!(
+        admin_js
+            .get_stream("CHAT")
+            .await
+            .expect("stream")
+            .direct_get(stored.sequence)
+            .await
+            .is_ok(),
+        "the message is still there"
+    );
 }
 
 #[tokio::test]
@@ -146,4 +162,10 @@ async fn the_auth_apis_and_persisters_credentials_cannot_read_rooms_or_post_as_a
     let deleted = tokio::time::timeout(Duration::from_secs(1), js.delete_stream("CHAT")).await;
     assert!(!matches!(deleted, Ok(Ok(_))), "a persister deleted the stream");
     refused(&mut persister_errors, "Publish to \"$JS.API.STREAM.DELETE.CHAT\"").await;
+    // The auth API erases no single message either (it purges a deleted room's, through its own permission).
+    let api_js = jetstream::new(api.clone());
+    let stream = api_js.get_stream_no_info("CHAT").await.expect("a handle");
+    let erased = tokio::time::timeout(Duration::from_secs(1), stream.delete_message(1)).await;
+    assert!(!matches!(erased, Ok(Ok(_))), "the auth API erased a message");
+    refused(&mut api_errors, "Publish to \"$JS.API.STREAM.MSG.DELETE.CHAT\"").await;
 }
