@@ -1,9 +1,10 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 
 import type { HistoryMessage } from "../src/natter/api";
 import type { ChangeFrame } from "../src/natter/frames";
+import { NatterClient } from "../src/natter/client";
 import { RoomTimeline } from "../src/natter/timeline";
-import { BOB, ME, message } from "./fakes";
+import { BOB, ME, message, setup } from "./fakes";
 
 const TS = "2026-12-01T10:00:00.000Z";
 
@@ -120,5 +121,53 @@ describe("changes to messages on the room's chain", () => {
     const [after] = t.items();
     expect(after.kind === "message" && after.changes).toEqual([]);
     expect(t.message(11)?.body).toBe("better");
+  });
+});
+
+describe("changes through the client", () => {
+  it("go out behind the room's messages, in order, settle on their event, and say why when refused", async () => {
+    vi.useFakeTimers();
+    try {
+      const env = setup();
+      env.server.room("lobby", { last_seq: 4 });
+      const client = new NatterClient({ api: env.api, session: env.session, socket: env.sockets.factory, roomsPollMs: 0 });
+      await client.start();
+      await vi.advanceTimersByTimeAsync(0);
+      const socket = env.sockets.last;
+      socket.accept("gw-1");
+      await vi.advanceTimersByTimeAsync(0);
+      socket.deliver({ type: "joined", room: "lobby", seq: 4, recovered: true, members: [ME] });
+      socket.deliver(message("lobby", 5, 4, ME, "mine"));
+      await vi.advanceTimersByTimeAsync(0);
+
+      const edit = client.edit("lobby", 5, "  fixed  ");
+      const reply = client.send("lobby", "and so", 5);
+      // One at a time: the edit first; the reply waits for its ack.
+      const sent = () => socket.sent.filter((f) => f.type !== "join" && f.type !== "ping");
+      expect(sent()).toEqual([{ type: "edit", room: "lobby", id: edit, target: 5, body: "fixed" }]);
+      expect(client.room("lobby")?.timeline.items()[0]).toMatchObject({ kind: "message", changes: [{ id: edit }] });
+      socket.deliver({ type: "ack", room: "lobby", id: edit as string, seq: 6 });
+      await vi.advanceTimersByTimeAsync(0);
+      expect(sent()[1]).toEqual({ type: "send", room: "lobby", id: reply, body: "and so", reply_to: 5 });
+      socket.deliver({ ...edited(6, 5, 5, "fixed", ME), room: "lobby", id: edit as string });
+      await vi.advanceTimersByTimeAsync(0);
+      const held = client.room("lobby")?.timeline;
+      expect(held?.message(5)?.body).toBe("fixed");
+      expect(held?.items()[0]).toMatchObject({ kind: "message", changes: [] });
+
+      // A refusal shows on its message with the gateway's code, and can be dismissed.
+      socket.deliver({ type: "ack", room: "lobby", id: reply as string, seq: 7 });
+      const react = client.react("lobby", 5, "ok", true);
+      await vi.advanceTimersByTimeAsync(0);
+      expect(sent().at(-1)).toEqual({ type: "react", room: "lobby", id: react, target: 5, emoji: "ok", on: true });
+      socket.deliver({ type: "error", code: "invalid_emoji", message: "a reaction is one emoji", ref: react });
+      await vi.advanceTimersByTimeAsync(0);
+      const failed = client.room("lobby")?.timeline.findPending(react as string);
+      expect(failed).toMatchObject({ state: "failed", errorCode: "invalid_emoji" });
+      client.dismiss("lobby", react as string);
+      expect(client.room("lobby")?.timeline.findPending(react as string)).toBeUndefined();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
