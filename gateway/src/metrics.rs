@@ -1,6 +1,7 @@
 //! Metric names (the contract with the Grafana dashboards) and the Prometheus recorder.
 
 use natter_proto::close;
+use natter_proto::error::ErrorCode;
 
 /// Open client connections (gauge).
 pub const CONNECTIONS: &str = "natter_gateway_connections";
@@ -356,7 +357,7 @@ pub fn register() {
     for kind in ["send", "typing", "join", "leave"] {
         ::metrics::counter!(RATE_LIMITED, "kind" => kind).absolute(0);
     }
-    for code in ["bad_frame", "binary_frame", "room_not_found"] {
+    for code in [ErrorCode::BadFrame, ErrorCode::BinaryFrame, ErrorCode::RoomNotFound].map(ErrorCode::as_str) {
         ::metrics::counter!(BAD_FRAMES, "code" => code).absolute(0);
     }
     for answer in ACCESS_ANSWERS {
@@ -382,7 +383,7 @@ pub fn register() {
 }
 
 /// The `answer` labels of [`ACCESS_QUESTIONS`] and [`ACCESS_RECHECKS`].
-const ACCESS_ANSWERS: [&str; 5] = ["public", "allowed", "denied", "not_found", "error"];
+const ACCESS_ANSWERS: [&str; 6] = ["public", "allowed", "denied", "not_found", "owner", "error"];
 
 /// The `answer` label of a room-access question's outcome (`None`: no answer came).
 pub fn access_answer(answer: Option<&natter_proto::bus::RoomAccess>) -> &'static str {
@@ -419,7 +420,9 @@ pub struct Hot {
 }
 
 /// The `type` labels of [`FRAMES_IN`].
-pub const FRAME_TYPES: [&str; 7] = ["join", "leave", "send", "typing", "ping", "refresh", "invalid"];
+pub const FRAME_TYPES: [&str; 10] = [
+    "join", "leave", "send", "edit", "delete", "react", "typing", "ping", "refresh", "invalid",
+];
 
 /// The hot-path handles (registering them, and the recorder, on first use).
 pub fn hot() -> &'static Hot {
