@@ -324,8 +324,9 @@ enum Outgoing {
 const REACTION: &str = "👍";
 
 /// A sender's own acknowledged messages, and where its cycle of changes stands: a reaction, a reply, an edit, the
-/// reaction taken back, a deletion, each to one of its messages still there (the deletion to the oldest kept,
-/// the others to the newest), so no change is ever refused.
+/// reaction taken back, a deletion, each to one of its messages still there (the deletion to the oldest kept that
+/// was never edited, the others to the newest), so no change is ever refused. A deleted message's edits are erased
+/// with it, so a receiver rejoining later would miss them: edited messages are not deleted.
 #[derive(Debug, Default)]
 struct Changes {
     /// Positions of the sender's messages, oldest first (at most [`Changes::KEPT`]).
@@ -334,6 +335,8 @@ struct Changes {
     made: u64,
     /// The message the last reaction went to, until it is taken back.
     reacted: Option<u64>,
+    /// Messages edited (never deleted).
+    edited: std::collections::HashSet<u64>,
 }
 
 impl Changes {
@@ -348,11 +351,13 @@ impl Changes {
     /// One of the sender's messages was acknowledged at `seq`.
     fn acked(&mut self, seq: u64) {
         self.own.push_back(seq);
-        if self.own.len() > Self::KEPT {
-            let dropped = self.own.pop_front();
-            if dropped.is_some() && dropped == self.reacted {
+        if self.own.len() > Self::KEPT
+            && let Some(dropped) = self.own.pop_front()
+        {
+            if Some(dropped) == self.reacted {
                 self.reacted = None;
             }
+            self.edited.remove(&dropped);
         }
     }
 
@@ -365,16 +370,23 @@ impl Changes {
                 Outgoing::React(newest, true)
             }
             1 => Outgoing::Reply(newest),
-            2 => Outgoing::Edit(newest),
+            2 => {
+                self.edited.insert(newest);
+                Outgoing::Edit(newest)
+            }
             3 => Outgoing::React(self.reacted.take().unwrap_or(newest), false),
-            _ if self.own.len() >= 3 => {
-                let oldest = self.own.pop_front()?;
+            _ => {
+                // The oldest never edited, and not the newest (the next changes go to it).
+                let at = self.own.iter().position(|seq| !self.edited.contains(seq))?;
+                if at + 1 >= self.own.len() {
+                    return None;
+                }
+                let oldest = self.own.remove(at)?;
                 if self.reacted == Some(oldest) {
                     self.reacted = None;
                 }
                 Outgoing::Delete(oldest)
             }
-            _ => return None,
         };
         self.made += 1;
         Some(change)

@@ -66,6 +66,8 @@ const FETCH_AHEAD: usize = 1;
 
 /// Messages read together from one partition in one epoch of the stream, to be written in one transaction.
 pub struct Batch {
+    /// The partition it was read from.
+    pub partition: u8,
     /// The epoch of the stream its messages were read from.
     pub epoch: u64,
     /// The messages, in delivery order.
@@ -89,16 +91,34 @@ impl Writers {
     pub fn start(writers: Vec<Writer>, health: Arc<Health>, js: jetstream::Context) -> Self {
         let (batches, to_write) = mpsc::channel::<Batch>(FETCH_AHEAD);
         let to_write = Arc::new(tokio::sync::Mutex::new(to_write));
+        // A partition's batches commit in the order they were read, one at a time: a room's events reach history
+        // in the room's order (a deletion is never committed before the message it deletes), while batches of
+        // different partitions are written at once.
+        let partitions: Arc<Vec<Arc<tokio::sync::Mutex<()>>>> = Arc::new(
+            (0..natter_proto::subject::PARTITIONS)
+                .map(|_| Arc::new(tokio::sync::Mutex::new(())))
+                .collect(),
+        );
         let tasks = writers
             .into_iter()
             .map(|mut writer| {
                 let to_write = to_write.clone();
                 let health = health.clone();
                 let js = js.clone();
+                let partitions = partitions.clone();
                 tokio::spawn(async move {
                     loop {
-                        let next = to_write.lock().await.recv().await;
-                        let Some(batch) = next else { return };
+                        // The partition's turn is taken before the next writer may take a batch, so turns go in
+                        // the order batches were read. A writer waiting for its partition's turn (the other
+                        // writer has the partition's previous batch) holds up the taking of further batches until
+                        // then: with two writers, the other is busy anyway.
+                        let (batch, _turn) = {
+                            let mut to_write = to_write.lock().await;
+                            let Some(batch) = to_write.recv().await else { return };
+                            let lock = partitions[usize::from(batch.partition) % partitions.len()].clone();
+                            let turn = lock.lock_owned().await;
+                            (batch, turn)
+                        };
                         handle_batch(&mut writer, &health, &js, batch).await;
                     }
                 })
@@ -128,6 +148,7 @@ impl Writers {
 async fn handle_batch(writer: &mut Writer, health: &Health, js: &jetstream::Context, batch: Batch) {
     // `_acked` lives to the end, after the acks: the batch's partition may be handed over once it is gone.
     let Batch {
+        partition: _,
         epoch,
         messages,
         alive,

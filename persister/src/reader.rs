@@ -329,6 +329,7 @@ impl Reading {
                 let messages = Arc::new(batch);
                 let alive = KeepAlive::start(messages.clone(), every, alive_until);
                 permit.send(Batch {
+                    partition,
                     epoch,
                     messages,
                     alive,

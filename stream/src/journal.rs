@@ -204,18 +204,26 @@ pub async fn lookup(stream: &jetstream::stream::Stream, room: &RoomId, seq: u64)
 }
 
 /// Erases the event at stream sequence `seq` from the stream (its bytes overwritten), so no replay serves it
-/// again. Erasing what is gone already is no error: whether something was erased.
+/// again. Whether something was erased: what is gone already (erased before, aged out, below the stream's first
+/// sequence) is not. Only a request JetStream did not answer is an error, to be tried again; an answer refusing
+/// it is final.
 pub async fn erase<I>(stream: &jetstream::stream::Stream<I>, seq: u64) -> Result<bool, String> {
     match stream.delete_message(seq).await {
         Ok(done) => Ok(done),
-        // Erased before, or aged out.
-        Err(err)
-            if matches!(err.kind(), DeleteMessageErrorKind::JetStream(ref js)
-                if [ErrorCode::NO_MESSAGE_FOUND, ErrorCode::SEQUENCE_NOT_FOUND].contains(&js.error_code())) =>
-        {
-            Ok(false)
-        }
-        Err(err) => Err(err.to_string()),
+        Err(err) => match err.kind() {
+            DeleteMessageErrorKind::JetStream(js) => {
+                let gone = [
+                    ErrorCode::NO_MESSAGE_FOUND,
+                    ErrorCode::SEQUENCE_NOT_FOUND,
+                    ErrorCode::STREAM_MESSAGE_DELETE_FAILED,
+                ];
+                if !gone.contains(&js.error_code()) {
+                    tracing::warn!(seq, error = %js, "JetStream refused to erase a message");
+                }
+                Ok(false)
+            }
+            _ => Err(err.to_string()),
+        },
     }
 }
 

@@ -184,11 +184,15 @@ export class RoomTimeline {
     return this.bySeq.get(seq);
   }
 
+  /** A change event seen (live or in history): the user's own pending change it answers is settled. */
+  private settle(user: UserRef, id: string): void {
+    this.changesSeen.add(messageKey(user, id));
+    if (user.id === this.me.id && this.findPending(id)) this.removePending(id);
+  }
+
   /** Folds one change event into the message it targets. */
   private applyChange(seq: number, user: UserRef, id: string, body: string, ts: string, change: NonNullable<HistoryMessage["change"]>): void {
-    const key = messageKey(user, id);
-    this.changesSeen.add(key);
-    if (user.id === this.me.id && this.findPending(id)) this.removePending(id);
+    this.settle(user, id);
     const target = this.bySeq.get(change.target);
     if (!target || target.deleted) return;
     switch (change.kind) {
@@ -203,6 +207,8 @@ export class RoomTimeline {
         target.body = "";
         target.edited = undefined;
         target.reactions = new Map();
+        // The user's changes to it that were stored may never be seen: a deleted message's edits are erased.
+        this.pendingList = this.pendingList.filter((p) => p.change?.target !== target.seq || p.state !== "sent");
         break;
       case "react": {
         const key = `${change.emoji}\u0000${user.id}`;
@@ -271,7 +277,8 @@ export class RoomTimeline {
       if (stored.seq >= this.floor) continue;
       const prev = i + 1 < page.length ? page[i + 1].seq : hasMore ? undefined : 0;
       // A change older than what is held is folded into the messages it changed already.
-      if (!stored.change && this.insert(fromHistory(stored, prev))) added += 1;
+      if (stored.change) this.settle(stored.user, stored.id);
+      else if (this.insert(fromHistory(stored, prev))) added += 1;
       this.floor = Math.min(this.floor, stored.seq);
     }
     if (!hasMore) this.hasOlder = false;

@@ -48,6 +48,9 @@ export function Message({
   const [editing, setEditing] = useState(false);
   const [confirming, setConfirming] = useState(false);
   const [picking, setPicking] = useState(false);
+  const self = useRef<HTMLLIElement>(null);
+  /** Focus goes back to the message when what an action opened closes (its button may be gone). */
+  const back = () => setTimeout(() => self.current?.focus(), 0);
   const canDelete = stored !== undefined && !deleted && (mine || room.info.owner_id === client.me.id) && !room.ended;
   const canAct = stored !== undefined && !deleted && !room.ended;
 
@@ -57,6 +60,7 @@ export function Message({
       data-key={item.key}
       data-seq={stored?.seq}
       tabIndex={-1}
+      ref={self}
     >
       {!continued && (
         <div class="meta">
@@ -75,8 +79,12 @@ export function Message({
           onSave={(body) => {
             if (body !== stored.body) client.edit(room.info.id, stored.seq, body);
             setEditing(false);
+            back();
           }}
-          onCancel={() => setEditing(false)}
+          onCancel={() => {
+            setEditing(false);
+            back();
+          }}
         />
       ) : (
         <p class="body">
@@ -117,8 +125,12 @@ export function Message({
             const users = stored.reactions.get(emoji) ?? [];
             client.react(room.info.id, stored.seq, emoji, !users.includes(client.me.id));
             setPicking(false);
+            back();
           }}
-          onClose={() => setPicking(false)}
+          onClose={() => {
+            setPicking(false);
+            back();
+          }}
         />
       )}
       {confirming && stored && (
@@ -130,11 +142,19 @@ export function Message({
             onClick={() => {
               client.deleteMessage(room.info.id, stored.seq);
               setConfirming(false);
+              back();
             }}
           >
             Delete
           </button>{" "}
-          <button type="button" class="link" onClick={() => setConfirming(false)}>
+          <button
+            type="button"
+            class="link"
+            onClick={() => {
+              setConfirming(false);
+              back();
+            }}
+          >
             Cancel
           </button>
         </span>
@@ -219,7 +239,7 @@ function Palette({ onPick, onClose }: { onPick: (emoji: string) => void; onClose
           if (other.trim()) onPick(other.trim());
         }}
       >
-        <input aria-label="Any emoji" placeholder="🙂" size={3} maxLength={16} value={other} onInput={(e) => setOther(e.currentTarget.value)} />
+        <input aria-label="Any emoji" placeholder="🙂" size={3} maxLength={64} value={other} onInput={(e) => setOther(e.currentTarget.value)} />
       </form>
     </div>
   );
