@@ -36,7 +36,6 @@ for _ in $(seq 1 900); do [ -s "$tmp/up" ] && break; sleep 0.2; done
 nats_url="$(jq -r .nats_url "$tmp/up")"
 # The bench makes and reads the stream as the operator's NATS user (deploy/nats/auth.conf).
 admin_password="$(sed -n 's/^NATTER_NATS_ADMIN_PASSWORD=//p' "$(jq -r .nats_credentials "$tmp/up")")"
-nats_url="nats://natter-admin:$admin_password@${nats_url#nats://}"
 database_url="$(jq -r .database_url "$tmp/up")"
 # PG_SETTINGS="name=value ...": PostgreSQL settings to try (ALTER SYSTEM and a reload: only those a reload applies).
 for setting in ${PG_SETTINGS:-}; do
@@ -49,7 +48,8 @@ if [ "${PG_SOCKET:-0}" = 1 ]; then
   database_url="postgres://postgres@localhost:$pg_port/natter?host=$tmp/data/pg"
 fi
 
-cmd=(target/bench/release/examples/persister_bench --nats-url "$nats_url" --database-url "$database_url"
+cmd=(target/bench/release/examples/persister_bench --nats-url "$nats_url" --nats-user natter-admin
+     --nats-password "$admin_password" --database-url "$database_url"
      --messages "$MESSAGES" --batch "$BATCH" --writers "$WRITERS" --persisters "$PERSISTERS" --changes "$CHANGES")
 "${cmd[@]}" | tee "$tmp/result"
 

@@ -17,6 +17,9 @@ use sqlx::PgPool;
 
 struct Args {
     nats_url: String,
+    /// The NATS user the benchmark and its persisters connect as (the operator's: deploy/nats/auth.conf).
+    nats_user: String,
+    nats_password: String,
     database_url: String,
     messages: u64,
     rooms: u64,
@@ -30,6 +33,8 @@ struct Args {
 fn args() -> Args {
     let mut args = Args {
         nats_url: String::new(),
+        nats_user: "natter-admin".into(),
+        nats_password: String::new(),
         database_url: String::new(),
         messages: 1_000_000,
         rooms: 100,
@@ -43,6 +48,8 @@ fn args() -> Args {
         let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
             "--nats-url" => args.nats_url = value,
+            "--nats-user" => args.nats_user = value,
+            "--nats-password" => args.nats_password = value,
             "--database-url" => args.database_url = value,
             "--messages" => args.messages = value.parse().expect("a count"),
             "--rooms" => args.rooms = value.parse().expect("a count"),
@@ -154,7 +161,10 @@ async fn main() {
     // The persister's own warnings (a broken pull stream, a failed write) belong in the figures' context.
     natter_service::init_logging("warn");
     let args = args();
-    let nats = async_nats::connect(&args.nats_url).await.expect("nats");
+    let nats = async_nats::ConnectOptions::with_user_and_password(args.nats_user.clone(), args.nats_password.clone())
+        .connect(&args.nats_url)
+        .await
+        .expect("nats");
     let js = async_nats::jetstream::new(nats);
     let stream = natter_stream::ensure(&js, Duration::from_secs(7 * 86_400), 1)
         .await
@@ -204,10 +214,14 @@ async fn main() {
     for _ in 0..args.persisters.max(1) {
         let config = natter_persister::config::Config::try_parse_from([
             "natter-persister",
-            "--listen",
+            "--admin-listen",
             "127.0.0.1:0",
             "--nats-url",
             &args.nats_url,
+            "--nats-user",
+            &args.nats_user,
+            "--nats-password",
+            &args.nats_password,
             "--database-url",
             &args.database_url,
             "--consumer",
