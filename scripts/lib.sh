@@ -3,11 +3,12 @@
 # Whether something listens on 127.0.0.1:PORT.
 busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# A port nothing listens on right now (20000-49999).
+# A port nothing listens on right now, 20000-32767: below the kernel's ephemeral range (32768-60999 here), so no
+# outgoing connection can be holding it when the caller binds it (HAProxy once found its port taken so).
 free_port() {
   local p
   while :; do
-    p=$((20000 + RANDOM % 30000))
+    p=$((20000 + RANDOM % 12768))
     busy "$p" || { echo "$p"; return; }
   done
 }
