@@ -37,6 +37,31 @@ pub fn free_port() -> u16 {
 }
 
 /// One step of SplitMix64: a well-spread next value from a counter-like state.
+/// The last `lines` lines of `log`, each run of consecutive lines that differ only in their digits (time stamps,
+/// sequence numbers) shown as its last line and how many there were.
+pub fn collapsed_tail(log: &str, lines: usize) -> String {
+    let shape = |line: &str| line.chars().filter(|c| !c.is_ascii_digit()).collect::<String>();
+    let mut runs: Vec<(String, &str, usize)> = Vec::new();
+    for line in log.lines() {
+        let key = shape(line);
+        match runs.last_mut() {
+            Some((last, latest, count)) if *last == key => {
+                *latest = line;
+                *count += 1;
+            }
+            _ => runs.push((key, line, 1)),
+        }
+    }
+    runs[runs.len().saturating_sub(lines)..]
+        .iter()
+        .map(|(_, line, count)| match count {
+            1 => (*line).to_string(),
+            n => format!("{line}  [and {} more like it before]", n - 1),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn splitmix(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
     let mut z = *state;
@@ -247,5 +272,24 @@ impl Drop for Service {
         if let Some(mut child) = self.child.take() {
             stop(&mut child, self.recipe.stop_signal, Duration::from_secs(5));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::collapsed_tail;
+
+    #[test]
+    fn a_repeated_warning_is_shown_once_with_its_count() {
+        let log = "10:00:01 WARN publish not confirmed seq=1\n\
+                   10:00:02 WARN publish not confirmed seq=2\n\
+                   10:00:03 WARN publish not confirmed seq=3\n\
+                   10:00:04 INFO moved to node n2\n";
+        assert_eq!(
+            collapsed_tail(log, 30),
+            "10:00:03 WARN publish not confirmed seq=3  [and 2 more like it before]\n10:00:04 INFO moved to node n2"
+        );
+        assert_eq!(collapsed_tail(log, 1), "10:00:04 INFO moved to node n2");
+        assert_eq!(collapsed_tail("", 5), "");
     }
 }

@@ -25,7 +25,7 @@ pub mod cut;
 mod program;
 mod supervisor;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -509,25 +509,43 @@ impl Stack {
         found
     }
 
-    /// The end of every process's log (services, NATS, the stack's PostgreSQL), for failure messages.
+    /// The end of every process's log (services, NATS, the stack's PostgreSQL), for failure messages: the last 30
+    /// lines of each service and 20 of each NATS node, a run of lines that differ only in their digits (time stamps,
+    /// sequence numbers) shown once with its count, so that one warning repeated under load does not hide the rest.
     pub fn logs(&self) -> String {
         let mut out = String::new();
         for program in self.programs() {
-            let tail = program.log_tail(40);
+            let tail = crate::process::collapsed_tail(&program.log(), 30);
             if !tail.is_empty() {
-                out.push_str(&format!("--- {} (last 40 lines)\n{tail}\n", program.name()));
+                out.push_str(&format!("--- {} (last 30 lines)\n{tail}\n", program.name()));
             }
         }
         for i in 0..self.nats_nodes() {
-            let nats = self.nats_node(i).log();
-            let nats: Vec<&str> = nats.lines().collect();
             out.push_str(&format!(
                 "--- nats-server {} (last 20 lines)\n{}\n",
                 i + 1,
-                nats[nats.len().saturating_sub(20)..].join("\n")
+                crate::process::collapsed_tail(&self.nats_node(i).log(), 20)
             ));
         }
         out
+    }
+
+    /// Copies every process's whole log into `dir/<test>/`, `test` being the running thread's name (the test's,
+    /// under the test harness): what [`Drop`] does for a failing test when `NATTER_KEEP_LOGS` names a directory.
+    fn keep_logs(&self, dir: &Path) -> std::io::Result<PathBuf> {
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("stack")
+            .replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "-");
+        let dir = dir.join(test);
+        std::fs::create_dir_all(&dir)?;
+        for program in self.programs() {
+            std::fs::write(dir.join(format!("{}.log", program.name())), program.log())?;
+        }
+        for i in 0..self.nats_nodes() {
+            std::fs::write(dir.join(format!("nats-{}.log", i + 1)), self.nats_node(i).log())?;
+        }
+        Ok(dir)
     }
 
     /// The sum over the gateways that answer of the metric series `series` (a name with its labels, as the page
@@ -623,6 +641,12 @@ impl Drop for Stack {
         // A failing test loses the logs with the stack's directory: show their ends first.
         if std::thread::panicking() {
             eprintln!("the stack's logs at the failure:\n{}", self.logs());
+            if let Some(dir) = std::env::var_os("NATTER_KEEP_LOGS") {
+                match self.keep_logs(Path::new(&dir)) {
+                    Ok(kept) => eprintln!("the stack's whole logs are in {}", kept.display()),
+                    Err(err) => eprintln!("could not keep the stack's logs in {dir:?}: {err}"),
+                }
+            }
         }
         for program in self.programs() {
             program.kill();
