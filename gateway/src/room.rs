@@ -26,7 +26,7 @@ use futures::{FutureExt, StreamExt};
 use natter_proto::bus::{RoomAccess, StoredMessage};
 use natter_proto::frame::{ServerFrame, UserRef, left_reason};
 use natter_proto::{RoomId, subject};
-use natter_stream::journal::header_u64;
+use natter_stream::journal::{self, header_u64};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::access::AccessChecks;
@@ -423,33 +423,27 @@ impl RoomTask {
     /// Fetches and delivers the room's stored messages between the last delivered one and `until`, the live
     /// message whose predecessor `prev` revealed the gap: done once `prev` is delivered.
     ///
-    /// A direct get may be answered by any replica of the stream, and one that is behind (a node back from a
-    /// partition or a restart) does not have the newest messages yet: "not found" before `prev` is reached is such
-    /// an answer, not the end, since `prev` is known to be stored. So are errors of a cluster electing a leader.
-    /// Both are asked again, with a backoff, for up to [`GAP_FILL_PATIENCE`]; only then is the gap left for the
-    /// receivers to see through the next message's `prev` (and counted and logged).
+    /// Each read asks a replica and, when it has nothing, the stream's leader ([`journal::next_event`]): "not
+    /// found" from the leader before `prev` is reached is not the end either, since `prev` is known to be stored
+    /// (the leader may have changed meanwhile); nor are errors of a cluster electing a leader. Both are asked again,
+    /// with a backoff, for up to [`GAP_FILL_PATIENCE`]; only then is the gap left for the receivers to see through
+    /// the next message's `prev` (and counted and logged).
     async fn fill_gap(&mut self, prev: u64, until: u64) {
-        let subject = subject::room_messages(&self.room);
         let started = Instant::now();
         let mut backoff = Duration::from_millis(50);
         while self.last_seq < prev {
-            let next = self
-                .shared
-                .stream
-                .direct_get_next_for_subject(&subject, Some(self.last_seq + 1))
-                .await;
-            let seq = match next {
-                Ok(msg) => match header_u64(Some(&msg.headers), async_nats::header::NATS_SEQUENCE) {
-                    Some(seq) if seq < until => {
-                        ::metrics::counter!(metrics::GAP_FILLS).increment(1);
-                        let prev = self.last_seq;
-                        self.deliver(seq, prev, &msg.payload);
-                        backoff = Duration::from_millis(50);
-                        continue;
-                    }
-                    seq => seq.map(|s| format!("the next stored message is {s}")),
-                },
-                Err(err) => Some(err.to_string()),
+            let next = journal::next_event(&self.shared.stream, &self.room, self.last_seq + 1).await;
+            let why = match next {
+                Ok(Some(msg)) if msg.sequence < until => {
+                    ::metrics::counter!(metrics::GAP_FILLS).increment(1);
+                    let prev = self.last_seq;
+                    self.deliver(msg.sequence, prev, &msg.payload);
+                    backoff = Duration::from_millis(50);
+                    continue;
+                }
+                Ok(Some(msg)) => format!("the next stored message is {}", msg.sequence),
+                Ok(None) => "message not found".to_owned(),
+                Err(err) => err,
             };
             if started.elapsed() >= GAP_FILL_PATIENCE {
                 ::metrics::counter!(metrics::GAP_FILL_FAILURES).increment(1);
@@ -457,7 +451,7 @@ impl RoomTask {
                     room = %self.room,
                     from = self.last_seq,
                     to = prev,
-                    error = seq.as_deref().unwrap_or("no sequence header"),
+                    error = why,
                     "a gap in the room could not be filled from the stream; receivers see it through prev"
                 );
                 return;

@@ -1,11 +1,12 @@
 //! Reads and writes of chat messages in the stream: publishing one and waiting for its stored-ack, and reading
 //! a room's stored messages after a sequence (a rejoining client's replay, a room's gap fill).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{
     self, ErrorCode,
-    stream::{DeleteMessageErrorKind, DirectGetErrorKind},
+    stream::{DeleteMessageErrorKind, DirectGetErrorKind, RawMessageErrorKind},
 };
 use natter_proto::bus::{StoredMessage, message_dedup_id};
 use natter_proto::{RoomId, subject};
@@ -46,6 +47,41 @@ pub struct Stored {
     pub duplicate: bool,
 }
 
+/// How often a refused publish is logged. During an outage every send of every room is refused alike, and a
+/// warning each would bury the rest of the log: one per this interval, with how many were refused since the last.
+const REFUSALS_LOGGED_EVERY: Duration = Duration::from_secs(5);
+
+/// Refused publishes not logged yet, and when the last warning was written (milliseconds since the first).
+static REFUSALS: Refusals = Refusals {
+    unlogged: AtomicU64::new(0),
+    logged_at_ms: AtomicU64::new(0),
+};
+
+struct Refusals {
+    unlogged: AtomicU64,
+    logged_at_ms: AtomicU64,
+}
+
+impl Refusals {
+    /// Counts a refused publish and logs it when the last warning is [`REFUSALS_LOGGED_EVERY`] old.
+    fn note(&self, room: &RoomId, stage: &'static str, err: &dyn std::fmt::Display) {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let now_ms = START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64 + 1;
+        self.unlogged.fetch_add(1, Ordering::Relaxed);
+        let last = self.logged_at_ms.load(Ordering::Relaxed);
+        let due = last == 0 || now_ms.saturating_sub(last) >= REFUSALS_LOGGED_EVERY.as_millis() as u64;
+        if due
+            && self
+                .logged_at_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let refused = self.unlogged.swap(0, Ordering::Relaxed);
+            tracing::warn!(room = %room, error = %err, refused, "{stage} (refused: how many since the last such warning)");
+        }
+    }
+}
+
 /// Publishes a chat message under its author's dedup id (a resend with the same id is stored once). Resolves once
 /// the message is handed to the connection (in call order: two publishes from one caller are stored in that
 /// order), to a future of JetStream's stored-ack. Both steps together take at most `timeout`.
@@ -71,7 +107,7 @@ pub async fn publish(
     let ack = match sent {
         Ok(Ok(ack)) => ack,
         Ok(Err(err)) => {
-            tracing::warn!(room = %room, error = %err, "publish failed");
+            REFUSALS.note(room, "publish failed", &err);
             return Err(PublishError::Refused);
         }
         Err(_) => return Err(PublishError::Timeout),
@@ -84,7 +120,7 @@ pub async fn publish(
                 duplicate: ack.duplicate,
             }),
             Ok(Err(err)) => {
-                tracing::warn!(room = %room, error = %err, "publish not confirmed");
+                REFUSALS.note(&room, "publish not confirmed", &err);
                 Err(PublishError::Refused)
             }
             Err(_) => Err(PublishError::Timeout),
@@ -105,6 +141,32 @@ pub struct Replay {
 impl Replay {
     fn lost() -> Self {
         Self::default()
+    }
+}
+
+/// The room's first stored event at or after stream sequence `from`, if there is one.
+///
+/// Read with a direct get, which any replica of the stream may answer (spreading the reads), and, when that finds
+/// nothing, asked again of the stream's leader: a replica that is behind (a node back from a partition or a
+/// restart, catching up) does not hold the newest messages yet, and NATS routes a client's direct get to the
+/// replica on its own server when there is one, so a gateway connected to that node would be told "not found"
+/// for as long as the node catches up. The leader holds every acknowledged message.
+pub async fn next_event(
+    stream: &jetstream::stream::Stream,
+    room: &RoomId,
+    from: u64,
+) -> Result<Option<jetstream::message::StreamMessage>, String> {
+    let subject = subject::room_messages(room);
+    match stream.direct_get_next_for_subject(&subject, Some(from)).await {
+        Ok(msg) => Ok(Some(msg)),
+        Err(err) if matches!(err.kind(), DirectGetErrorKind::NotFound) => {
+            match stream.get_first_raw_message_by_subject(&subject, from).await {
+                Ok(msg) => Ok(Some(msg)),
+                Err(err) if matches!(err.kind(), RawMessageErrorKind::NoMessageFound) => Ok(None),
+                Err(err) => Err(format!("the stream's leader: {err}")),
+            }
+        }
+        Err(err) => Err(err.to_string()),
     }
 }
 
@@ -133,22 +195,19 @@ pub async fn replay(stream: &jetstream::stream::Stream, room: &RoomId, since: u6
     if since + 1 < first_kept {
         return Replay::lost();
     }
-    let subject = subject::room_messages(room);
     let mut messages = Vec::new();
     let mut next = since + 1;
     let mut prev = since;
     while next <= until {
-        let msg = match stream.direct_get_next_for_subject(&subject, Some(next)).await {
-            Ok(msg) => msg,
-            Err(err) if matches!(err.kind(), DirectGetErrorKind::NotFound) => break,
+        let msg = match next_event(stream, room, next).await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => break,
             Err(err) => {
                 tracing::warn!(room = %room, error = %err, "replay read failed");
                 return Replay::lost();
             }
         };
-        let Some(seq) = header_u64(Some(&msg.headers), async_nats::header::NATS_SEQUENCE) else {
-            break;
-        };
+        let seq = msg.sequence;
         if seq > until {
             break;
         }
@@ -179,18 +238,28 @@ pub enum Lookup {
 }
 
 /// Reads the event at stream sequence `seq`, if it is one of `room`'s (the target of an edit, a deletion, a
-/// reaction or a reply). One direct get; a miss also reads the stream's range, to tell an erased message from one
-/// the stream never held or no longer holds.
+/// reaction or a reply). One direct get; a miss is asked again of the stream's leader (a replica may be behind: see
+/// [`next_event`]), and a miss there also reads the stream's range, to tell an erased message from one the stream
+/// never held or no longer holds.
 pub async fn lookup(stream: &jetstream::stream::Stream, room: &RoomId, seq: u64) -> Result<Lookup, String> {
     if seq == 0 {
         return Ok(Lookup::Absent);
     }
-    match stream.direct_get(seq).await {
-        Ok(msg) if msg.subject.as_str() == subject::room_messages(room) => {
+    let found = match stream.direct_get(seq).await {
+        Ok(msg) => Some(msg),
+        Err(err) if matches!(err.kind(), DirectGetErrorKind::NotFound) => match stream.get_raw_message(seq).await {
+            Ok(msg) => Some(msg),
+            Err(err) if matches!(err.kind(), RawMessageErrorKind::NoMessageFound) => None,
+            Err(err) => return Err(format!("the stream's leader: {err}")),
+        },
+        Err(err) => return Err(err.to_string()),
+    };
+    match found {
+        Some(msg) if msg.subject.as_str() == subject::room_messages(room) => {
             Ok(serde_json::from_slice::<StoredMessage>(&msg.payload).map_or(Lookup::Absent, Lookup::Found))
         }
-        Ok(_) => Ok(Lookup::Absent),
-        Err(err) if matches!(err.kind(), DirectGetErrorKind::NotFound) => {
+        Some(_) => Ok(Lookup::Absent),
+        None => {
             let mut info = stream.clone();
             let state = info.info().await.map_err(|err| err.to_string())?.state.clone();
             Ok(if state.first_sequence <= seq && seq <= state.last_sequence {
@@ -199,7 +268,6 @@ pub async fn lookup(stream: &jetstream::stream::Stream, room: &RoomId, seq: u64)
                 Lookup::Absent
             })
         }
-        Err(err) => Err(err.to_string()),
     }
 }
 
