@@ -4,6 +4,15 @@
 //! acknowledged to a sender of the room during the run must arrive. Messages are told apart by `seq`, the stream
 //! position the gateway gives each stored message, so a resend that the server deduplicated is one message. The
 //! accounting is per receiver, so one lossy connection is told apart from a lossy room.
+//!
+//! Each receiver also folds the changes it receives (edits, deletions, reactions, and the replies among the
+//! messages) into its view of the room's messages, as a client showing them does; at the end, every receiver's view
+//! must equal the one the history API serves (`--verify-history`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+
+use natter_proto::bus::HistoryMessage;
 
 /// What went wrong for one receiver, or a sum of receivers.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -40,8 +49,14 @@ pub struct Reception {
     late: Vec<u64>,
     /// The highest seq so far.
     last_seq: u64,
-    /// Seq ranges (after, up to] the gateway said it could not replay (`recovered: false`): not counted as loss.
+    /// Seq ranges (after, up to] the gateway said it could not replay (`recovered: false`), or messages deleted
+    /// (erased from the stream, so a replay no longer carries them): not counted as loss.
     excused: Vec<(u64, u64)>,
+    /// Whether a rejoin was answered `recovered: false`: the changes in the gap were never seen, so the folded view
+    /// is not comparable.
+    gapped: bool,
+    /// The changes received, folded into the messages they change.
+    fold: Fold,
 }
 
 impl Reception {
@@ -64,7 +79,25 @@ impl Reception {
     pub fn excuse(&mut self, after: u64, up_to: u64) {
         if up_to > after {
             self.excused.push((after, up_to));
+            self.gapped = true;
         }
+    }
+
+    /// The message at `target` was deleted: it is erased from the stream, so a rejoin's replay no longer carries it,
+    /// and that is not loss.
+    pub fn erased(&mut self, target: u64) {
+        self.excused.push((target.saturating_sub(1), target));
+        self.fold.deleted(target);
+    }
+
+    /// The folded view of the room's messages, for changes to fold in.
+    pub fn fold(&mut self) -> &mut Fold {
+        &mut self.fold
+    }
+
+    /// The digest of the folded view, unless a gap made it incomplete.
+    pub fn view(&self) -> Option<String> {
+        (!self.gapped).then(|| self.fold.digest())
     }
 
     /// The highest seq received: the position to rejoin from.
@@ -112,6 +145,131 @@ impl Reception {
             reordered,
         }
     }
+}
+
+/// A receiver's view of the messages of its room that changes touched: each edited one's newest text, each deleted
+/// one, each one's reactions (who reacted with what), and each reply's target. Changes are folded in the order they
+/// arrive, which is the room's order.
+#[derive(Debug, Default, Clone)]
+pub struct Fold {
+    messages: BTreeMap<u64, Folded>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Folded {
+    deleted: bool,
+    body: Option<String>,
+    reply_to: Option<u64>,
+    reactions: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// A message's state in the form both sides reduce to: what a reader sees of it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum Seen<'a> {
+    Deleted,
+    Live {
+        body: Option<&'a str>,
+        reply_to: Option<u64>,
+        reactions: Vec<(&'a str, usize)>,
+    },
+}
+
+impl Fold {
+    /// A message at `seq` answers the one at `reply_to`.
+    pub fn reply(&mut self, seq: u64, reply_to: u64) {
+        self.messages.entry(seq).or_default().reply_to = Some(reply_to);
+    }
+
+    /// The message at `target` now reads `body`.
+    pub fn edited(&mut self, target: u64, body: &str) {
+        self.messages.entry(target).or_default().body = Some(body.to_owned());
+    }
+
+    /// The message at `target` was deleted: its text and reactions are gone.
+    pub fn deleted(&mut self, target: u64) {
+        let folded = self.messages.entry(target).or_default();
+        *folded = Folded {
+            deleted: true,
+            ..Folded::default()
+        };
+    }
+
+    /// `user` added (`on`) or took back a reaction `emoji` to the message at `target`.
+    pub fn reacted(&mut self, target: u64, user: &str, emoji: &str, on: bool) {
+        let folded = self.messages.entry(target).or_default();
+        if folded.deleted {
+            return;
+        }
+        let users = folded.reactions.entry(emoji.to_owned()).or_default();
+        if on {
+            users.insert(user.to_owned());
+        } else {
+            users.remove(user);
+        }
+    }
+
+    /// The digest of the view: equal for two views that show the same.
+    pub fn digest(&self) -> String {
+        digest(self.messages.iter().map(|(seq, folded)| {
+            let seen = if folded.deleted {
+                Seen::Deleted
+            } else {
+                Seen::Live {
+                    body: folded.body.as_deref(),
+                    reply_to: folded.reply_to,
+                    reactions: folded
+                        .reactions
+                        .iter()
+                        .filter(|(_, users)| !users.is_empty())
+                        .map(|(emoji, users)| (emoji.as_str(), users.len()))
+                        .collect(),
+                }
+            };
+            (*seq, seen)
+        }))
+    }
+
+    /// The digest of the view the history API serves of a room's messages (oldest first): what a receiver that saw
+    /// every change must hold.
+    pub fn digest_of_history(messages: &[HistoryMessage]) -> String {
+        digest(messages.iter().filter(|m| m.message.change.is_none()).map(|m| {
+            let seen = if m.deleted.is_some() {
+                Seen::Deleted
+            } else {
+                let mut reactions: Vec<(&str, usize)> = m
+                    .reactions
+                    .iter()
+                    .filter(|r| r.count > 0)
+                    .map(|r| (r.emoji.as_str(), r.count as usize))
+                    .collect();
+                reactions.sort_unstable();
+                Seen::Live {
+                    body: m.edited.as_ref().map(|_| m.message.body.as_str()),
+                    reply_to: m.message.reply_to,
+                    reactions,
+                }
+            };
+            (m.seq, seen)
+        }))
+    }
+}
+
+/// Hashes the messages a change touched, in `seq` order; untouched ones (nothing edited, deleted, reacted or
+/// replied to) are left out on both sides. In hexadecimal: it travels in JSON as a map key.
+fn digest<'a>(messages: impl Iterator<Item = (u64, Seen<'a>)>) -> String {
+    let untouched = Seen::Live {
+        body: None,
+        reply_to: None,
+        reactions: Vec::new(),
+    };
+    // SipHash with fixed keys: the same digest in every worker process of one build.
+    let mut hasher = std::hash::DefaultHasher::new();
+    for (seq, seen) in messages {
+        if seen != untouched {
+            (seq, seen).hash(&mut hasher);
+        }
+    }
+    format!("{:016x}", hasher.finish())
 }
 
 #[cfg(test)]
@@ -231,5 +389,95 @@ mod tests {
         }
         assert!(reception.faults(&[3, 5]).is_clean());
         assert!(reception.may_hold(&[3, 5]));
+    }
+
+    /// A message of the history API: `body` as it reads now, edited or deleted or reacted to as given.
+    fn stored(seq: u64, body: &str, reply_to: Option<u64>) -> HistoryMessage {
+        use natter_proto::bus::StoredMessage;
+        use natter_proto::frame::UserRef;
+        let user = UserRef {
+            id: "u1".into(),
+            name: "ann".into(),
+        };
+        let id = natter_proto::ClientMsgId::parse(&format!("m{seq}")).expect("a valid id");
+        HistoryMessage {
+            seq,
+            message: StoredMessage::message(id, user, body.into(), reply_to),
+            edited: None,
+            deleted: None,
+            reactions: Vec::new(),
+            reactions_seq: 0,
+        }
+    }
+
+    fn reaction(emoji: &str, users: &[&str]) -> natter_proto::bus::ReactionCount {
+        natter_proto::bus::ReactionCount {
+            emoji: emoji.into(),
+            count: users.len() as u32,
+            me: false,
+            users: users.iter().map(|u| (*u).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_view_folded_from_changes_equals_the_history_that_applied_them() {
+        // Messages 1 to 4; 5 replies to 1; then 1 is edited twice, 2 reacted to and a reaction taken back, 3
+        // deleted after a reaction, 4 reacted to and taken back (untouched in the end).
+        let mut fold = Fold::default();
+        fold.reply(5, 1);
+        fold.edited(1, "first fix");
+        fold.reacted(2, "u1", "👍", true);
+        fold.reacted(2, "u2", "👍", true);
+        fold.reacted(2, "u2", "🎉", true);
+        fold.edited(1, "second fix");
+        fold.reacted(2, "u2", "👍", false);
+        fold.reacted(3, "u1", "👍", true);
+        fold.deleted(3);
+        fold.reacted(4, "u3", "👀", true);
+        fold.reacted(4, "u3", "👀", false);
+
+        let mut history = vec![
+            stored(1, "second fix", None),
+            stored(2, "two", None),
+            stored(3, "", None),
+            stored(4, "four", None),
+            stored(5, "five", Some(1)),
+        ];
+        history[0].edited = Some(natter_proto::bus::EditMark {
+            seq: 11,
+            at: "2026-12-06T10:00:00Z".into(),
+        });
+        history[1].reactions = vec![reaction("👍", &["u1"]), reaction("🎉", &["u2"])];
+        history[2].deleted = Some(natter_proto::bus::Tombstone {
+            by: "u1".into(),
+            at: "2026-12-06T10:00:01Z".into(),
+        });
+        assert_eq!(fold.digest(), Fold::digest_of_history(&history));
+
+        // Each difference a receiver's view can have from the history is told.
+        let mut missed_edit = fold.clone();
+        missed_edit.edited(1, "first fix");
+        assert_ne!(missed_edit.digest(), Fold::digest_of_history(&history));
+        let mut missed_reaction = fold.clone();
+        missed_reaction.reacted(2, "u2", "👍", true);
+        assert_ne!(missed_reaction.digest(), Fold::digest_of_history(&history));
+        history[1].reactions[1].count = 2;
+        assert_ne!(fold.digest(), Fold::digest_of_history(&history));
+        history[1].reactions[1].count = 1;
+        history[4].message.reply_to = None;
+        assert_ne!(fold.digest(), Fold::digest_of_history(&history));
+    }
+
+    #[test]
+    fn a_receiver_with_an_unrecovered_gap_has_no_view_to_compare() {
+        let mut reception = Reception::new();
+        reception.received(3);
+        reception.fold().edited(3, "fixed");
+        assert!(reception.view().is_some());
+        // A deleted message erased from the stream is not a gap.
+        reception.erased(2);
+        assert!(reception.view().is_some());
+        reception.excuse(3, 12);
+        assert_eq!(reception.view(), None);
     }
 }

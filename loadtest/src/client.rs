@@ -784,6 +784,25 @@ struct Delivery<'a> {
     /// A change's target.
     #[serde(default)]
     target: u64,
+    /// A reply's target.
+    #[serde(default)]
+    reply_to: Option<u64>,
+    /// Who made a change.
+    #[serde(borrow, default)]
+    user: Option<Author<'a>>,
+    /// A reaction's emoji.
+    #[serde(borrow, default)]
+    emoji: std::borrow::Cow<'a, str>,
+    /// A reaction added or taken back.
+    #[serde(default)]
+    on: bool,
+}
+
+/// The id of a frame's `user`.
+#[derive(serde::Deserialize)]
+struct Author<'a> {
+    #[serde(borrow)]
+    id: std::borrow::Cow<'a, str>,
 }
 
 /// Writes a message body: the Unix microsecond it was due, the one it was sent at (this attempt), then padding up
@@ -850,15 +869,23 @@ fn on_frame(
             "message" => {
                 if delivery.room == room {
                     on_delivery(shared, reception, delivery.seq, &delivery.body);
+                    if let Some(target) = delivery.reply_to {
+                        reception.fold().reply(delivery.seq, target);
+                    }
                 }
                 return None;
             }
             "edited" | "deleted" | "reacted" => {
                 if delivery.room == room {
                     on_change(shared, reception, delivery.seq, delivery.id);
-                    // A deleted message is erased from the stream: a rejoin's replay no longer carries it.
-                    if delivery.kind == "deleted" {
-                        reception.excuse(delivery.target.saturating_sub(1), delivery.target);
+                    let target = delivery.target;
+                    match delivery.kind {
+                        "edited" => reception.fold().edited(target, &delivery.body),
+                        "deleted" => reception.erased(target),
+                        _ => {
+                            let user = delivery.user.as_ref().map_or("", |user| &user.id);
+                            reception.fold().reacted(target, user, &delivery.emoji, delivery.on);
+                        }
                     }
                 }
                 return None;
@@ -872,8 +899,17 @@ fn on_frame(
     };
     match frame {
         ServerFrame::Message {
-            room: from, seq, body, ..
-        } if from.as_str() == room => on_delivery(shared, reception, seq, &body),
+            room: from,
+            seq,
+            body,
+            reply_to,
+            ..
+        } if from.as_str() == room => {
+            on_delivery(shared, reception, seq, &body);
+            if let Some(target) = reply_to {
+                reception.fold().reply(seq, target);
+            }
+        }
         ServerFrame::Ack { room: to, id, seq } => {
             if let Some(sent) = pending.remove(id.as_str()) {
                 if matches!(sent.kind, Outgoing::Message | Outgoing::Reply(_)) {

@@ -200,6 +200,10 @@ pub struct WorkerResult {
     pub close_codes: BTreeMap<String, u64>,
     /// Rooms with any fault: room → (lost, duplicates, reordered), at most 20.
     pub faulty_rooms: BTreeMap<String, [u64; 3]>,
+    /// Each room's receivers' folded views of its messages (accounting's `Fold`): each digest with how many
+    /// receivers hold it. Receivers with a gap the gateway could not replay are left out.
+    #[serde(default)]
+    pub views: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 impl WorkerResult {
@@ -222,11 +226,22 @@ impl WorkerResult {
         add_each(&mut self.error_codes, &other.error_codes);
         add_each(&mut self.resent, &other.resent);
         add_each(&mut self.close_codes, &other.close_codes);
+        merge_views(&mut self.views, &other.views);
         for (room, faults) in &other.faulty_rooms {
             let entry = self.faulty_rooms.entry(room.clone()).or_default();
             for (sum, add) in entry.iter_mut().zip(faults) {
                 *sum += add;
             }
+        }
+    }
+}
+
+/// Adds one set of rooms' folded views (see [`WorkerResult::views`]) to another.
+pub fn merge_views(into: &mut BTreeMap<String, BTreeMap<String, u64>>, from: &BTreeMap<String, BTreeMap<String, u64>>) {
+    for (room, views) in from {
+        let into = into.entry(room.clone()).or_default();
+        for (digest, receivers) in views {
+            *into.entry(digest.clone()).or_default() += receivers;
         }
     }
 }

@@ -251,7 +251,9 @@ pub struct RunArgs {
     #[arg(long)]
     pub max_history_p99_ms: Option<f64>,
 
-    /// After the run, check through the history API that every acknowledged message was stored exactly once.
+    /// After the run, check through the history API that every acknowledged message was stored exactly once, and
+    /// that every receiver's view of its room (edits, deletions, reactions, replies as they arrived) is the
+    /// history's.
     #[arg(long)]
     pub verify_history: bool,
 
@@ -833,10 +835,14 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
     } else {
         None
     };
+    let mut views = std::collections::BTreeMap::new();
+    for result in &results {
+        crate::plan::merge_views(&mut views, &result.views);
+    }
     let history = if args.verify_history {
         say("checking the history API for every acknowledged message");
         Some(
-            api.verify_history(&users[0].access_token, &acked, args.history_timeout)
+            api.verify_history(&users[0].access_token, &acked, &views, args.history_timeout)
                 .await?,
         )
     } else {
@@ -1090,8 +1096,8 @@ fn slo_checks(args: &RunArgs, report: &Report) -> Vec<SloCheck> {
         checks.push(SloCheck {
             flag: "--verify-history".into(),
             bound: 0.0,
-            actual: (h.missing + h.duplicated) as f64,
-            passed: h.missing == 0 && h.duplicated == 0,
+            actual: (h.missing + h.duplicated + h.views_diverged) as f64,
+            passed: h.missing == 0 && h.duplicated == 0 && h.views_diverged == 0,
         });
     }
     checks

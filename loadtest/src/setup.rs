@@ -1,11 +1,13 @@
 //! What the harness asks of the auth API: tokens for many users (its load-test mode), rooms to talk in, a gateway
 //! when none is given, and after the run, the history that `--verify-history` checks.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use natter_proto::bus::HistoryMessage;
+
+use crate::accounting::Fold;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -162,6 +164,7 @@ impl Api {
         &self,
         token: &str,
         acked: &HashMap<String, Vec<u64>>,
+        views: &BTreeMap<String, BTreeMap<String, u64>>,
         wait: Duration,
     ) -> anyhow::Result<HistoryCheck> {
         let started = Instant::now();
@@ -180,8 +183,17 @@ impl Api {
                 }
                 check.checked += seqs.len() as u64;
                 check.missing += seqs.iter().filter(|seq| !stored_seqs.contains(seq)).count() as u64;
+                if let Some(views) = views.get(room) {
+                    let history = Fold::digest_of_history(&stored);
+                    for (digest, receivers) in views {
+                        check.views_compared += receivers;
+                        if *digest != history {
+                            check.views_diverged += receivers;
+                        }
+                    }
+                }
             }
-            if check.missing == 0 || Instant::now() >= deadline {
+            if (check.missing == 0 && check.views_diverged == 0) || Instant::now() >= deadline {
                 check.waited_secs = started.elapsed().as_secs_f64();
                 return Ok(check);
             }
@@ -243,4 +255,9 @@ pub struct HistoryCheck {
     pub duplicated: u64,
     /// Seconds from the end of the run until every message was found (or the check gave up): the history's lag.
     pub waited_secs: f64,
+    /// Receivers whose folded view of their room (edits, deletions, reactions and replies as they arrived) was
+    /// compared with the history's.
+    pub views_compared: u64,
+    /// Those whose view differed from the history's.
+    pub views_diverged: u64,
 }

@@ -156,10 +156,18 @@ async fn run_plan(plan: WorkerPlan, lines: &mut tokio::io::Lines<BufReader<tokio
     stop_tx.send_replace(true);
 
     let mut faults_by_room: HashMap<String, Faults> = HashMap::new();
+    let mut views: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     let mut expected_deliveries = 0;
     for task in tasks {
         let outcome = task.await.context("a client task failed")?;
         if let Some(reception) = outcome.reception {
+            if let Some(digest) = reception.view() {
+                *views
+                    .entry(outcome.room.clone())
+                    .or_default()
+                    .entry(digest)
+                    .or_default() += 1;
+            }
             let want = acked.get(&outcome.room).map_or(&[][..], Vec::as_slice);
             expected_deliveries += want.len() as u64;
             faults_by_room
@@ -203,6 +211,7 @@ async fn run_plan(plan: WorkerPlan, lines: &mut tokio::io::Lines<BufReader<tokio
         error_codes: stats.error_codes.clone(),
         close_codes: stats.close_codes.clone(),
         faulty_rooms,
+        views,
     };
     drop(stats);
     tell(&FromWorker::Done(Box::new(result)));

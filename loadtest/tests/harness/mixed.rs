@@ -55,4 +55,7 @@ async fn a_mix_of_messages_and_changes_loses_nothing_and_history_holds_every_one
     assert_eq!(report["history"]["checked"], acked);
     assert_eq!(report["history"]["missing"], 0);
     assert_eq!(report["history"]["duplicated"], 0);
+    // Every receiver folded the changes into the same view of its room's messages as the history serves.
+    assert_eq!(report["history"]["views_compared"], 60, "{}", said(&output));
+    assert_eq!(report["history"]["views_diverged"], 0, "{}", said(&output));
 }
