@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import { Api } from "../src/natter/api";
-import { backoffDelay } from "../src/natter/backoff";
+import { backoffDelay, NO_JITTER } from "../src/natter/backoff";
 import { Connection } from "../src/natter/connection";
 import { MemorySessionStore, Session } from "../src/natter/session";
 import { FakeServer, SocketLog } from "./fakes";
@@ -145,5 +145,18 @@ describe("backoffDelay", () => {
     expect(backoffDelay(0, { first: 500, max: 15_000 }, () => 1)).toBe(500);
     expect(backoffDelay(3, { first: 500, max: 15_000 }, () => 1)).toBe(4_000);
     expect(backoffDelay(40, { first: 500, max: 15_000 }, () => 0.5)).toBe(11_250);
+  });
+
+  it("places the delay within the bound as its jitter says", () => {
+    const never = () => {
+      throw new Error("no jitter draws no random number");
+    };
+    expect(backoffDelay(1, { first: 1_000, max: 30_000, jitter: NO_JITTER }, never)).toBe(2_000);
+    expect(backoffDelay(9, { first: 1_000, max: 30_000, jitter: NO_JITTER }, never)).toBe(30_000);
+    expect(backoffDelay(0, { first: 1_000, max: 1_000, jitter: [1, 2] }, () => 0)).toBe(1_000);
+    expect(backoffDelay(0, { first: 1_000, max: 1_000, jitter: [1, 2] }, () => 0.999)).toBe(1_999);
+    expect(backoffDelay(2, { first: 1_000, max: 8_000, jitter: [0.75, 1.25] }, () => 0)).toBe(3_000);
+    expect(backoffDelay(2, { first: 1_000, max: 8_000, jitter: [0.75, 1.25] }, () => 0.5)).toBe(4_000);
+    expect(backoffDelay(0, { first: 250, max: 250, jitter: [0, 1] }, () => 0)).toBe(0);
   });
 });

@@ -8,7 +8,7 @@
  */
 
 import { type Api, ApiError, type SessionInfo } from "./api";
-import { type BackoffOptions, backoffDelay } from "./backoff";
+import { type BackoffOptions, backoffDelay, sleep } from "./backoff";
 import type { Session } from "./session";
 
 /** Retries of a 503 `unavailable` answer: about 1, 2 and 4 seconds apart. */
@@ -68,7 +68,7 @@ async function untilTold<T>(work: () => Promise<T>): Promise<T> {
       return await work();
     } catch (err) {
       if (!isUntold(err) || attempt >= RETRIES) throw err;
-      await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt, RETRY_BACKOFF)));
+      await sleep(backoffDelay(attempt, RETRY_BACKOFF));
     }
   }
 }

@@ -61,6 +61,10 @@ export interface ConnectionOptions {
   silenceTimeoutMs?: number;
 }
 
+/** A reconnect that need not wait (a restart, a new token): within 250 ms, spread so that a gateway's clients do not
+ * all come back in the same instant. */
+const PROMPT_RETRY: BackoffOptions = { first: 250, max: 250, jitter: [0, 1] };
+
 /** Close codes after which reconnecting would only repeat the problem (a client bug). 4003 stops too, but is no bug. */
 const FATAL = new Set<number>([Close.ProtocolError, Close.InvalidData, Close.Policy, Close.TooBig]);
 
@@ -252,7 +256,9 @@ export class Connection {
   private retry(reason: string, immediately: boolean): void {
     if (!this.running) return;
     clearTimeout(this.retryTimer);
-    const delay = immediately ? Math.round(Math.random() * 250) : backoffDelay(this.attempt, this.options.backoff ?? DEFAULT_BACKOFF);
+    const delay = immediately
+      ? backoffDelay(0, PROMPT_RETRY)
+      : backoffDelay(this.attempt, this.options.backoff ?? DEFAULT_BACKOFF);
     this.attempt += 1;
     this.setStatus({ state: "reconnecting", attempt: this.attempt, retryAt: Date.now() + delay, reason });
     this.retryTimer = setTimeout(() => void this.connect(), delay);

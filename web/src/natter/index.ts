@@ -14,7 +14,7 @@
 export { Account } from "./account";
 export { Api, ApiError } from "./api";
 export type { GatewayAssignment, HistoryMessage, HistoryPage, Member, ReadCursor, RoomInfo, SessionInfo, TokenResponse } from "./api";
-export { backoffDelay, DEFAULT_BACKOFF } from "./backoff";
+export { backoffDelay, DEFAULT_BACKOFF, NO_JITTER } from "./backoff";
 export type { BackoffOptions } from "./backoff";
 export { inviteCode, NatterClient, parseInvite } from "./client";
 export type { ClientEvent, ClientOptions, Draft, RoomView } from "./client";

@@ -11,6 +11,10 @@
  */
 
 import { Api, ApiError, type TokenResponse } from "./api";
+import { backoffDelay, NO_JITTER, sleep, type BackoffOptions } from "./backoff";
+
+/** Waits between the attempts of a logout the API could not complete yet (a transient error): 1, 2 and 4 s. */
+const LOGOUT_RETRY: BackoffOptions = { first: 1_000, max: 4_000, jitter: NO_JITTER };
 
 /** What is kept of a session between page loads. */
 export interface StoredSession {
@@ -174,7 +178,7 @@ export class Session {
         return;
       } catch (err) {
         if (!(err instanceof ApiError && err.transient)) return;
-        await new Promise((resolve) => setTimeout(resolve, 1_000 * 2 ** attempt));
+        await sleep(backoffDelay(attempt, LOGOUT_RETRY));
       }
     }
   }
