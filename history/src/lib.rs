@@ -1,17 +1,43 @@
 //! The chat history schema in PostgreSQL: the `messages` and `dead_letters` tables, keyed by stream epoch and sequence.
 //!
-//! The persister writes them; the auth API reads them (the history routes, and its own schema's references to
+//! The persister writes them ([`write`]: the `messages` row, its COPY and the changes folded into it); the auth
+//! API reads them (the history routes, and its own schema's references to
 //! them). Both apply these migrations at start-up through [`migrate`]: sqlx holds an advisory lock while it
 //! migrates, so of two services starting together one applies each migration and the other waits for it, then
 //! finds it applied. The history and the accounts schema (`auth-api/migrations`) share the database's migration
 //! table, so their versions are numbered in one sequence (a test keeps them apart), and each service ignores the
 //! versions of the set it does not hold.
 
+pub mod counts;
 pub mod page;
 pub mod partitions;
+pub mod write;
 
 use sqlx::PgPool;
 use sqlx::migrate::{MigrateError, Migrator};
+
+/// Which of the stream sequences `seqs` of stream epoch `epoch` are stored.
+pub async fn stored(db: &PgPool, epoch: i64, seqs: &[i64]) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT seq FROM messages WHERE epoch = $1 AND seq = ANY($2)")
+        .bind(epoch)
+        .bind(seqs)
+        .fetch_all(db)
+        .await
+}
+
+/// Deletes a room's history, its messages and their reactions, in the caller's transaction (the room's own row
+/// goes in the same one).
+pub async fn delete_room(tx: &mut sqlx::PgConnection, room: &natter_proto::RoomId) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM messages WHERE room_id = $1")
+        .bind(room.as_str())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM reactions WHERE room_id = $1")
+        .bind(room.as_str())
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
 
 /// The history schema's migrations.
 pub fn migrations() -> Migrator {

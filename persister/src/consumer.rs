@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use crate::health::Health;
 use crate::keep_alive::KeepAlive;
 use crate::metrics;
-use crate::store::{self, DeadLetter, Row, Rows, Writer};
+use natter_history::write::{self as store, DeadLetter, Row, Rows, Writer};
 
 /// First pause before writing a failed batch again; it doubles up to [`WRITE_BACKOFF_MAX`].
 const WRITE_BACKOFF: Duration = Duration::from_millis(100);

@@ -20,4 +20,3 @@ pub mod ownership;
 pub mod reader;
 pub mod source;
 pub mod startup;
-pub mod store;

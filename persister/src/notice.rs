@@ -17,7 +17,7 @@ use natter_proto::subject;
 use sqlx::PgPool;
 
 use crate::metrics;
-use crate::store::Rows;
+use natter_history::write::Rows;
 
 /// The queue group persisters answer asks in.
 const QUEUE: &str = "natter-persister";
@@ -122,11 +122,7 @@ async fn stored(db: &PgPool, asked: &PersistedSeqs) -> Result<PersistedSeqs, sql
     if seqs.is_empty() {
         return Ok(PersistedSeqs::new(asked.epoch, []));
     }
-    let found: Vec<i64> = sqlx::query_scalar("SELECT seq FROM messages WHERE epoch = $1 AND seq = ANY($2)")
-        .bind(epoch)
-        .bind(&seqs)
-        .fetch_all(db)
-        .await?;
+    let found = natter_history::stored(db, epoch, &seqs).await?;
     Ok(PersistedSeqs::new(
         asked.epoch,
         found.into_iter().filter_map(|seq| u64::try_from(seq).ok()),

@@ -34,7 +34,7 @@ pub struct Application {
     listener: TcpListener,
     batching: Batching,
     /// One connection per batch written at once.
-    writers: Vec<crate::store::Writer>,
+    writers: Vec<natter_history::write::Writer>,
     /// How long history is kept (`None`: for ever).
     retention: Option<Duration>,
 }
@@ -81,7 +81,7 @@ impl Application {
             writers: config.writers,
         };
         let writers = (0..config.writers.max(1))
-            .map(|_| crate::store::Writer::new(&config.database_url))
+            .map(|_| natter_history::write::Writer::new(&config.database_url))
             .collect::<Result<_, _>>()
             .context("--database-url / DATABASE_URL is not a PostgreSQL URL the writers can use")?;
         Ok(Self {

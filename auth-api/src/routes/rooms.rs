@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
+use natter_history::counts;
 use natter_proto::{RoomId, RoomName};
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
@@ -110,28 +111,25 @@ pub struct Member {
 /// Most rooms returned by a listing.
 const LIST_LIMIT: i64 = 500;
 
-/// Unread counts stop here (a client shows "999+"): counting further would cost a scan per room and listing.
-pub const UNREAD_MAX: i64 = 1000;
+pub use natter_history::counts::UNREAD_MAX;
 
 /// The largest sequence a read cursor takes: the largest integer a JavaScript client holds exactly.
 const MAX_SEQ: i64 = (1 << 53) - 1;
 
-/// The columns of [`Room`] for `caller` ($1), as one SELECT over `rooms r` with the caller's membership `me`.
-/// The last sequence and the unread count are index range scans on `messages (room_id, seq)`; the count looks
-/// at no more than the [`UNREAD_MAX`] events after the cursor, whoever wrote them, so its cost is bounded, and
-/// counts others' messages among them (not changes to messages: edits, deletions, reactions).
+/// The columns of [`Room`] for `caller` ($1), as one SELECT over `rooms r` with the caller's membership `me`; the
+/// last sequence and the unread count are the history schema's (`natter_history::counts`).
 fn room_select() -> String {
     format!(
         "SELECT r.id, r.name, r.private, r.owner_id, \
          (SELECT count(*) FROM memberships m WHERE m.room_id = r.id) AS member_count, \
          me.user_id IS NOT NULL AS joined, \
          CASE WHEN r.owner_id = $1 THEN r.join_code END AS join_code, r.created_at, \
-         (SELECT coalesce(max(msg.position), 0) FROM messages msg WHERE msg.room_id = r.id) AS last_seq, \
+         {} AS last_seq, \
          coalesce(me.read_seq, 0) AS read_seq, \
-         CASE WHEN me.user_id IS NULL THEN 0 ELSE (SELECT count(*) FILTER (WHERE n.user_id <> $1::text AND n.kind = 'message') \
-           FROM (SELECT msg.user_id, msg.kind FROM messages msg WHERE msg.room_id = r.id AND msg.position > me.read_seq \
-           ORDER BY msg.position LIMIT {UNREAD_MAX}) n) END AS unread \
-         FROM rooms r LEFT JOIN memberships me ON me.room_id = r.id AND me.user_id = $1"
+         CASE WHEN me.user_id IS NULL THEN 0 ELSE {} END AS unread \
+         FROM rooms r LEFT JOIN memberships me ON me.room_id = r.id AND me.user_id = $1",
+        counts::last_position("r.id"),
+        counts::unread("r.id", "me.read_seq", "$1::text"),
     )
 }
 
@@ -336,11 +334,12 @@ pub async fn join_room(
         }
     }
     // A new member has read everything stored so far: only what arrives after joining is unread.
-    let inserted = sqlx::query(
-        "INSERT INTO memberships (room_id, user_id, role, read_seq) \
-         VALUES ($1, $2, 'member', (SELECT coalesce(max(position), 0) FROM messages WHERE room_id = $1)) \
+    // (Built from constant text only.)
+    let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO memberships (room_id, user_id, role, read_seq) VALUES ($1, $2, 'member', {}) \
          ON CONFLICT DO NOTHING",
-    )
+        counts::last_position("$1")
+    )))
     .bind(id.as_str())
     .bind(user.id)
     .execute(&state.db)
@@ -482,14 +481,7 @@ pub async fn delete_room(
         .bind(user.id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM messages WHERE room_id = $1")
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("DELETE FROM reactions WHERE room_id = $1")
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await?;
+    natter_history::delete_room(&mut tx, &id).await?;
     tx.commit().await?;
     room_events::publish(state.nats.as_ref(), &id, RoomEvent::Deleted).await;
     Ok(StatusCode::NO_CONTENT)

@@ -1,0 +1,22 @@
+//! What a room listing reads of `messages`: a room's newest position and a member's unread count. Each is an SQL
+//! expression the auth API's room query embeds, so a listing of 500 rooms is one query; both are index range scans
+//! on `messages (room_id, position)`.
+
+/// Unread counts stop here (a client shows "999+"): counting further would cost a scan per room and listing.
+pub const UNREAD_MAX: i64 = 1000;
+
+/// The newest position in the room whose id the SQL expression `room` gives, 0 when it has none.
+pub fn last_position(room: &str) -> String {
+    format!("(SELECT coalesce(max(msg.position), 0) FROM messages msg WHERE msg.room_id = {room})")
+}
+
+/// How many messages not by `user` follow position `after` in `room` (each an SQL expression): only messages, not
+/// the changes to them (edits, deletions, reactions), among the [`UNREAD_MAX`] events after `after` whoever wrote
+/// them, so the cost is bounded.
+pub fn unread(room: &str, after: &str, user: &str) -> String {
+    format!(
+        "(SELECT count(*) FILTER (WHERE n.user_id <> {user} AND n.kind = 'message') \
+         FROM (SELECT msg.user_id, msg.kind FROM messages msg WHERE msg.room_id = {room} AND msg.position > {after} \
+         ORDER BY msg.position LIMIT {UNREAD_MAX}) n)"
+    )
+}
