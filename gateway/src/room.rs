@@ -427,7 +427,8 @@ impl RoomTask {
     /// found" from the leader before `prev` is reached is not the end either, since `prev` is known to be stored
     /// (the leader may have changed meanwhile); nor are errors of a cluster electing a leader. Both are asked again,
     /// with a backoff, for up to [`GAP_FILL_PATIENCE`]; only then is the gap left for the receivers to see through
-    /// the next message's `prev` (and counted and logged).
+    /// the next message's `prev` (and counted and logged). A gap whose last messages were erased (deleted) ends where
+    /// the stream has nothing more before `until`.
     async fn fill_gap(&mut self, prev: u64, until: u64) {
         let started = Instant::now();
         let mut backoff = Duration::from_millis(50);
@@ -441,7 +442,9 @@ impl RoomTask {
                     backoff = Duration::from_millis(50);
                     continue;
                 }
-                Ok(Some(msg)) => format!("the next stored message is {}", msg.sequence),
+                // Nothing is left before the live message: the rest of the gap was erased (deleted messages; a
+                // replica that holds a later message holds everything before it). Asking again would not change it.
+                Ok(Some(_)) => return,
                 Ok(None) => "message not found".to_owned(),
                 Err(err) => err,
             };

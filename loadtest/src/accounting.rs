@@ -9,7 +9,7 @@
 //! messages) into its view of the room's messages, as a client showing them does; at the end, every receiver's view
 //! must equal the one the history API serves (`--verify-history`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 
 use natter_proto::bus::HistoryMessage;
@@ -95,9 +95,10 @@ impl Reception {
         &mut self.fold
     }
 
-    /// The digest of the folded view, unless a gap made it incomplete.
+    /// The folded view, unless a gap made it incomplete: `LAST:DIGEST`, the highest position received (what the
+    /// view covers: a change stored but never acked may arrive after the receiver stopped) and the view's digest.
     pub fn view(&self) -> Option<String> {
-        (!self.gapped).then(|| self.fold.digest())
+        (!self.gapped).then(|| format!("{}:{}", self.last_seq, self.fold.digest()))
     }
 
     /// The highest seq received: the position to rejoin from.
@@ -148,8 +149,9 @@ impl Reception {
 }
 
 /// A receiver's view of the messages of its room that changes touched: each edited one's newest text, each deleted
-/// one, each one's reactions (who reacted with what), and each reply's target. Changes are folded in the order they
-/// arrive, which is the room's order.
+/// one, each one's reactions (who reacted with what), and each reply's target. Each change is folded in by its
+/// position, as the persister folds it into the history: an edit or a reaction older than the one already folded
+/// in (a duplicate delivered late) changes nothing, and nothing changes a deleted message.
 #[derive(Debug, Default, Clone)]
 pub struct Fold {
     messages: BTreeMap<u64, Folded>,
@@ -158,9 +160,11 @@ pub struct Fold {
 #[derive(Debug, Default, Clone)]
 struct Folded {
     deleted: bool,
-    body: Option<String>,
+    /// The newest edit's text, and its position.
+    body: Option<(u64, String)>,
     reply_to: Option<u64>,
-    reactions: BTreeMap<String, BTreeSet<String>>,
+    /// Each emoji's reactions: each user's newest reaction event, its position and whether it added or took back.
+    reactions: BTreeMap<String, BTreeMap<String, (u64, bool)>>,
 }
 
 /// A message's state in the form both sides reduce to: what a reader sees of it.
@@ -170,7 +174,8 @@ enum Seen<'a> {
     Live {
         body: Option<&'a str>,
         reply_to: Option<u64>,
-        reactions: Vec<(&'a str, usize)>,
+        /// Each emoji with who reacted with it, both sorted.
+        reactions: Vec<(&'a str, Vec<&'a str>)>,
     },
 }
 
@@ -180,9 +185,12 @@ impl Fold {
         self.messages.entry(seq).or_default().reply_to = Some(reply_to);
     }
 
-    /// The message at `target` now reads `body`.
-    pub fn edited(&mut self, target: u64, body: &str) {
-        self.messages.entry(target).or_default().body = Some(body.to_owned());
+    /// The edit at `seq` made the message at `target` read `body`.
+    pub fn edited(&mut self, seq: u64, target: u64, body: &str) {
+        let folded = self.messages.entry(target).or_default();
+        if !folded.deleted && folded.body.as_ref().is_none_or(|(at, _)| *at < seq) {
+            folded.body = Some((seq, body.to_owned()));
+        }
     }
 
     /// The message at `target` was deleted: its text and reactions are gone.
@@ -194,17 +202,20 @@ impl Fold {
         };
     }
 
-    /// `user` added (`on`) or took back a reaction `emoji` to the message at `target`.
-    pub fn reacted(&mut self, target: u64, user: &str, emoji: &str, on: bool) {
+    /// The reaction event at `seq`: `user` added (`on`) or took back a reaction `emoji` to the message at `target`.
+    pub fn reacted(&mut self, seq: u64, target: u64, user: &str, emoji: &str, on: bool) {
         let folded = self.messages.entry(target).or_default();
         if folded.deleted {
             return;
         }
-        let users = folded.reactions.entry(emoji.to_owned()).or_default();
-        if on {
-            users.insert(user.to_owned());
-        } else {
-            users.remove(user);
+        let newest = folded
+            .reactions
+            .entry(emoji.to_owned())
+            .or_default()
+            .entry(user.to_owned())
+            .or_insert((seq, on));
+        if newest.0 < seq {
+            *newest = (seq, on);
         }
     }
 
@@ -215,13 +226,16 @@ impl Fold {
                 Seen::Deleted
             } else {
                 Seen::Live {
-                    body: folded.body.as_deref(),
+                    body: folded.body.as_ref().map(|(_, body)| body.as_str()),
                     reply_to: folded.reply_to,
                     reactions: folded
                         .reactions
                         .iter()
+                        .map(|(emoji, users)| {
+                            let on = users.iter().filter(|(_, (_, on))| *on).map(|(user, _)| user.as_str());
+                            (emoji.as_str(), on.collect::<Vec<_>>())
+                        })
                         .filter(|(_, users)| !users.is_empty())
-                        .map(|(emoji, users)| (emoji.as_str(), users.len()))
                         .collect(),
                 }
             };
@@ -230,21 +244,26 @@ impl Fold {
     }
 
     /// The digest of the view the history API serves of a room's messages (oldest first): what a receiver that saw
-    /// every change must hold.
+    /// every change must hold. A deleted message that still shows text or reactions is not seen as deleted.
     pub fn digest_of_history(messages: &[HistoryMessage]) -> String {
         digest(messages.iter().filter(|m| m.message.change.is_none()).map(|m| {
-            let seen = if m.deleted.is_some() {
+            let erased = m.message.body.is_empty() && m.reactions.is_empty();
+            let seen = if m.deleted.is_some() && erased {
                 Seen::Deleted
             } else {
-                let mut reactions: Vec<(&str, usize)> = m
+                let mut reactions: Vec<(&str, Vec<&str>)> = m
                     .reactions
                     .iter()
-                    .filter(|r| r.count > 0)
-                    .map(|r| (r.emoji.as_str(), r.count as usize))
+                    .map(|r| {
+                        let mut users: Vec<&str> = r.users.iter().map(String::as_str).collect();
+                        users.sort_unstable();
+                        (r.emoji.as_str(), users)
+                    })
+                    .filter(|(_, users)| !users.is_empty())
                     .collect();
                 reactions.sort_unstable();
                 Seen::Live {
-                    body: m.edited.as_ref().map(|_| m.message.body.as_str()),
+                    body: (m.edited.is_some() || m.deleted.is_some()).then_some(m.message.body.as_str()),
                     reply_to: m.message.reply_to,
                     reactions,
                 }
@@ -421,20 +440,20 @@ mod tests {
 
     #[test]
     fn a_view_folded_from_changes_equals_the_history_that_applied_them() {
-        // Messages 1 to 4; 5 replies to 1; then 1 is edited twice, 2 reacted to and a reaction taken back, 3
-        // deleted after a reaction, 4 reacted to and taken back (untouched in the end).
+        // Messages 1 to 4; 5 replies to 1; then (positions 6 to 15) 1 is edited twice, 2 reacted to and a reaction
+        // taken back, 3 deleted after a reaction, 4 reacted to and taken back (untouched in the end).
         let mut fold = Fold::default();
         fold.reply(5, 1);
-        fold.edited(1, "first fix");
-        fold.reacted(2, "u1", "👍", true);
-        fold.reacted(2, "u2", "👍", true);
-        fold.reacted(2, "u2", "🎉", true);
-        fold.edited(1, "second fix");
-        fold.reacted(2, "u2", "👍", false);
-        fold.reacted(3, "u1", "👍", true);
+        fold.edited(6, 1, "first fix");
+        fold.reacted(7, 2, "u1", "👍", true);
+        fold.reacted(8, 2, "u2", "👍", true);
+        fold.reacted(9, 2, "u2", "🎉", true);
+        fold.edited(10, 1, "second fix");
+        fold.reacted(11, 2, "u2", "👍", false);
+        fold.reacted(12, 3, "u1", "👍", true);
         fold.deleted(3);
-        fold.reacted(4, "u3", "👀", true);
-        fold.reacted(4, "u3", "👀", false);
+        fold.reacted(14, 4, "u3", "👀", true);
+        fold.reacted(15, 4, "u3", "👀", false);
 
         let mut history = vec![
             stored(1, "second fix", None),
@@ -444,7 +463,7 @@ mod tests {
             stored(5, "five", Some(1)),
         ];
         history[0].edited = Some(natter_proto::bus::EditMark {
-            seq: 11,
+            seq: 10,
             at: "2026-12-06T10:00:00Z".into(),
         });
         history[1].reactions = vec![reaction("👍", &["u1"]), reaction("🎉", &["u2"])];
@@ -452,27 +471,49 @@ mod tests {
             by: "u1".into(),
             at: "2026-12-06T10:00:01Z".into(),
         });
-        assert_eq!(fold.digest(), Fold::digest_of_history(&history));
+        let expected = Fold::digest_of_history(&history);
+        assert_eq!(fold.digest(), expected);
+
+        // A change delivered again after newer ones (a duplicate) changes nothing, as in the history.
+        let mut late = fold.clone();
+        late.edited(6, 1, "first fix");
+        late.reacted(8, 2, "u2", "👍", true);
+        late.reacted(12, 3, "u1", "👍", true);
+        assert_eq!(late.digest(), expected);
 
         // Each difference a receiver's view can have from the history is told.
-        let mut missed_edit = fold.clone();
-        missed_edit.edited(1, "first fix");
-        assert_ne!(missed_edit.digest(), Fold::digest_of_history(&history));
-        let mut missed_reaction = fold.clone();
-        missed_reaction.reacted(2, "u2", "👍", true);
-        assert_ne!(missed_reaction.digest(), Fold::digest_of_history(&history));
-        history[1].reactions[1].count = 2;
-        assert_ne!(fold.digest(), Fold::digest_of_history(&history));
-        history[1].reactions[1].count = 1;
-        history[4].message.reply_to = None;
-        assert_ne!(fold.digest(), Fold::digest_of_history(&history));
+        let mut newer_edit = fold.clone();
+        newer_edit.edited(16, 1, "third fix");
+        assert_ne!(newer_edit.digest(), expected);
+        let mut newer_reaction = fold.clone();
+        newer_reaction.reacted(16, 2, "u2", "👍", true);
+        assert_ne!(newer_reaction.digest(), expected);
+        let differs = |change: &dyn Fn(&mut Vec<HistoryMessage>)| {
+            let mut changed = history.clone();
+            change(&mut changed);
+            Fold::digest_of_history(&changed) != expected
+        };
+        assert!(
+            differs(&|h| h[1].reactions[1].users = vec!["u3".into()]),
+            "who reacted counts"
+        );
+        assert!(
+            differs(&|h| h[2].message.body = "still here".into()),
+            "a deleted message's text"
+        );
+        assert!(
+            differs(&|h| h[2].reactions = vec![reaction("👍", &["u1"])]),
+            "a deleted message's reactions"
+        );
+        assert!(differs(&|h| h[4].message.reply_to = None), "a reply's target");
+        assert!(differs(&|h| h[0].edited = None), "an edit not applied");
     }
 
     #[test]
     fn a_receiver_with_an_unrecovered_gap_has_no_view_to_compare() {
         let mut reception = Reception::new();
         reception.received(3);
-        reception.fold().edited(3, "fixed");
+        reception.fold().edited(4, 3, "fixed");
         assert!(reception.view().is_some());
         // A deleted message erased from the stream is not a gap.
         reception.erased(2);

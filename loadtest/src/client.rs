@@ -880,11 +880,13 @@ fn on_frame(
                     on_change(shared, reception, delivery.seq, delivery.id);
                     let target = delivery.target;
                     match delivery.kind {
-                        "edited" => reception.fold().edited(target, &delivery.body),
+                        "edited" => reception.fold().edited(delivery.seq, target, &delivery.body),
                         "deleted" => reception.erased(target),
                         _ => {
                             let user = delivery.user.as_ref().map_or("", |user| &user.id);
-                            reception.fold().reacted(target, user, &delivery.emoji, delivery.on);
+                            reception
+                                .fold()
+                                .reacted(delivery.seq, target, user, &delivery.emoji, delivery.on);
                         }
                     }
                 }

@@ -355,8 +355,15 @@ impl Report {
                 &mut out,
                 "history",
                 format!(
-                    "{} checked, {} missing, {} duplicated; {} of {} receivers' views differ from it (checked for {:.1}s)",
-                    h.checked, h.missing, h.duplicated, h.views_diverged, h.views_compared, h.waited_secs
+                    "{} checked, {} missing, {} duplicated; {} of {} receivers' views differ from it, {} not comparable \
+                     (checked for {:.1}s)",
+                    h.checked,
+                    h.missing,
+                    h.duplicated,
+                    h.views_diverged,
+                    h.views_compared,
+                    h.views_incomplete,
+                    h.waited_secs
                 ),
             );
         }

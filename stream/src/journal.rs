@@ -170,14 +170,34 @@ pub async fn next_event(
     }
 }
 
+/// The position of the room's newest stored event: from any replica, and from the leader when that one has none
+/// or none at `at_least` or later (a replica behind: see [`next_event`]).
+async fn last_event(stream: &jetstream::stream::Stream, room: &RoomId, at_least: u64) -> Option<u64> {
+    let subject = subject::room_messages(room);
+    let replica = stream
+        .direct_get_last_for_subject(&subject)
+        .await
+        .ok()
+        .map(|m| m.sequence);
+    if replica.is_some_and(|seq| seq >= at_least) {
+        return replica;
+    }
+    let leader = stream
+        .get_last_raw_message_by_subject(&subject)
+        .await
+        .ok()
+        .map(|m| m.sequence);
+    replica.max(leader)
+}
+
 /// Reads a room's stored messages after `since` up to `until`, at most `cap` of them.
 pub async fn replay(stream: &jetstream::stream::Stream, room: &RoomId, since: u64, until: u64, cap: usize) -> Replay {
     // The caller may not have seen the newest message yet (a sender's ack can arrive before the republish):
     // ahead of the room is only unrecoverable when ahead of the stream too.
     let mut until = until;
     if since > until {
-        match stream.direct_get_last_for_subject(subject::room_messages(room)).await {
-            Ok(last) if since <= last.sequence => until = last.sequence,
+        match last_event(stream, room, since).await {
+            Some(last) if since <= last => until = last,
             _ => return Replay::lost(),
         }
     }

@@ -36,7 +36,6 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// One step of SplitMix64: a well-spread next value from a counter-like state.
 /// The last `lines` lines of `log`, each run of consecutive lines that differ only in their digits (time stamps,
 /// sequence numbers) shown as its last line and how many there were.
 pub fn collapsed_tail(log: &str, lines: usize) -> String {
@@ -62,6 +61,7 @@ pub fn collapsed_tail(log: &str, lines: usize) -> String {
         .join("\n")
 }
 
+/// One step of SplitMix64: a well-spread next value from a counter-like state.
 fn splitmix(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
     let mut z = *state;

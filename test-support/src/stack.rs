@@ -537,7 +537,9 @@ impl Stack {
             .name()
             .unwrap_or("stack")
             .replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "-");
+        // A second stack of the same test (or its rerun) replaces the first's logs rather than mixing with them.
         let dir = dir.join(test);
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         for program in self.programs() {
             std::fs::write(dir.join(format!("{}.log", program.name())), program.log())?;
