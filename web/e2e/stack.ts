@@ -152,7 +152,10 @@ export async function startStack(dataDir: string): Promise<{ pid: number; endpoi
   const child = spawn(
     join(ROOT, "natter"),
     ["up", "--json", "--gateways", "0", "--api-port", `${api}`, "--nats-port", `${nats}`, "--pg-port", `${pg}`,
-      "--persister-port", `${persister}`, "--data-dir", join(dataDir, "data")],
+      "--persister-port", `${persister}`, "--data-dir", join(dataDir, "data"),
+      // `./natter test` builds the services first and compiles the Rust tests meanwhile: a build here would wait
+      // for that one to end.
+      ...(process.env.NATTER_E2E_NO_BUILD ? ["--no-build"] : [])],
     // Access tokens of 20 s: every test then lives through in-band token refreshes (at 80%, 16 s), and a tab
     // that failed to refresh would be closed with 4001 within the test.
     { detached: true, stdio: ["ignore", "pipe", log], env: { ...process.env, NATTER_ACCESS_TOKEN_TTL: "20s" } },
