@@ -58,13 +58,23 @@ pub async fn room_access(db: &PgPool, request: &RoomAccessRequest) -> Result<Roo
     .bind(user)
     .fetch_optional(db)
     .await?;
-    Ok(match row {
+    let access = match row {
         None => RoomAccess::NotFound,
         Some((_, _, true)) if request.owner => RoomAccess::Owner,
         Some((false, _, _)) => RoomAccess::Public,
         Some((true, true, _)) => RoomAccess::Allowed,
         Some(_) => RoomAccess::Denied,
-    })
+    };
+    if let Some(reaction) = &request.reaction
+        && matches!(access, RoomAccess::Public | RoomAccess::Allowed | RoomAccess::Owner)
+    {
+        let (distinct, has) =
+            natter_history::counts::reaction_emoji(db, request.room.as_str(), reaction.target, &reaction.emoji).await?;
+        if !has && distinct >= natter_proto::text::MAX_REACTION_EMOJI {
+            return Ok(RoomAccess::TooManyReactions);
+        }
+    }
+    Ok(access)
 }
 
 /// Gateways heard from recently, by id, with when; and the origins of every gateway heard since start.

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use natter_proto::bus::{RoomAccess, RoomAccessRequest};
+use natter_proto::bus::{NewReaction, RoomAccess, RoomAccessRequest};
 use natter_proto::{RoomId, subject};
 
 use crate::metrics;
@@ -108,8 +108,8 @@ impl State {
             RoomAccess::Public => {
                 insert(&mut self.trusted, whole, now);
             }
-            // Joins do not ask about ownership: an owner answer is never remembered for a room's joins.
-            RoomAccess::Owner => {}
+            // Joins ask neither about ownership nor about reactions: these answers are never remembered for joins.
+            RoomAccess::Owner | RoomAccess::TooManyReactions => {}
             RoomAccess::Allowed => {
                 self.refused.remove(&member);
                 insert(&mut self.trusted, member, now);
@@ -246,15 +246,42 @@ impl AccessChecks {
 
     /// A question about `user` joining `room`, asked when first awaited.
     fn ask(&self, room: &RoomId, user: &str) -> Answer {
-        ask(self.nats.clone(), room.clone(), user.to_owned(), false)
-            .boxed()
-            .shared()
+        let request = RoomAccessRequest {
+            room: room.clone(),
+            user: user.to_owned(),
+            owner: false,
+            reaction: None,
+        };
+        ask(self.nats.clone(), request).boxed().shared()
     }
 
     /// Whether `user` owns `room`, asked of the auth API each time (only an owner's deletion of another's message
     /// asks; ownership is not remembered).
     pub async fn owns(&self, room: &RoomId, user: &str) -> Result<bool, String> {
-        Ok(ask(self.nats.clone(), room.clone(), user.to_owned(), true).await? == RoomAccess::Owner)
+        let request = RoomAccessRequest {
+            room: room.clone(),
+            user: user.to_owned(),
+            owner: true,
+            reaction: None,
+        };
+        Ok(ask(self.nats.clone(), request).await? == RoomAccess::Owner)
+    }
+
+    /// Whether `user` may add the reaction `emoji` to the message at `target` in `room`: not when the message has
+    /// [`natter_proto::text::MAX_REACTION_EMOJI`] different emoji already and not this one. Asked of the auth API
+    /// (which reads the history) before each reaction added; what the persister has not stored yet is not counted,
+    /// so reactions sent at once may take a message a little past the limit.
+    pub async fn may_react(&self, room: &RoomId, user: &str, target: u64, emoji: &str) -> Result<bool, String> {
+        let request = RoomAccessRequest {
+            room: room.clone(),
+            user: user.to_owned(),
+            owner: false,
+            reaction: Some(NewReaction {
+                target,
+                emoji: emoji.to_owned(),
+            }),
+        };
+        Ok(ask(self.nats.clone(), request).await? != RoomAccess::TooManyReactions)
     }
 }
 
@@ -267,8 +294,7 @@ enum Plan {
 }
 
 /// One question to the auth API.
-async fn ask(nats: async_nats::Client, room: RoomId, user: String, owner: bool) -> Result<RoomAccess, String> {
-    let request = RoomAccessRequest { room, user, owner };
+async fn ask(nats: async_nats::Client, request: RoomAccessRequest) -> Result<RoomAccess, String> {
     let payload = Bytes::from(serde_json::to_vec(&request).map_err(|err| err.to_string())?);
     let answer = async {
         let reply = tokio::time::timeout(ANSWER_WITHIN, nats.request(subject::room_access(), payload))

@@ -383,7 +383,15 @@ pub fn register() {
 }
 
 /// The `answer` labels of [`ACCESS_QUESTIONS`] and [`ACCESS_RECHECKS`].
-const ACCESS_ANSWERS: [&str; 6] = ["public", "allowed", "denied", "not_found", "owner", "error"];
+const ACCESS_ANSWERS: [&str; 7] = [
+    "public",
+    "allowed",
+    "denied",
+    "not_found",
+    "owner",
+    "too_many_reactions",
+    "error",
+];
 
 /// The `answer` label of a room-access question's outcome (`None`: no answer came).
 pub fn access_answer(answer: Option<&natter_proto::bus::RoomAccess>) -> &'static str {
@@ -394,6 +402,7 @@ pub fn access_answer(answer: Option<&natter_proto::bus::RoomAccess>) -> &'static
         Some(RoomAccess::Denied) => "denied",
         Some(RoomAccess::NotFound) => "not_found",
         Some(RoomAccess::Owner) => "owner",
+        Some(RoomAccess::TooManyReactions) => "too_many_reactions",
         None => "error",
     }
 }

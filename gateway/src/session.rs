@@ -264,7 +264,8 @@ impl Session {
             return None;
         }
         match self.gw.room_access(&room, &self.peer.user.id).await {
-            Ok(RoomAccess::Public | RoomAccess::Allowed | RoomAccess::Owner) => {}
+            // (Joins do not ask about reactions.)
+            Ok(RoomAccess::Public | RoomAccess::Allowed | RoomAccess::Owner | RoomAccess::TooManyReactions) => {}
             Ok(RoomAccess::Denied) => {
                 self.error(
                     ErrorCode::RoomPrivate,
@@ -419,28 +420,41 @@ impl Session {
             Err((code, message)) => return self.error(code, message, reference),
         };
         let me = &self.peer.user.id;
+        // The two changes that cost a question to the auth API: a deletion by someone other than the author (do
+        // they own the room?) and a reaction added (has the message room for another emoji?).
         let allowed = match &change {
             Change::Edit { .. } => Ok(target.user.id == *me),
-            // The author, or the room's owner (asked of the auth API: the only change that costs a question).
             Change::Delete { .. } if target.user.id == *me => Ok(true),
             Change::Delete { .. } => self.gw.hub.access().owns(&room, me).await,
-            Change::React { .. } => Ok(true),
+            Change::React { emoji, on: true, .. } => {
+                self.gw.hub.access().may_react(&room, me, change.target(), emoji).await
+            }
+            Change::React { on: false, .. } => Ok(true),
         };
         match allowed {
             Ok(true) => {}
             Ok(false) => {
-                let what = if matches!(change, Change::Edit { .. }) {
-                    "only its author may edit a message"
-                } else {
-                    "only its author or the room's owner may delete a message"
+                let (code, what) = match change {
+                    Change::Edit { .. } => (ErrorCode::NotAuthor, "only its author may edit a message".to_owned()),
+                    Change::Delete { .. } => (
+                        ErrorCode::NotAuthor,
+                        "only its author or the room's owner may delete a message".to_owned(),
+                    ),
+                    Change::React { .. } => (
+                        ErrorCode::TooManyReactions,
+                        format!(
+                            "the message has {} different reactions already; add one of them",
+                            natter_proto::text::MAX_REACTION_EMOJI
+                        ),
+                    ),
                 };
-                return self.error(ErrorCode::NotAuthor, what.into(), reference);
+                return self.error(code, what, reference);
             }
             Err(err) => {
-                tracing::warn!(room = %room, error = %err, "room ownership check failed");
+                tracing::warn!(room = %room, error = %err, "a question to the auth API about a change failed");
                 return self.error(
                     ErrorCode::Unavailable,
-                    "cannot check who owns the room right now; retry".into(),
+                    "cannot check the change right now; retry".into(),
                     reference,
                 );
             }

@@ -1,6 +1,9 @@
 //! What a room listing reads of `messages`: a room's newest position and a member's unread count. Each is an SQL
 //! expression the auth API's room query embeds, so a listing of 500 rooms is one query; both are index range scans
-//! on `messages (room_id, position)`.
+//! on `messages (room_id, position)`. And how many different emoji a message's reactions have, asked before a
+//! reaction is added.
+
+use sqlx::PgPool;
 
 /// Unread counts stop here (a client shows "999+"): counting further would cost a scan per room and listing.
 pub const UNREAD_MAX: i64 = 1000;
@@ -19,4 +22,20 @@ pub fn unread(room: &str, after: &str, user: &str) -> String {
          FROM (SELECT msg.user_id, msg.kind FROM messages msg WHERE msg.room_id = {room} AND msg.position > {after} \
          ORDER BY msg.position LIMIT {UNREAD_MAX}) n)"
     )
+}
+
+/// How many different emoji the message at `target` in `room` carries as reactions now, and whether `emoji` is one
+/// of them: a range of the `reactions` primary key.
+pub async fn reaction_emoji(db: &PgPool, room: &str, target: u64, emoji: &str) -> Result<(usize, bool), sqlx::Error> {
+    let target = i64::try_from(target).unwrap_or(i64::MAX);
+    let (distinct, has): (i64, bool) = sqlx::query_as(
+        "SELECT count(DISTINCT emoji), coalesce(bool_or(emoji = $3), false) FROM reactions \
+         WHERE room_id = $1 AND target = $2 AND present",
+    )
+    .bind(room)
+    .bind(target)
+    .bind(emoji)
+    .fetch_one(db)
+    .await?;
+    Ok((usize::try_from(distinct).unwrap_or(0), has))
 }

@@ -455,7 +455,16 @@ impl Writer {
                 Err(err) => return Err(err),
             }
         }
-        written.erase = apply_changes(&tx, rows).await?;
+        // A change PostgreSQL refused is not stored, so it is not applied either.
+        let mut stored = Rows::with_capacity(rows.epoch, rows.len() - refused.len());
+        for row in rows
+            .rows
+            .iter()
+            .filter(|row| !refused.iter().any(|dead| dead.seq == row.seq))
+        {
+            stored.push(row.clone());
+        }
+        written.erase = apply_changes(&tx, &stored).await?;
         let all_dead: Vec<DeadLetter> = dead.iter().cloned().chain(refused.iter().cloned()).collect();
         insert_dead(&tx, &all_dead).await?;
         tx.commit().await?;

@@ -318,6 +318,20 @@ pub struct RoomAccessRequest {
     /// another's message; a join does not ask, so its answer is one a gateway may share for the room).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub owner: bool,
+    /// A reaction the user is about to add: the answer is [`RoomAccess::TooManyReactions`] when its message has
+    /// [`crate::text::MAX_REACTION_EMOJI`] different emoji already and not this one (asked before each reaction
+    /// added; an auth API that does not know the field answers as if it were not there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reaction: Option<NewReaction>,
+}
+
+/// A reaction about to be added, in a [`RoomAccessRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewReaction {
+    /// The position of the message reacted to.
+    pub target: u64,
+    /// The emoji.
+    pub emoji: String,
 }
 
 /// The auth-api's answer to a [`RoomAccessRequest`].
@@ -334,6 +348,8 @@ pub enum RoomAccess {
     NotFound,
     /// The user owns the room (only when the request asked with `owner`).
     Owner,
+    /// The message of the request's `reaction` has as many different emoji as it may, and not this one.
+    TooManyReactions,
 }
 
 /// A typing update, on [`crate::subject::room_typing`].

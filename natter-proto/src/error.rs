@@ -44,11 +44,13 @@ pub enum ErrorCode {
     AlreadyDeleted,
     /// A reaction is not one emoji.
     InvalidEmoji,
+    /// The message has as many different emoji as it may ([`crate::text::MAX_REACTION_EMOJI`]); add one of them.
+    TooManyReactions,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         Self::BadFrame,
         Self::BinaryFrame,
         Self::RateLimited,
@@ -67,6 +69,7 @@ impl ErrorCode {
         Self::NotAuthor,
         Self::AlreadyDeleted,
         Self::InvalidEmoji,
+        Self::TooManyReactions,
     ];
 
     /// The code as it is on the wire.
@@ -90,6 +93,7 @@ impl ErrorCode {
             Self::NotAuthor => "not_author",
             Self::AlreadyDeleted => "already_deleted",
             Self::InvalidEmoji => "invalid_emoji",
+            Self::TooManyReactions => "too_many_reactions",
         }
     }
 

@@ -147,6 +147,10 @@ pub fn storable(text: &str) -> Result<(), TextError> {
     Ok(())
 }
 
+/// Most different emoji one message may carry as reactions: a reaction with one more is refused
+/// (`too_many_reactions`); one already there may always be added.
+pub const MAX_REACTION_EMOJI: usize = 20;
+
 /// The emoji a reaction palette offers first; any other [`single_emoji`] is accepted too.
 pub const REACTION_PALETTE: [&str; 6] = ["👍", "❤️", "😂", "🎉", "😮", "😢"];
 

@@ -210,7 +210,7 @@ async fn handle_batch(writer: &mut Writer, health: &Health, js: &jetstream::Cont
     // Committed: now, and only now, tell waiting gateways, ack, and stop marking the batch in progress. Dead
     // letters are terminated (never redelivered).
     crate::notice::committed(&rows).await;
-    erase(js, &written.erase).await;
+    erase(js, rows.epoch(), &written.erase).await;
     drop(alive);
     let dead_seqs: std::collections::HashSet<i64> = dead.iter().map(|d| d.seq).collect();
     let acks = messages.iter().map(|message| {
@@ -244,15 +244,23 @@ async fn handle_batch(writer: &mut Writer, health: &Health, js: &jetstream::Cont
 
 /// Erases deleted messages and their edits from the stream, once their deletion is committed and before it is
 /// acked: until this is done, the batch is not acked, so a persister that dies here erases them on redelivery.
-/// Retried with backoff while NATS cannot do it.
-async fn erase(js: &jetstream::Context, erase: &store::Erase) {
+/// Retried with backoff while NATS cannot do it. The sequences are of the stream as it was in `epoch`: once it has
+/// been recreated they name other messages, and the deleted ones went with the old stream, so nothing is erased.
+async fn erase(js: &jetstream::Context, epoch: i64, erase: &store::Erase) {
     if erase.seqs.is_empty() {
         return;
     }
     let mut backoff = WRITE_BACKOFF;
     let mut left: Vec<u64> = erase.seqs.clone();
     while !left.is_empty() {
-        match js.get_stream_no_info(natter_proto::bus::CHAT_STREAM).await {
+        match js.get_stream(natter_proto::bus::CHAT_STREAM).await {
+            Ok(stream) if i64::try_from(natter_stream::epoch::of(stream.cached_info())).ok() != Some(epoch) => {
+                tracing::info!(
+                    messages = left.len(),
+                    "the chat stream was recreated since these deletions were read; nothing of theirs is left to erase"
+                );
+                return;
+            }
             Ok(stream) => {
                 let mut failed = Vec::new();
                 for seq in left {
@@ -265,6 +273,16 @@ async fn erase(js: &jetstream::Context, erase: &store::Erase) {
                     }
                 }
                 left = failed;
+            }
+            Err(err)
+                if matches!(err.kind(), jetstream::context::GetStreamErrorKind::JetStream(e)
+                    if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                tracing::info!(
+                    messages = left.len(),
+                    "the chat stream is gone; nothing is left to erase"
+                );
+                return;
             }
             Err(err) => tracing::warn!(error = %err, "cannot open the chat stream to erase deleted messages"),
         }

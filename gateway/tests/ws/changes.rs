@@ -288,3 +288,56 @@ async fn an_edit_made_while_a_member_was_away_arrives_on_its_rejoin() {
         "{edited}"
     );
 }
+
+/// Twenty-one different emoji, each one reaction (the palette's six and others).
+const EMOJI: [&str; 21] = [
+    "👍", "❤️", "😂", "🎉", "😮", "😢", "👀", "🔥", "✅", "🙏", "💯", "🚀", "🤔", "👏", "😎", "🥳", "🍕", "🌈", "⭐",
+    "🎸", "🐢",
+];
+
+#[tokio::test]
+async fn a_message_takes_twenty_different_emoji_and_then_only_those() {
+    let stack = Stack::start().await;
+    let _persister = stack.persister().await;
+    let gw = stack.gateway(&["--sends-per-second", "100"]).await;
+    let (alice_token, _) = stack.user("quinn").await;
+    let (bob_token, _) = stack.user("rosa").await;
+    let room = stack.room(&alice_token, false).await;
+    let mut alice = Client::connect(&gw, &alice_token).await;
+    alice.join(&room, None).await;
+    let mut bob = Client::connect(&gw, &bob_token).await;
+    bob.join(&room, None).await;
+    let target = alice.say(&room, "m1", "react to this").await;
+
+    let react = |id: String, emoji: &str, on: bool| json!({"type": "react", "room": room, "id": id, "target": target, "emoji": emoji, "on": on});
+    for (i, emoji) in EMOJI[..20].iter().enumerate() {
+        let reacted = change(&mut alice, react(format!("a{i}"), emoji, true)).await;
+        assert!(reacted.is_ok(), "reaction {i} ({emoji}): {reacted:?}");
+    }
+    // The limit is counted in the history: once the twenty are stored, a twenty-first emoji is refused.
+    history_until(&stack, &alice_token, &room, |events| {
+        at(events, target)["reactions"]
+            .as_array()
+            .is_some_and(|r| r.len() == 20)
+    })
+    .await;
+    assert_eq!(
+        change(&mut bob, react("b1".into(), EMOJI[20], true)).await,
+        Err("too_many_reactions".into())
+    );
+    // One already there may still be added by another, and taking one back needs no room.
+    assert!(change(&mut bob, react("b2".into(), EMOJI[0], true)).await.is_ok());
+    assert!(
+        change(&mut alice, react("a-off".into(), EMOJI[19], false))
+            .await
+            .is_ok()
+    );
+    // Once one emoji is gone from the message, a new one fits again.
+    history_until(&stack, &alice_token, &room, |events| {
+        at(events, target)["reactions"]
+            .as_array()
+            .is_some_and(|r| r.len() == 19)
+    })
+    .await;
+    assert!(change(&mut bob, react("b3".into(), EMOJI[20], true)).await.is_ok());
+}

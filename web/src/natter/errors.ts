@@ -21,6 +21,7 @@ export const ERROR_CODES = [
   "not_author",
   "already_deleted",
   "invalid_emoji",
+  "too_many_reactions",
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -36,6 +37,8 @@ export function changeRefusal(code: string, fallback: string): string {
       return "That message was deleted.";
     case "invalid_emoji":
       return "A reaction is one emoji.";
+    case "too_many_reactions":
+      return "This message has as many different reactions as it can take: add one of those.";
     default:
       return fallback;
   }
