@@ -198,7 +198,7 @@ async fn a_rolling_restart_of_every_nats_node_persister_and_auth_api_loses_nothi
     let started = Instant::now();
     for node in 0..stack.nats_nodes() {
         tokio::task::block_in_place(|| stack.nats_node_mut(node).restart());
-        stack.wait_for_nats_node(node, Duration::from_secs(30)).await;
+        stack.wait_for_nats_node(node, Duration::from_secs(60)).await;
         until_replicated(&stack).await;
     }
     let nats_done = started.elapsed();
