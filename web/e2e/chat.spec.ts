@@ -350,7 +350,9 @@ test("a body that looks like HTML is shown as text, and no dialog opens", async 
   await bob.context.close();
 });
 
-test("a private room stays hidden until its invite code is given, then it can be joined", async ({ browser }) => {
+test("a private room stays hidden until its invite code is given, then it can be joined; a new code shuts the old one out", async ({
+  browser,
+}) => {
   const owner = await register(browser, "owner");
   const room = uniqueName("Secret");
   const id = await createRoom(owner.page, room, { private: true });
@@ -376,8 +378,26 @@ test("a private room stays hidden until its invite code is given, then it can be
   await expect(roomLink(friend.page, room)).toBeVisible();
   await say(friend.page, room, "thanks for the invite");
   await expectMessages(owner.page, room, ["thanks for the invite"]);
+
+  // A new code: the old invite no longer lets anyone in, the new one does, and who was in stays in.
+  await owner.page.getByRole("button", { name: "New invite code" }).click();
+  const codeInput = owner.page.getByLabel("Invite code", { exact: true });
+  await expect(codeInput).not.toHaveValue(code);
+  const renewed = await codeInput.inputValue();
+  expect(renewed).toMatch(new RegExp(`^${id}\\.[A-Za-z0-9_-]+$`));
+  const late = await register(browser, "late");
+  await late.page.getByText("Join with a code", { exact: true }).click();
+  await late.page.getByLabel("Invite code or link").fill(code);
+  await late.page.getByRole("button", { name: "Join", exact: true }).click();
+  await expect(late.page.getByRole("alert")).toContainText("not valid");
+  await late.page.getByLabel("Invite code or link").fill(renewed);
+  await late.page.getByRole("button", { name: "Join", exact: true }).click();
+  await expect(late.page.getByRole("heading", { level: 2, name: room })).toBeVisible();
+  await say(friend.page, room, "still here");
+  await expectMessages(late.page, room, ["thanks for the invite", "still here"]);
   await owner.context.close();
   await friend.context.close();
+  await late.context.close();
 });
 
 test("two tabs of one user both work, through several token refreshes, without ever being cut off", async ({

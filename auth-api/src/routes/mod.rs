@@ -73,6 +73,7 @@ pub fn app(
         .routes(routes!(rooms::create_room, rooms::list_rooms))
         .routes(routes!(rooms::get_room, rooms::delete_room))
         .routes(routes!(rooms::join_room))
+        .routes(routes!(rooms::rotate_join_code))
         .routes(routes!(rooms::leave_room))
         .routes(routes!(rooms::mark_read))
         .routes(routes!(rooms::room_members))

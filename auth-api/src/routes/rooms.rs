@@ -294,6 +294,39 @@ pub async fn get_room(State(state): State<AppState>, user: AuthUser, RoomPath(id
     Ok(Json(visible_room(&state, user.id, &id).await?))
 }
 
+/// Give a private room a new join code (owner only): the old code, and every invite link made of it, stops
+/// working at once; members stay members. Answers the room with its new code.
+#[utoipa::path(post, path = "/api/rooms/{id}/join-code", tag = "rooms", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Room id")),
+    responses(
+        (status = 200, description = "The room, with its new join code", body = Room),
+        (status = 403, description = "`not_room_owner`, `room_private`", body = ErrorBody),
+        (status = 404, description = "`room_not_found`", body = ErrorBody),
+        (status = 409, description = "`room_public`: a public room has no join code", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),
+    ))]
+pub async fn rotate_join_code(
+    State(state): State<AppState>,
+    user: AuthUser,
+    RoomPath(id): RoomPath,
+) -> ApiResult<Json<Room>> {
+    user.spend(&state.budgets.membership_changes)?;
+    let room = owned_room(&state, user.id, &id, "change its join code").await?;
+    if !room.private {
+        return Err(ApiError::conflict(
+            "room_public",
+            "a public room has no join code: anyone may join it",
+        ));
+    }
+    sqlx::query("UPDATE rooms SET join_code = $3 WHERE id = $1 AND owner_id = $2")
+        .bind(id.as_str())
+        .bind(user.id)
+        .bind(new_join_code())
+        .execute(&state.db)
+        .await?;
+    Ok(Json(load_room(&state, user.id, &id).await?))
+}
+
 /// Join a room. Private rooms need their join code in the body: `{"code": "…"}`; a new member of a private room is
 /// announced to the gateways (a `member_joined` room event), which may remember refusing them.
 #[utoipa::path(post, path = "/api/rooms/{id}/join", tag = "rooms", security(("bearer" = [])),

@@ -112,6 +112,7 @@ async fn openapi_document_lists_every_route() {
         ("/api/rooms/{id}", "get"),
         ("/api/rooms/{id}", "delete"),
         ("/api/rooms/{id}/join", "post"),
+        ("/api/rooms/{id}/join-code", "post"),
         ("/api/rooms/{id}/leave", "post"),
         ("/api/rooms/{id}/members", "get"),
         ("/api/rooms/{id}/members/{user}/remove", "post"),

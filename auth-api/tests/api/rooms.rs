@@ -212,3 +212,55 @@ async fn room_input_is_validated() {
         "both rooms are there, the table intact: {listed}"
     );
 }
+
+#[tokio::test]
+async fn a_new_join_code_shuts_out_the_old_invite_and_keeps_the_members() {
+    let app = spawn_app().await;
+    let owner = app.token_for("sofia").await;
+    let member = app.token_for("tomas").await;
+    let late = app.token_for("ulla").await;
+    let room = app.create_room(&owner, "Board", true).await;
+    let id = room["id"].as_str().expect("id").to_owned();
+    let old = room["join_code"]
+        .as_str()
+        .expect("the owner sees the join code")
+        .to_owned();
+    let join = |token: &str, code: &str| {
+        let (token, code, path) = (token.to_owned(), code.to_owned(), format!("/api/rooms/{id}/join"));
+        let app = &app;
+        async move {
+            app.call(Method::POST, &path, Some(&token), Some(json!({"code": code})))
+                .await
+        }
+    };
+    assert_eq!(join(&member, &old).await.status, StatusCode::OK);
+
+    let rotate = format!("/api/rooms/{id}/join-code");
+    app.call(Method::POST, &rotate, Some(&member), None)
+        .await
+        .assert_error(403, "not_room_owner");
+    let rotated = app.call(Method::POST, &rotate, Some(&owner), None).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    let new = rotated.body["join_code"].as_str().expect("the new code").to_owned();
+    assert_ne!(new, old);
+
+    // The old invite no longer lets anyone in; the new one does; who was in stays in.
+    join(&late, &old).await.assert_error(403, "invalid_join_code");
+    assert_eq!(join(&late, &new).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get(&format!("/api/rooms/{id}/members"), Some(&member)).await.status,
+        StatusCode::OK
+    );
+
+    // A public room has no code to change.
+    let public = app.create_room(&owner, "Lobby", false).await;
+    let public = public["id"].as_str().expect("id");
+    app.call(
+        Method::POST,
+        &format!("/api/rooms/{public}/join-code"),
+        Some(&owner),
+        None,
+    )
+    .await
+    .assert_error(409, "room_public");
+}

@@ -221,6 +221,11 @@ export class Api {
     });
   }
 
+  /** Gives a private room a new join code (owner only); the room with it. */
+  rotateJoinCode(token: TokenSource, id: string): Promise<RoomInfo> {
+    return this.call("POST", `/api/rooms/${encodeURIComponent(id)}/join-code`, { token });
+  }
+
   leaveRoom(token: TokenSource, id: string): Promise<void> {
     return this.call("POST", `/api/rooms/${encodeURIComponent(id)}/leave`, { token });
   }

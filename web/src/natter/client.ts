@@ -224,6 +224,11 @@ export class NatterClient {
     return this.ctx.membership.leave(id);
   }
 
+  /** Gives a private room a new join code (owner only): invites made of the old one stop working. */
+  newJoinCode(id: string): Promise<RoomInfo> {
+    return this.ctx.membership.newJoinCode(id);
+  }
+
   /** Deletes a room (owner only). */
   remove(id: string): Promise<void> {
     return this.ctx.membership.remove(id);

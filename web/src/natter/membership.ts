@@ -169,6 +169,14 @@ export class Membership {
     return info;
   }
 
+  /** Gives a private room a new join code (owner only): invites made of the old one stop working. */
+  async newJoinCode(id: string): Promise<RoomInfo> {
+    const info = await this.ctx.api.rotateJoinCode(this.ctx.token, id);
+    this.keep(info);
+    this.ctx.emit();
+    return info;
+  }
+
   /** Leaves a room (members; the owner deletes instead). */
   leave(id: string): Promise<void> {
     return this.quit(id, () => this.ctx.api.leaveRoom(this.ctx.token, id));

@@ -124,7 +124,7 @@ export function RoomPane({
           )}
         </div>
       </header>
-      {showInvite && code && <InvitePanel code={code} />}
+      {showInvite && code && <InvitePanel client={client} roomId={room.info.id} code={code} />}
       {showMembers && !room.ended && (
         <MembersPanel client={client} room={room} owner={owner} onClose={() => setShowMembers(false)} />
       )}
@@ -278,9 +278,23 @@ function MembersPanel({
   );
 }
 
-function InvitePanel({ code }: { code: string }) {
+function InvitePanel({ client, roomId, code }: { client: NatterClient; roomId: string; code: string }) {
   const [copied, setCopied] = useState(false);
+  const [renewing, setRenewing] = useState(false);
+  const [failed, setFailed] = useState<string>();
   const input = useRef<HTMLInputElement>(null);
+  const renew = async () => {
+    setRenewing(true);
+    setFailed(undefined);
+    try {
+      await client.newJoinCode(roomId);
+      setCopied(false);
+    } catch (err) {
+      setFailed(err instanceof Error ? err.message : String(err));
+    } finally {
+      setRenewing(false);
+    }
+  };
   const copy = async () => {
     try {
       await navigator.clipboard.writeText(code);
@@ -299,7 +313,11 @@ function InvitePanel({ code }: { code: string }) {
       <button type="button" onClick={copy}>
         {copied ? "Copied" : "Copy invite code"}
       </button>
-      <p class="hint">Anyone with this code can join. Share it privately.</p>
+      <button type="button" onClick={renew} disabled={renewing}>
+        New invite code
+      </button>
+      {failed && <p role="alert">{failed}</p>}
+      <p class="hint">Anyone with this code can join. Share it privately; a new code stops the old one working.</p>
     </div>
   );
 }
