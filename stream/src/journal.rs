@@ -1,7 +1,6 @@
 //! Reads and writes of chat messages in the stream: publishing one and waiting for its stored-ack, and reading
 //! a room's stored messages after a sequence (a rejoining client's replay, a room's gap fill).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{
@@ -47,41 +46,6 @@ pub struct Stored {
     pub duplicate: bool,
 }
 
-/// How often a refused publish is logged. During an outage every send of every room is refused alike, and a
-/// warning each would bury the rest of the log: one per this interval, with how many were refused since the last.
-const REFUSALS_LOGGED_EVERY: Duration = Duration::from_secs(5);
-
-/// Refused publishes not logged yet, and when the last warning was written (milliseconds since the first).
-static REFUSALS: Refusals = Refusals {
-    unlogged: AtomicU64::new(0),
-    logged_at_ms: AtomicU64::new(0),
-};
-
-struct Refusals {
-    unlogged: AtomicU64,
-    logged_at_ms: AtomicU64,
-}
-
-impl Refusals {
-    /// Counts a refused publish and logs it when the last warning is [`REFUSALS_LOGGED_EVERY`] old.
-    fn note(&self, room: &RoomId, stage: &'static str, err: &dyn std::fmt::Display) {
-        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-        let now_ms = START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64 + 1;
-        self.unlogged.fetch_add(1, Ordering::Relaxed);
-        let last = self.logged_at_ms.load(Ordering::Relaxed);
-        let due = last == 0 || now_ms.saturating_sub(last) >= REFUSALS_LOGGED_EVERY.as_millis() as u64;
-        if due
-            && self
-                .logged_at_ms
-                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            let refused = self.unlogged.swap(0, Ordering::Relaxed);
-            tracing::warn!(room = %room, error = %err, refused, "{stage} (refused: how many since the last such warning)");
-        }
-    }
-}
-
 /// Publishes a chat message under its author's dedup id (a resend with the same id is stored once). Resolves once
 /// the message is handed to the connection (in call order: two publishes from one caller are stored in that
 /// order), to a future of JetStream's stored-ack. Both steps together take at most `timeout`.
@@ -107,7 +71,9 @@ pub async fn publish(
     let ack = match sent {
         Ok(Ok(ack)) => ack,
         Ok(Err(err)) => {
-            REFUSALS.note(room, "publish failed", &err);
+            // The caller says so at WARN, once a second however many fail (an outage refuses every send alike);
+            // JetStream's words are here.
+            tracing::debug!(room = %room, error = %err, "publish failed");
             return Err(PublishError::Refused);
         }
         Err(_) => return Err(PublishError::Timeout),
@@ -120,7 +86,7 @@ pub async fn publish(
                 duplicate: ack.duplicate,
             }),
             Ok(Err(err)) => {
-                REFUSALS.note(&room, "publish not confirmed", &err);
+                tracing::debug!(room = %room, error = %err, "publish not confirmed");
                 Err(PublishError::Refused)
             }
             Err(_) => Err(PublishError::Timeout),
