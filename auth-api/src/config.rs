@@ -119,10 +119,15 @@ pub struct Config {
     #[arg(long, env = "NATTER_USER_ROOM_CREATIONS_PER_HOUR", default_value_t = 30)]
     pub user_room_creations_per_hour: u32,
 
-    /// Joins, leaves, member removals and room deletions a user may make per minute (each leave and removal is
-    /// an event every gateway hears).
+    /// Joins, leaves, member removals, bans and their lifting, role changes and room deletions a user may make per
+    /// minute (each leave, removal and ban is an event every gateway hears).
     #[arg(long, env = "NATTER_USER_MEMBERSHIP_CHANGES_PER_MINUTE", default_value_t = 120)]
     pub user_membership_changes_per_minute: u32,
+
+    /// Searches (`GET /api/search`) a user may make per minute, within the request budget: each one ranks every
+    /// message its words match, up to a few seconds of a database core.
+    #[arg(long, env = "NATTER_USER_SEARCHES_PER_MINUTE", default_value_t = 30)]
+    pub user_searches_per_minute: u32,
 
     /// The gateway URLs this API hands out, as patterns separated by commas, where `*` stands for any run of
     /// characters other than `/` (e.g. `wss://gw-*.chat.example/ws`). A heartbeat naming any other URL is ignored
@@ -246,10 +251,11 @@ impl natter_service::Validate for Config {
             || self.user_room_listings_per_minute == 0
             || self.user_room_creations_per_hour == 0
             || self.user_membership_changes_per_minute == 0
+            || self.user_searches_per_minute == 0
         {
             return fail(
-                "--user-requests-per-minute, --user-room-listings-per-minute, --user-room-creations-per-hour and \
-                 --user-membership-changes-per-minute must each allow at least 1"
+                "--user-requests-per-minute, --user-room-listings-per-minute, --user-room-creations-per-hour, \
+                 --user-membership-changes-per-minute and --user-searches-per-minute must each allow at least 1"
                     .into(),
             );
         }

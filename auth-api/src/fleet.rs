@@ -45,14 +45,17 @@ pub async fn answer_room_access(nats: async_nats::Client, db: PgPool) {
     }
 }
 
-/// Public rooms are open to every user; private rooms to their members.
+/// Public rooms are open to every user but those banned from them; private rooms to their members.
 pub async fn room_access(db: &PgPool, request: &RoomAccessRequest) -> Result<RoomAccess, sqlx::Error> {
     let Ok(user) = Uuid::parse_str(&request.user) else {
         return Ok(RoomAccess::Denied);
     };
-    let row: Option<(bool, bool, bool)> = sqlx::query_as(
-        "SELECT r.private, EXISTS (SELECT 1 FROM memberships m WHERE m.room_id = r.id AND m.user_id = $2), \
-         r.owner_id = $2 FROM rooms r WHERE r.id = $1",
+    // private, member, owner or moderator, banned, bans anyone.
+    let row: Option<(bool, bool, bool, bool, bool)> = sqlx::query_as(
+        "SELECT r.private, m.user_id IS NOT NULL, coalesce(m.role IN ('owner', 'moderator'), false), \
+           EXISTS (SELECT 1 FROM room_bans b WHERE b.room_id = r.id AND b.user_id = $2), \
+           EXISTS (SELECT 1 FROM room_bans b WHERE b.room_id = r.id) \
+         FROM rooms r LEFT JOIN memberships m ON m.room_id = r.id AND m.user_id = $2 WHERE r.id = $1",
     )
     .bind(request.room.as_str())
     .bind(user)
@@ -60,9 +63,17 @@ pub async fn room_access(db: &PgPool, request: &RoomAccessRequest) -> Result<Roo
     .await?;
     let access = match row {
         None => RoomAccess::NotFound,
-        Some((_, _, true)) if request.owner => RoomAccess::Owner,
-        Some((false, _, _)) => RoomAccess::Public,
-        Some((true, true, _)) => RoomAccess::Allowed,
+        Some((_, _, _, true, _)) => RoomAccess::Banned,
+        Some((_, _, true, _, _)) if request.owner => RoomAccess::Owner,
+        // A public room with bans is not the same for everyone: answered per user, never for the whole room.
+        Some((false, _, _, _, bans)) => {
+            if bans {
+                RoomAccess::Allowed
+            } else {
+                RoomAccess::Public
+            }
+        }
+        Some((true, true, _, _, _)) => RoomAccess::Allowed,
         Some(_) => RoomAccess::Denied,
     };
     if let Some(reaction) = &request.reaction

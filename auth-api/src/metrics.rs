@@ -101,6 +101,7 @@ pub fn register() {
         "user_room_listings",
         "user_room_creations",
         "user_membership_changes",
+        "user_searches",
     ] {
         metrics::counter!(RATE_LIMITED, "limit" => limit).absolute(0);
     }

@@ -44,8 +44,10 @@ pub struct UserBudgets {
     pub room_listings: TokenBuckets,
     /// `POST /api/rooms`.
     pub room_creations: TokenBuckets,
-    /// Join, leave, remove a member, delete a room.
+    /// Join, leave, remove or ban a member, lift a ban, change a role, delete a room.
     pub membership_changes: TokenBuckets,
+    /// `GET /api/search`.
+    pub searches: TokenBuckets,
 }
 
 impl UserBudgets {
@@ -65,6 +67,7 @@ impl UserBudgets {
                 config.user_membership_changes_per_minute,
                 MINUTE,
             ),
+            searches: TokenBuckets::new("user_searches", config.user_searches_per_minute, MINUTE),
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Room-access checks: whether a user may join a room, asked of the auth API over NATS.
 //!
 //! Answers that let users in are trusted for [`TRUSTED_FOR`]: `Public` for the whole room, `Allowed` (a private
-//! room's member) for that user. Refusals are remembered for [`REFUSED_FOR`]: `NotFound` for the room, `Denied`
-//! for that user, so a client asking again and again about a room it may not join costs the auth API one question
+//! room's member, or a user not banned from a public room that bans someone) for that user. Refusals are
+//! remembered for [`REFUSED_FOR`]: `NotFound` for the room, `Denied` or `Banned` for that user, so a client asking again and again about a room it may not join costs the auth API one question
 //! per [`REFUSED_FOR`]. A room filling up would still ask once per joiner until the first answer is back, and in a
 //! connect storm that is most of them: so while a question about a room not known to be private is in flight,
 //! other joins of that room wait for its answer instead of asking again, and go on to ask for themselves only if
@@ -52,8 +52,8 @@ pub struct AccessChecks {
 struct State {
     /// `(room, "")`: the room is public; `(room, user)`: the user is a member of the private room.
     trusted: HashMap<(RoomId, String), Instant>,
-    /// `(room, "")`: there is no such room; `(room, user)`: the room is private and the user is not a member.
-    refused: HashMap<(RoomId, String), Instant>,
+    /// `(room, "")`: there is no such room; `(room, user)`: the user may not join (`Denied` or `Banned`), with which.
+    refused: HashMap<(RoomId, String), (Instant, RoomAccess)>,
     /// Rooms known to be private.
     private: HashMap<RoomId, Instant>,
     /// The question in flight about a room, with when it was asked.
@@ -84,12 +84,14 @@ impl State {
         let member = (room.clone(), user.to_owned());
         if fresh(self.trusted.get(&whole), TRUSTED_FOR) {
             Some(RoomAccess::Public)
-        } else if fresh(self.refused.get(&whole), REFUSED_FOR) {
+        } else if fresh(self.refused.get(&whole).map(|(at, _)| at), REFUSED_FOR) {
             Some(RoomAccess::NotFound)
         } else if fresh(self.trusted.get(&member), TRUSTED_FOR) {
             Some(RoomAccess::Allowed)
-        } else if fresh(self.refused.get(&member), REFUSED_FOR) {
-            Some(RoomAccess::Denied)
+        } else if let Some((at, refusal)) = self.refused.get(&member)
+            && fresh(Some(at), REFUSED_FOR)
+        {
+            Some(*refusal)
         } else {
             None
         }
@@ -115,14 +117,14 @@ impl State {
                 insert(&mut self.trusted, member, now);
                 insert(&mut self.private, room.clone(), now);
             }
-            RoomAccess::Denied => {
+            RoomAccess::Denied | RoomAccess::Banned => {
                 self.trusted.remove(&member);
-                insert(&mut self.refused, member, now);
+                insert(&mut self.refused, member, (now, access));
                 insert(&mut self.private, room.clone(), now);
             }
             RoomAccess::NotFound => {
                 self.drop_room(room);
-                insert(&mut self.refused, whole, now);
+                insert(&mut self.refused, whole, (now, access));
             }
         }
     }
@@ -255,9 +257,9 @@ impl AccessChecks {
         ask(self.nats.clone(), request).boxed().shared()
     }
 
-    /// Whether `user` owns `room`, asked of the auth API each time (only an owner's deletion of another's message
-    /// asks; ownership is not remembered).
-    pub async fn owns(&self, room: &RoomId, user: &str) -> Result<bool, String> {
+    /// Whether `user` owns or moderates `room`, asked of the auth API each time (only a deletion of another's
+    /// message asks; the answer is not remembered).
+    pub async fn moderates(&self, room: &RoomId, user: &str) -> Result<bool, String> {
         let request = RoomAccessRequest {
             room: room.clone(),
             user: user.to_owned(),
@@ -397,7 +399,7 @@ mod tests {
         let past = Instant::now()
             .checked_sub(REFUSED_FOR)
             .expect("the clock is past the epoch");
-        state.refused.insert(member, past);
+        state.refused.insert(member, (past, RoomAccess::Denied));
         assert_eq!(state.known(&lobby, "u1"), None);
     }
 }

@@ -383,10 +383,11 @@ pub fn register() {
 }
 
 /// The `answer` labels of [`ACCESS_QUESTIONS`] and [`ACCESS_RECHECKS`].
-const ACCESS_ANSWERS: [&str; 7] = [
+const ACCESS_ANSWERS: [&str; 8] = [
     "public",
     "allowed",
     "denied",
+    "banned",
     "not_found",
     "owner",
     "too_many_reactions",
@@ -400,6 +401,7 @@ pub fn access_answer(answer: Option<&natter_proto::bus::RoomAccess>) -> &'static
         Some(RoomAccess::Public) => "public",
         Some(RoomAccess::Allowed) => "allowed",
         Some(RoomAccess::Denied) => "denied",
+        Some(RoomAccess::Banned) => "banned",
         Some(RoomAccess::NotFound) => "not_found",
         Some(RoomAccess::Owner) => "owner",
         Some(RoomAccess::TooManyReactions) => "too_many_reactions",

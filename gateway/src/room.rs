@@ -599,6 +599,7 @@ async fn recheck(shared: Arc<RoomShared>, room: RoomId, users: Vec<String>) -> R
             // An owner answer is given only when asked for; it lets the user in as a member's does.
             Ok(RoomAccess::Allowed | RoomAccess::Owner | RoomAccess::TooManyReactions) => {}
             Ok(RoomAccess::Denied) => round.lost.push((Some(user), left_reason::ACCESS_REVOKED)),
+            Ok(RoomAccess::Banned) => round.lost.push((Some(user), left_reason::BANNED)),
             Ok(RoomAccess::NotFound) => {
                 round.lost.push((None, left_reason::ROOM_DELETED));
                 break;

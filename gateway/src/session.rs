@@ -274,6 +274,10 @@ impl Session {
                 );
                 return None;
             }
+            Ok(RoomAccess::Banned) => {
+                self.error(ErrorCode::Banned, format!("you are banned from room '{room}'"), None);
+                return None;
+            }
             // Room ids are handed out by the API: a client asking for rooms that do not exist is guessing.
             Ok(RoomAccess::NotFound) => return self.fault(ErrorCode::RoomNotFound, format!("no room '{room}'"), None),
             Err(err) => {
@@ -421,11 +425,11 @@ impl Session {
         };
         let me = &self.peer.user.id;
         // The two changes that cost a question to the auth API: a deletion by someone other than the author (do
-        // they own the room?) and a reaction added (has the message room for another emoji?).
+        // they own or moderate the room?) and a reaction added (has the message room for another emoji?).
         let allowed = match &change {
             Change::Edit { .. } => Ok(target.user.id == *me),
             Change::Delete { .. } if target.user.id == *me => Ok(true),
-            Change::Delete { .. } => self.gw.hub.access().owns(&room, me).await,
+            Change::Delete { .. } => self.gw.hub.access().moderates(&room, me).await,
             Change::React { emoji, on: true, .. } => {
                 self.gw.hub.access().may_react(&room, me, change.target(), emoji).await
             }
@@ -438,7 +442,7 @@ impl Session {
                     Change::Edit { .. } => (ErrorCode::NotAuthor, "only its author may edit a message".to_owned()),
                     Change::Delete { .. } => (
                         ErrorCode::NotAuthor,
-                        "only its author or the room's owner may delete a message".to_owned(),
+                        "only its author, the room's owner or a moderator may delete a message".to_owned(),
                     ),
                     Change::React { .. } => (
                         ErrorCode::TooManyReactions,

@@ -190,7 +190,13 @@ impl Gateway {
     /// it concerns out of the room (a member who joined takes nobody out).
     pub fn room_event(&self, room: &RoomId, event: &RoomEvent) {
         let user = event.user();
-        self.hub.access().forget(room, user);
+        // A ban changes who may join a public room: what is known of the whole room goes.
+        let forget = if matches!(event, RoomEvent::MemberBanned { .. }) {
+            None
+        } else {
+            user
+        };
+        self.hub.access().forget(room, forget);
         let Some(reason) = event.left_reason() else {
             return;
         };

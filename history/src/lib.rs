@@ -11,6 +11,7 @@
 pub mod counts;
 pub mod page;
 pub mod partitions;
+pub mod search;
 pub mod write;
 
 use sqlx::PgPool;

@@ -314,7 +314,7 @@ pub struct RoomAccessRequest {
     pub room: RoomId,
     /// The user id (`sub` of their token).
     pub user: String,
-    /// Whether to answer [`RoomAccess::Owner`] when the user owns the room (asked before an owner deletes
+    /// Whether to answer [`RoomAccess::Owner`] when the user owns or moderates the room (asked before one deletes
     /// another's message; a join does not ask, so its answer is one a gateway may share for the room).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub owner: bool,
@@ -338,16 +338,20 @@ pub struct NewReaction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RoomAccess {
-    /// The room is public: this user and every other may join it (a gateway may remember that for the room).
+    /// The room is public and bans no one: this user and every other may join it (a gateway may remember that for
+    /// the room).
     Public,
-    /// The room is private and the user is a member.
+    /// The room is private and the user is a member, or public with bans and the user not banned.
     Allowed,
     /// The room is private and the user is not a member.
     Denied,
     /// There is no such room.
     NotFound,
-    /// The user owns the room (only when the request asked with `owner`).
+    /// The user owns the room or is one of its moderators (only when the request asked with `owner`): they may
+    /// delete others' messages.
     Owner,
+    /// The user is banned from the room.
+    Banned,
     /// The message of the request's `reaction` has as many different emoji as it may, and not this one.
     TooManyReactions,
 }
@@ -398,8 +402,14 @@ pub enum RoomEvent {
         /// The user id.
         user: String,
     },
-    /// The room's owner removed the user from it.
+    /// The room's owner or a moderator removed the user from it.
     MemberRemoved {
+        /// The user id.
+        user: String,
+    },
+    /// The room's owner or a moderator banned the user: their sockets are taken out, and what a gateway knew of
+    /// the whole room is forgotten (a public room with a ban is no longer open to every user alike).
+    MemberBanned {
         /// The user id.
         user: String,
     },
@@ -416,7 +426,10 @@ impl RoomEvent {
     pub fn user(&self) -> Option<&str> {
         match self {
             Self::Deleted => None,
-            Self::MemberLeft { user } | Self::MemberRemoved { user } | Self::MemberJoined { user } => Some(user),
+            Self::MemberLeft { user }
+            | Self::MemberRemoved { user }
+            | Self::MemberBanned { user }
+            | Self::MemberJoined { user } => Some(user),
         }
     }
 
@@ -427,6 +440,7 @@ impl RoomEvent {
             Self::Deleted => Some(crate::frame::left_reason::ROOM_DELETED),
             Self::MemberLeft { .. } => Some(crate::frame::left_reason::MEMBER_LEFT),
             Self::MemberRemoved { .. } => Some(crate::frame::left_reason::MEMBER_REMOVED),
+            Self::MemberBanned { .. } => Some(crate::frame::left_reason::BANNED),
             Self::MemberJoined { .. } => None,
         }
     }

@@ -28,6 +28,8 @@ pub enum ErrorCode {
     RoomNotFound,
     /// The room is private and the user is not a member.
     RoomPrivate,
+    /// The user is banned from the room (until its owner or a moderator lifts the ban).
+    Banned,
     /// Something the gateway depends on did not answer: retry.
     Unavailable,
     /// The send's outcome is unknown: send it again with the same id.
@@ -38,7 +40,7 @@ pub enum ErrorCode {
     TokenWrongUser,
     /// The target of an edit, delete, reaction or reply is not a message of this room.
     NotFound,
-    /// Only a message's author may edit it, and only its author or the room's owner delete it.
+    /// Only a message's author may edit it, and only its author, the room's owner or a moderator delete it.
     NotAuthor,
     /// The target message was deleted.
     AlreadyDeleted,
@@ -50,7 +52,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         Self::BadFrame,
         Self::BinaryFrame,
         Self::RateLimited,
@@ -61,6 +63,7 @@ impl ErrorCode {
         Self::TooManyRooms,
         Self::RoomNotFound,
         Self::RoomPrivate,
+        Self::Banned,
         Self::Unavailable,
         Self::PublishFailed,
         Self::TokenWrongSession,
@@ -85,6 +88,7 @@ impl ErrorCode {
             Self::TooManyRooms => "too_many_rooms",
             Self::RoomNotFound => "room_not_found",
             Self::RoomPrivate => "room_private",
+            Self::Banned => "banned",
             Self::Unavailable => "unavailable",
             Self::PublishFailed => "publish_failed",
             Self::TokenWrongSession => "token_wrong_session",

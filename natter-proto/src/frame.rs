@@ -97,8 +97,10 @@ pub mod left_reason {
     pub const ROOM_DELETED: &str = "room_deleted";
     /// The user left the room through the API (another tab or device).
     pub const MEMBER_LEFT: &str = "member_left";
-    /// The room's owner removed the user.
+    /// The room's owner or a moderator removed the user.
     pub const MEMBER_REMOVED: &str = "member_removed";
+    /// The room's owner or a moderator banned the user.
+    pub const BANNED: &str = "banned";
     /// Asked again (periodically, or after the gateway may have missed room events), the auth API no longer lets the
     /// user in.
     pub const ACCESS_REVOKED: &str = "access_revoked";

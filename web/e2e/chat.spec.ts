@@ -23,6 +23,9 @@ import {
   register,
   roomLink,
   say,
+  search,
+  searchResults,
+  searchUntil,
   seedMessages,
   signIn,
   status,
@@ -107,6 +110,16 @@ test("screenshots of the app on a desktop and on a phone", async ({ browser }) =
   await sam.page.screenshot({ path: join(SCREENSHOTS, "phone.png") });
   await sam.page.getByRole("button", { name: "Back to rooms" }).click();
   await sam.page.screenshot({ path: join(SCREENSHOTS, "phone-rooms.png") });
+  // Search results across both rooms, the words marked: on the desktop, and on the phone in place of the list.
+  await searchUntil(maya.page, "phones or lunch", async () => {
+    await expect(searchResults(maya.page)).toHaveCount(3, { timeout: 3_000 });
+  });
+  await maya.page.getByRole("searchbox", { name: "Search messages" }).blur();
+  await maya.page.mouse.move(0, 0);
+  await maya.page.screenshot({ path: join(SCREENSHOTS, "search.png") });
+  await search(sam.page, "phones");
+  await expect(searchResults(sam.page)).toHaveCount(2);
+  await sam.page.screenshot({ path: join(SCREENSHOTS, "phone-search.png") });
   const visitor = await browser.newContext({ baseURL: loadState().api, viewport: { width: 1280, height: 800 } });
   const login = await visitor.newPage();
   await login.goto("/");

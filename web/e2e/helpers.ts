@@ -284,3 +284,26 @@ export async function act(page: Page, room: string, text: string, action: string
   await li.hover();
   await li.getByRole("button", { name: action, exact: true }).click();
 }
+
+/** Types words into the sidebar's search box and asks (again, for the same words). */
+export async function search(page: Page, words: string): Promise<void> {
+  const box = page.getByRole("searchbox", { name: "Search messages" });
+  await box.fill(words);
+  await box.press("Enter");
+}
+
+/** The search results shown, each a link to its message. */
+export function searchResults(page: Page): Locator {
+  return page.getByRole("list", { name: "Messages found" }).getByRole("link");
+}
+
+/**
+ * Searches until the page shows what `check` waits for: a message said a moment ago reaches PostgreSQL (and so the
+ * search) through the persister, within about a second.
+ */
+export async function searchUntil(page: Page, words: string, check: () => Promise<void>): Promise<void> {
+  await expect(async () => {
+    await search(page, words);
+    await check();
+  }).toPass({ timeout: 20_000, intervals: [500, 1_000, 2_000] });
+}

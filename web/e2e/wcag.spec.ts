@@ -1,12 +1,13 @@
 /**
- * Accessibility checked by a tool, not only by hand: axe-core on the sign-in page and on a room with an edited
- * message, a deleted one, reactions and a reply, on a desktop and on a phone. No serious or critical violation.
+ * Accessibility checked by a tool, not only by hand: axe-core on the sign-in page, on a room with an edited
+ * message, a deleted one, reactions and a reply, and on search results, on a desktop and on a phone. No serious or
+ * critical violation.
  */
 
 import AxeBuilder from "@axe-core/playwright";
 import { expect, test, type Page } from "@playwright/test";
 
-import { act, createRoom, log, message, register, say, uniqueName } from "./helpers";
+import { act, createRoom, log, message, register, say, searchResults, searchUntil, uniqueName } from "./helpers";
 import { loadState } from "./stack";
 
 const PHONE = { width: 360, height: 740 };
@@ -19,7 +20,7 @@ async function violations(page: Page): Promise<string[]> {
     .map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
 }
 
-test("axe finds no serious or critical violation on the sign-in page or in a room, on a desktop and a phone", async ({
+test("axe finds no serious or critical violation on the sign-in page, in a room or in search results, on a desktop and a phone", async ({
   browser,
 }) => {
   const visitor = await browser.newContext({ baseURL: loadState().api });
@@ -52,6 +53,15 @@ test("axe finds no serious or critical violation on the sign-in page or in a roo
     await person.page.setViewportSize(viewport);
     await message(person.page, room, "first words, edited").hover();
     expect(await violations(person.page), `room at ${viewport.width} px`).toEqual([]);
+  }
+  // Search results, the words marked.
+  await person.page.setViewportSize({ width: 1280, height: 800 });
+  await searchUntil(person.page, "words", async () => {
+    await expect(searchResults(person.page)).toHaveCount(1, { timeout: 3_000 });
+  });
+  for (const viewport of [{ width: 1280, height: 800 }, PHONE]) {
+    await person.page.setViewportSize(viewport);
+    expect(await violations(person.page), `search results at ${viewport.width} px`).toEqual([]);
   }
   await person.context.close();
 });

@@ -249,6 +249,25 @@ export class FakeServer {
       const matching = list.filter((m) => m.seq < before).reverse();
       return json(200, { messages: matching.slice(0, limit), has_more: matching.length > limit });
     }
+    if (path === "/api/search" && method === "GET") {
+      // Every word in a message's text, in the user's rooms (or the one asked for), the newest first.
+      const words = (url.searchParams.get("q") ?? "").toLowerCase().split(/\s+/).filter(Boolean);
+      const room = url.searchParams.get("room");
+      const author = url.searchParams.get("author");
+      const limit = Number(url.searchParams.get("limit") ?? 20);
+      const offset = Number(url.searchParams.get("offset") ?? 0);
+      if (room && !this.rooms.has(room)) return error(404, "room_not_found");
+      const rooms = [...this.rooms.values()].filter((r) => (room ? r.id === room : r.joined));
+      const hits = rooms
+        .flatMap((r) =>
+          (this.history.get(r.id) ?? [])
+            .filter((m) => !m.change && !m.deleted && (!author || m.user.name === author))
+            .filter((m) => words.every((w) => m.body.toLowerCase().split(/\W+/).includes(w)))
+            .map((m) => ({ room: r.id, room_name: r.name, seq: m.seq, user: m.user, body: m.body, ts: m.ts, edited: false, rank: 0.1 })),
+        )
+        .sort((a, b) => b.seq - a.seq);
+      return json(200, { results: hits.slice(offset, offset + limit), has_more: hits.length > offset + limit });
+    }
     const one = /^\/api\/rooms\/([^/]+)$/.exec(path);
     if (one && method === "GET") {
       const info = this.rooms.get(one[1]);

@@ -37,7 +37,8 @@ describe("left with a reason", () => {
   it.each([
     ["room_deleted", "This room was deleted."],
     ["member_left", "You left this room in another window."],
-    ["member_removed", "You were removed from this room by its owner."],
+    ["member_removed", "You were removed from this room."],
+    ["banned", "You were banned from this room."],
     ["access_revoked", "You no longer have access to this room."],
   ])("%s: the open room says so, is no longer joined and is never rejoined", async (reason, notice) => {
     const env = await inRooms();
@@ -97,7 +98,7 @@ describe("left with a reason", () => {
     env.socket.deliver({ type: "left", room: "secret", reason: "member_removed" });
     expect(env.client.roomList().map((r) => r.info.id)).toEqual(["lobby"]);
     // Still on screen, with its notice, until the person moves on.
-    expect(env.client.room("secret")?.notice).toBe("You were removed from this room by its owner.");
+    expect(env.client.room("secret")?.notice).toBe("You were removed from this room.");
     await env.client.openRoom(undefined);
     expect(env.client.room("secret")).toBeUndefined();
     env.client.stop();

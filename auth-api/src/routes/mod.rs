@@ -7,7 +7,9 @@ pub mod gateway;
 pub mod health;
 pub mod history;
 pub mod load_test;
+pub mod moderation;
 pub mod rooms;
+pub mod search;
 pub mod sessions;
 pub mod web;
 
@@ -77,8 +79,13 @@ pub fn app(
         .routes(routes!(rooms::leave_room))
         .routes(routes!(rooms::mark_read))
         .routes(routes!(rooms::room_members))
-        .routes(routes!(rooms::remove_member))
+        .routes(routes!(moderation::remove_member))
+        .routes(routes!(moderation::ban_user))
+        .routes(routes!(moderation::unban_user))
+        .routes(routes!(moderation::room_bans))
+        .routes(routes!(moderation::set_role))
         .routes(routes!(history::room_messages))
+        .routes(routes!(search::search_messages))
         .routes(routes!(jwks))
         .routes(routes!(gateway::assign_gateway))
         .split_for_parts();

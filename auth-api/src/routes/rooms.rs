@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use natter_proto::bus::RoomEvent;
 
-use crate::extract::{ApiJson, AuthUser, MemberPath, OptionalJson, RoomPath};
+use crate::extract::{ApiJson, AuthUser, OptionalJson, RoomPath};
 use crate::room_events;
 use crate::state::AppState;
 
@@ -60,6 +60,9 @@ pub struct Room {
     pub member_count: i64,
     /// Whether the caller is a member.
     pub joined: bool,
+    /// The caller's role: `owner`, `moderator` or `member` (absent when not a member).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
     /// The join code: shown to the owner of a private room only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub join_code: Option<String>,
@@ -122,7 +125,7 @@ fn room_select() -> String {
     format!(
         "SELECT r.id, r.name, r.private, r.owner_id, \
          (SELECT count(*) FROM memberships m WHERE m.room_id = r.id) AS member_count, \
-         me.user_id IS NOT NULL AS joined, \
+         me.user_id IS NOT NULL AS joined, me.role, \
          CASE WHEN r.owner_id = $1 THEN r.join_code END AS join_code, r.created_at, \
          {} AS last_seq, \
          coalesce(me.read_seq, 0) AS read_seq, \
@@ -141,6 +144,7 @@ type RoomRow = (
     i64,
     bool,
     Option<String>,
+    Option<String>,
     DateTime<Utc>,
     i64,
     i64,
@@ -148,7 +152,8 @@ type RoomRow = (
 );
 
 fn to_room(row: RoomRow) -> Room {
-    let (id, name, private, owner_id, member_count, joined, join_code, created_at, last_seq, read_seq, unread) = row;
+    let (id, name, private, owner_id, member_count, joined, role, join_code, created_at, last_seq, read_seq, unread) =
+        row;
     Room {
         id,
         name,
@@ -156,6 +161,7 @@ fn to_room(row: RoomRow) -> Room {
         owner_id,
         member_count,
         joined,
+        role,
         join_code,
         created_at,
         last_seq,
@@ -164,7 +170,7 @@ fn to_room(row: RoomRow) -> Room {
     }
 }
 
-fn room_not_found(id: &RoomId) -> ApiError {
+pub(crate) fn room_not_found(id: &RoomId) -> ApiError {
     ApiError::not_found("room_not_found", format!("no room '{id}'"))
 }
 
@@ -172,17 +178,36 @@ fn room_private() -> ApiError {
     ApiError::forbidden("room_private", "this room is private and you are not a member")
 }
 
-/// Loads a room as `caller` sees it: 404 if missing, 403 if private and the caller is not a member.
+pub(crate) fn banned(id: &RoomId) -> ApiError {
+    ApiError::forbidden("banned", format!("you are banned from room '{id}'"))
+}
+
+/// Whether `user` is banned from room `id`.
+pub(crate) async fn is_banned(state: &AppState, id: &RoomId, user: Uuid) -> ApiResult<bool> {
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM room_bans WHERE room_id = $1 AND user_id = $2)")
+            .bind(id.as_str())
+            .bind(user)
+            .fetch_one(&state.db)
+            .await?,
+    )
+}
+
+/// Loads a room as `caller` sees it: 404 if missing, 403 `room_private` if private and the caller is not a member,
+/// 403 `banned` if the caller is banned from it.
 pub(crate) async fn visible_room(state: &AppState, caller: Uuid, id: &RoomId) -> ApiResult<Room> {
     let room = load_room(state, caller, id).await?;
     if room.private && !room.joined {
         return Err(room_private());
     }
+    if !room.joined && is_banned(state, id, caller).await? {
+        return Err(banned(id));
+    }
     Ok(room)
 }
 
 /// Loads a room the caller must own to `act` on: as [`visible_room`], and 403 `not_room_owner` for anyone else.
-async fn owned_room(state: &AppState, caller: Uuid, id: &RoomId, act: &str) -> ApiResult<Room> {
+pub(crate) async fn owned_room(state: &AppState, caller: Uuid, id: &RoomId, act: &str) -> ApiResult<Room> {
     let room = visible_room(state, caller, id).await?;
     if room.owner_id != caller {
         return Err(ApiError::forbidden(
@@ -193,7 +218,7 @@ async fn owned_room(state: &AppState, caller: Uuid, id: &RoomId, act: &str) -> A
     Ok(room)
 }
 
-async fn load_room(state: &AppState, caller: Uuid, id: &RoomId) -> ApiResult<Room> {
+pub(crate) async fn load_room(state: &AppState, caller: Uuid, id: &RoomId) -> ApiResult<Room> {
     let row: Option<RoomRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!("{} WHERE r.id = $2", room_select())))
         .bind(caller)
         .bind(id.as_str())
@@ -270,7 +295,8 @@ pub async fn create_room(
 pub async fn list_rooms(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<Room>>> {
     user.spend(&state.budgets.room_listings)?;
     let rows: Vec<RoomRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{} WHERE NOT r.private OR me.user_id IS NOT NULL \
+        "{} WHERE (NOT r.private OR me.user_id IS NOT NULL) \
+           AND NOT EXISTS (SELECT 1 FROM room_bans b WHERE b.room_id = r.id AND b.user_id = $1) \
          ORDER BY joined DESC, r.created_at, r.id LIMIT {LIST_LIMIT}",
         room_select()
     )))
@@ -333,7 +359,7 @@ pub async fn rotate_join_code(
     params(("id" = String, Path, description = "Room id")), request_body(content = Option<JoinRoom>),
     responses(
         (status = 200, description = "Joined (or already a member)", body = Room),
-        (status = 403, description = "`invalid_join_code`", body = ErrorBody),
+        (status = 403, description = "`invalid_join_code`, `banned`", body = ErrorBody),
         (status = 404, description = "`room_not_found`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),
     ))]
@@ -348,6 +374,9 @@ pub async fn join_room(
     let room = load_room(&state, user.id, &id).await?;
     if room.joined {
         return Ok(Json(room));
+    }
+    if is_banned(&state, &id, user.id).await? {
+        return Err(banned(&id));
     }
     if room.private {
         let stored: Option<String> = sqlx::query_scalar("SELECT join_code FROM rooms WHERE id = $1")
@@ -369,8 +398,8 @@ pub async fn join_room(
     // A new member has read everything stored so far: only what arrives after joining is unread.
     // (Built from constant text only.)
     let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO memberships (room_id, user_id, role, read_seq) VALUES ($1, $2, 'member', {}) \
-         ON CONFLICT DO NOTHING",
+        "INSERT INTO memberships (room_id, user_id, role, read_seq) SELECT $1, $2, 'member', {} \
+         WHERE NOT EXISTS (SELECT 1 FROM room_bans WHERE room_id = $1 AND user_id = $2) ON CONFLICT DO NOTHING",
         counts::last_position("$1")
     )))
     .bind(id.as_str())
@@ -433,54 +462,6 @@ pub async fn leave_room(
         &id,
         RoomEvent::MemberLeft {
             user: user.id.to_string(),
-        },
-    )
-    .await;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// Remove a member from a room (owner only). The gateways take the member's sockets out of the room (a
-/// `member_removed` room event). There is no ban list yet: a removed user can join a public room again, and a
-/// private one with its join code.
-#[utoipa::path(post, path = "/api/rooms/{id}/members/{user}/remove", tag = "rooms", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Room id"), ("user" = Uuid, Path, description = "The member's user id")),
-    responses(
-        (status = 204, description = "Removed"),
-        (status = 400, description = "`invalid_room_id`, `invalid_user_id`", body = ErrorBody),
-        (status = 403, description = "`not_room_owner`, `room_private`", body = ErrorBody),
-        (status = 404, description = "`room_not_found`, `member_not_found`", body = ErrorBody),
-        (status = 409, description = "`owner_cannot_be_removed`", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),
-    ))]
-pub async fn remove_member(
-    State(state): State<AppState>,
-    user: AuthUser,
-    MemberPath(id, member): MemberPath,
-) -> ApiResult<StatusCode> {
-    user.spend(&state.budgets.membership_changes)?;
-    let room = owned_room(&state, user.id, &id, "remove members").await?;
-    if member == room.owner_id {
-        return Err(ApiError::conflict(
-            "owner_cannot_be_removed",
-            "the owner cannot be removed from their room; delete it instead",
-        ));
-    }
-    let removed = sqlx::query("DELETE FROM memberships WHERE room_id = $1 AND user_id = $2 AND role <> 'owner'")
-        .bind(id.as_str())
-        .bind(member)
-        .execute(&state.db)
-        .await?;
-    if removed.rows_affected() == 0 {
-        return Err(ApiError::not_found(
-            "member_not_found",
-            format!("user {member} is not a member of room '{id}'"),
-        ));
-    }
-    room_events::publish(
-        state.nats.as_ref(),
-        &id,
-        RoomEvent::MemberRemoved {
-            user: member.to_string(),
         },
     )
     .await;

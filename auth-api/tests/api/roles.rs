@@ -72,6 +72,17 @@ async fn each_service_role_may_do_only_its_own_part() {
     let room_id = room["id"].as_str().expect("id");
     let history = api.get(&format!("/api/rooms/{room_id}/messages"), Some(&token)).await;
     assert_eq!(history.status, StatusCode::OK, "{}", history.body);
+    // Search, bans and moderators: each of its tables and indexes within its grants.
+    let found = api.get("/api/search?q=anything", Some(&token)).await;
+    assert_eq!(found.status, StatusCode::OK, "{}", found.body);
+    let pest = api.register("pest").await;
+    let pest_id = pest["user"]["id"].as_str().expect("id");
+    let banned = api
+        .post_as(&token, &format!("/api/rooms/{room_id}/members/{pest_id}/ban"))
+        .await;
+    assert_eq!(banned.status, StatusCode::NO_CONTENT, "{}", banned.body);
+    let bans = api.get(&format!("/api/rooms/{room_id}/bans"), Some(&token)).await;
+    assert_eq!(bans.status, StatusCode::OK, "{}", bans.body);
     let as_api = pool(&api_url).await;
     assert!(
         denied(

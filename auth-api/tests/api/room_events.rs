@@ -71,7 +71,7 @@ async fn joining_a_private_room_leaving_removing_and_deleting_each_publish_their
     // A refused change publishes nothing: the next event is the deletion's.
     app.post_as(access(&leaver), &path)
         .await
-        .assert_error(403, "not_room_owner");
+        .assert_error(403, "not_room_moderator");
     let reply = app.delete_as(access(&owner), &format!("/api/rooms/{room_id}")).await;
     assert_eq!(reply.status.as_u16(), 204, "{}", reply.body);
     assert_eq!(next_event(&mut events).await, (room_id.clone(), RoomEvent::Deleted));

@@ -341,3 +341,71 @@ async fn a_message_takes_twenty_different_emoji_and_then_only_those() {
     .await;
     assert!(change(&mut bob, react("b3".into(), EMOJI[20], true)).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_moderator_deletes_others_messages_and_a_ban_takes_the_user_out_on_every_gateway_and_keeps_them_out() {
+    let stack = Stack::start().await;
+    let (a, b) = (stack.gateway(&[]).await, stack.gateway(&[]).await);
+    let (owner_token, _) = stack.user("olga").await;
+    let (moderator_token, moderator_id) = stack.user("mona").await;
+    let (pest_token, pest_id) = stack.user("pest").await;
+    let (other_token, _) = stack.user("otto").await;
+    let room = stack.room(&owner_token, false).await;
+    for token in [&moderator_token, &pest_token] {
+        let (status, body) = stack
+            .post_with(&format!("/api/rooms/{room}/join"), Some(token), json!({}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let mut mona = Client::connect(&a, &moderator_token).await;
+    mona.join(&room, None).await;
+    // On the other gateway: its answer for this public room is now "open to all".
+    let mut pest = Client::connect(&b, &pest_token).await;
+    pest.join(&room, None).await;
+
+    // Not a moderator yet: another's message is not hers to delete.
+    let pests = pest.say(&room, "p1", "spam spam spam").await;
+    let refused = change(
+        &mut mona,
+        json!({"type": "delete", "room": room, "id": "d0", "target": pests}),
+    )
+    .await;
+    assert_eq!(refused, Err("not_author".to_owned()));
+    let (status, body) = stack
+        .put_with(
+            &format!("/api/rooms/{room}/members/{moderator_id}/role"),
+            &owner_token,
+            json!({"role": "moderator"}),
+        )
+        .await;
+    assert_eq!((status, body["role"].as_str()), (200, Some("moderator")), "{body}");
+    change(
+        &mut mona,
+        json!({"type": "delete", "room": room, "id": "d1", "target": pests}),
+    )
+    .await
+    .expect("a moderator may delete");
+    event(&mut pest, "deleted", "d1").await;
+
+    // Banned: out of the room at once on the gateway that took the room as open, and kept out on every gateway.
+    let (status, body) = stack
+        .post_with(
+            &format!("/api/rooms/{room}/members/{pest_id}/ban"),
+            Some(&moderator_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let left = pest.recv_type("left").await;
+    assert_eq!(left, json!({"type": "left", "room": room, "reason": "banned"}));
+    pest.send(json!({"type": "join", "room": room})).await;
+    assert_eq!(pest.recv_type("error").await["code"], "banned");
+    let mut elsewhere = Client::connect(&a, &pest_token).await;
+    elsewhere.send(json!({"type": "join", "room": room})).await;
+    assert_eq!(elsewhere.recv_type("error").await["code"], "banned");
+    // Everyone else still joins, on both gateways.
+    for gw in [&a, &b] {
+        let mut otto = Client::connect(gw, &other_token).await;
+        otto.join(&room, None).await;
+    }
+}

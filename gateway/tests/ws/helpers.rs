@@ -156,6 +156,20 @@ impl Stack {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// PUT a JSON body with a bearer token; the status and the JSON answer (`null` when none).
+    pub async fn put_with(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .put(format!("{}{path}", self.api))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// DELETE with a bearer token; the status.
     pub async fn delete_with(&self, path: &str, token: &str) -> u16 {
         self.http

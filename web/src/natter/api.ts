@@ -94,6 +94,37 @@ export interface HistoryPage {
   has_more: boolean;
 }
 
+/** A message a search found, as it reads now. */
+export interface SearchHit {
+  room: string;
+  room_name: string;
+  seq: number;
+  user: UserRef;
+  body: string;
+  ts: string;
+  edited: boolean;
+  /** How well it matches: larger is better. */
+  rank: number;
+}
+
+/** One page of search results: the best matches first, the newest first among equals. */
+export interface SearchPage {
+  results: SearchHit[];
+  has_more: boolean;
+}
+
+/** Where a search looks, and which page of its results. */
+export interface SearchOptions {
+  /** Only this room (any room the caller may read); without it, every room the caller is a member of. */
+  room?: string;
+  /** Only messages by the user of this name. */
+  author?: string;
+  /** Results per page, 1 to 50 (the API's default: 20). */
+  limit?: number;
+  /** Results to skip, 0 to 500. */
+  offset?: number;
+}
+
 /** A gateway to connect to. */
 export interface GatewayAssignment {
   url: string;
@@ -261,6 +292,19 @@ export class Api {
     if (page.after !== undefined) query.set("after", String(page.after));
     if (page.limit !== undefined) query.set("limit", String(page.limit));
     return this.call("GET", `/api/rooms/${encodeURIComponent(id)}/messages?${query}`, { token });
+  }
+
+  /**
+   * Messages found by their words (`q` in web-search syntax: all words, `"a phrase"`, `or`, `-word`), in the
+   * caller's rooms or in one room, by their text as it reads now.
+   */
+  search(token: TokenSource, q: string, options: SearchOptions = {}): Promise<SearchPage> {
+    const query = new URLSearchParams({ q });
+    if (options.room !== undefined) query.set("room", options.room);
+    if (options.author !== undefined) query.set("author", options.author);
+    if (options.limit !== undefined) query.set("limit", String(options.limit));
+    if (options.offset !== undefined) query.set("offset", String(options.offset));
+    return this.call("GET", `/api/search?${query}`, { token });
   }
 
   /** The least-loaded live gateway, passing over the ids in `avoid` (ones just lost) when another is live. */

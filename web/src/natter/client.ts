@@ -9,10 +9,10 @@
  * This class is the front a UI holds; each concept lives in a part of its own, reached through the context they
  * share (context.ts): the live connection and every frame it brings (live.ts), pending sends and changes
  * (outbox.ts), history (history.ts), unread counts (unread.ts), memberships and the room list (membership.ts),
- * presence and drafts (presence.ts), and each room's record (rooms.ts).
+ * presence and drafts (presence.ts), search (search.ts), and each room's record (rooms.ts).
  */
 
-import { ApiError, type Member, type RoomInfo } from "./api";
+import { ApiError, type Member, type RoomInfo, type SearchOptions, type SearchPage } from "./api";
 import type { ConnectionStatus } from "./connection";
 import { ClientContext, type ClientEvent, type ClientOptions } from "./context";
 import type { UserRef } from "./frames";
@@ -20,6 +20,8 @@ import type { Room, RoomView } from "./rooms";
 
 export type { ClientEvent, ClientOptions } from "./context";
 export { inviteCode, parseInvite } from "./membership";
+export { excerpt, highlight, searchTerms } from "./search";
+export type { Piece } from "./search";
 export type { Draft, RoomView } from "./rooms";
 
 export class NatterClient {
@@ -242,6 +244,14 @@ export class NatterClient {
   /** Removes a member from a room the user owns; the room's member count follows from the API. */
   removeMember(roomId: string, userId: string): Promise<void> {
     return this.ctx.membership.removeMember(roomId, userId);
+  }
+
+  /**
+   * Messages found by their words (web-search syntax: all words, `"a phrase"`, `or`, `-word`), as they read now:
+   * in every room the user is a member of, or in `options.room`; the best matches first. `options.offset` pages.
+   */
+  search(query: string, options?: SearchOptions): Promise<SearchPage> {
+    return this.ctx.search.find(query, options);
   }
 
   /** A room as the UI shows it: made once per change, so an unchanged room is the same object. */

@@ -15,6 +15,7 @@ import { Membership } from "./membership";
 import { Outbox } from "./outbox";
 import { Presence } from "./presence";
 import { type Room, Rooms } from "./rooms";
+import { Search } from "./search";
 import type { Session } from "./session";
 import { Unread } from "./unread";
 
@@ -82,6 +83,8 @@ export class ClientContext {
   readonly membership: Membership;
   /** Who is online in each room, drafts. */
   readonly presence: Presence;
+  /** Messages found by their words. */
+  readonly search: Search;
 
   /** The room on screen. */
   openId: string | undefined;
@@ -117,6 +120,7 @@ export class ClientContext {
     this.unread = new Unread(this);
     this.membership = new Membership(this);
     this.presence = new Presence(this);
+    this.search = new Search(this);
   }
 
   /** The signed-in user. */

@@ -13,6 +13,7 @@ export const ERROR_CODES = [
   "too_many_rooms",
   "room_not_found",
   "room_private",
+  "banned",
   "unavailable",
   "publish_failed",
   "token_wrong_session",
@@ -39,6 +40,38 @@ export function changeRefusal(code: string, fallback: string): string {
       return "A reaction is one emoji.";
     case "too_many_reactions":
       return "This message has as many different reactions as it can take: add one of those.";
+    default:
+      return fallback;
+  }
+}
+
+/** The codes a search (`GET /api/search`) is refused with, besides those of every authenticated call. */
+export const SEARCH_ERROR_CODES = [
+  "invalid_query",
+  "invalid_room_id",
+  "room_private",
+  "room_not_found",
+  "user_not_found",
+  "query_too_broad",
+  "rate_limited",
+] as const;
+
+/** What a person is told when a search is refused (`retryAfter`: seconds, for `rate_limited`). */
+export function searchRefusal(code: string, fallback: string, retryAfter?: number): string {
+  switch (code) {
+    case "invalid_query":
+      return "Type one or more words to search for (up to 200 characters).";
+    case "invalid_room_id":
+    case "room_not_found":
+      return "That room is not there any more: search all your rooms instead.";
+    case "room_private":
+      return "That room is private: only its members can search it.";
+    case "user_not_found":
+      return "Nobody has that user name: check the name under From.";
+    case "query_too_broad":
+      return "These words match too many messages to sort in time: add words, or search one room.";
+    case "rate_limited":
+      return `That is a lot of searches in a minute; try again in ${retryAfter ?? 60} seconds.`;
     default:
       return fallback;
   }

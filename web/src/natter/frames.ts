@@ -75,8 +75,10 @@ export type LeftReason =
   | "room_deleted"
   /** The user left the room through the API (another tab or device). */
   | "member_left"
-  /** The room's owner removed the user. */
+  /** The room's owner or a moderator removed the user. */
   | "member_removed"
+  /** The room's owner or a moderator banned the user. */
+  | "banned"
   /** Checked again after the gateway lost NATS for a while, the user no longer has access. */
   | "access_revoked"
   /** A reason this client does not know yet: treated like the others (out of the room, no rejoin). */

@@ -30,7 +30,8 @@ export function inviteCode(room: RoomInfo): string | undefined {
 /** What the person is alerted to about a room that is not open, by the `left` frame's reason (`name`: the room's). */
 const ENDED_ALERTS: Record<string, (name: string) => string> = {
   room_deleted: (name) => `The room “${name}” was deleted.`,
-  member_removed: (name) => `You were removed from “${name}” by its owner.`,
+  member_removed: (name) => `You were removed from “${name}”.`,
+  banned: (name) => `You were banned from “${name}”.`,
   access_revoked: (name) => `You no longer have access to “${name}”.`,
 };
 

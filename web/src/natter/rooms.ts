@@ -47,7 +47,8 @@ export interface RoomView {
 const ENDED_NOTICES: Record<string, string> = {
   room_deleted: "This room was deleted.",
   member_left: "You left this room in another window.",
-  member_removed: "You were removed from this room by its owner.",
+  member_removed: "You were removed from this room.",
+  banned: "You were banned from this room.",
   access_revoked: "You no longer have access to this room.",
 };
 

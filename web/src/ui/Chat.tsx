@@ -1,4 +1,7 @@
-/** The signed-in page: rooms on the side, the open room in the middle, the connection's status always shown. */
+/**
+ * The signed-in page: rooms and the search box on the side, the open room (or search results) in the middle, the
+ * connection's status always shown.
+ */
 
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 
@@ -11,6 +14,7 @@ import { describe, sentence } from "./errors";
 import { RoomMark } from "./icons";
 import { RoomPane } from "./Room";
 import { navigate, useRoute } from "./router";
+import { SearchBox, SearchPage } from "./Search";
 import { StatusLine } from "./Status";
 import { useClient } from "./useClient";
 
@@ -21,6 +25,8 @@ export function Chat({ api, client, session }: { api: Api; client: NatterClient;
   const route = useRoute();
   const [alerts, setAlerts] = useState<{ id: number; text: string }[]>([]);
   const alertId = useRef(0);
+  /** Bumped by every search the person asks for, so the same words asked again search again. */
+  const [searches, setSearches] = useState(0);
 
   const alert = (text: string) => {
     const id = ++alertId.current;
@@ -59,12 +65,13 @@ export function Chat({ api, client, session }: { api: Api; client: NatterClient;
   const total = client.totalUnread();
   useEffect(() => {
     const open = route.room ? client.room(route.room)?.info.name : undefined;
-    document.title = `${total ? `(${total}) ` : ""}${open ? `${open} · ` : ""}Natter`;
+    const place = route.search ? "Search" : open;
+    document.title = `${total ? `(${total}) ` : ""}${place ? `${place} · ` : ""}Natter`;
   });
 
   const open = route.room && !route.code ? client.room(route.room) : undefined;
   return (
-    <div class={open ? "chat room-open" : "chat"}>
+    <div class={open || route.search ? "chat room-open" : "chat"}>
       <aside class="sidebar" aria-label="Rooms and account">
         <header class="sidebar-head">
           <h1 class="brand small">
@@ -72,6 +79,13 @@ export function Chat({ api, client, session }: { api: Api; client: NatterClient;
           </h1>
           <StatusLine client={client} />
         </header>
+        <SearchBox
+          current={route.search}
+          onSearch={(search) => {
+            setSearches((n) => n + 1);
+            navigate({ search });
+          }}
+        />
         <RoomList client={client} openId={open?.info.id} />
         <RoomForms client={client} onError={alert} />
         <footer class="account">
@@ -90,8 +104,20 @@ export function Chat({ api, client, session }: { api: Api; client: NatterClient;
         </footer>
       </aside>
       <main class="main">
-        {open ? (
-          <RoomPane client={client} room={open} onError={alert} />
+        {route.search ? (
+          <SearchPage client={client} search={route.search} run={searches} />
+        ) : open ? (
+          <RoomPane
+            client={client}
+            room={open}
+            onError={alert}
+            jump={route.seq}
+            onJumped={(found) => {
+              // Read once: the address becomes the room's own, so Back returns to the results.
+              navigate({ room: open.info.id }, true);
+              if (!found) alert("That message is not in this room any more.");
+            }}
+          />
         ) : route.room && !route.code && client.ready ? (
           <div class="empty">
             <h2>This room is not available</h2>

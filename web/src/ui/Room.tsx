@@ -21,10 +21,16 @@ export function RoomPane({
   client,
   room,
   onError,
+  jump,
+  onJumped,
 }: {
   client: NatterClient;
   room: RoomView;
   onError: (text: string) => void;
+  /** A message to bring into view and highlight once the room shows (a search result's seq). */
+  jump?: number;
+  /** The jump is done: whether the message was found. */
+  onJumped?: (found: boolean) => void;
 }) {
   const [showInvite, setShowInvite] = useState(false);
   const [confirmDelete, setConfirmDelete] = useState(false);
@@ -130,7 +136,7 @@ export function RoomPane({
       )}
       {room.notice && !room.ended && <p class="notice">{room.notice}</p>}
       <div class="room-body">
-        <MessageList client={client} room={room} onReply={setReplyTo} />
+        <MessageList client={client} room={room} onReply={setReplyTo} jump={jump} onJumped={onJumped} />
         <aside id="online-list" class={showPeople ? "people shown" : "people"} aria-label={`Online in ${room.info.name}`}>
           <h3>Online</h3>
           <button type="button" class="close-people" aria-label="Close the online list" onClick={() => setShowPeople(false)}>
@@ -327,10 +333,14 @@ function MessageList({
   client,
   room,
   onReply,
+  jump,
+  onJumped,
 }: {
   client: NatterClient;
   room: RoomView;
   onReply: (seq: number) => void;
+  jump?: number;
+  onJumped?: (found: boolean) => void;
 }) {
   const list = useRef<HTMLDivElement>(null);
   /** A message to bring into view and focus after the next render (a reply's original). */
@@ -439,19 +449,33 @@ function MessageList({
     anchor.current = null;
   };
 
-  /** Brings message `seq` into view, loading older history until it is held (or the room's start is reached). */
-  const jumpTo = async (seq: number) => {
+  /**
+   * Brings message `seq` into view, loading older history until it is held (or the room's start is reached);
+   * whether it is there.
+   */
+  const jumpTo = async (seq: number): Promise<boolean> => {
     for (let page = 0; page < 50 && !room.timeline.message(seq) && room.timeline.hasOlder; page++) {
       const floor = room.timeline.floor;
       await client.loadOlder(room.info.id);
       if (room.timeline.floor === floor && !room.timeline.message(seq)) await new Promise((r) => setTimeout(r, 300));
     }
     const target = room.timeline.items().find((item) => item.kind === "message" && item.message.seq === seq);
-    if (!target) return;
+    if (!target) return false;
     jumping.current = target.key;
     anchor.current = null;
     setTop(target.key);
+    return true;
   };
+
+  // A message asked for by the address (a search result): brought into view once the room shows.
+  useEffect(() => {
+    if (jump === undefined) return;
+    let current = true;
+    void jumpTo(jump).then((found) => current && onJumped?.(found));
+    return () => {
+      current = false;
+    };
+  }, [room.info.id, jump]);
 
   return (
     <div class="messages-wrap">

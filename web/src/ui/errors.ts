@@ -1,6 +1,7 @@
 /** What a person reads when an action fails: the API's message, or plainer words for the common cases. */
 
 import { ApiError } from "../natter/api";
+import { searchRefusal } from "../natter/errors";
 
 /** A person-readable reason for a failed action. */
 export function describe(err: unknown): string {
@@ -14,8 +15,18 @@ export function describe(err: unknown): string {
         return "Paste an invite code (room.code) or an invite link.";
       case "not_room_owner":
         return "Only the room's owner can do that.";
+      case "not_room_moderator":
+        return "Only the room's owner or a moderator can do that.";
+      case "banned":
+        return "You are banned from this room.";
       case "owner_cannot_be_removed":
         return "The owner cannot be removed from their room; delete the room instead.";
+      case "owner_cannot_be_banned":
+        return "The owner cannot be banned from their room.";
+      case "cannot_moderate_yourself":
+        return "You cannot do that to yourself; leave the room instead.";
+      case "ban_not_found":
+        return "They are not banned from this room any more.";
       case "member_not_found":
         return "They are not a member of this room any more.";
       case "wrong_password":
@@ -36,6 +47,11 @@ export function describe(err: unknown): string {
     }
   }
   return sentence(err instanceof Error ? err.message : String(err));
+}
+
+/** A person-readable reason for a failed search. */
+export function describeSearch(err: unknown): string {
+  return err instanceof ApiError ? searchRefusal(err.code, describe(err), err.retryAfter) : describe(err);
 }
 
 /** The API's messages are lower-case clauses ("the name 'ana' is already taken"): shown as a sentence. */

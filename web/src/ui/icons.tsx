@@ -30,3 +30,15 @@ export function RoomMark({ private: isPrivate }: { private: boolean }) {
     </span>
   );
 }
+
+/** A magnifying glass, for the search button (named by the button). */
+export function SearchIcon() {
+  return (
+    <svg class="icon" viewBox="0 0 16 16" width="16" height="16" aria-hidden="true">
+      <path
+        fill="currentColor"
+        d="M6.75 1.5a5.25 5.25 0 0 1 4.2 8.4l3.58 3.57a.75.75 0 1 1-1.06 1.06l-3.57-3.58A5.25 5.25 0 1 1 6.75 1.5zm0 1.5a3.75 3.75 0 1 0 0 7.5 3.75 3.75 0 0 0 0-7.5z"
+      />
+    </svg>
+  );
+}
