@@ -129,6 +129,11 @@ pub struct Config {
     #[arg(long, env = "NATTER_USER_SEARCHES_PER_MINUTE", default_value_t = 30)]
     pub user_searches_per_minute: u32,
 
+    /// New direct and group conversations a user may start per hour (up to this many at once, then evenly over the
+    /// hour); getting a direct conversation that exists costs nothing.
+    #[arg(long, env = "NATTER_USER_CONVERSATIONS_PER_HOUR", default_value_t = 60)]
+    pub user_conversations_per_hour: u32,
+
     /// The gateway URLs this API hands out, as patterns separated by commas, where `*` stands for any run of
     /// characters other than `/` (e.g. `wss://gw-*.chat.example/ws`). A heartbeat naming any other URL is ignored
     /// and counted (`natter_api_gateway_heartbeats_refused_total`), so a client on NATS that passes for a gateway
@@ -252,10 +257,12 @@ impl natter_service::Validate for Config {
             || self.user_room_creations_per_hour == 0
             || self.user_membership_changes_per_minute == 0
             || self.user_searches_per_minute == 0
+            || self.user_conversations_per_hour == 0
         {
             return fail(
                 "--user-requests-per-minute, --user-room-listings-per-minute, --user-room-creations-per-hour, \
-                 --user-membership-changes-per-minute and --user-searches-per-minute must each allow at least 1"
+                 --user-membership-changes-per-minute, --user-searches-per-minute and \
+                 --user-conversations-per-hour must each allow at least 1"
                     .into(),
             );
         }

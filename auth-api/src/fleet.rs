@@ -45,16 +45,31 @@ pub async fn answer_room_access(nats: async_nats::Client, db: PgPool) {
     }
 }
 
-/// Public rooms are open to every user but those banned from them; private rooms to their members.
+/// What a room-access answer is made of.
+#[derive(sqlx::FromRow)]
+struct AccessRow {
+    private: bool,
+    member: bool,
+    moderates: bool,
+    banned: bool,
+    bans_anyone: bool,
+    blocked: bool,
+}
+
+/// Public rooms are open to every user but those banned from them; private rooms (conversations too) to their
+/// members, but a direct conversation to neither of its two people while one blocks the other.
 pub async fn room_access(db: &PgPool, request: &RoomAccessRequest) -> Result<RoomAccess, sqlx::Error> {
     let Ok(user) = Uuid::parse_str(&request.user) else {
         return Ok(RoomAccess::Denied);
     };
-    // private, member, owner or moderator, banned, bans anyone.
-    let row: Option<(bool, bool, bool, bool, bool)> = sqlx::query_as(
-        "SELECT r.private, m.user_id IS NOT NULL, coalesce(m.role IN ('owner', 'moderator'), false), \
-           EXISTS (SELECT 1 FROM room_bans b WHERE b.room_id = r.id AND b.user_id = $2), \
-           EXISTS (SELECT 1 FROM room_bans b WHERE b.room_id = r.id) \
+    let row: Option<AccessRow> = sqlx::query_as(
+        "SELECT r.private, m.user_id IS NOT NULL AS member, \
+           coalesce(m.role IN ('owner', 'moderator'), false) AS moderates, \
+           EXISTS (SELECT 1 FROM room_bans b WHERE b.room_id = r.id AND b.user_id = $2) AS banned, \
+           EXISTS (SELECT 1 FROM room_bans b WHERE b.room_id = r.id) AS bans_anyone, \
+           r.kind = 'direct' AND EXISTS (SELECT 1 FROM blocks k WHERE \
+             (k.blocker = r.direct_low AND k.blocked = r.direct_high) \
+             OR (k.blocker = r.direct_high AND k.blocked = r.direct_low)) AS blocked \
          FROM rooms r LEFT JOIN memberships m ON m.room_id = r.id AND m.user_id = $2 WHERE r.id = $1",
     )
     .bind(request.room.as_str())
@@ -63,17 +78,13 @@ pub async fn room_access(db: &PgPool, request: &RoomAccessRequest) -> Result<Roo
     .await?;
     let access = match row {
         None => RoomAccess::NotFound,
-        Some((_, _, _, true, _)) => RoomAccess::Banned,
-        Some((_, _, true, _, _)) if request.owner => RoomAccess::Owner,
+        Some(row) if row.banned => RoomAccess::Banned,
+        Some(row) if row.moderates && request.owner => RoomAccess::Owner,
         // A public room with bans is not the same for everyone: answered per user, never for the whole room.
-        Some((false, _, _, _, bans)) => {
-            if bans {
-                RoomAccess::Allowed
-            } else {
-                RoomAccess::Public
-            }
-        }
-        Some((true, true, _, _, _)) => RoomAccess::Allowed,
+        Some(row) if !row.private && row.bans_anyone => RoomAccess::Allowed,
+        Some(row) if !row.private => RoomAccess::Public,
+        Some(row) if row.member && row.blocked => RoomAccess::Blocked,
+        Some(row) if row.member => RoomAccess::Allowed,
         Some(_) => RoomAccess::Denied,
     };
     if let Some(reaction) = &request.reaction

@@ -102,6 +102,7 @@ pub fn register() {
         "user_room_creations",
         "user_membership_changes",
         "user_searches",
+        "user_conversations",
     ] {
         metrics::counter!(RATE_LIMITED, "limit" => limit).absolute(0);
     }

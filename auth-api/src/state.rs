@@ -48,6 +48,8 @@ pub struct UserBudgets {
     pub membership_changes: TokenBuckets,
     /// `GET /api/search`.
     pub searches: TokenBuckets,
+    /// New direct and group conversations.
+    pub conversations: TokenBuckets,
 }
 
 impl UserBudgets {
@@ -68,6 +70,11 @@ impl UserBudgets {
                 MINUTE,
             ),
             searches: TokenBuckets::new("user_searches", config.user_searches_per_minute, MINUTE),
+            conversations: TokenBuckets::new(
+                "user_conversations",
+                config.user_conversations_per_hour,
+                Duration::from_secs(3600),
+            ),
         }
     }
 }

@@ -56,7 +56,7 @@ $$;
 
 -- The accounts tables: the API's to read and write; the persister has no grant on them.
 GRANT SELECT, INSERT, UPDATE, DELETE ON
-  users, token_families, refresh_tokens, signing_keys, rooms, memberships, room_bans, login_failures,
+  users, token_families, refresh_tokens, signing_keys, rooms, memberships, room_bans, blocks, login_failures,
   login_known_addresses
   TO natter_api;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO natter_api;

@@ -117,7 +117,7 @@ impl State {
                 insert(&mut self.trusted, member, now);
                 insert(&mut self.private, room.clone(), now);
             }
-            RoomAccess::Denied | RoomAccess::Banned => {
+            RoomAccess::Denied | RoomAccess::Banned | RoomAccess::Blocked => {
                 self.trusted.remove(&member);
                 insert(&mut self.refused, member, (now, access));
                 insert(&mut self.private, room.clone(), now);

@@ -383,11 +383,12 @@ pub fn register() {
 }
 
 /// The `answer` labels of [`ACCESS_QUESTIONS`] and [`ACCESS_RECHECKS`].
-const ACCESS_ANSWERS: [&str; 8] = [
+const ACCESS_ANSWERS: [&str; 9] = [
     "public",
     "allowed",
     "denied",
     "banned",
+    "blocked",
     "not_found",
     "owner",
     "too_many_reactions",
@@ -402,6 +403,7 @@ pub fn access_answer(answer: Option<&natter_proto::bus::RoomAccess>) -> &'static
         Some(RoomAccess::Allowed) => "allowed",
         Some(RoomAccess::Denied) => "denied",
         Some(RoomAccess::Banned) => "banned",
+        Some(RoomAccess::Blocked) => "blocked",
         Some(RoomAccess::NotFound) => "not_found",
         Some(RoomAccess::Owner) => "owner",
         Some(RoomAccess::TooManyReactions) => "too_many_reactions",

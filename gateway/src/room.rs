@@ -600,6 +600,7 @@ async fn recheck(shared: Arc<RoomShared>, room: RoomId, users: Vec<String>) -> R
             Ok(RoomAccess::Allowed | RoomAccess::Owner | RoomAccess::TooManyReactions) => {}
             Ok(RoomAccess::Denied) => round.lost.push((Some(user), left_reason::ACCESS_REVOKED)),
             Ok(RoomAccess::Banned) => round.lost.push((Some(user), left_reason::BANNED)),
+            Ok(RoomAccess::Blocked) => round.lost.push((Some(user), left_reason::BLOCKED)),
             Ok(RoomAccess::NotFound) => {
                 round.lost.push((None, left_reason::ROOM_DELETED));
                 break;

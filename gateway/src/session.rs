@@ -278,6 +278,14 @@ impl Session {
                 self.error(ErrorCode::Banned, format!("you are banned from room '{room}'"), None);
                 return None;
             }
+            Ok(RoomAccess::Blocked) => {
+                self.error(
+                    ErrorCode::Blocked,
+                    "one of you blocked the other: this conversation is closed until the block is lifted".into(),
+                    None,
+                );
+                return None;
+            }
             // Room ids are handed out by the API: a client asking for rooms that do not exist is guessing.
             Ok(RoomAccess::NotFound) => return self.fault(ErrorCode::RoomNotFound, format!("no room '{room}'"), None),
             Err(err) => {

@@ -352,6 +352,8 @@ pub enum RoomAccess {
     Owner,
     /// The user is banned from the room.
     Banned,
+    /// The room is a direct conversation one of whose two people blocked the other.
+    Blocked,
     /// The message of the request's `reaction` has as many different emoji as it may, and not this one.
     TooManyReactions,
 }
@@ -419,13 +421,17 @@ pub enum RoomEvent {
         /// The user id.
         user: String,
     },
+    /// One of a direct conversation's two people blocked the other: both are taken out of it.
+    Blocked,
+    /// The block was lifted: gateways forget refusing the conversation (nobody is taken out).
+    Unblocked,
 }
 
 impl RoomEvent {
     /// The user the event is about, or `None` for the whole room.
     pub fn user(&self) -> Option<&str> {
         match self {
-            Self::Deleted => None,
+            Self::Deleted | Self::Blocked | Self::Unblocked => None,
             Self::MemberLeft { user }
             | Self::MemberRemoved { user }
             | Self::MemberBanned { user }
@@ -441,7 +447,8 @@ impl RoomEvent {
             Self::MemberLeft { .. } => Some(crate::frame::left_reason::MEMBER_LEFT),
             Self::MemberRemoved { .. } => Some(crate::frame::left_reason::MEMBER_REMOVED),
             Self::MemberBanned { .. } => Some(crate::frame::left_reason::BANNED),
-            Self::MemberJoined { .. } => None,
+            Self::Blocked => Some(crate::frame::left_reason::BLOCKED),
+            Self::MemberJoined { .. } | Self::Unblocked => None,
         }
     }
 }

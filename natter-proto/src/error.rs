@@ -30,6 +30,8 @@ pub enum ErrorCode {
     RoomPrivate,
     /// The user is banned from the room (until its owner or a moderator lifts the ban).
     Banned,
+    /// A direct conversation one of whose two people blocked the other: closed to both until unblocked.
+    Blocked,
     /// Something the gateway depends on did not answer: retry.
     Unavailable,
     /// The send's outcome is unknown: send it again with the same id.
@@ -52,7 +54,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         Self::BadFrame,
         Self::BinaryFrame,
         Self::RateLimited,
@@ -64,6 +66,7 @@ impl ErrorCode {
         Self::RoomNotFound,
         Self::RoomPrivate,
         Self::Banned,
+        Self::Blocked,
         Self::Unavailable,
         Self::PublishFailed,
         Self::TokenWrongSession,
@@ -89,6 +92,7 @@ impl ErrorCode {
             Self::RoomNotFound => "room_not_found",
             Self::RoomPrivate => "room_private",
             Self::Banned => "banned",
+            Self::Blocked => "blocked",
             Self::Unavailable => "unavailable",
             Self::PublishFailed => "publish_failed",
             Self::TokenWrongSession => "token_wrong_session",

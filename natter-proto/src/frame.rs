@@ -101,6 +101,8 @@ pub mod left_reason {
     pub const MEMBER_REMOVED: &str = "member_removed";
     /// The room's owner or a moderator banned the user.
     pub const BANNED: &str = "banned";
+    /// One of a direct conversation's two people blocked the other.
+    pub const BLOCKED: &str = "blocked";
     /// Asked again (periodically, or after the gateway may have missed room events), the auth API no longer lets the
     /// user in.
     pub const ACCESS_REVOKED: &str = "access_revoked";

@@ -3,6 +3,7 @@
 //! Every API route is registered through `utoipa_axum`, so a route cannot exist without its OpenAPI entry.
 
 pub mod auth;
+pub mod conversations;
 pub mod gateway;
 pub mod health;
 pub mod history;
@@ -32,6 +33,7 @@ use crate::state::AppState;
         Errors are `{\"error\":{\"code\",\"message\"}}`; the codes are listed per response."),
     modifiers(&BearerAuth),
     tags((name = "auth", description = "Accounts and sessions"), (name = "rooms", description = "Rooms and memberships"),
+         (name = "conversations", description = "Direct and group conversations, and blocking"),
          (name = "keys", description = "Token verification keys"), (name = "gateways", description = "The WebSocket fleet"))
 )]
 struct ApiDoc;
@@ -86,6 +88,10 @@ pub fn app(
         .routes(routes!(moderation::set_role))
         .routes(routes!(history::room_messages))
         .routes(routes!(search::search_messages))
+        .routes(routes!(conversations::start_direct))
+        .routes(routes!(conversations::start_group))
+        .routes(routes!(conversations::list_blocks))
+        .routes(routes!(conversations::block, conversations::unblock))
         .routes(routes!(jwks))
         .routes(routes!(gateway::assign_gateway))
         .split_for_parts();

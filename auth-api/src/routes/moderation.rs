@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, AuthUser, MemberPath, RoomPath};
 use crate::room_events;
-use crate::routes::rooms::{Member, Room, owned_room, room_not_found, visible_room};
+use crate::routes::rooms::{Member, Room, a_room, owned_room, room_not_found, visible_room};
 use crate::state::AppState;
 
 /// A new role for a member.
@@ -44,7 +44,7 @@ pub struct Ban {
 /// The caller's room when they own or moderate it: as [`visible_room`], and 403 `not_room_moderator` for anyone
 /// else.
 async fn moderated_room(state: &AppState, caller: Uuid, id: &RoomId, act: &str) -> ApiResult<Room> {
-    let room = visible_room(state, caller, id).await?;
+    let room = a_room(visible_room(state, caller, id).await?, act)?;
     match room.role.as_deref() {
         Some("owner" | "moderator") => Ok(room),
         _ => Err(ApiError::forbidden(
@@ -128,7 +128,8 @@ async fn may_act_on(state: &AppState, caller: &AuthUser, id: &RoomId, target: Uu
         (status = 403, description = "`not_room_moderator`, `not_room_owner` (a moderator removing a moderator), \
             `room_private`, `banned`", body = ErrorBody),
         (status = 404, description = "`room_not_found`, `member_not_found`", body = ErrorBody),
-        (status = 409, description = "`owner_cannot_be_removed`, `cannot_moderate_yourself`", body = ErrorBody),
+        (status = 409, description = "`owner_cannot_be_removed`, `cannot_moderate_yourself`, `not_a_room` (a \
+            conversation)", body = ErrorBody),
         (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),
     ))]
 pub async fn remove_member(
@@ -167,7 +168,8 @@ pub async fn remove_member(
         (status = 403, description = "`not_room_moderator`, `not_room_owner` (a moderator banning a moderator), \
             `room_private`, `banned`", body = ErrorBody),
         (status = 404, description = "`room_not_found`, `user_not_found`", body = ErrorBody),
-        (status = 409, description = "`owner_cannot_be_banned`, `cannot_moderate_yourself`", body = ErrorBody),
+        (status = 409, description = "`owner_cannot_be_banned`, `cannot_moderate_yourself`, `not_a_room` (a \
+            conversation)", body = ErrorBody),
         (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),
     ))]
 pub async fn ban_user(
@@ -282,7 +284,7 @@ pub async fn room_bans(
         (status = 400, description = "`invalid_room_id`, `invalid_user_id`, `malformed_json`", body = ErrorBody),
         (status = 403, description = "`not_room_owner`, `room_private`, `banned`", body = ErrorBody),
         (status = 404, description = "`room_not_found`, `member_not_found`", body = ErrorBody),
-        (status = 409, description = "`owner_role_fixed`: the owner stays the owner", body = ErrorBody),
+        (status = 409, description = "`owner_role_fixed`: the owner stays the owner; `not_a_room`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not JSON", body = ErrorBody),
         (status = 422, description = "`invalid_role`, `invalid_body`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),

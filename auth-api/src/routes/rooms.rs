@@ -52,8 +52,11 @@ pub struct Room {
     pub id: String,
     /// Display name.
     pub name: String,
-    /// Whether the room is private.
+    /// Whether the room is private (conversations always are).
     pub private: bool,
+    /// `room`, `direct` (a conversation of two people) or `group` (a conversation of 3 to 8).
+    #[schema(pattern = "^(room|direct|group)$")]
+    pub kind: String,
     /// The owner's user id.
     pub owner_id: Uuid,
     /// Number of members.
@@ -74,6 +77,18 @@ pub struct Room {
     pub read_seq: i64,
     /// Messages by others among the [`UNREAD_MAX`] after the read cursor (0 when not a member).
     pub unread: i64,
+    /// In a direct conversation, the other person (whose name is also the conversation's `name`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<Person>,
+}
+
+/// A person, as another user sees them.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Person {
+    /// User id.
+    pub id: Uuid,
+    /// User name.
+    pub name: String,
 }
 
 /// Where a member has read up to in a room.
@@ -119,54 +134,63 @@ pub use natter_history::counts::UNREAD_MAX;
 /// The largest sequence a read cursor takes: the largest integer a JavaScript client holds exactly.
 const MAX_SEQ: i64 = (1 << 53) - 1;
 
-/// The columns of [`Room`] for `caller` ($1), as one SELECT over `rooms r` with the caller's membership `me`; the
-/// last sequence and the unread count are the history schema's (`natter_history::counts`).
+/// The columns of [`Room`] for `caller` ($1), as one SELECT over `rooms r` with the caller's membership `me` and,
+/// in a direct conversation, the other person `peer`; the last sequence and the unread count are the history
+/// schema's (`natter_history::counts`).
 fn room_select() -> String {
     format!(
-        "SELECT r.id, r.name, r.private, r.owner_id, \
+        "SELECT r.id, CASE WHEN r.kind = 'direct' THEN coalesce(peer.username, r.name) ELSE r.name END AS name, \
+         r.private, r.kind, r.owner_id, \
          (SELECT count(*) FROM memberships m WHERE m.room_id = r.id) AS member_count, \
          me.user_id IS NOT NULL AS joined, me.role, \
          CASE WHEN r.owner_id = $1 THEN r.join_code END AS join_code, r.created_at, \
          {} AS last_seq, \
          coalesce(me.read_seq, 0) AS read_seq, \
-         CASE WHEN me.user_id IS NULL THEN 0 ELSE {} END AS unread \
-         FROM rooms r LEFT JOIN memberships me ON me.room_id = r.id AND me.user_id = $1",
+         CASE WHEN me.user_id IS NULL THEN 0 ELSE {} END AS unread, \
+         peer.id AS peer_id, peer.username AS peer_name \
+         FROM rooms r LEFT JOIN memberships me ON me.room_id = r.id AND me.user_id = $1 \
+         LEFT JOIN users peer ON peer.id = CASE WHEN r.direct_low = $1 THEN r.direct_high ELSE r.direct_low END",
         counts::last_position("r.id"),
         counts::unread("r.id", "me.read_seq", "$1::text"),
     )
 }
 
-type RoomRow = (
-    String,
-    String,
-    bool,
-    Uuid,
-    i64,
-    bool,
-    Option<String>,
-    Option<String>,
-    DateTime<Utc>,
-    i64,
-    i64,
-    i64,
-);
+/// A row of [`room_select`].
+#[derive(sqlx::FromRow)]
+struct RoomRow {
+    id: String,
+    name: String,
+    private: bool,
+    kind: String,
+    owner_id: Uuid,
+    member_count: i64,
+    joined: bool,
+    role: Option<String>,
+    join_code: Option<String>,
+    created_at: DateTime<Utc>,
+    last_seq: i64,
+    read_seq: i64,
+    unread: i64,
+    peer_id: Option<Uuid>,
+    peer_name: Option<String>,
+}
 
 fn to_room(row: RoomRow) -> Room {
-    let (id, name, private, owner_id, member_count, joined, role, join_code, created_at, last_seq, read_seq, unread) =
-        row;
     Room {
-        id,
-        name,
-        private,
-        owner_id,
-        member_count,
-        joined,
-        role,
-        join_code,
-        created_at,
-        last_seq,
-        read_seq,
-        unread,
+        id: row.id,
+        name: row.name,
+        private: row.private,
+        kind: row.kind,
+        owner_id: row.owner_id,
+        member_count: row.member_count,
+        joined: row.joined,
+        role: row.role,
+        join_code: row.join_code,
+        created_at: row.created_at,
+        last_seq: row.last_seq,
+        read_seq: row.read_seq,
+        unread: row.unread,
+        peer: row.peer_id.zip(row.peer_name).map(|(id, name)| Person { id, name }),
     }
 }
 
@@ -206,9 +230,20 @@ pub(crate) async fn visible_room(state: &AppState, caller: Uuid, id: &RoomId) ->
     Ok(room)
 }
 
+/// Refuses `act` on a conversation (direct or group): only rooms have owners' and moderators' powers.
+pub(crate) fn a_room(room: Room, act: &str) -> ApiResult<Room> {
+    if room.kind != "room" {
+        return Err(ApiError::conflict(
+            "not_a_room",
+            format!("a conversation is not a room: nobody can {act}"),
+        ));
+    }
+    Ok(room)
+}
+
 /// Loads a room the caller must own to `act` on: as [`visible_room`], and 403 `not_room_owner` for anyone else.
 pub(crate) async fn owned_room(state: &AppState, caller: Uuid, id: &RoomId, act: &str) -> ApiResult<Room> {
-    let room = visible_room(state, caller, id).await?;
+    let room = a_room(visible_room(state, caller, id).await?, act)?;
     if room.owner_id != caller {
         return Err(ApiError::forbidden(
             "not_room_owner",
@@ -228,7 +263,7 @@ pub(crate) async fn load_room(state: &AppState, caller: Uuid, id: &RoomId) -> Ap
 }
 
 /// A new room id: 12 characters of `a-z0-9`, a safe subject token by construction.
-fn new_room_id() -> RoomId {
+pub(crate) fn new_room_id() -> RoomId {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rngs::OsRng;
     let id: String = (0..12)
@@ -328,7 +363,8 @@ pub async fn get_room(State(state): State<AppState>, user: AuthUser, RoomPath(id
         (status = 200, description = "The room, with its new join code", body = Room),
         (status = 403, description = "`not_room_owner`, `room_private`", body = ErrorBody),
         (status = 404, description = "`room_not_found`", body = ErrorBody),
-        (status = 409, description = "`room_public`: a public room has no join code", body = ErrorBody),
+        (status = 409, description = "`room_public`: a public room has no join code; `not_a_room`: nor has a \
+            conversation", body = ErrorBody),
         (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),
     ))]
 pub async fn rotate_join_code(
@@ -359,7 +395,8 @@ pub async fn rotate_join_code(
     params(("id" = String, Path, description = "Room id")), request_body(content = Option<JoinRoom>),
     responses(
         (status = 200, description = "Joined (or already a member)", body = Room),
-        (status = 403, description = "`invalid_join_code`, `banned`", body = ErrorBody),
+        (status = 403, description = "`invalid_join_code`, `banned`, `room_private` (a conversation: nobody joins \
+            one)", body = ErrorBody),
         (status = 404, description = "`room_not_found`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),
     ))]
@@ -377,6 +414,10 @@ pub async fn join_room(
     }
     if is_banned(&state, &id, user.id).await? {
         return Err(banned(&id));
+    }
+    if room.kind != "room" {
+        // A conversation's people are set when it is made; no code lets anyone else in.
+        return Err(room_private());
     }
     if room.private {
         let stored: Option<String> = sqlx::query_scalar("SELECT join_code FROM rooms WHERE id = $1")
@@ -429,7 +470,7 @@ pub async fn join_room(
     responses(
         (status = 204, description = "Left"),
         (status = 404, description = "`room_not_found`", body = ErrorBody),
-        (status = 409, description = "`owner_cannot_leave`", body = ErrorBody),
+        (status = 409, description = "`owner_cannot_leave`, `direct_cannot_be_left`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),
     ))]
 pub async fn leave_room(
@@ -439,7 +480,14 @@ pub async fn leave_room(
 ) -> ApiResult<StatusCode> {
     user.spend(&state.budgets.membership_changes)?;
     let room = load_room(&state, user.id, &id).await?;
-    if room.owner_id == user.id {
+    if room.kind == "direct" && room.joined {
+        return Err(ApiError::conflict(
+            "direct_cannot_be_left",
+            "a direct conversation cannot be left; block the person to close it",
+        ));
+    }
+    // A group has no owner's powers: whoever made it may leave it like anyone.
+    if room.kind == "room" && room.owner_id == user.id {
         return Err(ApiError::conflict(
             "owner_cannot_leave",
             "the owner cannot leave a room; delete it instead",
@@ -475,6 +523,7 @@ pub async fn leave_room(
         (status = 204, description = "Deleted"),
         (status = 403, description = "`not_room_owner`, `room_private`", body = ErrorBody),
         (status = 404, description = "`room_not_found`", body = ErrorBody),
+        (status = 409, description = "`not_a_room`: a conversation is not deleted", body = ErrorBody),
         (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),
     ))]
 pub async fn delete_room(

@@ -3,6 +3,7 @@
 mod attacks;
 mod auth;
 mod budgets;
+mod conversations;
 mod cookie;
 mod errors;
 mod helpers;

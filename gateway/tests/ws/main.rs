@@ -5,6 +5,7 @@ mod abuse;
 mod admission;
 mod attacks;
 mod changes;
+mod conversations;
 mod delivery;
 mod fleet;
 mod helpers;

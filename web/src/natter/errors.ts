@@ -14,6 +14,7 @@ export const ERROR_CODES = [
   "room_not_found",
   "room_private",
   "banned",
+  "blocked",
   "unavailable",
   "publish_failed",
   "token_wrong_session",
