@@ -64,7 +64,7 @@ test("the owner removes a member through the member list: the member's page says
   // A member sees the list without any Remove.
   await member.page.getByRole("button", { name: "2 members" }).click();
   const theirList = member.page.getByRole("region", { name: `Members of ${room}` });
-  await expect(theirList).toContainText(`${owner.name} (owner)`);
+  await expect(theirList).toContainText(`${owner.name} owner`);
   await expect(theirList.getByRole("button", { name: /^Remove/ })).toHaveCount(0);
 
   await expect(owner.page.getByRole("button", { name: "2 members" })).toBeVisible({ timeout: 15_000 });

@@ -5,13 +5,14 @@
  * These stand in for the network in unit tests only; the end-to-end tests in e2e/ run the real services.
  */
 
-import { Api, type HistoryMessage, type RoomInfo, type TokenResponse } from "../src/natter/api";
+import { Api, type Ban, type HistoryMessage, type RoomInfo, type RoomRole, type TokenResponse } from "../src/natter/api";
 import type { SocketFactory, SocketLike } from "../src/natter/connection";
 import type { ClientFrame, MessageFrame, ServerFrame, UserRef } from "../src/natter/frames";
 import { MemorySessionStore, Session } from "../src/natter/session";
 
 export const ME: UserRef = { id: "u-me", name: "alice" };
 export const BOB: UserRef = { id: "u-bob", name: "bob" };
+export const CAROL: UserRef = { id: "u-carol", name: "carol" };
 
 /** A socket whose other end the test plays. */
 export class FakeSocket implements SocketLike {
@@ -90,6 +91,13 @@ export class FakeServer {
   readonly rooms = new Map<string, RoomInfo>();
   /** Members of each room besides its owner. */
   readonly members = new Map<string, UserRef[]>();
+  /**
+   * Roles of members other than the owner and the user, by `room/user` (a member's is `member` unless set here);
+   * the user's own is the room's `role`.
+   */
+  readonly roles = new Map<string, RoomRole>();
+  /** The users banned from each room. */
+  readonly bans = new Map<string, Ban[]>();
   /** Stored history per room, oldest first. */
   readonly history = new Map<string, HistoryMessage[]>();
   /** Gateways by id; assignment takes the first not avoided. */
@@ -167,6 +175,19 @@ export class FakeServer {
     for (const go of this.held.splice(0)) go();
   }
 
+  /** Whether the user is banned from a room. */
+  banned(room: string, user = ME.id): boolean {
+    return (this.bans.get(room) ?? []).some((b) => b.id === user);
+  }
+
+  /** Someone's role in a room, if a member. */
+  roleOf(info: RoomInfo, user: string): RoomRole | undefined {
+    if (user === info.owner_id) return "owner";
+    if (user === ME.id) return info.joined ? (info.role ?? "member") : undefined;
+    if (!(this.members.get(info.id) ?? []).some((u) => u.id === user)) return undefined;
+    return this.roles.get(`${info.id}/${user}`) ?? "member";
+  }
+
   /** Requests to paths starting with `prefix`. */
   calls(prefix: string, method?: string): { method: string; path: string; body?: unknown; headers: Record<string, string> }[] {
     return this.requests.filter((r) => r.path.startsWith(prefix) && (!method || r.method === method));
@@ -218,8 +239,8 @@ export class FakeServer {
       return json(204, undefined);
     }
     if (path === "/api/rooms" && method === "GET") {
-      // The listing is taken when asked for, whenever it is answered.
-      const listing = JSON.parse(JSON.stringify([...this.rooms.values()]));
+      // The listing is taken when asked for, whenever it is answered; a room the user is banned from is not in it.
+      const listing = JSON.parse(JSON.stringify([...this.rooms.values()].filter((r) => !this.banned(r.id))));
       if (this.holdListings) await new Promise<void>((resolve) => this.held.push(resolve));
       return json(200, listing);
     }
@@ -271,6 +292,7 @@ export class FakeServer {
     const one = /^\/api\/rooms\/([^/]+)$/.exec(path);
     if (one && method === "GET") {
       const info = this.rooms.get(one[1]);
+      if (info && this.banned(info.id)) return error(403, "banned");
       return info ? json(200, info) : error(404, "room_not_found");
     }
     if (one && method === "DELETE") {
@@ -280,28 +302,80 @@ export class FakeServer {
     if (members && method === "GET") {
       const info = this.rooms.get(members[1]);
       if (!info) return error(404, "room_not_found");
-      const owner = { id: info.owner_id, name: info.owner_id === ME.id ? ME.name : "owner", role: "owner" };
-      const others = (this.members.get(info.id) ?? []).map((u) => ({ ...u, role: "member" }));
+      if (this.banned(info.id)) return error(403, "banned");
+      const owner = { id: info.owner_id, name: info.owner_id === ME.id ? ME.name : "owner" };
+      const others = this.members.get(info.id) ?? [];
       return json(
         200,
-        [owner, ...others].map((m) => ({ ...m, joined_at: "2026-12-01T00:00:00Z" })),
+        [owner, ...others].map((m) => ({ ...m, role: this.roleOf(info, m.id), joined_at: "2026-12-01T00:00:00Z" })),
       );
     }
-    const removal = /^\/api\/rooms\/([^/]+)\/members\/([^/]+)\/remove$/.exec(path);
-    if (removal && method === "POST") {
-      const info = this.rooms.get(removal[1]);
-      if (!info) return error(404, "room_not_found");
-      if (info.owner_id !== ME.id) return error(403, "not_room_owner");
-      const list = this.members.get(info.id) ?? [];
-      if (!list.some((u) => u.id === removal[2])) return error(404, "member_not_found");
-      this.members.set(info.id, list.filter((u) => u.id !== removal[2]));
+    /** Whether the user may `act` on `target` in room `info`, as the API decides: the refusal, if not. */
+    const mayActOn = (info: RoomInfo, target: string, act: "remove" | "ban"): Response | undefined => {
+      const mine = this.roleOf(info, ME.id);
+      if (mine !== "owner" && mine !== "moderator") return error(403, "not_room_moderator");
+      if (target === info.owner_id) return error(409, act === "remove" ? "owner_cannot_be_removed" : "owner_cannot_be_banned");
+      if (target === ME.id) return error(409, "cannot_moderate_yourself");
+      if (this.roleOf(info, target) === "moderator" && mine !== "owner") return error(403, "not_room_owner");
+      return undefined;
+    };
+    /** Takes `user` out of room `info`'s members. */
+    const takeOut = (info: RoomInfo, user: string) => {
+      this.members.set(info.id, (this.members.get(info.id) ?? []).filter((u) => u.id !== user));
+      this.roles.delete(`${info.id}/${user}`);
       info.member_count -= 1;
-      return json(204, undefined);
+    };
+    const act = /^\/api\/rooms\/([^/]+)\/members\/([^/]+)\/(remove|ban|role)$/.exec(path);
+    if (act) {
+      const [, id, user, what] = act;
+      const info = this.rooms.get(id);
+      if (!info) return error(404, "room_not_found");
+      const member = (this.members.get(id) ?? []).find((u) => u.id === user);
+      if (what === "remove" && method === "POST") {
+        const refused = mayActOn(info, user, "remove");
+        if (refused) return refused;
+        if (!member) return error(404, "member_not_found");
+        takeOut(info, user);
+        return json(204, undefined);
+      }
+      if (what === "ban" && method === "POST") {
+        const refused = mayActOn(info, user, "ban");
+        if (refused) return refused;
+        const known = member ?? [BOB, CAROL].find((u) => u.id === user);
+        if (!known) return error(404, "user_not_found");
+        if (member) takeOut(info, user);
+        const list = (this.bans.get(id) ?? []).filter((b) => b.id !== user);
+        this.bans.set(id, [...list, { id: user, name: known.name, banned_by: ME.name, banned_at: "2026-12-01T12:00:00Z" }]);
+        return json(204, undefined);
+      }
+      if (what === "role" && method === "PUT") {
+        if (this.roleOf(info, ME.id) !== "owner") return error(403, "not_room_owner");
+        const role = (body as { role?: string } | undefined)?.role;
+        if (role !== "moderator" && role !== "member") return error(422, "invalid_role");
+        if (user === info.owner_id) return error(409, "owner_role_fixed");
+        if (!member) return error(404, "member_not_found");
+        this.roles.set(`${id}/${user}`, role);
+        return json(200, { ...member, role, joined_at: "2026-12-01T00:00:00Z" });
+      }
+    }
+    const bans = /^\/api\/rooms\/([^/]+)\/bans(?:\/([^/]+))?$/.exec(path);
+    if (bans) {
+      const info = this.rooms.get(bans[1]);
+      if (!info) return error(404, "room_not_found");
+      if (!["owner", "moderator"].includes(this.roleOf(info, ME.id) ?? "")) return error(403, "not_room_moderator");
+      const list = this.bans.get(info.id) ?? [];
+      if (!bans[2] && method === "GET") return json(200, list);
+      if (bans[2] && method === "DELETE") {
+        if (!list.some((b) => b.id === bans[2])) return error(404, "ban_not_found");
+        this.bans.set(info.id, list.filter((b) => b.id !== bans[2]));
+        return json(204, undefined);
+      }
     }
     const membership = /^\/api\/rooms\/([^/]+)\/(join|leave)$/.exec(path);
     if (membership && method === "POST") {
       const info = this.rooms.get(membership[1]);
       if (!info) return error(404, "room_not_found");
+      if (membership[2] === "join" && this.banned(info.id)) return error(403, "banned");
       info.joined = membership[2] === "join";
       return membership[2] === "join" ? json(200, info) : json(204, undefined);
     }

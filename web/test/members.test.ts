@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import { NatterClient } from "../src/natter/client";
-import { BOB, ME, setup } from "./fakes";
+import { BOB, CAROL, ME, setup } from "./fakes";
 
 beforeEach(() => {
   vi.useFakeTimers();
@@ -32,13 +32,13 @@ describe("members", () => {
     client.stop();
   });
 
-  it("is refused for anyone but the owner", async () => {
+  it("is refused for a plain member, with the API's code", async () => {
     const env = setup();
-    env.server.room("theirs", { owner_id: BOB.id });
-    env.server.members.set("theirs", [ME]);
+    env.server.room("theirs", { owner_id: BOB.id, member_count: 3, role: "member" });
+    env.server.members.set("theirs", [ME, CAROL]);
     const client = new NatterClient({ api: env.api, session: env.session, socket: env.sockets.factory, roomsPollMs: 0 });
     await client.start();
-    await expect(client.removeMember("theirs", ME.id)).rejects.toMatchObject({ status: 403, code: "not_room_owner" });
+    await expect(client.removeMember("theirs", CAROL.id)).rejects.toMatchObject({ status: 403, code: "not_room_moderator" });
     client.stop();
   });
 });

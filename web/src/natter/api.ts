@@ -17,6 +17,9 @@ export interface TokenResponse {
   user: { id: string; name: string; guest: boolean };
 }
 
+/** What a member may do in a room: the owner, a moderator the owner appointed, or a member. */
+export type RoomRole = "owner" | "moderator" | "member";
+
 /** A room as the caller sees it. */
 export interface RoomInfo {
   id: string;
@@ -25,6 +28,8 @@ export interface RoomInfo {
   owner_id: string;
   member_count: number;
   joined: boolean;
+  /** The caller's role (absent when not a member). */
+  role?: RoomRole;
   join_code?: string;
   created_at: string;
   last_seq: number;
@@ -36,9 +41,17 @@ export interface RoomInfo {
 export interface Member {
   id: string;
   name: string;
-  /** `owner` or `member`. */
-  role: string;
+  role: RoomRole;
   joined_at: string;
+}
+
+/** A user banned from a room, as `GET /api/rooms/{id}/bans` lists them. */
+export interface Ban {
+  id: string;
+  name: string;
+  /** The name of who banned them (absent if that account is gone). */
+  banned_by?: string;
+  banned_at: string;
 }
 
 /** One of the caller's sessions (a signed-in device), as `GET /api/sessions` lists them. */
@@ -163,6 +176,11 @@ export interface ApiOptions {
   refreshCookie?: boolean;
 }
 
+/** The path of one member of a room. */
+function memberPath(id: string, user: string): string {
+  return `/api/rooms/${encodeURIComponent(id)}/members/${encodeURIComponent(user)}`;
+}
+
 /** The header that asks the API to keep the refresh token in its cookie. */
 const REFRESH_MODE = { "natter-refresh-token": "cookie" };
 
@@ -270,11 +288,35 @@ export class Api {
     return this.call("GET", `/api/rooms/${encodeURIComponent(id)}/members`, { token });
   }
 
-  /** Removes a member from a room (owner only); the gateways take the member out of it. */
+  /**
+   * Removes a member from a room (the owner, or a moderator removing a member); the gateways take the member out
+   * of it.
+   */
   removeMember(token: TokenSource, id: string, user: string): Promise<void> {
-    return this.call("POST", `/api/rooms/${encodeURIComponent(id)}/members/${encodeURIComponent(user)}/remove`, {
-      token,
-    });
+    return this.call("POST", `${memberPath(id, user)}/remove`, { token });
+  }
+
+  /** Makes a member a moderator, or a moderator a member again (owner only); the member with the new role. */
+  setRole(token: TokenSource, id: string, user: string, role: "moderator" | "member"): Promise<Member> {
+    return this.call("PUT", `${memberPath(id, user)}/role`, { token, body: { role } });
+  }
+
+  /**
+   * Bans a user from a room (the owner, or a moderator banning a member or a stranger): their membership ends, the
+   * gateways take them out, and they cannot join or read the room until the ban is lifted.
+   */
+  banUser(token: TokenSource, id: string, user: string): Promise<void> {
+    return this.call("POST", `${memberPath(id, user)}/ban`, { token });
+  }
+
+  /** The users banned from a room, for its owner and moderators. */
+  bans(token: TokenSource, id: string): Promise<Ban[]> {
+    return this.call("GET", `/api/rooms/${encodeURIComponent(id)}/bans`, { token });
+  }
+
+  /** Lifts a ban (the owner or a moderator): the user may join again as anyone may. */
+  unban(token: TokenSource, id: string, user: string): Promise<void> {
+    return this.call("DELETE", `/api/rooms/${encodeURIComponent(id)}/bans/${encodeURIComponent(user)}`, { token });
   }
 
   markRead(token: TokenSource, id: string, seq: number): Promise<ReadCursor> {

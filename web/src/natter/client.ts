@@ -12,14 +12,16 @@
  * presence and drafts (presence.ts), search (search.ts), and each room's record (rooms.ts).
  */
 
-import { ApiError, type Member, type RoomInfo, type SearchOptions, type SearchPage } from "./api";
+import { ApiError, type Ban, type Member, type RoomInfo, type SearchOptions, type SearchPage } from "./api";
 import type { ConnectionStatus } from "./connection";
 import { ClientContext, type ClientEvent, type ClientOptions } from "./context";
 import type { UserRef } from "./frames";
+import { roleIn } from "./membership";
 import type { Room, RoomView } from "./rooms";
 
 export type { ClientEvent, ClientOptions } from "./context";
-export { inviteCode, parseInvite } from "./membership";
+export { inviteCode, memberActions, moderates, parseInvite, roleIn } from "./membership";
+export type { MemberActions } from "./membership";
 export { excerpt, highlight, searchTerms } from "./search";
 export type { Piece } from "./search";
 export type { Draft, RoomView } from "./rooms";
@@ -64,6 +66,15 @@ export class NatterClient {
   /** The room being shown. */
   get openRoomId(): string | undefined {
     return this.ctx.openId;
+  }
+
+  /**
+   * Why the room `id`, asked to be shown, could not be: the API's error code (`banned`, `room_private`,
+   * `room_not_found`, …), or undefined when it was shown or is still being asked for.
+   */
+  refusal(id: string): string | undefined {
+    const refused = this.ctx.refused;
+    return refused?.room === id ? refused.code : undefined;
   }
 
   /** The sum of unread counts over the user's rooms. */
@@ -131,6 +142,7 @@ export class NatterClient {
     const { ctx } = this;
     const previous = ctx.openId;
     ctx.openId = id;
+    if (ctx.refused?.room !== id) ctx.refused = undefined;
     if (previous && previous !== id) {
       const room = ctx.rooms.get(previous);
       if (room && !room.info.joined) ctx.live.leave(room);
@@ -146,9 +158,11 @@ export class NatterClient {
       try {
         const info = await ctx.api.room(ctx.token, id);
         if (ctx.openId !== id) return;
+        ctx.refused = undefined;
         // The room list may have brought it meanwhile.
         room = ctx.rooms.get(id) ?? ctx.membership.keep(info);
       } catch (err) {
+        if (ctx.openId === id && err instanceof ApiError) ctx.refused = { room: id, code: err.code };
         // A room that is gone or closed to this user: the page says so itself; anything else is worth a word.
         if (!(err instanceof ApiError && (err.status === 403 || err.status === 404))) {
           ctx.fail(err, "cannot open this room");
@@ -181,7 +195,7 @@ export class NatterClient {
     return this.ctx.outbox.edit(roomId, target, body);
   }
 
-  /** Deletes a message (the user's own, or any in a room the user owns). */
+  /** Deletes a message (the user's own, or any in a room the user owns or moderates). */
   deleteMessage(roomId: string, target: number): string | undefined {
     return this.ctx.outbox.deleteMessage(roomId, target);
   }
@@ -236,14 +250,40 @@ export class NatterClient {
     return this.ctx.membership.remove(id);
   }
 
-  /** A room's members, the owner first, as the API has them now. */
+  /** A room's members, the owner first, as the API has them now (the user's own role there follows). */
   members(id: string): Promise<Member[]> {
     return this.ctx.membership.members(id);
   }
 
-  /** Removes a member from a room the user owns; the room's member count follows from the API. */
+  /**
+   * Removes a member from a room the user owns or moderates (a moderator: plain members only); the room's member
+   * count follows from the API.
+   */
   removeMember(roomId: string, userId: string): Promise<void> {
     return this.ctx.membership.removeMember(roomId, userId);
+  }
+
+  /** Makes a member a moderator, or a moderator a member again (owner only); the member with the new role. */
+  setRole(roomId: string, userId: string, role: "moderator" | "member"): Promise<Member> {
+    return this.ctx.membership.setRole(roomId, userId, role);
+  }
+
+  /**
+   * Bans a user from a room the user owns or moderates (a moderator: not the owner or another moderator): they
+   * are taken out and kept out until the ban is lifted.
+   */
+  ban(roomId: string, userId: string): Promise<void> {
+    return this.ctx.membership.ban(roomId, userId);
+  }
+
+  /** The users banned from a room (for its owner and moderators). */
+  bans(roomId: string): Promise<Ban[]> {
+    return this.ctx.membership.bans(roomId);
+  }
+
+  /** Lifts a ban from a room the user owns or moderates. */
+  unban(roomId: string, userId: string): Promise<void> {
+    return this.ctx.membership.unban(roomId, userId);
   }
 
   /**
@@ -268,6 +308,7 @@ export class NatterClient {
       loadingOlder: room.history.loadingOlder,
       filling: room.history.filling,
       notice: room.notice,
+      role: room.ended ? undefined : roleIn(room.info, ctx.me.id),
       ended: room.ended,
     };
     room.viewGeneration = ctx.generation;

@@ -88,6 +88,8 @@ export class ClientContext {
 
   /** The room on screen. */
   openId: string | undefined;
+  /** The room asked to be shown that the API refused to show, and the API's error code (`banned`, …). */
+  refused: { room: string; code: string } | undefined;
   /** Whether the page is visible: rooms are marked read only while it is. */
   visible = true;
   /** Whether the open room is scrolled to its newest message. */

@@ -13,11 +13,11 @@
 
 export { Account } from "./account";
 export { Api, ApiError } from "./api";
-export type { GatewayAssignment, HistoryMessage, HistoryPage, Member, ReadCursor, RoomInfo, SearchHit, SearchOptions, SearchPage, SessionInfo, TokenResponse } from "./api";
+export type { Ban, GatewayAssignment, HistoryMessage, HistoryPage, Member, ReadCursor, RoomInfo, RoomRole, SearchHit, SearchOptions, SearchPage, SessionInfo, TokenResponse } from "./api";
 export { backoffDelay, DEFAULT_BACKOFF, NO_JITTER } from "./backoff";
 export type { BackoffOptions } from "./backoff";
-export { excerpt, highlight, inviteCode, NatterClient, parseInvite, searchTerms } from "./client";
-export type { ClientEvent, ClientOptions, Draft, Piece, RoomView } from "./client";
+export { excerpt, highlight, inviteCode, memberActions, moderates, NatterClient, parseInvite, roleIn, searchTerms } from "./client";
+export type { ClientEvent, ClientOptions, Draft, MemberActions, Piece, RoomView } from "./client";
 export { Connection } from "./connection";
 export type { ConnectionOptions, ConnectionStatus, Hello, SocketFactory, SocketLike } from "./connection";
 export { Close, newMessageId, parseServerFrame, SUBPROTOCOL } from "./frames";

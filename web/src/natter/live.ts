@@ -19,6 +19,8 @@ export interface LiveState {
   ws: "idle" | "joining" | "joined";
   /** A join the gateway could not check, to try again. */
   joinTimer?: ReturnType<typeof setTimeout>;
+  /** A join refused as `banned` was tried once more already (see {@link BANNED_RETRY_MS}). */
+  bannedRetried?: boolean;
 }
 
 /** A new room's: not joined. */
@@ -32,11 +34,24 @@ export function liveState(): LiveState {
 const JOIN_ERRORS = new Set<ErrorCode>([
   "room_not_found",
   "room_private",
+  "banned",
   "too_many_rooms",
   "unavailable",
   "rate_limited",
   "already_joined",
 ]);
+
+/** What the person reads about a room the gateway would not let them join, by its error code. */
+const JOIN_REFUSALS: Record<string, string> = {
+  room_private: "This room is private and you are not a member.",
+  banned: "You are banned from this room.",
+};
+
+/**
+ * A gateway remembers a refusal for 5 s (its `REFUSED_FOR`): a join refused as `banned` just after the ban was
+ * lifted (the API let the user open or join the room) is tried once more after that.
+ */
+const BANNED_RETRY_MS = 6_000;
 
 /** A join the gateway could not check, or took over its budget: tried again 1 to 2 s later. */
 const JOIN_RETRY: BackoffOptions = { first: 1_000, max: 1_000, jitter: [1, 2] };
@@ -259,6 +274,11 @@ export class Live {
           return;
         }
         room.live.ws = "joined";
+        if (room.live.bannedRetried) {
+          // The refusal was a lifted ban still remembered: no longer news.
+          room.live.bannedRetried = false;
+          if (room.notice === JOIN_REFUSALS.banned) room.notice = undefined;
+        }
         this.ctx.presence.joined(room, frame.members);
         // With `recovered`, the replayed messages follow this frame, before any live one.
         if (!frame.recovered) void this.ctx.history.reload(room, frame.seq);
@@ -350,14 +370,18 @@ export class Live {
       return;
     }
     room.live.ws = "idle";
+    if (code === "banned" && !room.live.bannedRetried) {
+      // The API let the user in, yet the gateway refuses: it may still remember a ban lifted a moment ago. Said
+      // meanwhile; tried once more when the gateway has forgotten it.
+      room.live.bannedRetried = true;
+      room.notice = JOIN_REFUSALS.banned;
+      this.retryJoin(room, BANNED_RETRY_MS);
+      return;
+    }
     if (code === "unavailable" || code === "rate_limited") {
       // The gateway could not check access right now, or takes no more joins for a moment: try again shortly,
       // if the room is still wanted then.
-      clearTimeout(room.live.joinTimer);
-      room.live.joinTimer = setTimeout(() => {
-        room.live.joinTimer = undefined;
-        if (this.ctx.started && this.wantedRooms().has(room.id)) this.join(room);
-      }, backoffDelay(0, JOIN_RETRY));
+      this.retryJoin(room, backoffDelay(0, JOIN_RETRY));
       return;
     }
     if (code === "too_many_rooms") {
@@ -366,10 +390,18 @@ export class Live {
       if (room.id === this.ctx.openId && this.leaveOneBackgroundRoom()) this.join(room);
       return;
     }
-    room.notice =
-      code === "room_private" ? "This room is private and you are not a member." : "This room no longer exists.";
+    room.notice = JOIN_REFUSALS[code] ?? "This room no longer exists.";
     // Nothing written here can be sent any more.
     this.ctx.outbox.failPending(room, room.notice);
     this.ctx.membership.refreshRoomsSoon();
+  }
+
+  /** Joins the room again after `delay` ms, if it is still wanted then. */
+  private retryJoin(room: Room, delay: number): void {
+    clearTimeout(room.live.joinTimer);
+    room.live.joinTimer = setTimeout(() => {
+      room.live.joinTimer = undefined;
+      if (this.ctx.started && this.wantedRooms().has(room.id)) this.join(room);
+    }, delay);
   }
 }

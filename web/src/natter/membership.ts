@@ -1,13 +1,14 @@
 /**
  * Which rooms the user is in: the API's room listing (re-read every `roomsPollMs` while the page is visible, so
  * unread counts and memberships follow other devices), creating, joining, leaving and deleting rooms, their
- * members, and the gateway taking the user out of a room (`left` with a reason).
+ * members and moderation (roles, removals, bans), and the gateway taking the user out of a room (`left` with a
+ * reason).
  *
  * A listing asked for before a membership change made or learnt here is stale when it comes back: it could drop
  * a room just created or bring back one just left, so it is not applied.
  */
 
-import { ApiError, type Member, type RoomInfo } from "./api";
+import { ApiError, type Ban, type Member, type RoomInfo, type RoomRole } from "./api";
 import type { ClientContext } from "./context";
 import type { LeftReason } from "./frames";
 import { Room } from "./rooms";
@@ -25,6 +26,41 @@ export function parseInvite(text: string): { room: string; code?: string } | und
 /** The invite a private room's owner hands out: the room id and its join code in one string. */
 export function inviteCode(room: RoomInfo): string | undefined {
   return room.join_code ? `${room.id}.${room.join_code}` : undefined;
+}
+
+/**
+ * The user's role in a room: as the API says (`role`); from an API that does not say, the owner by the room's
+ * owner id, any other member a member. Absent when not a member.
+ */
+export function roleIn(info: RoomInfo, me: string): RoomRole | undefined {
+  if (info.role) return info.role;
+  if (info.owner_id === me) return "owner";
+  return info.joined ? "member" : undefined;
+}
+
+/** Whether a role moderates its room: removes and bans members, deletes anyone's messages. */
+export function moderates(role: RoomRole | undefined): boolean {
+  return role === "owner" || role === "moderator";
+}
+
+/** What the user may do to one member of a room, as the API allows it. */
+export interface MemberActions {
+  /** Make them a moderator, or a member again (the owner, to anyone but themself). */
+  role: boolean;
+  /** Remove them from the room. */
+  remove: boolean;
+  /** Ban them from the room. */
+  ban: boolean;
+}
+
+/**
+ * What the user, of role `mine` in a room, may do to `member` there: the owner acts on everyone else; a moderator
+ * on plain members only (never on the owner or another moderator); nobody on themself; a member on nobody.
+ */
+export function memberActions(mine: RoomRole | undefined, member: Pick<Member, "id" | "role">, me: string): MemberActions {
+  const other = member.id !== me && member.role !== "owner";
+  const over = mine === "owner" ? other : mine === "moderator" && other && member.role === "member";
+  return { role: mine === "owner" && other, remove: over, ban: over };
 }
 
 /** What the person is alerted to about a room that is not open, by the `left` frame's reason (`name`: the room's). */
@@ -188,16 +224,52 @@ export class Membership {
     return this.quit(id, () => this.ctx.api.deleteRoom(this.ctx.token, id));
   }
 
-  /** A room's members, the owner first, as the API has them now. */
-  members(id: string): Promise<Member[]> {
-    return this.ctx.api.members(this.ctx.token, id);
+  /**
+   * A room's members, the owner first, as the API has them now. The user's own role among them is taken as the
+   * room's (appointed or dismissed since the room was last read, the actions offered follow at once).
+   */
+  async members(id: string): Promise<Member[]> {
+    const list = await this.moderate(id, () => this.ctx.api.members(this.ctx.token, id));
+    const room = this.ctx.rooms.get(id);
+    const mine = list.find((member) => member.id === this.ctx.me.id);
+    if (room && mine && room.info.joined && !room.ended && room.info.role !== mine.role) {
+      room.info = { ...room.info, role: mine.role };
+      this.ctx.emit();
+    }
+    return list;
   }
 
-  /** Removes a member from a room the user owns; the room's member count follows from the API. */
+  /**
+   * Removes a member from a room the user owns or moderates (a moderator: plain members only); the room's member
+   * count follows from the API.
+   */
   async removeMember(roomId: string, userId: string): Promise<void> {
-    await this.ctx.api.removeMember(this.ctx.token, roomId, userId);
-    const room = this.ctx.rooms.get(roomId);
-    if (room) this.refreshRoomSoon(room);
+    await this.moderate(roomId, () => this.ctx.api.removeMember(this.ctx.token, roomId, userId));
+    this.countChanged(roomId);
+  }
+
+  /** Makes a member a moderator, or a moderator a member again (owner only); the member with the new role. */
+  setRole(roomId: string, userId: string, role: "moderator" | "member"): Promise<Member> {
+    return this.moderate(roomId, () => this.ctx.api.setRole(this.ctx.token, roomId, userId, role));
+  }
+
+  /**
+   * Bans a user from a room the user owns or moderates (a moderator: not the owner or another moderator): their
+   * membership ends and they are kept out until the ban is lifted; the room's member count follows from the API.
+   */
+  async ban(roomId: string, userId: string): Promise<void> {
+    await this.moderate(roomId, () => this.ctx.api.banUser(this.ctx.token, roomId, userId));
+    this.countChanged(roomId);
+  }
+
+  /** The users banned from a room (its owner and moderators may read them). */
+  bans(roomId: string): Promise<Ban[]> {
+    return this.moderate(roomId, () => this.ctx.api.bans(this.ctx.token, roomId));
+  }
+
+  /** Lifts a ban: the user may join again (a public room as anyone may, a private one with its invite). */
+  unban(roomId: string, userId: string): Promise<void> {
+    return this.moderate(roomId, () => this.ctx.api.unban(this.ctx.token, roomId, userId));
   }
 
   /** Whether this client is leaving or deleting the room itself (so the gateway's `left` is its answer). */
@@ -225,9 +297,11 @@ export class Membership {
       ...info,
       joined: false,
       join_code: undefined,
+      role: undefined,
       member_count: info.joined ? Math.max(0, info.member_count - 1) : info.member_count,
     };
-    const gone = reason === "room_deleted" || info.private;
+    // A banned user may not see the room, however public.
+    const gone = reason === "room_deleted" || reason === "banned" || info.private;
     if (id === ctx.openId) {
       room.notice = notice;
       if (gone) ctx.rooms.unlist(id);
@@ -243,6 +317,26 @@ export class Membership {
   stopTimers(room: Room): void {
     clearTimeout(room.infoTimer);
     room.infoTimer = undefined;
+  }
+
+  /**
+   * A moderation request about a room (`request`). A refusal for the user's role (403) re-reads the room: the
+   * role may have changed elsewhere, and the actions offered follow it.
+   */
+  private async moderate<T>(roomId: string, request: () => Promise<T>): Promise<T> {
+    try {
+      return await request();
+    } catch (err) {
+      const room = this.ctx.rooms.get(roomId);
+      if (room && err instanceof ApiError && err.status === 403) this.refreshRoomSoon(room);
+      throw err;
+    }
+  }
+
+  /** Someone left the room's members through the user's hand: its count is re-read from the API. */
+  private countChanged(roomId: string): void {
+    const room = this.ctx.rooms.get(roomId);
+    if (room) this.refreshRoomSoon(room);
   }
 
   /** Leaves or deletes a room through the API (`request`), then forgets it here. */

@@ -6,7 +6,7 @@
  * (history.ts), `unread` (unread.ts) and `presence` (presence.ts).
  */
 
-import type { RoomInfo } from "./api";
+import type { RoomInfo, RoomRole } from "./api";
 import type { LeftReason, UserRef } from "./frames";
 import { historyState, type HistoryState } from "./history";
 import { liveState, type LiveState } from "./live";
@@ -36,6 +36,8 @@ export interface RoomView {
   filling: boolean;
   /** Something the person should know about this room. */
   notice?: string;
+  /** The user's role in the room (absent when not a member, or out of it). */
+  role?: RoomRole;
   /**
    * Why the gateway took the user out of this room (`left` with a reason: deleted, left elsewhere, removed by
    * the owner, access revoked): it is no longer joined, not rejoined, and nothing more can be sent to it.

@@ -120,8 +120,17 @@ export function Chat({ api, client, session }: { api: Api; client: NatterClient;
           />
         ) : route.room && !route.code && client.ready ? (
           <div class="empty">
-            <h2>This room is not available</h2>
-            <p>It may have been deleted, or it is private and you have not been invited.</p>
+            {client.refusal(route.room) === "banned" ? (
+              <>
+                <h2>You are banned from this room</h2>
+                <p>Its owner or a moderator banned you: you cannot read or join it unless they lift the ban.</p>
+              </>
+            ) : (
+              <>
+                <h2>This room is not available</h2>
+                <p>It may have been deleted, or it is private and you have not been invited.</p>
+              </>
+            )}
             <button type="button" onClick={() => navigate({})}>
               Back to rooms
             </button>

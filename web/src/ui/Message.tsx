@@ -1,13 +1,13 @@
 /**
  * One message of the open room, with what a person can do to it: reply, react, edit and delete (their own; the
- * room's owner deletes any), each a keyboard-reachable button with an accessible name. It shows the message as
- * the room's changes left it (edited, deleted, its reactions), the quote of what it answers, and the state of
- * the person's own message or changes still on their way.
+ * room's owner and moderators delete any), each a keyboard-reachable button with an accessible name. It shows the
+ * message as the room's changes left it (edited, deleted, its reactions), the quote of what it answers, and the
+ * state of the person's own message or changes still on their way.
  */
 
 import { useEffect, useRef, useState } from "preact/hooks";
 
-import type { NatterClient, RoomView } from "../natter/client";
+import { moderates, type NatterClient, type RoomView } from "../natter/client";
 import { changeRefusal } from "../natter/errors";
 import type { ChatMessage, PendingMessage, TimelineItem } from "../natter/timeline";
 
@@ -51,7 +51,7 @@ export function Message({
   const self = useRef<HTMLLIElement>(null);
   /** Focus goes back to the message when what an action opened closes (its button may be gone). */
   const back = () => setTimeout(() => self.current?.focus(), 0);
-  const canDelete = stored !== undefined && !deleted && (mine || room.info.owner_id === client.me.id) && !room.ended;
+  const canDelete = stored !== undefined && !deleted && (mine || moderates(room.role)) && !room.ended;
   const canAct = stored !== undefined && !deleted && !room.ended;
 
   return (

@@ -1,12 +1,13 @@
 /**
- * An open room: its header (invite, members, leave, delete), its members (the owner can remove them), who is
- * online, the messages, live drafts and the composer.
+ * An open room: its header (invite, members, leave, delete), its members (the owner appoints moderators; the
+ * owner and moderators remove and ban members, and lift bans), who is online, the messages, live drafts and the
+ * composer.
  */
 
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 
-import type { Member } from "../natter/api";
-import { inviteCode, type NatterClient, type RoomView } from "../natter/client";
+import { ApiError, type Ban, type Member } from "../natter/api";
+import { inviteCode, memberActions, moderates, type NatterClient, type RoomView } from "../natter/client";
 import { describe } from "./errors";
 import { RoomMark } from "./icons";
 import { MAX_BODY, Message } from "./Message";
@@ -132,7 +133,7 @@ export function RoomPane({
       </header>
       {showInvite && code && <InvitePanel client={client} roomId={room.info.id} code={code} />}
       {showMembers && !room.ended && (
-        <MembersPanel client={client} room={room} owner={owner} onClose={() => setShowMembers(false)} />
+        <MembersPanel client={client} room={room} onClose={() => setShowMembers(false)} />
       )}
       {room.notice && !room.ended && <p class="notice">{room.notice}</p>}
       <div class="room-body">
@@ -183,26 +184,32 @@ function members(count: number): string {
   return `${count} member${count === 1 ? "" : "s"}`;
 }
 
-/** The room's members from the API; beside each other member, the owner has *Remove* (confirmed first). */
-function MembersPanel({
-  client,
-  room,
-  owner,
-  onClose,
-}: {
-  client: NatterClient;
-  room: RoomView;
-  owner: boolean;
-  onClose: () => void;
-}) {
+/** What the member list asks to be confirmed: removing or banning one member. */
+interface Confirming {
+  id: string;
+  act: "remove" | "ban";
+}
+
+/** How a member's role reads beside their name (a plain member's says nothing). */
+const ROLE_NAMES: Record<string, string> = { owner: "owner", moderator: "moderator" };
+
+/**
+ * The room's members from the API, each with their role. Beside every other member the owner has *Make moderator*
+ * (or *Remove moderator*), *Remove* and *Ban*; a moderator has *Remove* and *Ban* beside plain members. Removing
+ * and banning are confirmed first. Below, for the owner and moderators, the users banned from the room.
+ */
+function MembersPanel({ client, room, onClose }: { client: NatterClient; room: RoomView; onClose: () => void }) {
   const [list, setList] = useState<Member[]>();
   const [error, setError] = useState<string>();
-  const [confirming, setConfirming] = useState<string>();
+  const [confirming, setConfirming] = useState<Confirming>();
   const [busy, setBusy] = useState(false);
+  /** Bans made here: the ban list is read again after each. */
+  const [banned, setBanned] = useState(0);
   const me = client.me;
   const id = room.info.id;
+  const moderator = moderates(room.role);
 
-  // Read again when the count moves (someone joined, left or was removed).
+  // Read again when the count moves (someone joined, left, was removed or banned).
   useEffect(() => {
     let current = true;
     client.members(id).then(
@@ -214,18 +221,40 @@ function MembersPanel({
     };
   }, [id, room.info.member_count]);
 
-  const remove = async (member: Member) => {
+  /** Does `work`; a refusal is said in the list as "Could not `what`: why". */
+  const run = async (what: string, work: () => Promise<void>) => {
     setBusy(true);
     setError(undefined);
     try {
-      await client.removeMember(id, member.id);
-      setList((members) => members?.filter((m) => m.id !== member.id));
+      await work();
       setConfirming(undefined);
     } catch (err) {
-      setError(`Could not remove ${member.name}: ${describe(err)}`);
+      setError(`Could not ${what}: ${describe(err)}`);
     } finally {
       setBusy(false);
     }
+  };
+  const without = (member: Member) => setList((members) => members?.filter((m) => m.id !== member.id));
+
+  const remove = (member: Member) =>
+    run(`remove ${member.name}`, async () => {
+      await client.removeMember(id, member.id);
+      without(member);
+    });
+  const ban = (member: Member) =>
+    run(`ban ${member.name}`, async () => {
+      await client.ban(id, member.id);
+      without(member);
+      setBanned((n) => n + 1);
+    });
+  const setRole = (member: Member, role: "moderator" | "member") =>
+    run(role === "moderator" ? `make ${member.name} a moderator` : `remove ${member.name} as moderator`, async () => {
+      const changed = await client.setRole(id, member.id, role);
+      setList((members) => members?.map((m) => (m.id === changed.id ? { ...m, role: changed.role } : m)));
+    });
+  const ask = (member: Member, act: Confirming["act"]) => {
+    setError(undefined);
+    setConfirming({ id: member.id, act });
   };
 
   return (
@@ -245,15 +274,22 @@ function MembersPanel({
         !error && <p class="hint">Loading members…</p>
       ) : (
         <ul>
-          {list.map((member) => (
-            <li key={member.id}>
-              <span class="member-name">
-                {member.name}
-                {member.role === "owner" ? " (owner)" : ""}
-                {member.id === me.id ? " (you)" : ""}
-              </span>
-              {owner && member.role !== "owner" && member.id !== me.id &&
-                (confirming === member.id ? (
+          {list.map((member) => {
+            const can = memberActions(room.role, member, me.id);
+            const asked = confirming?.id === member.id ? confirming.act : undefined;
+            return (
+              <li key={member.id}>
+                <span class="member-name">
+                  {member.name}
+                  {ROLE_NAMES[member.role] && (
+                    <>
+                      {" "}
+                      <span class={`role ${member.role}`}>{ROLE_NAMES[member.role]}</span>
+                    </>
+                  )}
+                  {member.id === me.id ? " (you)" : ""}
+                </span>
+                {asked === "remove" ? (
                   <span class="confirm" role="group" aria-label={`Confirm removing ${member.name}`}>
                     <button type="button" class="danger" disabled={busy} onClick={() => void remove(member)}>
                       Remove from room
@@ -262,26 +298,178 @@ function MembersPanel({
                       Cancel
                     </button>
                   </span>
+                ) : asked === "ban" ? (
+                  <span class="confirm" role="group" aria-label={`Confirm banning ${member.name}`}>
+                    <span class="confirm-text">
+                      Ban {member.name}? They cannot join or read this room until the ban is lifted.
+                    </span>
+                    <button type="button" class="danger" disabled={busy} onClick={() => void ban(member)}>
+                      Ban from room
+                    </button>
+                    <button type="button" disabled={busy} onClick={() => setConfirming(undefined)}>
+                      Cancel
+                    </button>
+                  </span>
                 ) : (
-                  <button
-                    type="button"
-                    class="link danger"
-                    aria-label={`Remove ${member.name}`}
-                    onClick={() => {
-                      setError(undefined);
-                      setConfirming(member.id);
-                    }}
-                  >
-                    Remove
-                  </button>
-                ))}
-            </li>
-          ))}
+                  (can.role || can.remove || can.ban) && (
+                    <span class="member-actions">
+                      {can.role &&
+                        (member.role === "moderator" ? (
+                          <button
+                            type="button"
+                            class="link"
+                            disabled={busy}
+                            aria-label={`Remove moderator role from ${member.name}`}
+                            onClick={() => void setRole(member, "member")}
+                          >
+                            Remove moderator
+                          </button>
+                        ) : (
+                          <button
+                            type="button"
+                            class="link"
+                            disabled={busy}
+                            aria-label={`Make ${member.name} a moderator`}
+                            onClick={() => void setRole(member, "moderator")}
+                          >
+                            Make moderator
+                          </button>
+                        ))}
+                      {can.remove && (
+                        <button
+                          type="button"
+                          class="link danger"
+                          aria-label={`Remove ${member.name}`}
+                          onClick={() => ask(member, "remove")}
+                        >
+                          Remove
+                        </button>
+                      )}
+                      {can.ban && (
+                        <button
+                          type="button"
+                          class="link danger"
+                          aria-label={`Ban ${member.name}`}
+                          onClick={() => ask(member, "ban")}
+                        >
+                          Ban
+                        </button>
+                      )}
+                    </span>
+                  )
+                )}
+              </li>
+            );
+          })}
         </ul>
       )}
-      {owner && <p class="hint">A removed member can join again: a public room as anyone can, a private one with its invite code.</p>}
+      {moderator && (
+        <>
+          <p class="hint">
+            A removed member can join again: a public room as anyone can, a private one with its invite code. A banned
+            user cannot, until the ban is lifted.
+          </p>
+          <BanList client={client} room={room} changes={`${banned}:${room.info.member_count}`} />
+        </>
+      )}
     </section>
   );
+}
+
+/** The users banned from the room, behind a disclosure (the owner and moderators): *Unban* beside each. */
+function BanList({ client, room, changes }: { client: NatterClient; room: RoomView; changes: string }) {
+  const [open, setOpen] = useState(false);
+  const [bans, setBans] = useState<Ban[]>();
+  const [error, setError] = useState<string>();
+  const [busy, setBusy] = useState(false);
+  const id = room.info.id;
+
+  // Read when opened, and again after a ban or a change in the members.
+  useEffect(() => {
+    if (!open) return;
+    let current = true;
+    client.bans(id).then(
+      (list) => {
+        if (!current) return;
+        setBans(list);
+        setError(undefined);
+      },
+      (err) => current && setError(`Cannot list the banned users: ${describe(err)}`),
+    );
+    return () => {
+      current = false;
+    };
+  }, [open, id, changes]);
+
+  const unban = async (ban: Ban) => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      await client.unban(id, ban.id);
+      setBans((list) => list?.filter((b) => b.id !== ban.id));
+    } catch (err) {
+      // Lifted meanwhile (by someone else): no longer listed, and said so.
+      if (err instanceof ApiError && err.code === "ban_not_found") setBans((list) => list?.filter((b) => b.id !== ban.id));
+      setError(`Could not unban ${ban.name}: ${describe(err)}`);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <div class="bans">
+      <button type="button" class="link" aria-expanded={open} aria-controls="ban-list" onClick={() => setOpen(!open)}>
+        Banned users<span aria-hidden="true">{open ? " ▴" : " ▾"}</span>
+      </button>
+      {open && (
+        <section id="ban-list" aria-label={`Banned from ${room.info.name}`}>
+          {error && (
+            <p class="error" role="alert">
+              {error}
+            </p>
+          )}
+          {bans === undefined ? (
+            !error && <p class="hint">Loading banned users…</p>
+          ) : bans.length === 0 ? (
+            <p class="hint">Nobody is banned from this room.</p>
+          ) : (
+            <ul>
+              {bans.map((ban) => (
+                <li key={ban.id}>
+                  <span class="member-name">
+                    {ban.name}{" "}
+                    <span class="hint">
+                      banned{ban.banned_by ? ` by ${ban.banned_by}` : ""}{" "}
+                      <time dateTime={ban.banned_at}>{when(ban.banned_at)}</time>
+                    </span>
+                  </span>
+                  <button
+                    type="button"
+                    class="link"
+                    disabled={busy}
+                    aria-label={`Unban ${ban.name}`}
+                    onClick={() => void unban(ban)}
+                  >
+                    Unban
+                  </button>
+                </li>
+              ))}
+            </ul>
+          )}
+        </section>
+      )}
+    </div>
+  );
+}
+
+/** A moment in the person's own words: the time today, else the date and time. */
+function when(iso: string): string {
+  const at = new Date(iso);
+  if (Number.isNaN(at.getTime())) return "";
+  const today = at.toDateString() === new Date().toDateString();
+  return today
+    ? at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+    : at.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
 }
 
 function InvitePanel({ client, roomId, code }: { client: NatterClient; roomId: string; code: string }) {
