@@ -13,25 +13,113 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// A JSON body whose rejections (syntax, types, size, content type) answer with the API's error format.
-#[derive(Debug, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+///
+/// A whole number written with a fraction or an exponent (`2.0`, `1e3`) is taken where an integer is expected:
+/// JSON Schema, in which the OpenAPI document describes every body, counts `2.0` as the integer 2, and serde takes
+/// it only for a float. The body is read into its type first, as axum's `Json` reads it (so a body that does not
+/// fit costs no more than its first token that does not); only a body refused for its data is read again, once,
+/// with its whole numbers written as integers, and if that does not fit either, the first refusal stands.
+#[derive(Debug)]
 pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !json_content_type(req.headers()) {
+            return Err(unsupported_media_type());
+        }
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                payload_too_large()
+            } else {
+                ApiError::bad_request("unreadable_body", rejection.body_text())
+            }
+        })?;
+        match axum::Json::<T>::from_bytes(&bytes) {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(refused @ JsonRejection::JsonDataError(_)) => with_whole_numbers_as_integers(&bytes)
+                .map(Self)
+                .ok_or_else(|| refused.into()),
+            Err(refused) => Err(refused.into()),
+        }
+    }
+}
+
+/// Whether `headers` say the body is JSON, as axum's `Json` decides it: `application/json` or `application/*+json`,
+/// with any parameters.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(Ok(value)) = headers.get(axum::http::header::CONTENT_TYPE).map(|v| v.to_str()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some(("application", subtype)) => subtype == "json" || subtype.strip_suffix("+json").is_some_and(is_token),
+        _ => false,
+    }
+}
+
+/// Whether `s` is a non-empty media-type token (RFC 9110 `token`).
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// `bytes` read as a `T` once every whole number in them written with a fraction or an exponent is written as the
+/// integer it is; `None` if there is none, or the body still does not fit.
+fn with_whole_numbers_as_integers<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    fn integers(value: &mut serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::Number(number) => match number.as_f64() {
+                // Beyond 2^53 a float is not one integer but the nearest of several: left as it is.
+                Some(whole) if number.is_f64() && whole.fract() == 0.0 && whole.abs() < 9_007_199_254_740_992.0 => {
+                    *number = (whole as i64).into();
+                    true
+                }
+                _ => false,
+            },
+            serde_json::Value::Array(items) => items.iter_mut().fold(false, |changed, item| integers(item) | changed),
+            serde_json::Value::Object(fields) => fields
+                .values_mut()
+                .fold(false, |changed, field| integers(field) | changed),
+            _ => false,
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if !integers(&mut value) {
+        return None;
+    }
+    serde_json::from_value(value).ok()
+}
+
+fn unsupported_media_type() -> ApiError {
+    ApiError::Http {
+        status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        code: "unsupported_media_type",
+        message: "send the body as JSON with 'Content-Type: application/json'".into(),
+    }
+}
+
+fn payload_too_large() -> ApiError {
+    ApiError::Http {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        code: "payload_too_large",
+        message: "the request body is too large".into(),
+    }
+}
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
             JsonRejection::JsonDataError(err) => ApiError::validation("invalid_body", err.body_text()),
             JsonRejection::JsonSyntaxError(err) => ApiError::bad_request("malformed_json", err.body_text()),
-            JsonRejection::MissingJsonContentType(_) => ApiError::Http {
-                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                code: "unsupported_media_type",
-                message: "send the body as JSON with 'Content-Type: application/json'".into(),
-            },
-            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::Http {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                code: "payload_too_large",
-                message: "the request body is too large".into(),
-            },
+            JsonRejection::MissingJsonContentType(_) => unsupported_media_type(),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => payload_too_large(),
             other => ApiError::bad_request("unreadable_body", other.body_text()),
         }
     }
@@ -231,6 +319,36 @@ impl<S: Send + Sync> FromRequestParts<S> for RoomPath {
     }
 }
 
+/// The pattern of a room id (`natter_proto::RoomId`), as the document gives it.
+pub const ROOM_ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
+
+/// The path parameter `id`, a room id.
+fn room_id_param() -> utoipa::openapi::path::Parameter {
+    use utoipa::openapi::{ObjectBuilder, Required, path::ParameterBuilder, path::ParameterIn, schema::Type};
+    ParameterBuilder::new()
+        .name("id")
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .description(Some(
+            "Room id: 1 to 64 letters, digits, `_` and `-` (anything else is a 400 `invalid_room_id`)",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(ROOM_ID_PATTERN)),
+        ))
+        .build()
+}
+
+/// Documents the path parameter the extractor reads: `params(RoomPath)` in a route's `#[utoipa::path]`.
+impl utoipa::IntoParams for RoomPath {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        vec![room_id_param()]
+    }
+}
+
 /// A room id and a user id from a path such as `/api/rooms/{id}/members/{user}/…`, validated: a bad room id is a
 /// 400 `invalid_room_id`, a user id that is not a UUID a 400 `invalid_user_id`.
 #[derive(Debug, Clone)]
@@ -249,6 +367,28 @@ impl<S: Send + Sync> FromRequestParts<S> for MemberPath {
         let user = Uuid::parse_str(&user)
             .map_err(|_| ApiError::bad_request("invalid_user_id", "the user id is not a UUID"))?;
         Ok(Self(room, user))
+    }
+}
+
+/// Documents the path parameters the extractor reads: `params(MemberPath)` in a route's `#[utoipa::path]`.
+impl utoipa::IntoParams for MemberPath {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::{KnownFormat, ObjectBuilder, Required, SchemaFormat, path::ParameterBuilder};
+        use utoipa::openapi::{path::ParameterIn, schema::Type};
+        let user = ParameterBuilder::new()
+            .name("user")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some("The user's id, a UUID (anything else is a 400 `invalid_user_id`)"))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+            ))
+            .build();
+        vec![room_id_param(), user]
     }
 }
 

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::StreamExt;
-use natter_proto::bus::{GATEWAY_TTL, GatewayInfo, RoomAccess, RoomAccessRequest};
+use natter_proto::bus::{GATEWAY_TTL, GatewayInfo, MentionRequest, RoomAccess, RoomAccessRequest};
+use natter_proto::frame::UserRef;
 use natter_proto::subject;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -43,6 +44,62 @@ pub async fn answer_room_access(nats: async_nats::Client, db: PgPool) {
             }
         });
     }
+}
+
+/// Answers gateways' questions about who a message mentions until the subscription ends.
+pub async fn answer_mentions(nats: async_nats::Client, db: PgPool) {
+    let mut requests = match nats.queue_subscribe(subject::mentions(), QUEUE_GROUP.into()).await {
+        Ok(sub) => sub,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot answer mention questions; messages will mention no one");
+            return;
+        }
+    };
+    while let Some(msg) = requests.next().await {
+        let db = db.clone();
+        let nats = nats.clone();
+        tokio::spawn(async move {
+            let Some(reply) = msg.reply else { return };
+            let Ok(request) = serde_json::from_slice::<MentionRequest>(&msg.payload) else {
+                return;
+            };
+            match mentioned_members(&db, &request).await {
+                Ok(members) => {
+                    if let Ok(payload) = serde_json::to_vec(&members) {
+                        let _ = nats.publish(reply, payload.into()).await;
+                    }
+                }
+                // No reply: the gateway's question times out and the message mentions no one.
+                Err(err) => tracing::warn!(error = %err, "mention question failed"),
+            }
+        });
+    }
+}
+
+/// Which of the names a message in `request.room` mentions are the room's members, in the order mentioned.
+pub async fn mentioned_members(db: &PgPool, request: &MentionRequest) -> Result<Vec<UserRef>, sqlx::Error> {
+    let keys: Vec<String> = request
+        .names
+        .iter()
+        .take(natter_proto::text::MAX_MENTIONS)
+        .map(|name| name.to_ascii_lowercase())
+        .collect();
+    let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "SELECT u.id, u.username, u.username_key FROM memberships m JOIN users u ON u.id = m.user_id \
+         WHERE m.room_id = $1 AND u.username_key = ANY($2)",
+    )
+    .bind(request.room.as_str())
+    .bind(&keys)
+    .fetch_all(db)
+    .await?;
+    Ok(keys
+        .iter()
+        .filter_map(|key| rows.iter().find(|(_, _, k)| k == key))
+        .map(|(id, name, _)| UserRef {
+            id: id.to_string(),
+            name: name.clone(),
+        })
+        .collect())
 }
 
 /// What a room-access answer is made of.

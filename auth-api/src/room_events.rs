@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use natter_proto::RoomId;
 use natter_proto::bus::RoomEvent;
+use natter_proto::frame::PersonalEvent;
 
 /// How long a request waits for its event to be flushed to NATS before it answers anyway.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
@@ -31,5 +32,24 @@ pub async fn publish(nats: Option<&async_nats::Client>, room: &RoomId, event: Ro
         }
         Err(_) => tracing::warn!(room = %room, ?event, timeout = ?FLUSH_TIMEOUT,
             "publishing a room event timed out; gateways will revalidate"),
+    }
+}
+
+/// Publishes a personal event to each of `users` (every connection of theirs gets it), without waiting for it to
+/// leave: personal events are not kept, and a client re-reads its rooms on every connection anyway.
+pub async fn tell_users(nats: Option<&async_nats::Client>, users: &[uuid::Uuid], event: PersonalEvent) {
+    let Some(nats) = nats else { return };
+    let payload = serde_json::to_vec(&event).expect("a personal event serializes");
+    for user in users {
+        // A UUID is a safe subject token.
+        if let Err(err) = nats
+            .publish(
+                natter_proto::subject::user_events(&user.to_string()),
+                payload.clone().into(),
+            )
+            .await
+        {
+            tracing::debug!(%user, error = %err, "cannot publish a personal event");
+        }
     }
 }

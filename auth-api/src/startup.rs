@@ -163,8 +163,9 @@ impl Application {
 
         let fleet = state.nats.clone().map(|nats| {
             let responder = tokio::spawn(crate::fleet::answer_room_access(nats.clone(), state.db.clone()));
+            let mentions = tokio::spawn(crate::fleet::answer_mentions(nats.clone(), state.db.clone()));
             let follower = tokio::spawn(state.gateways.clone().follow(nats));
-            (responder, follower)
+            (responder, mentions, follower)
         });
         let cleaner = {
             let logins = state.logins.clone();
@@ -225,8 +226,9 @@ impl Application {
         if let Some(admin) = admin {
             admin.abort();
         }
-        if let Some((responder, follower)) = fleet {
+        if let Some((responder, mentions, follower)) = fleet {
             responder.abort();
+            mentions.abort();
             follower.abort();
         }
         state.db.close().await;

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use natter_proto::bus::{NewReaction, RoomAccess, RoomAccessRequest};
+use natter_proto::bus::{MentionRequest, NewReaction, RoomAccess, RoomAccessRequest};
+use natter_proto::frame::UserRef;
 use natter_proto::{RoomId, subject};
 
 use crate::metrics;
@@ -286,6 +287,40 @@ impl AccessChecks {
         Ok(ask(self.nats.clone(), request).await? != RoomAccess::TooManyReactions)
     }
 }
+
+impl AccessChecks {
+    /// Which of `names`, mentioned in a message to `room`, are its members, as the auth API says: asked for each
+    /// message that mentions anyone (never remembered: membership changes). Without an answer in time the message
+    /// mentions no one (counted in [`metrics::MENTION_QUESTIONS`]): a message matters more than its highlight.
+    pub async fn mentioned(&self, room: &RoomId, names: Vec<String>) -> Vec<UserRef> {
+        let request = MentionRequest {
+            room: room.clone(),
+            names,
+        };
+        let answer = async {
+            let payload = Bytes::from(serde_json::to_vec(&request).map_err(|err| err.to_string())?);
+            let reply = tokio::time::timeout(MENTIONS_WITHIN, self.nats.request(subject::mentions(), payload))
+                .await
+                .map_err(|_| "the auth API did not answer in time".to_owned())?
+                .map_err(|err| err.to_string())?;
+            serde_json::from_slice::<Vec<UserRef>>(&reply.payload).map_err(|err| err.to_string())
+        };
+        match answer.await {
+            Ok(members) => {
+                ::metrics::counter!(metrics::MENTION_QUESTIONS, "outcome" => "answered").increment(1);
+                members
+            }
+            Err(err) => {
+                ::metrics::counter!(metrics::MENTION_QUESTIONS, "outcome" => "failed").increment(1);
+                tracing::debug!(%room, error = %err, "no answer about a message's mentions; it mentions no one");
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// How long a send waits for the auth API to say whom it mentions.
+const MENTIONS_WITHIN: Duration = Duration::from_secs(1);
 
 /// What a join does about a room-access question.
 enum Plan {

@@ -48,6 +48,7 @@ pub async fn serve(gw: Gateway, tcp: TcpStream, prefix: Bytes, claims: AccessCla
         conn: conn.to_string(),
         gateway: gw.id.clone(),
         user,
+        personal_recovered: false,
     })));
 
     let mut reader = Reader::new(tcp, &prefix, gw.config.max_message_bytes);

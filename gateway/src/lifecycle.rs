@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use natter_proto::bus::RoomEvent;
+use natter_proto::frame::PersonalEvent;
 use natter_proto::{RoomId, subject};
 
 use crate::state::Gateway;
@@ -40,6 +41,25 @@ pub async fn subscribe_rooms(nats: &async_nats::Client) -> anyhow::Result<async_
     nats.subscribe(subject::all_room_events())
         .await
         .map_err(|e| anyhow::anyhow!("failed to subscribe to room events: {e}"))
+}
+
+/// Follows every user's personal events, passing each to that user's connections here (a `personal` frame).
+pub async fn follow_users(gw: Gateway, mut events: async_nats::Subscriber) {
+    while let Some(msg) = events.next().await {
+        // The user id is the subject's last token: chat.v1.user.<id>.
+        let user = msg.subject.rsplit('.').next().unwrap_or_default();
+        match serde_json::from_slice::<PersonalEvent>(&msg.payload) {
+            Ok(event) => gw.personal_event(user, event),
+            Err(err) => tracing::warn!(subject = %msg.subject, error = %err, "unreadable personal event"),
+        }
+    }
+}
+
+/// Subscribes to every user's personal events.
+pub async fn subscribe_users(nats: &async_nats::Client) -> anyhow::Result<async_nats::Subscriber> {
+    nats.subscribe(subject::all_user_events())
+        .await
+        .map_err(|e| anyhow::anyhow!("failed to subscribe to personal events: {e}"))
 }
 
 /// Follows revoked sessions, closing the live connections of each.

@@ -83,6 +83,9 @@ pub const ACCESS_QUESTIONS: &str = "natter_gateway_access_questions_total";
 /// Room-access questions about users already in a room, asked again every `--access-recheck-interval` and after
 /// room events may have been missed, by `answer` as [`ACCESS_QUESTIONS`] (which counts them too).
 pub const ACCESS_RECHECKS: &str = "natter_gateway_access_rechecks_total";
+/// Questions to the auth API about whom a message mentions, by `outcome` (`answered`, or `failed`: no answer in
+/// time, and the message was sent mentioning no one).
+pub const MENTION_QUESTIONS: &str = "natter_gateway_mention_questions_total";
 /// Times every room's access was asked about again because room events may have been missed, by `cause`
 /// (`reconnect`: NATS came back; `slow_consumer`: a subscription of this gateway fell behind and NATS dropped
 /// messages for it).
@@ -112,7 +115,7 @@ pub const USER_COUNTS_RECEIVED: &str = "natter_gateway_user_counts_received_tota
 pub const REMOTE_USERS: &str = "natter_gateway_remote_users";
 
 /// Every metric this gateway exports besides the shared `process_*` and `natter_nats_*` ones, each from start-up.
-pub const ALL: [&str; 44] = [
+pub const ALL: [&str; 45] = [
     CONNECTIONS,
     EVICTIONS,
     PENDING,
@@ -147,6 +150,7 @@ pub const ALL: [&str; 44] = [
     BAD_FRAMES,
     ACCESS_QUESTIONS,
     ACCESS_RECHECKS,
+    MENTION_QUESTIONS,
     ACCESS_CATCH_UPS,
     JWKS_REFETCHES,
     PERSISTED_WAITING,
@@ -284,6 +288,10 @@ pub fn register() {
         "Room-access questions about users already in a room, by answer."
     );
     describe_counter!(
+        MENTION_QUESTIONS,
+        "Questions to the auth API about whom a message mentions, by outcome."
+    );
+    describe_counter!(
         ACCESS_CATCH_UPS,
         "Times every room's access was asked about again after events may have been missed, by cause."
     );
@@ -363,6 +371,9 @@ pub fn register() {
     for answer in ACCESS_ANSWERS {
         ::metrics::counter!(ACCESS_QUESTIONS, "answer" => answer).absolute(0);
         ::metrics::counter!(ACCESS_RECHECKS, "answer" => answer).absolute(0);
+    }
+    for outcome in ["answered", "failed"] {
+        ::metrics::counter!(MENTION_QUESTIONS, "outcome" => outcome).absolute(0);
     }
     for cause in ["reconnect", "slow_consumer"] {
         ::metrics::counter!(ACCESS_CATCH_UPS, "cause" => cause).absolute(0);

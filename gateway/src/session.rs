@@ -405,7 +405,15 @@ impl Session {
         {
             return self.error(code, message, Some(id.to_string()));
         }
-        let stored = StoredMessage::message(id, self.peer.user.clone(), body, reply_to);
+        let names = natter_proto::text::mentioned_names(&body);
+        let mentions = if names.is_empty() {
+            Vec::new()
+        } else {
+            let names = names.into_iter().map(|name| name.as_str().to_owned()).collect();
+            self.gw.hub.access().mentioned(&room, names).await
+        };
+        let mut stored = StoredMessage::message(id, self.peer.user.clone(), body, reply_to);
+        stored.mentions = mentions;
         self.accept(room, read_at, stored).await;
     }
 

@@ -31,6 +31,7 @@ pub struct Application {
     gw: Gateway,
     url: String,
     room_events: async_nats::Subscriber,
+    user_events: async_nats::Subscriber,
     revocations: async_nats::jetstream::kv::Store,
 }
 
@@ -72,6 +73,7 @@ impl Application {
             config.stream_replicas.into(),
         ));
         let room_events = crate::lifecycle::subscribe_rooms(&nats).await?;
+        let user_events = crate::lifecycle::subscribe_users(&nats).await?;
         let revocations = natter_stream::sessions::bucket(&js, config.stream_replicas.into()).await?;
         let hub = Hub::new(
             id.clone(),
@@ -88,6 +90,7 @@ impl Application {
             gw,
             url,
             room_events,
+            user_events,
             revocations,
         })
     }
@@ -117,6 +120,7 @@ impl Application {
             gw,
             url,
             room_events,
+            user_events,
             revocations,
         } = self;
         let clients = Router::new()
@@ -139,6 +143,7 @@ impl Application {
         let persisted = gw.persisted.clone().map(|persisted| tokio::spawn(persisted.run()));
         let lifecycle = [
             tokio::spawn(crate::lifecycle::follow_rooms(gw.clone(), room_events)),
+            tokio::spawn(crate::lifecycle::follow_users(gw.clone(), user_events)),
             tokio::spawn(crate::lifecycle::follow_revocations(gw.clone(), revocations)),
             tokio::spawn(crate::lifecycle::catch_up_after_missed_events(gw.clone())),
         ];

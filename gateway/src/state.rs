@@ -210,6 +210,19 @@ impl Gateway {
         }
     }
 
+    /// Passes a personal event to every connection of `user` on this gateway. Personal events are few (a read
+    /// cursor moved, the user's rooms changed, a mention), so finding the user's connections walks them all.
+    pub fn personal_event(&self, user: &str, event: natter_proto::frame::PersonalEvent) {
+        let peers: Vec<Peer> = self.peers().into_iter().filter(|peer| peer.user.id == user).collect();
+        if peers.is_empty() {
+            return;
+        }
+        let frame = crate::room::encode(&natter_proto::frame::ServerFrame::Personal { event });
+        for peer in peers {
+            peer.push(crate::peer::Outbound::Frame(frame.clone()));
+        }
+    }
+
     /// After room events may have been missed (`cause`: NATS came back after a while away, or dropped messages of
     /// a subscription that fell behind): forgets every access answer, has every room ask again whether its users
     /// may still be in it, and ask the fleet again who is online in it (presence events may have been missed too).

@@ -24,6 +24,17 @@ pub fn unread(room: &str, after: &str, user: &str) -> String {
     )
 }
 
+/// How many messages mentioning `user` (a user id, as text) follow position `after` in `room` (each an SQL
+/// expression), among the same [`UNREAD_MAX`] events [`unread`] counts in, so the cost is bounded the same way.
+pub fn unread_mentions(room: &str, after: &str, user: &str) -> String {
+    format!(
+        "(SELECT count(*) FILTER (WHERE n.kind = 'message' AND n.deleted_at IS NULL \
+           AND n.mentions @> jsonb_build_array(jsonb_build_object('id', {user}))) \
+         FROM (SELECT msg.kind, msg.mentions, msg.deleted_at FROM messages msg \
+           WHERE msg.room_id = {room} AND msg.position > {after} ORDER BY msg.position LIMIT {UNREAD_MAX}) n)"
+    )
+}
+
 /// How many different emoji the message at `target` in `room` carries as reactions now, and whether `emoji` is one
 /// of them: a range of the `reactions` primary key.
 pub async fn reaction_emoji(db: &PgPool, room: &str, target: u64, emoji: &str) -> Result<(usize, bool), sqlx::Error> {

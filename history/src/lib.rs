@@ -9,6 +9,7 @@
 //! versions of the set it does not hold.
 
 pub mod counts;
+pub mod mentions;
 pub mod page;
 pub mod partitions;
 pub mod search;

@@ -37,11 +37,12 @@ struct Row {
     edit_position: Option<i64>,
     deleted_at: Option<DateTime<Utc>>,
     deleted_by: Option<String>,
+    mentions: Option<String>,
 }
 
 /// The columns of [`Row`].
 const COLUMNS: &str = "position, client_id, user_id, user_name, body, sent_at, kind, target, reply_to, emoji, \
-                       reaction_on, edited_at, edit_position, deleted_at, deleted_by";
+                       reaction_on, edited_at, edit_position, deleted_at, deleted_by, mentions::text AS mentions";
 
 /// Reads up to `limit` events of `room` from `page` for `caller` (whose reactions are marked `me`); whether more
 /// lie beyond.
@@ -171,6 +172,10 @@ fn event(row: Row, reactions: Vec<ReactionCount>, reactions_seq: u64) -> Option<
             body: row.body,
             ts: timestamp(row.sent_at),
             reply_to: row.reply_to.and_then(|r| u64::try_from(r).ok()),
+            mentions: row
+                .mentions
+                .and_then(|m| serde_json::from_str(&m).ok())
+                .unwrap_or_default(),
             change,
         },
         edited: row.edited_at.zip(row.edit_position).map(|(at, seq)| EditMark {

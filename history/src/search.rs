@@ -93,6 +93,12 @@ pub async fn find(db: &PgPool, search: &Search<'_>) -> Result<(Vec<Hit>, bool), 
     )))
     .execute(&mut *tx)
     .await?;
+    // Planned for its words each time: after five runs PostgreSQL would keep a generic plan, which cannot tell a
+    // rare word (an index lookup, ~1 ms) from a common one and scans every searched room's messages instead
+    // (~100 ms on a million messages; docs/benchmarks.md).
+    sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+        .execute(&mut *tx)
+        .await?;
     // The expression and the predicate match `messages_search_idx`, so each partition's index answers.
     let mut rows: Vec<HitRow> = sqlx::query_as(
         "WITH q AS (SELECT websearch_to_tsquery('simple', $1) AS q) \

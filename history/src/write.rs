@@ -270,11 +270,11 @@ async fn apply_changes(tx: &Transaction<'_>, rows: &Rows) -> Result<Erase, Error
 }
 
 /// The columns every write names, in the order the `COPY` data holds them.
-const COLUMNS: &str =
-    "epoch, seq, room_id, client_id, user_id, user_name, body, sent_at, kind, target, reply_to, emoji, reaction_on";
+const COLUMNS: &str = "epoch, seq, room_id, client_id, user_id, user_name, body, sent_at, kind, target, reply_to, \
+                       emoji, reaction_on, mentions";
 
 /// Fields of a row in the `COPY` data.
-const FIELDS: i16 = 13;
+const FIELDS: i16 = 14;
 
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 00:00 UTC), where binary timestamps count from.
 const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
@@ -307,7 +307,7 @@ fn copy_data(epoch: i64, rows: &[Row]) -> Vec<u8> {
             r.room.as_str().len() + m.id.as_str().len() + m.user.id.len() + m.user.name.len() + m.body.len()
         })
         .sum();
-    let mut buf = Vec::with_capacity(19 + rows.len() * (2 + 13 * 4 + 3 * 8 + 7) + fields + 2);
+    let mut buf = Vec::with_capacity(19 + rows.len() * (2 + 14 * 4 + 3 * 8 + 7) + fields + 2);
     buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
     buf.extend_from_slice(&0i32.to_be_bytes());
     buf.extend_from_slice(&0i32.to_be_bytes());
@@ -338,6 +338,15 @@ fn copy_data(epoch: i64, rows: &[Row]) -> Vec<u8> {
                 null(&mut buf);
                 null(&mut buf);
             }
+        }
+        if row.message.mentions.is_empty() {
+            null(&mut buf);
+        } else {
+            // jsonb's binary form: its version (1), then the JSON text. A list of user references always serializes.
+            let json = serde_json::to_vec(&row.message.mentions).unwrap_or_else(|_| b"[]".to_vec());
+            buf.extend_from_slice(&i32::try_from(json.len() + 1).unwrap_or(i32::MAX).to_be_bytes());
+            buf.push(1);
+            buf.extend_from_slice(&json);
         }
     }
     buf.extend_from_slice(&(-1i16).to_be_bytes());
@@ -520,15 +529,15 @@ async fn insert_staged(tx: &Transaction<'_>, rows: &Rows) -> Result<u64, Error> 
     tx.batch_execute(
         "CREATE TEMPORARY TABLE messages_staged (epoch bigint, seq bigint, room_id text, client_id text, \
          user_id text, user_name text, body text, sent_at timestamptz, kind text, target bigint, reply_to bigint, \
-         emoji text, reaction_on boolean) ON COMMIT DROP",
+         emoji text, reaction_on boolean, mentions jsonb) ON COMMIT DROP",
     )
     .await?;
     copy_into(tx, "messages_staged", rows.epoch, &rows.rows).await?;
     tx.execute(
         "INSERT INTO messages (epoch, seq, room_id, client_id, user_id, user_name, body, sent_at, kind, target, \
-         reply_to, emoji, reaction_on) \
+         reply_to, emoji, reaction_on, mentions) \
          SELECT epoch, seq, room_id, client_id, user_id, user_name, body, sent_at, kind, target, reply_to, emoji, \
-         reaction_on FROM messages_staged \
+         reaction_on, mentions FROM messages_staged \
          ON CONFLICT (epoch, seq, sent_at) DO NOTHING",
         &[],
     )
@@ -583,6 +592,10 @@ mod tests {
                 body: "hé".into(),
                 ts: "2000-01-01T00:00:01.000002Z".into(),
                 reply_to: None,
+                mentions: vec![natter_proto::frame::UserRef {
+                    id: "u2".into(),
+                    name: "bo".into(),
+                }],
                 change: None,
             },
             sent_at: DateTime::parse_from_rfc3339("2000-01-01T00:00:01.000002Z")
@@ -590,7 +603,7 @@ mod tests {
                 .with_timezone(&Utc),
         };
         let data = copy_data(3, &[row]);
-        let mut want = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0\0\x0d".to_vec();
+        let mut want = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0\0\x0e".to_vec();
         for (len, bytes) in [
             (8, &3i64.to_be_bytes()[..]),
             (8, &7i64.to_be_bytes()[..]),
@@ -607,6 +620,8 @@ mod tests {
             (-1, b""),
             (-1, b""),
             (-1, b""),
+            // The mentions as jsonb: its version byte, then the JSON.
+            (26, b"\x01[{\"id\":\"u2\",\"name\":\"bo\"}]"),
         ] {
             want.extend_from_slice(&i32::to_be_bytes(len));
             want.extend_from_slice(bytes);

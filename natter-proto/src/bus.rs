@@ -40,6 +40,10 @@ pub struct StoredMessage {
     /// For a message: the position of the message it answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<u64>,
+    /// For a message: the room's members it mentions (`@name` in its text), as the auth API resolved them when the
+    /// gateway accepted it; never what a client claimed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<UserRef>,
     /// For a change to an earlier message (an edit, a deletion, a reaction) rather than a message: what it
     /// changes. An edit's new text is `body`; a deletion's and a reaction's `body` is empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -100,6 +104,7 @@ impl StoredMessage {
             body,
             ts: timestamp(Utc::now()),
             reply_to,
+            mentions: Vec::new(),
             change: None,
         }
     }
@@ -112,6 +117,7 @@ impl StoredMessage {
             body,
             ts: timestamp(Utc::now()),
             reply_to: None,
+            mentions: Vec::new(),
             change: Some(change),
         }
     }
@@ -125,6 +131,7 @@ impl StoredMessage {
             body,
             ts,
             reply_to,
+            mentions,
             change,
         } = self;
         match change {
@@ -137,6 +144,7 @@ impl StoredMessage {
                 body,
                 ts,
                 reply_to,
+                mentions,
             },
             Some(Change::Edit { target }) => ServerFrame::Edited {
                 room,
@@ -323,6 +331,16 @@ pub struct RoomAccessRequest {
     /// added; an auth API that does not know the field answers as if it were not there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reaction: Option<NewReaction>,
+}
+
+/// A gateway's question to the auth API: which of these names, mentioned in a message, are the room's members?
+/// Answered with those members as a JSON array of [`UserRef`] (their names as registered).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MentionRequest {
+    /// The room.
+    pub room: RoomId,
+    /// The names mentioned ([`crate::text::mentioned_names`]).
+    pub names: Vec<String>,
 }
 
 /// A reaction about to be added, in a [`RoomAccessRequest`].
@@ -523,6 +541,7 @@ mod tests {
             body: "hi".into(),
             ts: timestamp(DateTime::from_timestamp(1_767_225_600, 5_000_000).expect("time")),
             reply_to: None,
+            mentions: Vec::new(),
             change: None,
         }
     }

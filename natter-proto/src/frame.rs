@@ -118,6 +118,29 @@ pub struct UserRef {
     pub name: String,
 }
 
+/// An event of one user's own, pushed to every connection of theirs (subject `chat.v1.user.{id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PersonalEvent {
+    /// The user's read cursor in a room moved (on any device): the room's counts as they now are.
+    Read {
+        /// The room.
+        room: RoomId,
+        /// The cursor.
+        read_seq: i64,
+        /// Unread messages after it.
+        unread: i64,
+        /// Of those, the ones that mention the user.
+        mentions: i64,
+    },
+    /// The user's rooms changed: a conversation was started with them, they joined, left, were removed or banned,
+    /// a room of theirs was deleted. The client re-reads its rooms.
+    Rooms {
+        /// The room concerned.
+        room: RoomId,
+    },
+}
+
 /// A frame sent by a gateway to a client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -130,6 +153,10 @@ pub enum ServerFrame {
         gateway: String,
         /// The authenticated user.
         user: UserRef,
+        /// Whether the user's personal events since their last connection will be delivered. Always `false`: they
+        /// are not kept, so a client re-reads what they tell of (its rooms, their unread counts) after each
+        /// `hello`, as after a `joined` with `recovered: false`.
+        personal_recovered: bool,
     },
     /// The room was joined.
     Joined {
@@ -161,6 +188,9 @@ pub enum ServerFrame {
         /// The `seq` of the message this one answers.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<u64>,
+        /// The room's members the text mentions (`@name`), resolved by the server.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mentions: Vec<UserRef>,
     },
     /// A message's text was replaced by its author: an event on the room's chain, with its own `seq` and `prev`.
     Edited {
@@ -256,6 +286,11 @@ pub enum ServerFrame {
         /// `leave`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+    },
+    /// Something happened to the user elsewhere (another device, the API, another person): see [`PersonalEvent`].
+    Personal {
+        /// What happened.
+        event: PersonalEvent,
     },
     /// Answer to a ping.
     Pong {
@@ -387,8 +422,9 @@ mod tests {
                 conn: "c".into(),
                 gateway: "g".into(),
                 user: user(),
+                personal_recovered: false,
             },
-            json!({"type":"hello","conn":"c","gateway":"g","user":{"id":"u1","name":"alice"}}),
+            json!({"type":"hello","conn":"c","gateway":"g","user":{"id":"u1","name":"alice"},"personal_recovered":false}),
         );
         round_trip(
             ServerFrame::Joined {
@@ -409,6 +445,7 @@ mod tests {
                 body: "hi".into(),
                 ts: "2026-01-01T00:00:00Z".into(),
                 reply_to: None,
+                mentions: Vec::new(),
             },
             json!({"type":"message","room":"lobby","seq":9,"prev":4,"id":"m1",
                    "user":{"id":"u1","name":"alice"},"body":"hi","ts":"2026-01-01T00:00:00Z"}),
@@ -423,9 +460,14 @@ mod tests {
                 body: "yes".into(),
                 ts: "2026-01-01T00:00:00Z".into(),
                 reply_to: Some(9),
+                mentions: vec![UserRef {
+                    id: "u2".into(),
+                    name: "bob".into(),
+                }],
             },
             json!({"type":"message","room":"lobby","seq":10,"prev":9,"id":"m2",
-                   "user":{"id":"u1","name":"alice"},"body":"yes","ts":"2026-01-01T00:00:00Z","reply_to":9}),
+                   "user":{"id":"u1","name":"alice"},"body":"yes","ts":"2026-01-01T00:00:00Z","reply_to":9,
+                   "mentions":[{"id":"u2","name":"bob"}]}),
         );
         round_trip(
             ServerFrame::Edited {

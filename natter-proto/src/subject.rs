@@ -106,6 +106,23 @@ pub fn room_access() -> String {
     format!("{PREFIX}.auth.room_access")
 }
 
+/// The subject gateways ask the auth API on which of the names a message mentions are the room's members
+/// ([`crate::bus::MentionRequest`], answered with the members as `UserRef`s; request/reply, queue group).
+pub fn mentions() -> String {
+    format!("{PREFIX}.auth.mentions")
+}
+
+/// The subject of one user's personal events ([`crate::frame::PersonalEvent`], core NATS): `user` is a user id,
+/// which the caller has checked is a safe subject token (a UUID).
+pub fn user_events(user: &str) -> String {
+    format!("{PREFIX}.user.{user}")
+}
+
+/// The filter matching every user's personal events: what each gateway subscribes to once.
+pub fn all_user_events() -> String {
+    format!("{PREFIX}.user.*")
+}
+
 /// The subject the auth API announces a room's lifecycle changes on ([`crate::bus::RoomEvent`], core NATS).
 pub fn room_events(room: &RoomId) -> String {
     format!("{PREFIX}.events.room.{room}")
@@ -161,6 +178,7 @@ mod tests {
         assert_eq!(gateway_user_connections(), "chat.v1.gateway.user_connections");
         assert_eq!(gateway_user_connections_sync(), "chat.v1.gateway.user_connections_sync");
         assert_eq!(room_access(), "chat.v1.auth.room_access");
+        assert_eq!(mentions(), "chat.v1.auth.mentions");
         assert_eq!(room_events(&r), "chat.v1.events.room.lobby");
         assert_eq!(all_room_events(), "chat.v1.events.room.*");
         assert_eq!(persisted_notice(&r), "chat.v1.persisted.room.lobby");

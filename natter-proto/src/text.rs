@@ -223,6 +223,38 @@ fn pictograph(c: char) -> bool {
         | '\u{1F400}'..='\u{1FAFF}')
 }
 
+/// Most different names a message's mentions are resolved for; further `@name`s are plain text.
+pub const MAX_MENTIONS: usize = 20;
+
+/// The user names a text mentions: each `@name` that starts the text or follows a character that is not a letter,
+/// digit, `_`, `-` or `.` (so an e-mail address mentions no one) and is a valid user name ([`crate::Username`]),
+/// once each without regard to case, in order, at most [`MAX_MENTIONS`]. Which of them are the room's members is the
+/// auth API's to say.
+pub fn mentioned_names(text: &str) -> Vec<crate::Username> {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let mut names: Vec<crate::Username> = Vec::new();
+    let mut previous: Option<char> = None;
+    for (at, c) in text.char_indices() {
+        let starts = c == '@' && previous.is_none_or(|p| !(p.is_alphanumeric() || p == '_' || p == '-' || p == '.'));
+        previous = Some(c);
+        if !starts {
+            continue;
+        }
+        let rest = &text[at + 1..];
+        let end = rest.find(|c: char| !word(c)).unwrap_or(rest.len());
+        let Ok(name) = crate::Username::parse(&rest[..end]) else {
+            continue;
+        };
+        if names.iter().all(|n| n.key() != name.key()) {
+            names.push(name);
+            if names.len() == MAX_MENTIONS {
+                break;
+            }
+        }
+    }
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,5 +425,24 @@ mod tests {
         ] {
             assert_eq!(storable(fine), Ok(()), "{fine:?}");
         }
+    }
+
+    #[test]
+    fn mentions_are_at_names_that_start_a_word_once_each() {
+        let names = |text: &str| -> Vec<String> {
+            mentioned_names(text)
+                .into_iter()
+                .map(|n| n.as_str().to_owned())
+                .collect()
+        };
+        assert_eq!(names("@ann hi @bob, and @Ann again"), ["ann", "bob"]);
+        assert_eq!(names("(@cyd) @dee: @eve!"), ["cyd", "dee", "eve"]);
+        // Not mentions: an address, a name too short or too long, a bare @, one glued to a word.
+        assert!(names("mail ann@example.com or x@bob").is_empty());
+        assert!(names("@al @ and @").is_empty());
+        assert!(names(&format!("@{}", "a".repeat(33))).is_empty());
+        assert_eq!(names("ünï@bob @élan @zed"), ["zed"]);
+        let many: String = (0..30).map(|i| format!("@user{i} ")).collect();
+        assert_eq!(names(&many).len(), MAX_MENTIONS);
     }
 }

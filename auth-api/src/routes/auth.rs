@@ -28,8 +28,11 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     /// 3 to 32 characters of letters, digits, `_` and `-`, starting with a letter or digit.
+    #[schema(value_type = crate::routes::Username)]
     pub username: String,
-    /// At least 8 characters.
+    /// At least 8 characters and at most 256 bytes in UTF-8: up to 256 characters, fewer where they are not ASCII
+    /// (a longer one is refused with 422 `invalid_password` at registration).
+    #[schema(min_length = 8, max_length = 256)]
     pub password: String,
 }
 
@@ -38,6 +41,7 @@ pub struct Credentials {
 #[serde(deny_unknown_fields)]
 pub struct GuestRequest {
     /// The name to appear under; same rules as account names, and unique among all users.
+    #[schema(value_type = crate::routes::Username)]
     pub username: String,
 }
 
@@ -262,8 +266,9 @@ async fn create_user(
     responses(
         (status = 201, description = "Account created", body = TokenResponse),
         (status = 409, description = "`username_taken`", body = ErrorBody),
-        (status = 422, description = "`invalid_username`, `invalid_password`, `invalid_body`", body = ErrorBody),
-        (status = 429, description = "`rate_limited`", body = ErrorBody),
+        (status = 422, description = "`invalid_username`, `invalid_password`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many attempts from this address", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the database cannot be reached", body = ErrorBody),
     ))]
 pub async fn register(
     State(state): State<AppState>,
@@ -298,6 +303,7 @@ pub async fn register(
         (status = 429, description = "`rate_limited`: too many failed logins for this user name from this \
             address, or from addresses it has not logged in from lately, or too many attempts from this address",
             body = ErrorBody),
+        (status = 503, description = "`unavailable`: the database cannot be reached", body = ErrorBody),
     ))]
 pub async fn login(
     State(state): State<AppState>,
@@ -355,7 +361,8 @@ pub async fn login(
         (status = 403, description = "`guests_disabled`", body = ErrorBody),
         (status = 409, description = "`username_taken`", body = ErrorBody),
         (status = 422, description = "`invalid_username`", body = ErrorBody),
-        (status = 429, description = "`rate_limited`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many attempts from this address", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the database cannot be reached", body = ErrorBody),
     ))]
 pub async fn guest(
     State(state): State<AppState>,
@@ -398,7 +405,7 @@ pub async fn guest(
             session is older than `--refresh-family-max-age`), `refresh_token_revoked`, `refresh_token_reused`",
             body = ErrorBody),
         (status = 503, description = "`unavailable`: the session was revoked (reuse, or an earlier logout) but its \
-            live connections could not be told yet; retry", body = ErrorBody),
+            live connections could not be told yet, or the database cannot be reached; retry", body = ErrorBody),
     ))]
 pub async fn refresh(
     State(state): State<AppState>,
@@ -565,7 +572,7 @@ async fn rotate(state: &AppState, origin: &Origin, presented: String) -> ApiResu
     responses(
         (status = 204, description = "Logged out"),
         (status = 503, description = "`unavailable`: the session is ended for refresh, but its live connections \
-            could not be told yet; retry", body = ErrorBody),
+            could not be told yet, or the database cannot be reached; retry", body = ErrorBody),
     ))]
 pub async fn logout(
     State(state): State<AppState>,

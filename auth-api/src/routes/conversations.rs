@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, AuthUser};
 use crate::room_events;
-use crate::routes::rooms::{Person, Room, load_room, new_room_id};
+use crate::routes::rooms::{Person, Room, load_room, new_room_id, tell_rooms_changed};
 use crate::state::AppState;
 
 /// Fewest other people in a group.
@@ -32,8 +32,8 @@ pub const GROUP_MAX_OTHERS: usize = 7;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDirect {
-    /// The other person's user name.
-    #[schema(min_length = 1, max_length = 32)]
+    /// The other person's user name (a name no account holds is a 404 `user_not_found`).
+    #[schema(value_type = crate::routes::Username)]
     pub user: String,
 }
 
@@ -41,11 +41,27 @@ pub struct NewDirect {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewGroup {
-    /// The user names of the others: 2 to 7 different people (the caller is in it anyway).
-    #[schema(min_items = 2, max_items = 7)]
+    /// The user names of the others: 2 to 7 different people (the caller is in it anyway; names are compared
+    /// without case, and a name no account holds is a 404 `user_not_found`).
+    #[schema(schema_with = group_members)]
     pub members: Vec<String>,
-    /// A display name, 1 to 64 characters; without it, the members' names.
+    /// A display name, 1 to 64 characters (see `RoomName`); without it, the members' names.
+    #[schema(value_type = Option<crate::routes::RoomName>)]
     pub name: Option<String>,
+}
+
+/// The schema of [`NewGroup::members`]: 2 to 7 different user names.
+fn group_members() -> utoipa::openapi::Array {
+    utoipa::openapi::ArrayBuilder::new()
+        .items(utoipa::openapi::Ref::from_schema_name("Username"))
+        .min_items(Some(GROUP_MIN_OTHERS))
+        .max_items(Some(GROUP_MAX_OTHERS))
+        .unique_items(true)
+        .description(Some(
+            "The user names of the others: 2 to 7 different people (the caller is in it anyway; names are compared \
+             without case, and a name no account holds is a 404 `user_not_found`).",
+        ))
+        .build()
 }
 
 /// Someone the caller blocked.
@@ -116,12 +132,10 @@ async fn direct_between(state: &AppState, a: Uuid, b: Uuid) -> ApiResult<Option<
     responses(
         (status = 200, description = "The conversation the two already had", body = Room),
         (status = 201, description = "A new conversation", body = Room),
-        (status = 400, description = "`malformed_json`", body = ErrorBody),
-        (status = 401, description = "`missing_token`, `token_expired`, …", body = ErrorBody),
         (status = 403, description = "`blocked`: one of the two blocked the other", body = ErrorBody),
         (status = 404, description = "`user_not_found`", body = ErrorBody),
-        (status = 415, description = "`unsupported_media_type`: the body is not JSON", body = ErrorBody),
-        (status = 422, description = "`cannot_message_yourself`, `invalid_body`", body = ErrorBody),
+        (status = 409, description = "`try_again`: the two started it at once and it changed meanwhile", body = ErrorBody),
+        (status = 422, description = "`cannot_message_yourself`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: over the user's conversation or request budget",
             body = ErrorBody),
     ))]
@@ -175,6 +189,7 @@ pub async fn start_direct(
         .await
         .map_err(gone_user)?;
     tx.commit().await?;
+    tell_rooms_changed(&state, &[user.id, other.id], &id).await;
     Ok((StatusCode::CREATED, Json(load_room(&state, user.id, &id).await?)))
 }
 
@@ -194,14 +209,11 @@ fn gone_user(err: sqlx::Error) -> ApiError {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The new group", body = Room),
-        (status = 400, description = "`malformed_json`", body = ErrorBody),
-        (status = 401, description = "`missing_token`, `token_expired`, …", body = ErrorBody),
         (status = 403, description = "`blocked`: someone named blocked the caller, or the caller blocked them",
             body = ErrorBody),
         (status = 404, description = "`user_not_found`", body = ErrorBody),
-        (status = 415, description = "`unsupported_media_type`: the body is not JSON", body = ErrorBody),
-        (status = 422, description = "`invalid_members` (2 to 7 different others), `invalid_room_name`, \
-            `invalid_body`", body = ErrorBody),
+        (status = 422, description = "`invalid_members` (2 to 7 different others: the caller, or one person twice \
+            under names differing in case, is refused), `invalid_room_name`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: over the user's conversation or request budget",
             body = ErrorBody),
     ))]
@@ -253,6 +265,7 @@ pub async fn start_group(
         .await
         .map_err(gone_user)?;
     tx.commit().await?;
+    tell_rooms_changed(&state, &ids, &id).await;
     Ok((StatusCode::CREATED, Json(load_room(&state, user.id, &id).await?)))
 }
 
@@ -280,7 +293,6 @@ fn group_name(me: &str, others: &[Person]) -> String {
 #[utoipa::path(get, path = "/api/blocks", tag = "conversations", security(("bearer" = [])),
     responses(
         (status = 200, description = "Blocked people", body = [Blocked]),
-        (status = 401, description = "`missing_token`, `token_expired`, …", body = ErrorBody),
         (status = 429, description = "`rate_limited`", body = ErrorBody),
     ))]
 pub async fn list_blocks(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<Blocked>>> {
@@ -306,7 +318,6 @@ pub async fn list_blocks(State(state): State<AppState>, user: AuthUser) -> ApiRe
     responses(
         (status = 204, description = "Blocked"),
         (status = 400, description = "`invalid_user_id`", body = ErrorBody),
-        (status = 401, description = "`missing_token`, `token_expired`, …", body = ErrorBody),
         (status = 404, description = "`user_not_found`", body = ErrorBody),
         (status = 422, description = "`cannot_block_yourself`", body = ErrorBody),
         (status = 429, description = "`rate_limited`", body = ErrorBody),
@@ -333,6 +344,7 @@ pub async fn block(State(state): State<AppState>, user: AuthUser, Path(other): P
         })?;
     if let Some(room) = direct_between(&state, user.id, other).await? {
         room_events::publish(state.nats.as_ref(), &room, RoomEvent::Blocked).await;
+        tell_rooms_changed(&state, &[user.id, other], &room).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -343,7 +355,6 @@ pub async fn block(State(state): State<AppState>, user: AuthUser, Path(other): P
     responses(
         (status = 204, description = "Unblocked"),
         (status = 400, description = "`invalid_user_id`", body = ErrorBody),
-        (status = 401, description = "`missing_token`, `token_expired`, …", body = ErrorBody),
         (status = 404, description = "`block_not_found`", body = ErrorBody),
         (status = 429, description = "`rate_limited`", body = ErrorBody),
     ))]
@@ -368,6 +379,7 @@ pub async fn unblock(
     if let Some(room) = direct_between(&state, user.id, other).await? {
         // Gateways forget refusing the conversation; if the other still blocks, their next question finds it.
         room_events::publish(state.nats.as_ref(), &room, RoomEvent::Unblocked).await;
+        tell_rooms_changed(&state, &[user.id, other], &room).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }

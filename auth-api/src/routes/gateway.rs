@@ -24,6 +24,7 @@ const MAX_AVOID: usize = 16;
 
 /// Which gateways to pass over.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AssignQuery {
     /// Comma-separated gateway ids to pass over (the one a client just lost), unless no other is live.
     pub avoid: Option<String>,

@@ -18,12 +18,15 @@ pub const MAX_LIMIT: i64 = 200;
 
 /// Which page.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
-    /// Messages before this sequence, newest first (the default, without `before` or `after`: the newest).
+    /// Messages before this sequence, newest first (the default, without `before` or `after`: the newest). Not
+    /// with `after`: both at once are a 400 `invalid_query`.
     pub before: Option<i64>,
-    /// Messages after this sequence, oldest first (catching up forward).
+    /// Messages after this sequence, oldest first (catching up forward). Not with `before`.
     pub after: Option<i64>,
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 
@@ -39,10 +42,11 @@ pub struct HistoryPage {
 
 /// A room's messages, a page at a time (private rooms: members only).
 #[utoipa::path(get, path = "/api/rooms/{id}/messages", tag = "rooms", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Room id"), HistoryQuery),
+    params(RoomPath, HistoryQuery),
     responses(
         (status = 200, description = "A page of messages", body = HistoryPage),
-        (status = 400, description = "`invalid_room_id`, `invalid_query`", body = ErrorBody),
+        (status = 400, description = "`invalid_room_id`, `invalid_query` (a parameter not a number or out of range, \
+            or both `before` and `after`)", body = ErrorBody),
         (status = 403, description = "`room_private`", body = ErrorBody),
         (status = 404, description = "`room_not_found`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),

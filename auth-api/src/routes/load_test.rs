@@ -26,10 +26,42 @@ pub const MAX_BULK: u32 = 1000;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkGuestsRequest {
-    /// Names are `{prefix}-{i}` for i in 0..count; each must be a valid user name (at most 32 characters).
+    /// Names are `{prefix}-{i}` for i in 0..count; each must be a valid user name (at most 32 characters): a
+    /// prefix of letters, digits, `_` and `-` starting with a letter or a digit, of at most 30 characters for up
+    /// to 10 guests, 29 for up to 100, 28 for more.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,29}$")]
     pub prefix: String,
     /// How many, 1 to 1000.
+    #[schema(minimum = 1, maximum = 1000)]
     pub count: u32,
+}
+
+/// Adds to the document what [`BulkGuestsRequest`]'s fields cannot say alone: how long the prefix may be depends on
+/// how many digits the last name's number takes.
+pub(crate) struct NameLengths;
+
+impl utoipa::Modify for NameLengths {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, ObjectBuilder, Schema, Type};
+        let Some(schemas) = openapi.components.as_mut().map(|c| &mut c.schemas) else {
+            return;
+        };
+        let Some(shape) = schemas.get("BulkGuestsRequest").cloned() else {
+            return;
+        };
+        // Longest prefix by most guests: `{prefix}-{count - 1}` within 32 characters.
+        let branch = |most: Option<u32>, prefix: usize| {
+            let count = ObjectBuilder::new().schema_type(Type::Integer).maximum(most);
+            let prefix = ObjectBuilder::new().schema_type(Type::String).max_length(Some(prefix));
+            ObjectBuilder::new().property("count", count).property("prefix", prefix)
+        };
+        let lengths = AnyOfBuilder::new()
+            .item(branch(Some(10), 30))
+            .item(branch(Some(100), 29))
+            .item(branch(None, 28));
+        let rule = AllOfBuilder::new().item(shape).item(lengths);
+        schemas.insert("BulkGuestsRequest".into(), Schema::AllOf(rule.build()).into());
+    }
 }
 
 /// A guest made for a load test.
@@ -82,14 +114,15 @@ fn holds_key(headers: &HeaderMap, key_digest: &[u8; 32]) -> bool {
 
 /// Make up to 1,000 guest accounts with access tokens at once (load-test mode only; needs the load-test key).
 #[utoipa::path(post, path = "/api/load-test/guests", tag = "auth", request_body = BulkGuestsRequest,
-    security(("bearer" = [])),
+    security(("load_test_key" = [])),
     responses(
         (status = 201, description = "Guests made", body = BulkGuestsResponse),
         (status = 401, description = "`invalid_load_test_key`", body = ErrorBody),
         (status = 404, description = "`load_test_mode_off`: the API was started without `--load-test-key`",
             body = ErrorBody),
         (status = 409, description = "`username_taken`: a name is taken; nothing was made", body = ErrorBody),
-        (status = 422, description = "`invalid_count`, `invalid_username`, `invalid_body`", body = ErrorBody),
+        (status = 422, description = "`invalid_count`, `invalid_username`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the database cannot be reached", body = ErrorBody),
     ))]
 pub async fn bulk_guests(
     State(state): State<AppState>,

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, AuthUser, MemberPath, RoomPath};
 use crate::room_events;
-use crate::routes::rooms::{Member, Room, a_room, owned_room, room_not_found, visible_room};
+use crate::routes::rooms::{Member, Room, a_room, owned_room, room_not_found, tell_rooms_changed, visible_room};
 use crate::state::AppState;
 
 /// A new role for a member.
@@ -121,7 +121,7 @@ async fn may_act_on(state: &AppState, caller: &AuthUser, id: &RoomId, target: Uu
 /// member's sockets out of the room (a `member_removed` room event). A removed user may join again (a public room
 /// at once, a private one with its join code); ban them to keep them out.
 #[utoipa::path(post, path = "/api/rooms/{id}/members/{user}/remove", tag = "rooms", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Room id"), ("user" = Uuid, Path, description = "The member's user id")),
+    params(MemberPath),
     responses(
         (status = 204, description = "Removed"),
         (status = 400, description = "`invalid_room_id`, `invalid_user_id`", body = ErrorBody),
@@ -153,6 +153,7 @@ pub async fn remove_member(
         user: member.to_string(),
     };
     room_events::publish(state.nats.as_ref(), &id, event).await;
+    tell_rooms_changed(&state, &[member], &id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -161,7 +162,7 @@ pub async fn remove_member(
 /// `banned`), and until the ban is lifted they cannot join it (with or without a join code), read its history or
 /// see it listed. Banning someone already banned changes nothing.
 #[utoipa::path(post, path = "/api/rooms/{id}/members/{user}/ban", tag = "rooms", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Room id"), ("user" = Uuid, Path, description = "The user's id")),
+    params(MemberPath),
     responses(
         (status = 204, description = "Banned"),
         (status = 400, description = "`invalid_room_id`, `invalid_user_id`", body = ErrorBody),
@@ -205,17 +206,19 @@ pub async fn ban_user(
         user: target.to_string(),
     };
     room_events::publish(state.nats.as_ref(), &id, event).await;
+    tell_rooms_changed(&state, &[target], &id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Lift a ban (owner or moderator): the user may join again (a private room still needs its join code).
 #[utoipa::path(delete, path = "/api/rooms/{id}/bans/{user}", tag = "rooms", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Room id"), ("user" = Uuid, Path, description = "The user's id")),
+    params(MemberPath),
     responses(
         (status = 204, description = "The ban is lifted"),
         (status = 400, description = "`invalid_room_id`, `invalid_user_id`", body = ErrorBody),
         (status = 403, description = "`not_room_moderator`, `room_private`, `banned`", body = ErrorBody),
         (status = 404, description = "`room_not_found`, `ban_not_found`", body = ErrorBody),
+        (status = 409, description = "`not_a_room`: a conversation has no bans", body = ErrorBody),
         (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),
     ))]
 pub async fn unban_user(
@@ -241,12 +244,13 @@ pub async fn unban_user(
 
 /// The users banned from a room, the latest first (owner and moderators only; at most 500).
 #[utoipa::path(get, path = "/api/rooms/{id}/bans", tag = "rooms", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Room id")),
+    params(RoomPath),
     responses(
         (status = 200, description = "Bans", body = [Ban]),
         (status = 400, description = "`invalid_room_id`", body = ErrorBody),
         (status = 403, description = "`not_room_moderator`, `room_private`, `banned`", body = ErrorBody),
         (status = 404, description = "`room_not_found`", body = ErrorBody),
+        (status = 409, description = "`not_a_room`: a conversation has no bans", body = ErrorBody),
         (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),
     ))]
 pub async fn room_bans(
@@ -278,15 +282,14 @@ pub async fn room_bans(
 /// taken back, at once too (every deletion of another's message is asked about).
 #[utoipa::path(put, path = "/api/rooms/{id}/members/{user}/role", tag = "rooms", request_body = SetRole,
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Room id"), ("user" = Uuid, Path, description = "The member's user id")),
+    params(MemberPath),
     responses(
         (status = 200, description = "The member with the new role", body = Member),
-        (status = 400, description = "`invalid_room_id`, `invalid_user_id`, `malformed_json`", body = ErrorBody),
+        (status = 400, description = "`invalid_room_id`, `invalid_user_id`", body = ErrorBody),
         (status = 403, description = "`not_room_owner`, `room_private`, `banned`", body = ErrorBody),
         (status = 404, description = "`room_not_found`, `member_not_found`", body = ErrorBody),
         (status = 409, description = "`owner_role_fixed`: the owner stays the owner; `not_a_room`", body = ErrorBody),
-        (status = 415, description = "`unsupported_media_type`: the body is not JSON", body = ErrorBody),
-        (status = 422, description = "`invalid_role`, `invalid_body`", body = ErrorBody),
+        (status = 422, description = "`invalid_role`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),
     ))]
 pub async fn set_role(

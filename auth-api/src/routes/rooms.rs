@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use natter_proto::bus::RoomEvent;
+use natter_proto::frame::PersonalEvent;
 
 use crate::extract::{ApiJson, AuthUser, OptionalJson, RoomPath};
 use crate::room_events;
@@ -30,7 +31,8 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRoom {
-    /// Display name, 1 to 64 characters.
+    /// Display name, 1 to 64 characters (see `RoomName`).
+    #[schema(value_type = crate::routes::RoomName)]
     pub name: String,
     /// Private rooms are visible to members only.
     #[serde(default)]
@@ -77,6 +79,10 @@ pub struct Room {
     pub read_seq: i64,
     /// Messages by others among the [`UNREAD_MAX`] after the read cursor (0 when not a member).
     pub unread: i64,
+    /// Of those, the messages that mention the caller.
+    pub mentions: i64,
+    /// Whether the caller muted it: no notifications, no unread badge unless mentioned.
+    pub muted: bool,
     /// In a direct conversation, the other person (whose name is also the conversation's `name`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<Person>,
@@ -102,6 +108,16 @@ pub struct ReadCursor {
     pub last_seq: i64,
     /// Messages by others among the [`UNREAD_MAX`] after `read_seq`.
     pub unread: i64,
+    /// Of those, the messages that mention the caller.
+    pub mentions: i64,
+}
+
+/// Whether to mute a room.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Mute {
+    /// `true` to mute, `false` to hear it again.
+    pub muted: bool,
 }
 
 /// A new position of the caller's read cursor.
@@ -109,7 +125,8 @@ pub struct ReadCursor {
 #[serde(deny_unknown_fields)]
 pub struct MarkRead {
     /// The highest sequence the caller has seen (a `seq` from the WebSocket or the history API). A cursor only
-    /// moves forward: a lower value leaves it where it is.
+    /// moves forward: a lower value leaves it where it is. 0 to 2^53 - 1.
+    #[schema(minimum = 0, maximum = 9007199254740991_i64)]
     pub seq: i64,
 }
 
@@ -147,11 +164,14 @@ fn room_select() -> String {
          {} AS last_seq, \
          coalesce(me.read_seq, 0) AS read_seq, \
          CASE WHEN me.user_id IS NULL THEN 0 ELSE {} END AS unread, \
+         CASE WHEN me.user_id IS NULL THEN 0 ELSE {} END AS mentions, \
+         coalesce(me.muted, false) AS muted, \
          peer.id AS peer_id, peer.username AS peer_name \
          FROM rooms r LEFT JOIN memberships me ON me.room_id = r.id AND me.user_id = $1 \
          LEFT JOIN users peer ON peer.id = CASE WHEN r.direct_low = $1 THEN r.direct_high ELSE r.direct_low END",
         counts::last_position("r.id"),
         counts::unread("r.id", "me.read_seq", "$1::text"),
+        counts::unread_mentions("r.id", "me.read_seq", "$1::text"),
     )
 }
 
@@ -171,6 +191,8 @@ struct RoomRow {
     last_seq: i64,
     read_seq: i64,
     unread: i64,
+    mentions: i64,
+    muted: bool,
     peer_id: Option<Uuid>,
     peer_name: Option<String>,
 }
@@ -190,6 +212,8 @@ fn to_room(row: RoomRow) -> Room {
         last_seq: row.last_seq,
         read_seq: row.read_seq,
         unread: row.unread,
+        mentions: row.mentions,
+        muted: row.muted,
         peer: row.peer_id.zip(row.peer_name).map(|(id, name)| Person { id, name }),
     }
 }
@@ -283,9 +307,9 @@ fn new_join_code() -> String {
 #[utoipa::path(post, path = "/api/rooms", tag = "rooms", request_body = CreateRoom, security(("bearer" = [])),
     responses(
         (status = 201, description = "Room created", body = Room),
-        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 401, description = "`unknown_user`: the token's user no longer exists", body = ErrorBody),
         (status = 422, description = "`invalid_room_name`", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: over the user's room-creation or request budget", body = ErrorBody),
     ))]
 pub async fn create_room(
     State(state): State<AppState>,
@@ -325,7 +349,7 @@ pub async fn create_room(
 #[utoipa::path(get, path = "/api/rooms", tag = "rooms", security(("bearer" = [])),
     responses(
         (status = 200, description = "Rooms", body = [Room]),
-        (status = 429, description = "`rate_limited`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: over the user's room-listing or request budget", body = ErrorBody),
     ))]
 pub async fn list_rooms(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<Room>>> {
     user.spend(&state.budgets.room_listings)?;
@@ -343,7 +367,7 @@ pub async fn list_rooms(State(state): State<AppState>, user: AuthUser) -> ApiRes
 
 /// One room.
 #[utoipa::path(get, path = "/api/rooms/{id}", tag = "rooms", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Room id")),
+    params(RoomPath),
     responses(
         (status = 200, description = "The room", body = Room),
         (status = 400, description = "`invalid_room_id`", body = ErrorBody),
@@ -358,7 +382,7 @@ pub async fn get_room(State(state): State<AppState>, user: AuthUser, RoomPath(id
 /// Give a private room a new join code (owner only): the old code, and every invite link made of it, stops
 /// working at once; members stay members. Answers the room with its new code.
 #[utoipa::path(post, path = "/api/rooms/{id}/join-code", tag = "rooms", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Room id")),
+    params(RoomPath),
     responses(
         (status = 200, description = "The room, with its new join code", body = Room),
         (status = 403, description = "`not_room_owner`, `room_private`", body = ErrorBody),
@@ -392,7 +416,7 @@ pub async fn rotate_join_code(
 /// Join a room. Private rooms need their join code in the body: `{"code": "…"}`; a new member of a private room is
 /// announced to the gateways (a `member_joined` room event), which may remember refusing them.
 #[utoipa::path(post, path = "/api/rooms/{id}/join", tag = "rooms", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Room id")), request_body(content = Option<JoinRoom>),
+    params(RoomPath), request_body(content = Option<JoinRoom>),
     responses(
         (status = 200, description = "Joined (or already a member)", body = Room),
         (status = 403, description = "`invalid_join_code`, `banned`, `room_private` (a conversation: nobody joins \
@@ -459,14 +483,23 @@ pub async fn join_room(
         };
         room_events::publish(state.nats.as_ref(), &id, event).await;
     }
+    if inserted.rows_affected() > 0 {
+        tell_rooms_changed(&state, &[user.id], &id).await;
+    }
     Ok(Json(load_room(&state, user.id, &id).await?))
+}
+
+/// Tells `users` (each of their connections) that their rooms changed by `room`: their clients re-read them.
+pub(crate) async fn tell_rooms_changed(state: &AppState, users: &[Uuid], room: &RoomId) {
+    let event = PersonalEvent::Rooms { room: room.clone() };
+    room_events::tell_users(state.nats.as_ref(), users, event).await;
 }
 
 /// Leave a room. The owner cannot leave (delete the room instead). The gateways are told (a `member_left` room
 /// event) and take the caller's sockets out of the room; a public room can be joined again at any time. Leaving a
 /// room one is not in changes nothing and tells no one.
 #[utoipa::path(post, path = "/api/rooms/{id}/leave", tag = "rooms", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Room id")),
+    params(RoomPath),
     responses(
         (status = 204, description = "Left"),
         (status = 404, description = "`room_not_found`", body = ErrorBody),
@@ -513,12 +546,13 @@ pub async fn leave_room(
         },
     )
     .await;
+    tell_rooms_changed(&state, &[user.id], &id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Delete a room (owner only). The gateways take every socket out of it (a `deleted` room event).
 #[utoipa::path(delete, path = "/api/rooms/{id}", tag = "rooms", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Room id")),
+    params(RoomPath),
     responses(
         (status = 204, description = "Deleted"),
         (status = 403, description = "`not_room_owner`, `room_private`", body = ErrorBody),
@@ -538,6 +572,10 @@ pub async fn delete_room(
     if let Some(nats) = &state.nats {
         purge_from_stream(nats, &id).await;
     }
+    let members: Vec<Uuid> = sqlx::query_scalar("SELECT user_id FROM memberships WHERE room_id = $1")
+        .bind(id.as_str())
+        .fetch_all(&state.db)
+        .await?;
     let mut tx = state.db.begin().await?;
     sqlx::query("DELETE FROM rooms WHERE id = $1 AND owner_id = $2")
         .bind(id.as_str())
@@ -547,6 +585,7 @@ pub async fn delete_room(
     natter_history::delete_room(&mut tx, &id).await?;
     tx.commit().await?;
     room_events::publish(state.nats.as_ref(), &id, RoomEvent::Deleted).await;
+    tell_rooms_changed(&state, &members, &id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -575,7 +614,7 @@ async fn purge_from_stream(nats: &async_nats::Client, room: &natter_proto::RoomI
 
 /// Move the caller's read cursor in a room forward to `seq`; answers the cursor and the room's unread count.
 #[utoipa::path(put, path = "/api/rooms/{id}/read", tag = "rooms", request_body = MarkRead, security(("bearer" = [])),
-    params(("id" = String, Path, description = "Room id")),
+    params(RoomPath),
     responses(
         (status = 200, description = "The cursor as stored (never lowered)", body = ReadCursor),
         (status = 403, description = "`not_member`, `room_private`", body = ErrorBody),
@@ -618,17 +657,56 @@ pub async fn mark_read(
         ));
     }
     let room = load_room(&state, user.id, &id).await?;
+    // Every device of the user: their counts drop everywhere at once.
+    let moved = PersonalEvent::Read {
+        room: id.clone(),
+        read_seq: room.read_seq,
+        unread: room.unread,
+        mentions: room.mentions,
+    };
+    room_events::tell_users(state.nats.as_ref(), &[user.id], moved).await;
     Ok(Json(ReadCursor {
         room: room.id,
         read_seq: room.read_seq,
         last_seq: room.last_seq,
         unread: room.unread,
+        mentions: room.mentions,
     }))
+}
+
+/// Mute a room or conversation the caller is in, or hear it again: a muted one notifies nothing and shows no
+/// unread badge unless a message mentions the caller (the web client's part; the counts are answered as ever).
+#[utoipa::path(put, path = "/api/rooms/{id}/mute", tag = "rooms", request_body = Mute, security(("bearer" = [])),
+    params(RoomPath),
+    responses(
+        (status = 200, description = "The room as the caller now sees it", body = Room),
+        (status = 403, description = "`not_member`, `room_private`, `banned`", body = ErrorBody),
+        (status = 404, description = "`room_not_found`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: over the user's request budget", body = ErrorBody),
+    ))]
+pub async fn mute_room(
+    State(state): State<AppState>,
+    user: AuthUser,
+    RoomPath(id): RoomPath,
+    ApiJson(body): ApiJson<Mute>,
+) -> ApiResult<Json<Room>> {
+    visible_room(&state, user.id, &id).await?;
+    let updated = sqlx::query("UPDATE memberships SET muted = $3 WHERE room_id = $1 AND user_id = $2")
+        .bind(id.as_str())
+        .bind(user.id)
+        .bind(body.muted)
+        .execute(&state.db)
+        .await?;
+    if updated.rows_affected() == 0 {
+        return Err(ApiError::forbidden("not_member", "join the room before muting it"));
+    }
+    tell_rooms_changed(&state, &[user.id], &id).await;
+    Ok(Json(load_room(&state, user.id, &id).await?))
 }
 
 /// The members of a room (private rooms: members only).
 #[utoipa::path(get, path = "/api/rooms/{id}/members", tag = "rooms", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Room id")),
+    params(RoomPath),
     responses(
         (status = 200, description = "Members, owner first", body = [Member]),
         (status = 403, description = "`room_private`", body = ErrorBody),

@@ -54,6 +54,7 @@ pub struct EndedSessions {
 
 /// Which sessions `DELETE /api/sessions` ends.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EndAllQuery {
     /// `true`: every session but the caller's. Absent or `false`: every session, the caller's included ("log out
     /// everywhere").
@@ -67,7 +68,8 @@ pub struct EndAllQuery {
 pub struct PasswordChange {
     /// The password now.
     pub current_password: String,
-    /// The new password: at least 8 characters.
+    /// The new password: at least 8 characters, at most 256 bytes in UTF-8 (as `Credentials`' `password`).
+    #[schema(min_length = 8, max_length = 256)]
     pub new_password: String,
 }
 
@@ -87,7 +89,6 @@ fn unavailable(what: &str) -> ApiError {
 #[utoipa::path(get, path = "/api/sessions", tag = "auth", security(("bearer" = [])),
     responses(
         (status = 200, description = "Sessions", body = [SessionInfo]),
-        (status = 401, description = "missing or invalid token", body = ErrorBody),
         (status = 429, description = "`rate_limited`", body = ErrorBody),
     ))]
 pub async fn list_sessions(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<SessionInfo>>> {
@@ -141,7 +142,6 @@ pub async fn list_sessions(State(state): State<AppState>, user: AuthUser) -> Api
     responses(
         (status = 204, description = "Ended"),
         (status = 400, description = "`invalid_session_id`", body = ErrorBody),
-        (status = 401, description = "missing or invalid token", body = ErrorBody),
         (status = 404, description = "`session_not_found`: no session of the caller's has this id", body = ErrorBody),
         (status = 429, description = "`rate_limited`", body = ErrorBody),
         (status = 503, description = "`unavailable`: ended, but its live connections could not be told yet; retry",
@@ -190,7 +190,6 @@ pub async fn end_session(
     responses(
         (status = 200, description = "Ended", body = EndedSessions),
         (status = 400, description = "`invalid_query`", body = ErrorBody),
-        (status = 401, description = "missing or invalid token", body = ErrorBody),
         (status = 429, description = "`rate_limited`", body = ErrorBody),
         (status = 503, description = "`unavailable`: ended, but their live connections could not be told yet; \
             retry", body = ErrorBody),
@@ -235,10 +234,11 @@ pub async fn end_all_sessions(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Changed; `ended` other sessions were ended", body = EndedSessions),
-        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 401, description = "`unknown_user`: the token's user no longer exists", body = ErrorBody),
         (status = 403, description = "`wrong_password`: the current password is not right; `no_password`: a guest \
             account has no password", body = ErrorBody),
-        (status = 422, description = "`invalid_password`, `invalid_body`", body = ErrorBody),
+        (status = 422, description = "`invalid_password`: shorter than 8 characters or longer than 256 bytes",
+            body = ErrorBody),
         (status = 429, description = "`rate_limited`: too many wrong passwords, or too many requests", body = ErrorBody),
         (status = 503, description = "`unavailable`: changed and the other sessions ended, but their live \
             connections could not be told yet; complete it with `DELETE /api/sessions?keep_current=true`",

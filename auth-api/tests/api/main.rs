@@ -11,6 +11,7 @@ mod history;
 mod load_test;
 mod login_limits;
 mod members;
+mod mentions;
 mod moderation;
 mod names;
 mod operations;

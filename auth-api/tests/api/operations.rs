@@ -121,6 +121,8 @@ async fn openapi_document_lists_every_route() {
         ("/api/rooms/{id}/bans", "get"),
         ("/api/rooms/{id}/bans/{user}", "delete"),
         ("/api/search", "get"),
+        ("/api/mentions", "get"),
+        ("/api/rooms/{id}/mute", "put"),
         ("/api/conversations/direct", "post"),
         ("/api/conversations/group", "post"),
         ("/api/blocks", "get"),
@@ -243,4 +245,108 @@ async fn every_series_exists_from_start_up_and_minting_a_token_counts() {
         "{page}"
     );
     assert_eq!(value(&page, guests), Some(1.0), "{page}");
+}
+
+/// What every operation answers before its handler runs is in the document: 401, 429 and 503 wherever an access
+/// token is taken, 400, 413, 415 and 422 wherever a JSON body is read; every path parameter is one of the path's,
+/// a room id has its pattern and a user id is a UUID; and every operation lists its error codes.
+#[tokio::test]
+async fn every_operation_documents_what_its_extractors_answer() {
+    let app = spawn_app().await;
+    let doc = app.get("/api/openapi.json", None).await.body;
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut authenticated = 0;
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().expect("path item") {
+            let at = format!("{method} {path}");
+            let responses = operation["responses"].as_object().expect("responses");
+            let documents = |status: &str| responses.contains_key(status);
+            let bearer = operation["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+            if bearer {
+                authenticated += 1;
+                for status in ["401", "429", "503"] {
+                    assert!(documents(status), "{at} takes a token but does not document {status}");
+                }
+                let unauthorized = responses["401"]["description"].as_str().unwrap_or_default();
+                assert!(unauthorized.contains("`missing_token`"), "{at}: {unauthorized}");
+                assert!(responses["401"]["headers"]["WWW-Authenticate"].is_object(), "{at}");
+            }
+            if let Some(body) = operation.get("requestBody") {
+                for status in ["400", "413", "415", "422"] {
+                    assert!(documents(status), "{at} reads a body but does not document {status}");
+                }
+                // An optional body is one left out, never a JSON null.
+                let schema = &body["content"]["application/json"]["schema"];
+                assert!(schema.get("oneOf").is_none(), "{at}: {schema}");
+            }
+            if let Some(limited) = responses.get("429") {
+                assert!(limited["headers"]["Retry-After"].is_object(), "{at}");
+            }
+            for (status, response) in responses {
+                let description = response["description"].as_str().unwrap_or_default();
+                assert!(
+                    status.starts_with('2') || description.contains('`'),
+                    "{at} {status} names no error code: {description}"
+                );
+            }
+            for param in operation["parameters"].as_array().into_iter().flatten() {
+                let name = param["name"].as_str().expect("name");
+                let place = param["in"].as_str().expect("in");
+                assert_eq!(
+                    place == "path",
+                    path.contains(&format!("{{{name}}}")),
+                    "{at}: parameter `{name}` is in the {place}"
+                );
+                if place == "path" && name == "id" && path.starts_with("/api/rooms/") {
+                    assert_eq!(param["schema"]["pattern"], "^[A-Za-z0-9_-]{1,64}$", "{at}");
+                    assert!(documents("400"), "{at}: a bad room id is a 400");
+                }
+                if place == "path" && name == "user" {
+                    assert_eq!(param["schema"]["format"], "uuid", "{at}");
+                }
+            }
+        }
+    }
+    assert!(authenticated > 20, "{authenticated} authenticated operations");
+    let components = &doc["components"]["schemas"];
+    assert_eq!(components["Username"]["pattern"], "^[A-Za-z0-9][A-Za-z0-9_-]{2,31}$");
+    assert!(components["RoomName"]["pattern"].is_string());
+}
+
+/// JSON Schema, in which the document describes bodies, counts `2.0` as the integer 2: so does the API.
+#[tokio::test]
+async fn whole_numbers_with_a_fraction_are_the_integers_the_document_says_they_are() {
+    let app = spawn_app().await;
+    let token = app.token_for("wholly").await;
+    let room = app.create_room(&token, "Whole", false).await;
+    let path = format!("/api/rooms/{}/read", room["id"].as_str().expect("id"));
+    let put = |seq: serde_json::Value| app.call(reqwest::Method::PUT, &path, Some(&token), Some(json!({"seq": seq})));
+    let read = put(json!(0.0)).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    assert_eq!(read.body["read_seq"], 0);
+    put(json!(2.5)).await.assert_error(422, "invalid_body");
+    put(json!(1e300)).await.assert_error(422, "invalid_body");
+    put(json!(-1.0)).await.assert_error(422, "invalid_seq");
+    // Nothing else changes: a field that is not one stays refused, and a body that is not JSON too (refused here
+    // for the first value that does not fit, before its end is reached).
+    app.call(
+        reqwest::Method::PUT,
+        &path,
+        Some(&token),
+        Some(json!({"seq": 1.0, "x": 1})),
+    )
+    .await
+    .assert_error(422, "invalid_body");
+    app.post_raw("/api/register", "application/json", "{\"username\": 1.0")
+        .await
+        .assert_error(422, "invalid_body");
+    app.post_raw(
+        "/api/register",
+        "application/json",
+        "{\"username\": \"abc\", \"password\": \"correct horse\"",
+    )
+    .await
+    .assert_error(400, "malformed_json");
 }

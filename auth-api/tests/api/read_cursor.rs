@@ -115,7 +115,7 @@ async fn unread_counts_follow_the_cursor_and_skip_own_messages() {
     assert_eq!(cursor.status, StatusCode::OK, "{}", cursor.body);
     assert_eq!(
         cursor.body,
-        json!({"room": room, "read_seq": 6, "last_seq": 9, "unread": 1})
+        json!({"room": room, "read_seq": 6, "last_seq": 9, "unread": 1, "mentions": 0})
     );
     // A lower cursor never moves it back (two devices racing).
     let cursor = mark(&app, &reader, &room, json!(2)).await;

@@ -58,6 +58,7 @@ impl History {
                 body: body.to_owned(),
                 ts: timestamp(now),
                 reply_to: None,
+                mentions: Vec::new(),
                 change,
             },
             sent_at: now,

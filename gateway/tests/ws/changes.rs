@@ -409,3 +409,36 @@ async fn a_moderator_deletes_others_messages_and_a_ban_takes_the_user_out_on_eve
         otto.join(&room, None).await;
     }
 }
+
+#[tokio::test]
+async fn a_message_carries_the_members_it_mentions_as_the_server_resolved_them_and_history_keeps_them() {
+    let stack = Stack::start().await;
+    let _persister = stack.persister().await;
+    let (a, b) = (stack.gateway(&[]).await, stack.gateway(&[]).await);
+    let (ann_token, _) = stack.user("ann").await;
+    let (bob_token, bob_id) = stack.user("bob").await;
+    let (_, _) = stack.user("eve").await;
+    let room = stack.room(&ann_token, false).await;
+    let (status, body) = stack
+        .post_with(&format!("/api/rooms/{room}/join"), Some(&bob_token), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut ann = Client::connect(&a, &ann_token).await;
+    ann.join(&room, None).await;
+    let mut bob = Client::connect(&b, &bob_token).await;
+    bob.join(&room, None).await;
+
+    // bob is a member, eve is not, nobody is no one: only bob is mentioned, whatever the text claims.
+    let seq = ann.say(&room, "m1", "@BOB and @eve and @nobody, look").await;
+    let heard = event(&mut bob, "message", "m1").await;
+    assert_eq!(heard["mentions"], json!([{"id": bob_id, "name": "bob"}]), "{heard}");
+    // A message without an @ mentions no one (and asks nothing).
+    ann.say(&room, "m2", "no one here").await;
+    let plain = event(&mut bob, "message", "m2").await;
+    assert!(plain.get("mentions").is_none(), "{plain}");
+
+    let events = history_until(&stack, &bob_token, &room, |events| events.len() == 2).await;
+    assert_eq!(at(&events, seq)["mentions"], json!([{"id": bob_id, "name": "bob"}]));
+    let mentions = stack.get_with("/api/mentions", &bob_token).await;
+    assert_eq!(mentions["mentions"][0]["seq"].as_u64(), Some(seq), "{mentions}");
+}

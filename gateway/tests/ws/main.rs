@@ -12,4 +12,5 @@ mod helpers;
 mod lifecycle;
 mod metrics;
 mod persisted;
+mod personal;
 mod rfc6455;
