@@ -3,7 +3,7 @@
  * different gateways, driving the page by roles and accessible names.
  */
 
-import { expect, test } from "@playwright/test";
+import { expect, test, type Page } from "@playwright/test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
@@ -11,12 +11,14 @@ import {
   act,
   bodies,
   createRoom,
+  directLink,
   expectAllSent,
   expectMessages,
   expectOnline,
   gatewayOf,
   log,
   message,
+  messageByName,
   onDifferentGateways,
   openRoom,
   pairInRoom,
@@ -128,6 +130,69 @@ test("screenshots of the app on a desktop and on a phone", async ({ browser }) =
   await visitor.close();
   await maya.context.close();
   await sam.context.close();
+});
+
+// Second, while the stack still holds only the rooms above: direct messages, in a sidebar as people have it.
+test("screenshots of direct messages on a desktop and on a phone", async ({ browser }) => {
+  // Names of their own, for the pictures in docs/web.md.
+  const lena = await register(browser, "lena", undefined, "lena");
+  await createRoom(lena.page, "Marketing");
+  const product = await createRoom(lena.page, "Product");
+  const theo = await register(browser, "theo", { width: 360, height: 740 }, "theo");
+  const ivy = await register(browser, "ivy", undefined, "ivy");
+  await onDifferentGateways(lena, theo);
+  await theo.page.goto(`/r/${product}`);
+  await theo.page.getByRole("button", { name: "Join room" }).click();
+  await expect(theo.page.getByRole("button", { name: "Leave room" })).toBeVisible();
+
+  // A group of the three, and a word from Ivy, who then goes offline: an unread count and a dot left empty.
+  await lena.page.getByText("New group", { exact: true }).click();
+  await lena.page.getByLabel("People (2 to 7 user names)").fill("theo, ivy");
+  await lena.page.getByLabel("Group name (optional)").fill("Launch crew");
+  await lena.page.getByRole("button", { name: "Create group" }).click();
+  await say(lena.page, "Launch crew", "Launch is Thursday at 10.");
+  await messageByName(ivy.page, "lena");
+  await say(ivy.page, "lena", "Are we still on for lunch?");
+  await expectAllSent(ivy.page, "lena");
+  await ivy.context.close();
+
+  // Lena writes to Theo from the room's member list.
+  await openRoom(lena.page, "Product");
+  await expect(lena.page.getByRole("button", { name: "2 members" })).toBeVisible({ timeout: 15_000 });
+  await lena.page.getByRole("button", { name: "2 members" }).click();
+  await lena.page.getByRole("button", { name: "Message theo", exact: true }).click();
+  await expect(lena.page.getByRole("heading", { level: 2, name: "theo" })).toBeVisible();
+  const lines: [Page, string][] = [
+    [lena.page, "Hi Theo, have you got a minute for the launch checklist?"],
+    [theo.page, "Sure. I'm on the release notes now."],
+    [lena.page, "Great. Can you send me the draft when it's ready?"],
+  ];
+  const shown: string[] = [];
+  for (const [page, text] of lines) {
+    if (page === theo.page) {
+      // On the phone, the list in place of the open room.
+      await theo.page.getByRole("button", { name: "Back to rooms" }).click();
+      await expect(directLink(theo.page, "lena")).toBeVisible({ timeout: 20_000 });
+      await directLink(theo.page, "lena").click();
+      await expectMessages(theo.page, "lena", shown);
+    }
+    await say(page, page === lena.page ? "theo" : "lena", text);
+    shown.push(text);
+    await expectMessages(lena.page, "theo", shown);
+  }
+  await expectMessages(theo.page, "lena", shown);
+  await expect(directLink(lena.page, "ivy").getByLabel("1 unread")).toBeVisible({ timeout: 20_000 });
+  await expect(directLink(lena.page, "theo")).toHaveAccessibleName(/\(online\)/);
+  await expect(directLink(lena.page, "Launch crew")).toBeVisible();
+  await theo.page.mouse.move(0, 0);
+  await lena.page.mouse.move(0, 0);
+  await theo.page.getByRole("textbox", { name: "Message lena" }).pressSequentially("Sending it in five", { delay: 30 });
+  await expect(log(lena.page, "theo").getByRole("listitem", { name: "theo is typing" })).toContainText("five");
+  await lena.page.screenshot({ path: join(SCREENSHOTS, "direct.png") });
+  await theo.page.getByRole("textbox", { name: "Message lena" }).blur();
+  await theo.page.screenshot({ path: join(SCREENSHOTS, "phone-direct.png") });
+  await lena.context.close();
+  await theo.context.close();
 });
 
 test("a guest and a registered user chat both ways; each message appears once, in order", async ({ browser }) => {

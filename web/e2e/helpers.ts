@@ -195,7 +195,8 @@ export async function seedMessages(page: Page, room: string, count: number, pref
                   resolve();
                 }
               } else if (frame.type === "error") {
-                if (frame.code === "rate_limited") {
+                // Both refusals say to send it again with the same id after a pause (a loaded gateway sheds sends).
+                if (frame.code === "rate_limited" || frame.code === "overloaded") {
                   const i = Number(String(frame.ref).slice(5));
                   setTimeout(() => ws.send(JSON.stringify({ type: "send", room, id: `seed-${i}`, body: body(i) })), 1000);
                 } else reject(new Error(`${frame.code}: ${frame.message}`));
@@ -306,4 +307,19 @@ export async function searchUntil(page: Page, words: string, check: () => Promis
     await search(page, words);
     await check();
   }).toPass({ timeout: 20_000, intervals: [500, 1_000, 2_000] });
+}
+
+/** The link to a direct or group conversation in the sidebar's Direct messages. */
+export function directLink(page: Page, name: string): Locator {
+  return page
+    .getByRole("navigation", { name: "Direct messages" })
+    .getByRole("link", { name: new RegExp(`^\\s*${name}(\\s|$)`) });
+}
+
+/** Starts (or opens) a direct conversation by the other person's name, with the sidebar's New message form. */
+export async function messageByName(page: Page, name: string): Promise<void> {
+  const form = page.getByRole("form", { name: "New message" });
+  if (!(await form.isVisible())) await page.getByText("New message", { exact: true }).click();
+  await form.getByLabel("To (user name)").fill(name);
+  await form.getByRole("button", { name: "Start conversation" }).click();
 }

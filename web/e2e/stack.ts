@@ -147,12 +147,13 @@ export function gatewayIndex(state: StackState, id: string): number {
 
 /** Starts `./natter up --json` with no gateways of its own, on free ports; returns its endpoints line. */
 export async function startStack(dataDir: string): Promise<{ pid: number; endpoints: Record<string, unknown> }> {
-  const [api, nats, pg, persister] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const [api, nats, pg, persister, admin] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
   const log = openSync(join(dataDir, "natter-up.err"), "a");
   const child = spawn(
     join(ROOT, "natter"),
     ["up", "--json", "--gateways", "0", "--api-port", `${api}`, "--nats-port", `${nats}`, "--pg-port", `${pg}`,
-      "--persister-port", `${persister}`, "--data-dir", join(dataDir, "data"),
+      // A free admin port too, so a second stack (another checkout's tests) can run beside this one.
+      "--persister-port", `${persister}`, "--admin-port", `${admin}`, "--data-dir", join(dataDir, "data"),
       // `./natter test` builds the services first and compiles the Rust tests meanwhile: a build here would wait
       // for that one to end.
       ...(process.env.NATTER_E2E_NO_BUILD ? ["--no-build"] : [])],

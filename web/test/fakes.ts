@@ -5,7 +5,7 @@
  * These stand in for the network in unit tests only; the end-to-end tests in e2e/ run the real services.
  */
 
-import { Api, type Ban, type HistoryMessage, type RoomInfo, type RoomRole, type TokenResponse } from "../src/natter/api";
+import { Api, type Ban, type Blocked, type HistoryMessage, type RoomInfo, type RoomRole, type TokenResponse } from "../src/natter/api";
 import type { SocketFactory, SocketLike } from "../src/natter/connection";
 import type { ClientFrame, MessageFrame, ServerFrame, UserRef } from "../src/natter/frames";
 import { MemorySessionStore, Session } from "../src/natter/session";
@@ -13,6 +13,7 @@ import { MemorySessionStore, Session } from "../src/natter/session";
 export const ME: UserRef = { id: "u-me", name: "alice" };
 export const BOB: UserRef = { id: "u-bob", name: "bob" };
 export const CAROL: UserRef = { id: "u-carol", name: "carol" };
+export const DAN: UserRef = { id: "u-dan", name: "dan" };
 
 /** A socket whose other end the test plays. */
 export class FakeSocket implements SocketLike {
@@ -98,6 +99,10 @@ export class FakeServer {
   readonly roles = new Map<string, RoomRole>();
   /** The users banned from each room. */
   readonly bans = new Map<string, Ban[]>();
+  /** The people the server knows, besides the user (for conversations and blocks). */
+  readonly people: UserRef[] = [BOB, CAROL, DAN];
+  /** Blocks, as `blocker/blocked` user ids. */
+  readonly blockPairs = new Set<string>();
   /** Stored history per room, oldest first. */
   readonly history = new Map<string, HistoryMessage[]>();
   /** Gateways by id; assignment takes the first not avoided. */
@@ -213,7 +218,7 @@ export class FakeServer {
         status,
         headers: { "content-type": "application/json" },
       });
-    const error = (status: number, code: string) => json(status, { error: { code, message: code } });
+    const error = (status: number, code: string, message = code) => json(status, { error: { code, message } });
     const path = url.pathname;
     const gate = this.gates.findIndex((g) => path.startsWith(g.prefix) && g.method === method);
     if (gate >= 0) await this.gates.splice(gate, 1)[0].open;
@@ -371,12 +376,91 @@ export class FakeServer {
         return json(204, undefined);
       }
     }
+    /** Someone the server knows, by name (without case). */
+    const named = (name: string) => [ME, ...this.people].find((u) => u.name.toLowerCase() === name.trim().toLowerCase());
+    /** The refusal for a conversation between the user and `other` while either blocks the other. */
+    const blockedWith = (other: UserRef): Response | undefined => {
+      if (this.blockPairs.has(`${ME.id}/${other.id}`)) {
+        return error(403, "blocked", `you blocked ${other.name}; unblock them to write to them`);
+      }
+      if (this.blockPairs.has(`${other.id}/${ME.id}`)) return error(403, "blocked", `${other.name} does not take messages from you`);
+      return undefined;
+    };
+    if (path === "/api/conversations/direct" && method === "POST") {
+      const name = (body as { user: string }).user;
+      const other = named(name);
+      if (!other) return error(404, "user_not_found", `no user named '${name}'`);
+      if (other.id === ME.id) return error(422, "cannot_message_yourself");
+      const refused = blockedWith(other);
+      if (refused) return refused;
+      const existing = this.rooms.get(`dm-${other.id}`);
+      if (existing) return json(200, existing);
+      const info = this.room(`dm-${other.id}`, {
+        name: other.name,
+        kind: "direct",
+        peer: other,
+        private: true,
+        owner_id: ME.id,
+        role: "member",
+      });
+      this.members.set(info.id, [other]);
+      return json(201, info);
+    }
+    if (path === "/api/conversations/group" && method === "POST") {
+      const { members, name } = body as { members: string[]; name?: string };
+      if (members.length < 2 || members.length > 7) return error(422, "invalid_members");
+      const others: UserRef[] = [];
+      for (const member of members) {
+        const other = named(member);
+        if (!other) return error(404, "user_not_found", `no user named '${member}'`);
+        if (other.id === ME.id || others.includes(other)) return error(422, "invalid_members");
+        others.push(other);
+      }
+      for (const other of others) {
+        const refused = blockedWith(other);
+        if (refused) return refused;
+      }
+      const id = `group-${this.rooms.size + 1}`;
+      const info = this.room(id, {
+        name: name ?? [ME, ...others].map((u) => u.name).join(", "),
+        kind: "group",
+        private: true,
+        owner_id: ME.id,
+        role: "member",
+        member_count: others.length + 1,
+      });
+      this.members.set(id, others);
+      return json(201, info);
+    }
+    if (path === "/api/blocks" && method === "GET") {
+      const list: Blocked[] = this.people
+        .filter((u) => this.blockPairs.has(`${ME.id}/${u.id}`))
+        .map((u) => ({ id: u.id, name: u.name, since: "2026-12-01T12:00:00Z" }));
+      return json(200, list);
+    }
+    const block = /^\/api\/blocks\/([^/]+)$/.exec(path);
+    if (block) {
+      const user = block[1];
+      if (method === "PUT") {
+        if (user === ME.id) return error(422, "cannot_block_yourself");
+        if (!this.people.some((u) => u.id === user)) return error(404, "user_not_found");
+        this.blockPairs.add(`${ME.id}/${user}`);
+        return json(204, undefined);
+      }
+      if (method === "DELETE") {
+        return this.blockPairs.delete(`${ME.id}/${user}`) ? json(204, undefined) : error(404, "block_not_found");
+      }
+    }
     const membership = /^\/api\/rooms\/([^/]+)\/(join|leave)$/.exec(path);
     if (membership && method === "POST") {
       const info = this.rooms.get(membership[1]);
       if (!info) return error(404, "room_not_found");
+      if (info.kind === "direct" && membership[2] === "leave") return error(409, "direct_cannot_be_left");
+      if (info.kind && info.kind !== "room" && membership[2] === "join") return error(403, "room_private");
       if (membership[2] === "join" && this.banned(info.id)) return error(403, "banned");
       info.joined = membership[2] === "join";
+      // A conversation left is no longer listed to the user.
+      if (info.kind === "group" && !info.joined) this.rooms.delete(info.id);
       return membership[2] === "join" ? json(200, info) : json(204, undefined);
     }
     return error(404, "not_found");

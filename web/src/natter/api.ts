@@ -20,11 +20,19 @@ export interface TokenResponse {
 /** What a member may do in a room: the owner, a moderator the owner appointed, or a member. */
 export type RoomRole = "owner" | "moderator" | "member";
 
+/** A room, or a conversation between people: `direct` (two people) or `group` (3 to 8). */
+export type RoomKind = "room" | "direct" | "group";
+
 /** A room as the caller sees it. */
 export interface RoomInfo {
   id: string;
+  /** A direct conversation's: the other person's name. */
   name: string;
   private: boolean;
+  /** What it is (absent from an API older than conversations: a room). */
+  kind?: RoomKind;
+  /** A direct conversation's other person. */
+  peer?: UserRef;
   owner_id: string;
   member_count: number;
   joined: boolean;
@@ -35,6 +43,10 @@ export interface RoomInfo {
   last_seq: number;
   read_seq: number;
   unread: number;
+  /** Unread messages (after the read cursor) that mention the caller. */
+  mentions?: number;
+  /** Whether the caller muted it. */
+  muted?: boolean;
 }
 
 /** A member of a room, as `GET /api/rooms/{id}/members` lists them (the owner first). */
@@ -52,6 +64,13 @@ export interface Ban {
   /** The name of who banned them (absent if that account is gone). */
   banned_by?: string;
   banned_at: string;
+}
+
+/** Someone the caller blocked, as `GET /api/blocks` lists them (the latest first). */
+export interface Blocked {
+  id: string;
+  name: string;
+  since: string;
 }
 
 /** One of the caller's sessions (a signed-in device), as `GET /api/sessions` lists them. */
@@ -74,6 +93,8 @@ export interface ReadCursor {
   read_seq: number;
   last_seq: number;
   unread: number;
+  /** Unread messages that mention the caller. */
+  mentions?: number;
 }
 
 /** A stored message. */
@@ -91,6 +112,8 @@ export interface HistoryMessage {
     | { kind: "edit"; target: number }
     | { kind: "delete"; target: number }
     | { kind: "react"; target: number; emoji: string; on: boolean };
+  /** The room's members a message's text mentions (`@name`), as the server resolved them. */
+  mentions?: UserRef[];
   /** A message's newest edit folded in. */
   edited?: { seq: number; at: string };
   /** A deleted message's tombstone. */
@@ -118,6 +141,22 @@ export interface SearchHit {
   edited: boolean;
   /** How well it matches: larger is better. */
   rank: number;
+}
+
+/** A message that mentions the caller, in one of their rooms. */
+export interface MentionHit {
+  room: string;
+  room_name: string;
+  seq: number;
+  user: UserRef;
+  body: string;
+  ts: string;
+}
+
+/** One page of the messages mentioning the caller, newest first. */
+export interface MentionsPage {
+  mentions: MentionHit[];
+  has_more: boolean;
 }
 
 /** One page of search results: the best matches first, the newest first among equals. */
@@ -319,6 +358,31 @@ export class Api {
     return this.call("DELETE", `/api/rooms/${encodeURIComponent(id)}/bans/${encodeURIComponent(user)}`, { token });
   }
 
+  /** The direct conversation with the user named `user`: made now (201), or the one the two already have (200). */
+  startDirect(token: TokenSource, user: string): Promise<RoomInfo> {
+    return this.call("POST", "/api/conversations/direct", { token, body: { user } });
+  }
+
+  /** A new group conversation of the caller and 2 to 7 others (by user name), named `name` or after its people. */
+  startGroup(token: TokenSource, members: string[], name?: string): Promise<RoomInfo> {
+    return this.call("POST", "/api/conversations/group", { token, body: name ? { members, name } : { members } });
+  }
+
+  /** The people the caller blocked, the latest first. */
+  blocks(token: TokenSource): Promise<Blocked[]> {
+    return this.call("GET", "/api/blocks", { token });
+  }
+
+  /** Blocks a user (by id): the direct conversation of the two closes for both until the block is lifted. */
+  block(token: TokenSource, user: string): Promise<void> {
+    return this.call("PUT", `/api/blocks/${encodeURIComponent(user)}`, { token });
+  }
+
+  /** Lifts a block: the direct conversation opens again (unless the other person blocks the caller too). */
+  unblock(token: TokenSource, user: string): Promise<void> {
+    return this.call("DELETE", `/api/blocks/${encodeURIComponent(user)}`, { token });
+  }
+
   markRead(token: TokenSource, id: string, seq: number): Promise<ReadCursor> {
     return this.call("PUT", `/api/rooms/${encodeURIComponent(id)}/read`, { token, body: { seq } });
   }
@@ -347,6 +411,19 @@ export class Api {
     if (options.limit !== undefined) query.set("limit", String(options.limit));
     if (options.offset !== undefined) query.set("offset", String(options.offset));
     return this.call("GET", `/api/search?${query}`, { token });
+  }
+
+  /** Mutes a room for the caller, or unmutes it; the room. */
+  mute(token: TokenSource, id: string, muted: boolean): Promise<RoomInfo> {
+    return this.call("PUT", `/api/rooms/${encodeURIComponent(id)}/mute`, { token, body: { muted } });
+  }
+
+  /** Messages mentioning the caller across their rooms, newest first; `before` a seq pages on. */
+  mentions(token: TokenSource, page: { before?: number; limit?: number } = {}): Promise<MentionsPage> {
+    const query = new URLSearchParams();
+    if (page.before !== undefined) query.set("before", String(page.before));
+    if (page.limit !== undefined) query.set("limit", String(page.limit));
+    return this.call("GET", `/api/mentions?${query}`, { token });
   }
 
   /** The least-loaded live gateway, passing over the ids in `avoid` (ones just lost) when another is live. */

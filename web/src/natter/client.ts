@@ -9,20 +9,25 @@
  * This class is the front a UI holds; each concept lives in a part of its own, reached through the context they
  * share (context.ts): the live connection and every frame it brings (live.ts), pending sends and changes
  * (outbox.ts), history (history.ts), unread counts (unread.ts), memberships and the room list (membership.ts),
- * presence and drafts (presence.ts), search (search.ts), and each room's record (rooms.ts).
+ * presence and drafts (presence.ts), search (search.ts), conversations and blocks (conversations.ts), and each
+ * room's record (rooms.ts).
  */
 
-import { ApiError, type Ban, type Member, type RoomInfo, type SearchOptions, type SearchPage } from "./api";
+import { ApiError, type Ban, type Blocked, type Member, type RoomInfo, type SearchOptions, type SearchPage } from "./api";
 import type { ConnectionStatus } from "./connection";
 import { ClientContext, type ClientEvent, type ClientOptions } from "./context";
 import type { UserRef } from "./frames";
 import { roleIn } from "./membership";
+import { type Arrival, type MentionsPage, roomBadges } from "./mentions";
 import type { Room, RoomView } from "./rooms";
 
 export type { ClientEvent, ClientOptions } from "./context";
+export { isConversation, parseNames, peerOnline } from "./conversations";
 export { inviteCode, memberActions, moderates, parseInvite, roleIn } from "./membership";
 export type { MemberActions } from "./membership";
 export { excerpt, highlight, searchTerms } from "./search";
+export { countedUnread, insertMention, mentionCandidates, mentionPieces, mentionQuery, mentionsUser, roomBadges } from "./mentions";
+export type { Arrival, MentionPiece } from "./mentions";
 export type { Piece } from "./search";
 export type { Draft, RoomView } from "./rooms";
 
@@ -99,6 +104,7 @@ export class NatterClient {
     ctx.live.start();
     ctx.membership.start();
     ctx.presence.start();
+    void ctx.conversations.loadBlocks().catch(() => undefined);
     await ctx.membership.refresh().catch((err) => ctx.fail(err));
   }
 
@@ -127,6 +133,7 @@ export class NatterClient {
     ctx.visible = visible;
     if (visible && !was) {
       void ctx.membership.refresh().catch(() => undefined);
+      void ctx.conversations.loadBlocks().catch(() => undefined);
       ctx.unread.markOpenRead();
     }
   }
@@ -171,7 +178,8 @@ export class NatterClient {
         return;
       }
     }
-    if (room.ended && previous !== id) ctx.membership.reopen(room);
+    // (A conversation closed by a block stays closed until a join says otherwise.)
+    if (room.ended && room.ended !== "blocked" && previous !== id) ctx.membership.reopen(room);
     ctx.live.open(room);
     if (room.timeline.messages.length < ctx.options.historyPage && room.timeline.hasOlder) {
       await ctx.history.loadOlder(id);
@@ -287,11 +295,59 @@ export class NatterClient {
   }
 
   /**
+   * The direct conversation with the user named `name`: started now, or the one the two have (the same two people
+   * always share one). Refused with `blocked` while either blocks the other.
+   */
+  startDirect(name: string): Promise<RoomInfo> {
+    return this.ctx.conversations.direct(name);
+  }
+
+  /** Starts a group conversation of the user and 2 to 7 others, by user name; named `name` or after its people. */
+  startGroup(members: string[], name?: string): Promise<RoomInfo> {
+    return this.ctx.conversations.group(members, name);
+  }
+
+  /** The people the user blocks, the latest first. */
+  blocks(): readonly Blocked[] {
+    return this.ctx.conversations.blocks;
+  }
+
+  /** Whether the user blocks `userId`. */
+  blocked(userId: string): boolean {
+    return this.ctx.conversations.blocked(userId);
+  }
+
+  /** Blocks a user (by id): their direct conversation with the user closes for both until the block is lifted. */
+  block(userId: string): Promise<void> {
+    return this.ctx.conversations.block(userId);
+  }
+
+  /** Lifts the user's block of `userId`: their direct conversation opens again (unless they block the user). */
+  unblock(userId: string): Promise<void> {
+    return this.ctx.conversations.unblock(userId);
+  }
+
+  /**
    * Messages found by their words (web-search syntax: all words, `"a phrase"`, `or`, `-word`), as they read now:
    * in every room the user is a member of, or in `options.room`; the best matches first. `options.offset` pages.
    */
   search(query: string, options?: SearchOptions): Promise<SearchPage> {
     return this.ctx.search.find(query, options);
+  }
+
+  /** Mutes a room for the user (no unread count, no notification but for mentions), or unmutes it. */
+  setMuted(id: string, muted: boolean): Promise<void> {
+    return this.ctx.mentions.setMuted(id, muted);
+  }
+
+  /** A page of the messages mentioning the user across their rooms, newest first; `before` a seq pages on. */
+  mentionsPage(before?: number, limit?: number): Promise<MentionsPage> {
+    return this.ctx.mentions.page(before, limit);
+  }
+
+  /** Listens to others' messages arriving live (for notifications); returns how to stop. */
+  onArrival(listener: (arrival: Arrival) => void): () => void {
+    return this.ctx.mentions.onArrival(listener);
   }
 
   /** A room as the UI shows it: made once per change, so an unchanged room is the same object. */
@@ -303,7 +359,8 @@ export class NatterClient {
       timeline: room.timeline,
       online: ctx.presence.online(room),
       drafts: ctx.presence.drafts(room),
-      unread: ctx.unread.count(room),
+      ...roomBadges(ctx.unread.count(room), ctx.mentions.count(room), ctx.mentions.muted(room)),
+      muted: ctx.mentions.muted(room),
       live: ctx.live.joined(room),
       loadingOlder: room.history.loadingOlder,
       filling: room.history.filling,

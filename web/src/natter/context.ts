@@ -8,10 +8,12 @@
 import type { Api } from "./api";
 import type { BackoffOptions } from "./backoff";
 import type { SocketFactory } from "./connection";
+import { Conversations } from "./conversations";
 import type { UserRef } from "./frames";
 import { History } from "./history";
 import { Live } from "./live";
 import { Membership } from "./membership";
+import { Mentions } from "./mentions";
 import { Outbox } from "./outbox";
 import { Presence } from "./presence";
 import { type Room, Rooms } from "./rooms";
@@ -85,6 +87,10 @@ export class ClientContext {
   readonly presence: Presence;
   /** Messages found by their words. */
   readonly search: Search;
+  /** Conversations started, and the people the user blocks. */
+  readonly conversations: Conversations;
+  /** Mentions of the user, muted rooms, and the user's own events. */
+  readonly mentions: Mentions;
 
   /** The room on screen. */
   openId: string | undefined;
@@ -123,6 +129,8 @@ export class ClientContext {
     this.membership = new Membership(this);
     this.presence = new Presence(this);
     this.search = new Search(this);
+    this.conversations = new Conversations(this);
+    this.mentions = new Mentions(this);
   }
 
   /** The signed-in user. */

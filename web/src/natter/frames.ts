@@ -34,7 +34,18 @@ export interface MessageFrame {
   ts: string;
   /** The seq of the message this one answers. */
   reply_to?: number;
+  /** The room's members its text mentions (`@name`), as the server resolved them. */
+  mentions?: UserRef[];
 }
+
+/**
+ * An event of the user's own, pushed on every connection of theirs (not kept: a client re-reads its rooms after
+ * each `hello`). `read`: their read cursor in a room moved (on any device), with the counts as of now. `rooms`:
+ * their rooms changed (a conversation started with them, joined, left, removed, a room deleted, a block).
+ */
+export type PersonalEvent =
+  | { kind: "read"; room: string; read_seq: number; unread: number; mentions: number }
+  | { kind: "rooms"; room?: string };
 
 /** A change to an earlier message: an event on the room's chain, with its own `seq` and `prev`. */
 export type ChangeFrame =
@@ -55,7 +66,7 @@ export type ChangeFrame =
 
 /** Frames a gateway sends. */
 export type ServerFrame =
-  | { type: "hello"; conn: string; gateway: string; user: UserRef }
+  | { type: "hello"; conn: string; gateway: string; user: UserRef; personal_recovered?: boolean }
   | { type: "joined"; room: string; seq: number; recovered: boolean; members: UserRef[] }
   | MessageFrame
   | ChangeFrame
@@ -64,6 +75,7 @@ export type ServerFrame =
   | { type: "typing"; room: string; user: UserRef; text: string }
   | { type: "left"; room: string; reason?: LeftReason }
   | { type: "pong"; id: string }
+  | { type: "personal"; event: PersonalEvent }
   | { type: "error"; code: string; message: string; ref?: string };
 
 /**
@@ -81,6 +93,8 @@ export type LeftReason =
   | "banned"
   /** Checked again after the gateway lost NATS for a while, the user no longer has access. */
   | "access_revoked"
+  /** One of a direct conversation's two people blocked the other: closed to both until the block is lifted. */
+  | "blocked"
   /** A reason this client does not know yet: treated like the others (out of the room, no rejoin). */
   | (string & {});
 
@@ -138,6 +152,7 @@ export function parseServerFrame(text: string): ServerFrame | undefined {
     case "typing":
     case "left":
     case "pong":
+    case "personal":
     case "error":
       return value as ServerFrame;
     default:

@@ -13,10 +13,24 @@
 
 export { Account } from "./account";
 export { Api, ApiError } from "./api";
-export type { Ban, GatewayAssignment, HistoryMessage, HistoryPage, Member, ReadCursor, RoomInfo, RoomRole, SearchHit, SearchOptions, SearchPage, SessionInfo, TokenResponse } from "./api";
+export type { MentionHit, MentionsPage } from "./api";
+export type { Ban, Blocked, GatewayAssignment, HistoryMessage, HistoryPage, Member, ReadCursor, RoomInfo, RoomKind, RoomRole, SearchHit, SearchOptions, SearchPage, SessionInfo, TokenResponse } from "./api";
 export { backoffDelay, DEFAULT_BACKOFF, NO_JITTER } from "./backoff";
 export type { BackoffOptions } from "./backoff";
-export { excerpt, highlight, inviteCode, memberActions, moderates, NatterClient, parseInvite, roleIn, searchTerms } from "./client";
+export {
+  excerpt,
+  highlight,
+  inviteCode,
+  isConversation,
+  memberActions,
+  moderates,
+  NatterClient,
+  parseInvite,
+  parseNames,
+  peerOnline,
+  roleIn,
+  searchTerms,
+} from "./client";
 export type { ClientEvent, ClientOptions, Draft, MemberActions, Piece, RoomView } from "./client";
 export { Connection } from "./connection";
 export type { ConnectionOptions, ConnectionStatus, Hello, SocketFactory, SocketLike } from "./connection";

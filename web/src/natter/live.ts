@@ -5,6 +5,9 @@
  * Every (re)join carries `since` = the room's head, so after a reconnect the gateway replays what was missed
  * (`recovered: true`) or says it cannot (`recovered: false`: the room reloads from history). At most
  * `maxLiveRooms` rooms are joined at once: the open one first, then the user's rooms in list order.
+ *
+ * A direct conversation closed by a block is joined like the others unless the user's own block closed it: the
+ * gateway answers `blocked` (still closed) or `joined` (the block was lifted: open again).
  */
 
 import { backoffDelay, type BackoffOptions } from "./backoff";
@@ -21,6 +24,8 @@ export interface LiveState {
   joinTimer?: ReturnType<typeof setTimeout>;
   /** A join refused as `banned` was tried once more already (see {@link BANNED_RETRY_MS}). */
   bannedRetried?: boolean;
+  /** The user lifted their block of this conversation: a join refused as `blocked` is tried again after this many ms. */
+  recheck?: number;
 }
 
 /** A new room's: not joined. */
@@ -35,6 +40,7 @@ const JOIN_ERRORS = new Set<ErrorCode>([
   "room_not_found",
   "room_private",
   "banned",
+  "blocked",
   "too_many_rooms",
   "unavailable",
   "rate_limited",
@@ -64,6 +70,8 @@ export class Live {
    * place (`cancelled`) so the ones after it still match.
    */
   private readonly joinQueue: { room: string; cancelled: boolean }[] = [];
+  /** The `hello`s seen: every one after the first is a reconnect. */
+  private hellos = 0;
 
   constructor(private readonly ctx: ClientContext) {
     const { api, session, options } = ctx;
@@ -180,9 +188,13 @@ export class Live {
     return live;
   }
 
-  /** Joins a room on the gateway with `since` = its head, unless it is joined (or joining) already. */
+  /**
+   * Joins a room on the gateway with `since` = its head, unless it is joined (or joining) already, or the user is
+   * out of it (a conversation closed by someone else's block is asked about: they may have lifted it).
+   */
   join(room: Room): void {
-    if (room.live.ws !== "idle" || room.ended || !this.connection.online || !this.ctx.rooms.has(room.id)) return;
+    if (room.live.ws !== "idle" || !this.connection.online || !this.ctx.rooms.has(room.id)) return;
+    if (room.ended && (room.ended !== "blocked" || this.ctx.conversations.closedByMe(room))) return;
     const since = room.timeline.head;
     if (this.connection.send({ type: "join", room: room.id, since })) {
       room.live.ws = "joining";
@@ -252,12 +264,20 @@ export class Live {
     const token = this.ctx.session.currentAccessToken;
     if (token && token !== this.connection.token) this.refreshToken(token);
     this.sync();
+    // The user's own events are not kept while disconnected: whatever changed meanwhile is read again (the first
+    // connection's listing is the one the client starts with).
+    if (this.hellos++ > 0) void this.ctx.membership.refresh().catch(() => undefined);
   }
 
   /** Every frame after `hello`: each kind is handled here, or by the part named. Only news about a room held (or an
    * error) is a change. */
   private onFrame(frame: ServerFrame): void {
     if (frame.type === "pong" || frame.type === "hello") return;
+    if (frame.type === "personal") {
+      this.ctx.mentions.personal(frame.event);
+      this.ctx.emit();
+      return;
+    }
     if (frame.type === "error") {
       this.onError(frame.code, frame.message, frame.ref);
       this.ctx.emit();
@@ -268,7 +288,11 @@ export class Live {
       case "joined":
         this.answered(frame.room);
         if (!room) return;
-        if (room.ended) {
+        if (room.ended === "blocked") {
+          // A conversation closed by a block is open again: the block was lifted.
+          this.ctx.membership.reopen(room);
+          room.live.recheck = undefined;
+        } else if (room.ended) {
           // A join sent before the user was taken out of the room, answered after: not to be live.
           this.connection.send({ type: "leave", room: frame.room });
           return;
@@ -325,6 +349,7 @@ export class Live {
     // The user's own message in the room's order: stored, even if its ack was lost.
     if (mine) ctx.outbox.settled(room, frame.id);
     if (added && !mine) ctx.unread.arrived(room, frame.seq);
+    if (added && !mine) ctx.mentions.arrived(room, frame);
     if (room.timeline.hasGap) void ctx.history.fillGap(room);
     if (room.timeline.messages.length > ctx.options.maxHeld && (ctx.openId !== room.id || ctx.following)) {
       room.timeline.trim(ctx.options.maxHeld);
@@ -370,6 +395,15 @@ export class Live {
       return;
     }
     room.live.ws = "idle";
+    if (code === "blocked") {
+      // A direct conversation one of the two blocked: closed until the block is lifted.
+      this.ctx.membership.closed(room, false);
+      if (room.live.recheck) {
+        this.retryJoin(room, room.live.recheck);
+        room.live.recheck = undefined;
+      }
+      return;
+    }
     if (code === "banned" && !room.live.bannedRetried) {
       // The API let the user in, yet the gateway refuses: it may still remember a ban lifted a moment ago. Said
       // meanwhile; tried once more when the gateway has forgotten it.

@@ -1,8 +1,8 @@
 /**
  * Which rooms the user is in: the API's room listing (re-read every `roomsPollMs` while the page is visible, so
  * unread counts and memberships follow other devices), creating, joining, leaving and deleting rooms, their
- * members and moderation (roles, removals, bans), and the gateway taking the user out of a room (`left` with a
- * reason).
+ * members and moderation (roles, removals, bans), the gateway taking the user out of a room (`left` with a
+ * reason), and a direct conversation closed by a block.
  *
  * A listing asked for before a membership change made or learnt here is stale when it comes back: it could drop
  * a room just created or bring back one just left, so it is not applied.
@@ -69,6 +69,7 @@ const ENDED_ALERTS: Record<string, (name: string) => string> = {
   member_removed: (name) => `You were removed from “${name}”.`,
   banned: (name) => `You were banned from “${name}”.`,
   access_revoked: (name) => `You no longer have access to “${name}”.`,
+  blocked: (name) => `The conversation with “${name}” is closed: one of you blocked the other.`,
 };
 
 export class Membership {
@@ -189,10 +190,19 @@ export class Membership {
   /** Creates a room (the user becomes its owner) and returns it. */
   async create(name: string, isPrivate: boolean): Promise<RoomInfo> {
     const info = await this.ctx.api.createRoom(this.ctx.token, name, isPrivate);
-    this.memberships += 1;
-    this.keep(info);
-    await this.refresh().catch(() => undefined);
+    await this.added(info);
     return info;
+  }
+
+  /**
+   * The user became a member of a room here (created, joined, a conversation started): it is kept at once, and
+   * the list read again (which joins it live).
+   */
+  async added(info: RoomInfo): Promise<Room> {
+    this.memberships += 1;
+    const room = this.keep(info);
+    await this.refresh().catch(() => undefined);
+    return room;
   }
 
   /** Joins a public room, or a private one with its invite (`ROOM.CODE` or a link). */
@@ -200,9 +210,7 @@ export class Membership {
     const invite = code === undefined ? parseInvite(roomOrInvite) : { room: roomOrInvite, code };
     if (!invite) throw new ApiError(422, "invalid_invite", "that is not an invite code or link");
     const info = await this.ctx.api.joinRoom(this.ctx.token, invite.room, invite.code);
-    this.memberships += 1;
-    this.keep(info);
-    await this.refresh().catch(() => undefined);
+    await this.added(info);
     return info;
   }
 
@@ -285,6 +293,12 @@ export class Membership {
    */
   ended(room: Room, reason: LeftReason): void {
     const { ctx } = this;
+    if (reason === "blocked") {
+      this.closed(room, true);
+      // Perhaps blocked by the user on another device: the page offers to lift it.
+      void ctx.conversations.loadBlocks().catch(() => undefined);
+      return;
+    }
     const id = room.id;
     room.ended = reason;
     const notice = room.endedNotice;
@@ -311,6 +325,24 @@ export class Membership {
       if (alert) ctx.tell(id, alert(info.name));
     }
     this.refreshRoomsSoon();
+  }
+
+  /**
+   * A direct conversation closed by a block (the gateway took the user out of it with `left` reason `blocked`, or
+   * refused to join it with `blocked`): still the user's, listed and readable, but not live, and what was to be sent
+   * there fails. It opens again when a join succeeds (live.ts). `alert`: about a conversation not on screen, the
+   * person is told, unless the block is the user's own.
+   */
+  closed(room: Room, alert: boolean): void {
+    const { ctx } = this;
+    if (room.ended === "blocked") return;
+    room.ended = "blocked";
+    room.notice = room.endedNotice;
+    ctx.live.takenOut(room);
+    ctx.outbox.failPending(room, room.notice);
+    if (alert && room.id !== ctx.openId && !ctx.conversations.closedByMe(room)) {
+      ctx.tell(room.id, ENDED_ALERTS.blocked(room.info.name));
+    }
   }
 
   /** Stops the room's wait before its details are re-read. */
@@ -360,8 +392,9 @@ export class Membership {
     const { ctx } = this;
     const wasMember = room.info.joined;
     room.info = info;
-    if (info.joined && room.ended) {
-      // A member again (joined here, or on another device since): live as any other room.
+    if (info.joined && room.ended && room.ended !== "blocked") {
+      // A member again (joined here, or on another device since): live as any other room. (A conversation closed
+      // by a block stays a member's: only a join says it is open again.)
       room.ended = undefined;
       room.notice = undefined;
     }

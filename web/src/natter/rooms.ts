@@ -28,7 +28,12 @@ export interface RoomView {
   /** Who is online in the room (any gateway), by name. */
   online: UserRef[];
   drafts: Draft[];
+  /** Unread messages (none shown for a muted room). */
   unread: number;
+  /** Unread messages that mention the user (shown even when muted). */
+  mentions: number;
+  /** Whether the user muted it. */
+  muted: boolean;
   /** Whether it is joined on the gateway (live). */
   live: boolean;
   loadingOlder: boolean;
@@ -41,6 +46,8 @@ export interface RoomView {
   /**
    * Why the gateway took the user out of this room (`left` with a reason: deleted, left elsewhere, removed by
    * the owner, access revoked): it is no longer joined, not rejoined, and nothing more can be sent to it.
+   * `blocked`: a direct conversation closed by a block (either person's), still listed and readable, open again
+   * once the block is lifted.
    */
   ended?: LeftReason;
 }
@@ -52,6 +59,7 @@ const ENDED_NOTICES: Record<string, string> = {
   member_removed: "You were removed from this room.",
   banned: "You were banned from this room.",
   access_revoked: "You no longer have access to this room.",
+  blocked: "This conversation is closed: one of you blocked the other.",
 };
 
 /** One room as the client holds it. */

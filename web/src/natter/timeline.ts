@@ -24,6 +24,8 @@ export interface ChatMessage {
   ts: string;
   /** The seq of the message it answers. */
   replyTo?: number;
+  /** The room's members it mentions, as the server resolved them. */
+  mentions?: UserRef[];
   /** Its newest edit folded in. */
   edited?: { seq: number; at: string };
   /** Who deleted it and when: its text is gone. */
@@ -153,6 +155,7 @@ export class RoomTimeline {
       body: frame.body,
       ts: frame.ts,
       replyTo: frame.reply_to,
+      mentions: frame.mentions,
       reactions: new Map(),
       reactionsSeq: 0,
     };
@@ -450,6 +453,7 @@ function fromHistory(stored: HistoryMessage, prev: number | undefined): ChatMess
     body: stored.body,
     ts: stored.ts,
     replyTo: stored.reply_to,
+    mentions: stored.mentions,
     edited: stored.edited,
     deleted: stored.deleted,
     reactions: new Map((stored.reactions ?? []).map((r) => [r.emoji, [...r.users]])),

@@ -59,7 +59,10 @@ export class Unread {
   /** The sum of unread counts over the user's rooms. */
   total(): number {
     let total = 0;
-    for (const room of this.ctx.rooms.all()) total += this.count(room);
+    // A muted room counts its mentions of the user only.
+    for (const room of this.ctx.rooms.all()) {
+      total += this.ctx.mentions.muted(room) ? this.ctx.mentions.count(room) : this.count(room);
+    }
     return total;
   }
 
@@ -72,6 +75,7 @@ export class Unread {
   /** The API's cursor and count for a room (from a listing, or the answer to a cursor sent). */
   apply(room: Room, cursor: ReadCursor): void {
     const state = room.unread;
+    this.ctx.mentions.apply(room, cursor);
     // Read here further than the API knows (an update that failed): tell it again.
     if (state.readSeq > cursor.read_seq && room.info.joined) {
       state.sentRead = Math.min(state.sentRead, cursor.read_seq);

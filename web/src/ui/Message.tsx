@@ -7,9 +7,10 @@
 
 import { useEffect, useRef, useState } from "preact/hooks";
 
-import { moderates, type NatterClient, type RoomView } from "../natter/client";
+import { mentionsUser, moderates, type NatterClient, type RoomView } from "../natter/client";
 import { changeRefusal } from "../natter/errors";
 import type { ChatMessage, PendingMessage, TimelineItem } from "../natter/timeline";
+import { MentionText } from "./Mentions";
 
 /** The reactions offered first; any single emoji can be typed too. */
 export const PALETTE = ["👍", "❤️", "😂", "🎉", "😮", "😢"];
@@ -53,10 +54,11 @@ export function Message({
   const back = () => setTimeout(() => self.current?.focus(), 0);
   const canDelete = stored !== undefined && !deleted && (mine || moderates(room.role)) && !room.ended;
   const canAct = stored !== undefined && !deleted && !room.ended;
+  const mentionsMe = !deleted && mentionsUser(stored?.mentions, client.me.id);
 
   return (
     <li
-      class={`message${mine ? " mine" : ""}${continued ? " continued" : ""}${item.kind === "pending" ? ` ${item.message.state}` : ""}${deleted ? " deleted" : ""}`}
+      class={`message${mine ? " mine" : ""}${continued ? " continued" : ""}${item.kind === "pending" ? ` ${item.message.state}` : ""}${deleted ? " deleted" : ""}${mentionsMe ? " mentions-me" : ""}`}
       data-key={item.key}
       data-seq={stored?.seq}
       tabIndex={-1}
@@ -68,6 +70,7 @@ export function Message({
           <time class="time" dateTime={m.ts}>
             {formatTime(m.ts)}
           </time>
+          {mentionsMe && <span class="sr-only"> (mentions you)</span>}
         </div>
       )}
       {m.replyTo !== undefined && <Quote room={room} seq={m.replyTo} onJump={onJump} />}
@@ -88,7 +91,8 @@ export function Message({
         />
       ) : (
         <p class="body">
-          <Linked text={m.body} />
+          <MentionText text={m.body} mentions={stored?.mentions} me={client.me.id} />
+          {mentionsMe && continued && <span class="sr-only"> (mentions you)</span>}
           {stored?.edited && <span class="edited"> (edited)</span>}
         </p>
       )}

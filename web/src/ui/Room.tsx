@@ -1,15 +1,17 @@
 /**
- * An open room: its header (invite, members, leave, delete), its members (the owner appoints moderators; the
- * owner and moderators remove and ban members, and lift bans), who is online, the messages, live drafts and the
- * composer.
+ * An open room or conversation: its header (invite, members, leave, delete; a direct conversation's block, a
+ * group's leave), its members (a *Message* button beside each other member; in a room, the owner appoints
+ * moderators, and the owner and moderators remove and ban members, and lift bans), who is online, the messages,
+ * live drafts and the composer (or why there is none: out of the room, a conversation closed by a block).
  */
 
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 
 import { ApiError, type Ban, type Member } from "../natter/api";
-import { inviteCode, memberActions, moderates, type NatterClient, type RoomView } from "../natter/client";
+import { inviteCode, memberActions, moderates, type NatterClient, peerOnline, type RoomView } from "../natter/client";
 import { describe } from "./errors";
-import { RoomMark } from "./icons";
+import { Mark } from "./icons";
+import { MuteButton, useMentionPicker } from "./Mentions";
 import { MAX_BODY, Message } from "./Message";
 import { navigate } from "./router";
 
@@ -34,18 +36,24 @@ export function RoomPane({
   onJumped?: (found: boolean) => void;
 }) {
   const [showInvite, setShowInvite] = useState(false);
-  const [confirmDelete, setConfirmDelete] = useState(false);
+  /** An action asked to be confirmed: deleting the room, leaving the group, blocking the other person. */
+  const [confirm, setConfirm] = useState<"delete" | "leave" | "block">();
   const [showPeople, setShowPeople] = useState(false);
   const [showMembers, setShowMembers] = useState(false);
   /** The message the person is answering, if any. */
   const [replyTo, setReplyTo] = useState<number | undefined>(undefined);
   const me = client.me;
-  // A room the user was taken out of offers nothing but a way back.
-  const owner = room.info.owner_id === me.id && !room.ended;
-  const code = inviteCode(room.info);
+  const kind = room.info.kind ?? "room";
+  const peer = room.info.peer;
+  const online = peerOnline(room);
+  /** The user blocks the other person of this direct conversation. */
+  const blocking = !!peer && client.blocked(peer.id);
+  // A room the user was taken out of offers nothing but a way back; a conversation has no owner's powers.
+  const owner = kind === "room" && room.info.owner_id === me.id && !room.ended;
+  const code = kind === "room" ? inviteCode(room.info) : undefined;
   useEffect(() => {
     setShowInvite(false);
-    setConfirmDelete(false);
+    setConfirm(undefined);
     setShowMembers(false);
     setReplyTo(undefined);
   }, [room.info.id]);
@@ -67,67 +75,95 @@ export function RoomPane({
         </button>
         <div class="room-title">
           <h2 id="room-title">
-            <RoomMark private={room.info.private} /> {room.info.name}
+            <Mark room={room.info} online={online} /> {room.info.name}
           </h2>
           <p class="room-meta">
-            <span>{room.info.private ? "Private" : "Public"}</span>
-            <span>
-              {room.ended ? (
-                members(room.info.member_count)
-              ) : (
-                <button
-                  type="button"
-                  class="link"
-                  aria-expanded={showMembers}
-                  aria-controls="member-list"
-                  onClick={() => setShowMembers(!showMembers)}
-                >
-                  {members(room.info.member_count)}
-                </button>
-              )}
-            </span>
-            <span>
-              <button
-                type="button"
-                class="link"
-                aria-expanded={showPeople}
-                aria-controls="online-list"
-                onClick={() => setShowPeople(!showPeople)}
-              >
-                {room.online.length} online
-              </button>
-            </span>
+            <span>{kind === "room" ? (room.info.private ? "Private" : "Public") : KIND_NAMES[kind]}</span>
+            {kind === "direct" ? (
+              <span>{room.ended ? "Closed" : online ? "Online" : "Offline"}</span>
+            ) : (
+              <>
+                <span>
+                  {room.ended ? (
+                    members(room.info.member_count)
+                  ) : (
+                    <button
+                      type="button"
+                      class="link"
+                      aria-expanded={showMembers}
+                      aria-controls="member-list"
+                      onClick={() => setShowMembers(!showMembers)}
+                    >
+                      {members(room.info.member_count)}
+                    </button>
+                  )}
+                </span>
+                <span>
+                  <button
+                    type="button"
+                    class="link"
+                    aria-expanded={showPeople}
+                    aria-controls="online-list"
+                    onClick={() => setShowPeople(!showPeople)}
+                  >
+                    {room.online.length} online
+                  </button>
+                </span>
+              </>
+            )}
           </p>
         </div>
         <div class="room-actions">
+          <MuteButton client={client} room={room} onError={onError} />
           {owner && code && (
             <button type="button" aria-expanded={showInvite} onClick={() => setShowInvite(!showInvite)}>
               Invite
             </button>
           )}
-          {room.info.joined && !owner && !room.ended && (
+          {kind === "room" && room.info.joined && !owner && !room.ended && (
             <button type="button" onClick={() => act(() => client.leave(room.info.id), () => navigate({}))}>
               Leave room
             </button>
           )}
-          {owner && !confirmDelete && (
-            <button type="button" class="danger" onClick={() => setConfirmDelete(true)}>
-              Delete room
-            </button>
-          )}
-          {owner && confirmDelete && (
-            <span class="confirm" role="group" aria-label="Confirm deletion">
+          {confirm ? (
+            <span class="confirm" role="group" aria-label={`Confirm ${CONFIRMING[confirm]}`}>
+              {confirm === "block" && peer && (
+                <span class="confirm-text">Block {peer.name}? Neither of you can write here until you unblock them.</span>
+              )}
               <button
                 type="button"
                 class="danger"
-                onClick={() => act(() => client.remove(room.info.id), () => navigate({}))}
+                onClick={() =>
+                  confirm === "block"
+                    ? act(() => client.block(peer?.id ?? ""), () => setConfirm(undefined))
+                    : act(
+                        () => (confirm === "delete" ? client.remove(room.info.id) : client.leave(room.info.id)),
+                        () => navigate({}),
+                      )
+                }
               >
-                Delete for everyone
+                {confirm === "delete" ? "Delete for everyone" : confirm === "leave" ? "Leave for good" : "Block"}
               </button>
-              <button type="button" onClick={() => setConfirmDelete(false)}>
+              <button type="button" onClick={() => setConfirm(undefined)}>
                 Cancel
               </button>
             </span>
+          ) : owner ? (
+            <button type="button" class="danger" onClick={() => setConfirm("delete")}>
+              Delete room
+            </button>
+          ) : kind === "group" && room.info.joined && !room.ended ? (
+            <button type="button" onClick={() => setConfirm("leave")}>
+              Leave group
+            </button>
+          ) : (
+            kind === "direct" &&
+            peer &&
+            !blocking && (
+              <button type="button" class="danger" onClick={() => setConfirm("block")}>
+                Block
+              </button>
+            )
           )}
         </div>
       </header>
@@ -154,7 +190,20 @@ export function RoomPane({
           </ul>
         </aside>
       </div>
-      {room.ended ? (
+      {room.ended === "blocked" ? (
+        <div class="composer ended-bar">
+          {blocking && peer ? (
+            <>
+              <p aria-live="polite">You blocked {peer.name}.</p>
+              <button type="button" class="primary" onClick={() => act(() => client.unblock(peer.id))}>
+                Unblock
+              </button>
+            </>
+          ) : (
+            <p aria-live="polite">This conversation is closed.</p>
+          )}
+        </div>
+      ) : room.ended ? (
         <div class="composer ended-bar">
           <p aria-live="polite">{room.notice}</p>
           {room.ended === "member_left" && !room.info.private && (
@@ -179,6 +228,12 @@ export function RoomPane({
     </section>
   );
 }
+
+/** What each confirmation is about, for its group's name. */
+const CONFIRMING = { delete: "deletion", leave: "leaving the group", block: "blocking" };
+
+/** What a conversation is called in its header. */
+const KIND_NAMES: Record<string, string> = { direct: "Direct message", group: "Group" };
 
 function members(count: number): string {
   return `${count} member${count === 1 ? "" : "s"}`;
@@ -207,7 +262,9 @@ function MembersPanel({ client, room, onClose }: { client: NatterClient; room: R
   const [banned, setBanned] = useState(0);
   const me = client.me;
   const id = room.info.id;
-  const moderator = moderates(room.role);
+  // Nobody moderates a conversation.
+  const conversation = room.info.kind === "group" || room.info.kind === "direct";
+  const moderator = !conversation && moderates(room.role);
 
   // Read again when the count moves (someone joined, left, was removed or banned).
   useEffect(() => {
@@ -252,6 +309,11 @@ function MembersPanel({ client, room, onClose }: { client: NatterClient; room: R
       const changed = await client.setRole(id, member.id, role);
       setList((members) => members?.map((m) => (m.id === changed.id ? { ...m, role: changed.role } : m)));
     });
+  const write = (member: Member) =>
+    run(`write to ${member.name}`, async () => {
+      const conversation = await client.startDirect(member.name);
+      navigate({ room: conversation.id });
+    });
   const ask = (member: Member, act: Confirming["act"]) => {
     setError(undefined);
     setConfirming({ id: member.id, act });
@@ -275,7 +337,8 @@ function MembersPanel({ client, room, onClose }: { client: NatterClient; room: R
       ) : (
         <ul>
           {list.map((member) => {
-            const can = memberActions(room.role, member, me.id);
+            const can = memberActions(conversation ? undefined : room.role, member, me.id);
+            const other = member.id !== me.id;
             const asked = confirming?.id === member.id ? confirming.act : undefined;
             return (
               <li key={member.id}>
@@ -311,8 +374,19 @@ function MembersPanel({ client, room, onClose }: { client: NatterClient; room: R
                     </button>
                   </span>
                 ) : (
-                  (can.role || can.remove || can.ban) && (
+                  (can.role || can.remove || can.ban || other) && (
                     <span class="member-actions">
+                      {other && (
+                        <button
+                          type="button"
+                          class="link"
+                          disabled={busy}
+                          aria-label={`Message ${member.name}`}
+                          onClick={() => void write(member)}
+                        >
+                          Message
+                        </button>
+                      )}
                       {can.role &&
                         (member.role === "moderator" ? (
                           <button
@@ -679,7 +753,9 @@ function MessageList({
           {room.loadingOlder
             ? "Loading older messages…"
             : start === 0 && !room.timeline.hasOlder
-              ? `This is the beginning of ${room.info.name}.`
+              ? room.info.kind === "direct"
+                ? `This is the beginning of your conversation with ${room.info.name}.`
+                : `This is the beginning of ${room.info.name}.`
               : ""}
         </p>
         <ul>
@@ -729,6 +805,7 @@ function Composer({
 }) {
   const [text, setText] = useState("");
   const input = useRef<HTMLTextAreaElement>(null);
+  const picker = useMentionPicker(client, room, text, setText, input);
   useEffect(() => {
     setText("");
     if (matchMedia("(min-width: 720px)").matches) input.current?.focus();
@@ -741,6 +818,7 @@ function Composer({
     if (!text.trim() || length > MAX_BODY) return;
     client.send(room.info.id, text, replyTo);
     setText("");
+    picker.close();
     onReplyDone();
     input.current?.focus();
   };
@@ -759,8 +837,10 @@ function Composer({
           </button>
         </p>
       )}
+      {picker.list}
       <textarea
         ref={input}
+        {...picker.inputProps}
         rows={1}
         aria-label={`Message ${room.info.name}`}
         placeholder={`Message ${room.info.name}`}
@@ -770,8 +850,10 @@ function Composer({
           const value = e.currentTarget.value;
           setText(value);
           client.setDraft(room.info.id, value.trim() ? value : "");
+          picker.update(value, e.currentTarget.selectionStart);
         }}
         onKeyDown={(e) => {
+          if (picker.keyDown(e)) return;
           if (e.key === "Enter" && !e.shiftKey && !e.isComposing) send(e);
           if (e.key === "Escape" && replyTo !== undefined) onReplyDone();
         }}

@@ -5,10 +5,10 @@
 
 import { useEffect, useState } from "preact/hooks";
 
-import type { SearchHit } from "../natter/api";
+import type { RoomInfo, SearchHit } from "../natter/api";
 import { excerpt, highlight, type NatterClient, searchTerms } from "../natter/client";
 import { describeSearch } from "./errors";
-import { RoomMark, SearchIcon } from "./icons";
+import { Mark, RoomMark, SearchIcon } from "./icons";
 import { formatTime } from "./Message";
 import { navigate, type SearchRoute } from "./router";
 
@@ -146,7 +146,7 @@ export function SearchPage({ client, search, run }: { client: NatterClient; sear
                 key={`${hit.room}/${hit.seq}`}
                 hit={hit}
                 terms={terms}
-                private={client.room(hit.room)?.info.private ?? false}
+                room={client.room(hit.room)?.info}
               />
             ))}
           </ol>
@@ -218,7 +218,7 @@ function Filters({
 }
 
 /** One message found: a link that opens its room at it. */
-function Result({ hit, terms, private: isPrivate }: { hit: SearchHit; terms: string[]; private: boolean }) {
+function Result({ hit, terms, room }: { hit: SearchHit; terms: string[]; room?: RoomInfo }) {
   const href = `/r/${hit.room}?m=${hit.seq}`;
   return (
     <li>
@@ -233,7 +233,9 @@ function Result({ hit, terms, private: isPrivate }: { hit: SearchHit; terms: str
       >
         <span class="result-meta">
           <span class="result-room">
-            <RoomMark private={isPrivate} /> {hit.room_name || hit.room}
+            {room ? <Mark room={room} /> : <RoomMark private={false} />}{" "}
+            {/* A direct conversation is named after the other person, as the user sees it. */}
+            {(room?.kind === "direct" ? room.name : hit.room_name) || hit.room}
           </span>
           <span class="author">{hit.user.name}</span>
           <time dateTime={hit.ts}>{formatTime(hit.ts)}</time>

@@ -29,6 +29,25 @@ export function describe(err: unknown): string {
         return "They are not banned from this room any more.";
       case "member_not_found":
         return "They are not a member of this room any more.";
+      case "blocked":
+        // The API names the person ("you blocked NAME; …", "NAME does not take messages from you"): kept as written.
+        return blockedText(err.message);
+      case "user_not_found": {
+        const name = /'(.+)'/.exec(err.message)?.[1];
+        return name ? `Nobody is called “${name}”: check the user name.` : "Nobody has that user name.";
+      }
+      case "cannot_message_yourself":
+        return "That is you: write to someone else.";
+      case "invalid_members":
+        return "A group is you and 2 to 7 other people, each named once.";
+      case "direct_cannot_be_left":
+        return "A direct conversation cannot be left; block the person instead.";
+      case "block_not_found":
+        return "They are not blocked any more.";
+      case "cannot_block_yourself":
+        return "You cannot block yourself.";
+      case "not_a_room":
+        return "Only a room can do that, not a conversation.";
       case "wrong_password":
         return "The current password is not right.";
       case "no_password":
@@ -47,6 +66,13 @@ export function describe(err: unknown): string {
     }
   }
   return sentence(err instanceof Error ? err.message : String(err));
+}
+
+/** A refusal for a block: the API's words, beginning with a capital only where they begin with "you". */
+function blockedText(message: string): string {
+  const text = message.trim().replace(/^you\b/, "You");
+  if (!text) return "One of you blocked the other.";
+  return /[.!?]$/.test(text) ? text : `${text}.`;
 }
 
 /** A person-readable reason for a failed search. */

@@ -1,5 +1,7 @@
 /** Small inline icons: drawn as SVG, so they look the same everywhere (no emoji font needed). */
 
+import type { RoomInfo } from "../natter/api";
+
 /** A padlock, for private rooms; `label` names it for screen readers (omit where the text says it already). */
 export function LockIcon({ label }: { label?: string }) {
   return (
@@ -29,6 +31,28 @@ export function RoomMark({ private: isPrivate }: { private: boolean }) {
       #
     </span>
   );
+}
+
+/** Two people, for group conversations. */
+function GroupIcon() {
+  return (
+    <svg class="icon" viewBox="0 0 16 16" width="14" height="14" aria-hidden="true">
+      <path
+        fill="currentColor"
+        d="M6 7.5a2.75 2.75 0 1 0 0-5.5 2.75 2.75 0 0 0 0 5.5zm5.75 0a2.25 2.25 0 1 0 0-4.5 2.25 2.25 0 0 0 0 4.5zM.5 14c0-2.5 2.4-4.5 5.5-4.5s5.5 2 5.5 4.5zm12 0c0-1.5-.6-2.9-1.6-3.9.3-.1.6-.1.9-.1 2.3 0 3.7 1.6 3.7 4z"
+      />
+    </svg>
+  );
+}
+
+/**
+ * What a room is, before its name: a hash or a padlock for a room, two people for a group, and for a direct
+ * conversation a dot, filled while the other person is online (said in words beside it where it matters).
+ */
+export function Mark({ room, online }: { room: RoomInfo; online?: boolean }) {
+  if (room.kind === "direct") return <span class={online ? "presence online" : "presence"} aria-hidden="true" />;
+  if (room.kind === "group") return <GroupIcon />;
+  return <RoomMark private={room.private} />;
 }
 
 /** A magnifying glass, for the search button (named by the button). */

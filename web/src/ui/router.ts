@@ -1,6 +1,7 @@
 /**
  * The page's places: the room list (`/`), a room (`/r/ROOM`, with `?code=` for an invite link, or `?m=SEQ` for a
- * message to bring into view) and search results (`/search?q=WORDS`, with `&room=ROOM` and `&author=NAME`).
+ * message to bring into view), search results (`/search?q=WORDS`, with `&room=ROOM` and `&author=NAME`) and the
+ * messages that mention the user (`/mentions`).
  */
 
 import { useEffect, useState } from "preact/hooks";
@@ -21,12 +22,15 @@ export interface Route {
   /** In a room: the message to bring into view and highlight (a search result's). */
   seq?: number;
   search?: SearchRoute;
+  /** The messages that mention the user. */
+  mentions?: boolean;
 }
 
 const ROOM_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 export function parseRoute(location: { pathname: string; search: string }): Route {
   const params = new URLSearchParams(location.search);
+  if (/^\/mentions\/?$/.test(location.pathname)) return { mentions: true };
   if (/^\/search\/?$/.test(location.pathname)) {
     const room = params.get("room") ?? "";
     const author = (params.get("author") ?? "").trim().slice(0, 64);
@@ -57,6 +61,7 @@ export function routePath(route: Route): string {
     if (route.search.author) query.set("author", route.search.author);
     return `/search?${query}`;
   }
+  if (route.mentions) return "/mentions";
   if (!route.room) return "/";
   const path = `/r/${route.room}`;
   if (route.code) return `${path}?code=${encodeURIComponent(route.code)}`;
