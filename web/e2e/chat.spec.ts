@@ -66,6 +66,8 @@ test("screenshots of the app on a desktop and on a phone", async ({ browser }) =
   for (const [who, text] of lines) {
     await say(who.page, room, text);
     shown.push(text);
+    // Stored before the next is said: a message shown while it is still being sent could be stored after it.
+    await expectAllSent(who.page, room);
     await expectMessages(maya.page, room, shown);
   }
   await expectMessages(sam.page, room, shown);

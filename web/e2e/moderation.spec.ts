@@ -8,7 +8,7 @@ import { join } from "node:path";
 
 import { expect, test } from "@playwright/test";
 
-import { act, createRoom, expectMessages, log, onDifferentGateways, openRoom, register, roomLink, say } from "./helpers";
+import { act, createRoom, expectMessages, log, message, onDifferentGateways, openRoom, register, roomLink, say } from "./helpers";
 import { ROOT } from "./stack";
 
 test("the owner appoints a moderator, who bans a member; the owner lifts the ban and the member comes back", async ({
@@ -101,7 +101,7 @@ test("the owner appoints a moderator, who bans a member; the owner lifts the ban
   await member.page.getByRole("button", { name: "Join room" }).click();
   await expect(member.page.getByRole("textbox", { name: `Message ${room}` })).toBeVisible();
   await say(member.page, room, "sorry about that");
-  await expect(log(owner.page, room).getByText("sorry about that")).toBeVisible({ timeout: 20_000 });
+  await expect(message(owner.page, room, "sorry about that")).toBeVisible({ timeout: 20_000 });
   await expect(log(member.page, room).getByText("Sending…")).toHaveCount(0, { timeout: 20_000 });
 
   for (const person of [owner, moderator, member]) await person.context.close();

@@ -76,15 +76,7 @@ pub async fn my_mentions(
             format!("limit must be 1 to {MAX_LIMIT}, and before a position"),
         ));
     }
-    let rooms: Vec<(String, String)> = sqlx::query_as(
-        "SELECT r.id, CASE WHEN r.kind = 'direct' THEN coalesce(peer.username, r.name) ELSE r.name END \
-         FROM memberships m JOIN rooms r ON r.id = m.room_id \
-         LEFT JOIN users peer ON peer.id = CASE WHEN r.direct_low = $1 THEN r.direct_high ELSE r.direct_low END \
-         WHERE m.user_id = $1",
-    )
-    .bind(user.id)
-    .fetch_all(&state.db)
-    .await?;
+    let rooms = crate::routes::rooms::names_of_rooms_of(&state, user.id).await?;
     let ids: Vec<String> = rooms.iter().map(|(id, _)| id.clone()).collect();
     let names: HashMap<String, String> = rooms.into_iter().collect();
     let (found, has_more) = natter_history::mentions::of(&state.db, &user.id.to_string(), &ids, before, limit).await?;

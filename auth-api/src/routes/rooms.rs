@@ -156,7 +156,7 @@ const MAX_SEQ: i64 = (1 << 53) - 1;
 /// schema's (`natter_history::counts`).
 fn room_select() -> String {
     format!(
-        "SELECT r.id, CASE WHEN r.kind = 'direct' THEN coalesce(peer.username, r.name) ELSE r.name END AS name, \
+        "SELECT r.id, {SHOWN_NAME} AS name, \
          r.private, r.kind, r.owner_id, \
          (SELECT count(*) FROM memberships m WHERE m.room_id = r.id) AS member_count, \
          me.user_id IS NOT NULL AS joined, me.role, \
@@ -167,12 +167,29 @@ fn room_select() -> String {
          CASE WHEN me.user_id IS NULL THEN 0 ELSE {} END AS mentions, \
          coalesce(me.muted, false) AS muted, \
          peer.id AS peer_id, peer.username AS peer_name \
-         FROM rooms r LEFT JOIN memberships me ON me.room_id = r.id AND me.user_id = $1 \
-         LEFT JOIN users peer ON peer.id = CASE WHEN r.direct_low = $1 THEN r.direct_high ELSE r.direct_low END",
+         FROM rooms r LEFT JOIN memberships me ON me.room_id = r.id AND me.user_id = $1 {PEER_JOIN}",
         counts::last_position("r.id"),
         counts::unread("r.id", "me.read_seq", "$1::text"),
         counts::unread_mentions("r.id", "me.read_seq", "$1::text"),
     )
+}
+
+/// The name room `r` shows the user `$1`: a direct conversation's is the other person's (`peer`, of [`PEER_JOIN`]).
+const SHOWN_NAME: &str = "CASE WHEN r.kind = 'direct' THEN coalesce(peer.username, r.name) ELSE r.name END";
+
+/// Joins the other person of a direct conversation `r` of the user `$1`, as `peer`.
+const PEER_JOIN: &str =
+    "LEFT JOIN users peer ON peer.id = CASE WHEN r.direct_low = $1 THEN r.direct_high ELSE r.direct_low END";
+
+/// The id and shown name of every room and conversation `user` is a member of.
+pub(crate) async fn names_of_rooms_of(state: &AppState, user: Uuid) -> ApiResult<Vec<(String, String)>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT r.id, {SHOWN_NAME} FROM memberships m JOIN rooms r ON r.id = m.room_id {PEER_JOIN} \
+         WHERE m.user_id = $1"
+    )))
+    .bind(user)
+    .fetch_all(&state.db)
+    .await?)
 }
 
 /// A row of [`room_select`].

@@ -126,14 +126,7 @@ pub async fn search_messages(
             let room = visible_room(&state, user.id, &id).await?;
             vec![(room.id, room.name)]
         }
-        None => {
-            sqlx::query_as(
-                "SELECT r.id, r.name FROM memberships m JOIN rooms r ON r.id = m.room_id WHERE m.user_id = $1",
-            )
-            .bind(user.id)
-            .fetch_all(&state.db)
-            .await?
-        }
+        None => crate::routes::rooms::names_of_rooms_of(&state, user.id).await?,
     };
     let author = match &query.author {
         None => None,
