@@ -155,7 +155,8 @@ pub enum ServerFrame {
         user: UserRef,
         /// Whether the user's personal events since their last connection will be delivered. Always `false`: they
         /// are not kept, so a client re-reads what they tell of (its rooms, their unread counts) after each
-        /// `hello`, as after a `joined` with `recovered: false`.
+        /// `hello`, as after a `joined` with `recovered: false`. (Absent from older gateways' frames: `false`.)
+        #[serde(default)]
         personal_recovered: bool,
     },
     /// The room was joined.
