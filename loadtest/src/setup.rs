@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use natter_proto::bus::HistoryMessage;
 
 use crate::accounting::Fold;
@@ -169,10 +169,20 @@ impl Api {
     ) -> anyhow::Result<HistoryCheck> {
         let started = Instant::now();
         let deadline = started + wait;
-        loop {
+        'check: loop {
             let mut check = HistoryCheck::default();
             for (room, seqs) in acked {
-                let stored = self.room_history(token, room).await?;
+                let stored = match self.room_history(token, room).await {
+                    Ok(stored) => stored,
+                    // An auth API restarting or a database failing over is what the wait is for, as a persister
+                    // catching up is; a refusal (4xx) is not and ends the check at once.
+                    Err(HistoryError::Unavailable(why)) if Instant::now() < deadline => {
+                        eprintln!("natter-loadtest: history not available yet ({why:#}); trying again");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue 'check;
+                    }
+                    Err(HistoryError::Unavailable(why) | HistoryError::Refused(why)) => return Err(why),
+                };
                 let mut ids = HashSet::new();
                 let mut stored_seqs = HashSet::new();
                 for message in &stored {
@@ -224,7 +234,7 @@ impl Api {
         }
     }
 
-    async fn room_history(&self, token: &str, room: &str) -> anyhow::Result<Vec<HistoryMessage>> {
+    async fn room_history(&self, token: &str, room: &str) -> Result<Vec<HistoryMessage>, HistoryError> {
         let mut messages = Vec::new();
         let mut after = 0;
         loop {
@@ -237,11 +247,22 @@ impl Api {
                 .bearer_auth(token)
                 .send()
                 .await
-                .context("cannot reach the auth API for history")?;
-            if !response.status().is_success() {
-                bail!(failure(response, "the history API refused").await);
+                .context("cannot reach the auth API for history")
+                .map_err(HistoryError::Unavailable)?;
+            let status = response.status();
+            if !status.is_success() {
+                let why = failure(response, "the history API refused").await;
+                return Err(if status.is_server_error() {
+                    HistoryError::Unavailable(why)
+                } else {
+                    HistoryError::Refused(why)
+                });
             }
-            let page: HistoryPage = response.json().await.context("history answer is not valid")?;
+            let page: HistoryPage = response
+                .json()
+                .await
+                .context("history answer is not valid")
+                .map_err(HistoryError::Unavailable)?;
             after = page.messages.last().map_or(after, |m| m.seq);
             let more = page.has_more && !page.messages.is_empty();
             messages.extend(page.messages);
@@ -250,6 +271,14 @@ impl Api {
             }
         }
     }
+}
+
+/// Why a room's history could not be read.
+enum HistoryError {
+    /// No answer, a cut-off answer or a 5xx: worth asking again while the check may wait.
+    Unavailable(anyhow::Error),
+    /// A 4xx: asking again gets the same.
+    Refused(anyhow::Error),
 }
 
 /// What `--verify-history` found.

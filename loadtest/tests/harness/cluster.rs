@@ -177,13 +177,13 @@ async fn guess_through(apis: &[Arc<Program>], user: &str) -> (Vec<u16>, Vec<u16>
 
 /// 3. A rolling restart under load: each NATS node in turn killed and started again (the next only once the
 /// chat stream's replicas have caught up), then each persister, then each auth API, stopped with SIGTERM and
-/// started again, within 45 s of load. Nothing acked is lost or stored twice. Before the restarts, password
+/// started again, within 60 s of load. Nothing acked is lost or stored twice. Before the restarts, password
 /// guesses alternated between the two auth APIs are stopped after one budget, as through one API; after them,
 /// both APIs still refuse (the budget is in PostgreSQL, not in a process).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_of_every_nats_node_persister_and_auth_api_loses_nothing() {
     let mut stack = cluster_stack(2).await;
-    let secs = 45;
+    let secs = 60;
     let run = harness(cluster_load(&stack, secs));
     stack.wait_for_acks(TRAFFIC, TRAFFIC_WITHIN).await;
     let apis = stack.apis();
