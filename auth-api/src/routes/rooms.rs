@@ -7,8 +7,9 @@
 //! the same on every device of the user.
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
@@ -16,7 +17,7 @@ use natter_history::counts;
 use natter_proto::{RoomId, RoomName};
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -362,24 +363,130 @@ pub async fn create_room(
     Ok((StatusCode::CREATED, Json(load_room(&state, user.id, &id).await?)))
 }
 
-/// List the rooms the caller is in, then the other public rooms; oldest first within each (at most 500).
-#[utoipa::path(get, path = "/api/rooms", tag = "rooms", security(("bearer" = [])),
+/// A page of the room listing.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RoomListing {
+    /// Where the page starts: the `after` of the previous page's `Link: <…>; rel="next"` header, an opaque cursor.
+    /// Without it, the first page.
+    #[param(pattern = r"^[01]\.[0-9]{1,18}\.[A-Za-z0-9_-]{1,64}$")]
+    pub after: Option<String>,
+    /// Rooms per page, 1 to 500 (default 500).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<i64>,
+}
+
+/// Where a page of the room listing ends, in its order (joined first, then oldest first, then by id): the next
+/// page's `after`, `JOINED.MICROS.ID`.
+#[derive(Debug, PartialEq, Eq)]
+struct ListingCursor {
+    joined: bool,
+    created_micros: i64,
+    id: String,
+}
+
+impl ListingCursor {
+    fn of(room: &Room) -> Self {
+        Self {
+            joined: room.joined,
+            created_micros: room.created_at.timestamp_micros(),
+            id: room.id.clone(),
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.splitn(3, '.');
+        let joined = match parts.next()? {
+            "1" => true,
+            "0" => false,
+            _ => return None,
+        };
+        let micros = parts.next()?;
+        if micros.is_empty() || micros.len() > 18 || !micros.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let id = RoomId::parse(parts.next()?).ok()?;
+        Some(Self {
+            joined,
+            created_micros: micros.parse().ok()?,
+            id: id.as_str().to_owned(),
+        })
+    }
+
+    fn text(&self) -> String {
+        format!("{}.{}.{}", u8::from(self.joined), self.created_micros, self.id)
+    }
+}
+
+/// List the rooms the caller is in, then the other public rooms; oldest first within each, a page of at most 500.
+/// A page with more beyond it says where the next starts in a `Link` header (`rel="next"`).
+#[utoipa::path(get, path = "/api/rooms", tag = "rooms", security(("bearer" = [])), params(RoomListing),
     responses(
-        (status = 200, description = "Rooms", body = [Room]),
+        (status = 200, description = "Rooms", body = [Room],
+            headers(("Link" = String, description = "`</api/rooms?after=…&limit=…>; rel=\"next\"`, when more rooms \
+                follow this page"))),
+        (status = 400, description = "`invalid_query`: `after` is not a cursor of this listing or `limit` is out of \
+            range", body = ErrorBody),
         (status = 429, description = "`rate_limited`: over the user's room-listing or request budget", body = ErrorBody),
     ))]
-pub async fn list_rooms(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<Room>>> {
+pub async fn list_rooms(
+    State(state): State<AppState>,
+    user: AuthUser,
+    query: Result<Query<RoomListing>, QueryRejection>,
+) -> ApiResult<(HeaderMap, Json<Vec<Room>>)> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = query.limit.unwrap_or(LIST_LIMIT);
+    if !(1..=LIST_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be 1 to {LIST_LIMIT}"),
+        ));
+    }
+    let after = match &query.after {
+        None => None,
+        Some(text) => Some(ListingCursor::parse(text).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                "after must be the cursor of a Link header of this listing",
+            )
+        })?),
+    };
     user.spend(&state.budgets.room_listings)?;
+    // After a cursor: the rest of its group (joined or not) past it, then the groups after it (not joined).
     let rows: Vec<RoomRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{} WHERE (NOT r.private OR me.user_id IS NOT NULL) \
            AND NOT EXISTS (SELECT 1 FROM room_bans b WHERE b.room_id = r.id AND b.user_id = $1) \
-         ORDER BY joined DESC, r.created_at, r.id LIMIT {LIST_LIMIT}",
+           AND ($2::bool IS NULL \
+                OR (me.user_id IS NOT NULL) < $2 \
+                OR ((me.user_id IS NOT NULL) = $2 AND (r.created_at, r.id) > ($3, $4))) \
+         ORDER BY joined DESC, r.created_at, r.id LIMIT $5",
         room_select()
     )))
     .bind(user.id)
+    .bind(after.as_ref().map(|a| a.joined))
+    .bind(
+        after
+            .as_ref()
+            .and_then(|a| DateTime::<Utc>::from_timestamp_micros(a.created_micros)),
+    )
+    .bind(after.as_ref().map(|a| a.id.clone()))
+    .bind(limit + 1)
     .fetch_all(&state.db)
     .await?;
-    Ok(Json(rows.into_iter().map(to_room).collect()))
+    let more = rows.len() as i64 > limit;
+    let rooms: Vec<Room> = rows.into_iter().take(limit as usize).map(to_room).collect();
+    let mut headers = HeaderMap::new();
+    if more && let Some(last) = rooms.last() {
+        let next = format!(
+            "</api/rooms?after={}&limit={limit}>; rel=\"next\"",
+            ListingCursor::of(last).text()
+        );
+        // Digits, dots, a room id's characters: always a valid header value.
+        if let Ok(value) = HeaderValue::from_str(&next) {
+            headers.insert(header::LINK, value);
+        }
+    }
+    Ok((headers, Json(rooms)))
 }
 
 /// One room.

@@ -264,3 +264,79 @@ async fn a_new_join_code_shuts_out_the_old_invite_and_keeps_the_members() {
     .await
     .assert_error(409, "room_public");
 }
+
+/// The Link header's `after` cursor of a listing page, if it names a next page.
+fn next_page(reply: &crate::helpers::Reply) -> Option<String> {
+    let link = reply.headers.get("link")?.to_str().expect("an ASCII Link header");
+    let target = link.strip_prefix('<')?.split_once('>')?.0;
+    assert!(link.ends_with("rel=\"next\""), "{link}");
+    Some(target.to_owned())
+}
+
+#[tokio::test]
+async fn room_listings_page_past_five_hundred_with_a_cursor() {
+    let app = spawn_app().await;
+    let owner = app.token_for("pia").await;
+    let reader = app.token_for("rex").await;
+    let owner_id = crate::helpers::claims_of(&owner)["sub"]
+        .as_str()
+        .expect("sub")
+        .to_owned();
+    // 520 public rooms of another person, made at two instants (equal times are ordered by id), and one private
+    // room of theirs that must never be listed; the reader is a member of three, listed first.
+    sqlx::query(
+        "INSERT INTO rooms (id, name, private, owner_id, created_at) \
+         SELECT 'page' || lpad(n::text, 4, '0'), 'Room ' || n, n = 0, $1::uuid, \
+                now() - CASE WHEN n % 2 = 0 THEN interval '1 hour' ELSE interval '2 hours' END \
+         FROM generate_series(0, 520) n",
+    )
+    .bind(uuid::Uuid::parse_str(&owner_id).expect("uuid"))
+    .execute(&app.db)
+    .await
+    .expect("rooms inserted");
+    for room in ["page0007", "page0300", "page0519"] {
+        let joined = app.post_as(&reader, &format!("/api/rooms/{room}/join")).await;
+        assert_eq!(joined.status, StatusCode::OK, "{}", joined.body);
+    }
+
+    let first = app.get("/api/rooms", Some(&reader)).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(ids(&first.body).len(), 500, "a page holds at most 500");
+    assert_eq!(
+        ids(&first.body)[..3],
+        ["page0007", "page0519", "page0300"].map(String::from)
+    );
+    let rest = next_page(&first).expect("a next page past 500");
+    let second = app.get(&rest, Some(&reader)).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
+    assert!(next_page(&second).is_none(), "the last page names no next");
+    let mut all = ids(&first.body);
+    all.extend(ids(&second.body));
+    assert_eq!(all.len(), 520, "every public room once, the private one never");
+    assert!(!all.contains(&"page0000".to_owned()));
+    let distinct: std::collections::HashSet<_> = all.iter().collect();
+    assert_eq!(distinct.len(), all.len(), "no room on two pages");
+
+    // Small pages walk the same order.
+    let mut walked = Vec::new();
+    let mut page = Some("/api/rooms?limit=7".to_owned());
+    while let Some(path) = page {
+        let reply = app.get(&path, Some(&reader)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.body);
+        walked.extend(ids(&reply.body));
+        page = next_page(&reply);
+    }
+    assert_eq!(walked, all);
+
+    for bad in [
+        "/api/rooms?limit=0",
+        "/api/rooms?limit=501",
+        "/api/rooms?limit=x",
+        "/api/rooms?after=2.1.abc",
+        "/api/rooms?after=1.12.no%20such",
+        "/api/rooms?after=1.1234567890123456789.abc",
+        "/api/rooms?after=",
+    ] {
+        app.get(bad, Some(&reader)).await.assert_error(400, "invalid_query");
+    }
+}

@@ -290,8 +290,24 @@ export class Api {
     return answer.ended;
   }
 
-  rooms(token: TokenSource): Promise<RoomInfo[]> {
-    return this.call("GET", "/api/rooms", { token });
+  /**
+   * Every room the caller is in, then the other public rooms: the listing's pages followed through their `Link`
+   * headers, up to `maxPages` of 500.
+   */
+  async rooms(token: TokenSource, maxPages = 10): Promise<RoomInfo[]> {
+    const rooms: RoomInfo[] = [];
+    let path: string | undefined = "/api/rooms";
+    for (let page = 0; path !== undefined && page < maxPages; page++) {
+      let next: string | undefined;
+      rooms.push(
+        ...(await this.call<RoomInfo[]>("GET", path, {
+          token,
+          onHeaders: (headers) => (next = nextPage(headers.get("link"))),
+        })),
+      );
+      path = next;
+    }
+    return rooms;
   }
 
   room(token: TokenSource, id: string): Promise<RoomInfo> {
@@ -448,7 +464,13 @@ export class Api {
   private async call<T>(
     method: string,
     path: string,
-    options: { token?: TokenSource; body?: unknown; headers?: Record<string, string> },
+    options: {
+      token?: TokenSource;
+      body?: unknown;
+      headers?: Record<string, string>;
+      /** Told the response's headers when it succeeds. */
+      onHeaders?: (headers: Headers) => void;
+    },
   ): Promise<T> {
     const headers: Record<string, string> = { ...options.headers };
     const token = options.token ? await options.token() : undefined;
@@ -489,6 +511,13 @@ export class Api {
       }
       throw failure;
     }
+    options.onHeaders?.(response.headers);
     return body as T;
   }
+}
+
+/** The path of a `Link` header's `rel="next"` target, if it names one on this API. */
+export function nextPage(link: string | null): string | undefined {
+  const match = link?.match(/<(\/api\/[^>]*)>\s*;\s*rel="next"/);
+  return match?.[1];
 }
