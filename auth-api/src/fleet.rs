@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::StreamExt;
-use natter_proto::bus::{GATEWAY_TTL, GatewayInfo, MentionRequest, RoomAccess, RoomAccessRequest};
+use natter_proto::bus::{
+    GATEWAY_TTL, GatewayInfo, MAX_MEMBERS_ASKED, MembersRequest, MentionRequest, RoomAccess, RoomAccessRequest,
+};
 use natter_proto::frame::UserRef;
 use natter_proto::subject;
 use sqlx::PgPool;
@@ -48,32 +50,82 @@ pub async fn answer_room_access(nats: async_nats::Client, db: PgPool) {
 
 /// Answers gateways' questions about who a message mentions until the subscription ends.
 pub async fn answer_mentions(nats: async_nats::Client, db: PgPool) {
-    let mut requests = match nats.queue_subscribe(subject::mentions(), QUEUE_GROUP.into()).await {
+    answer_questions(
+        nats,
+        db,
+        subject::mentions(),
+        "mention",
+        |db, request: MentionRequest| async move { mentioned_members(&db, &request).await },
+    )
+    .await;
+}
+
+/// Answers gateways' questions about which of a room's connected users are its members (who see its live drafts)
+/// until the subscription ends.
+pub async fn answer_members(nats: async_nats::Client, db: PgPool) {
+    answer_questions(
+        nats,
+        db,
+        subject::members(),
+        "members",
+        |db, request: MembersRequest| async move { members_among(&db, &request).await },
+    )
+    .await;
+}
+
+/// Answers the questions asked on `subject` (`what` they are about, for the logs) with `answer`, each in a task of
+/// its own, until the subscription ends. A question that cannot be read or answered gets no reply: the gateway's
+/// question times out.
+async fn answer_questions<Q, A, F, Fut>(nats: async_nats::Client, db: PgPool, subject: String, what: &str, answer: F)
+where
+    Q: serde::de::DeserializeOwned + Send + 'static,
+    A: serde::Serialize + Send,
+    F: Fn(PgPool, Q) -> Fut + Copy + Send + 'static,
+    Fut: Future<Output = Result<A, sqlx::Error>> + Send,
+{
+    let mut requests = match nats.queue_subscribe(subject, QUEUE_GROUP.into()).await {
         Ok(sub) => sub,
         Err(err) => {
-            tracing::error!(error = %err, "cannot answer mention questions; messages will mention no one");
+            tracing::error!(error = %err, "cannot answer {what} questions; gateways go without the answers");
             return;
         }
     };
     while let Some(msg) = requests.next().await {
-        let db = db.clone();
-        let nats = nats.clone();
+        let (nats, db) = (nats.clone(), db.clone());
+        let what = what.to_owned();
         tokio::spawn(async move {
             let Some(reply) = msg.reply else { return };
-            let Ok(request) = serde_json::from_slice::<MentionRequest>(&msg.payload) else {
+            let Ok(request) = serde_json::from_slice::<Q>(&msg.payload) else {
                 return;
             };
-            match mentioned_members(&db, &request).await {
-                Ok(members) => {
-                    if let Ok(payload) = serde_json::to_vec(&members) {
+            match answer(db, request).await {
+                Ok(answered) => {
+                    if let Ok(payload) = serde_json::to_vec(&answered) {
                         let _ = nats.publish(reply, payload.into()).await;
                     }
                 }
-                // No reply: the gateway's question times out and the message mentions no one.
-                Err(err) => tracing::warn!(error = %err, "mention question failed"),
+                Err(err) => tracing::warn!(error = %err, "{what} question failed"),
             }
         });
     }
+}
+
+/// Which of `request.users` are members of `request.room` (at most [`MAX_MEMBERS_ASKED`] looked at; an id that is
+/// not a UUID is no one's).
+pub async fn members_among(db: &PgPool, request: &MembersRequest) -> Result<Vec<String>, sqlx::Error> {
+    let users: Vec<Uuid> = request
+        .users
+        .iter()
+        .take(MAX_MEMBERS_ASKED)
+        .filter_map(|user| Uuid::parse_str(user).ok())
+        .collect();
+    let members: Vec<Uuid> =
+        sqlx::query_scalar("SELECT user_id FROM memberships WHERE room_id = $1 AND user_id = ANY($2)")
+            .bind(request.room.as_str())
+            .bind(&users)
+            .fetch_all(db)
+            .await?;
+    Ok(members.iter().map(Uuid::to_string).collect())
 }
 
 /// Which of the names a message in `request.room` mentions are the room's members, in the order mentioned.

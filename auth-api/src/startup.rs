@@ -164,8 +164,9 @@ impl Application {
         let fleet = state.nats.clone().map(|nats| {
             let responder = tokio::spawn(crate::fleet::answer_room_access(nats.clone(), state.db.clone()));
             let mentions = tokio::spawn(crate::fleet::answer_mentions(nats.clone(), state.db.clone()));
+            let members = tokio::spawn(crate::fleet::answer_members(nats.clone(), state.db.clone()));
             let follower = tokio::spawn(state.gateways.clone().follow(nats));
-            (responder, mentions, follower)
+            (responder, mentions, members, follower)
         });
         let cleaner = {
             let logins = state.logins.clone();
@@ -226,9 +227,10 @@ impl Application {
         if let Some(admin) = admin {
             admin.abort();
         }
-        if let Some((responder, mentions, follower)) = fleet {
+        if let Some((responder, mentions, members, follower)) = fleet {
             responder.abort();
             mentions.abort();
+            members.abort();
             follower.abort();
         }
         state.db.close().await;

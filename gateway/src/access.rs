@@ -14,14 +14,14 @@
 //! was asked for is not stored. Only the room's: events about other rooms (anyone can make some, by leaving rooms
 //! through the API) do not keep a gateway from remembering.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use natter_proto::bus::{MentionRequest, NewReaction, RoomAccess, RoomAccessRequest};
+use natter_proto::bus::{MembersRequest, MentionRequest, NewReaction, RoomAccess, RoomAccessRequest};
 use natter_proto::frame::UserRef;
 use natter_proto::{RoomId, subject};
 
@@ -297,14 +297,7 @@ impl AccessChecks {
             room: room.clone(),
             names,
         };
-        let answer = async {
-            let payload = Bytes::from(serde_json::to_vec(&request).map_err(|err| err.to_string())?);
-            let reply = tokio::time::timeout(MENTIONS_WITHIN, self.nats.request(subject::mentions(), payload))
-                .await
-                .map_err(|_| "the auth API did not answer in time".to_owned())?
-                .map_err(|err| err.to_string())?;
-            serde_json::from_slice::<Vec<UserRef>>(&reply.payload).map_err(|err| err.to_string())
-        };
+        let answer = self.ask_json::<_, Vec<UserRef>>(subject::mentions(), &request, MENTIONS_WITHIN);
         match answer.await {
             Ok(members) => {
                 ::metrics::counter!(metrics::MENTION_QUESTIONS, "outcome" => "answered").increment(1);
@@ -316,6 +309,31 @@ impl AccessChecks {
                 Vec::new()
             }
         }
+    }
+
+    /// Which of `users`, connected to `room`, are its members, as the auth API says (`chat.v1.auth.members`): only
+    /// they see the room's live drafts.
+    pub async fn members(&self, room: &RoomId, users: Vec<String>) -> Result<HashSet<String>, String> {
+        let request = MembersRequest {
+            room: room.clone(),
+            users,
+        };
+        self.ask_json(subject::members(), &request, ANSWER_WITHIN).await
+    }
+
+    /// Asks the auth API `request` on `subject` and reads its JSON answer, waiting up to `within`.
+    async fn ask_json<Q: serde::Serialize, A: serde::de::DeserializeOwned>(
+        &self,
+        subject: String,
+        request: &Q,
+        within: Duration,
+    ) -> Result<A, String> {
+        let payload = Bytes::from(serde_json::to_vec(request).map_err(|err| err.to_string())?);
+        let reply = tokio::time::timeout(within, self.nats.request(subject, payload))
+            .await
+            .map_err(|_| "the auth API did not answer in time".to_owned())?
+            .map_err(|err| err.to_string())?;
+        serde_json::from_slice::<A>(&reply.payload).map_err(|err| err.to_string())
     }
 }
 

@@ -14,6 +14,7 @@
 //! private one a question per local user, and at most [`RECHECKS_AT_ONCE`] are in flight across the gateway.
 
 mod announce;
+mod drafts;
 mod presence;
 
 use std::collections::HashMap;
@@ -157,8 +158,10 @@ pub(crate) struct RoomTask {
     remote: HashMap<String, HashMap<String, UserRef>>,
     /// While a presence resync collects answers: the gateways that answered so far.
     resyncing: Option<std::collections::HashSet<String>>,
-    /// Users with a live draft, and when it was last updated.
-    typing: HashMap<String, (UserRef, Instant)>,
+    /// Users with a live draft: who, the draft, and when it was last updated.
+    typing: HashMap<String, (UserRef, String, Instant)>,
+    /// Which local users are members, who see the drafts (see [`drafts`]).
+    drafts: drafts::DraftReaders,
     /// Message frames of the batch being delivered, with their positions, in order (see [`RoomTask::flush`]).
     outgoing: Vec<(u64, Bytes)>,
     /// When the oldest message of that batch was accepted (Unix milliseconds).
@@ -198,6 +201,7 @@ impl RoomTask {
             remote: HashMap::new(),
             resyncing: None,
             typing: HashMap::new(),
+            drafts: drafts::DraftReaders::default(),
             outgoing: Vec::new(),
             batch_accepted_ms: None,
             told: announce::Changes::default(),
@@ -260,6 +264,7 @@ impl RoomTask {
                 () = until(self.rechecking.is_none().then_some(self.recheck_at)) => self.start_recheck(),
                 round = rechecked(&mut self.rechecking) => self.end_recheck(round),
                 _ = tick.tick() => self.expire_typing(),
+                (asked, answer) = drafts::answered(&mut self.drafts) => self.on_draft_readers(asked, answer),
             }
         }
         if let Some(round) = self.rechecking.take() {
@@ -481,7 +486,7 @@ impl RoomTask {
                 user: stored.user.clone(),
                 text: String::new(),
             };
-            self.broadcast(encode(&clear), Some(&stored.user.id));
+            self.broadcast_draft(&clear, &stored.user.id);
         }
         if self.outgoing.is_empty() {
             self.batch_accepted_ms = load::unix_ms(&stored.ts);
@@ -522,15 +527,6 @@ impl RoomTask {
         }
         if self.outgoing.capacity() > 4 * MAX_BATCH {
             self.outgoing = Vec::new();
-        }
-    }
-
-    /// Queues `frame` to every member, except to the connections of `except_user`.
-    fn broadcast(&mut self, frame: Bytes, except_user: Option<&str>) {
-        for member in self.members.values_mut() {
-            if except_user != Some(member.peer.user.id.as_str()) {
-                member.queue(Outbound::Frame(frame.clone()));
-            }
         }
     }
 }

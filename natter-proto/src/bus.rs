@@ -343,6 +343,20 @@ pub struct MentionRequest {
     pub names: Vec<String>,
 }
 
+/// A gateway's question to the auth API: which of these users, connected to a room, are its members (and so see
+/// its live drafts, which people previewing a public room do not)? Answered with the members' ids as a JSON array
+/// of strings. At most [`MAX_MEMBERS_ASKED`] users are looked at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersRequest {
+    /// The room.
+    pub room: RoomId,
+    /// The users' ids.
+    pub users: Vec<String>,
+}
+
+/// Most users one [`MembersRequest`] asks about.
+pub const MAX_MEMBERS_ASKED: usize = 1000;
+
 /// A reaction about to be added, in a [`RoomAccessRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewReaction {

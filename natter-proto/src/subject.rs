@@ -112,6 +112,12 @@ pub fn mentions() -> String {
     format!("{PREFIX}.auth.mentions")
 }
 
+/// The subject gateways ask the auth API on which of a room's connected users are its members, who see its live
+/// drafts ([`crate::bus::MembersRequest`], answered with their ids; request/reply, queue group).
+pub fn members() -> String {
+    format!("{PREFIX}.auth.members")
+}
+
 /// The subject of one user's personal events ([`crate::frame::PersonalEvent`], core NATS): `user` is a user id,
 /// which the caller has checked is a safe subject token (a UUID).
 pub fn user_events(user: &str) -> String {
@@ -179,6 +185,7 @@ mod tests {
         assert_eq!(gateway_user_connections_sync(), "chat.v1.gateway.user_connections_sync");
         assert_eq!(room_access(), "chat.v1.auth.room_access");
         assert_eq!(mentions(), "chat.v1.auth.mentions");
+        assert_eq!(members(), "chat.v1.auth.members");
         assert_eq!(room_events(&r), "chat.v1.events.room.lobby");
         assert_eq!(all_room_events(), "chat.v1.events.room.*");
         assert_eq!(persisted_notice(&r), "chat.v1.persisted.room.lobby");

@@ -128,7 +128,7 @@ impl RoomTask {
                     user: user.clone(),
                     text: String::new(),
                 };
-                self.broadcast(encode(&frame), Some(&user.id));
+                self.broadcast_draft(&frame, &user.id);
             }
             self.tell(user, false);
         }
@@ -212,15 +212,17 @@ impl RoomTask {
                         return;
                     }
                 } else {
-                    self.typing
-                        .insert(event.user.id.clone(), (event.user.clone(), Instant::now()));
+                    self.typing.insert(
+                        event.user.id.clone(),
+                        (event.user.clone(), event.text.clone(), Instant::now()),
+                    );
                 }
                 let frame = ServerFrame::Typing {
                     room: self.room.clone(),
                     user: event.user.clone(),
                     text: event.text,
                 };
-                self.broadcast(encode(&frame), Some(&event.user.id));
+                self.broadcast_draft(&frame, &event.user.id);
             }
             "presence" => {
                 let Ok(event) = serde_json::from_slice::<PresenceEvent>(&msg.payload) else {
@@ -269,8 +271,8 @@ impl RoomTask {
         let expired: Vec<UserRef> = self
             .typing
             .iter()
-            .filter(|(_, (_, at))| at.elapsed() >= TYPING_EXPIRY)
-            .map(|(_, (user, _))| user.clone())
+            .filter(|(_, (_, _, at))| at.elapsed() >= TYPING_EXPIRY)
+            .map(|(_, (user, _, _))| user.clone())
             .collect();
         for user in expired {
             self.typing.remove(&user.id);
@@ -279,7 +281,7 @@ impl RoomTask {
                 user: user.clone(),
                 text: String::new(),
             };
-            self.broadcast(encode(&frame), Some(&user.id));
+            self.broadcast_draft(&frame, &user.id);
         }
     }
 }

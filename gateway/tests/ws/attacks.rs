@@ -1211,10 +1211,20 @@ async fn a_typing_flood_is_cut_to_the_budget_and_the_flooder_stays_connected() {
     let (typist_token, typist_id) = stack.user("typhoon").await;
     let (reader_token, _) = stack.user("reader").await;
     let room = stack.room(&typist_token, false).await;
+    // A member: only members see drafts.
+    let (status, _) = stack
+        .post_with(&format!("/api/rooms/{room}/join"), Some(&reader_token), json!({}))
+        .await;
+    assert_eq!(status, 200);
     let mut typist = Client::connect(&gw, &typist_token).await;
     typist.join(&room, None).await;
     let mut reader = Client::connect(&gw, &reader_token).await;
     reader.join(&room, None).await;
+    // The room learns who is a member with its first draft; the flood starts once the reader sees drafts.
+    typist
+        .send(json!({"type": "typing", "room": room, "text": "warm"}))
+        .await;
+    assert_eq!(reader.recv_type("typing").await["text"], "warm");
 
     const FLOOD: usize = 500;
     let started = Instant::now();

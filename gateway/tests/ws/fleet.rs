@@ -28,6 +28,11 @@ async fn presence_spans_gateways_and_expires_when_a_gateway_dies() {
     let joined = alice.join(&room, None).await;
     assert_eq!(names(&joined["members"]), ["heidi"]);
 
+    // A member, who sees drafts (someone previewing the room does not: `drafts_go_to_members_never_to_previewers`).
+    let (status, _) = stack
+        .post_with(&format!("/api/rooms/{room}/join"), Some(&bob_token), json!({}))
+        .await;
+    assert_eq!(status, 200);
     let mut bob = Client::connect(&b, &bob_token).await;
     let joined = bob.join(&room, None).await;
     assert_eq!(
@@ -386,4 +391,96 @@ async fn the_per_user_cap_holds_across_the_fleet_and_forgets_a_dead_gateway() {
     // And the cap still holds: two connections now, on the first and third gateways.
     until_counts_received(&gws[2], 4.0).await;
     assert_eq!(refused_status(request(&gws[2].ws_url(&token), &[])).await, 429);
+}
+
+/// The text of every `typing` frame of `author` that `client` receives within `within`, in order.
+async fn drafts_seen(client: &mut Client, author: &str, within: std::time::Duration) -> Vec<String> {
+    let mut seen: Vec<String> = client
+        .queued("typing")
+        .iter()
+        .filter(|f| f["user"]["name"] == author)
+        .map(|f| f["text"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    while let Ok(frame) = tokio::time::timeout(within, client.recv_type("typing")).await {
+        if frame["user"]["name"] == author {
+            seen.push(frame["text"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn drafts_go_to_members_never_to_previewers() {
+    let stack = Stack::start().await;
+    let (a, b) = (stack.gateway(&[]).await, stack.gateway(&[]).await);
+    let (owner_token, _) = stack.user("quill").await;
+    let (member_token, _) = stack.user("rowan").await;
+    let (previewer_token, _) = stack.user("sable").await;
+    let (far_previewer_token, _) = stack.user("tamsin").await;
+    let room = stack.room(&owner_token, false).await;
+    let (status, _) = stack
+        .post_with(&format!("/api/rooms/{room}/join"), Some(&member_token), json!({}))
+        .await;
+    assert_eq!(status, 200);
+
+    let mut owner = Client::connect(&a, &owner_token).await;
+    owner.join(&room, None).await;
+    // On the same gateway as the member, and on the typist's: a public room's preview, live but not joined.
+    let mut member = Client::connect(&b, &member_token).await;
+    member.join(&room, None).await;
+    let mut previewer = Client::connect(&b, &previewer_token).await;
+    previewer.join(&room, None).await;
+    let mut far_previewer = Client::connect(&a, &far_previewer_token).await;
+    far_previewer.join(&room, None).await;
+
+    // The member sees the draft, at once or once the gateway has asked who is a member.
+    owner
+        .send(json!({"type": "typing", "room": room, "text": "the surprise party is on friday"}))
+        .await;
+    let first = member.recv_type("typing").await;
+    assert_eq!(first["text"], "the surprise party is on friday", "{first}");
+    owner
+        .send(json!({"type": "typing", "room": room, "text": "the surprise party is on saturday"}))
+        .await;
+    assert_eq!(
+        member.recv_type("typing").await["text"],
+        "the surprise party is on saturday"
+    );
+    // The message itself is for everyone in the room; the drafts before it were not.
+    let seq = owner.say(&room, "party", "the party is on saturday").await;
+    for client in [&mut member, &mut previewer, &mut far_previewer] {
+        assert_eq!(client.recv_type("message").await["seq"].as_u64(), Some(seq));
+    }
+    for client in [&mut previewer, &mut far_previewer] {
+        let seen = drafts_seen(client, "quill", std::time::Duration::from_millis(500)).await;
+        assert!(seen.is_empty(), "a previewer saw drafts: {seen:?}");
+    }
+
+    // The previewer joins through the API: drafts reach them within the 10 s a non-member's answer holds.
+    let (status, _) = stack
+        .post_with(&format!("/api/rooms/{room}/join"), Some(&previewer_token), json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let joined_at = std::time::Instant::now();
+    let mut seen = Vec::new();
+    let mut i = 0;
+    while seen.is_empty() && joined_at.elapsed() < std::time::Duration::from_secs(20) {
+        i += 1;
+        owner
+            .send(json!({"type": "typing", "room": room, "text": format!("draft {i}")}))
+            .await;
+        seen = drafts_seen(&mut previewer, "quill", std::time::Duration::from_millis(1000))
+            .await
+            .into_iter()
+            .filter(|text| !text.is_empty())
+            .collect();
+    }
+    assert!(!seen.is_empty(), "a new member saw no draft within 20 s");
+    assert!(
+        joined_at.elapsed() < std::time::Duration::from_secs(13),
+        "a new member saw drafts only after {:?}",
+        joined_at.elapsed()
+    );
+    let seen = drafts_seen(&mut far_previewer, "quill", std::time::Duration::from_millis(500)).await;
+    assert!(seen.is_empty(), "the other previewer saw drafts: {seen:?}");
 }
