@@ -11,7 +11,7 @@ use natter_stream::journal::{Lookup, PublishError};
 use natter_proto::bus::{Change, RoomAccess, StoredMessage, TypingEvent};
 use natter_proto::close;
 use natter_proto::error::ErrorCode;
-use natter_proto::frame::{ClientFrame, ServerFrame};
+use natter_proto::frame::{ClientFrame, PersonalEvent, ServerFrame, UserRef};
 use natter_proto::{ClientMsgId, RoomId, subject};
 
 use crate::frame::{self, OpCode};
@@ -516,9 +516,25 @@ impl Session {
                 None => return self.error(ErrorCode::Overloaded, OVERLOADED.into(), Some(id.to_string())),
             },
         };
+        // Those it mentions are told once it is stored, on their personal subjects (not the author, who knows).
+        let tell = (!stored.mentions.is_empty()).then(|| {
+            let mentioned: Vec<String> = stored
+                .mentions
+                .iter()
+                .filter(|user| user.id != self.peer.user.id)
+                .map(|user| user.id.clone())
+                .collect();
+            (self.gw.hub.nats().clone(), self.peer.user.clone(), mentioned)
+        });
         match self.gw.publish(&room, &self.peer.user.id, &stored, place).await {
             Ok(ack) => {
-                let waiting: InFlight = Box::pin(async move { (room, id, read_at, ack.await) });
+                let waiting: InFlight = Box::pin(async move {
+                    let outcome = ack.await;
+                    if let (Ok(seq), Some((nats, by, mentioned))) = (&outcome, tell) {
+                        tell_mentioned(&nats, &room, *seq, by, &mentioned).await;
+                    }
+                    (room, id, read_at, outcome)
+                });
                 self.in_flight.get_or_insert_default().push(waiting);
             }
             Err(reason) => self.answer_send(room, id, read_at, Err(reason)),
@@ -653,4 +669,24 @@ async fn stored(
         return outcome;
     }
     std::future::pending().await
+}
+
+/// Tells each of `users` (ids, safe subject tokens: the auth API named them) that a message of `by`'s at `seq` in
+/// `room` mentions them, on their personal subjects. Core NATS, like every personal event: a user with no
+/// connection at the moment reads their mentions from the API.
+async fn tell_mentioned(nats: &async_nats::Client, room: &RoomId, seq: u64, by: UserRef, users: &[String]) {
+    let event = PersonalEvent::Mentioned {
+        room: room.clone(),
+        seq,
+        by,
+    };
+    let Ok(payload) = serde_json::to_vec(&event) else {
+        return;
+    };
+    let payload = bytes::Bytes::from(payload);
+    for user in users {
+        if let Err(err) = nats.publish(subject::user_events(user), payload.clone()).await {
+            tracing::debug!(%user, error = %err, "cannot tell a user they were mentioned");
+        }
+    }
 }

@@ -139,6 +139,15 @@ pub enum PersonalEvent {
         /// The room concerned.
         room: RoomId,
     },
+    /// A message mentioning the user was stored: told even to connections not in the room, once it is acked.
+    Mentioned {
+        /// The room.
+        room: RoomId,
+        /// The message's position.
+        seq: u64,
+        /// Its author.
+        by: UserRef,
+    },
 }
 
 /// A frame sent by a gateway to a client.

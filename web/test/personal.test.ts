@@ -79,6 +79,26 @@ describe("mentions and personal events", () => {
     env.client.stop();
   });
 
+  it("counts a mention told on the personal channel once, whether it or the message comes first", async () => {
+    const env = await online([["lobby", { last_seq: 5, read_seq: 5, unread: 0, mentions: 0 }]]);
+    env.socket.deliver({ type: "personal", event: { kind: "mentioned", room: "lobby", seq: 6, by: BOB } });
+    expect(env.client.room("lobby")?.mentions).toBe(1);
+    env.socket.deliver({ ...message("lobby", 6, 5), body: "@alice hi", mentions: [ME] });
+    expect(env.client.room("lobby")?.mentions).toBe(1);
+    env.socket.deliver({ ...message("lobby", 7, 6), body: "@alice again", mentions: [ME] });
+    env.socket.deliver({ type: "personal", event: { kind: "mentioned", room: "lobby", seq: 7, by: BOB } });
+    expect(env.client.room("lobby")?.mentions).toBe(2);
+    // One already read is not counted.
+    env.socket.deliver({ type: "personal", event: { kind: "mentioned", room: "lobby", seq: 3, by: BOB } });
+    expect(env.client.room("lobby")?.mentions).toBe(2);
+    // A room not known here yet is read from the API.
+    const before = listings(env);
+    env.socket.deliver({ type: "personal", event: { kind: "mentioned", room: "elsewhere", seq: 1, by: BOB } });
+    await tick();
+    expect(listings(env)).toBe(before + 1);
+    env.client.stop();
+  });
+
   it("re-reads the rooms when they changed, and after every reconnect", async () => {
     const env = await online([["lobby", {}]]);
     const before = listings(env);

@@ -73,3 +73,38 @@ async fn a_read_cursor_moved_on_one_device_reaches_the_users_other_connections_o
         assert_eq!(frame["event"]["room"], made["id"]);
     }
 }
+
+#[tokio::test]
+async fn a_mention_reaches_every_connection_of_the_member_named_even_outside_the_room() {
+    let stack = Stack::start().await;
+    let (a, b) = (stack.gateway(&[]).await, stack.gateway(&[]).await);
+    let (cleo_token, cleo_id) = stack.user("cleo").await;
+    let (dev_token, dev_id) = stack.user("dev").await;
+    let (outsider_token, _) = stack.user("eli").await;
+    let room = stack.room(&cleo_token, false).await;
+    let (status, body) = stack
+        .post_with(&format!("/api/rooms/{room}/join"), Some(&dev_token), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // dev is connected on both gateways and in no room; eli, not a member, is connected too.
+    let mut dev_phone = Client::connect(&a, &dev_token).await;
+    let mut dev_laptop = Client::connect(&b, &dev_token).await;
+    let mut outsider = Client::connect(&b, &outsider_token).await;
+    let mut cleo = Client::connect(&a, &cleo_token).await;
+    cleo.join(&room, None).await;
+    let seq = cleo.say(&room, "m1", "@dev @eli @cleo look at this").await;
+    for device in [&mut dev_phone, &mut dev_laptop] {
+        let frame = device.recv_type("personal").await;
+        assert_eq!(
+            frame["event"],
+            json!({"kind": "mentioned", "room": room, "seq": seq, "by": {"id": cleo_id, "name": "cleo"}}),
+            "{dev_id}"
+        );
+    }
+    // Neither the author nor a non-member named in the text hears of it.
+    for client in [&mut cleo, &mut outsider] {
+        client.send(json!({"type": "ping", "id": "p"})).await;
+        client.recv_type("pong").await;
+        assert!(client.queued("personal").is_empty(), "{:?}", client.queued("personal"));
+    }
+}

@@ -45,7 +45,9 @@ export interface MessageFrame {
  */
 export type PersonalEvent =
   | { kind: "read"; room: string; read_seq: number; unread: number; mentions: number }
-  | { kind: "rooms"; room?: string };
+  | { kind: "rooms"; room?: string }
+  /** A message mentioning the user was stored (also told to connections not in the room). */
+  | { kind: "mentioned"; room: string; seq: number; by: UserRef };
 
 /** A change to an earlier message: an event on the room's chain, with its own `seq` and `prev`. */
 export type ChangeFrame =

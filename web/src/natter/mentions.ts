@@ -204,6 +204,14 @@ export class Mentions {
       this.applyCount(this.of(room), lastSeq, event.mentions);
     } else if (event.kind === "rooms") {
       void ctx.membership.refresh().catch(() => undefined);
+    } else if (event.kind === "mentioned") {
+      const room = ctx.rooms.get(event.room);
+      // A room not known here yet (just joined elsewhere): its listing brings its count.
+      if (!room) return void ctx.membership.refresh().catch(() => undefined);
+      // Counted once, whether the message frame or this event comes first.
+      const state = this.of(room);
+      if (event.seq > Math.max(state.base, room.unread.readSeq)) state.live.add(event.seq);
+      ctx.emit();
     }
   }
 
