@@ -256,7 +256,7 @@ DASHBOARDS = {
                   (p99("natter_gateway_publish_latency_seconds"), "p99"),
                   (p99("natter_gateway_publish_latency_seconds", q="0.5"), "p50")),
             panel("Publish failures and gap fills", "Publishes not confirmed, by reason; messages fetched from "
-                  "the stream to fill a gap in a live feed; gaps the stream could not fill within 15 s "
+                  "the stream to fill a gap in a live feed; gaps the stream could not fill within 45 s "
                   "(receivers see them through prev).", "ops",
                   (f"sum by (reason) (rate(natter_gateway_publish_failures_total[{RATE}]))", "failed: {{reason}}"),
                   (f"sum(rate(natter_gateway_gap_fill_messages_total[{RATE}]))", "gap fills"),

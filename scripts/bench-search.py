@@ -141,11 +141,13 @@ SEARCH_SQL = (
 
 def explain(db_url, words, rooms):
     """EXPLAIN (ANALYZE, BUFFERS) of the search's statement prepared as the API's connections hold it (sqlx keeps
-    each statement prepared on its connection): its first execution, planned for these words (a custom plan), and
-    its sixth, after which PostgreSQL may keep a generic plan, made without the words, for every later execution.
-    Returns the two plans and whether the sixth was generic."""
+    each statement prepared on its connection, and the search sets `plan_cache_mode = force_custom_plan`): its
+    first execution and its sixth, after which PostgreSQL would keep a generic plan, made without the words, were
+    it allowed to. Returns the two plans and whether the sixth was generic."""
     args = f"{lit(words)}, {rooms_array(rooms)}, NULL, 21, 0"
-    sql = (f"PREPARE s(text, text[], text, bigint, bigint) AS {SEARCH_SQL};\n"
+    # As the API's search transaction sets it (natter_history::search::find).
+    sql = ("SET plan_cache_mode = force_custom_plan;\n"
+           f"PREPARE s(text, text[], text, bigint, bigint) AS {SEARCH_SQL};\n"
            f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE s({args});\n\\o /dev/null\n"
            + f"EXECUTE s({args});\n" * 4
            + f"\\o\nEXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE s({args});\n"
@@ -517,8 +519,9 @@ per search is the steadier figure. Command: `{args.command}` (auth API: `{args.a
 {' '.join(reading)}
 
 EXPLAIN (ANALYZE, BUFFERS) of the search's statement, prepared in psql as the API's connections hold it, with the
-user's {len(rooms_of(args))} rooms: its first execution, planned for the words (a custom plan), and its sixth, when
-PostgreSQL may settle on a generic plan for every later execution. The planner estimates every word at
+user's {len(rooms_of(args))} rooms and `plan_cache_mode = force_custom_plan` as the API sets it: its first
+execution, planned for the words (a custom plan), and its sixth, when PostgreSQL would otherwise settle on a generic
+plan, made without the words, for every later execution. The planner estimates every word at
 {ce['first']['gin_estimate']} rows a partition (the default selectivity of `@@`), so its plan is the same for a
 common word as for a rare one. {'Every partition holding messages was searched through its own GIN index' if uses_gin else 'Not every partition holding messages was searched through its own GIN index'}
 (a bitmap index scan per partition, `kind = 'message'` met by the partial index; the empty partitions, before

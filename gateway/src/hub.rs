@@ -132,6 +132,16 @@ impl Hub {
         }
     }
 
+    /// Has every room deliver what the stream holds past what it delivered (see [`RoomCmd::CatchUp`]).
+    pub fn catch_up_messages(&self) {
+        for handle in self.rooms().values() {
+            let _ = handle.tx.send(RoomCmd::CatchUp {
+                me: handle.tx.downgrade(),
+                tries: crate::room::CATCH_UP_TRIES,
+            });
+        }
+    }
+
     /// Has every room ask again at once whether its members may still be in it (room events may have been
     /// dropped); see [`RoomCmd::Recheck`].
     pub fn recheck_all(&self) {

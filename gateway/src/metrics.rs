@@ -30,7 +30,7 @@ pub const SLOW_CONSUMERS: &str = "natter_gateway_slow_consumer_disconnects_total
 /// Messages fetched from the stream to fill a gap in a room's live feed.
 pub const GAP_FILLS: &str = "natter_gateway_gap_fill_messages_total";
 /// Gaps a room could not fill from the stream within its patience (a stream without a leader or replica that
-/// has the messages for 15 s): receivers then see the gap through `prev`.
+/// has the messages for 45 s): receivers then see the gap through `prev`.
 pub const GAP_FILL_FAILURES: &str = "natter_gateway_gap_fill_failures_total";
 /// Messages replayed to rejoining clients.
 pub const REPLAYED: &str = "natter_gateway_replayed_messages_total";
@@ -219,7 +219,7 @@ pub fn register() {
     );
     describe_counter!(
         GAP_FILL_FAILURES,
-        "Gaps in a room's live feed the stream could not fill within 15 s; receivers see them through prev."
+        "Gaps in a room's live feed the stream could not fill within 45 s; receivers see them through prev."
     );
     describe_counter!(REPLAYED, "Messages replayed to rejoining clients.");
     describe_gauge!(

@@ -37,8 +37,15 @@ use crate::metrics;
 use crate::peer::{ConnId, Control, Outbound, Peer};
 
 /// How long a room task goes on asking the stream for the messages of a gap before it leaves the gap to the
-/// receivers (see `fill_gap`).
-const GAP_FILL_PATIENCE: Duration = Duration::from_secs(15);
+/// receivers (see `fill_gap`). A healed NATS cluster can answer "JetStream system temporarily unavailable" for
+/// half a minute (docs/faults.md, C2); meanwhile no send is acked either, so the room waiting delays nothing new.
+const GAP_FILL_PATIENCE: Duration = Duration::from_secs(45);
+
+/// How long a room waits before asking the stream again for its last message to catch up on.
+const CATCH_UP_RETRY: Duration = Duration::from_secs(2);
+
+/// How many times a room asks again (every [`CATCH_UP_RETRY`]) to catch up while the stream cannot be read.
+pub(crate) const CATCH_UP_TRIES: u32 = 30;
 
 /// How long a room task waits for other gateways' presence snapshots when it starts.
 const PRESENCE_SYNC_WINDOW: Duration = Duration::from_millis(150);
@@ -93,6 +100,14 @@ pub(crate) enum RoomCmd {
     /// Ask the auth API again now whether each local user may still be in the room (room events may have been
     /// dropped); at once after the round under way, if one is.
     Recheck,
+    /// Live messages may have been missed (NATS reconnected, or dropped messages of a subscription that fell
+    /// behind): deliver what the stream holds past the last one delivered. A missed message is found by the next
+    /// live one's `prev` too, but a room's last message has no next. Asked again through `me` (up to `tries`
+    /// more times, every [`CATCH_UP_RETRY`]) while the stream cannot be read.
+    CatchUp {
+        me: mpsc::WeakUnboundedSender<RoomCmd>,
+        tries: u32,
+    },
     /// A gateway's answer to this room's resync.
     Snapshot(natter_proto::bus::PresenceSnapshot),
     /// The resync's answers are all in: gateways that did not answer have no users in the room.
@@ -386,6 +401,7 @@ impl RoomTask {
                     self.recheck_at = Instant::now();
                 }
             }
+            RoomCmd::CatchUp { me, tries } => self.catch_up(me, tries).await,
             RoomCmd::Snapshot(snapshot) => self.apply_snapshot(snapshot),
             RoomCmd::ResyncDone => self.finish_resync(),
             RoomCmd::GatewayGone { gateway } => {
@@ -423,6 +439,32 @@ impl RoomTask {
             prev
         };
         self.deliver(seq, prev, &msg.payload);
+    }
+
+    /// Delivers what the stream holds past the last message delivered (see [`RoomCmd::CatchUp`]).
+    async fn catch_up(&mut self, me: mpsc::WeakUnboundedSender<RoomCmd>, tries: u32) {
+        if !self.baseline_known {
+            return;
+        }
+        match self.last_stored_seq().await {
+            Some(last) if last > self.last_seq => {
+                self.fill_gap(last, last + 1).await;
+                self.flush(Instant::now());
+            }
+            Some(_) => {}
+            None if tries > 0 => {
+                tokio::spawn(async move {
+                    tokio::time::sleep(CATCH_UP_RETRY).await;
+                    if let Some(me) = me.upgrade() {
+                        let _ = me.send(RoomCmd::CatchUp {
+                            me: me.downgrade(),
+                            tries: tries - 1,
+                        });
+                    }
+                });
+            }
+            None => tracing::warn!(room = %self.room, "cannot read the room's last message to catch up on it"),
+        }
     }
 
     /// Fetches and delivers the room's stored messages between the last delivered one and `until`, the live

@@ -231,6 +231,7 @@ impl Gateway {
         self.hub.access().clear();
         self.hub.recheck_all();
         self.hub.resync_presence();
+        self.hub.catch_up_messages();
     }
 
     /// Whether `user` may join `room` (see [`crate::access`]).

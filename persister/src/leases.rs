@@ -143,6 +143,8 @@ pub struct Leases {
     /// This persister's id: the value of every lease it holds, unique among live persisters.
     id: String,
     held: BTreeMap<u8, Held>,
+    /// How many persisters the last listing of members found.
+    members_seen: Option<usize>,
 }
 
 impl Leases {
@@ -188,6 +190,7 @@ impl Leases {
             kv,
             id: id.to_owned(),
             held: BTreeMap::new(),
+            members_seen: None,
         })
     }
 
@@ -295,28 +298,48 @@ impl Leases {
         answer(self.kv.delete(member_key(&self.id))).await
     }
 
-    /// Reads which persisters are alive and which partitions are free, in one pass over the bucket's keys.
-    pub async fn survey(&self) -> Result<Survey, Error> {
-        let keys = async {
+    /// Reads which persisters are alive and which partitions are free. Each partition's lease is read with a
+    /// direct get (answered by a replica, nothing made on the server); the members by listing the bucket's keys,
+    /// which makes a consumer and so needs the cluster's meta leader. A healed cluster settling can refuse new
+    /// consumers for half a minute while it answers direct gets and writes: then the last count of members stands
+    /// (this one alone if it never had one), and free partitions are still found and taken.
+    pub async fn survey(&mut self) -> Result<Survey, Error> {
+        let leases = futures::future::join_all((0..PARTITIONS).map(|partition| answer(self.kv.entry(key(partition)))));
+        let (leases, members) = tokio::join!(leases, self.members());
+        let mut free = Vec::new();
+        for (partition, lease) in (0..PARTITIONS).zip(leases) {
+            if lease?.is_none_or(|entry| entry.operation != kv::Operation::Put) {
+                free.push(partition);
+            }
+        }
+        let members = match members {
+            Ok(members) => {
+                self.members_seen = Some(members);
+                members
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "cannot list the persisters; counting the last ones seen");
+                self.members_seen.unwrap_or(1)
+            }
+        };
+        Ok(Survey { members, free })
+    }
+
+    /// How many persisters are alive, this one included (whether or not its own membership got through).
+    async fn members(&self) -> Result<usize, Error> {
+        let listed = async {
             let mut keys = self.kv.keys().await.map_err(|e| Error::Refused(e.to_string()))?;
             let mut members = BTreeSet::new();
-            let mut held = BTreeSet::new();
             while let Some(key) = keys.next().await {
                 let key = key.map_err(|e| Error::Refused(e.to_string()))?;
                 if let Some(id) = key.strip_prefix("m.") {
                     members.insert(id.to_owned());
-                } else if let Some(partition) = key.strip_prefix('p').and_then(|p| p.parse::<u8>().ok()) {
-                    held.insert(partition);
                 }
             }
-            // This persister is alive whether or not its own membership got through.
             members.insert(self.id.clone());
-            Ok::<_, Error>(Survey {
-                members: members.len(),
-                free: (0..PARTITIONS).filter(|p| !held.contains(p)).collect(),
-            })
+            Ok::<_, Error>(members.len())
         };
-        tokio::time::timeout(ANSWER_WITHIN, keys)
+        tokio::time::timeout(ANSWER_WITHIN, listed)
             .await
             .unwrap_or(Err(Error::TimedOut))
     }
