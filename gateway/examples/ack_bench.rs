@@ -21,7 +21,9 @@ use natter_test_support::stack::{Program, Stack};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+mod common;
+
+use common::{Ws, connect, join, percentiles, send, until};
 
 struct Args {
     /// Probes per mode and phase.
@@ -74,40 +76,6 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS line")
 }
 
-async fn connect(gw: &Program, token: &str) -> Ws {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}?token={token}", gw.ws_url()))
-        .await
-        .expect("WebSocket connects");
-    until(&mut ws, |f| f["type"] == "hello").await;
-    ws
-}
-
-/// Reads frames until one matches; returns it.
-async fn until(ws: &mut Ws, matches: impl Fn(&Value) -> bool) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
-            .await
-            .expect("a frame in time")
-            .expect("open")
-            .expect("readable");
-        if let Message::Text(text) = msg {
-            let frame: Value = serde_json::from_str(&text).expect("JSON");
-            if matches(&frame) {
-                return frame;
-            }
-        }
-    }
-}
-
-async fn send(ws: &mut Ws, frame: Value) {
-    ws.send(Message::text(frame.to_string())).await.expect("send");
-}
-
-async fn join(ws: &mut Ws, room: &str) {
-    send(ws, json!({"type": "join", "room": room})).await;
-    until(ws, |f| f["type"] == "joined").await;
-}
-
 /// One send, timed from its write to its ack.
 async fn probe(ws: &mut Ws, room: &str, id: &str) -> Duration {
     let started = Instant::now();
@@ -115,13 +83,6 @@ async fn probe(ws: &mut Ws, room: &str, id: &str) -> Duration {
     let answer = until(ws, |f| (f["type"] == "ack" && f["id"] == id) || f["type"] == "error").await;
     assert_eq!(answer["type"], "ack", "{answer}");
     started.elapsed()
-}
-
-/// p50 and p99 in milliseconds.
-fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)].as_secs_f64() * 1e3;
-    (at(0.50), at(0.99))
 }
 
 /// Probes both gateways in turn, `n` each; (stored, persisted) latencies.
