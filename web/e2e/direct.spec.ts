@@ -103,8 +103,17 @@ test("two people write to each other from a room's member list; a block closes i
   ).toBeVisible();
   await expect(bob.page.getByText("This conversation is closed.")).toBeVisible();
 
-  // Alice lifts the block: the conversation opens again for both, and they are heard.
-  await alice.page.getByRole("button", { name: "Unblock" }).click();
+  // Alice finds Bob among the people she blocks, in her Account, and lifts the block there (the closed
+  // conversation offers Unblock too): it opens again for both, and they are heard.
+  await expect(alice.page.getByRole("button", { name: "Unblock", exact: true })).toBeVisible();
+  await alice.page.getByRole("button", { name: "Account", exact: true }).click();
+  const account = alice.page.getByRole("dialog", { name: "Account" });
+  const blocked = account.getByRole("region", { name: "People you block" });
+  await expect(blocked.getByRole("listitem")).toHaveCount(1);
+  await expect(blocked.getByRole("listitem")).toContainText(bob.name);
+  await blocked.getByRole("button", { name: `Unblock ${bob.name}` }).click();
+  await expect(blocked.getByText("You block no one.")).toBeVisible();
+  await account.getByRole("button", { name: "Close account" }).click();
   await expect(composer(alice.page, bob.name)).toBeVisible();
   await expect(alice.page.getByRole("button", { name: "Block", exact: true })).toBeVisible();
   await expect(composer(bob.page, alice.name)).toBeVisible({ timeout: 20_000 });

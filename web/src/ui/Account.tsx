@@ -1,5 +1,6 @@
 /**
- * The Account dialog: the user's sessions (signed-in devices), ending the others, and changing the password.
+ * The Account dialog: the user's sessions (signed-in devices), ending the others, changing the password, and the
+ * people the user blocks, each with Unblock.
  * A modal `<dialog>`: focus stays inside, Escape closes it, and it fits a phone's width.
  */
 
@@ -7,6 +8,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 
 import type { Account } from "../natter/account";
 import type { SessionInfo } from "../natter/api";
+import type { NatterClient } from "../natter/client";
 import { describe } from "./errors";
 import { Outcome, type Result } from "./Outcome";
 import { PasswordForm } from "./PasswordForm";
@@ -14,7 +16,17 @@ import { ago, deviceName } from "./sessionWords";
 
 type Listing = { state: "loading" } | { state: "failed"; error: string } | { state: "ready"; sessions: SessionInfo[] };
 
-export function AccountDialog({ account, guest, onClose }: { account: Account; guest: boolean; onClose: () => void }) {
+export function AccountDialog({
+  account,
+  client,
+  guest,
+  onClose,
+}: {
+  account: Account;
+  client: NatterClient;
+  guest: boolean;
+  onClose: () => void;
+}) {
   const dialog = useRef<HTMLDialogElement>(null);
   const [listing, setListing] = useState<Listing>({ state: "loading" });
 
@@ -50,6 +62,7 @@ export function AccountDialog({ account, guest, onClose }: { account: Account; g
         )}
         {listing.state === "ready" && <SessionList account={account} sessions={listing.sessions} onEnded={load} />}
       </section>
+      <BlockedList client={client} />
       <section aria-labelledby="password-title">
         <h3 id="password-title">Password</h3>
         {guest ? (
@@ -59,6 +72,48 @@ export function AccountDialog({ account, guest, onClose }: { account: Account; g
         )}
       </section>
     </dialog>
+  );
+}
+
+/** The people the user blocks, the latest first, each with Unblock (their conversation opens again). */
+function BlockedList({ client }: { client: NatterClient }) {
+  const [error, setError] = useState<string | undefined>();
+  const [busy, setBusy] = useState<string | undefined>();
+  const blocks = client.blocks();
+  const unblock = (id: string) => {
+    setBusy(id);
+    setError(undefined);
+    client.unblock(id).then(
+      () => setBusy(undefined),
+      (err) => {
+        setBusy(undefined);
+        setError(describe(err));
+      },
+    );
+  };
+  return (
+    <section aria-labelledby="blocked-title">
+      <h3 id="blocked-title">People you block</h3>
+      {blocks.length === 0 ? (
+        <p class="hint">You block no one.</p>
+      ) : (
+        <ul class="blocked-list">
+          {blocks.map((b) => (
+            <li key={b.id}>
+              <span class="name">{b.name}</span> <span class="hint">since {ago(b.since)}</span>{" "}
+              <button type="button" disabled={busy === b.id} onClick={() => unblock(b.id)}>
+                Unblock {b.name}
+              </button>
+            </li>
+          ))}
+        </ul>
+      )}
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
+    </section>
   );
 }
 

@@ -152,7 +152,12 @@ export function Chat({ api, client, session }: { api: Api; client: NatterClient;
         )}
       </main>
       {showAccount && (
-        <AccountDialog account={account} guest={session.user?.guest ?? false} onClose={() => setShowAccount(false)} />
+        <AccountDialog
+          account={account}
+          client={client}
+          guest={session.user?.guest ?? false}
+          onClose={() => setShowAccount(false)}
+        />
       )}
       <div class="alerts" role="alert" aria-live="assertive">
         {alerts.map((a) => (
