@@ -178,6 +178,9 @@ async fn main() {
     );
     println!(
         "{}",
-        line("mention: send to the `mentioned` event on a device in no room", mentioned)
+        line(
+            "mention: send to the `mentioned` event on a device in no room",
+            mentioned
+        )
     );
 }

@@ -250,3 +250,39 @@ async fn every_partition_has_its_search_index_including_ones_made_later() {
     missing.sort();
     assert!(missing.is_empty(), "partitions without a search index: {missing:?}");
 }
+
+#[tokio::test]
+async fn a_direct_conversation_is_searched_by_its_two_people_and_named_after_the_other() {
+    let app = spawn_app().await;
+    let (ann, bob, eve) = (
+        person(&app, "ann").await,
+        person(&app, "bob").await,
+        person(&app, "eve").await,
+    );
+    let made = app
+        .call(
+            Method::POST,
+            "/api/conversations/direct",
+            Some(&ann.token),
+            Some(serde_json::json!({"user": "bob"})),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let dm = room_id(&made.body);
+    let mut history = History::new(&app);
+    let seq = history.say(&dm, &ann, "the lighthouse keys are under the mat");
+    history.write().await;
+
+    // Each finds it, named after the other person, as their sidebar names it.
+    for (who, shown) in [(&ann, "bob"), (&bob, "ann")] {
+        let reply = search(&app, who, "q=lighthouse").await;
+        assert_eq!(found(&reply), vec![seq]);
+        assert_eq!(reply.body["results"][0]["room"], dm.as_str());
+        assert_eq!(reply.body["results"][0]["room_name"], shown, "{}", reply.body);
+    }
+    // Someone else finds nothing, and asking for the conversation by id is refused.
+    assert!(found(&search(&app, &eve, "q=lighthouse").await).is_empty());
+    search(&app, &eve, &format!("q=lighthouse&room={dm}"))
+        .await
+        .assert_error(403, "room_private");
+}

@@ -52,4 +52,3 @@ pub fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
     let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)].as_secs_f64() * 1e3;
     (at(0.50), at(0.99))
 }
-
