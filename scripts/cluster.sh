@@ -267,14 +267,16 @@ cluster_up() {
   nats_list="$(IFS=,; echo "${nats_urls[*]}")"
   nats_url="$nats_list"
 
-  # NATS: three JetStream servers, each routing to the other two.
+  # NATS: three JetStream servers, each routing to the other two, of a build whose replicas agree after a partition
+  # heals (cluster_nats_bin).
+  CLUSTER_NATS_BIN="$(cluster_nats_bin)"
   start_cluster_nats() { # n
     local self routes=() m
     self="$(cluster_addr "nats-$1")"
     for m in 1 2 3; do [ "$m" = "$1" ] || routes+=("nats://$(cluster_addr "nats-$m"):6222"); done
     mkdir -p "$data/nats-$1"
     # shellcheck disable=SC2046
-    cluster_run "nats-$1" env $(nats_server_env) "$(nats_bin)" -c "$data/nats-auth.conf" --name "nats-$1" -a "$self" -p 4222 -m 8222 -js -sd "$data/nats-$1" \
+    cluster_run "nats-$1" env $(nats_server_env) "$CLUSTER_NATS_BIN" -c "$data/nats-auth.conf" --name "nats-$1" -a "$self" -p 4222 -m 8222 -js -sd "$data/nats-$1" \
       --cluster_name natter --cluster "nats://$self:6222" --routes "$(IFS=,; echo "${routes[*]}")" \
       -l "$data/nats-$1.log" &
   }

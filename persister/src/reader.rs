@@ -207,15 +207,6 @@ impl Reading {
                 ::metrics::counter!(metrics::STREAM_RECREATED).increment(1);
             }
             let epoch = opened.epoch;
-            tracing::debug!(
-                partition,
-                epoch,
-                pending = opened.consumer.cached_info().num_pending,
-                ack_pending = opened.consumer.cached_info().num_ack_pending,
-                delivered = opened.consumer.cached_info().delivered.stream_sequence,
-                ack_floor = opened.consumer.cached_info().ack_floor.stream_sequence,
-                "diag: partition opened"
-            );
             if let Some(old) = report.replace(Report::start(partition, opened.consumer.clone(), backlog.clone())) {
                 old.0.abort();
             }
@@ -434,24 +425,10 @@ impl Report {
             let mut tick = tokio::time::interval(INFO_EVERY);
             loop {
                 tick.tick().await;
-                match consumer.info().await {
-                    Ok(info) => {
-                        let held_back = info.num_ack_pending
-                            >= usize::try_from(info.config.max_ack_pending).unwrap_or(usize::MAX);
-                        tracing::debug!(
-                            partition,
-                            pending = info.num_pending,
-                            ack_pending = info.num_ack_pending,
-                            waiting = info.num_waiting,
-                            redelivered = info.num_redelivered,
-                            delivered = info.delivered.stream_sequence,
-                            ack_floor = info.ack_floor.stream_sequence,
-                            leader = ?info.cluster.as_ref().and_then(|c| c.leader.clone()),
-                            "diag: consumer info"
-                        );
-                        backlog.set(partition, info.num_pending, info.num_ack_pending as u64, held_back);
-                    }
-                    Err(err) => tracing::debug!(partition, error = %err, "diag: consumer info failed"),
+                if let Ok(info) = consumer.info().await {
+                    let held_back =
+                        info.num_ack_pending >= usize::try_from(info.config.max_ack_pending).unwrap_or(usize::MAX);
+                    backlog.set(partition, info.num_pending, info.num_ack_pending as u64, held_back);
                 }
             }
         }))

@@ -308,7 +308,9 @@ fn command(port: u16, dir: &Path) -> Result<Command, String> {
             std::fs::remove_file(entry.path()).map_err(|e| format!("cannot remove a stale ports file: {e}"))?;
         }
     }
-    let mut cmd = Command::new(binary());
+    // A cluster node may run another build than a lone server (see `cluster_binary`).
+    let cluster = dir.join(CLUSTER_CONF).exists();
+    let mut cmd = Command::new(if cluster { cluster_binary() } else { binary() });
     std::fs::write(dir.join("auth.conf"), AUTH_CONF).map_err(|e| format!("cannot write auth.conf: {e}"))?;
     let mut conf = String::from("include \"auth.conf\"\n");
     if !dir.join(AS_DEPLOYED).exists() {
@@ -334,6 +336,15 @@ fn command(port: u16, dir: &Path) -> Result<Command, String> {
         .arg("--ports_file_dir")
         .arg(dir);
     Ok(cmd)
+}
+
+/// The `nats-server` binary of a cluster's nodes: `$NATS_CLUSTER_SERVER_BIN`, else the lone server's. nats-server
+/// 2.9.10 (Debian 12's) can leave a stream's replicas holding different messages at the same sequence after a
+/// partition heals (fixed in 2.9.21; docs/faults.md, C2), so `./natter test` gives the cluster faults a newer one.
+fn cluster_binary() -> PathBuf {
+    std::env::var_os("NATS_CLUSTER_SERVER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(binary)
 }
 
 /// The `nats-server` binary: `$NATS_SERVER_BIN`, or the first found in the usual places, or `PATH`.
