@@ -217,6 +217,11 @@ impl Ownership {
             if wanted == 0 {
                 break;
             }
+            // Still being read or handed over here (its lease aged out meanwhile, which the next refresh finds):
+            // a second reader of it would replace the first without stopping it.
+            if self.owned.contains_key(&partition) {
+                continue;
+            }
             match self.leases.take(partition).await {
                 Ok(Some(why)) => {
                     ::metrics::counter!(metrics::LEASES_TAKEN, "reason" => why.label()).increment(1);

@@ -187,7 +187,9 @@ impl Reading {
         // Set once the partition is handed over: read on until nothing comes for DRAIN_QUIET, or until then.
         let mut drain_until: Option<Instant> = None;
         loop {
-            if *stop.borrow() != Stop::No {
+            // A reader whose handle is gone (dropped, not asked to stop) stops too: nobody holds its lease for it,
+            // and its closed channel would otherwise end every pause at once.
+            if *stop.borrow() != Stop::No || stop.has_changed().is_err() {
                 return false;
             }
             let opened = match source.open(partition).await {
