@@ -58,11 +58,9 @@ pub async fn publish(
 ) -> Result<impl Future<Output = Result<Stored, PublishError>> + Send + 'static, PublishError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let payload = serde_json::to_vec(stored).map_err(|_| PublishError::Encode)?;
+    let dedup_id = message_dedup_id(user_id, &stored.id);
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert(
-        async_nats::header::NATS_MESSAGE_ID,
-        message_dedup_id(user_id, &stored.id).as_str(),
-    );
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, dedup_id.as_str());
     let sent = tokio::time::timeout_at(
         deadline,
         js.publish_with_headers(subject::room_messages(room), headers, payload.into()),
@@ -79,11 +77,25 @@ pub async fn publish(
         Err(_) => return Err(PublishError::Timeout),
     };
     let room = room.clone();
+    let js = js.clone();
     Ok(async move {
         match tokio::time::timeout_at(deadline, ack).await {
+            Ok(Ok(ack)) if ack.duplicate => {
+                match tokio::time::timeout_at(deadline, stored_at(&js, ack.sequence, dedup_id.as_str())).await {
+                    Ok(true) => Ok(Stored {
+                        seq: ack.sequence,
+                        duplicate: true,
+                    }),
+                    Ok(false) => {
+                        tracing::warn!(room = %room, seq = ack.sequence, "a resend was acked as a duplicate of a message the stream does not hold; not confirmed");
+                        Err(PublishError::Refused)
+                    }
+                    Err(_) => Err(PublishError::Timeout),
+                }
+            }
             Ok(Ok(ack)) => Ok(Stored {
                 seq: ack.sequence,
-                duplicate: ack.duplicate,
+                duplicate: false,
             }),
             Ok(Err(err)) => {
                 tracing::debug!(room = %room, error = %err, "publish not confirmed");
@@ -92,6 +104,26 @@ pub async fn publish(
             Err(_) => Err(PublishError::Timeout),
         }
     })
+}
+
+/// Whether the chat stream's leader holds the message of dedup id `id` at `seq`: asked before a duplicate's ack is
+/// trusted. A stream leader cut off from its quorum answers a resend as a duplicate of a first try it proposed but
+/// could not commit, with that try's sequence, though no replica keeps the message: seen on nats-server 2.10.26
+/// (docs/faults.md, C2). The leader's read (`$JS.API.STREAM.MSG.GET`) sees only what was committed.
+async fn stored_at(js: &jetstream::Context, seq: u64, id: &str) -> bool {
+    let Ok(stream) = js.get_stream_no_info(natter_proto::bus::CHAT_STREAM).await else {
+        return false;
+    };
+    match stream.get_raw_message(seq).await {
+        Ok(message) => message
+            .headers
+            .get(async_nats::header::NATS_MESSAGE_ID)
+            .is_some_and(|value| value.as_str() == id),
+        Err(err) => {
+            tracing::debug!(seq, error = %err, "cannot read a duplicate's first try from the stream's leader");
+            false
+        }
+    }
 }
 
 /// A room's stored messages after a sequence, each with its sequence and the room's previous one.
