@@ -4,11 +4,12 @@
 //! Modules, in the order a run touches them: [`run`] (flags, phases, merging), [`setup`] (tokens, rooms and
 //! history through the auth API), [`plan`] (what coordinator and workers say to each other), [`worker`] and
 //! [`client`] (the simulated users) with [`ws`] (their WebSocket, on fastwebsockets), [`accounting`] and [`latency`] (what each receiver got, and when),
-//! [`scrape`] (gateway metrics), [`report`] and [`plot`] (the output); [`saturate`] runs fan-out steps at a
+//! [`scrape`] (gateway metrics), [`cpu`] (CPU time from `/proc`), [`report`] and [`plot`] (the output); [`saturate`] runs fan-out steps at a
 //! rising rate to find the highest that holds.
 
 pub mod accounting;
 pub mod client;
+pub mod cpu;
 pub mod latency;
 pub mod plan;
 pub mod plot;

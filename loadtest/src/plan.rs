@@ -113,6 +113,9 @@ pub enum FromWorker {
         connected: u64,
         /// Clients that could not connect.
         failed: u64,
+        /// The worker's CPU seconds (user + system) so far: the connect phase's cost.
+        #[serde(default)]
+        cpu_secs: f64,
     },
     /// The senders are done: seqs acknowledged to them, by room.
     Acked {
@@ -152,6 +155,9 @@ pub struct Progress {
 pub struct WorkerResult {
     /// Clients planned.
     pub clients: u64,
+    /// The worker's CPU seconds (user + system) at its end, its final accounting included.
+    #[serde(default)]
+    pub cpu_secs: f64,
     /// Clients that connected and joined at least once.
     pub connected: u64,
     /// Connection attempts that failed, by cause.
@@ -210,6 +216,7 @@ impl WorkerResult {
     /// Adds another worker's counts; the histograms (serialized) are merged by the caller.
     pub fn add_counts(&mut self, other: &WorkerResult) {
         self.clients += other.clients;
+        self.cpu_secs += other.cpu_secs;
         self.connected += other.connected;
         self.sent += other.sent;
         self.acked += other.acked;

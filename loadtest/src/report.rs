@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::cpu::PhaseCost;
 use crate::latency::Latencies;
 use crate::plot::IntervalPoint;
 use crate::scrape::Sample;
@@ -272,6 +273,14 @@ pub struct Report {
     pub history_reads: Option<HistoryReads>,
     /// Gateway-side figures.
     pub gateway_metrics: GatewayFigures,
+    /// CPU by role (`harness`: the workers and the coordinator; `gateways`: from their metrics; any role watched
+    /// with `--watch-cpu`), per phase and per unit of work.
+    #[serde(default)]
+    pub cpu: BTreeMap<String, PhaseCost>,
+    /// Deliveries per CPU second of the gateways and nats-server together over the send phase (with
+    /// `--watch-cpu nats=PID`).
+    #[serde(default)]
+    pub relay_deliveries_per_cpu_second: Option<f64>,
     /// Latency and memory at the start and the end of the send phase.
     pub drift: Drift,
     /// Per second, from the first connection to the end.
@@ -388,6 +397,28 @@ impl Report {
                 &mut out,
                 "gateway CPU",
                 format!("{cpu:.1} s while sending, {per:.0} deliveries per CPU second"),
+            );
+        }
+        let per_unit = |pick: fn(&PhaseCost) -> Option<f64>, digits: usize| {
+            self.cpu
+                .iter()
+                .filter_map(|(role, cost)| pick(cost).map(|us| format!("{role} {us:.digits$} µs")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let per_connection = per_unit(|c| c.per_connection_us, 0);
+        if !per_connection.is_empty() {
+            row(&mut out, "cpu per connection", per_connection);
+        }
+        let per_delivery = per_unit(|c| c.per_delivery_us, 2);
+        if !per_delivery.is_empty() {
+            row(&mut out, "cpu per delivery", per_delivery);
+        }
+        if let Some(rate) = self.relay_deliveries_per_cpu_second {
+            row(
+                &mut out,
+                "relay",
+                format!("{rate:.0} deliveries per CPU second of the gateways and nats-server"),
             );
         }
         if let (Some(a), Some(b)) = (g.memory_connected_bytes, g.memory_end_bytes) {

@@ -15,6 +15,7 @@ use tokio::process::{Child, ChildStdin};
 use tokio::sync::mpsc;
 
 use crate::client::unix_micros;
+use crate::cpu::PhaseCost;
 use crate::latency::Latencies;
 use crate::plan::{FromWorker, Schedule, ToWorker, UserPlan, WorkerPlan, WorkerResult};
 use crate::report::{
@@ -235,6 +236,12 @@ pub struct RunArgs {
     /// elsewhere with nothing lost.
     #[arg(long)]
     pub drain_gateway_pid: Option<u32>,
+
+    /// A local process whose CPU time (from /proc) the report divides by the connections and deliveries, as
+    /// ROLE=PID (`nats=1234`); repeat it, and several processes of one role are summed.
+    #[arg(long = "watch-cpu", value_parser = crate::cpu::parse_watched)]
+    #[serde(skip)]
+    pub watch_cpu: Vec<crate::cpu::Watched>,
 
     /// Scrape the --metrics pages this often during the send phase (soak default 10s; else only before, when
     /// connected and at the end).
@@ -626,6 +633,8 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
         .samples
         .extend(scrape::scrape_all(&http, &args.metrics, 0.0).await);
     let baseline = totals(&figures.samples);
+    let watched_at_start = crate::cpu::by_role(&args.watch_cpu);
+    let own_at_start = crate::cpu::own_seconds();
 
     // Start the workers.
     let exe = std::env::current_exe().context("cannot find the harness binary to start workers")?;
@@ -676,6 +685,10 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
     let connect_started = Instant::now();
     let mut connect_secs = 0.0;
     let mut ready = 0;
+    // The workers' CPU once connected, and the coordinator's and the watched processes' at that moment.
+    let mut workers_cpu_connected = 0.0;
+    let mut own_connected = own_at_start;
+    let mut watched_connected = watched_at_start.clone();
     let mut acked_from = 0;
     let mut acked: HashMap<String, Vec<u64>> = HashMap::new();
     let mut results: Vec<WorkerResult> = Vec::new();
@@ -732,10 +745,13 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
                             let _ = lat.merge(&h);
                         }
                     }
-                    FromWorker::Ready { .. } => {
+                    FromWorker::Ready { cpu_secs, .. } => {
                         ready += 1;
+                        workers_cpu_connected += cpu_secs;
                         if ready == n {
                             connect_secs = connect_started.elapsed().as_secs_f64();
+                            own_connected = crate::cpu::own_seconds();
+                            watched_connected = crate::cpu::by_role(&args.watch_cpu);
                             let at = connect_secs;
                             figures.samples.extend(scrape::scrape_all(&http, &args.metrics, at).await);
                             // One second's notice, so every worker hears go before it is due.
@@ -814,6 +830,8 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
     for worker in &mut workers {
         let _ = worker.child.wait().await;
     }
+    let watched_at_end = crate::cpu::by_role(&args.watch_cpu);
+    let own_at_end = crate::cpu::own_seconds();
     figures
         .samples
         .extend(scrape::scrape_all(&http, &args.metrics, connect_started.elapsed().as_secs_f64()).await);
@@ -867,6 +885,33 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
         total.add_counts(r);
     }
 
+    // CPU per unit of work: the harness (its workers and this coordinator), the gateways (from their metrics) and
+    // every watched role.
+    let mut cpu_costs = BTreeMap::new();
+    cpu_costs.insert(
+        "harness".to_owned(),
+        PhaseCost::of(
+            0.0,
+            workers_cpu_connected + (own_connected - own_at_start),
+            total.cpu_secs + (own_at_end - own_at_start),
+            total.connected,
+            total.delivered,
+        ),
+    );
+    for (role, start) in &watched_at_start {
+        let at = |sums: &BTreeMap<String, f64>| sums.get(role).copied().unwrap_or(*start);
+        cpu_costs.insert(
+            role.clone(),
+            PhaseCost::of(
+                *start,
+                at(&watched_connected),
+                at(&watched_at_end),
+                total.connected,
+                total.delivered,
+            ),
+        );
+    }
+
     // Samples come per page: before connecting, once connected, during the run, at the end.
     let pages = args.metrics.len();
     if pages > 0 && figures.samples.len() >= 3 * pages {
@@ -878,6 +923,10 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
         if added > 0.0 && at_ready.0 > 0.0 {
             figures.memory_per_connection_bytes = Some((at_ready.0 - baseline.0) / added);
         }
+        cpu_costs.insert(
+            "gateways".to_owned(),
+            PhaseCost::of(baseline.2, at_ready.2, end.2, total.connected, total.delivered),
+        );
         let cpu = end.2 - at_ready.2;
         if cpu > 0.0 {
             figures.cpu_seconds = Some(cpu);
@@ -932,6 +981,8 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
         history_reads,
         drift: Drift::of(&timeline, &figures),
         gateway_metrics: figures,
+        relay_deliveries_per_cpu_second: relay_rate(&cpu_costs, total.delivered),
+        cpu: cpu_costs,
         timeline,
         slo: Vec::new(),
         passed: true,
@@ -962,6 +1013,13 @@ pub async fn run(mut args: RunArgs, command: String) -> anyhow::Result<(Report, 
     }
     let passed = report.passed;
     Ok((report, passed))
+}
+
+/// Deliveries per CPU second of the whole relay (the gateways and nats-server) over the send phase, when the run
+/// watched nats-server (`--watch-cpu nats=PID`).
+fn relay_rate(costs: &BTreeMap<String, PhaseCost>, delivered: u64) -> Option<f64> {
+    let secs = costs.get("gateways")?.send_secs + costs.get("nats")?.send_secs;
+    (secs > 0.0).then(|| delivered as f64 / secs)
 }
 
 /// The flags as given, with the scenario's defaults filled in.

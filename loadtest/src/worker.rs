@@ -119,7 +119,11 @@ async fn run_plan(plan: WorkerPlan, lines: &mut tokio::io::Lines<BufReader<tokio
         let stats = shared.stats();
         (stats.connected, clients as u64 - stats.connected)
     };
-    tell(&FromWorker::Ready { connected, failed });
+    tell(&FromWorker::Ready {
+        connected,
+        failed,
+        cpu_secs: crate::cpu::own_seconds(),
+    });
 
     // Send phase, on the coordinator's word.
     let Some(ToWorker::Go { start_unix_ms }) = next_command(lines).await? else {
@@ -212,6 +216,7 @@ async fn run_plan(plan: WorkerPlan, lines: &mut tokio::io::Lines<BufReader<tokio
         close_codes: stats.close_codes.clone(),
         faulty_rooms,
         views,
+        cpu_secs: crate::cpu::own_seconds(),
     };
     drop(stats);
     tell(&FromWorker::Done(Box::new(result)));
