@@ -1,12 +1,23 @@
-//! Access-token verification against the auth API's JWKS, fetched at start and refetched on an unknown `kid`.
+//! Access-token verification against the auth API's JWKS, fetched at start and refetched on an unknown `kid`, and
+//! a cache of the tokens verified: each distinct token is verified once in this process (an Ed25519 check is most
+//! of a connection's token cost), then answered from the cache until it expires or its key leaves the set.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use natter_proto::token::{AccessClaims, TokenError, Verifier};
+use sha2::Digest;
 
 /// Least time between two refetches triggered by unknown `kid`s, so forged tokens cannot hammer the auth API.
 const REFETCH_GAP: Duration = Duration::from_secs(2);
+
+/// Most tokens the cache holds (about 30 bytes each); at the cap, the expired go, and if none had, all do.
+const CACHED_TOKENS: usize = 200_000;
+
+/// A token's key in the cache: the first half of its SHA-256 (finding another token with the same key is
+/// finding a SHA-256 collision in 128 bits).
+type TokenKey = [u8; 16];
 
 /// Verifies tokens; shared by every connection.
 #[derive(Clone)]
@@ -21,6 +32,9 @@ struct Inner {
     http: reqwest::Client,
     verifier: RwLock<Arc<Verifier>>,
     fetched_at: std::sync::Mutex<Instant>,
+    /// Tokens whose signature was checked, with when they expire: the claims are read again from the token itself
+    /// on each use, so the cache holds no copy of them.
+    verified: Mutex<HashMap<TokenKey, u64>>,
 }
 
 impl TokenVerifier {
@@ -45,6 +59,7 @@ impl TokenVerifier {
             http,
             verifier: RwLock::new(Arc::new(verifier)),
             fetched_at: std::sync::Mutex::new(Instant::now()),
+            verified: Mutex::default(),
         };
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -53,12 +68,39 @@ impl TokenVerifier {
         self.inner.verifier.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Verifies a token, refetching the key set once if it names a key not known yet.
+    /// Verifies a token, refetching the key set once if it names a key not known yet; a token whose signature was
+    /// checked before is checked on every other rule without it.
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        match self.current().verify(token) {
+        let key: TokenKey = sha2::Sha256::digest(token.as_bytes())[..16]
+            .try_into()
+            .unwrap_or_default();
+        let seen = self
+            .inner
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&key);
+        if seen {
+            ::metrics::counter!(crate::metrics::TOKENS_VERIFIED, "how" => "cached").increment(1);
+            return self.current().verify_signed_before(token);
+        }
+        ::metrics::counter!(crate::metrics::TOKENS_VERIFIED, "how" => "signature").increment(1);
+        let claims = match self.current().verify(token) {
             Err(TokenError::UnknownKey) if self.refetch().await => self.current().verify(token),
             other => other,
+        }?;
+        let mut cache = self.inner.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CACHED_TOKENS {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            cache.retain(|_, exp| *exp + natter_proto::token::LEEWAY_SECS >= now);
+            if cache.len() >= CACHED_TOKENS {
+                cache.clear();
+            }
         }
+        cache.insert(key, claims.exp);
+        Ok(claims)
     }
 
     /// Refetches unless that happened moments ago. Returns whether the key set was replaced.
@@ -77,6 +119,8 @@ impl TokenVerifier {
         match fetched {
             Ok(verifier) => {
                 *inner.verifier.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(verifier);
+                // Checked signatures stand for the keys that checked them: a new set starts afresh.
+                inner.verified.lock().unwrap_or_else(|p| p.into_inner()).clear();
                 true
             }
             Err(err) => {

@@ -21,6 +21,7 @@ pub mod peer;
 pub mod pending;
 pub mod persisted;
 pub mod proxy_protocol;
+pub mod replays;
 pub mod room;
 pub mod session;
 pub mod socket;

@@ -34,6 +34,11 @@ pub const GAP_FILLS: &str = "natter_gateway_gap_fill_messages_total";
 pub const GAP_FILL_FAILURES: &str = "natter_gateway_gap_fill_failures_total";
 /// Messages replayed to rejoining clients.
 pub const REPLAYED: &str = "natter_gateway_replayed_messages_total";
+/// Rejoins with a gap to replay, by where it came from (`stream`: read from JetStream; `shared`: from the room's
+/// window another rejoin read).
+pub const REPLAYS: &str = "natter_gateway_replays_total";
+/// Access tokens accepted or refused, by how: `signature` (checked) or `cached` (verified before in this process).
+pub const TOKENS_VERIFIED: &str = "natter_gateway_tokens_verified_total";
 /// Seconds from a gateway accepting a message to its frame being handed to this gateway's members, for the last
 /// batch delivered (gauge; sends are refused with `overloaded` while it is over `--shed-lag`).
 pub const DELIVERY_LAG: &str = "natter_gateway_delivery_lag_seconds";
@@ -115,7 +120,7 @@ pub const USER_COUNTS_RECEIVED: &str = "natter_gateway_user_counts_received_tota
 pub const REMOTE_USERS: &str = "natter_gateway_remote_users";
 
 /// Every metric this gateway exports besides the shared `process_*` and `natter_nats_*` ones, each from start-up.
-pub const ALL: [&str; 45] = [
+pub const ALL: [&str; 47] = [
     CONNECTIONS,
     EVICTIONS,
     PENDING,
@@ -136,6 +141,8 @@ pub const ALL: [&str; 45] = [
     GAP_FILLS,
     GAP_FILL_FAILURES,
     REPLAYED,
+    REPLAYS,
+    TOKENS_VERIFIED,
     DELIVERY_LAG,
     SENDS_SHED,
     SHED_SHARE,
@@ -222,6 +229,14 @@ pub fn register() {
         "Gaps in a room's live feed the stream could not fill within 45 s; receivers see them through prev."
     );
     describe_counter!(REPLAYED, "Messages replayed to rejoining clients.");
+    describe_counter!(
+        TOKENS_VERIFIED,
+        "Access tokens checked, by how: signature (an Ed25519 check) or cached (the same token verified before in this process)."
+    );
+    describe_counter!(
+        REPLAYS,
+        "Rejoins with a gap to replay, by source: read from JetStream (stream) or from the room's window another rejoin read (shared)."
+    );
     describe_gauge!(
         DELIVERY_LAG,
         Unit::Seconds,
@@ -331,6 +346,12 @@ pub fn register() {
     }
     for reason in ["missing", "malformed", "closed", "timeout"] {
         ::metrics::counter!(PROXY_HEADER_REFUSED, "reason" => reason).absolute(0);
+    }
+    for how in ["signature", "cached"] {
+        ::metrics::counter!(TOKENS_VERIFIED, "how" => how).absolute(0);
+    }
+    for source in ["stream", "shared"] {
+        ::metrics::counter!(REPLAYS, "source" => source).absolute(0);
     }
     for scope in ["gateway", "address"] {
         ::metrics::counter!(PENDING_REFUSED, "scope" => scope).absolute(0);

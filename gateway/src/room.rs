@@ -74,8 +74,8 @@ pub struct Joined {
     pub epoch: u64,
     /// The room's last delivered stream sequence when the member was registered; live frames after it follow.
     pub last_seq: u64,
-    /// Who is online in the room, fleet-wide.
-    pub members: Vec<UserRef>,
+    /// Who is online in the room, fleet-wide: the `joined` frame's `members`, as JSON (see [`joined_frame`]).
+    pub members: String,
 }
 
 pub(crate) enum RoomCmd {
@@ -356,7 +356,7 @@ impl RoomTask {
                 let _ = reply.send(Joined {
                     epoch: self.epoch,
                     last_seq: self.last_seq,
-                    members: self.online(),
+                    members: self.online_json(),
                 });
             }
             RoomCmd::Release { conn, last, held } => {
@@ -677,6 +677,15 @@ pub fn encode(frame: &ServerFrame) -> Bytes {
     crate::frame::text_json(frame)
 }
 
+/// The `joined` frame ([`ServerFrame::Joined`]) with its members already serialized by the room (`members` is a
+/// JSON array): the same bytes as serializing the frame, without parsing the array back.
+pub fn joined_frame(room: &RoomId, seq: u64, recovered: bool, members: &str) -> Bytes {
+    // A room id is a plain string; serializing it cannot fail.
+    let room = serde_json::to_string(room).unwrap_or_default();
+    let text = format!(r#"{{"type":"joined","room":{room},"seq":{seq},"recovered":{recovered},"members":{members}}}"#);
+    crate::frame::encode(crate::frame::OpCode::Text, text.as_bytes())
+}
+
 /// The `message` frame for a message stored at `seq` in the stream of epoch `epoch`, after the room's `prev`:
 /// both as positions.
 pub fn message_frame(room: &RoomId, epoch: u64, seq: u64, prev: u64, stored: StoredMessage) -> Bytes {
@@ -685,4 +694,36 @@ pub fn message_frame(room: &RoomId, epoch: u64, seq: u64, prev: u64, stored: Sto
         natter_stream::epoch::position(epoch, seq),
         natter_stream::epoch::position(epoch, prev),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_joined_frame_is_the_bytes_its_serialized_frame_would_be() {
+        let room: RoomId = serde_json::from_value(serde_json::json!("lobby-\"1\"")).unwrap_or_else(|_| {
+            serde_json::from_value(serde_json::json!("lobby")).unwrap_or_else(|err| panic!("a room id: {err}"))
+        });
+        let members = vec![
+            UserRef {
+                id: "u1".into(),
+                name: "Zoë \"z\" \\ <b>".into(),
+            },
+            UserRef {
+                id: "u2".into(),
+                name: "bob".into(),
+            },
+        ];
+        for (list, recovered) in [(members.clone(), true), (Vec::new(), false)] {
+            let json = serde_json::to_string(&list).unwrap_or_default();
+            let expected = encode(&ServerFrame::Joined {
+                room: room.clone(),
+                seq: 42,
+                recovered,
+                members: list,
+            });
+            assert_eq!(joined_frame(&room, 42, recovered, &json), expected);
+        }
+    }
 }

@@ -325,15 +325,15 @@ impl Session {
         if !recovered {
             ::metrics::counter!(metrics::JOINS_UNRECOVERED).increment(1);
         }
-        let joined_frame = ServerFrame::Joined {
-            room: room.clone(),
-            seq: natter_stream::epoch::position(joined.epoch, joined.last_seq),
+        let joined_frame = crate::room::joined_frame(
+            &room,
+            natter_stream::epoch::position(joined.epoch, joined.last_seq),
             recovered,
-            members: joined.members,
-        };
+            &joined.members,
+        );
         // A replay may be longer than the outbound queue: wait for room in it rather than count the client slow
         // (live frames meanwhile are held by the room, bounded).
-        self.peer.send(Outbound::Frame(encode(&joined_frame))).await;
+        self.peer.send(Outbound::Frame(joined_frame)).await;
         ::metrics::counter!(metrics::REPLAYED).increment(replay.len() as u64);
         for (seq, frame) in replay {
             let out = Outbound::Message {

@@ -56,6 +56,8 @@ pub struct Inner {
     /// With `--ack-after persisted`: the sends waiting for a persister's confirmation (`None`: acks follow
     /// JetStream's stored-ack).
     pub persisted: Option<Arc<Persisted>>,
+    /// Rejoins' gaps, read once per room and shared.
+    pub replays: crate::replays::Replays,
 }
 
 impl std::ops::Deref for Gateway {
@@ -94,6 +96,7 @@ impl Gateway {
             .then(|| Persisted::new(hub.nats().clone(), config.max_waiting_sends));
         let inner = Inner {
             persisted,
+            replays: crate::replays::Replays::new(config.max_replay),
             id,
             instance: format!("{:016x}", rand::random::<u64>()),
             config,
@@ -243,8 +246,7 @@ impl Gateway {
     /// with their positions: whether every missed message is included (see [`natter_stream::journal::replay`]),
     /// and the frames.
     pub async fn replay(&self, room: &RoomId, epoch: u64, since: u64, until: u64) -> (bool, Vec<(u64, Bytes)>) {
-        let replay =
-            natter_stream::journal::replay(self.hub.stream(), room, since, until, self.config.max_replay).await;
+        let replay = self.replays.replay(self.hub.stream(), room, epoch, since, until).await;
         let frames = replay
             .messages
             .into_iter()

@@ -7,8 +7,9 @@
 
 use std::collections::HashMap;
 
+use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
+use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 
 /// The only signing algorithm Natter accepts.
@@ -35,12 +36,21 @@ pub struct AccessClaims {
     pub iat: u64,
     /// Expires at, seconds since the Unix epoch.
     pub exp: u64,
-    /// Not before, seconds since the Unix epoch: checked when present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Not before, seconds since the Unix epoch: checked when present (then a number, never `null`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_number"
+    )]
     pub nbf: Option<u64>,
     /// The session (login) the token belongs to: every token refreshed from one login shares it, and revoking the
     /// session (logout, a refresh token used twice) refuses them all before they expire.
     pub sid: String,
+}
+
+/// An optional claim that, when present, must be a number.
+fn present_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    u64::deserialize(d).map(Some)
 }
 
 /// Why a token was refused. Callers branch on the kind: an unknown key may mean the JWKS should be refetched.
@@ -125,10 +135,17 @@ impl From<jsonwebtoken::errors::Error> for TokenError {
 }
 
 /// Verifies access tokens against a fixed set of Ed25519 public keys.
+///
+/// The keys are decoded once, when the key set is read, and a token is checked here rather than by
+/// `jsonwebtoken::decode`, which decodes the public key again for every token (an Ed25519 point decompression)
+/// and reads the header and the claims twice: on a gateway in a connect storm that was a tenth of the
+/// verification's cost (docs/architecture.md). `jsonwebtoken` still signs the tokens, reads the JWKS and, in the
+/// tests, is the reference each rule here is checked against.
 #[derive(Clone)]
 pub struct Verifier {
-    keys: HashMap<String, DecodingKey>,
-    validation: Validation,
+    keys: HashMap<String, VerifyingKey>,
+    issuer: String,
+    audience: String,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -137,6 +154,20 @@ impl std::fmt::Debug for Verifier {
             .field("kids", &self.keys.keys().collect::<Vec<_>>())
             .finish()
     }
+}
+
+/// The header fields a verifier reads.
+#[derive(Deserialize)]
+struct Header<'a> {
+    #[serde(borrow)]
+    alg: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    kid: Option<std::borrow::Cow<'a, str>>,
+}
+
+fn b64(part: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).ok()
 }
 
 impl Verifier {
@@ -149,19 +180,18 @@ impl Verifier {
                 let kid = jwk.common.key_id.clone()?;
                 match &jwk.algorithm {
                     AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
-                        DecodingKey::from_ed_components(&okp.x).ok().map(|key| (kid, key))
+                        let bytes: [u8; 32] = b64(&okp.x)?.try_into().ok()?;
+                        VerifyingKey::from_bytes(&bytes).ok().map(|key| (kid, key))
                     }
                     _ => None,
                 }
             })
             .collect();
-        let mut validation = Validation::new(ALGORITHM);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
-        validation.leeway = LEEWAY_SECS;
-        validation.validate_nbf = true;
-        Self { keys, validation }
+        Self {
+            keys,
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+        }
     }
 
     /// Whether the key set holds a key with this id.
@@ -169,14 +199,30 @@ impl Verifier {
         self.keys.contains_key(kid)
     }
 
-    /// Verifies `token` and returns its claims.
+    /// Verifies `token` and returns its claims: the header names EdDSA and a known `kid`, the signature over the
+    /// first two parts is that key's, `exp` has not passed and `nbf` (when present) has, within [`LEEWAY_SECS`],
+    /// `iss` and `aud` are this deployment's, and every claim of [`AccessClaims`] is there with its type.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| match raw_algorithm(token) {
-            // A readable header naming an algorithm the library does not even know, such as `none`.
-            Some(alg) if alg != "EdDSA" => TokenError::WrongAlgorithm,
-            _ => TokenError::Malformed,
-        })?;
-        if header.alg != ALGORITHM {
+        self.check(token, true)
+    }
+
+    /// [`verify`](Self::verify) without checking the signature again, for a token whose signature this process
+    /// checked before (a cache of verified tokens: every other rule is applied afresh, and the `kid` must still be
+    /// in the set). Never for a token not verified before: anyone can write claims.
+    pub fn verify_signed_before(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        self.check(token, false)
+    }
+
+    fn check(&self, token: &str, signature: bool) -> Result<AccessClaims, TokenError> {
+        let mut parts = token.split('.');
+        let (Some(header_part), Some(claims_part), Some(signature_part), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        let header_json = b64(header_part).ok_or(TokenError::Malformed)?;
+        let header: Header<'_> = serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
+        if header.alg != "EdDSA" {
             return Err(TokenError::WrongAlgorithm);
         }
         let key = header
@@ -184,20 +230,49 @@ impl Verifier {
             .as_deref()
             .and_then(|kid| self.keys.get(kid))
             .ok_or(TokenError::UnknownKey)?;
-        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)?;
-        Ok(data.claims)
+        if signature {
+            let signature = b64(signature_part).ok_or(TokenError::Malformed)?;
+            let signature = Signature::from_slice(&signature).map_err(|_| TokenError::BadSignature)?;
+            let signed = &token[..header_part.len() + 1 + claims_part.len()];
+            key.verify(signed.as_bytes(), &signature)
+                .map_err(|_| TokenError::BadSignature)?;
+        }
+        let claims_json = b64(claims_part).ok_or(TokenError::Malformed)?;
+        match serde_json::from_slice::<AccessClaims>(&claims_json) {
+            Ok(claims) => {
+                Self::check_times(&claims)?;
+                if claims.iss != self.issuer || claims.aud != self.audience {
+                    return Err(TokenError::WrongIssuerOrAudience);
+                }
+                Ok(claims)
+            }
+            Err(err) => Err(Self::why_unreadable(&err)),
+        }
     }
-}
 
-/// The `alg` of a token's header, read without the library's closed list of algorithms.
-fn raw_algorithm(token: &str) -> Option<String> {
-    use base64::Engine;
-    let header = token.split('.').next()?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header.trim_end_matches('='))
-        .ok()?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    value.get("alg")?.as_str().map(str::to_owned)
+    /// Whether verified claims are still in their time: `exp` has not passed and `nbf` has, within the leeway.
+    fn check_times(claims: &AccessClaims) -> Result<(), TokenError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if claims.exp < now.saturating_sub(LEEWAY_SECS) {
+            return Err(TokenError::Expired);
+        }
+        if claims.nbf.is_some_and(|nbf| nbf > now + LEEWAY_SECS) {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(())
+    }
+
+    /// Why signed claims do not read as [`AccessClaims`]: not JSON at all, or a claim missing or of the wrong type
+    /// (whatever else is wrong with them: the claims are read before they are checked).
+    fn why_unreadable(err: &serde_json::Error) -> TokenError {
+        if err.classify() == serde_json::error::Category::Data {
+            TokenError::MissingClaim
+        } else {
+            TokenError::Malformed
+        }
+    }
 }
 
 /// Reads the `kid` from a token's header without verifying anything, so a verifier can tell whether to refetch
@@ -290,6 +365,170 @@ mod tests {
             .expect("claims part");
         let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIiwia2lkIjoiazEifQ.{claims_part}.");
         assert_eq!(verifier.verify(&none), Err(TokenError::WrongAlgorithm));
+    }
+
+    /// The `alg` of a token's header, read without the library's closed list of algorithms.
+    fn raw_algorithm(token: &str) -> Option<String> {
+        use base64::Engine;
+        let header = token.split('.').next()?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header.trim_end_matches('='))
+            .ok()?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        value.get("alg")?.as_str().map(str::to_owned)
+    }
+
+    /// The rules as `jsonwebtoken::decode` applies them (this module's verifier before it decoded keys once).
+    fn reference_verify(jwks: &JwkSet, token: &str) -> Result<AccessClaims, TokenError> {
+        use jsonwebtoken::{DecodingKey, Validation};
+        let header = jsonwebtoken::decode_header(token).map_err(|_| match raw_algorithm(token) {
+            Some(alg) if alg != "EdDSA" => TokenError::WrongAlgorithm,
+            _ => TokenError::Malformed,
+        })?;
+        if header.alg != ALGORITHM {
+            return Err(TokenError::WrongAlgorithm);
+        }
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| jwks.find(kid))
+            .and_then(|jwk| match &jwk.algorithm {
+                AlgorithmParameters::OctetKeyPair(okp) => DecodingKey::from_ed_components(&okp.x).ok(),
+                _ => None,
+            })
+            .ok_or(TokenError::UnknownKey)?;
+        let mut validation = Validation::new(ALGORITHM);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_issuer(&["natter"]);
+        validation.set_audience(&["natter-chat"]);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        Ok(jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)?.claims)
+    }
+
+    #[test]
+    fn every_token_gets_the_answer_jsonwebtoken_gives() {
+        use base64::Engine;
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let k1 = key(1);
+        let set = jwks("k1", &k1);
+        let verifier = Verifier::from_jwks(&set, "natter", "natter-chat");
+        let now = jsonwebtoken::get_current_timestamp();
+        let good = serde_json::to_value(claims(60)).expect("json");
+        let mut bodies = vec![good.clone()];
+        let changes: Vec<(&str, serde_json::Value)> = vec![
+            ("exp", serde_json::json!(now - 3)),
+            ("exp", serde_json::json!(now - 60)),
+            ("exp", serde_json::json!("soon")),
+            ("exp", serde_json::json!(1.5)),
+            ("nbf", serde_json::json!(now + 3)),
+            ("nbf", serde_json::json!(now + 60)),
+            ("nbf", serde_json::json!(null)),
+            ("iss", serde_json::json!("other")),
+            ("iss", serde_json::json!(7)),
+            ("aud", serde_json::json!("other")),
+            ("aud", serde_json::json!(["natter-chat"])),
+            ("sub", serde_json::json!(5)),
+            ("name", serde_json::json!(null)),
+            ("guest", serde_json::json!("yes")),
+            ("extra", serde_json::json!({"a": 1})),
+        ];
+        for (name, value) in changes {
+            let mut body = good.clone();
+            body[name] = value;
+            bodies.push(body);
+        }
+        for name in ["exp", "iss", "aud", "sub", "name", "iat", "sid", "guest"] {
+            let mut body = good.clone();
+            body.as_object_mut().expect("object").remove(name);
+            bodies.push(body);
+        }
+        // An expired token that also lacks a claim, and one with the wrong audience that lacks one.
+        let mut both = good.clone();
+        both["exp"] = serde_json::json!(now - 60);
+        both.as_object_mut().expect("object").remove("sid");
+        bodies.push(both);
+        let mut both = good.clone();
+        both["aud"] = serde_json::json!("other");
+        both.as_object_mut().expect("object").remove("name");
+        bodies.push(both);
+
+        let mut tokens = Vec::new();
+        for body in &bodies {
+            for kid in ["k1", "k9"] {
+                let mut header = jsonwebtoken::Header::new(ALGORITHM);
+                header.kid = Some(kid.into());
+                tokens.push(jsonwebtoken::encode(&header, body, &k1).expect("signs"));
+            }
+            let mut header = jsonwebtoken::Header::new(ALGORITHM);
+            header.kid = Some("k1".into());
+            tokens.push(jsonwebtoken::encode(&header, body, &key(2)).expect("signs"));
+        }
+        let good_token = sign("k1", &k1, &claims(60));
+        let parts: Vec<&str> = good_token.split('.').collect();
+        let signed_with = |header: &str, claims: &str| {
+            use ed25519_dalek::Signer as _;
+            let seed = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+            let header = b64(header.as_bytes());
+            let text = format!("{header}.{claims}");
+            format!("{text}.{}", b64(&seed.sign(text.as_bytes()).to_bytes()))
+        };
+        tokens.extend([
+            String::new(),
+            "garbage".into(),
+            "a.b".into(),
+            "a.b.c.d".into(),
+            format!("{}.{}.{}.", parts[0], parts[1], parts[2]),
+            format!("{}.{}.", parts[0], parts[1]),
+            format!("{}.{}.{}", parts[0], parts[1], &parts[2][..40]),
+            format!("{}.{}.{}=", parts[0], parts[1], parts[2]),
+            format!("{}=.{}.{}", parts[0], parts[1], parts[2]),
+            format!("{}.{}.{}", parts[0], parts[1], parts[2].replace('A', "B")),
+            format!("{}.{}x.{}", parts[0], parts[1], parts[2]),
+            format!("{}.!!.{}", parts[0], parts[2]),
+            format!("{}.{}.!!", parts[0], parts[1]),
+            signed_with(r#"{"alg":"none","kid":"k1"}"#, parts[1]),
+            signed_with(r#"{"alg":"HS256","kid":"k1"}"#, parts[1]),
+            signed_with(r#"{"alg":"EdDSA"}"#, parts[1]),
+            signed_with(r#"{"kid":"k1"}"#, parts[1]),
+            signed_with(r#"{"alg":"EdDSA","kid":"k1","typ":"JWT","x":[1]}"#, parts[1]),
+            signed_with(r#"{"alg":"EdDSA","kid":"k1"}"#, &b64(b"not json")),
+            signed_with(r#"{"alg":"EdDSA","kid":"k1"}"#, &b64(b"[1,2]")),
+            signed_with(r#"{"alg":"EdDSA","kid":"k1"}"#, &b64(b"{}")),
+            signed_with(r#"{"alg":"EdDSA","kid":"k1""#, parts[1]),
+            signed_with(r#"{"alg":"EdDSA","kid":7}"#, parts[1]),
+        ]);
+        assert!(tokens.len() > 100);
+        for token in &tokens {
+            assert_eq!(verifier.verify(token), reference_verify(&set, token), "token {token}");
+        }
+    }
+
+    #[test]
+    fn a_token_signed_before_is_checked_on_every_rule_but_its_signature() {
+        let k1 = key(1);
+        let verifier = Verifier::from_jwks(&jwks("k1", &k1), "natter", "natter-chat");
+        let good = claims(60);
+        let token = sign("k1", &k1, &good);
+        assert_eq!(verifier.verify_signed_before(&token), Ok(good.clone()));
+        // What it does not check: the signature (the caller's cache vouches for it).
+        assert_eq!(
+            verifier.verify_signed_before(&sign("k1", &key(2), &good)),
+            Ok(good.clone())
+        );
+        // What it does: the time, the key's presence, the issuer and audience, the claims.
+        assert_eq!(
+            verifier.verify_signed_before(&sign("k1", &k1, &claims(-60))),
+            Err(TokenError::Expired)
+        );
+        let other = Verifier::from_jwks(&jwks("k2", &k1), "natter", "natter-chat");
+        assert_eq!(other.verify_signed_before(&token), Err(TokenError::UnknownKey));
+        let elsewhere = Verifier::from_jwks(&jwks("k1", &k1), "natter", "another");
+        assert_eq!(
+            elsewhere.verify_signed_before(&token),
+            Err(TokenError::WrongIssuerOrAudience)
+        );
+        assert_eq!(verifier.verify_signed_before("a.b"), Err(TokenError::Malformed));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{Client, GatewayProc, Stack, WAIT};
+use crate::helpers::{Client, GatewayProc, Stack, WAIT, refused_status, request};
 
 /// Addresses the attack comes from, and sockets it keeps open from each (under the per-address cap of 256).
 const ATTACK_ADDRESSES: u8 = 12;
@@ -329,4 +329,32 @@ async fn behind_a_load_balancer_the_proxy_header_names_the_client_each_cap_count
         .expect("read");
     let status = String::from_utf8_lossy(&answer[..n]).to_string();
     assert!(status.starts_with("HTTP/1.1 101"), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_token_is_verified_once_then_read_from_the_cache_and_a_doctored_copy_is_still_refused() {
+    let stack = Stack::start().await;
+    let gw = stack.gateway(&[]).await;
+    let (token, _) = stack.user("tess").await;
+    let series = |how: &str| format!("natter_gateway_tokens_verified_total{{how=\"{how}\"}}");
+    let (signature0, cached0) = (
+        admin_value(&gw, &series("signature")).await,
+        admin_value(&gw, &series("cached")).await,
+    );
+
+    for _ in 0..3 {
+        let mut client = Client::connect(&gw, &token).await;
+        client.send(serde_json::json!({"type": "ping", "id": "p"})).await;
+        assert_eq!(client.recv_type("pong").await["id"], "p");
+    }
+    assert_eq!(admin_value(&gw, &series("signature")).await - signature0, 1.0);
+    assert_eq!(admin_value(&gw, &series("cached")).await - cached0, 2.0);
+
+    // The same claims under another signature are another token: checked, and refused.
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let flipped = if parts[2].starts_with('A') { "B" } else { "A" };
+    parts[2].replace_range(0..1, flipped);
+    let doctored = parts.join(".");
+    assert_eq!(refused_status(request(&gw.ws_url(&doctored), &[])).await, 401);
+    assert_eq!(admin_value(&gw, &series("signature")).await - signature0, 2.0);
 }

@@ -509,3 +509,81 @@ async fn deleting_a_room_purges_its_messages_from_the_stream() {
         "other rooms keep theirs"
     );
 }
+
+#[tokio::test]
+async fn rejoins_to_one_room_read_its_gap_from_the_stream_once_and_share_it() {
+    let stack = Stack::start().await;
+    let gw = stack.gateway(&[]).await;
+    let (alice_token, _) = stack.user("rhea").await;
+    let room = stack.room(&alice_token, false).await;
+    let mut alice = Client::connect(&gw, &alice_token).await;
+    alice.join(&room, None).await;
+    let seen = alice.say(&room, "seen", "before the storm").await;
+    let mut missed = Vec::new();
+    for i in 0..6 {
+        missed.push(alice.say(&room, &format!("gap{i}"), "missed").await);
+    }
+    let readers: Vec<String> = {
+        let mut tokens = Vec::new();
+        for i in 0..8 {
+            tokens.push(stack.user(&format!("storm{i}")).await.0);
+        }
+        tokens
+    };
+    let before = |page: &str, source: &str| {
+        natter_test_support::metrics_page::value(page, &format!("natter_gateway_replays_total{{source=\"{source}\"}}"))
+            .unwrap_or(0.0)
+    };
+    let page = gw.metrics().await;
+    let (stream0, shared0) = (before(&page, "stream"), before(&page, "shared"));
+
+    // Eight clients rejoin at once from the same position, and one from half-way through the gap.
+    let mut joins = Vec::new();
+    for (i, token) in readers.iter().enumerate() {
+        let since = if i == 0 { missed[2] } else { seen };
+        let expected: Vec<u64> = missed.iter().copied().filter(|seq| *seq > since).collect();
+        let (gw, room, token) = (&gw, room.clone(), token.clone());
+        joins.push(async move {
+            let mut client = Client::connect(gw, &token).await;
+            let joined = client.join(&room, Some(since)).await;
+            assert_eq!(joined["recovered"], true, "{joined}");
+            let mut prev = since;
+            for seq in expected {
+                let msg = client.recv_type("message").await;
+                assert_eq!(
+                    (msg["seq"].as_u64(), msg["prev"].as_u64()),
+                    (Some(seq), Some(prev)),
+                    "{msg}"
+                );
+                prev = seq;
+            }
+        });
+    }
+    futures::future::join_all(joins).await;
+
+    let page = gw.metrics().await;
+    let (stream, shared) = (before(&page, "stream") - stream0, before(&page, "shared") - shared0);
+    assert_eq!(stream + shared, 8.0, "{page}");
+    // One read for the gap, and one more only if the rejoin from half-way read first: the others then need what
+    // lies before it, and read only that.
+    assert!(
+        stream <= 2.0,
+        "the room's gap read from the stream at most twice, the rest shared: {page}"
+    );
+
+    // A message after the window: the next rejoin reads only what the window lacks, and still gets it all.
+    let later = alice.say(&room, "later", "after the storm").await;
+    let mut last = Client::connect(&gw, &readers[1]).await;
+    let joined = last.join(&room, Some(seen)).await;
+    assert_eq!(joined["recovered"], true, "{joined}");
+    let mut prev = seen;
+    for seq in missed.iter().copied().chain([later]) {
+        let msg = last.recv_type("message").await;
+        assert_eq!(
+            (msg["seq"].as_u64(), msg["prev"].as_u64()),
+            (Some(seq), Some(prev)),
+            "{msg}"
+        );
+        prev = seq;
+    }
+}
