@@ -34,6 +34,10 @@ def options(help_text):
                        "default": None, "values": None, "text": []}
             found.append(current)
             continue
+        if line and not line.startswith(" "):
+            # A heading of a group of options ("Faults (...):"), not part of the option above it.
+            current = None
+            continue
         if current is None:
             continue
         text = line.strip()

@@ -62,12 +62,20 @@ fn main() -> ExitCode {
                 }
             };
             let outcome = runtime.block_on(async move {
-                if args.scenario == natter_loadtest::run::Scenario::Saturate {
-                    let (report, passed) = natter_loadtest::saturate::run(*args, command).await?;
-                    Ok((report.summary(), passed))
-                } else {
-                    let (report, passed) = natter_loadtest::run::run(*args, command).await?;
-                    Ok((report.summary(), passed))
+                use natter_loadtest::run::Scenario;
+                match args.common.scenario {
+                    Scenario::Saturate => {
+                        let (report, passed) = natter_loadtest::saturate::run(*args, command).await?;
+                        Ok((report.summary(), passed))
+                    }
+                    Scenario::Capacity => {
+                        let (report, passed) = natter_loadtest::capacity::run(*args, command).await?;
+                        Ok((report.summary(), passed))
+                    }
+                    _ => {
+                        let (report, passed) = natter_loadtest::run::run(*args, command).await?;
+                        Ok((report.summary(), passed))
+                    }
                 }
             });
             match outcome {

@@ -16,6 +16,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::counts::Counts;
+
 /// Everything one worker process needs to run its share of the clients.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerPlan {
@@ -153,15 +155,11 @@ pub struct Progress {
 /// A worker's figures for the whole run. Counts add up across workers; histograms merge.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct WorkerResult {
-    /// Clients planned.
-    pub clients: u64,
+    /// Clients, messages, faults and events, as counted by this worker.
+    pub counts: Counts,
     /// The worker's CPU seconds (user + system) at its end, its final accounting included.
     #[serde(default)]
     pub cpu_secs: f64,
-    /// Clients that connected and joined at least once.
-    pub connected: u64,
-    /// Connection attempts that failed, by cause.
-    pub connect_failures: BTreeMap<String, u64>,
     /// Time from starting the TCP connect to the hello frame (serialized histogram, base64).
     pub connect_latency: String,
     /// Time from a message being due to its arrival at each receiver (serialized histogram, base64).
@@ -173,39 +171,6 @@ pub struct WorkerResult {
     /// Time from a change to a message being due to its arrival at each receiver (serialized histogram, base64).
     #[serde(default)]
     pub change_latency: String,
-    /// Messages sent (first attempts).
-    pub sent: u64,
-    /// Messages acknowledged.
-    pub acked: u64,
-    /// Messages never acknowledged.
-    pub unacked: u64,
-    /// Sends sent again with the same id, by cause: `overloaded`, `rate_limited` (refused for now),
-    /// `publish_failed` (outcome unknown), `rejoin` (unacked when the connection was lost).
-    #[serde(default)]
-    pub resent: BTreeMap<String, u64>,
-    /// Messages delivered to receivers, counting duplicates.
-    pub delivered: u64,
-    /// Expected deliveries: each receiver times the acknowledged messages of its room.
-    pub expected: u64,
-    /// Expected messages that never arrived.
-    pub lost: u64,
-    /// Messages that arrived more than once at one receiver.
-    pub duplicates: u64,
-    /// Messages that arrived with a lower seq than one already received.
-    pub reordered: u64,
-    /// Rejoins the gateway could not recover (`recovered: false`).
-    pub unrecovered: u64,
-    /// Reconnections after a drop or a close.
-    pub reconnects: u64,
-    /// Slow readers that stopped reading.
-    #[serde(default)]
-    pub stalls: u64,
-    /// Error frames by code.
-    pub error_codes: BTreeMap<String, u64>,
-    /// Closes by WebSocket close code (`abnormal` when the connection just ended).
-    pub close_codes: BTreeMap<String, u64>,
-    /// Rooms with any fault: room → (lost, duplicates, reordered), at most 20.
-    pub faulty_rooms: BTreeMap<String, [u64; 3]>,
     /// Each room's receivers' folded views of its messages (accounting's `Fold`): each digest with how many
     /// receivers hold it. Receivers with a gap the gateway could not replay are left out.
     #[serde(default)]
@@ -213,33 +178,11 @@ pub struct WorkerResult {
 }
 
 impl WorkerResult {
-    /// Adds another worker's counts; the histograms (serialized) are merged by the caller.
-    pub fn add_counts(&mut self, other: &WorkerResult) {
-        self.clients += other.clients;
+    /// Adds another worker's counts, CPU time and views; the histograms (serialized) are merged by the caller.
+    pub fn add(&mut self, other: &WorkerResult) {
+        self.counts.add(&other.counts);
         self.cpu_secs += other.cpu_secs;
-        self.connected += other.connected;
-        self.sent += other.sent;
-        self.acked += other.acked;
-        self.unacked += other.unacked;
-        self.delivered += other.delivered;
-        self.expected += other.expected;
-        self.lost += other.lost;
-        self.duplicates += other.duplicates;
-        self.reordered += other.reordered;
-        self.unrecovered += other.unrecovered;
-        self.reconnects += other.reconnects;
-        self.stalls += other.stalls;
-        add_each(&mut self.connect_failures, &other.connect_failures);
-        add_each(&mut self.error_codes, &other.error_codes);
-        add_each(&mut self.resent, &other.resent);
-        add_each(&mut self.close_codes, &other.close_codes);
         merge_views(&mut self.views, &other.views);
-        for (room, faults) in &other.faulty_rooms {
-            let entry = self.faulty_rooms.entry(room.clone()).or_default();
-            for (sum, add) in entry.iter_mut().zip(faults) {
-                *sum += add;
-            }
-        }
     }
 }
 
@@ -250,11 +193,5 @@ pub fn merge_views(into: &mut BTreeMap<String, BTreeMap<String, u64>>, from: &BT
         for (digest, receivers) in views {
             *into.entry(digest.clone()).or_default() += receivers;
         }
-    }
-}
-
-fn add_each(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
-    for (key, count) in from {
-        *into.entry(key.clone()).or_default() += count;
     }
 }

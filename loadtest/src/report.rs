@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::counts::{ConnectCounts, EventCounts, FaultCounts, MessageCounts};
 use crate::cpu::PhaseCost;
 use crate::latency::Latencies;
 use crate::plot::IntervalPoint;
@@ -50,12 +51,9 @@ impl Quantiles {
 /// The connect phase.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Connects {
-    /// Clients planned.
-    pub clients: u64,
-    /// Clients that connected and joined.
-    pub connected: u64,
-    /// Failed attempts by cause (first attempts and reconnects).
-    pub failures: BTreeMap<String, u64>,
+    /// Clients planned, connected, and failed attempts by cause.
+    #[serde(flatten)]
+    pub counts: ConnectCounts,
     /// Seconds from the first attempt to the last client settling.
     pub phase_secs: f64,
     /// Connections per second over the phase.
@@ -67,22 +65,9 @@ pub struct Connects {
 /// Messages and their delivery.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Messages {
-    /// Sent (first attempts).
-    pub sent: u64,
-    /// Acknowledged.
-    pub acked: u64,
-    /// Never acknowledged: refused for good, or still without an ack when its sender finished. A send acked after
-    /// any number of resends is acked, not unacked.
-    pub unacked: u64,
-    /// Sends sent again with the same id, by cause: `overloaded`, `rate_limited` (refused for now),
-    /// `publish_failed` (outcome unknown: JetStream did not confirm in time), `rejoin` (unacked when the
-    /// connection was lost). The stream's deduplication makes each safe: a resend of a stored message is acked
-    /// with its first seq and delivered no second time.
-    pub resent: BTreeMap<String, u64>,
-    /// Arrivals at receivers, duplicates included.
-    pub delivered: u64,
-    /// Arrivals that should have happened: receivers × acknowledged messages of their room.
-    pub expected: u64,
+    /// Sent, acknowledged, sent again, delivered and expected.
+    #[serde(flatten)]
+    pub counts: MessageCounts,
     /// Mean deliveries per second over the send phase.
     pub deliveries_per_sec: f64,
     /// Busiest second's deliveries.
@@ -90,28 +75,12 @@ pub struct Messages {
     /// Due time to arrival, every receiver.
     pub latency: Quantiles,
     /// Due time to arrival of changes to messages (`--changes`), every receiver.
-    #[serde(default)]
     pub change_latency: Quantiles,
     /// Due time to ack, every sender.
     pub ack_latency: Quantiles,
     /// The send the gateway took to arrival, every receiver: the system's own delay, without the pauses refused
     /// sends waited before they were sent again (equal to `latency` when nothing was refused).
     pub accepted_latency: Quantiles,
-}
-
-/// Delivery faults.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct FaultCounts {
-    /// Expected arrivals that never happened.
-    pub lost: u64,
-    /// Arrivals of a message already received.
-    pub duplicates: u64,
-    /// Arrivals out of seq order.
-    pub reordered: u64,
-    /// Rejoins answered `recovered: false`.
-    pub unrecovered: u64,
-    /// Some rooms with faults: room → [lost, duplicates, reordered].
-    pub rooms: BTreeMap<String, [u64; 3]>,
 }
 
 /// What the gateways' metrics said.
@@ -257,15 +226,9 @@ pub struct Report {
     pub messages: Messages,
     /// Faults.
     pub faults: FaultCounts,
-    /// Reconnections after drops and closes.
-    pub reconnects: u64,
-    /// Slow readers that stopped reading (`--slow-readers`).
-    #[serde(default)]
-    pub stalls: u64,
-    /// Error frames by code.
-    pub error_codes: BTreeMap<String, u64>,
-    /// Closes by code.
-    pub close_codes: BTreeMap<String, u64>,
+    /// Reconnections, stalls, error frames and closes (at the top level of the JSON).
+    #[serde(flatten)]
+    pub events: EventCounts,
     /// `--verify-history`'s findings.
     pub history: Option<HistoryCheck>,
     /// `--history-readers`' figures.
@@ -296,8 +259,8 @@ impl Report {
     pub fn summary(&self) -> String {
         let mut out = String::new();
         let c = &self.connect;
-        let m = &self.messages;
-        let f = &self.faults;
+        let (cc, m, mc) = (&c.counts, &self.messages, &self.messages.counts);
+        let (f, e) = (&self.faults, &self.events);
         let row = |out: &mut String, name: &str, value: String| {
             let _ = writeln!(out, "  {name:<22} {value}");
         };
@@ -312,27 +275,27 @@ impl Report {
             "connected",
             format!(
                 "{} of {} ({:.0}/s over {:.1}s)",
-                c.connected, c.clients, c.per_sec, c.phase_secs
+                cc.connected, cc.clients, c.per_sec, c.phase_secs
             ),
         );
         row(&mut out, "connect latency", fmt_q(&c.latency));
-        if !c.failures.is_empty() {
-            row(&mut out, "connect failures", fmt_map(&c.failures));
+        if !cc.failures.is_empty() {
+            row(&mut out, "connect failures", fmt_map(&cc.failures));
         }
         row(
             &mut out,
             "messages",
-            format!("{} sent, {} acked, {} unacked", m.sent, m.acked, m.unacked),
+            format!("{} sent, {} acked, {} unacked", mc.sent, mc.acked, mc.unacked),
         );
-        if !m.resent.is_empty() {
-            row(&mut out, "sent again", fmt_map(&m.resent));
+        if !mc.resent.is_empty() {
+            row(&mut out, "sent again", fmt_map(&mc.resent));
         }
         row(
             &mut out,
             "deliveries",
             format!(
                 "{} of {} expected ({:.0}/s mean, {:.0}/s peak)",
-                m.delivered, m.expected, m.deliveries_per_sec, m.peak_deliveries_per_sec
+                mc.delivered, mc.expected, m.deliveries_per_sec, m.peak_deliveries_per_sec
             ),
         );
         row(&mut out, "end-to-end latency", fmt_q(&m.latency));
@@ -349,15 +312,15 @@ impl Report {
                 f.lost, f.duplicates, f.reordered, f.unrecovered
             ),
         );
-        row(&mut out, "reconnects", self.reconnects.to_string());
-        if self.stalls > 0 {
-            row(&mut out, "slow readers", format!("{} stopped reading", self.stalls));
+        row(&mut out, "reconnects", e.reconnects.to_string());
+        if e.stalls > 0 {
+            row(&mut out, "slow readers", format!("{} stopped reading", e.stalls));
         }
-        if !self.error_codes.is_empty() {
-            row(&mut out, "error frames", fmt_map(&self.error_codes));
+        if !e.error_codes.is_empty() {
+            row(&mut out, "error frames", fmt_map(&e.error_codes));
         }
-        if !self.close_codes.is_empty() {
-            row(&mut out, "closes", fmt_map(&self.close_codes));
+        if !e.close_codes.is_empty() {
+            row(&mut out, "closes", fmt_map(&e.close_codes));
         }
         if let Some(h) = &self.history {
             row(

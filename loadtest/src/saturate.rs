@@ -1,5 +1,5 @@
 //! `--scenario saturate`: fan-out steps at a rising rate until one breaks the SLOs, reporting the highest rate
-//! that held.
+//! that held; and the step machinery ([`Ladder`], [`climb`]) that `--scenario capacity` shares.
 //!
 //! Each step is a whole fan-out run (fresh users and rooms, everyone connected before the first send, the same
 //! accounting and the same loss rules), so a step's figures are exactly those of `--scenario fanout` at that
@@ -13,7 +13,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::report::Report;
-use crate::run::{RunArgs, Scenario, run as run_fanout};
+use crate::run::{RunArgs, Scenario, UsageError, run as run_fanout};
 
 /// The p99 bound of a step when `--max-p99-ms` is not given.
 const DEFAULT_MAX_P99_MS: f64 = 250.0;
@@ -57,39 +57,36 @@ pub struct Step {
 }
 
 impl Step {
-    fn of(rate: f64, report: &Report, max_p99_ms: f64, max_loss: u64) -> Self {
-        let m = &report.messages;
-        let f = &report.faults;
-        let secs = report
-            .settings
-            .get("duration")
-            .and_then(serde_json::Value::as_f64)
-            .unwrap_or(1.0)
-            .max(1.0);
+    /// A step's figures at `rate` messages/s per sender, from its fan-out run's report; it holds when it met the
+    /// bounds, every user connected and something was sent.
+    pub fn of(rate: f64, report: &Report, bounds: Bounds) -> Self {
+        let Bounds { max_p99_ms, max_loss } = bounds;
+        let (m, mc) = (&report.messages, &report.messages.counts);
+        let secs = send_secs(report);
         // Receivers per message, from what the acknowledged ones were owed.
-        let fan = m.expected as f64 / m.acked.max(1) as f64;
-        let faults = f.lost + f.duplicates + f.reordered + f.unrecovered;
+        let fan = mc.expected as f64 / mc.acked.max(1) as f64;
+        let faults = report.faults.total();
         let g = &report.gateway_metrics;
         Step {
             rate_per_sender: rate,
-            offered_per_sec: m.sent as f64 * fan / secs,
+            offered_per_sec: mc.sent as f64 * fan / secs,
             delivered_per_sec: m.deliveries_per_sec,
             p50_ms: m.latency.p50_ms,
             p99_ms: m.latency.p99_ms,
             ack_p99_ms: m.ack_latency.p99_ms,
             accepted_p99_ms: m.accepted_latency.p99_ms,
-            sent: m.sent,
-            unacked: m.unacked,
+            sent: mc.sent,
+            unacked: mc.unacked,
             faults,
-            error_codes: report.error_codes.clone(),
-            close_codes: report.close_codes.clone(),
+            error_codes: report.events.error_codes.clone(),
+            close_codes: report.events.close_codes.clone(),
             gateway_cpu_seconds: g.cpu_seconds,
             deliveries_per_gateway_cpu_second: g.deliveries_per_cpu_second,
             memory_per_connection_bytes: g.memory_per_connection_bytes,
             held: m.latency.p99_ms <= max_p99_ms
-                && faults + m.unacked <= max_loss
-                && report.connect.connected == report.connect.clients
-                && m.sent > 0,
+                && faults + mc.unacked <= max_loss
+                && report.connect.counts.connected == report.connect.counts.clients
+                && mc.sent > 0,
         }
     }
 }
@@ -188,82 +185,215 @@ impl SaturateReport {
     }
 }
 
-/// Runs the steps. Passed: at least one step held.
-pub async fn run(args: RunArgs, command: String) -> anyhow::Result<(SaturateReport, bool)> {
-    if !(args.step_factor > 1.0 && args.step_factor <= 4.0) || args.max_steps == 0 || args.max_steps > 50 {
-        return Err(
-            crate::run::UsageError("--step-factor must be above 1 and at most 4, --max-steps 1 to 50".into()).into(),
-        );
-    }
-    let max_p99_ms = args.max_p99_ms.unwrap_or(DEFAULT_MAX_P99_MS);
-    let max_loss = args.max_loss.unwrap_or(0);
-    let step_args = |rate: f64| {
-        let mut a = args.clone();
-        a.scenario = Scenario::Fanout;
-        a.rate = rate;
-        a.report = None;
-        a.plot = None;
-        a.quiet = true;
-        a.max_p99_ms = Some(max_p99_ms);
-        a.max_loss = Some(max_loss);
-        a
-    };
-    let mut steps: Vec<Step> = Vec::new();
-    let mut machine = BTreeMap::new();
-    let mut settings = serde_json::Value::Null;
-    let mut rate = args.rate;
-    for i in 0..args.max_steps {
-        eprintln!(
-            "natter-loadtest: saturate step {}: {rate:.2} messages/s per sender",
-            i + 1
-        );
-        let (report, _) = run_fanout(step_args(rate), command.clone())
-            .await
-            .with_context(|| format!("saturate step {} at {rate:.2}/s", i + 1))?;
-        if i == 0 {
-            machine = report.machine.clone();
-            settings = report.settings.clone();
+/// Seconds of a run's send phase (its `--duration`, at least 1): what its rates are per.
+pub fn send_secs(report: &Report) -> f64 {
+    report
+        .settings
+        .get("duration")
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or(1.0)
+        .max(1.0)
+}
+
+/// The bounds a step must meet to hold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bounds {
+    /// End-to-end p99 (ms): `--max-p99-ms`, default 250.
+    pub max_p99_ms: f64,
+    /// Faults and sends never acknowledged: `--max-loss`, default 0.
+    pub max_loss: u64,
+}
+
+impl Bounds {
+    /// The bounds the flags set.
+    pub fn of(args: &RunArgs) -> Self {
+        Self {
+            max_p99_ms: args.slo.max_p99_ms.unwrap_or(DEFAULT_MAX_P99_MS),
+            max_loss: args.slo.max_loss.unwrap_or(0),
         }
-        let step = Step::of(rate, &report, max_p99_ms, max_loss);
-        eprintln!(
-            "natter-loadtest: step {}: {:.0} deliveries/s offered, p99 {:.1} ms, unacked {}, faults {}: {}",
-            i + 1,
+    }
+}
+
+/// Checks the flags every search over steps shares.
+pub fn check_steps(args: &RunArgs) -> Result<(), UsageError> {
+    let steps = &args.steps;
+    if !(steps.step_factor > 1.0 && steps.step_factor <= 4.0) || steps.max_steps == 0 || steps.max_steps > 50 {
+        return Err(UsageError(
+            "--step-factor must be above 1 and at most 4, --max-steps 1 to 50".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The flags of one step: a quiet fan-out run held to `bounds`, writing no report or plots of its own.
+pub fn step_args(args: &RunArgs, bounds: Bounds) -> RunArgs {
+    let mut a = args.clone();
+    a.common.scenario = Scenario::Fanout;
+    a.output.report = None;
+    a.output.plot = None;
+    a.output.quiet = true;
+    a.slo.max_p99_ms = Some(bounds.max_p99_ms);
+    a.slo.max_loss = Some(bounds.max_loss);
+    a
+}
+
+/// A search over steps of a rising value (a rate, a user count): what a step at a value runs, and what it found.
+pub trait Ladder {
+    /// A step's figures.
+    type Step;
+
+    /// The flags of the step at `value`; `Err` says why no step can run there, which ends the search.
+    fn step_args(&self, value: f64) -> Result<RunArgs, String>;
+
+    /// The line announcing step `number` at `value`, and the context of its error if it fails.
+    fn announce(&self, number: usize, value: f64) -> (String, String);
+
+    /// The step's figures, from its fan-out run's report.
+    fn step(&self, value: f64, report: &Report) -> Self::Step;
+
+    /// The line saying how step `number` went, and, when the search stops there, why.
+    fn judge(&self, number: usize, step: &Self::Step) -> (String, Option<String>);
+}
+
+/// What a search over steps found.
+#[derive(Debug, Clone)]
+pub struct Climb<S> {
+    /// Every step, in order.
+    pub steps: Vec<S>,
+    /// The machine, as the first step saw it.
+    pub machine: BTreeMap<String, String>,
+    /// The first step's settings.
+    pub settings: serde_json::Value,
+    /// Why the search stopped.
+    pub ended: String,
+}
+
+/// Runs steps from `start`, each value the last one's times `factor`, until one stops the search or
+/// `max_steps` have run. Each step is a whole fan-out run.
+pub async fn climb<L: Ladder>(
+    ladder: &L,
+    start: f64,
+    factor: f64,
+    max_steps: usize,
+    command: &str,
+) -> anyhow::Result<Climb<L::Step>> {
+    let mut climb = Climb {
+        steps: Vec::new(),
+        machine: BTreeMap::new(),
+        settings: serde_json::Value::Null,
+        ended: format!("--max-steps {max_steps} ran"),
+    };
+    let mut value = start;
+    for i in 0..max_steps {
+        let args = match ladder.step_args(value) {
+            Ok(args) => args,
+            Err(why) => {
+                eprintln!("natter-loadtest: {why}; stopping");
+                climb.ended = why;
+                break;
+            }
+        };
+        let (line, context) = ladder.announce(i + 1, value);
+        eprintln!("natter-loadtest: {line}");
+        let (report, _) = run_fanout(args, command.to_owned()).await.context(context)?;
+        if i == 0 {
+            climb.machine = report.machine.clone();
+            climb.settings = report.settings.clone();
+        }
+        let step = ladder.step(value, &report);
+        let (line, stop) = ladder.judge(i + 1, &step);
+        eprintln!("natter-loadtest: {line}");
+        climb.steps.push(step);
+        if let Some(why) = stop {
+            climb.ended = why;
+            break;
+        }
+        value *= factor;
+    }
+    Ok(climb)
+}
+
+/// Saturate's steps: a rising rate per sender.
+struct Rates<'a> {
+    args: &'a RunArgs,
+    bounds: Bounds,
+}
+
+impl Ladder for Rates<'_> {
+    type Step = Step;
+
+    fn step_args(&self, rate: f64) -> Result<RunArgs, String> {
+        let mut a = step_args(self.args, self.bounds);
+        a.load.rate = rate;
+        Ok(a)
+    }
+
+    fn announce(&self, number: usize, rate: f64) -> (String, String) {
+        (
+            format!("saturate step {number}: {rate:.2} messages/s per sender"),
+            format!("saturate step {number} at {rate:.2}/s"),
+        )
+    }
+
+    fn step(&self, rate: f64, report: &Report) -> Step {
+        Step::of(rate, report, self.bounds)
+    }
+
+    fn judge(&self, number: usize, step: &Step) -> (String, Option<String>) {
+        let line = format!(
+            "step {number}: {:.0} deliveries/s offered, p99 {:.1} ms, unacked {}, faults {}: {}",
             step.offered_per_sec,
             step.p99_ms,
             step.unacked,
             step.faults,
             if step.held { "held" } else { "broke" }
         );
-        let held = step.held;
-        steps.push(step);
-        if !held {
-            break;
-        }
-        rate *= args.step_factor;
+        (line, (!step.held).then(|| format!("step {number} broke the SLOs")))
     }
+}
+
+/// Runs the steps. Passed: at least one step held.
+pub async fn run(args: RunArgs, command: String) -> anyhow::Result<(SaturateReport, bool)> {
+    check_steps(&args)?;
+    let bounds = Bounds::of(&args);
+    let rates = Rates { args: &args, bounds };
+    let Climb {
+        steps,
+        machine,
+        settings,
+        ..
+    } = climb(
+        &rates,
+        args.load.rate,
+        args.steps.step_factor,
+        args.steps.max_steps,
+        &command,
+    )
+    .await?;
     let highest_held = steps.iter().rfind(|s| s.held).cloned();
     let mut overload = None;
-    if args.overload
+    if args.steps.overload
         && let Some(best) = &highest_held
     {
         let rate = best.rate_per_sender * 2.0;
         eprintln!("natter-loadtest: overload step: {rate:.2} messages/s per sender (twice the highest that held)");
-        let (report, _) = run_fanout(step_args(rate), command.clone())
+        let step_args = rates.step_args(rate).map_err(UsageError)?;
+        let (report, _) = run_fanout(step_args, command.clone())
             .await
             .context("the overload step")?;
-        overload = Some(Step::of(rate, &report, max_p99_ms, max_loss));
+        overload = Some(Step::of(rate, &report, bounds));
     }
     let passed = highest_held.is_some();
     let report = SaturateReport {
         command,
         machine,
         settings,
-        max_p99_ms,
+        max_p99_ms: bounds.max_p99_ms,
         steps,
         highest_held,
         overload,
     };
-    if let Some(path) = &args.report {
+    if let Some(path) = &args.output.report {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("cannot write the report to {}", path.display()))?;
     }

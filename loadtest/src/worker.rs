@@ -15,6 +15,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::accounting::Faults;
 use crate::client::{self, Shared, unix_micros};
+use crate::counts::{ConnectCounts, Counts, EventCounts, FaultCounts, MessageCounts};
 use crate::latency::Latencies;
 use crate::plan::{FromWorker, Progress, ToWorker, WorkerPlan, WorkerResult};
 
@@ -187,34 +188,44 @@ async fn run_plan(plan: WorkerPlan, lines: &mut tokio::io::Lines<BufReader<tokio
     let mut faulty_rooms = BTreeMap::new();
     for (room, faults) in &faults_by_room {
         total.add(faults);
-        if !faults.is_clean() && faulty_rooms.len() < 20 {
+        if !faults.is_clean() && faulty_rooms.len() < FaultCounts::MAX_ROOMS {
             faulty_rooms.insert(room.clone(), [faults.lost, faults.duplicates, faults.reordered]);
         }
     }
     let result = WorkerResult {
-        clients: clients as u64,
-        connected: stats.connected,
-        connect_failures: stats.connect_failures.clone(),
+        counts: Counts {
+            connect: ConnectCounts {
+                clients: clients as u64,
+                connected: stats.connected,
+                failures: stats.connect_failures.clone(),
+            },
+            messages: MessageCounts {
+                sent: stats.sent,
+                acked: stats.acked,
+                unacked: stats.unacked,
+                resent: stats.resent.clone(),
+                delivered: stats.delivered,
+                expected: expected_deliveries,
+            },
+            faults: FaultCounts {
+                lost: total.lost,
+                duplicates: total.duplicates,
+                reordered: total.reordered,
+                unrecovered: stats.unrecovered,
+                rooms: faulty_rooms,
+            },
+            events: EventCounts {
+                reconnects: stats.reconnects,
+                stalls: stats.stalls,
+                error_codes: stats.error_codes.clone(),
+                close_codes: stats.close_codes.clone(),
+            },
+        },
         connect_latency: encode(&stats.connect_latency),
         latency: encode(&stats.latency),
         ack_latency: encode(&stats.ack_latency),
         accepted_latency: encode(&stats.accepted_latency),
         change_latency: encode(&stats.change_latency),
-        sent: stats.sent,
-        acked: stats.acked,
-        unacked: stats.unacked,
-        resent: stats.resent.clone(),
-        delivered: stats.delivered,
-        expected: expected_deliveries,
-        lost: total.lost,
-        duplicates: total.duplicates,
-        reordered: total.reordered,
-        unrecovered: stats.unrecovered,
-        reconnects: stats.reconnects,
-        stalls: stats.stalls,
-        error_codes: stats.error_codes.clone(),
-        close_codes: stats.close_codes.clone(),
-        faulty_rooms,
         views,
         cpu_secs: crate::cpu::own_seconds(),
     };

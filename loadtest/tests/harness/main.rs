@@ -1,7 +1,9 @@
 //! The harness itself under test: its accounting against a server that injects faults, a whole run against a
-//! real fleet (NATS, PostgreSQL, auth API, two gateways, persister), and the fault suite (`chaos`): runs against a
-//! stack of real processes while one of them is killed, frozen, cut off or its stream deleted.
+//! real fleet (NATS, PostgreSQL, auth API, two gateways, persister), a capacity search on one worker, and the fault
+//! suite (`chaos`): runs against a stack of real processes while one of them is killed, frozen, cut off or its
+//! stream deleted.
 
+mod capacity;
 mod chaos;
 mod cluster;
 mod faults;
