@@ -12,7 +12,19 @@
 # to the first. CPU is user + system time from /proc over each phase, all processes of a role summed.
 #
 #   ./natter bench --costs [--users 30000] [--gateways 2] [--rate 2] [--duration 20s] [--rounds 2]
-#                          [--perf SECONDS] [--skip-fanout] [--harness BINARY] NAME=BIN_DIR...
+#                          [--fanout-users N] [--history-readers N] [--perf SECONDS] [--skip-fanout] [--no-connect]
+#                          [--harness BINARY] NAME=BIN_DIR...
+#   ./natter bench --costs --storm [--users 48000] [--gateways 4] [--rate 1] [--duration 40s] NAME=BIN_DIR...
+#
+# --no-connect leaves the connect storm out: the fan-out runs on a fresh fleet, so its memory per connection (once
+# connected, and after the traffic) is the fleet's own. --fanout-users runs the fan-out with fewer users than the connect storm (the saturation shape: 10,000 users over
+# 2 gateways); --history-readers adds readers of history pages to it (their p99 and the auth API's CPU per page).
+# --storm measures a reconnect storm instead: the fan-out runs, and a third of the way into it the first gateway is
+# killed (SIGKILL); its clients (12,000 by default: a gateway process holds at most 18,000, so the survivors must
+# have room for them) come back spread over the others, rejoin and recover. The survivors' CPU (from /proc) from the
+# kill until every client is connected again, less what they spent in as long a time just before (scaled to the
+# clients they then held), divided by the clients that came back, is the CPU per reconnect; it is printed beside
+# the same run's CPU per first connection, with the replays the survivors read from the stream and shared.
 #
 # BIN_DIR holds natter-gateway, natter-auth-api, natter-persister and natter-loadtest (a release build's
 # target/release, or a copy of it); with no build named, target/release (built first). Every build is measured
@@ -26,7 +38,8 @@ cd "$ROOT"
 # shellcheck source=scripts/lib.sh
 . "$ROOT/scripts/lib.sh"
 
-users=30000 gateways=2 rate=2 duration=20s rounds=2 perf_secs="" fanout=1 harness=""
+users="" gateways="" rate="" duration="" rounds=2 perf_secs="" fanout=1 harness="" fanout_users="" history_readers=0
+storm=0 connect=1
 builds=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -37,7 +50,11 @@ while [ $# -gt 0 ]; do
     --rounds) rounds="${2:?}"; shift ;;
     --perf) perf_secs="${2:?}"; shift ;;
     --skip-fanout) fanout=0 ;;
+    --no-connect) connect=0 ;;
     --harness) harness="${2:?}"; shift ;;
+    --fanout-users) fanout_users="${2:?}"; shift ;;
+    --history-readers) history_readers="${2:?}"; shift ;;
+    --storm) storm=1 ;;
     --costs) ;;
     -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *=*) builds+=("$1") ;;
@@ -45,7 +62,13 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-for n in "$users" "$gateways" "$rounds"; do
+if [ "$storm" = 1 ]; then
+  users="${users:-48000}" gateways="${gateways:-4}" rate="${rate:-1}" duration="${duration:-40s}"
+else
+  users="${users:-30000}" gateways="${gateways:-2}" rate="${rate:-2}" duration="${duration:-20s}"
+fi
+fanout_users="${fanout_users:-$users}"
+for n in "$users" "$gateways" "$rounds" "$fanout_users"; do
   [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] || { echo "bench-costs: counts must be positive integers" >&2; exit 64; }
 done
 if [ $((users / gateways)) -ge 18000 ]; then
@@ -70,6 +93,8 @@ fleet=""
 trap 'stop_group "$fleet"' EXIT
 rooms=$(((users + 99) / 100))
 workers=$(((users + 14999) / 15000))
+fanout_rooms=$(((fanout_users + 99) / 100))
+fanout_workers=$(((fanout_users + 14999) / 15000))
 NATTER_LOAD_TEST_KEY="bench-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export NATTER_LOAD_TEST_KEY NATTER_MAX_CONNECTIONS=19000 NATTER_ACCESS_TOKEN_TTL=2h RUST_LOG="${NATTER_BENCH_LOG:-warn}"
 echo "bench-costs: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); work in $work" >&2
@@ -91,8 +116,8 @@ up() {
   targets=(--api "http://127.0.0.1:$api_port")
   local url
   for url in $(jq -r '.gateways[]' "$data.up"); do targets+=(--gateway "$url"); done
-  # The first metrics page is the auth API's; the gateways' follow.
-  for url in $(jq -r '.metrics[1:][]' "$data.up"); do targets+=(--metrics "$url"); done
+  # The metrics pages are the auth API's, the persister's, then the gateways': the last GATEWAYS are theirs.
+  for url in $(jq -r ".metrics[-$gateways:][]" "$data.up"); do targets+=(--metrics "$url"); done
   watch=()
   local pid
   for pid in $(pgrep -g "$fleet" -x nats-server); do watch+=(--watch-cpu "nats=$pid"); done
@@ -111,6 +136,75 @@ costs_of() {
          "relay \(.relay_deliveries_per_cpu_second // 0) 0"' "$1"
 }
 
+# User + system CPU seconds of the given processes, from /proc.
+cpu_of() { local t=0 pid; for pid in "$@"; do t=$((t + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
+# The sum of a metric over the given metrics pages.
+metric_sum() {
+  local name="$1" url; shift
+  for url in "$@"; do curl -fsS "$url" 2>/dev/null || true; done | awk -v n="$name" '$1 == n { s += $2 } END { printf "%d", s }'
+}
+
+if [ "$storm" = 1 ]; then
+  [ "$gateways" -ge 2 ] || { echo "bench-costs: --storm needs at least 2 gateways" >&2; exit 64; }
+  for build in "${builds[@]}"; do
+    name="${build%%=*}" bin_dir="${build#*=}"
+    up "$bin_dir" "$work/data-$name-storm"
+    mapfile -t gw_pids < <(for url in $(jq -r '.gateways[]' "$work/data-$name-storm.up"); do
+      port="${url##*:}" port="${port%%/*}"; ss -Hltnp "sport = :$port" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2; done)
+    mapfile -t pages < <(jq -r ".metrics[-$gateways:][]" "$work/data-$name-storm.up")
+    victim="${gw_pids[0]}" survivors=("${gw_pids[@]:1}") survivor_pages=("${pages[@]:1}")
+    report="$work/storm-$name.json"
+    "$harness" run "${targets[@]}" "${watch[@]}" --users "$users" --rooms "$rooms" --workers "$workers" \
+      --scenario fanout --senders 1 --rate "$rate" --duration "$duration" --ramp-up 0 --max-loss 0 \
+      --drain-timeout 60s --quiet --report "$report" >"$report.out" 2>&1 &
+    harness_pid=$!
+    until grep -q "all connected" "$report.out" 2>/dev/null; do sleep 0.2; done
+    secs="${duration%s}"
+    sleep $((secs / 3 - 5))
+    # Five seconds of the survivors' steady work, then the kill.
+    before_steady="$(cpu_of "${survivors[@]}")"; sleep 5; at_kill="$(cpu_of "${survivors[@]}")"
+    held="$(metric_sum natter_gateway_connections "${survivor_pages[@]}")"
+    replays_stream0="$(metric_sum 'natter_gateway_replays_total{source="stream"}' "${survivor_pages[@]}")"
+    replays_shared0="$(metric_sum 'natter_gateway_replays_total{source="shared"}' "${survivor_pages[@]}")"
+    kill -KILL "$victim"
+    killed_at=$(date +%s.%N)
+    while [ "$(metric_sum natter_gateway_connections "${survivor_pages[@]}")" -lt "$users" ]; do
+      sleep 0.2
+      (( $(date +%s) - ${killed_at%.*} > 120 )) && break
+    done
+    back_at=$(date +%s.%N)
+    at_back="$(cpu_of "${survivors[@]}")"
+    connected="$(metric_sum natter_gateway_connections "${survivor_pages[@]}")"
+    replays_stream="$(( $(metric_sum 'natter_gateway_replays_total{source="stream"}' "${survivor_pages[@]}") - replays_stream0 ))"
+    replays_shared="$(( $(metric_sum 'natter_gateway_replays_total{source="shared"}' "${survivor_pages[@]}") - replays_shared0 ))"
+    wait "$harness_pid" || true
+    grep -E "connected|faults|cpu per|reconnects|history" "$report.out" | sed "s/^/storm $name: /" >&2 || true
+    python3 - "$name" "$before_steady" "$at_kill" "$at_back" "$killed_at" "$back_at" "$held" "$connected" "$users" \
+      "$replays_stream" "$replays_shared" "$rooms" "$((gateways - 1))" "$report" <<'PY'
+import json, sys
+(name, steady0, kill, back, t_kill, t_back, held, connected, users, stream, shared, rooms, survivors, report) = sys.argv[1:]
+ticks = 100.0
+steady = (int(kill) - int(steady0)) / ticks / 5.0            # CPU-s per s before the kill
+window = float(t_back) - float(t_kill)
+spent = (int(back) - int(kill)) / ticks
+# Clients that came back: the harness counts each reconnection (the killed gateway's clients, once each).
+came_back = json.load(open(report)).get("reconnects") or (int(connected) - int(held))
+# The survivors' steady work scaled to every client they hold after the kill.
+baseline = steady * window * int(users) / max(int(held), 1)
+per_reconnect = (spent - baseline) * 1e6 / max(came_back, 1)
+first = json.load(open(report)).get("cpu", {}).get("gateways", {}).get("per_connection_us")
+print(f"| {name} | {came_back} | {window:.1f} s | {spent:.2f} s | {baseline:.2f} s | {per_reconnect:.0f} µs | "
+      f"{first:.0f} µs | {per_reconnect / first:.2f} | {stream} for {rooms} rooms on {survivors} gateways | {shared} |"
+      if first else f"| {name} | {came_back} | {window:.1f} s | {spent:.2f} s | {baseline:.2f} s | {per_reconnect:.0f} µs | — | — | {stream} | {shared} |")
+PY
+    stop_group "$fleet"
+    fleet=""
+  done | { echo; echo "| build | clients back | kill to all back | survivors' CPU | of it steady work | CPU per reconnect | CPU per first connection (same run) | ratio | replays read from the stream | replays shared |"; echo "|---|---|---|---|---|---|---|---|---|---|"; cat; }
+  echo
+  echo "reports: $work"
+  exit 0
+fi
+
 results="$work/results"
 : >"$results"
 for ((round = 1; round <= rounds; round++)); do
@@ -124,17 +218,20 @@ for ((round = 1; round <= rounds; round++)); do
       perf_pid=$!
     fi
     report="$work/connect-$name-$round.json"
-    "$harness" run "${targets[@]}" "${watch[@]}" --users "$users" --rooms "$rooms" \
+    [ "$connect" = 1 ] && "$harness" run "${targets[@]}" "${watch[@]}" --users "$users" --rooms "$rooms" \
       --workers "$workers" --scenario connect-storm --quiet --report "$report" >"$report.out" 2>&1 || true
     [ -n "$perf_pid" ] && wait "$perf_pid" || true
-    grep -E "connected|cpu per" "$report.out" | sed "s/^/round $round $name connect: /" >&2 || true
-    costs_of "$report" | sed "s/^/$name connect /" >>"$results"
+    if [ "$connect" = 1 ]; then
+      grep -E "connected|cpu per|gateway memory" "$report.out" | sed "s/^/round $round $name connect: /" >&2 || true
+      costs_of "$report" | sed "s/^/$name connect /" >>"$results"
+    fi
     if [ "$fanout" = 1 ]; then
       report="$work/fanout-$name-$round.json"
-      "$harness" run "${targets[@]}" "${watch[@]}" --users "$users" --rooms "$rooms" \
-        --workers "$workers" --scenario fanout --senders 1 --rate "$rate" --duration "$duration" --ramp-up 0 \
-        --max-loss 0 --quiet --report "$report" >"$report.out" 2>&1 || true
-      grep -E "deliveries|faults|cpu per|relay" "$report.out" | sed "s/^/round $round $name fanout: /" >&2 || true
+      "$harness" run "${targets[@]}" "${watch[@]}" --users "$fanout_users" --rooms "$fanout_rooms" \
+        --workers "$fanout_workers" --scenario fanout --senders 1 --rate "$rate" --duration "$duration" --ramp-up 0 \
+        --history-readers "$history_readers" --max-loss 0 --quiet --report "$report" >"$report.out" 2>&1 || true
+      grep -E "deliveries|end-to-end|faults|cpu per|relay|history page|gateway RSS|gateway memory" "$report.out" \
+        | sed "s/^/round $round $name fanout: /" >&2 || true
       costs_of "$report" | sed "s/^/$name fanout /" >>"$results"
     fi
     stop_group "$fleet"

@@ -102,8 +102,11 @@ def main():
     day = __import__("datetime").date.fromtimestamp(fanout["started_unix"]).isoformat()
     s = fanout["settings"]
     r = reconnect["settings"]
+    # A heading of its own: what set the run apart (history readers) and its day.
+    readers = s.get("history_readers") or 0
+    apart = f" with {readers} history readers" if readers else ""
     section = f"""<!-- bench-fleet:{a.label} -->
-### {fanout['connect']['clients']:,} users over {a.gateways} gateway processes, {day}
+### {fanout['connect']['clients']:,} users over {a.gateways} gateway processes{apart}, {day}
 
 Machine: {mach.get('cores')} cores ({mach.get('cpu', '?')}), {mem_gib:.0f} GiB, {mach.get('os', '?')}, {a.rustc},
 {a.nats}. Everything shares the machine: NATS, PostgreSQL, the auth API, the persister, the gateways and
@@ -155,8 +158,11 @@ def saturate_section(a):
                + (f", {best['deliveries_per_gateway_cpu_second']:,.0f} deliveries per gateway CPU second"
                   if best.get("deliveries_per_gateway_cpu_second") else "") + ")."
                if best else "No step held.")
+    runtime = "single-threaded" if "--gateway-threads 1" in a.command else "multi-threaded"
+    # Written right after the run: its day is today.
+    day = __import__("datetime").date.today().isoformat()
     return f"""<!-- bench-fleet:{a.label} -->
-### Saturation: {st['users']:,} users over {a.gateways} gateway processes
+### Saturation: {st['users']:,} users over {a.gateways} gateway processes, {runtime} runtime, {day}
 
 Machine: {mach.get('cores')} cores ({mach.get('cpu', '?')}), {mem_gib:.0f} GiB, {mach.get('os', '?')}, {a.rustc},
 {a.nats}. Everything shares the machine, the harness's {st['workers']} worker processes included. Command:

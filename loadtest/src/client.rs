@@ -395,6 +395,15 @@ impl Changes {
 
 /// How long a sender waits before sending again a message the gateway refused for now: 250 ms, doubling with
 /// each refusal of the same message, at most 4 s, as a client told to slow down should.
+/// The gateway a client of `from` rejoins at: one of the others, chosen by the client's index so that a gateway's
+/// clients spread evenly over the rest.
+fn next_gateway(from: usize, index: usize, gateways: usize) -> usize {
+    if gateways < 2 {
+        return 0;
+    }
+    (from + 1 + index % (gateways - 1)) % gateways
+}
+
 fn retry_pause(refusals: u32) -> Duration {
     Duration::from_millis(250u64 << refusals.min(4).saturating_sub(1))
 }
@@ -650,8 +659,9 @@ pub async fn run(shared: Arc<Shared>, index: usize, count: usize, worker: usize,
                         }
                         () = tokio::time::sleep(backoff) => {}
                     }
-                    // Rejoin elsewhere: recovery must work from any gateway.
-                    gateway = (gateway + 1) % shared.gateways.len();
+                    // Rejoin elsewhere: recovery must work from any gateway. The clients of one gateway spread over
+                    // all the others, as a load balancer would send them, rather than all onto the next one.
+                    gateway = next_gateway(gateway, index, shared.gateways.len());
                     let since = reception.last_seq().max(position);
                     let attempt = match connect(&shared, gateway, source, &user.token, user.stalls).await {
                         Ok(mut ws) => join(&shared, &mut ws, &room, Some(since))
@@ -943,4 +953,23 @@ fn on_frame(
         _ => {}
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_gateway;
+
+    #[test]
+    fn a_gateways_clients_rejoin_spread_over_the_others() {
+        let mut landed = [0usize; 4];
+        for index in 0..3000 {
+            let to = next_gateway(1, index, 4);
+            assert_ne!(to, 1, "never back to the gateway it left");
+            landed[to] += 1;
+        }
+        assert_eq!(landed, [1000, 0, 1000, 1000]);
+        assert_eq!(next_gateway(0, 7, 2), 1);
+        assert_eq!(next_gateway(1, 7, 2), 0);
+        assert_eq!(next_gateway(0, 7, 1), 0);
+    }
 }

@@ -91,6 +91,10 @@ pub struct GatewayFigures {
     /// Gateway resident memory added per connection, between the scrape before connecting and the one once
     /// connected (all gateways summed).
     pub memory_per_connection_bytes: Option<f64>,
+    /// Gateway resident memory added per connection from the scrape before connecting to the one at the end, after
+    /// the traffic (all gateways summed): what queues, room state and the allocator kept of it.
+    #[serde(default)]
+    pub memory_after_traffic_per_connection_bytes: Option<f64>,
     /// Gateway resident memory once connected, all gateways summed.
     pub memory_connected_bytes: Option<f64>,
     /// Gateway resident memory at the end, all gateways summed (a soak compares it with the one above).
@@ -349,10 +353,15 @@ impl Report {
         }
         let g = &self.gateway_metrics;
         if let Some(per) = g.memory_per_connection_bytes {
+            let after = g
+                .memory_after_traffic_per_connection_bytes
+                .filter(|_| self.messages.counts.delivered > 0)
+                .map(|after| format!(", {:.1} KiB after the traffic", after / 1024.0))
+                .unwrap_or_default();
             row(
                 &mut out,
                 "gateway memory",
-                format!("{:.1} KiB per connection", per / 1024.0),
+                format!("{:.1} KiB per connection{after}", per / 1024.0),
             );
         }
         if let (Some(cpu), Some(per)) = (g.cpu_seconds, g.deliveries_per_cpu_second) {

@@ -149,6 +149,57 @@ async fn cpu_now(db: &PgPool, nats_port: &str) -> [f64; 3] {
     [nats, postgres, cpu_secs(std::process::id())]
 }
 
+/// Copies the run's rows into a table like `messages` with PostgreSQL's binary COPY and prints its rate and CPU
+/// per row beside the persister's (`drain` CPU readings: before and after).
+async fn copy_limit(db: &PgPool, nats_port: &str, epoch: i64, messages: u64, drain_secs: f64, drain: [[f64; 3]; 2]) {
+    use futures::TryStreamExt;
+    let mut conn = db.acquire().await.expect("a connection");
+    sqlx::query("DROP TABLE IF EXISTS messages_copy")
+        .execute(&mut *conn)
+        .await
+        .expect("drop");
+    sqlx::query("CREATE TABLE messages_copy (LIKE messages INCLUDING ALL)")
+        .execute(&mut *conn)
+        .await
+        .expect("a table like messages");
+    let data: Vec<bytes::Bytes> = conn
+        .copy_out_raw(&format!(
+            "COPY (SELECT * FROM messages WHERE epoch = {epoch}) TO STDOUT (FORMAT binary)"
+        ))
+        .await
+        .expect("copy out")
+        .try_collect()
+        .await
+        .expect("the rows");
+    let cpu_before = cpu_now(db, nats_port).await;
+    let started = Instant::now();
+    let mut copy = conn
+        .copy_in_raw("COPY messages_copy FROM STDIN (FORMAT binary)")
+        .await
+        .expect("copy in");
+    for chunk in data {
+        copy.send(chunk).await.expect("copy data");
+    }
+    let copied = copy.finish().await.expect("copy done");
+    let copy_secs = started.elapsed().as_secs_f64();
+    let cpu_after = cpu_now(db, nats_port).await;
+    sqlx::query("DROP TABLE messages_copy").execute(db).await.expect("drop");
+    let copy_per_row = (cpu_after[1] - cpu_before[1]) * 1e6 / copied.max(1) as f64;
+    let drain_per_row = |i: usize| (drain[1][i] - drain[0][i]) * 1e6 / messages.max(1) as f64;
+    let copy_rate = copied as f64 / copy_secs;
+    let drain_rate = messages as f64 / drain_secs;
+    println!(
+        "copy rows={copied} secs={copy_secs:.1} rows_per_sec={copy_rate:.0} postgres_cpu_us_per_row={copy_per_row:.1}"
+    );
+    println!(
+        "ratio persister_rows_per_sec/copy_rows_per_sec={:.2} (nats+persister)_cpu_per_row/postgres_cpu_per_row_in_drain={:.2} \
+         (nats+persister)_cpu_per_row/postgres_cpu_per_row_in_copy={:.2}",
+        drain_rate / copy_rate,
+        (drain_per_row(0) + drain_per_row(2)) / drain_per_row(1).max(1e-9),
+        (drain_per_row(0) + drain_per_row(2)) / copy_per_row.max(1e-9),
+    );
+}
+
 async fn rows(db: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM messages")
         .fetch_one(db)
@@ -290,6 +341,18 @@ async fn main() {
         per_row(2),
         per_row(0) + per_row(1) + per_row(2)
     );
+
+    // The limit the persister is held against: PostgreSQL's own COPY of the same rows into a table of the same
+    // schema (columns, defaults, indexes), binary as the persister's, from memory, in the same run.
+    copy_limit(
+        &db,
+        &nats_port,
+        epoch,
+        args.messages,
+        drain_secs,
+        [cpu_before, cpu_after],
+    )
+    .await;
 
     // Send to row, one message at a time, with the persister idle.
     let mut samples = Vec::new();

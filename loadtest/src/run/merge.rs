@@ -132,6 +132,9 @@ pub(crate) fn report(args: &RunArgs, settings: &Settings, phases: Phases, merged
         let added = at_ready.1 - baseline.1;
         if added > 0.0 && at_ready.0 > 0.0 {
             figures.memory_per_connection_bytes = Some((at_ready.0 - baseline.0) / added);
+            if end.0 > 0.0 {
+                figures.memory_after_traffic_per_connection_bytes = Some((end.0 - baseline.0) / added);
+            }
         }
         cpu_costs.insert(
             "gateways".to_owned(),
