@@ -6,13 +6,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use natter_proto::token::{AccessClaims, TokenError, Verifier};
+use natter_proto::token::{AccessClaims, KeyId, TokenError, Verifier};
 use sha2::Digest;
 
 /// Least time between two refetches triggered by unknown `kid`s, so forged tokens cannot hammer the auth API.
 const REFETCH_GAP: Duration = Duration::from_secs(2);
 
-/// Most tokens the cache holds (about 30 bytes each); at the cap, the expired go, and if none had, all do.
+/// Most tokens the cache holds (about 40 bytes each); at the cap, the expired go, and if that leaves it over
+/// three quarters full, all do (so a full cache is not scanned again for every new token).
 const CACHED_TOKENS: usize = 200_000;
 
 /// A token's key in the cache: the first half of its SHA-256 (finding another token with the same key is
@@ -32,9 +33,9 @@ struct Inner {
     http: reqwest::Client,
     verifier: RwLock<Arc<Verifier>>,
     fetched_at: std::sync::Mutex<Instant>,
-    /// Tokens whose signature was checked, with when they expire: the claims are read again from the token itself
-    /// on each use, so the cache holds no copy of them.
-    verified: Mutex<HashMap<TokenKey, u64>>,
+    /// Tokens whose signature was checked, with when they expire and the key that checked it: the claims are read
+    /// again from the token itself on each use, so the cache holds no copy of them.
+    verified: Mutex<HashMap<TokenKey, (u64, KeyId)>>,
 }
 
 impl TokenVerifier {
@@ -79,14 +80,15 @@ impl TokenVerifier {
             .verified
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&key);
-        if seen {
+            .get(&key)
+            .map(|(_, signer)| *signer);
+        if let Some(signer) = seen {
             ::metrics::counter!(crate::metrics::TOKENS_VERIFIED, "how" => "cached").increment(1);
-            return self.current().verify_signed_before(token);
+            return self.current().verify_signed_before(token, signer);
         }
         ::metrics::counter!(crate::metrics::TOKENS_VERIFIED, "how" => "signature").increment(1);
-        let claims = match self.current().verify(token) {
-            Err(TokenError::UnknownKey) if self.refetch().await => self.current().verify(token),
+        let (claims, signer) = match self.current().verify_keyed(token) {
+            Err(TokenError::UnknownKey) if self.refetch().await => self.current().verify_keyed(token),
             other => other,
         }?;
         let mut cache = self.inner.verified.lock().unwrap_or_else(|p| p.into_inner());
@@ -94,12 +96,12 @@ impl TokenVerifier {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            cache.retain(|_, exp| *exp + natter_proto::token::LEEWAY_SECS >= now);
-            if cache.len() >= CACHED_TOKENS {
+            cache.retain(|_, (exp, _)| *exp + natter_proto::token::LEEWAY_SECS >= now);
+            if cache.len() >= CACHED_TOKENS * 3 / 4 {
                 cache.clear();
             }
         }
-        cache.insert(key, claims.exp);
+        cache.insert(key, (claims.exp, signer));
         Ok(claims)
     }
 
@@ -118,9 +120,8 @@ impl TokenVerifier {
         ::metrics::counter!(crate::metrics::JWKS_REFETCHES, "outcome" => outcome).increment(1);
         match fetched {
             Ok(verifier) => {
+                // A cached token stands for the key that checked it (its entry names the key): nothing to forget.
                 *inner.verifier.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(verifier);
-                // Checked signatures stand for the keys that checked them: a new set starts afresh.
-                inner.verified.lock().unwrap_or_else(|p| p.into_inner()).clear();
                 true
             }
             Err(err) => {

@@ -369,9 +369,8 @@ impl Outbox {
                     if state.queue.len() < self.limit / 2 {
                         self.drained.notify_waiters();
                     }
-                    if state.queue.capacity() > 8 && state.queue.is_empty() {
-                        // A burst grew the queue (48 bytes a frame): give the memory back while the connection
-                        // idles. Kept up to 8, a connection's queue held 1.5–3 KiB for good after a busy minute.
+                    if state.queue.capacity() > 64 && state.queue.is_empty() {
+                        // A burst grew the queue: give the memory back while the connection idles.
                         state.queue = VecDeque::new();
                     }
                 }

@@ -1,15 +1,17 @@
 //! Replays shared per room: a rejoin's gap is read from JetStream once per room and gateway, not once per client.
 //!
 //! After a gateway dies its clients come back to the others within seconds, most of them asking for the same few
-//! messages of the same rooms. Each room keeps, for [`KEEP`] after its last use, the window of its events it last
-//! read: "the room's events in `(base, head]` are exactly these". A rejoin whose gap lies inside the window is served
-//! from it; one that reaches past it reads only what is missing (before `base` or after `head`) and widens the
-//! window. Rejoins of one room wait on each other's reads (one lock per room), so a storm of rejoins to one room is
-//! one read fanned out. A window holds at most `--max-replay` events: a longer one is read for its client and not
-//! kept.
+//! messages of the same rooms. Each room keeps the window of its events it last read, for [`FRESH`] after the
+//! read (never longer, however often it is used): "the room's events in `(base, head]` are exactly these". A rejoin
+//! whose gap lies inside the window is served from it; one that reaches past it reads only what is missing (before
+//! `base` or after `head`) and widens the window, which keeps the time of its oldest read. Rejoins of one room wait
+//! on each other's reads (one lock per room), so a storm of rejoins to one room is one read fanned out; a rejoin
+//! that waited [`LOCK_PATIENCE`] for the lock (a read stuck on a stream electing a leader) reads for itself. A
+//! window holds at most `--max-replay` events: a longer one is read for its client and not kept.
 //!
-//! A message deleted while in a window is still served from it, followed by its `deleted` event (a later event of
-//! the room, replayed or live): the client folds both, as it does for a deletion it sees live.
+//! A deleted message leaves the stream when the persister erases it; a window read before that holds it for at
+//! most [`FRESH`] more, and a read that brings a deletion is not kept at all, so a window never outlives a deletion
+//! it has seen. (A replay read straight from the stream has the same short race with the erasure.)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,10 +25,13 @@ use tokio::time::Instant;
 
 use crate::metrics;
 
-/// How long a room's window is kept after it last served a rejoin.
-const KEEP: Duration = Duration::from_secs(5);
+/// How long a room's window serves rejoins after it was read.
+const FRESH: Duration = Duration::from_secs(3);
 
-/// How often unused windows are looked for.
+/// How long a rejoin waits for another rejoin's read of its room before reading for itself.
+const LOCK_PATIENCE: Duration = Duration::from_secs(2);
+
+/// How often stale windows are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// A room's events over a range of stream sequences, as last read.
@@ -35,7 +40,8 @@ struct Window {
     base: u64,
     head: u64,
     events: Vec<(u64, StoredMessage)>,
-    used: Instant,
+    /// When its oldest part was read.
+    read_at: Instant,
 }
 
 impl Window {
@@ -87,10 +93,12 @@ impl Replays {
         let mut last_sweep = self.last_sweep.lock().unwrap_or_else(|p| p.into_inner());
         if now.duration_since(*last_sweep) >= SWEEP_EVERY {
             *last_sweep = now;
-            // A slot in use (locked) or read moments ago stays; the others go.
-            rooms.retain(|_, slot| match slot.try_lock() {
-                Ok(window) => window.as_ref().is_some_and(|w| now.duration_since(w.used) < KEEP),
-                Err(_) => true,
+            // A slot someone holds (waiting for it, or about to) or read moments ago stays; the others go.
+            rooms.retain(|_, slot| {
+                Arc::strong_count(slot) > 1
+                    || slot.try_lock().map_or(true, |window| {
+                        window.as_ref().is_some_and(|w| now.duration_since(w.read_at) < FRESH)
+                    })
             });
         }
         rooms.entry((room.clone(), epoch)).or_default().clone()
@@ -111,11 +119,16 @@ impl Replays {
             return journal::replay(stream, room, since, until, self.cap).await;
         }
         let slot = self.slot(room, epoch);
-        let mut window = slot.lock().await;
-        if let Some(w) = window.as_mut()
+        let Ok(mut window) = tokio::time::timeout(LOCK_PATIENCE, slot.lock()).await else {
+            ::metrics::counter!(metrics::REPLAYS, "source" => "stream").increment(1);
+            return journal::replay(stream, room, since, until, self.cap).await;
+        };
+        if window.as_ref().is_some_and(|w| w.read_at.elapsed() >= FRESH) {
+            *window = None;
+        }
+        if let Some(w) = window.as_ref()
             && let Some(messages) = w.serve(since, until)
         {
-            w.used = Instant::now();
             ::metrics::counter!(metrics::REPLAYS, "source" => "shared").increment(1);
             return capped(messages, self.cap);
         }
@@ -131,6 +144,9 @@ impl Replays {
             return read;
         }
         let events: Vec<(u64, StoredMessage)> = read.messages.into_iter().map(|(seq, _, m)| (seq, m)).collect();
+        let deletes = events
+            .iter()
+            .any(|(_, m)| matches!(m.change, Some(natter_proto::bus::Change::Delete { .. })));
         let widened = match window.take() {
             Some(mut w) if read_since == w.head => {
                 w.events.extend(events);
@@ -148,15 +164,12 @@ impl Replays {
                 base: read_since,
                 head: read_until,
                 events,
-                used: Instant::now(),
+                read_at: Instant::now(),
             },
         };
         let served = widened.serve(since, until).unwrap_or_default();
-        if widened.events.len() <= self.cap {
-            *window = Some(Window {
-                used: Instant::now(),
-                ..widened
-            });
+        if widened.events.len() <= self.cap && !deletes {
+            *window = Some(widened);
         }
         capped(served, self.cap)
     }
@@ -190,7 +203,7 @@ mod tests {
             base: 10,
             head: 30,
             events: vec![(12, message("a")), (20, message("b")), (25, message("c"))],
-            used: Instant::now(),
+            read_at: Instant::now(),
         };
         let seqs = |v: Option<Vec<(u64, u64, StoredMessage)>>| {
             v.map(|v| v.into_iter().map(|(s, p, _)| (s, p)).collect::<Vec<_>>())

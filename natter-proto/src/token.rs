@@ -48,6 +48,19 @@ pub struct AccessClaims {
     pub sid: String,
 }
 
+/// Which public key signed a token: the key's first 8 bytes (keys are random points; the set's holder chose
+/// them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyId([u8; 8]);
+
+impl KeyId {
+    fn of(key: &VerifyingKey) -> Self {
+        let mut id = [0; 8];
+        id.copy_from_slice(&key.as_bytes()[..8]);
+        Self(id)
+    }
+}
+
 /// An optional claim that, when present, must be a number.
 fn present_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     u64::deserialize(d).map(Some)
@@ -203,17 +216,25 @@ impl Verifier {
     /// first two parts is that key's, `exp` has not passed and `nbf` (when present) has, within [`LEEWAY_SECS`],
     /// `iss` and `aud` are this deployment's, and every claim of [`AccessClaims`] is there with its type.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        self.check(token, true)
+        self.check(token, None).map(|(claims, _)| claims)
     }
 
-    /// [`verify`](Self::verify) without checking the signature again, for a token whose signature this process
-    /// checked before (a cache of verified tokens: every other rule is applied afresh, and the `kid` must still be
-    /// in the set). Never for a token not verified before: anyone can write claims.
-    pub fn verify_signed_before(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        self.check(token, false)
+    /// [`verify`](Self::verify), also answering the identity of the key that signed the token (the first 8 bytes
+    /// of the public key), for a cache of verified tokens.
+    pub fn verify_keyed(&self, token: &str) -> Result<(AccessClaims, KeyId), TokenError> {
+        self.check(token, None)
     }
 
-    fn check(&self, token: &str, signature: bool) -> Result<AccessClaims, TokenError> {
+    /// The rules of [`verify`](Self::verify) but the signature's, for the very token whose signature a cache saw
+    /// checked by key `signed_by` (from [`verify_keyed`](Self::verify_keyed)): the header must still name that key
+    /// (a `kid` now holding another key is refused as unknown), and the time, the issuer, the audience and the
+    /// claims are checked afresh. Never for a token not verified before: anyone can write claims.
+    pub fn verify_signed_before(&self, token: &str, signed_by: KeyId) -> Result<AccessClaims, TokenError> {
+        self.check(token, Some(signed_by)).map(|(claims, _)| claims)
+    }
+
+    /// Every rule; the signature's only when `signed_by` is `None`.
+    fn check(&self, token: &str, signed_by: Option<KeyId>) -> Result<(AccessClaims, KeyId), TokenError> {
         let mut parts = token.split('.');
         let (Some(header_part), Some(claims_part), Some(signature_part), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -230,7 +251,11 @@ impl Verifier {
             .as_deref()
             .and_then(|kid| self.keys.get(kid))
             .ok_or(TokenError::UnknownKey)?;
-        if signature {
+        let key_id = KeyId::of(key);
+        if signed_by.is_some_and(|signer| signer != key_id) {
+            return Err(TokenError::UnknownKey);
+        }
+        if signed_by.is_none() {
             let signature = b64(signature_part).ok_or(TokenError::Malformed)?;
             let signature = Signature::from_slice(&signature).map_err(|_| TokenError::BadSignature)?;
             let signed = &token[..header_part.len() + 1 + claims_part.len()];
@@ -244,7 +269,7 @@ impl Verifier {
                 if claims.iss != self.issuer || claims.aud != self.audience {
                     return Err(TokenError::WrongIssuerOrAudience);
                 }
-                Ok(claims)
+                Ok((claims, key_id))
             }
             Err(err) => Err(Self::why_unreadable(&err)),
         }
@@ -510,25 +535,33 @@ mod tests {
         let verifier = Verifier::from_jwks(&jwks("k1", &k1), "natter", "natter-chat");
         let good = claims(60);
         let token = sign("k1", &k1, &good);
-        assert_eq!(verifier.verify_signed_before(&token), Ok(good.clone()));
+        let (claims_back, signer) = verifier.verify_keyed(&token).expect("verifies");
+        assert_eq!(claims_back, good);
+        assert_eq!(verifier.verify_signed_before(&token, signer), Ok(good.clone()));
         // What it does not check: the signature (the caller's cache vouches for it).
         assert_eq!(
-            verifier.verify_signed_before(&sign("k1", &key(2), &good)),
+            verifier.verify_signed_before(&sign("k1", &key(2), &good), signer),
             Ok(good.clone())
         );
-        // What it does: the time, the key's presence, the issuer and audience, the claims.
+        // What it does: the time, the key behind the kid, the issuer and audience, the claims.
         assert_eq!(
-            verifier.verify_signed_before(&sign("k1", &k1, &claims(-60))),
+            verifier.verify_signed_before(&sign("k1", &k1, &claims(-60)), signer),
             Err(TokenError::Expired)
         );
         let other = Verifier::from_jwks(&jwks("k2", &k1), "natter", "natter-chat");
-        assert_eq!(other.verify_signed_before(&token), Err(TokenError::UnknownKey));
+        assert_eq!(other.verify_signed_before(&token, signer), Err(TokenError::UnknownKey));
+        let rotated = Verifier::from_jwks(&jwks("k1", &key(3)), "natter", "natter-chat");
+        assert_eq!(
+            rotated.verify_signed_before(&token, signer),
+            Err(TokenError::UnknownKey),
+            "the kid now names another key"
+        );
         let elsewhere = Verifier::from_jwks(&jwks("k1", &k1), "natter", "another");
         assert_eq!(
-            elsewhere.verify_signed_before(&token),
+            elsewhere.verify_signed_before(&token, signer),
             Err(TokenError::WrongIssuerOrAudience)
         );
-        assert_eq!(verifier.verify_signed_before("a.b"), Err(TokenError::Malformed));
+        assert_eq!(verifier.verify_signed_before("a.b", signer), Err(TokenError::Malformed));
     }
 
     #[test]
