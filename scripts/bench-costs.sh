@@ -168,9 +168,13 @@ if [ "$storm" = 1 ]; then
     replays_shared0="$(metric_sum 'natter_gateway_replays_total{source="shared"}' "${survivor_pages[@]}")"
     kill -KILL "$victim"
     killed_at=$(date +%s.%N)
-    while [ "$(metric_sum natter_gateway_connections "${survivor_pages[@]}")" -lt "$users" ]; do
-      sleep 0.2
+    # Until the survivors hold every client again (each poll logged, with the time since the kill).
+    while :; do
+      held_now="$(metric_sum natter_gateway_connections "${survivor_pages[@]}")"
+      echo "$(date +%s.%N) $held_now" >>"$work/storm-$name.polls"
+      [ "$held_now" -ge "$users" ] && break
       (( $(date +%s) - ${killed_at%.*} > 120 )) && break
+      sleep 0.2
     done
     back_at=$(date +%s.%N)
     at_back="$(cpu_of "${survivors[@]}")"

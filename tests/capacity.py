@@ -222,6 +222,11 @@ class Check(unittest.TestCase):
                 self.assertIsNone(phases["send"]["measured_cpu_secs"])
                 continue
             for phase, value in zip(("connect", "send"), measured):
+                if "not_a_sizing" in phases[phase]:
+                    # An overloaded run's send phase is shown, not checked (more than a tenth of its sends unacked).
+                    self.assertEqual(phase, "send")
+                    self.assertGreater(report["messages"]["unacked"], report["messages"]["sent"] * capacity.OVERLOADED_SHARE)
+                    continue
                 compared += 1
                 self.assertAlmostEqual(phases[phase]["measured_cpu_secs"], value, places=6)
                 error = (phases[phase]["predicted_cpu_secs"] - value) / value
@@ -237,7 +242,7 @@ class Check(unittest.TestCase):
         self.assertIn("error", out)
 
     def test_a_prediction_off_by_more_than_a_quarter_fails(self):
-        report = json.loads(FLEET_REPORTS[1].read_text())
+        report = json.loads(FLEET_REPORTS[0].read_text())
         pages = len(report["settings"]["metrics"])
         for s in report["gateway_metrics"]["samples"][-pages:]:  # double the send phase's CPU at the end
             v = s["values"]
@@ -251,7 +256,7 @@ class Check(unittest.TestCase):
             self.assertIn("OFF", out)
 
     def test_a_newer_report_is_read_from_its_cpu_map(self):
-        report = json.loads(FLEET_REPORTS[1].read_text())
+        report = json.loads(FLEET_REPORTS[0].read_text())
         for s in report["gateway_metrics"]["samples"]:
             s["values"].pop("process_cpu_seconds_total", None)
         report["cpu"] = {"gateways": {"connect_secs": 40.0, "send_secs": 70.0}}
@@ -271,9 +276,10 @@ class Check(unittest.TestCase):
             status, out, _ = run("--check", path)
             self.assertEqual(status, 2)
             self.assertIn("not a natter-loadtest report", out)
-            report = json.loads(FLEET_REPORTS[1].read_text())
+            report = json.loads(FLEET_REPORTS[0].read_text())
             for s in report["gateway_metrics"]["samples"]:
                 s["values"].pop("process_cpu_seconds_total", None)
+            report.pop("cpu", None)
             path.write_text(json.dumps(report))
             status, out, _ = run("--check", path)
             self.assertEqual(status, 2)

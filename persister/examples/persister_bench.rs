@@ -162,9 +162,19 @@ async fn copy_limit(db: &PgPool, nats_port: &str, epoch: i64, messages: u64, dra
         .execute(&mut *conn)
         .await
         .expect("a table like messages");
+    // The columns a writer gives (not the generated ones, such as the search vector, which COPY computes).
+    let columns: Vec<String> = sqlx::query_scalar(
+        "SELECT quote_ident(column_name::text) FROM information_schema.columns \
+         WHERE table_name = 'messages' AND table_schema = current_schema() AND is_generated = 'NEVER' \
+         ORDER BY ordinal_position",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .expect("the columns");
+    let columns = columns.join(", ");
     let data: Vec<bytes::Bytes> = conn
         .copy_out_raw(&format!(
-            "COPY (SELECT * FROM messages WHERE epoch = {epoch}) TO STDOUT (FORMAT binary)"
+            "COPY (SELECT {columns} FROM messages WHERE epoch = {epoch}) TO STDOUT (FORMAT binary)"
         ))
         .await
         .expect("copy out")
@@ -174,7 +184,7 @@ async fn copy_limit(db: &PgPool, nats_port: &str, epoch: i64, messages: u64, dra
     let cpu_before = cpu_now(db, nats_port).await;
     let started = Instant::now();
     let mut copy = conn
-        .copy_in_raw("COPY messages_copy FROM STDIN (FORMAT binary)")
+        .copy_in_raw(&format!("COPY messages_copy ({columns}) FROM STDIN (FORMAT binary)"))
         .await
         .expect("copy in");
     for chunk in data {
