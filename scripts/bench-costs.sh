@@ -21,7 +21,8 @@
 # 2 gateways); --history-readers adds readers of history pages to it (their p99 and the auth API's CPU per page).
 # --storm measures a reconnect storm instead: the fan-out runs, and a third of the way into it the first gateway is
 # killed (SIGKILL); its clients (12,000 by default: a gateway process holds at most 18,000, so the survivors must
-# have room for them) come back spread over the others, rejoin and recover. The survivors' CPU (from /proc) from the
+# have room for them) come back spread over the others, rejoin and recover (./natter up starts the killed one again,
+# and a client refused elsewhere may land on it: its CPU counts with the survivors'). The survivors' CPU (from /proc) from the
 # kill until every client is connected again, less what they spent in as long a time just before (scaled to the
 # clients they then held), divided by the clients that came back, is the CPU per reconnect; it is printed beside
 # the same run's CPU per first connection, with the replays the survivors read from the stream and shared.
@@ -168,16 +169,20 @@ if [ "$storm" = 1 ]; then
     replays_shared0="$(metric_sum 'natter_gateway_replays_total{source="shared"}' "${survivor_pages[@]}")"
     kill -KILL "$victim"
     killed_at=$(date +%s.%N)
-    # Until the survivors hold every client again (each poll logged, with the time since the kill).
+    # Until the gateways hold every client again (each poll logged): ./natter up restarts the killed gateway on its
+    # port, and clients refused elsewhere may come back to it, so every gateway's page counts.
     while :; do
-      held_now="$(metric_sum natter_gateway_connections "${survivor_pages[@]}")"
+      held_now="$(metric_sum natter_gateway_connections "${pages[@]}")"
       echo "$(date +%s.%N) $held_now" >>"$work/storm-$name.polls"
       [ "$held_now" -ge "$users" ] && break
       (( $(date +%s) - ${killed_at%.*} > 120 )) && break
       sleep 0.2
     done
     back_at=$(date +%s.%N)
-    at_back="$(cpu_of "${survivors[@]}")"
+    # The killed gateway started again by the supervisor: all its CPU is since the kill.
+    port="$(jq -r '.gateways[0]' "$work/data-$name-storm.up")" port="${port##*:}" port="${port%%/*}"
+    restarted="$(ss -Hltnp "sport = :$port" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)"
+    at_back="$(cpu_of "${survivors[@]}" ${restarted:+"$restarted"})"
     connected="$(metric_sum natter_gateway_connections "${survivor_pages[@]}")"
     replays_stream="$(( $(metric_sum 'natter_gateway_replays_total{source="stream"}' "${survivor_pages[@]}") - replays_stream0 ))"
     replays_shared="$(( $(metric_sum 'natter_gateway_replays_total{source="shared"}' "${survivor_pages[@]}") - replays_shared0 ))"
