@@ -6,7 +6,7 @@
 #   connect  --scenario connect-storm: USERS connect and join rooms of 100 as fast as they are accepted
 #   fanout   the same users again, one sender per room at RATE messages/s for DURATION
 #
-# with the harness watching nats-server's, the persister's and PostgreSQL's CPU (--watch-cpu) beside its own and
+# with the harness watching nats-server's, the persister's, the auth API's and PostgreSQL's CPU (--watch-cpu) beside its own and
 # the gateways' (their metrics): CPU per connection of the connect storm, CPU per delivery of the fan-out, and
 # deliveries per CPU second of the relay (gateways + nats-server), per role and build, and the ratio of each build
 # to the first. CPU is user + system time from /proc over each phase, all processes of a role summed.
@@ -123,6 +123,7 @@ up() {
   local pid
   for pid in $(pgrep -g "$fleet" -x nats-server); do watch+=(--watch-cpu "nats=$pid"); done
   for pid in $(pgrep -g "$fleet" -f '/natter-persister$'); do watch+=(--watch-cpu "persister=$pid"); done
+  for pid in $(pgrep -g "$fleet" -f '/natter-auth-api$'); do watch+=(--watch-cpu "auth-api=$pid"); done
   # PostgreSQL: the postmaster and the backend it forks per connection.
   pid="$(head -n 1 "$data"/*/postmaster.pid 2>/dev/null || true)"
   [ -n "$pid" ] && watch+=(--watch-cpu "postgres=$pid+")
