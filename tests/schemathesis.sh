@@ -28,15 +28,27 @@ TEST=schemathesis
 . "$(dirname "${BASH_SOURCE[0]}")/stack.sh"
 # Ports of a range of their own, 16000-19999 (below every default of './natter up' is 15432): ./natter test runs
 # this beside tests that take theirs from 20000-32767 (scripts/lib.sh), so the two never pick the same one at once.
-own_port() {
-  local p
-  while :; do p=$((16000 + RANDOM % 3990)); busy "$p" || { echo "$p"; return; }; done
+# Each pick is also kept from the earlier ones: two services once drew the same free port (NATS and the auth
+# API's admin port) and the second could not listen.
+taken=" "
+# Sets the variable named $1 to a port of this range that is free, with the SPAN ($2, default 0) ports after it,
+# and that no earlier pick took.
+pick_port() {
+  local p i ok span="${2:-0}"
+  while :; do
+    p=$((16000 + RANDOM % 3990)) ok=1
+    for ((i = 0; i <= span; i++)); do
+      case "$taken" in *" $((p + i)) "*) ok=0 ;; esac
+      [ "$ok" = 1 ] && busy $((p + i)) && ok=0
+    done
+    [ "$ok" = 1 ] && break
+  done
+  for ((i = 0; i <= span; i++)); do taken+="$((p + i)) "; done
+  printf -v "$1" '%s' "$p"
 }
-api_port="$(own_port)"; nats_port="$(own_port)"; pg_port="$(own_port)"; persister_port="$(own_port)"
-gateway_port="$(own_port)"
-while busy $((gateway_port + 1)); do gateway_port="$(own_port)"; done
-admin_port="$(own_port)"
-while busy $((admin_port + 1)) || busy $((admin_port + 2)); do admin_port="$(own_port)"; done
+pick_port api_port; pick_port nats_port; pick_port pg_port; pick_port persister_port
+pick_port gateway_port 1
+pick_port admin_port 2
 
 up_flags=() examples="${NATTER_SCHEMATHESIS_EXAMPLES:-8}"
 while [ $# -gt 0 ]; do
