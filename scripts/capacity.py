@@ -59,15 +59,20 @@ class ReportError(Exception):
 # The cost file
 
 
+def read_json(path: Path, error: type, what: str):
+    """The JSON in `path`, or `error` saying why `what` could not be read."""
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as err:
+        raise error(f"cannot read {what}: {err.strerror}") from err
+    except json.JSONDecodeError as err:
+        raise error(f"{what} is not JSON: {err}") from err
+
+
 def load_costs(path: Path) -> dict:
     """The cost file as {section: {name: {"value", "unit", "source", ...}}}, every figure the model needs present
     and a positive number."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except OSError as err:
-        raise UsageError(f"cannot read the cost file {path}: {err.strerror}") from err
-    except json.JSONDecodeError as err:
-        raise UsageError(f"the cost file {path} is not JSON: {err}") from err
+    data = read_json(path, UsageError, f"the cost file {path}")
     for section, names in REQUIRED.items():
         for name in names:
             entry = data.get(section, {}).get(name)
@@ -442,12 +447,7 @@ def send_phase_secs(report: dict) -> float:
 
 
 def check_report(costs: dict, path: Path) -> dict:
-    try:
-        report = json.loads(Path(path).read_text())
-    except OSError as err:
-        raise ReportError(f"{path}: cannot read it: {err.strerror}") from err
-    except json.JSONDecodeError as err:
-        raise ReportError(f"{path}: not JSON: {err}") from err
+    report = read_json(path, ReportError, str(path))
     if not isinstance(report, dict) or not all(k in report for k in ("settings", "connect", "messages")):
         raise ReportError(f"{path}: not a natter-loadtest report (no settings, connect and messages)")
     f = lambda name: figure(costs, name)  # noqa: E731
