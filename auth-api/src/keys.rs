@@ -61,6 +61,9 @@ pub struct KeyRing {
     loaded_at: Arc<std::sync::Mutex<std::time::Instant>>,
     /// Seals keys at rest, when a key-encryption secret was given.
     sealer: Option<Arc<KeySealer>>,
+    /// When the newest unretired key was made, as last read from the database (Unix seconds): the signing key's
+    /// age is reported from it after every reload, failed or not.
+    newest_created: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl KeyRing {
@@ -78,7 +81,18 @@ impl KeyRing {
                 "signing keys are stored in PostgreSQL unencrypted: set NATTER_KEY_ENCRYPTION_KEY to seal them"
             );
         }
-        let snapshot = load_snapshot(pool, &issuer, &audience, access_ttl, rotation, sealer.as_deref()).await?;
+        let newest_created = Arc::new(std::sync::atomic::AtomicI64::new(Utc::now().timestamp()));
+        let snapshot = load_snapshot(
+            pool,
+            &issuer,
+            &audience,
+            access_ttl,
+            rotation,
+            sealer.as_deref(),
+            &newest_created,
+        )
+        .await?;
+        report_age(&newest_created);
         Ok(Self {
             current: Arc::new(RwLock::new(Arc::new(snapshot))),
             issuer,
@@ -87,6 +101,7 @@ impl KeyRing {
             rotation,
             loaded_at: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
             sealer,
+            newest_created,
         })
     }
 
@@ -95,17 +110,21 @@ impl KeyRing {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Rotates if due and reloads the key set from the database.
+    /// Rotates if due and reloads the key set from the database. The signing key's age is reported either way: a
+    /// rotation that keeps failing shows as a key growing old.
     pub async fn refresh(&self, pool: &PgPool) -> anyhow::Result<()> {
-        let snapshot = load_snapshot(
+        let loaded = load_snapshot(
             pool,
             &self.issuer,
             &self.audience,
             self.access_ttl,
             self.rotation,
             self.sealer.as_deref(),
+            &self.newest_created,
         )
-        .await?;
+        .await;
+        report_age(&self.newest_created);
+        let snapshot = loaded?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
         *self.loaded_at.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
         Ok(())
@@ -198,6 +217,15 @@ async fn insert_new_key(
     Ok(())
 }
 
+/// Sets the signing-key age gauge from the newest key's creation time.
+fn report_age(newest_created: &std::sync::atomic::AtomicI64) {
+    let created = newest_created.load(std::sync::atomic::Ordering::Relaxed);
+    let age = (Utc::now().timestamp() - created).max(0);
+    ::metrics::gauge!(crate::metrics::SIGNING_KEY_AGE).set(age as f64);
+}
+
+/// Rotates the signing key if it is due, and reads the key set. `newest_created` is set as soon as the newest key
+/// is read, and again once a rotation is committed, so a rotation that fails leaves the old key's time.
 async fn load_snapshot(
     pool: &PgPool,
     issuer: &str,
@@ -205,6 +233,7 @@ async fn load_snapshot(
     access_ttl: Duration,
     rotation: Duration,
     sealer: Option<&KeySealer>,
+    newest_created: &std::sync::atomic::AtomicI64,
 ) -> anyhow::Result<Snapshot> {
     // Rotate under an advisory lock, so two instances starting together make one key, not two.
     let mut tx = pool.begin().await?;
@@ -216,6 +245,9 @@ async fn load_snapshot(
         sqlx::query_as("SELECT created_at FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?;
+    if let Some((created,)) = newest {
+        newest_created.store(created.timestamp(), std::sync::atomic::Ordering::Relaxed);
+    }
     let due = newest
         .is_none_or(|(created,)| Utc::now().signed_duration_since(created).to_std().unwrap_or_default() >= rotation);
     if due {
@@ -226,11 +258,6 @@ async fn load_snapshot(
         ::metrics::counter!(crate::metrics::KEY_ROTATIONS).increment(1);
         tracing::info!("signing key rotated");
     }
-    let age = match newest {
-        Some((created,)) if !due => Utc::now().signed_duration_since(created).to_std().unwrap_or_default(),
-        _ => Duration::ZERO,
-    };
-    ::metrics::gauge!(crate::metrics::SIGNING_KEY_AGE).set(age.as_secs_f64());
     // Keys retired within the last token lifetime may still have live tokens. Add the clock leeway, and one reload
     // period: another instance may go on signing with a key for that long after it was retired. Older ones can
     // verify nothing still valid: deleted, so no copy of the database holds them.
@@ -261,6 +288,9 @@ async fn load_snapshot(
         }
     }
     tx.commit().await?;
+    if due {
+        newest_created.store(Utc::now().timestamp(), std::sync::atomic::Ordering::Relaxed);
+    }
 
     let rows: Vec<(String, Vec<u8>, Option<DateTime<Utc>>)> = sqlx::query_as(
         "SELECT kid, private_der, retired_at FROM signing_keys \

@@ -25,8 +25,7 @@ const RECHECK_AFTER: Duration = Duration::from_millis(200);
 pub struct Epoch {
     js: jetstream::Context,
     stream: stream::Stream,
-    stream_max_age: Duration,
-    stream_replicas: usize,
+    limits: natter_stream::Limits,
     /// The highest stream sequence acked in the current epoch.
     highest_ack: AtomicU64,
     current: watch::Sender<u64>,
@@ -38,18 +37,12 @@ pub struct Epoch {
 
 impl Epoch {
     /// The epoch of `stream` (as just ensured over `js`, with the settings to create it again).
-    pub fn new(
-        js: jetstream::Context,
-        stream: stream::Stream,
-        stream_max_age: Duration,
-        stream_replicas: usize,
-    ) -> Self {
+    pub fn new(js: jetstream::Context, stream: stream::Stream, limits: natter_stream::Limits) -> Self {
         let epoch = natter_stream::epoch::of(stream.cached_info());
         Self {
             js,
             stream,
-            stream_max_age,
-            stream_replicas,
+            limits,
             highest_ack: AtomicU64::new(0),
             current: watch::Sender::new(epoch),
             hint: tokio::sync::Notify::new(),
@@ -100,7 +93,7 @@ impl Epoch {
             Ok(info) => info.clone(),
             Err(err) => {
                 tracing::warn!(error = %err, "cannot read the chat stream's info; making sure it exists");
-                match natter_stream::recreate(&self.js, self.stream_max_age, self.stream_replicas).await {
+                match natter_stream::recreate(&self.js, self.limits).await {
                     Ok(stream) => stream.cached_info().clone(),
                     Err(err) => {
                         tracing::warn!(error = %err, "cannot create the chat stream");

@@ -51,8 +51,14 @@ pub const RATE_LIMITED: &str = "natter_gateway_rate_limited_total";
 /// Seconds from a gateway accepting a message (its `ts`) to its frame being handed to this gateway's members,
 /// one sample per delivered batch (its oldest message).
 pub const DELIVERY_LATENCY: &str = "natter_gateway_delivery_latency_seconds";
-/// Seconds from a `send` frame being read to its `ack` (or refusal) being queued for the sender.
+/// Seconds from a `send` frame being read to its `ack` being queued for the sender, for sends stored (those refused
+/// or failed are counted in [`SENDS`], not timed: a quick refusal is no fast ack).
 pub const ACK_LATENCY: &str = "natter_gateway_ack_latency_seconds";
+/// Sends (messages, edits, deletions, reactions) the gateway took on or turned away for its own sake, by `outcome`:
+/// `acked` (stored; the ack went out), `overloaded` (refused by load shedding; nothing stored) or `failed` (the
+/// publish failed; the sender is told to send again). Refusals for the sender's own doing (a rate limit, a bad
+/// body, a room not joined) are not counted. Send availability is `acked` over all of them.
+pub const SENDS: &str = "natter_gateway_sends_total";
 /// Joins with `since` answered `recovered: false` (the gap was older than the stream keeps).
 pub const JOINS_UNRECOVERED: &str = "natter_gateway_joins_unrecovered_total";
 /// Whether this gateway is draining (gauge, 1 from SIGTERM until it exits).
@@ -120,7 +126,7 @@ pub const USER_COUNTS_RECEIVED: &str = "natter_gateway_user_counts_received_tota
 pub const REMOTE_USERS: &str = "natter_gateway_remote_users";
 
 /// Every metric this gateway exports besides the shared `process_*` and `natter_nats_*` ones, each from start-up.
-pub const ALL: [&str; 47] = [
+pub const ALL: [&str; 48] = [
     CONNECTIONS,
     EVICTIONS,
     PENDING,
@@ -149,6 +155,7 @@ pub const ALL: [&str; 47] = [
     RATE_LIMITED,
     DELIVERY_LATENCY,
     ACK_LATENCY,
+    SENDS,
     JOINS_UNRECOVERED,
     DRAINING,
     OUTBOUND_QUEUE_MAX,
@@ -266,7 +273,11 @@ pub fn register() {
     describe_histogram!(
         ACK_LATENCY,
         Unit::Seconds,
-        "A send frame read to its ack or refusal queued."
+        "A send frame read to its ack queued, for sends stored."
+    );
+    describe_counter!(
+        SENDS,
+        "Sends taken on or turned away for the gateway's sake, by outcome: acked, overloaded, failed."
     );
     describe_counter!(JOINS_UNRECOVERED, "Rejoins answered recovered: false.");
     describe_gauge!(DRAINING, "1 while this gateway drains, else 0.");
@@ -460,8 +471,29 @@ pub struct Hot {
     pub delivery_latency: ::metrics::Histogram,
     /// [`ACK_LATENCY`].
     pub ack_latency: ::metrics::Histogram,
+    /// [`SENDS`] by `outcome`, in the order of [`SEND_OUTCOMES`].
+    pub sends: [::metrics::Counter; SEND_OUTCOMES.len()],
     /// [`FRAMES_IN`] by `type`, in the order of [`FRAME_TYPES`].
     pub frames_in: [::metrics::Counter; FRAME_TYPES.len()],
+}
+
+/// How a send ended, for [`SENDS`].
+#[derive(Clone, Copy, Debug)]
+pub enum SendOutcome {
+    /// Stored and acked.
+    Acked = 0,
+    /// Refused by load shedding.
+    Overloaded = 1,
+    /// The publish failed.
+    Failed = 2,
+}
+
+/// The `outcome` labels of [`SENDS`], indexed by [`SendOutcome`].
+pub const SEND_OUTCOMES: [&str; 3] = ["acked", "overloaded", "failed"];
+
+/// Counts a send's outcome.
+pub fn send(outcome: SendOutcome) {
+    hot().sends[outcome as usize].increment(1);
 }
 
 /// The `type` labels of [`FRAMES_IN`].
@@ -483,6 +515,7 @@ pub fn hot() -> &'static Hot {
             shed_share: ::metrics::gauge!(SHED_SHARE),
             delivery_latency: ::metrics::histogram!(DELIVERY_LATENCY),
             ack_latency: ::metrics::histogram!(ACK_LATENCY),
+            sends: SEND_OUTCOMES.map(|outcome| ::metrics::counter!(SENDS, "outcome" => outcome)),
             frames_in: FRAME_TYPES.map(|kind| ::metrics::counter!(FRAMES_IN, "type" => kind)),
         }
     })

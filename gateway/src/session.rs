@@ -376,6 +376,7 @@ impl Session {
         }
         if self.gw.hub.load().overloaded() {
             ::metrics::counter!(metrics::SENDS_SHED).increment(1);
+            metrics::send(metrics::SendOutcome::Overloaded);
             return Err((ErrorCode::Overloaded, OVERLOADED.into()));
         }
         Ok(())
@@ -513,7 +514,10 @@ impl Session {
             None => None,
             Some(persisted) => match persisted.reserve() {
                 Some(place) => Some(place),
-                None => return self.error(ErrorCode::Overloaded, OVERLOADED.into(), Some(id.to_string())),
+                None => {
+                    metrics::send(metrics::SendOutcome::Overloaded);
+                    return self.error(ErrorCode::Overloaded, OVERLOADED.into(), Some(id.to_string()));
+                }
             },
         };
         // Those it mentions are told once it is stored, on their personal subjects (not the author, who knows).
@@ -543,10 +547,14 @@ impl Session {
 
     /// Tells the client how its send ended: acked with its sequence, or not confirmed.
     fn answer_send(&mut self, room: RoomId, id: ClientMsgId, read_at: Instant, outcome: Result<u64, PublishError>) {
-        metrics::hot().ack_latency.record(read_at.elapsed().as_secs_f64());
         match outcome {
-            Ok(seq) => self.push(&ServerFrame::Ack { room, id, seq }),
+            Ok(seq) => {
+                metrics::hot().ack_latency.record(read_at.elapsed().as_secs_f64());
+                metrics::send(metrics::SendOutcome::Acked);
+                self.push(&ServerFrame::Ack { room, id, seq });
+            }
             Err(reason) => {
+                metrics::send(metrics::SendOutcome::Failed);
                 ::metrics::counter!(metrics::PUBLISH_FAILURES, "reason" => reason.reason()).increment(1);
                 warn_publish_failed(&room, reason.reason());
                 // The client library keeps what it could not send and sends it after a reconnect, so the message

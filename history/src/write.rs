@@ -72,6 +72,11 @@ impl Rows {
         self.rows.iter().map(|row| row.sent_at).max()
     }
 
+    /// When the oldest message of the rows was accepted.
+    pub fn oldest(&self) -> Option<DateTime<Utc>> {
+        self.rows.iter().map(|row| row.sent_at).min()
+    }
+
     /// The epoch of the stream the rows were read from.
     pub fn epoch(&self) -> i64 {
         self.epoch

@@ -9,6 +9,7 @@ pub mod duration;
 pub mod error;
 pub mod frame;
 pub mod id;
+pub mod size;
 pub mod subject;
 pub mod text;
 pub mod token;

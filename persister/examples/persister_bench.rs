@@ -227,7 +227,7 @@ async fn main() {
         .await
         .expect("nats");
     let js = async_nats::jetstream::new(nats);
-    let stream = natter_stream::ensure(&js, Duration::from_secs(7 * 86_400), 1)
+    let stream = natter_stream::ensure(&js, natter_stream::Limits::new(Duration::from_secs(7 * 86_400), 1))
         .await
         .expect("stream");
     // Rows are looked up by their key, which starts with the stream's epoch.

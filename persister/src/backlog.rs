@@ -1,6 +1,6 @@
-//! What waits for this persister, partition by partition: each partition's consumer reports its own figures, and
-//! the persister's gauges are their sums over the partitions it reads, so that summing the gauges over every
-//! persister counts each message once.
+//! What waits for this persister, partition by partition: each partition's consumer reports its own figures. The
+//! pending gauge is per partition (a partition handed over may be reported by its old and new holder for a scrape,
+//! so `max by (partition)` counts it once); the others are sums over the partitions this persister reads.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -26,7 +26,7 @@ impl Backlog {
     /// Partition `partition`'s pending count, from a delivered message's metadata.
     pub fn set_pending(&self, partition: u8, pending: u64) {
         self.pending[usize::from(partition)].store(pending, Ordering::Relaxed);
-        self.publish();
+        self.publish(partition);
     }
 
     /// Partition `partition`'s figures, from its consumer's info.
@@ -35,7 +35,7 @@ impl Backlog {
         self.pending[at].store(pending, Ordering::Relaxed);
         self.ack_pending[at].store(ack_pending, Ordering::Relaxed);
         self.held_back[at].store(held_back, Ordering::Relaxed);
-        self.publish();
+        self.publish(partition);
     }
 
     /// Partition `partition` is no longer read here: its figures are its next holder's to report.
@@ -60,11 +60,11 @@ impl Backlog {
         before != 0 && before < epoch
     }
 
-    /// Sets the gauges to the sums; history lag is 0 once nothing waits.
-    fn publish(&self) {
+    /// Sets partition `partition`'s pending gauge and the sums; history lag is 0 once nothing waits.
+    fn publish(&self, partition: u8) {
+        ::metrics::gauge!(metrics::PENDING, "partition" => partition.to_string()).set(self.pending(partition) as f64);
         let sum = |figures: &[AtomicU64]| figures.iter().map(|n| n.load(Ordering::Relaxed)).sum::<u64>();
         let (pending, ack_pending) = (sum(&self.pending), sum(&self.ack_pending));
-        ::metrics::gauge!(metrics::PENDING).set(pending as f64);
         ::metrics::gauge!(metrics::ACK_PENDING).set(ack_pending as f64);
         if pending == 0 && ack_pending == 0 {
             ::metrics::gauge!(metrics::LAG).set(0.0);

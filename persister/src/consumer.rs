@@ -195,6 +195,12 @@ async fn handle_batch(writer: &mut Writer, health: &Health, js: &jetstream::Cont
             }
             Err(err) => {
                 ::metrics::counter!(metrics::WRITE_FAILURES).increment(1);
+                // History is at least as far behind as the oldest message waiting here: the gauge keeps moving
+                // while PostgreSQL is away, as the alert on it needs.
+                if let Some(oldest) = rows.oldest() {
+                    let lag = (chrono::Utc::now() - oldest).to_std().unwrap_or_default();
+                    ::metrics::gauge!(metrics::LAG).set(lag.as_secs_f64());
+                }
                 let cause = store::describe(&err);
                 // Logged once per outage by `health`, not once per attempt.
                 if !std::mem::replace(&mut failing, true) {

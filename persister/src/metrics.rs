@@ -29,8 +29,9 @@ pub const STREAM_RECREATED: &str = "natter_persister_stream_recreations_total";
 pub const STREAM_EPOCH: &str = "natter_stream_epoch";
 /// Day partitions of history dropped for being older than `--history-retention`.
 pub const PARTITIONS_DROPPED: &str = "natter_persister_history_partitions_dropped_total";
-/// Seconds between a gateway accepting the newest message of the last batch written and its commit; 0 once
-/// nothing is pending (gauge).
+/// Seconds between a gateway accepting the newest message of the last batch written and its commit; while a
+/// batch cannot be written, the age of its oldest message at each failed attempt; 0 once nothing is pending
+/// (gauge).
 pub const LAG: &str = "natter_persister_lag_seconds";
 /// Messages in the chat stream (gauge).
 pub const STREAM_MESSAGES: &str = "natter_stream_messages";
@@ -40,6 +41,18 @@ pub const STREAM_BYTES: &str = "natter_stream_bytes";
 pub const STREAM_FIRST_SEQ: &str = "natter_stream_first_seq";
 /// The chat stream's last sequence assigned (gauge).
 pub const STREAM_LAST_SEQ: &str = "natter_stream_last_seq";
+/// The chat stream's byte cap (gauge; 0: none). Full, the stream refuses new messages.
+pub const STREAM_MAX_BYTES: &str = "natter_stream_max_bytes";
+/// Copies of the chat stream JetStream is configured to keep (gauge).
+pub const STREAM_REPLICAS_CONFIGURED: &str = "natter_stream_replicas_configured";
+/// The chat stream's copies by `state` (gauge): `current` (the leader and replicas caught up), `lagging`
+/// (reachable, behind), `offline` (unreachable).
+pub const STREAM_REPLICAS: &str = "natter_stream_replicas";
+/// Whether the chat stream has a leader (gauge, 1 or 0): without one nothing can be stored or read.
+pub const STREAM_LEADER: &str = "natter_stream_leader";
+/// Servers of the NATS cluster, as the server this persister is connected to lists them to clients (its INFO's
+/// `connect_urls`; 0 for a server outside a cluster) (gauge): a node that lost its routes lists fewer.
+pub const NATS_CLUSTER_SERVERS: &str = "natter_nats_cluster_servers";
 /// Notices published right after a commit, one per room per batch, of the sequences written to history.
 pub const NOTICES: &str = "natter_persister_persisted_notices_total";
 /// Gateways' asks answered (which of some sequences history holds).
@@ -57,7 +70,7 @@ pub const LEASES_HANDED_OVER: &str = "natter_persister_leases_handed_over_total"
 pub const LEASES_LOST: &str = "natter_persister_leases_lost_total";
 
 /// Every metric a persister exports besides the shared `process_*` and `natter_nats_*` ones, each from start-up.
-pub const ALL: [&str; 26] = [
+pub const ALL: [&str; 31] = [
     BATCH_SIZE,
     ERASED,
     INSERT_LATENCY,
@@ -77,6 +90,11 @@ pub const ALL: [&str; 26] = [
     STREAM_BYTES,
     STREAM_FIRST_SEQ,
     STREAM_LAST_SEQ,
+    STREAM_MAX_BYTES,
+    STREAM_REPLICAS_CONFIGURED,
+    STREAM_REPLICAS,
+    STREAM_LEADER,
+    NATS_CLUSTER_SERVERS,
     NOTICES,
     ASKS,
     PARTITIONS_OWNED,
@@ -96,7 +114,10 @@ pub fn register() {
     describe_counter!(DUPLICATES, "Redelivered messages already stored, skipped.");
     describe_counter!(ERASED, "Deleted messages and their edits erased from the chat stream.");
     describe_counter!(DEAD_LETTERED, "Messages moved to the dead-letter table.");
-    describe_gauge!(PENDING, "Messages the consumer has yet to deliver.");
+    describe_gauge!(
+        PENDING,
+        "Messages a partition's consumer has yet to deliver, by partition read here."
+    );
     describe_counter!(REDELIVERIES, "Messages delivered more than once.");
     describe_counter!(WRITE_FAILURES, "Failed attempts to write a batch (each retried).");
     describe_gauge!(ACK_PENDING, "Messages delivered to persisters and not yet acked.");
@@ -122,6 +143,17 @@ pub fn register() {
     describe_gauge!(STREAM_BYTES, Unit::Bytes, "Bytes in the chat stream.");
     describe_gauge!(STREAM_FIRST_SEQ, "The chat stream's first sequence still held.");
     describe_gauge!(STREAM_LAST_SEQ, "The chat stream's last sequence.");
+    describe_gauge!(STREAM_MAX_BYTES, Unit::Bytes, "The chat stream's byte cap (0: none).");
+    describe_gauge!(STREAM_REPLICAS_CONFIGURED, "Copies of the chat stream configured.");
+    describe_gauge!(
+        STREAM_REPLICAS,
+        "The chat stream's copies by state: current, lagging or offline."
+    );
+    describe_gauge!(STREAM_LEADER, "Whether the chat stream has a leader (1) or not (0).");
+    describe_gauge!(
+        NATS_CLUSTER_SERVERS,
+        "Servers of the NATS cluster as the connected server lists them (0 outside a cluster)."
+    );
     describe_counter!(
         NOTICES,
         "Notices of the sequences a commit wrote to history, one per room per batch."
@@ -159,8 +191,13 @@ pub fn register() {
     ] {
         ::metrics::counter!(name).absolute(0);
     }
+    for partition in 0..natter_proto::subject::PARTITIONS {
+        ::metrics::gauge!(PENDING, "partition" => partition.to_string()).set(0.0);
+    }
+    for state in ["current", "lagging", "offline"] {
+        ::metrics::gauge!(STREAM_REPLICAS, "state" => state).set(0.0);
+    }
     for name in [
-        PENDING,
         ACK_PENDING,
         LAG,
         STREAM_EPOCH,
@@ -168,6 +205,10 @@ pub fn register() {
         STREAM_BYTES,
         STREAM_FIRST_SEQ,
         STREAM_LAST_SEQ,
+        STREAM_MAX_BYTES,
+        STREAM_REPLICAS_CONFIGURED,
+        STREAM_LEADER,
+        NATS_CLUSTER_SERVERS,
         PARTITIONS_OWNED,
     ] {
         ::metrics::gauge!(name).set(0.0);

@@ -3,8 +3,6 @@
 //! a stream deleted and recreated under a running persister is picked up with its new epoch instead of being waited
 //! on forever.
 
-use std::time::Duration;
-
 use async_nats::jetstream::consumer::{self, AckPolicy, PullConsumer};
 use async_nats::jetstream::{self, stream};
 use natter_proto::bus::CHAT_STREAM;
@@ -16,8 +14,7 @@ use crate::metrics;
 #[derive(Clone)]
 pub struct Source {
     js: jetstream::Context,
-    stream_max_age: Duration,
-    stream_replicas: usize,
+    limits: natter_stream::Limits,
     /// The consumers' name prefix (`--consumer`): partition NN is read through `{prefix}-pNN`.
     prefix: String,
     /// Every partition's consumer settings, but for its name and filter.
@@ -41,8 +38,7 @@ impl Source {
     pub fn new(js: jetstream::Context, config: &Config) -> Self {
         Self {
             js,
-            stream_max_age: config.stream_max_age,
-            stream_replicas: config.stream_replicas.into(),
+            limits: config.stream_limits(),
             prefix: config.consumer.clone(),
             consumer_config: consumer::pull::Config {
                 description: Some("writes a partition of chat history to PostgreSQL".into()),
@@ -63,7 +59,7 @@ impl Source {
 
     /// Opens the chat stream, creating it if it is missing.
     pub async fn stream(&self) -> anyhow::Result<stream::Stream> {
-        natter_stream::ensure(&self.js, self.stream_max_age, self.stream_replicas).await
+        natter_stream::ensure(&self.js, self.limits).await
     }
 
     /// Opens the stream and partition `partition`'s consumer, creating either if it is missing (a stream found
@@ -79,7 +75,7 @@ impl Source {
             ..self.consumer_config.clone()
         };
         for _ in 0..3 {
-            let stream = natter_stream::recreate(&self.js, self.stream_max_age, self.stream_replicas).await?;
+            let stream = natter_stream::recreate(&self.js, self.limits).await?;
             let epoch = natter_stream::epoch::of(stream.cached_info());
             let consumer = stream
                 .get_or_create_consumer(&name, config.clone())
@@ -126,6 +122,103 @@ pub async fn report(source: Source) {
             ::metrics::gauge!(metrics::STREAM_BYTES).set(state.bytes as f64);
             ::metrics::gauge!(metrics::STREAM_FIRST_SEQ).set(state.first_sequence as f64);
             ::metrics::gauge!(metrics::STREAM_LAST_SEQ).set(state.last_sequence as f64);
+            ::metrics::gauge!(metrics::STREAM_MAX_BYTES).set(info.config.max_bytes.max(0) as f64);
+            ::metrics::gauge!(metrics::STREAM_REPLICAS_CONFIGURED).set(info.config.num_replicas as f64);
+            let copies = Copies::of(info.cluster.as_ref());
+            ::metrics::gauge!(metrics::STREAM_LEADER).set(f64::from(u8::from(copies.leader)));
+            for (state, n) in [
+                ("current", copies.current),
+                ("lagging", copies.lagging),
+                ("offline", copies.offline),
+            ] {
+                ::metrics::gauge!(metrics::STREAM_REPLICAS, "state" => state).set(n as f64);
+            }
         }
+        let servers = source.js.client().server_info().connect_urls.len();
+        ::metrics::gauge!(metrics::NATS_CLUSTER_SERVERS).set(servers as f64);
+    }
+}
+
+/// The chat stream's copies as its info tells them.
+#[derive(Debug, PartialEq, Eq)]
+struct Copies {
+    /// Whether it has a leader.
+    leader: bool,
+    /// The leader and the replicas caught up with it.
+    current: usize,
+    /// Replicas reachable but behind.
+    lagging: usize,
+    /// Replicas unreachable.
+    offline: usize,
+}
+
+impl Copies {
+    fn of(cluster: Option<&stream::ClusterInfo>) -> Self {
+        // A server outside a cluster answers with no cluster part, or one naming only itself as leader.
+        let Some(cluster) = cluster else {
+            return Self {
+                leader: true,
+                current: 1,
+                lagging: 0,
+                offline: 0,
+            };
+        };
+        let leader = cluster.leader.is_some();
+        let followers = &cluster.replicas;
+        Self {
+            leader,
+            current: usize::from(leader) + followers.iter().filter(|p| p.current && !p.offline).count(),
+            lagging: followers.iter().filter(|p| !p.current && !p.offline).count(),
+            offline: followers.iter().filter(|p| p.offline).count(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(name: &str, current: bool, offline: bool) -> stream::PeerInfo {
+        stream::PeerInfo {
+            name: name.into(),
+            current,
+            offline,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn copies_count_the_leader_and_each_replica_by_its_state() {
+        let single = Copies {
+            leader: true,
+            current: 1,
+            lagging: 0,
+            offline: 0,
+        };
+        assert_eq!(Copies::of(None), single, "one server, no cluster part");
+        let cluster = stream::ClusterInfo {
+            leader: Some("n1".into()),
+            replicas: vec![peer("n2", true, false), peer("n3", false, false)],
+            ..Default::default()
+        };
+        let want = Copies {
+            leader: true,
+            current: 2,
+            lagging: 1,
+            offline: 0,
+        };
+        assert_eq!(Copies::of(Some(&cluster)), want);
+        let cluster = stream::ClusterInfo {
+            leader: None,
+            replicas: vec![peer("n2", false, true), peer("n3", false, true)],
+            ..Default::default()
+        };
+        let want = Copies {
+            leader: false,
+            current: 0,
+            lagging: 0,
+            offline: 2,
+        };
+        assert_eq!(Copies::of(Some(&cluster)), want, "no leader: nothing can be stored");
     }
 }

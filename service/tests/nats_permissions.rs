@@ -88,7 +88,7 @@ async fn a_gateways_credentials_cannot_answer_access_questions_write_room_events
             .await
             .expect("the operator connects");
     let admin_js = jetstream::new(admin.clone());
-    natter_stream::ensure(&admin_js, Duration::from_secs(3600), 1)
+    natter_stream::ensure(&admin_js, natter_stream::Limits::new(Duration::from_secs(3600), 1))
         .await
         .expect("the stream");
 

@@ -10,16 +10,47 @@ use async_nats::jetstream::{self, stream};
 use natter_proto::bus::{CHAT_STREAM, DUPLICATE_WINDOW};
 use natter_proto::subject;
 
+/// What the chat stream keeps and in how many copies: the settings an operator chooses (`--stream-max-age`,
+/// `--stream-max-bytes`, `--stream-replicas` of the gateways and persisters, which should agree).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// How long a message stays for recovery.
+    pub max_age: std::time::Duration,
+    /// The most bytes the stream may hold: a full stream refuses new messages (they are not acked, and the
+    /// senders are told) rather than dropping old ones a persister may not have stored yet.
+    pub max_bytes: u64,
+    /// Copies JetStream keeps.
+    pub replicas: usize,
+}
+
+/// The byte cap when none is given: 8 GiB, which a 20 GiB JetStream volume holds with room for the sessions stream
+/// and the KV buckets.
+pub const DEFAULT_MAX_BYTES: u64 = 8 << 30;
+
+impl Limits {
+    /// `max_age` and `replicas`, with the default byte cap.
+    pub fn new(max_age: std::time::Duration, replicas: usize) -> Self {
+        Self {
+            max_age,
+            max_bytes: DEFAULT_MAX_BYTES,
+            replicas,
+        }
+    }
+}
+
 /// The chat stream's configuration. Every setting that the guarantees depend on is here.
-pub fn config(max_age: std::time::Duration, replicas: usize) -> stream::Config {
+pub fn config(limits: Limits) -> stream::Config {
     stream::Config {
         // 1 on a single server; 3 on a JetStream cluster, so the stream survives a server.
-        num_replicas: replicas.max(1),
+        num_replicas: limits.replicas.max(1),
         name: CHAT_STREAM.to_owned(),
         subjects: vec![subject::all_room_messages()],
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::Limits,
-        max_age,
+        max_age: limits.max_age,
+        max_bytes: i64::try_from(limits.max_bytes).unwrap_or(i64::MAX),
+        // Full: refuse what comes, never drop what may not be in history yet.
+        discard: stream::DiscardPolicy::New,
         duplicate_window: DUPLICATE_WINDOW,
         // Direct gets serve replays and gap fills without a consumer.
         allow_direct: true,
@@ -34,8 +65,9 @@ pub fn config(max_age: std::time::Duration, replicas: usize) -> stream::Config {
     }
 }
 
-/// Creates the stream (with `replicas` copies) if it is missing; if it exists, checks the settings the gateway
-/// relies on.
+/// Creates the stream (with `limits.replicas` copies) if it is missing; if it exists, checks the settings the
+/// gateway relies on, and gives a stream without the byte cap (made before it existed) or with another one the cap
+/// of `limits`.
 ///
 /// A stream made before messages were partitioned (subject `chat.v1.room.*.msg`) is refused with what to do about
 /// it: nats-server 2.9 does not let an update change a stream's republish ("stream configuration update can not
@@ -45,12 +77,8 @@ pub fn config(max_age: std::time::Duration, replicas: usize) -> stream::Config {
 /// A JetStream that cannot answer yet (a cluster electing the stream's leader after a restart, a node not yet
 /// routed to its peers, the broker itself restarting) is asked again, with a warning each time, for up to
 /// [`ENSURE_PATIENCE`]; a stream that answers with other settings is an error at once.
-pub async fn ensure(
-    js: &jetstream::Context,
-    max_age: std::time::Duration,
-    replicas: usize,
-) -> anyhow::Result<stream::Stream> {
-    let wanted = config(max_age, replicas);
+pub async fn ensure(js: &jetstream::Context, limits: Limits) -> anyhow::Result<stream::Stream> {
+    let wanted = config(limits);
     let stream = get_or_create(js, wanted.clone())
         .await
         .map_err(|e| anyhow::anyhow!("failed to create or open the {CHAT_STREAM} stream: {e:#}"))?;
@@ -79,6 +107,23 @@ pub async fn ensure(
             wanted.subjects,
             subject::live_republish_template()
         );
+    }
+    if have.max_bytes != wanted.max_bytes || have.discard != wanted.discard {
+        let mut capped = have.clone();
+        capped.max_bytes = wanted.max_bytes;
+        capped.discard = wanted.discard;
+        match js.update_stream(&capped).await {
+            Ok(info) => tracing::info!(
+                max_bytes = info.config.max_bytes,
+                "the {CHAT_STREAM} stream's byte cap set (full, it refuses new messages)"
+            ),
+            // It keeps serving as it was; the alert on its size against its cap still reads its real cap.
+            Err(err) => tracing::warn!(error = %err, "setting the {CHAT_STREAM} stream's byte cap failed"),
+        }
+        return js
+            .get_stream(CHAT_STREAM)
+            .await
+            .map_err(|e| anyhow::anyhow!("failed to read the {CHAT_STREAM} stream's info: {e}"));
     }
     Ok(stream)
 }
@@ -145,11 +190,7 @@ pub const RECREATE_AFTER: std::time::Duration = std::time::Duration::from_secs(2
 /// [`ensure`] for a process that was using the stream and lost it (its consumer deleted, its info unreadable):
 /// when the stream is missing, waits [`RECREATE_AFTER`] first, so that a deletion in progress has removed its files
 /// before the stream is made again.
-pub async fn recreate(
-    js: &jetstream::Context,
-    max_age: std::time::Duration,
-    replicas: usize,
-) -> anyhow::Result<stream::Stream> {
+pub async fn recreate(js: &jetstream::Context, limits: Limits) -> anyhow::Result<stream::Stream> {
     let missing = matches!(
         js.get_stream(CHAT_STREAM).await,
         Err(err) if matches!(err.kind(), jetstream::context::GetStreamErrorKind::JetStream(e)
@@ -158,7 +199,7 @@ pub async fn recreate(
     if missing {
         tokio::time::sleep(RECREATE_AFTER).await;
     }
-    ensure(js, max_age, replicas).await
+    ensure(js, limits).await
 }
 
 /// Whether `have` is the chat stream as made before messages were partitioned: the old subject, republished from

@@ -11,7 +11,7 @@ use natter_test_support::NatsServer;
 async fn creates_the_stream_and_accepts_it_again() {
     let nats = NatsServer::start();
     let js = jetstream::new(async_nats::connect(nats.url()).await.expect("nats"));
-    let mut created = natter_stream::ensure(&js, Duration::from_secs(3600), 1)
+    let mut created = natter_stream::ensure(&js, natter_stream::Limits::new(Duration::from_secs(3600), 1))
         .await
         .expect("created");
     let info = created.info().await.expect("info");
@@ -22,7 +22,7 @@ async fn creates_the_stream_and_accepts_it_again() {
         info.config.republish.as_ref().map(|r| r.destination.as_str()),
         Some("chat.v1.live.room.{{wildcard(1)}}.{{wildcard(2)}}")
     );
-    natter_stream::ensure(&js, Duration::from_secs(3600), 1)
+    natter_stream::ensure(&js, natter_stream::Limits::new(Duration::from_secs(3600), 1))
         .await
         .expect("an existing, matching stream is fine");
 }
@@ -33,7 +33,9 @@ async fn a_broker_that_does_not_answer_for_a_while_is_waited_for() {
     let js = jetstream::new(async_nats::connect(nats.url()).await.expect("nats"));
     // Frozen past one request's 5 s timeout, as a cluster electing the stream's leader after a restart is.
     nats.pause();
-    let ensure = tokio::spawn(async move { natter_stream::ensure(&js, Duration::from_secs(3600), 1).await });
+    let ensure = tokio::spawn(async move {
+        natter_stream::ensure(&js, natter_stream::Limits::new(Duration::from_secs(3600), 1)).await
+    });
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert!(
         !ensure.is_finished(),
@@ -60,7 +62,7 @@ async fn a_stream_made_otherwise_is_reported_not_used() {
     })
     .await
     .expect("a stream without republish");
-    let err = natter_stream::ensure(&js, Duration::from_secs(3600), 1)
+    let err = natter_stream::ensure(&js, natter_stream::Limits::new(Duration::from_secs(3600), 1))
         .await
         .expect_err("mismatch");
     let text = format!("{err:#}");
@@ -92,7 +94,7 @@ async fn a_stream_made_before_partitions_is_refused_with_the_way_out_and_kept() 
     let nats = NatsServer::start();
     let js = jetstream::new(async_nats::connect(nats.url()).await.expect("nats"));
     // The stream as the unpartitioned release made it, holding one message under the old subject.
-    let mut old = natter_stream::config(Duration::from_secs(3600), 1);
+    let mut old = natter_stream::config(natter_stream::Limits::new(Duration::from_secs(3600), 1));
     old.subjects = vec!["chat.v1.room.*.msg".into()];
     old.republish = Some(stream::Republish {
         source: "chat.v1.room.*.msg".into(),
@@ -106,7 +108,7 @@ async fn a_stream_made_before_partitions_is_refused_with_the_way_out_and_kept() 
         .await
         .expect("stored");
 
-    let err = natter_stream::ensure(&js, Duration::from_secs(3600), 1)
+    let err = natter_stream::ensure(&js, natter_stream::Limits::new(Duration::from_secs(3600), 1))
         .await
         .expect_err("refused");
     let text = format!("{err:#}");
@@ -122,9 +124,56 @@ async fn a_stream_made_before_partitions_is_refused_with_the_way_out_and_kept() 
 
     // Deleted (once its messages are stored), it is made again with the partitioned subject.
     js.delete_stream("CHAT").await.expect("deleted");
-    let mut made = natter_stream::ensure(&js, Duration::from_secs(3600), 1)
+    let mut made = natter_stream::ensure(&js, natter_stream::Limits::new(Duration::from_secs(3600), 1))
         .await
         .expect("made again");
     let info = made.info().await.expect("info");
     assert_eq!(info.config.subjects, vec!["chat.v1.room.*.msg.*".to_owned()]);
+}
+
+#[tokio::test]
+async fn a_stream_without_a_byte_cap_is_given_one_and_full_it_refuses_new_messages_and_keeps_the_old() {
+    let nats = NatsServer::start();
+    let js = jetstream::new(async_nats::connect(nats.url()).await.expect("nats"));
+    // As a release before the cap made it: no byte limit, the oldest dropped when a limit is reached.
+    let mut old = natter_stream::config(natter_stream::Limits::new(Duration::from_secs(3600), 1));
+    old.max_bytes = -1;
+    old.discard = stream::DiscardPolicy::Old;
+    js.create_stream(old).await.expect("the old stream");
+
+    let limits = natter_stream::Limits {
+        max_bytes: 1 << 20,
+        ..natter_stream::Limits::new(Duration::from_secs(3600), 1)
+    };
+    let mut capped = natter_stream::ensure(&js, limits).await.expect("capped");
+    let info = capped.info().await.expect("info");
+    assert_eq!(
+        (info.config.max_bytes, info.config.discard),
+        (1 << 20, stream::DiscardPolicy::New)
+    );
+
+    // 64 KiB messages until one is refused: the first is still there, and every acked one.
+    let mut acked = 0u64;
+    let refused = loop {
+        let ack = js
+            .publish("chat.v1.room.lobby.msg.0", vec![b'x'; 64 << 10].into())
+            .await
+            .expect("published")
+            .await;
+        match ack {
+            Ok(_) => acked += 1,
+            Err(err) => break err,
+        }
+        assert!(acked < 64, "a 1 MiB stream took {acked} messages of 64 KiB");
+    };
+    assert!(
+        refused.to_string().contains("maximum bytes"),
+        "refused for being full: {refused}"
+    );
+    let info = capped.info().await.expect("info");
+    assert_eq!(
+        (info.state.first_sequence, info.state.messages),
+        (1, acked),
+        "nothing acked was dropped to make room"
+    );
 }

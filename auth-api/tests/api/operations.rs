@@ -204,6 +204,48 @@ fn check_config_validates_and_exits_without_connecting() {
     assert_eq!(out.status.code(), Some(64), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// A key rotation that keeps failing shows as a signing key growing old, the failure `NatterSigningKeyStale` is
+/// there for: the age is reported after every reload, including one whose rotation was refused.
+#[tokio::test]
+async fn the_signing_key_age_keeps_counting_while_rotation_fails() {
+    let app = spawn_app().await;
+    let rotations = value(&app.metrics_text().await, "natter_api_key_rotations_total");
+    // The key in force was made nine days ago (past the 7-day rotation), and the database refuses new keys.
+    sqlx::query("UPDATE signing_keys SET created_at = now() - interval '9 days'")
+        .execute(&app.db)
+        .await
+        .expect("aged");
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_keys() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'no new keys'; END $$; \
+         CREATE TRIGGER refuse_keys BEFORE INSERT ON signing_keys FOR EACH ROW EXECUTE FUNCTION refuse_keys();",
+    )
+    .execute(&app.db)
+    .await
+    .expect("trigger");
+    // A token naming an unknown key makes the API reload (and so try to rotate), at most once a second.
+    let unknown_kid = "eyJhbGciOiJFZERTQSIsInR5cCI6IkpXVCIsImtpZCI6Im5vdC1hLWtpZCJ9.eyJzdWIiOiJ4In0.AAAA";
+    let mut age = 0.0;
+    for _ in 0..30 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        app.get("/api/rooms", Some(unknown_kid)).await;
+        age = value(&app.metrics_text().await, "natter_api_signing_key_age_seconds").expect("key age");
+        if age >= 9.0 * 86_400.0 {
+            break;
+        }
+    }
+    assert!(
+        age >= 9.0 * 86_400.0,
+        "the refused rotation left the key's age at {age} s, not its nine days"
+    );
+    let page = app.metrics_text().await;
+    assert_eq!(
+        value(&page, "natter_api_key_rotations_total"),
+        rotations,
+        "no rotation happened: {page}"
+    );
+}
+
 #[tokio::test]
 async fn every_series_exists_from_start_up_and_minting_a_token_counts() {
     let app = spawn_app().await;

@@ -414,7 +414,10 @@ async fn a_recreated_stream_is_a_new_epoch_that_overwrites_nothing_and_positions
         .await
         .expect("stream deleted");
     let _ = js
-        .get_or_create_stream(natter_stream::config(std::time::Duration::from_secs(3600), 1))
+        .get_or_create_stream(natter_stream::config(natter_stream::Limits::new(
+            std::time::Duration::from_secs(3600),
+            1,
+        )))
         .await
         .expect("stream recreated");
 

@@ -57,6 +57,11 @@ async fn a_send_records_its_ack_latency_and_a_rejoin_past_the_stream_counts_unre
         Some(1.0),
         "{text}"
     );
+    assert_eq!(
+        value(&text, "natter_gateway_sends_total{outcome=\"acked\"}"),
+        Some(1.0),
+        "{text}"
+    );
     assert!(
         value(&text, "natter_gateway_delivery_latency_seconds_count").is_some_and(|n| n >= 1.0),
         "{text}"

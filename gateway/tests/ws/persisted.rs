@@ -150,6 +150,17 @@ async fn without_a_persister_sends_are_not_acked_and_a_resend_after_its_return_i
         .is_some_and(|n| n >= 1.0),
         "{metrics}"
     );
+    // Counted against send availability, and not timed as an ack: only the acked sends are.
+    let value = |series: &str| natter_test_support::metrics_page::value(&metrics, series);
+    assert!(
+        value("natter_gateway_sends_total{outcome=\"failed\"}").is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        value("natter_gateway_ack_latency_seconds_count"),
+        value("natter_gateway_sends_total{outcome=\"acked\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

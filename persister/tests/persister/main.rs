@@ -71,7 +71,7 @@ async fn publish(js: &jetstream::Context, room: &str, bodies: impl IntoIterator<
 
 async fn stream_context(nats: &NatsServer) -> jetstream::Context {
     let js = jetstream::new(async_nats::connect(nats.url()).await.expect("nats"));
-    natter_stream::ensure(&js, Duration::from_secs(3600), 1)
+    natter_stream::ensure(&js, natter_stream::Limits::new(Duration::from_secs(3600), 1))
         .await
         .expect("stream");
     js
@@ -285,6 +285,15 @@ async fn every_series_exists_from_start_up_and_the_stream_size_is_reported() {
     assert_eq!(metric("natter_stream_last_seq"), Some(3.0));
     assert_eq!(metric("natter_stream_messages"), Some(3.0));
     assert_eq!(metric("natter_persister_rows_written_total"), Some(3.0));
+    // The broker's health as the stream's info tells it: one server, its leader current, the byte cap set.
+    assert_eq!(metric("natter_stream_leader"), Some(1.0));
+    assert_eq!(metric("natter_stream_replicas{state=\"current\"}"), Some(1.0));
+    assert_eq!(metric("natter_stream_replicas{state=\"offline\"}"), Some(0.0));
+    assert_eq!(metric("natter_stream_replicas_configured"), Some(1.0));
+    assert_eq!(
+        metric("natter_stream_max_bytes"),
+        Some(natter_stream::DEFAULT_MAX_BYTES as f64)
+    );
 }
 
 #[tokio::test]
@@ -299,7 +308,10 @@ async fn a_stream_recreated_under_a_running_persister_is_a_new_epoch_stored_besi
     // Deleted and created again: the same sequences, 1 to 10, come back with other messages.
     js.delete_stream("CHAT").await.expect("deleted");
     let _ = js
-        .get_or_create_stream(natter_stream::config(Duration::from_secs(3600), 1))
+        .get_or_create_stream(natter_stream::config(natter_stream::Limits::new(
+            Duration::from_secs(3600),
+            1,
+        )))
         .await
         .expect("recreated");
     let new = publish(&js, "lobby", (10..20).map(|i| payload(i, "new"))).await;
@@ -349,7 +361,10 @@ async fn two_persisters_store_a_recreated_stream_under_its_new_epoch_once() {
 
     js.delete_stream("CHAT").await.expect("deleted");
     let mut stream = js
-        .get_or_create_stream(natter_stream::config(Duration::from_secs(3600), 1))
+        .get_or_create_stream(natter_stream::config(natter_stream::Limits::new(
+            Duration::from_secs(3600),
+            1,
+        )))
         .await
         .expect("recreated");
     let new_epoch = natter_stream::epoch::of(stream.info().await.expect("info")) as i64;

@@ -80,13 +80,22 @@ async fn messages_held_through_an_outage_are_stored_once_as_soon_as_postgres_is_
     // Down for 6 s: longer than the pull stream's heartbeat may be missed (twice its 2 s) while the persister
     // holds a full batch and reads nothing more.
     let mut answers = Vec::new();
+    let mut lags = Vec::new();
     while outage.elapsed() < Duration::from_secs(6) {
         answers.push(readyz(p.addr).await);
+        lags.push(metric("natter_persister_lag_seconds").unwrap_or(-1.0));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(
         !answers.is_empty() && answers.iter().all(|a| *a == Some(503)),
         "/readyz answers 503 throughout the outage: {answers:?}"
+    );
+    // The history lag keeps moving while nothing can be written (an alert on it must see the outage): by the end
+    // it is the age of the oldest message held, published at the outage's start.
+    let last = lags.last().copied().unwrap_or(-1.0);
+    assert!(
+        last >= 3.0 && lags.windows(2).any(|w| w[1] > w[0]),
+        "the lag grows through a 6 s outage: {lags:?}"
     );
 
     tokio::task::block_in_place(|| pg.restart());

@@ -346,7 +346,7 @@ async fn a_stream_recreated_under_two_persisters_is_stored_under_its_new_epoch_o
 
     stack.delete_stream("CHAT").await;
     // Made again here, the way a gateway noticing first would.
-    let mut stream = natter_stream::ensure(&js, Duration::from_secs(3600), 1)
+    let mut stream = natter_stream::ensure(&js, natter_stream::Limits::new(Duration::from_secs(3600), 1))
         .await
         .expect("recreated");
     let new_epoch = natter_stream::epoch::of(stream.info().await.expect("info")) as i64;
