@@ -6,7 +6,9 @@
 
 Mechanical: each file is what grafana/dashboards.py writes, valid JSON, unique dashboard uids and panel ids,
 the provisioned datasource on every panel and query, every panel titled, described and with a unit, and every
-natter_*/process_* metric a query or an alert or recording rule names defined by a service. Against Prometheus (which must have scraped a
+natter_*/process_* metric a query or an alert or recording rule names defined by a service; an `instance`
+variable (multi, All) on each dashboard and no other variable in a query, thresholds as absolute steps, and every
+"Runbook" link an alert's runbook_url. Against Prometheus (which must have scraped a
 stack under load): every query, its template variables substituted, returns data over the last minutes, and
 every metric the dashboards and the alert rules name is one Prometheus has seen. A panel with "No data" fails.
 """
@@ -85,6 +87,29 @@ def mechanical(boards, errors):
                 for metric in metric_names(t.get("expr", "")):
                     if not metric.startswith("pg_") and metric not in defined:
                         errors.append(f"{where}: '{metric}' is not a metric any service defines")
+    runbooks = set(re.findall(r'runbook_url:\s*"([^"]+)"', (ROOT / "prometheus/rules/alerts.yml").read_text()))
+    for name, (_, board) in boards.items():
+        variables = {v["name"]: v for v in board.get("templating", {}).get("list", [])}
+        instance = variables.get("instance")
+        if not instance or not (instance.get("multi") and instance.get("includeAll")):
+            errors.append(f"{name}: no multi-select `instance` variable with All")
+        for p in board["panels"]:
+            where = f"{name} panel {p.get('id')} '{p.get('title')}'"
+            for t in p.get("targets", []):
+                # Only the variables substitute() fills: the live check must run what Grafana runs.
+                for var in set(re.findall(r"\$\{?(\w+)", t.get("expr", ""))) - {"instance", "__rate_interval"}:
+                    errors.append(f"{where} query {t.get('refId')}: variable ${var} the live check cannot fill")
+            thresholds = p.get("fieldConfig", {}).get("defaults", {}).get("thresholds")
+            if thresholds:
+                values = [s.get("value") for s in thresholds.get("steps", [])]
+                if thresholds.get("mode") != "absolute" or not values or values[0] is not None \
+                        or values[1:] != sorted(values[1:]) or None in values[1:]:
+                    errors.append(f"{where}: thresholds not absolute steps from null upwards: {thresholds}")
+            for link in p.get("links", []):
+                if not link.get("title") or not link.get("url"):
+                    errors.append(f"{where}: a link without title or url")
+                elif link["title"].startswith("Runbook") and link["url"] not in runbooks:
+                    errors.append(f"{where}: runbook link {link['url']} is no alert's runbook_url")
     for rules in sorted((ROOT / "prometheus/rules").glob("*.yml")):
         for metric in sorted(metric_names(rules.read_text())):
             if not metric.startswith("pg_") and metric not in defined:

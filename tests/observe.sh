@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# './natter up --observe' with a real Prometheus: every target of the shipped configuration is scraped and healthy,
-# the rules load, and after a short load-test run (with one gateway drained half-way and four slow readers the
-# gateways close with 4008) the recording rules, the series behind the alerts and every query of every dashboard
-# hold data from every service (PostgreSQL through its exporter); no alert fires; Ctrl-C stops Prometheus and the
-# exporter with the rest.
+# './natter up --observe' with a real Prometheus and Alertmanager: every target of the shipped configuration is
+# scraped and healthy, the rules load, and after a short load-test run (with one gateway drained half-way and four
+# slow readers the gateways close with 4008) the recording rules, the series behind the alerts and every query of
+# every dashboard hold data from every service (PostgreSQL through its exporter); no alert but the Watchdog fires,
+# and the drain sent nothing to the test's own webhook but the Watchdog. Then the alerting path end to end: under
+# load NATS is stopped; NatterNatsDown reaches the webhook's page receiver within its for: plus the evaluation
+# interval and the page's group wait, while the alerts it inhibits fire in Prometheus and reach nobody. Ctrl-C stops
+# Prometheus, Alertmanager and the exporter with the rest.
 set -euo pipefail
 
 TEST=observe
@@ -16,8 +19,31 @@ export NATTER_LOAD_TEST_KEY="observe-test-key-0123456789"
 # Every gateway with a fixed 16 KiB socket send buffer and a 32-frame queue: a reader that stops is closed as a
 # slow consumer within seconds, not after the megabytes a kernel-sized buffer would hold.
 export NATTER_SOCKET_SEND_BUFFER=16384 NATTER_OUTBOUND_QUEUE=32
-stack_up --observe --prometheus-port "$prometheus_port" --exporter-port "$exporter_port"
+# The test's own receiver: every notification Alertmanager posts, one JSON line each with its path and the time.
+hook_port="$(free_port)"
+python3 - "$hook_port" "$tmp/hooks.jsonl" <<'PY' &
+import http.server, json, sys, time
+port, out = int(sys.argv[1]), sys.argv[2]
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with open(out, "a") as f:
+            f.write(json.dumps({"path": self.path, "at": time.time(), "body": body}) + "\n")
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", port), Hook).serve_forever()
+PY
+hook_pid=$!
+touch "$tmp/hooks.jsonl"
+alertmanager_port="$(free_port)"
+# A service that dies stays down: NATS, stopped below, is not started again.
+NATTER_MAX_RESTARTS=0 stack_up --observe --prometheus-port "$prometheus_port" --exporter-port "$exporter_port" \
+  --alertmanager-port "$alertmanager_port" --alert-webhook "http://127.0.0.1:$hook_port"
 prom="$(jq -r .prometheus "$tmp/out")"
+am="$(jq -r .alertmanager "$tmp/out")"
+[ "$am" = "http://127.0.0.1:$alertmanager_port" ] || fail "the endpoints name Alertmanager as '$am'"
 api="$(jq -r .api "$tmp/out")"
 
 # One more gateway outside the stack's supervisor (which would stop everything when a gateway exits), scraped
@@ -44,9 +70,11 @@ for _ in $(seq 1 60); do
   sleep 1
 done
 [ "$healthy" = 6 ] || fail "$healthy of 6 targets healthy: $(curl -fsS "$prom/api/v1/targets" | jq -c '[.data.activeTargets[] | {job: .labels.job, health, lastError}]')"
-rules="$(curl -fsS "$prom/api/v1/rules" | jq '[.data.groups[].rules[] | select(.health == "ok")] | length')"
+# Loaded, and none failing (the long SLO windows are evaluated once a minute: not yet, maybe).
+rules="$(curl -fsS "$prom/api/v1/rules" | jq '[.data.groups[].rules[] | select(.health != "err")] | length')"
 want="$(cat "$ROOT"/prometheus/rules/*.yml | grep -cE '^ +- (alert|record):')"
-[ "$rules" = "$want" ] || fail "$rules of $want rules loaded and healthy"
+[ "$rules" = "$want" ] || fail "$rules of $want rules loaded and healthy: $(curl -fsS "$prom/api/v1/rules" |
+  jq -c '[.data.groups[].rules[] | select(.health == "err") | {name, lastError}]')"
 
 "$ROOT/target/debug/natter-loadtest" run --api "http://127.0.0.1:$api_port" \
   --gateway "ws://127.0.0.1:$gateway_port/ws" --gateway "ws://127.0.0.1:$((gateway_port + 1))/ws" \
@@ -82,12 +110,66 @@ check "PostgreSQL through its exporter" 'pg_up == 1'
 check "slow consumers closed" 'sum(increase(natter_gateway_slow_consumer_disconnects_total[2m])) > 0'
 check "the drain, scraped while it ran" 'max_over_time(natter_gateway_draining{instance="gw-drained"}[2m]) == 1'
 check "the drained gateway went away" 'min_over_time(up{instance="gw-drained"}[1m]) == 0'
+rules="$(curl -fsS "$prom/api/v1/rules" | jq '[.data.groups[].rules[] | select(.health == "ok")] | length')"
+[ "$rules" = "$want" ] || fail "$rules of $want rules evaluated and healthy after the run: $(curl -fsS "$prom/api/v1/rules" |
+  jq -c '[.data.groups[].rules[] | select(.health != "ok") | {name, health, lastError}]')"
 python3 "$ROOT/tests/dashboards.py" --prometheus "$prom" || fail "a dashboard query returned no data"
-# The drained gateway's target is down: NatterGatewayDown may be pending (it waits a minute); nothing fires.
-firing="$(query 'ALERTS{alertstate="firing"}')"
+# The drained gateway's target is down, on purpose: nothing fires but the Watchdog, and nothing but the Watchdog
+# reached the webhook.
+firing="$(query 'ALERTS{alertstate="firing", alertname!="Watchdog"}')"
 [ "$firing" = "[]" ] || fail "alerts fire: $firing"
-echo "ok: no alert fires"
+echo "ok: no alert fires but the Watchdog"
+hooked() { # the alert names posted to the webhook at path $1 (all paths when empty)
+  jq -r --arg path "$1" 'select($path == "" or .path == $path) | .body.alerts[].labels.alertname' "$tmp/hooks.jsonl" | sort -u
+}
+for _ in $(seq 1 30); do [ "$(hooked /watchdog)" = Watchdog ] && break; sleep 1; done
+[ "$(hooked /watchdog)" = Watchdog ] || fail "the Watchdog did not reach its receiver: $(cat "$tmp/hooks.jsonl")"
+[ "$(hooked "")" = Watchdog ] || fail "a drained gateway raised alerts: $(hooked "")"
+echo "ok: the Watchdog reached /watchdog; the drain paged nothing and raised nothing"
 
+# The alerting path end to end: load running, NATS stopped.
+"$ROOT/target/debug/natter-loadtest" run --api "http://127.0.0.1:$api_port" \
+  --gateway "ws://127.0.0.1:$gateway_port/ws" --gateway "ws://127.0.0.1:$((gateway_port + 1))/ws" \
+  --users 40 --rooms 2 --senders 2 --rate 5 --size 200 --duration 120s --ramp-up 0 --workers 1 \
+  >"$tmp/loadtest-fault" 2>&1 &
+sleep 15
+nats_pid="$(pgrep -f -- "-c $tmp/data/nats-auth.conf" | head -1)"
+[ -n "$nats_pid" ] || fail "no nats-server of the stack found"
+kill -TERM "$nats_pid"
+stopped=$SECONDS
+# for: 1m, a 5 s evaluation (and scrape) interval, the page route's 10 s group wait, and 15 s to spare.
+budget=95
+page=""
+while [ $((SECONDS - stopped)) -le "$budget" ]; do
+  page="$(hooked /page)"
+  [ -n "$page" ] && break
+  sleep 1
+done
+waited=$((SECONDS - stopped))
+[ "$page" = NatterNatsDown ] ||
+  fail "pages after ${waited} s: '$page', not NatterNatsDown; Prometheus fires: $(query 'ALERTS{alertstate="firing"}')"
+echo "ok: NatterNatsDown paged ${waited} s after NATS stopped (budget ${budget} s)"
+# What it stands in for fires in Prometheus, and Alertmanager holds it suppressed, inhibited by it.
+for _ in $(seq 1 30); do
+  [ "$(query 'ALERTS{alertstate="firing", alertname="NatterNatsDisconnected"}' | jq length)" -gt 0 ] && break
+  sleep 1
+done
+disconnected="$(query 'ALERTS{alertstate="firing", alertname="NatterNatsDisconnected"}' | jq length)"
+[ "$disconnected" -gt 0 ] || fail "NatterNatsDisconnected does not fire with NATS stopped"
+sleep 10
+inhibited="$(curl -fsS "$am/api/v2/alerts?inhibited=true" |
+  jq -c '[.[] | select(.labels.alertname == "NatterNatsDisconnected") | {state: .status.state, by: .status.inhibitedBy}]')"
+[ "$(jq 'length > 0 and all(.state == "suppressed" and (.by | length) > 0)' <<<"$inhibited")" = true ] ||
+  fail "NatterNatsDisconnected is not held inhibited by Alertmanager: $inhibited"
+echo "ok: NatterNatsDisconnected fires for $disconnected services, held inhibited: $inhibited"
+burning="$(query 'ALERTS{alertstate="firing", alertname="NatterErrorBudgetBurningFast"}' | jq -c '[.[].metric.slo]')"
+[ "$(hooked "" | grep -cvxE 'Watchdog|NatterNatsDown')" = 0 ] ||
+  fail "inhibited alerts reached the webhook: $(hooked "")"
+echo "ok: nothing but NatterNatsDown and the Watchdog reached the webhook (burning fast in Prometheus: $burning)"
+
+kill "$hook_pid" 2>/dev/null || true
+wait "$hook_pid" 2>/dev/null || true
 stack_down
 curl -fsS "$prom/-/ready" >/dev/null 2>&1 && fail "Prometheus still answers after Ctrl-C"
+curl -fsS "$am/-/ready" >/dev/null 2>&1 && fail "Alertmanager still answers after Ctrl-C"
 echo "observe test: passed"
