@@ -11,8 +11,11 @@ PyYAML to; the binaries must be built in target/debug):
 - the secrets (NATS and PostgreSQL role passwords, the key-encryption secret, Grafana's admin password) must be
   set, the schema is migrated by a one-shot `--migrate-only` as the owner and each service connects to
   PostgreSQL as its role of least privilege, each service connects to NATS as its own
-  user of deploy/nats/auth.conf, and Prometheus and Grafana are published on loopback only, Grafana without
-  anonymous access;
+  user of deploy/nats/auth.conf, and Prometheus, Alertmanager and Grafana are published on loopback only, Grafana
+  without anonymous access;
+- Prometheus keeps at least 40 days (the SLOs are reckoned over 30) and sends its alerts to the alertmanager
+  service's port, which runs with this repository's alertmanager/alertmanager.yml mounted as its --config.file
+  and its storage on a volume;
 - every NATS server is pinned to a release of 2.10 or later and loads a configuration file, mounted from this
   repository, that sets JetStream's `sync_interval: always` (fsync before acknowledging; 2.9.x cannot).
 """
@@ -64,6 +67,44 @@ def check_nats(errors, name, service):
         fail(errors, f"{name}: {source} does not set JetStream's sync_interval: always")
 
 
+def flag(command, name):
+    """The value of --name=VALUE in a command, or None."""
+    return next((arg.partition("=")[2] for arg in command if arg.startswith(f"--{name}=")), None)
+
+
+def check_alerting(errors, services, prometheus_config):
+    """Prometheus keeps 40 days and alerts to the alertmanager service, which runs alertmanager/alertmanager.yml."""
+    command = services.get("prometheus", {}).get("command", [])
+    retention = flag(command, "storage.tsdb.retention.time") or "15d"
+    days = re.fullmatch(r"(\d+)([dwy])", retention)
+    if not days or int(days.group(1)) * {"d": 1, "w": 7, "y": 365}[days.group(2)] < 40:
+        fail(errors, f"prometheus: keeps {retention}, not at least 40d: the SLOs are reckoned over 30 days")
+    alertmanager = services.get("alertmanager")
+    if alertmanager is None:
+        fail(errors, "no alertmanager service: Prometheus's alerts go nowhere")
+        return
+    if "alertmanager" not in services["prometheus"].get("depends_on", {}):
+        fail(errors, "prometheus: does not depend on alertmanager")
+    command = alertmanager.get("command", [])
+    config = flag(command, "config.file") or "/etc/alertmanager/alertmanager.yml"
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in alertmanager.get("volumes", []) if isinstance(v, str)}
+    if mounts.get(config) != str(ROOT / "alertmanager/alertmanager.yml"):
+        fail(errors, f"alertmanager: its --config.file {config} is not alertmanager/alertmanager.yml, mounted from "
+                     f"this repository ({mounts.get(config)})")
+    storage = flag(command, "storage.path") or "/alertmanager"
+    named = {v["target"] for v in alertmanager.get("volumes", []) if isinstance(v, dict) and v.get("type") == "volume"}
+    named |= {v.split(":")[1] for v in alertmanager.get("volumes", []) if isinstance(v, str)
+              and not v.startswith("/")}
+    if storage not in named:
+        fail(errors, f"alertmanager: its --storage.path {storage} is not a volume: silences lost on restart")
+    listen = flag(command, "web.listen-address") or ":9093"
+    port = int(listen.rsplit(":", 1)[1])
+    targets = [t for am in prometheus_config.get("alerting", {}).get("alertmanagers", [])
+               for static in am.get("static_configs", []) for t in static.get("targets", [])]
+    if targets != [f"alertmanager:{port}"]:
+        fail(errors, f"prometheus.compose.yml alerts to {targets}, not the alertmanager service's alertmanager:{port}")
+
+
 def main():
     errors = []
     # What each Natter service is started with, for tests/deployed.sh to start them (target/deployed-envs/).
@@ -98,7 +139,7 @@ def main():
 
     nats_users = dict(re.findall(r"\{user: (\S+), password: \$(\w+),",
                                  (ROOT / "deploy/nats/auth.conf").read_text()))
-    for name in ("prometheus", "grafana"):
+    for name in ("prometheus", "alertmanager", "grafana"):
         for published in services.get(name, {}).get("ports", []):
             host_ip = published.get("host_ip") if isinstance(published, dict) else str(published).split(":")[0]
             if host_ip != "127.0.0.1":
@@ -181,6 +222,7 @@ def main():
         for static in job.get("static_configs", []):
             for target in static["targets"]:
                 check_target(f"prometheus job {job['job_name']} (admin ports)", target, admin_ports)
+    check_alerting(errors, services, prometheus)
     haproxy = (ROOT / "deploy/haproxy/haproxy.cfg").read_text()
     servers = re.findall(r"^\s*server \S+ (\S+)", haproxy, re.M)
     if not servers:

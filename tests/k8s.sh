@@ -112,6 +112,74 @@ PY
   echo "k8s: $dir renders, validates and its environments pass --check-config"
 done
 
+# Alertmanager (deploy/k8s/monitoring, which the example overlay includes): rendered on its own and validated as
+# above; in the example deployment, the pinned image runs alertmanager/alertmanager.yml from the secret
+# natter-alertmanager with its storage on a volume, non-root, probed on /-/ready, within limits, behind the Service
+# that prometheus.yml (the snippet for the cluster's Prometheus) sends alerts to; prometheus-rules.sh gives
+# prometheus-operator exactly prometheus/rules. (Debian's promtool is built without Kubernetes discovery, so the
+# snippet's scrape job is only parsed here.)
+kubectl kustomize deploy/k8s/monitoring >"$tmp/monitoring.yaml"
+"$venv/bin/kubernetes-validate" --strict --kubernetes-version 1.31.0 "$tmp/monitoring.yaml"
+kubectl kustomize deploy/k8s/overlays/example >"$tmp/example.yaml"
+deploy/k8s/monitoring/prometheus-rules.sh --label release=check >"$tmp/prometheus-rules.yaml"
+"$venv/bin/python" - "$tmp/example.yaml" deploy/k8s/monitoring/prometheus.yml "$tmp/prometheus-rules.yaml" <<'PY'
+import pathlib, posixpath, sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+problems = []
+def find(kind, name):
+    return next((d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name), None)
+deployment, service = find("Deployment", "natter-alertmanager"), find("Service", "alertmanager")
+if deployment is None or service is None:
+    problems.append("the example deployment has no Deployment natter-alertmanager and Service alertmanager")
+else:
+    pod = deployment["spec"]["template"]
+    (c,) = pod["spec"]["containers"]
+    if c["image"] != "prom/alertmanager:v0.27.0":
+        problems.append(f"alertmanager image {c['image']}, not the pinned prom/alertmanager:v0.27.0")
+    args = dict(a[2:].split("=", 1) for a in c.get("args", []) if a.startswith("--") and "=" in a)
+    volumes = {v["name"]: v for v in pod["spec"].get("volumes", [])}
+    mounts = {m["mountPath"]: volumes.get(m["name"], {}) for m in c.get("volumeMounts", [])}
+    config = args.get("config.file", "")
+    secret = mounts.get(posixpath.dirname(config), {}).get("secret", {})
+    if secret.get("secretName") != "natter-alertmanager" or "items" in secret \
+            or posixpath.basename(config) != "alertmanager.yml":
+        problems.append(f"--config.file={config} is not alertmanager.yml of the secret natter-alertmanager")
+    if "persistentVolumeClaim" not in mounts.get(args.get("storage.path"), {}):
+        problems.append(f"--storage.path={args.get('storage.path')} is not on a volume: a restart forgets silences")
+    if deployment["spec"].get("strategy", {}).get("type") != "Recreate":
+        problems.append("natter-alertmanager's ReadWriteOnce volume needs the Recreate strategy")
+    ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+    probe = c.get("readinessProbe", {}).get("httpGet", {})
+    if probe.get("path") != "/-/ready" or ports.get(probe.get("port"), probe.get("port")) != 9093:
+        problems.append(f"alertmanager's readiness probe is {probe}, not /-/ready on 9093")
+    if not c.get("resources", {}).get("requests") or "memory" not in c.get("resources", {}).get("limits", {}):
+        problems.append("alertmanager has no resource requests or memory limit")
+    if pod["spec"].get("securityContext", {}).get("runAsNonRoot") is not True:
+        problems.append("alertmanager may run as root")
+    labels = pod["metadata"]["labels"]
+    if any(labels.get(k) != v for k, v in service["spec"]["selector"].items()):
+        problems.append("the Service alertmanager does not select the Alertmanager pods")
+    if not any(p["port"] == 9093 and ports.get(p.get("targetPort"), p.get("targetPort")) == 9093
+               for p in service["spec"]["ports"]):
+        problems.append("the Service alertmanager does not serve Alertmanager's 9093 on 9093")
+    namespace = service["metadata"].get("namespace", "default")
+    prometheus = yaml.safe_load(open(sys.argv[2]))
+    targets = [t for am in prometheus.get("alerting", {}).get("alertmanagers", [])
+               for s in am.get("static_configs", []) for t in s.get("targets", [])]
+    if targets != [f"alertmanager.{namespace}.svc:9093"]:
+        problems.append(f"{sys.argv[2]} alerts to {targets}, not the Service alertmanager.{namespace}.svc:9093")
+    if not prometheus.get("rule_files"):
+        problems.append(f"{sys.argv[2]} loads no rules")
+rules = {d["metadata"]["name"]: d["spec"] for d in yaml.safe_load_all(open(sys.argv[3])) if d}
+files = {f"natter-{f.stem}": yaml.safe_load(f.read_text()) for f in sorted(pathlib.Path("prometheus/rules").glob("*.yml"))}
+if rules != files:
+    problems.append("prometheus-rules.sh's PrometheusRules are not prometheus/rules/*.yml")
+for p in problems:
+    print(f"k8s: {p}", file=sys.stderr)
+sys.exit(1 if problems else 0)
+PY
+echo "k8s: deploy/k8s/monitoring validates; Alertmanager runs alertmanager/alertmanager.yml behind the Service prometheus.yml alerts to; prometheus-rules.sh gives prometheus/rules"
+
 # The NATS Helm values: a pinned server of 2.10 or later, with JetStream fsyncing every write before acknowledging.
 "$venv/bin/python" - "$ROOT/deploy/k8s/nats/values.yaml" "$ROOT/deploy/nats/auth.conf" <<'PY'
 import re, sys, yaml
