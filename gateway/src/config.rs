@@ -145,20 +145,9 @@ pub struct Config {
     #[arg(long, env = "NATTER_MAX_REPLAY", default_value_t = 1000)]
     pub max_replay: usize,
 
-    /// How long the chat stream keeps messages for recovery.
-    #[arg(long, env = "NATTER_STREAM_MAX_AGE", default_value = "7d", value_parser = parse_duration)]
-    pub stream_max_age: Duration,
-
-    /// The most the chat stream may hold (`512MiB`, `8GiB`, `1TiB`), set when this process creates it or finds it
-    /// without one: full, it refuses new messages (senders are told; nothing acknowledged is dropped). Keep it under
-    /// the JetStream volume, and the same on every gateway and persister.
-    #[arg(long, env = "NATTER_STREAM_MAX_BYTES", default_value = "8GiB", value_parser = natter_proto::size::parse)]
-    pub stream_max_bytes: u64,
-
-    /// Copies of the chat stream JetStream keeps, when this process creates it: 1 on a single NATS server, 3 on a
-    /// cluster of three (the stream then survives the loss of a server).
-    #[arg(long, env = "NATTER_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
-    pub stream_replicas: u8,
+    /// The chat stream's age, byte cap and copies.
+    #[command(flatten)]
+    pub stream: natter_stream::StreamArgs,
 
     /// Listen backlog: large, so connect storms do not end in SYN retries.
     #[arg(long, env = "NATTER_LISTEN_BACKLOG", default_value_t = 8192)]
@@ -224,17 +213,6 @@ pub enum AckAfter {
     Stored,
     /// Once a persister committed it to PostgreSQL.
     Persisted,
-}
-
-impl Config {
-    /// The chat stream's limits as configured.
-    pub fn stream_limits(&self) -> natter_stream::Limits {
-        natter_stream::Limits {
-            max_age: self.stream_max_age,
-            max_bytes: self.stream_max_bytes,
-            replicas: self.stream_replicas.into(),
-        }
-    }
 }
 
 impl natter_service::Validate for Config {

@@ -53,7 +53,7 @@ impl Application {
         // Detached: it lives as long as the process, as the connection does.
         drop(natter_service::watch_quorum(nats.clone()));
         let js = async_nats::jetstream::new(nats.clone());
-        let stream = natter_stream::ensure(&js, config.stream_limits()).await?;
+        let stream = natter_stream::ensure(&js, config.stream.limits()).await?;
         let verifier = TokenVerifier::fetch(
             config.jwks_url.clone(),
             config.issuer.clone(),
@@ -66,10 +66,10 @@ impl Application {
         let admin = natter_service::bind_admin(config.admin_listen).await?;
         let addr = listener.local_addr()?;
         let url = config.public_url.clone().unwrap_or_else(|| format!("ws://{addr}/ws"));
-        let epoch = Arc::new(Epoch::new(js.clone(), stream.clone(), config.stream_limits()));
+        let epoch = Arc::new(Epoch::new(js.clone(), stream.clone(), config.stream.limits()));
         let room_events = crate::lifecycle::subscribe_rooms(&nats).await?;
         let user_events = crate::lifecycle::subscribe_users(&nats).await?;
-        let revocations = natter_stream::sessions::bucket(&js, config.stream_replicas.into()).await?;
+        let revocations = natter_stream::sessions::bucket(&js, config.stream.replicas.into()).await?;
         let hub = Hub::new(
             id.clone(),
             nats,

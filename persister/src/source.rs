@@ -38,7 +38,7 @@ impl Source {
     pub fn new(js: jetstream::Context, config: &Config) -> Self {
         Self {
             js,
-            limits: config.stream_limits(),
+            limits: config.stream.limits(),
             prefix: config.consumer.clone(),
             consumer_config: consumer::pull::Config {
                 description: Some("writes a partition of chat history to PostgreSQL".into()),

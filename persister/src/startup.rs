@@ -69,7 +69,7 @@ impl Application {
         let source = Source::new(js.clone(), &config);
         source.stream().await?;
         let id = config.persister_id();
-        let leases = Leases::open(&js, &id, config.stream_replicas.into()).await?;
+        let leases = Leases::open(&js, &id, config.stream.replicas.into()).await?;
         tracing::info!(id, "persister ready to take partitions");
         let listener = TcpListener::bind(config.admin_listen)
             .await

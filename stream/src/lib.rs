@@ -23,6 +23,37 @@ pub struct Limits {
     pub replicas: usize,
 }
 
+/// The chat stream's settings on the command line of every process that may create it (gateways and persisters,
+/// flattened into their configurations).
+#[derive(clap::Args, Clone, Debug)]
+pub struct StreamArgs {
+    /// How long the chat stream keeps messages for recovery, when this process creates it.
+    #[arg(long = "stream-max-age", value_name = "STREAM_MAX_AGE", env = "NATTER_STREAM_MAX_AGE", default_value = "7d", value_parser = natter_proto::duration::parse)]
+    pub max_age: std::time::Duration,
+
+    /// The most the chat stream may hold (`512MiB`, `8GiB`, `1TiB`), set when this process creates it or finds it
+    /// without one: full, it refuses new messages (senders are told; nothing acknowledged is dropped). Keep it under
+    /// the JetStream volume, and the same on every gateway and persister.
+    #[arg(long = "stream-max-bytes", value_name = "STREAM_MAX_BYTES", env = "NATTER_STREAM_MAX_BYTES", default_value = "8GiB", value_parser = natter_proto::size::parse)]
+    pub max_bytes: u64,
+
+    /// Copies of the chat stream JetStream keeps, when this process creates it: 1 on a single NATS server, 3 on a
+    /// cluster of three (the stream then survives the loss of a server).
+    #[arg(long = "stream-replicas", value_name = "STREAM_REPLICAS", env = "NATTER_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub replicas: u8,
+}
+
+impl StreamArgs {
+    /// The limits these settings give.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_age: self.max_age,
+            max_bytes: self.max_bytes,
+            replicas: self.replicas.into(),
+        }
+    }
+}
+
 /// The byte cap when none is given: 8 GiB, which a 20 GiB JetStream volume holds with room for the sessions stream
 /// and the KV buckets.
 pub const DEFAULT_MAX_BYTES: u64 = 8 << 30;
