@@ -3,8 +3,9 @@
 
 Every alert in prometheus/rules/alerts.yml is tested firing (an expected alert) and quiet (an empty expectation)
 by prometheus/tests/*.test.yml (Watchdog only firing: it never stops); every alert has a severity of page, ticket
-or none and a runbook_url naming a heading of docs/operations.md; every alert and SLO name an inhibition rule of
-alertmanager/alertmanager.yml matches is one the rules define.
+or none and a runbook_url naming a heading of docs/operations.md; every panel a runbook names ("quoted") is a
+panel of the dashboards; every alert and SLO name an inhibition rule of alertmanager/alertmanager.yml matches is
+one the rules define.
 """
 
 import pathlib
@@ -37,6 +38,16 @@ def main():
             failures.append(f"{name}: no runbook_url into docs/operations.md")
         elif runbook.group(1) not in anchors:
             failures.append(f"{name}: runbook_url #{runbook.group(1)} is no heading of docs/operations.md")
+
+    sys.path.insert(0, str(ROOT / "grafana"))
+    import dashboards  # noqa: E402
+
+    titles = {panel["title"] for board in dashboards.DASHBOARDS.values() for panel in board["panels"]}
+    runbooks = docs[docs.index("### Runbooks"):]
+    runbooks = runbooks[: runbooks.index("\n## ")]
+    for named in re.findall(r'"([^"]+)"', runbooks.replace("\n  ", " ").replace("\n", " ")):
+        if named not in titles:
+            failures.append(f"a runbook names the panel \"{named}\", which no dashboard has")
 
     tests = "\n".join(p.read_text() for p in sorted((ROOT / "prometheus/tests").glob("*.test.yml")))
     fired = set(re.findall(r"alertname: (\w+)\n +exp_alerts:\n", tests))
