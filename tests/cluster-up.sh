@@ -145,6 +145,23 @@ run_cluster() { # mode: netns or loopback
     [ "$others" = 2 ] || fail "$host routes to $others other nodes: $(curl -s "$monitor/routez")"
   done
 
+  # What the persisters report of the broker (every 5 s, from the stream's info and their server's INFO), as the
+  # monitoring endpoints above see it: a leader, 3 copies current of 3, 3 servers in the cluster.
+  local persisters=0 page health
+  for url in $(jq -r '.metrics[]' <<<"$endpoints"); do
+    grep -q '^natter_stream_leader' <<<"$(curl -fsS "$url")" || continue
+    persisters=$((persisters + 1))
+    for _ in $(seq 1 30); do
+      page="$(curl -fsS "$url")"
+      health="$(grep -E '^(natter_stream_leader|natter_stream_replicas\{state="current"\}|natter_stream_replicas_configured|natter_nats_cluster_servers) ' <<<"$page" | sort | tr '\n' ' ')"
+      [ "$health" = 'natter_nats_cluster_servers 3 natter_stream_leader 1 natter_stream_replicas_configured 3 natter_stream_replicas{state="current"} 3 ' ] && break
+      sleep 1
+    done
+    [ "$health" = 'natter_nats_cluster_servers 3 natter_stream_leader 1 natter_stream_replicas_configured 3 natter_stream_replicas{state="current"} 3 ' ] ||
+      fail "$url reports the broker as: $health"
+  done
+  [ "$persisters" = 2 ] || fail "$persisters persisters report the stream's health, not 2"
+
   # With namespaces SIGTERM to natter alone (a service manager's stop: natter must stop every service itself and
   # remove the network); on loopback Ctrl-C, SIGINT to the whole process group as a terminal sends it.
   local stop="Ctrl-C"
