@@ -110,6 +110,11 @@ check "PostgreSQL through its exporter" 'pg_up == 1'
 check "slow consumers closed" 'sum(increase(natter_gateway_slow_consumer_disconnects_total[2m])) > 0'
 check "the drain, scraped while it ran" 'max_over_time(natter_gateway_draining{instance="gw-drained"}[2m]) == 1'
 check "the drained gateway went away" 'min_over_time(up{instance="gw-drained"}[1m]) == 0'
+# The long SLO windows are evaluated once a minute: wait for an evaluation that saw the run's sends.
+for _ in $(seq 1 75); do
+  [ "$(query 'natter:slo_errors:ratio_rate30d{slo="send_availability"} >= 0' | jq length)" -gt 0 ] && break
+  sleep 1
+done
 rules="$(curl -fsS "$prom/api/v1/rules" | jq '[.data.groups[].rules[] | select(.health == "ok")] | length')"
 [ "$rules" = "$want" ] || fail "$rules of $want rules evaluated and healthy after the run: $(curl -fsS "$prom/api/v1/rules" |
   jq -c '[.data.groups[].rules[] | select(.health != "ok") | {name, health, lastError}]')"
