@@ -4,11 +4,12 @@
 busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # A port nothing listens on right now, 20000-32767: below the kernel's ephemeral range (32768-60999 here), so no
-# outgoing connection can be holding it when the caller binds it (HAProxy once found its port taken so).
+# outgoing connection can be holding it when the caller binds it (HAProxy once found its port taken so). A test
+# run beside others takes a range of its own with FREE_PORT_FROM and FREE_PORT_SPAN.
 free_port() {
   local p
   while :; do
-    p=$((20000 + RANDOM % 12768))
+    p=$((${FREE_PORT_FROM:-20000} + RANDOM % ${FREE_PORT_SPAN:-12768}))
     busy "$p" || { echo "$p"; return; }
   done
 }

@@ -93,6 +93,7 @@ impl KeyRing {
         )
         .await?;
         report_age(&newest_created);
+        ::metrics::gauge!(crate::metrics::SIGNING_KEY_ROTATION).set(rotation.as_secs_f64());
         Ok(Self {
             current: Arc::new(RwLock::new(Arc::new(snapshot))),
             issuer,

@@ -31,10 +31,13 @@ pub const RATE_LIMIT_EVICTIONS: &str = "natter_api_rate_limit_evictions_total";
 pub const GATEWAY_HEARTBEATS_REFUSED: &str = "natter_api_gateway_heartbeats_refused_total";
 /// Age of the key that signs now, in seconds, as of the last key reload (gauge; reloads are a minute apart).
 pub const SIGNING_KEY_AGE: &str = "natter_api_signing_key_age_seconds";
+/// The configured rotation period of signing keys (`--key-rotation`), in seconds (gauge): a key older than this by
+/// much is one rotation failed to replace.
+pub const SIGNING_KEY_ROTATION: &str = "natter_api_signing_key_rotation_seconds";
 
 /// Every metric the auth API exports besides the shared `process_*` and `natter_nats_*` ones, each from start-up
 /// (the request counts by route and documented status; latency histograms appear with a route's first request).
-pub const ALL: [&str; 12] = [
+pub const ALL: [&str; 13] = [
     HTTP_REQUESTS,
     AUTH_FAILURES,
     LOGINS,
@@ -44,6 +47,7 @@ pub const ALL: [&str; 12] = [
     TOKENS_ISSUED,
     KEY_ROTATIONS,
     SIGNING_KEY_AGE,
+    SIGNING_KEY_ROTATION,
     GATEWAY_HEARTBEATS_REFUSED,
     RATE_LIMIT_EVICTIONS,
     natter_service::MAX_FDS,
@@ -86,6 +90,11 @@ pub fn register() {
     describe_counter!(TOKENS_ISSUED, "Access tokens minted.");
     describe_counter!(KEY_ROTATIONS, "Signing keys rotated by this instance.");
     describe_gauge!(SIGNING_KEY_AGE, Unit::Seconds, "Age of the key that signs now.");
+    describe_gauge!(
+        SIGNING_KEY_ROTATION,
+        Unit::Seconds,
+        "The configured rotation period of signing keys."
+    );
     describe_gauge!(natter_service::MAX_FDS, "The most files this process may hold open.");
     for reason in natter_proto::token::TokenError::CODES {
         metrics::counter!(AUTH_FAILURES, "reason" => reason).absolute(0);

@@ -161,6 +161,12 @@ pub struct Config {
     #[arg(long, env = "NATTER_DRAIN_JITTER", default_value = "5s", value_parser = parse_duration)]
     pub drain_jitter: Duration,
 
+    /// How long a drained gateway goes on answering on its admin port (`/metrics` showing
+    /// `natter_gateway_draining 1`, `/readyz` 503) before it exits: at least the Prometheus scrape interval, so the
+    /// drain is seen and a gateway that exits after one raises no alert (0: exit at once).
+    #[arg(long, env = "NATTER_DRAIN_LINGER", default_value = "0s", value_parser = parse_duration)]
+    pub drain_linger: Duration,
+
     /// Interval of fleet heartbeats; a gateway silent for three is taken as dead and its users' presence expires.
     #[arg(long, env = "NATTER_HEARTBEAT_INTERVAL", default_value = "2s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,

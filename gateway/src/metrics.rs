@@ -56,7 +56,8 @@ pub const DELIVERY_LATENCY: &str = "natter_gateway_delivery_latency_seconds";
 pub const ACK_LATENCY: &str = "natter_gateway_ack_latency_seconds";
 /// Sends (messages, edits, deletions, reactions) the gateway took on or turned away for its own sake, by `outcome`:
 /// `acked` (stored; the ack went out), `overloaded` (refused by load shedding; nothing stored) or `failed` (the
-/// publish failed; the sender is told to send again). Refusals for the sender's own doing (a rate limit, a bad
+/// publish failed, or the stream or the auth API could not be asked about the message a change or reply names; the
+/// sender is told to send again). Refusals for the sender's own doing (a rate limit, a bad
 /// body, a room not joined) are not counted. Send availability is `acked` over all of them.
 pub const SENDS: &str = "natter_gateway_sends_total";
 /// Joins with `since` answered `recovered: false` (the gap was older than the stream keeps).

@@ -472,6 +472,8 @@ impl Session {
                 return self.error(code, what, reference);
             }
             Err(err) => {
+                // The gateway's failing, not the sender's: counted against send availability.
+                metrics::send(metrics::SendOutcome::Failed);
                 tracing::warn!(room = %room, error = %err, "a question to the auth API about a change failed");
                 return self.error(
                     ErrorCode::Unavailable,
@@ -497,6 +499,8 @@ impl Session {
             Ok(Lookup::Found(_) | Lookup::Absent) => Err(not_found()),
             Ok(Lookup::Erased) => Err((ErrorCode::AlreadyDeleted, format!("message {target} was deleted"))),
             Err(err) => {
+                // The gateway's failing, not the sender's: counted against send availability.
+                metrics::send(metrics::SendOutcome::Failed);
                 tracing::warn!(room = %room, target, error = %err, "reading a message from the stream failed");
                 Err((
                     ErrorCode::Unavailable,

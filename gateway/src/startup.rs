@@ -227,6 +227,8 @@ async fn drain(gw: &Gateway, url: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tracing::info!("drained");
+    // Scraped at least once more while draining, so the exit is known for a drain's.
+    tokio::time::sleep(gw.config.drain_linger).await;
 }
 
 /// How new connections are taken.

@@ -114,7 +114,19 @@ pub async fn report(source: Source) {
     loop {
         tick.tick().await;
         // Opening the stream reads its info: one round trip.
-        if let Ok(stream) = source.js.get_stream(CHAT_STREAM).await {
+        let asked = source.js.get_stream(CHAT_STREAM).await;
+        if let Err(err) = &asked {
+            // Connected and yet no answer about the stream (other than "no such stream"): a cluster without a
+            // meta leader, or the stream's group without one. Nothing can be stored: the leader gauge says so
+            // rather than keep its last value. Without a connection, the NATS alerts speak instead.
+            let missing = matches!(err.kind(), jetstream::context::GetStreamErrorKind::JetStream(e)
+                if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND);
+            let connected = source.js.client().connection_state() == async_nats::connection::State::Connected;
+            if !missing && connected {
+                ::metrics::gauge!(metrics::STREAM_LEADER).set(0.0);
+            }
+        }
+        if let Ok(stream) = asked {
             let info = stream.cached_info();
             let state = &info.state;
             ::metrics::gauge!(metrics::STREAM_EPOCH).set(natter_stream::epoch::of(info) as f64);

@@ -110,9 +110,16 @@ pub fn config(limits: Limits) -> stream::Config {
 /// [`ENSURE_PATIENCE`]; a stream that answers with other settings is an error at once.
 pub async fn ensure(js: &jetstream::Context, limits: Limits) -> anyhow::Result<stream::Stream> {
     let wanted = config(limits);
-    let stream = get_or_create(js, wanted.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("failed to create or open the {CHAT_STREAM} stream: {e:#}"))?;
+    let stream = get_or_create(js, wanted.clone()).await.map_err(|e| {
+        // A byte cap is reserved against JetStream's storage limit (max_file_store) when the stream is made.
+        let hint = if e.to_string().contains("storage resources") {
+            " (the stream's byte cap, --stream-max-bytes, must fit in JetStream's max_file_store: lower one or \
+                 raise the other)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("failed to create or open the {CHAT_STREAM} stream: {e:#}{hint}")
+    })?;
     let have = &stream.cached_info().config;
     if unpartitioned(have) {
         anyhow::bail!(
@@ -139,24 +146,57 @@ pub async fn ensure(js: &jetstream::Context, limits: Limits) -> anyhow::Result<s
             subject::live_republish_template()
         );
     }
-    if have.max_bytes != wanted.max_bytes || have.discard != wanted.discard {
-        let mut capped = have.clone();
-        capped.max_bytes = wanted.max_bytes;
-        capped.discard = wanted.discard;
-        match js.update_stream(&capped).await {
-            Ok(info) => tracing::info!(
-                max_bytes = info.config.max_bytes,
-                "the {CHAT_STREAM} stream's byte cap set (full, it refuses new messages)"
-            ),
-            // It keeps serving as it was; the alert on its size against its cap still reads its real cap.
-            Err(err) => tracing::warn!(error = %err, "setting the {CHAT_STREAM} stream's byte cap failed"),
-        }
-        return js
-            .get_stream(CHAT_STREAM)
-            .await
-            .map_err(|e| anyhow::anyhow!("failed to read the {CHAT_STREAM} stream's info: {e}"));
+    if have.max_bytes > 0 && have.max_bytes != wanted.max_bytes {
+        // Another process's cap (or an operator's): kept. Changing it here would have processes configured apart
+        // fight over it, and a lower cap trims the stream at once.
+        tracing::warn!(
+            have = have.max_bytes,
+            wanted = wanted.max_bytes,
+            "the {CHAT_STREAM} stream has another byte cap than --stream-max-bytes; keeping it (set the same on every \
+             gateway and persister)"
+        );
+    }
+    if have.max_bytes <= 0 || have.discard != wanted.discard {
+        return Ok(give_cap(js, stream, wanted.max_bytes).await);
     }
     Ok(stream)
+}
+
+/// Gives a stream made without a byte cap (before there was one) `max_bytes` and the refusal of new messages when
+/// full. An update to a cap under what the stream holds would drop its oldest messages at once (nats-server
+/// enforces a new limit on update, whatever the discard policy), messages a persister may not have stored yet: the
+/// cap is then raised to what it holds plus a quarter, with a warning. A failed update leaves the stream as it was.
+async fn give_cap(js: &jetstream::Context, mut stream: stream::Stream, max_bytes: i64) -> stream::Stream {
+    let held = i64::try_from(stream.cached_info().state.bytes).unwrap_or(i64::MAX);
+    let mut capped = stream.cached_info().config.clone();
+    capped.discard = stream::DiscardPolicy::New;
+    capped.max_bytes = if capped.max_bytes > 0 {
+        capped.max_bytes
+    } else if held >= max_bytes {
+        let room = held.saturating_add(held / 4);
+        tracing::warn!(
+            held,
+            max_bytes,
+            cap = room,
+            "the {CHAT_STREAM} stream holds more than --stream-max-bytes; capped at what it holds plus a quarter"
+        );
+        room
+    } else {
+        max_bytes
+    };
+    match js.update_stream(&capped).await {
+        Ok(info) => {
+            tracing::info!(
+                max_bytes = info.config.max_bytes,
+                "the {CHAT_STREAM} stream's byte cap set (full, it refuses new messages)"
+            );
+            // Read again, so what the caller holds shows the cap.
+            let _ = stream.info().await;
+        }
+        // It keeps serving as it was; the alert on its size against its cap reads its real cap.
+        Err(err) => tracing::warn!(error = %err, "setting the {CHAT_STREAM} stream's byte cap failed"),
+    }
+    stream
 }
 
 /// How long [`get_or_create`] keeps asking a JetStream that cannot answer yet before it gives up. A 3-node cluster

@@ -135,11 +135,7 @@ async fn a_stream_made_before_partitions_is_refused_with_the_way_out_and_kept() 
 async fn a_stream_without_a_byte_cap_is_given_one_and_full_it_refuses_new_messages_and_keeps_the_old() {
     let nats = NatsServer::start();
     let js = jetstream::new(async_nats::connect(nats.url()).await.expect("nats"));
-    // As a release before the cap made it: no byte limit, the oldest dropped when a limit is reached.
-    let mut old = natter_stream::config(natter_stream::Limits::new(Duration::from_secs(3600), 1));
-    old.max_bytes = -1;
-    old.discard = stream::DiscardPolicy::Old;
-    js.create_stream(old).await.expect("the old stream");
+    make_uncapped(&js).await;
 
     let limits = natter_stream::Limits {
         max_bytes: 1 << 20,
@@ -176,4 +172,45 @@ async fn a_stream_without_a_byte_cap_is_given_one_and_full_it_refuses_new_messag
         (1, acked),
         "nothing acked was dropped to make room"
     );
+}
+
+#[tokio::test]
+async fn a_stream_holding_more_than_the_cap_keeps_everything_and_another_processs_cap_is_kept() {
+    let nats = NatsServer::start();
+    let js = jetstream::new(async_nats::connect(nats.url()).await.expect("nats"));
+    make_uncapped(&js).await;
+    for _ in 0..4 {
+        js.publish("chat.v1.room.lobby.msg.0", vec![b'x'; 64 << 10].into())
+            .await
+            .expect("published")
+            .await
+            .expect("stored");
+    }
+    // A cap under what it holds: nothing is trimmed, the cap is what it holds plus a quarter.
+    let small = natter_stream::Limits {
+        max_bytes: 128 << 10,
+        ..natter_stream::Limits::new(Duration::from_secs(3600), 1)
+    };
+    let mut capped = natter_stream::ensure(&js, small).await.expect("capped");
+    let info = capped.info().await.expect("info");
+    assert_eq!(info.state.messages, 4, "nothing trimmed");
+    let held = i64::try_from(info.state.bytes).expect("bytes");
+    assert_eq!(info.config.max_bytes, held + held / 4);
+
+    // Another process with another cap keeps the stream's.
+    let other = natter_stream::Limits {
+        max_bytes: 64 << 20,
+        ..natter_stream::Limits::new(Duration::from_secs(3600), 1)
+    };
+    let mut kept = natter_stream::ensure(&js, other).await.expect("opened");
+    assert_eq!(kept.info().await.expect("info").config.max_bytes, held + held / 4);
+}
+
+/// The chat stream as a release before the byte cap made it: no byte limit, the oldest dropped when a limit is
+/// reached.
+async fn make_uncapped(js: &jetstream::Context) {
+    let mut old = natter_stream::config(natter_stream::Limits::new(Duration::from_secs(3600), 1));
+    old.max_bytes = -1;
+    old.discard = stream::DiscardPolicy::Old;
+    js.create_stream(old).await.expect("the old stream");
 }
