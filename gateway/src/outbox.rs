@@ -220,6 +220,12 @@ impl Outbox {
         }
     }
 
+    /// Records that the client already holds a room's messages up to `seq` (a rejoin's `since`): none of them is
+    /// queued, whether a replay or the live feed brings it.
+    pub fn holds_through(&self, room: &RoomId, seq: u64) {
+        self.lock().delivered.advance(room, seq);
+    }
+
     /// Forgets a room's last sequence (the client left it; a later join starts afresh).
     pub fn forget(&self, room: &RoomId) {
         self.lock().delivered.forget(room);
@@ -404,5 +410,57 @@ enum Flush {
 fn record_latency(received: Option<Instant>) {
     if let Some(received) = received {
         metrics::hot().fanout_latency.record(received.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// An outbox over one end of a loopback connection, and the other end, which reads what it writes.
+    async fn pair() -> (Outbox, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        (Outbox::new(Arc::new(server), 64), client)
+    }
+
+    /// Everything the outbox wrote before its connection ended.
+    async fn written(outbox: Outbox, mut reader: TcpStream) -> String {
+        outbox.close(1000, "");
+        outbox.finish(Duration::from_secs(5)).await;
+        drop(outbox);
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes).await.expect("read");
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    fn frame(seq: u64) -> Bytes {
+        Bytes::from(format!("<{seq}>"))
+    }
+
+    #[tokio::test]
+    async fn a_rejoin_held_through_a_position_gets_nothing_up_to_it_again() {
+        let (outbox, reader) = pair().await;
+        let room = RoomId::parse("r1").expect("room id");
+        let other = RoomId::parse("r2").expect("room id");
+        // The client rejoined holding the room up to 7; the room here is still at 4 and delivers 5 to 9 live.
+        outbox.holds_through(&room, 7);
+        assert!(outbox.push_patiently(Some((&room, 6)), frame(6)).await);
+        let live: Vec<(u64, Bytes)> = (5..=9).map(|seq| (seq, frame(seq))).collect();
+        assert!(outbox.push_messages(&room, &live[..3], Instant::now()));
+        assert!(outbox.push_message(&room, 8, frame(8), Instant::now()));
+        assert!(outbox.push_messages(&room, &live[3..], Instant::now()));
+        // Another room's positions are its own.
+        assert!(outbox.push_message(&other, 3, frame(3), Instant::now()));
+        let out = written(outbox, reader).await;
+        let frames: Vec<&str> = out
+            .split_inclusive('>')
+            .filter_map(|s| s.rfind('<').map(|at| &s[at..]))
+            .collect();
+        assert_eq!(frames, ["<8>", "<9>", "<3>"], "{out:?}");
     }
 }

@@ -317,10 +317,20 @@ impl Session {
         };
         ::metrics::counter!(metrics::JOINS).increment(1);
         // `since` is a position: one from an earlier epoch of the stream cannot be replayed from this one.
-        let (recovered, replay) = match since.map(|since| natter_stream::epoch::sequence(joined.epoch, since)) {
+        let (recovered, replay) = match since.map(|since| (since, natter_stream::epoch::sequence(joined.epoch, since)))
+        {
             None => (true, Vec::new()),
-            Some(Some(since)) => self.gw.replay(&room, joined.epoch, since, joined.last_seq).await,
-            Some(None) => (false, Vec::new()),
+            Some((position, Some(since))) => {
+                let (recovered, replay) = self.gw.replay(&room, joined.epoch, since, joined.last_seq).await;
+                // The client holds the room up to `since`. This gateway's room can be a moment behind the gateway
+                // the client left (each hears the stream on its own subscription): the messages it delivers
+                // next, up to `since`, are ones the client has, and must not go out again.
+                if recovered {
+                    self.peer.outbox().holds_through(&room, position);
+                }
+                (recovered, replay)
+            }
+            Some((_, None)) => (false, Vec::new()),
         };
         if !recovered {
             ::metrics::counter!(metrics::JOINS_UNRECOVERED).increment(1);
