@@ -169,6 +169,37 @@ cluster_wait_json() {
   die "$3 within 120 s (its last answer: $(head -c 600 <<<"$last")); see $4"
 }
 
+# cluster_nats_group_whole SECONDS: whether, within SECONDS, every NATS node reports a JetStream meta leader of a
+# group of 3.
+cluster_nats_group_whole() {
+  local deadline=$((SECONDS + $1)) n whole
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    whole=0
+    for n in 1 2 3; do
+      curl -fsS --max-time 2 "http://$(cluster_addr "nats-$n"):8222/jsz" 2>/dev/null |
+        jq -e '.meta_cluster.leader != null and .meta_cluster.leader != "" and .meta_cluster.cluster_size == 3' \
+          >/dev/null 2>&1 && whole=$((whole + 1))
+    done
+    [ "$whole" = 3 ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+# The numbers of the NATS nodes outside the JetStream meta leader's group (the leader is the node that lists the
+# group's other members), or all three when no node leads one.
+cluster_nats_outside_group() {
+  local n members="" group
+  for n in 1 2 3; do
+    group="$(curl -fsS --max-time 2 "http://$(cluster_addr "nats-$n"):8222/jsz" 2>/dev/null |
+      jq -r '.meta_cluster | select(.replicas != null) | .leader, .replicas[].name' 2>/dev/null)" || true
+    [ -n "$group" ] && members="$group"
+  done
+  for n in 1 2 3; do
+    grep -qx "nats-$n" <<<"$members" || echo "$n"
+  done
+}
+
 # HAProxy's open-file limit: each proxied connection holds two files. Compose's (200,100, for deploy/haproxy's
 # maxconn of 100,000: every browser connection goes through it here) where the limit may be raised that far (root
 # with CAP_SYS_RESOURCE), else the hard limit as it is.
@@ -281,9 +312,30 @@ cluster_up() {
       -l "$data/nats-$1.log" &
   }
   nats_auth_setup "$data"
+  local nats_slot=()
   for n in 1 2 3; do
     start_cluster_nats "$n"
+    nats_slot[$n]=${#PIDS[@]}
     PIDS+=($!) STOP_SIGNALS+=(TERM) && supervised "nats-$n" "$data/nats-$n.log" start_cluster_nats "$n"
+  done
+  # A cold start of three nats-server 2.10.26 nodes at once now and then leaves one out of the JetStream meta group
+  # for good: the leader never adds it, and every node reports a group of 2 (8 of 78 starts here), or no
+  # leader at all. Restarted, a node left out joins within a second. The group gets 15 s, then each node outside
+  # the leader's group (all three when there is no leader) is restarted on its store, up to three times.
+  local attempt missing
+  for attempt in 1 2 3 4; do
+    cluster_nats_group_whole 15 && break
+    [ "$attempt" = 4 ] && break
+    missing="$(cluster_nats_outside_group)"
+    for n in $missing; do
+      say "nats-$n is not in the JetStream meta group 15 s after starting: restarting it"
+      kill -TERM "${PIDS[${nats_slot[$n]}]}" 2>/dev/null || true
+      for _ in $(seq 1 100); do kill -0 "${PIDS[${nats_slot[$n]}]}" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "${PIDS[${nats_slot[$n]}]}" 2>/dev/null || true
+      wait "${PIDS[${nats_slot[$n]}]}" 2>/dev/null || true
+      start_cluster_nats "$n"
+      PIDS[${nats_slot[$n]}]=$!
+    done
   done
   # JetStream serves once the three have elected a meta leader; an R3 stream needs all of them up.
   for n in 1 2 3; do
