@@ -20,6 +20,7 @@ import {
   message,
   messageByName,
   onDifferentGateways,
+  openSideForm,
   openRoom,
   pairInRoom,
   register,
@@ -447,8 +448,7 @@ test("a private room stays hidden until its invite code is given, then it can be
   await friend.page.goto(`/r/${id}`);
   await expect(friend.page.getByRole("heading", { name: "This room is not available" })).toBeVisible();
   // A wrong code is refused with a clear message.
-  await friend.page.getByText("Join with a code", { exact: true }).click();
-  await friend.page.getByLabel("Invite code or link").fill(`${id}.wrongcode`);
+  await (await openSideForm(friend.page, "Join with a code", "Invite code or link")).fill(`${id}.wrongcode`);
   await friend.page.getByRole("button", { name: "Join", exact: true }).click();
   await expect(friend.page.getByRole("alert")).toContainText("not valid");
 
@@ -466,8 +466,7 @@ test("a private room stays hidden until its invite code is given, then it can be
   const renewed = await codeInput.inputValue();
   expect(renewed).toMatch(new RegExp(`^${id}\\.[A-Za-z0-9_-]+$`));
   const late = await register(browser, "late");
-  await late.page.getByText("Join with a code", { exact: true }).click();
-  await late.page.getByLabel("Invite code or link").fill(code);
+  await (await openSideForm(late.page, "Join with a code", "Invite code or link")).fill(code);
   await late.page.getByRole("button", { name: "Join", exact: true }).click();
   await expect(late.page.getByRole("alert")).toContainText("not valid");
   await late.page.getByLabel("Invite code or link").fill(renewed);

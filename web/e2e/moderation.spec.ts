@@ -8,7 +8,19 @@ import { join } from "node:path";
 
 import { expect, test } from "@playwright/test";
 
-import { act, createRoom, expectMessages, log, message, onDifferentGateways, openRoom, register, roomLink, say } from "./helpers";
+import {
+  act,
+  createRoom,
+  expectMessages,
+  log,
+  message,
+  onDifferentGateways,
+  openRoom,
+  openSideForm,
+  register,
+  roomLink,
+  say,
+} from "./helpers";
 import { ROOT } from "./stack";
 
 test("the owner appoints a moderator, who bans a member; the owner lifts the ban and the member comes back", async ({
@@ -77,8 +89,7 @@ test("the owner appoints a moderator, who bans a member; the owner lifts the ban
   await expect(member.page.getByRole("heading", { name: /^Welcome/ })).toBeVisible();
 
   // Joining again is refused, by the join form and by the room's address alike.
-  await member.page.getByText("Join with a code", { exact: true }).click();
-  await member.page.getByLabel("Invite code or link").fill(id);
+  await (await openSideForm(member.page, "Join with a code", "Invite code or link")).fill(id);
   await member.page.getByRole("button", { name: "Join", exact: true }).click();
   await expect(member.page.getByRole("alert").filter({ hasText: "You are banned from this room." })).toBeVisible();
   await member.page.goto(`/r/${id}`);
