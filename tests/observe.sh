@@ -175,17 +175,14 @@ done
 disconnected="$(query 'ALERTS{alertstate="firing", alertname="NatterNatsDisconnected"}' | jq length)"
 [ "$disconnected" -gt 0 ] || fail "NatterNatsDisconnected does not fire with NATS stopped"
 # Prometheus sends a firing alert to Alertmanager at once and again every 10 s (--rules.alert.resend-delay).
-held_inhibited() {
-  curl -fsS "$am/api/v2/alerts?inhibited=true" |
-    jq -c '[.[] | select(.labels.alertname == "NatterNatsDisconnected") | {state: .status.state, by: .status.inhibitedBy}]'
+inhibited=""
+held_inhibited() { # whether Alertmanager holds every NatterNatsDisconnected suppressed; what it said in $inhibited
+  inhibited="$(curl -fsS "$am/api/v2/alerts?inhibited=true" |
+    jq -c '[.[] | select(.labels.alertname == "NatterNatsDisconnected") | {state: .status.state, by: .status.inhibitedBy}]')"
+  [ "$(jq 'length > 0 and all(.state == "suppressed" and (.by | length) > 0)' <<<"$inhibited")" = true ]
 }
-for _ in $(seq 1 30); do
-  inhibited="$(held_inhibited)"
-  [ "$(jq 'length > 0 and all(.state == "suppressed" and (.by | length) > 0)' <<<"$inhibited")" = true ] && break
-  sleep 1
-done
-[ "$(jq 'length > 0 and all(.state == "suppressed" and (.by | length) > 0)' <<<"$inhibited")" = true ] ||
-  fail "NatterNatsDisconnected is not held inhibited by Alertmanager: $inhibited"
+for _ in $(seq 1 30); do held_inhibited && break; sleep 1; done
+held_inhibited || fail "NatterNatsDisconnected is not held inhibited by Alertmanager: $inhibited"
 echo "ok: NatterNatsDisconnected fires for $disconnected services, held inhibited: $inhibited"
 burning="$(query 'ALERTS{alertstate="firing", alertname="NatterErrorBudgetBurningFast"}' | jq -c '[.[].metric.slo]')"
 [ "$(hooked "" | grep -cvxE 'Watchdog|NatterNatsDown')" = 0 ] ||
